@@ -1,0 +1,1 @@
+"""The ``fleetd`` command line (placeholder replaced below by the real daemon entry)."""

@@ -1,0 +1,92 @@
+"""Domain values shared by engine, agent, API and CLI (frozen dataclasses, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DesiredState(StrEnum):
+    """What the user wants for a unit (fleet's target states)."""
+
+    INACTIVE = "inactive"
+    LOADED = "loaded"
+    LAUNCHED = "launched"
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """CPU in millicores and memory in bytes."""
+
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+
+    def __add__(self, other: Capacity) -> Capacity:
+        return Capacity(
+            self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes
+        )
+
+    def __sub__(self, other: Capacity) -> Capacity:
+        return Capacity(
+            self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes
+        )
+
+    def fits(self, need: Capacity) -> bool:
+        return need.cpu_millis <= self.cpu_millis and need.memory_bytes <= self.memory_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A machine as its agent registered it (``machines/<id>``)."""
+
+    id: str
+    hostname: str = ""
+    public_ip: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
+    capacity: Capacity = field(default_factory=Capacity)
+    version: str = ""
+
+    def metadata_dict(self) -> dict[str, str]:
+        return dict(self.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A submitted unit (``units/<name>``): the file text, its hash and the desired state."""
+
+    name: str
+    text: str
+    hash: str
+    desired: DesiredState = DesiredState.INACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """One line of a machine's work list (``schedule/<machine>/<name>``)."""
+
+    machine: str
+    name: str
+    hash: str
+    desired: DesiredState
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """What an agent saw systemd report for a unit (``states/<machine>/<name>``)."""
+
+    machine: str
+    name: str
+    hash: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MachineFlags:
+    """Operator flags for a machine (``machine-flags/<id>``)."""
+
+    unschedulable: bool = False
+    draining: bool = False
+    metadata_overrides: tuple[tuple[str, str], ...] = ()

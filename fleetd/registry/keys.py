@@ -1,0 +1,90 @@
+"""The registry key layout (DESIGN.md section 4), pure.
+
+Every key lives under a cluster prefix (default ``/fleet/``).  Per-machine
+keys (``schedule/<machine>/``, ``states/<machine>/``) are grouped by machine
+so that an agent watches only its own prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "/fleet/"
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
+            raise ValueError(f"registry prefix must start and end with '/': {self.prefix!r}")
+
+    @property
+    def version(self) -> str:
+        return f"{self.prefix}version"
+
+    # units/<name>: the submitted unit (text, hash, desired state)
+    @property
+    def units(self) -> str:
+        return f"{self.prefix}units/"
+
+    def unit(self, name: str) -> str:
+        return f"{self.units}{name}"
+
+    # schedule/<machine>/<name>: what a machine must run (engine, leader only)
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}schedule/"
+
+    def machine_schedule(self, machine: str) -> str:
+        return f"{self.schedule}{machine}/"
+
+    def scheduled(self, machine: str, name: str) -> str:
+        return f"{self.schedule}{machine}/{name}"
+
+    # machines/<machine>: presence, under the machine lease (agent)
+    @property
+    def machines(self) -> str:
+        return f"{self.prefix}machines/"
+
+    def machine(self, machine: str) -> str:
+        return f"{self.machines}{machine}"
+
+    # states/<machine>/<name>: what systemd reports, under the machine lease (agent)
+    @property
+    def states(self) -> str:
+        return f"{self.prefix}states/"
+
+    def machine_states(self, machine: str) -> str:
+        return f"{self.states}{machine}/"
+
+    def state(self, machine: str, name: str) -> str:
+        return f"{self.states}{machine}/{name}"
+
+    # placement/<name>: why a unit is not placed (engine)
+    @property
+    def placements(self) -> str:
+        return f"{self.prefix}placement/"
+
+    def placement(self, name: str) -> str:
+        return f"{self.placements}{name}"
+
+    # machine-flags/<machine>: cordon / drain / metadata overrides (API)
+    @property
+    def machine_flags(self) -> str:
+        return f"{self.prefix}machine-flags/"
+
+    def machine_flag(self, machine: str) -> str:
+        return f"{self.machine_flags}{machine}"
+
+    # engine/leader: leader machine id, under the leader lease (engine)
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}engine/leader"
+
+    def split(self, key: str, under: str) -> list[str]:
+        """The path parts of ``key`` below the collection prefix ``under``."""
+        if not key.startswith(under):
+            raise ValueError(f"{key!r} is not under {under!r}")
+        return key[len(under) :].split("/")
