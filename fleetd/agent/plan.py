@@ -93,8 +93,7 @@ def plan(desired: Iterable[DesiredUnit], current: Iterable[CurrentUnit]) -> list
     by_kind: dict[TaskKind, list[Task]] = {kind: [] for kind in ORDER}
 
     for name in sorted(have.keys() - want.keys()):
-        cur = have[name]
-        if cur.launched:
+        if have[name].launched:
             by_kind[TaskKind.STOP].append(Task(TaskKind.STOP, name, "unit no longer scheduled"))
         by_kind[TaskKind.UNLOAD].append(Task(TaskKind.UNLOAD, name, "unit no longer scheduled"))
 
