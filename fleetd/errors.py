@@ -69,6 +69,10 @@ class SystemdError(FleetError):
         self.name = name
 
 
+class SystemdUnavailable(SystemdError):
+    """The connection to systemd's D-Bus API is down; reconnect and retry later."""
+
+
 class SandboxError(FleetError):
     """The local sandbox cluster could not be created, used or removed."""
 
