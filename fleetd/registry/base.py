@@ -1,4 +1,4 @@
-"""The registry contract: a small key-value protocol that etcd and the in-memory fake both implement.
+"""The registry contract: a small key-value protocol implemented by etcd and an in-memory fake.
 
 Everything above it (typed store, engine, agent, API) is written against this
 protocol only.  Semantics follow etcd v3: every write bumps one global

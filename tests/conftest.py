@@ -1,0 +1,70 @@
+"""Shared fixtures: a real etcd server, registries over it and over memory, a fake clock.
+
+The etcd server is started once per session on loopback (free ports, a
+temporary data dir, fsync off for speed) and stopped at the end.  Tests that
+share it keep apart by writing under ``key_prefix``, unique per test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from fleetd.etcd_server import EtcdServer
+from fleetd.registry.etcd import EtcdRegistry
+from fleetd.registry.memory import MemoryRegistry
+
+
+class FakeClock:
+    """Monotonic seconds that only move when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One etcd member for the whole session; ``restart()`` it with ``stop()`` + ``start()``."""
+    server = EtcdServer(tmp_path_factory.mktemp("etcd") / "data", unsafe_no_fsync=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix no other test uses, e.g. ``/t-1a2b3c4d5e6f/``."""
+    return f"/t-{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+async def etcd_registry(etcd_server: EtcdServer) -> AsyncIterator[EtcdRegistry]:
+    registry = EtcdRegistry([etcd_server.endpoint], timeout=5.0)
+    try:
+        yield registry
+    finally:
+        await registry.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def memory_registry(clock: FakeClock) -> AsyncIterator[MemoryRegistry]:
+    registry = MemoryRegistry(clock)
+    try:
+        yield registry
+    finally:
+        await registry.close()
