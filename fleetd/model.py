@@ -90,3 +90,17 @@ class MachineFlags:
     unschedulable: bool = False
     draining: bool = False
     metadata_overrides: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Why the engine could not place a unit (``placement/<name>``).
+
+    ``summary`` is one line for listings; ``rejections`` pairs each machine id
+    with the reason it was rejected (e.g. ``("m2", "needs 2G memory, 512M free")``).
+    """
+
+    name: str
+    summary: str
+    rejections: tuple[tuple[str, str], ...] = ()
+    since: float = 0.0
