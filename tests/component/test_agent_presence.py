@@ -1,0 +1,122 @@
+"""Presence against the in-memory registry: lease, re-attach, duplicates, expiry, revoke."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleetd.agent.presence import Presence
+from fleetd.errors import Conflict
+from fleetd.model import Capacity, Machine
+from fleetd.registry import codec
+from fleetd.registry.keys import Keys
+from fleetd.registry.memory import MemoryRegistry
+
+KEYS = Keys()
+MACHINE = Machine("a" * 32, "host-a", "10.0.0.1", (("role", "web"),), Capacity(2000, 1 << 30))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def presence(
+    registry: MemoryRegistry, clock: Clock, lease_file: Path, machine: Machine = MACHINE
+) -> Presence:
+    return Presence(
+        registry=registry, keys=KEYS, machine=machine, ttl=3.0, lease_file=lease_file, clock=clock
+    )
+
+
+async def wait_until(cond: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not cond():  # noqa: ASYNC110 - polling a plain predicate with a deadline
+            await asyncio.sleep(0.01)
+
+
+async def test_register_writes_machine_under_lease(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    p = presence(reg, clock, tmp_path / "lease")
+    lease = await p.register()
+    kv = await reg.get(KEYS.machine(MACHINE.id))
+    assert kv is not None and kv.lease == lease
+    assert codec.decode_machine(kv.key, kv.value) == MACHINE
+    assert await reg.lease_ttl(lease) == 3
+    assert p.valid_for(margin=1.0)
+    clock.now += 2.5
+    assert not p.valid_for(margin=1.0)
+
+
+async def test_restart_reattaches_to_live_lease(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    first = await presence(reg, clock, tmp_path / "lease").register()
+    seen: list[int] = []
+    again = presence(reg, clock, tmp_path / "lease")
+    again.on_lease = seen.append
+    assert await again.register() == first
+    assert seen == [first]
+
+
+async def test_expired_saved_lease_gets_a_new_one(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    first = await presence(reg, clock, tmp_path / "lease").register()
+    clock.now += 10
+    reg.expire_leases()
+    assert await reg.get(KEYS.machine(MACHINE.id)) is None
+    second = await presence(reg, clock, tmp_path / "lease").register()
+    assert second != first
+    kv = await reg.get(KEYS.machine(MACHINE.id))
+    assert kv is not None and kv.lease == second
+
+
+async def test_duplicate_machine_id_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    first = await presence(reg, clock, tmp_path / "one").register()
+    impostor = Machine(MACHINE.id, "other-host")
+    with pytest.raises(Conflict, match=f"machine id {MACHINE.id} is already registered"):
+        await presence(reg, clock, tmp_path / "two", impostor).register()
+    kv = await reg.get(KEYS.machine(MACHINE.id))
+    assert kv is not None and kv.lease == first
+    assert codec.decode_machine(kv.key, kv.value).hostname == "host-a"
+    assert not (tmp_path / "two").exists()
+
+
+async def test_run_reregisters_after_the_lease_is_lost(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    leases: list[int] = []
+    p = presence(reg, clock, tmp_path / "lease")
+    p.on_lease = leases.append
+    task = asyncio.create_task(p.run())
+    try:
+        await wait_until(lambda: len(leases) == 1)
+        await reg.revoke_lease(leases[0])
+        await wait_until(lambda: len(leases) == 2)
+        kv = await reg.get(KEYS.machine(MACHINE.id))
+        assert kv is not None and kv.lease == leases[1]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_revoke_removes_machine_and_lease_file(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    p = presence(reg, clock, tmp_path / "lease")
+    lease = await p.register()
+    await p.revoke()
+    assert await reg.get(KEYS.machine(MACHINE.id)) is None
+    assert await reg.lease_ttl(lease) == -1
+    assert not (tmp_path / "lease").exists()
