@@ -66,6 +66,8 @@ def parse_cpu_quota(raw: str) -> int:
 
 def format_memory(size: int) -> str:
     """A short human form for messages: ``512M``, ``2G``, ``1.5G``, ``100`` (bytes)."""
+    if size < 0:
+        return "-" + format_memory(-size)
     for unit in ("E", "P", "T", "G", "M", "K"):
         factor = _MEMORY_UNITS[unit]
         if size >= factor:
@@ -77,6 +79,8 @@ def format_memory(size: int) -> str:
 
 def format_cpu(millis: int) -> str:
     """A short human form for messages: ``500m``, ``2``, ``1.5``."""
+    if millis < 0:
+        return "-" + format_cpu(-millis)
     if millis % 1000 == 0:
         return str(millis // 1000)
     if millis > 1000:

@@ -60,11 +60,15 @@ class UnitFile:
 
     options: tuple[UnitOption, ...]
     _text: str = field(default="", init=False, repr=False, compare=False)
+    _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         grouped = _group(self.options)
+        text = _serialise(grouped)
         object.__setattr__(self, "options", grouped)
-        object.__setattr__(self, "_text", _serialise(grouped))
+        object.__setattr__(self, "_text", text)
+        digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "_hash", digest)
 
     @classmethod
     def from_text(cls, text: str | bytes) -> UnitFile:
@@ -95,8 +99,13 @@ class UnitFile:
 
     @property
     def hash(self) -> str:
-        """SHA-1 hex of the normalised serialisation (fleetctl shows ``hash[:7]``)."""
-        return hashlib.sha1(self._text.encode(), usedforsecurity=False).hexdigest()
+        """SHA-1 hex of the normalised serialisation (fleetctl shows ``short_hash``)."""
+        return self._hash
+
+    @property
+    def short_hash(self) -> str:
+        """The first 7 hex digits of ``hash``, as fleetctl prints it."""
+        return self._hash[:7]
 
     @property
     def sections(self) -> tuple[str, ...]:
@@ -238,6 +247,8 @@ def _checked_option(option: UnitOption | Mapping[str, str] | tuple[str, str, str
     if isinstance(option, UnitOption):
         section, name, value = option.section, option.name, option.value
     elif isinstance(option, tuple):
+        if len(option) != 3:
+            raise InvalidUnitFile(f"option {option!r} is not (section, name, value)")
         section, name, value = option
     else:
         try:

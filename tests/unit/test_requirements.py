@@ -416,13 +416,16 @@ def test_parse_memory_rejects(raw: str) -> None:
         (3 * GiB // 2, "1.5G"),
         (1024 * GiB, "1T"),
         (1536, "1.5K"),
+        (-512 * MiB, "-512M"),
     ],
 )
 def test_format_memory(size: int, text: str) -> None:
     assert format_memory(size) == text
 
 
-@pytest.mark.parametrize(("millis", "text"), [(0, "0"), (500, "500m"), (2000, "2"), (1500, "1.5")])
+@pytest.mark.parametrize(
+    ("millis", "text"), [(0, "0"), (500, "500m"), (2000, "2"), (1500, "1.5"), (-250, "-250m")]
+)
 def test_format_cpu(millis: int, text: str) -> None:
     assert format_cpu(millis) == text
 

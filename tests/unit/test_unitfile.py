@@ -143,6 +143,7 @@ def test_serialisation_matches_fleet() -> None:
     assert unit.to_text() == "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n"
     assert unit.hash == hashlib.sha1(unit.to_text().encode()).hexdigest()
     assert len(unit.hash) == 40
+    assert unit.short_hash == unit.hash[:7]
 
 
 def test_empty_file_serialises_to_nothing() -> None:
