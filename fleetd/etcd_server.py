@@ -139,6 +139,7 @@ class EtcdServer:
         self._extra_args = list(extra_args)
         self.pid_path = self.data_dir.parent / f"{self.data_dir.name}.pid"
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     @property
     def endpoint(self) -> str:
@@ -188,6 +189,7 @@ class EtcdServer:
         command = self.command()
         self._stop_stale()
         with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
             self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -264,11 +266,17 @@ class EtcdServer:
             process.wait()
 
     def log_tail(self, lines: int = 20) -> str:
+        """The output of the last start: its first lines (flag errors go there) and last ones."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode(errors="replace")
         except OSError:
             return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        all_lines = text.splitlines()
+        if len(all_lines) <= 2 * lines:
+            return "\n".join(all_lines)
+        return "\n".join([*all_lines[:5], "...", *all_lines[-lines:]])
 
     def __enter__(self) -> EtcdServer:
         self.start()

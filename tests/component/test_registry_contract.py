@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fleetd.errors import LeaseExpired, RegistryError, RegistryUnavailable, WatchCompacted
+from fleetd.errors import (
+    InvalidInput,
+    LeaseExpired,
+    RegistryError,
+    RegistryUnavailable,
+    WatchCompacted,
+)
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.base import (
     MAX_TXN_OPS,
@@ -232,6 +238,13 @@ async def test_batch_guard_failure_writes_nothing(backend: Backend) -> None:
     assert items == []
     empty = await r.batch([], guard)
     assert not empty.succeeded
+
+
+async def test_oversized_request_is_invalid_input(backend: Backend) -> None:
+    r, k = backend.registry, backend.key
+    with pytest.raises(InvalidInput, match="too large"):
+        await r.put(k("big"), b"x" * 2_000_000)
+    assert await r.get(k("big")) is None
 
 
 # -- leases ----------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""Registry values: JSON objects carrying a schema version field ``"v"`` (pure).
+
+Parts of a record that the key already names (machine id, unit name) are
+not repeated in the value.  Decoders ignore fields they do not know (a newer
+fleetd may add some) and refuse values with a newer schema version or a
+missing/mistyped field with a RegistryError that names the key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fleetd.errors import RegistryError
+from fleetd.model import (
+    Capacity,
+    DesiredState,
+    Machine,
+    MachineFlags,
+    Placement,
+    ScheduleEntry,
+    Unit,
+    UnitState,
+)
+from fleetd.registry.keys import SCHEMA_VERSION
+
+T = TypeVar("T")
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps({"v": SCHEMA_VERSION, **payload}, separators=(",", ":")).encode()
+
+
+def _decode(key: str, data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"value at {key} is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RegistryError(f"value at {key} is not a JSON object")
+    version = obj.get("v")
+    if not isinstance(version, int):
+        raise RegistryError(f"value at {key} has no schema version 'v'")
+    if version > SCHEMA_VERSION:
+        raise RegistryError(
+            f"value at {key} has schema version {version}; this fleetd reads up to "
+            f"{SCHEMA_VERSION} (upgrade fleetd)"
+        )
+    return obj
+
+
+def _get(obj: dict[str, Any], name: str, kind: type[T], key: str, default: T | None = None) -> T:
+    value = obj.get(name, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RegistryError(f"value at {key}: field {name!r} must be {kind.__name__}")
+    return value
+
+
+def _pairs(obj: dict[str, Any], name: str, key: str) -> tuple[tuple[str, str], ...]:
+    raw = obj.get(name, [])
+    if not isinstance(raw, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in raw
+    ):
+        raise RegistryError(f"value at {key}: field {name!r} must be a list of [str, str]")
+    return tuple((p[0], p[1]) for p in raw)
+
+
+def _desired(obj: dict[str, Any], key: str) -> DesiredState:
+    raw = _get(obj, "desired", str, key)
+    try:
+        return DesiredState(raw)
+    except ValueError:
+        raise RegistryError(f"value at {key}: unknown desired state {raw!r}") from None
+
+
+# -- units/<name> ------------------------------------------------------------------
+
+
+def encode_unit(unit: Unit) -> bytes:
+    return _encode(
+        {"name": unit.name, "text": unit.text, "hash": unit.hash, "desired": unit.desired}
+    )
+
+
+def decode_unit(key: str, data: bytes) -> Unit:
+    obj = _decode(key, data)
+    return Unit(
+        name=_get(obj, "name", str, key),
+        text=_get(obj, "text", str, key),
+        hash=_get(obj, "hash", str, key),
+        desired=_desired(obj, key),
+    )
+
+
+# -- schedule/<machine>/<name> -----------------------------------------------------
+
+
+def encode_schedule(entry: ScheduleEntry) -> bytes:
+    return _encode({"hash": entry.hash, "desired": entry.desired})
+
+
+def decode_schedule(machine: str, name: str, key: str, data: bytes) -> ScheduleEntry:
+    obj = _decode(key, data)
+    return ScheduleEntry(machine, name, _get(obj, "hash", str, key), _desired(obj, key))
+
+
+# -- machines/<machine> ------------------------------------------------------------
+
+
+def encode_machine(machine: Machine) -> bytes:
+    return _encode(
+        {
+            "id": machine.id,
+            "hostname": machine.hostname,
+            "public_ip": machine.public_ip,
+            "metadata": [list(p) for p in machine.metadata],
+            "capacity": {
+                "cpu_millis": machine.capacity.cpu_millis,
+                "memory_bytes": machine.capacity.memory_bytes,
+            },
+            "version": machine.version,
+        }
+    )
+
+
+def decode_machine(key: str, data: bytes) -> Machine:
+    obj = _decode(key, data)
+    capacity = _get(obj, "capacity", dict, key, {})
+    return Machine(
+        id=_get(obj, "id", str, key),
+        hostname=_get(obj, "hostname", str, key, ""),
+        public_ip=_get(obj, "public_ip", str, key, ""),
+        metadata=_pairs(obj, "metadata", key),
+        capacity=Capacity(
+            _get(capacity, "cpu_millis", int, key, 0),
+            _get(capacity, "memory_bytes", int, key, 0),
+        ),
+        version=_get(obj, "version", str, key, ""),
+    )
+
+
+# -- states/<machine>/<name> -------------------------------------------------------
+
+
+def encode_state(state: UnitState) -> bytes:
+    return _encode(
+        {
+            "hash": state.hash,
+            "load": state.load_state,
+            "active": state.active_state,
+            "sub": state.sub_state,
+            "since": state.since,
+        }
+    )
+
+
+def decode_state(machine: str, name: str, key: str, data: bytes) -> UnitState:
+    obj = _decode(key, data)
+    return UnitState(
+        machine=machine,
+        name=name,
+        hash=_get(obj, "hash", str, key),
+        load_state=_get(obj, "load", str, key),
+        active_state=_get(obj, "active", str, key),
+        sub_state=_get(obj, "sub", str, key),
+        since=_get(obj, "since", float, key, 0.0),
+    )
+
+
+# -- machine-flags/<machine> -------------------------------------------------------
+
+
+def encode_flags(flags: MachineFlags) -> bytes:
+    return _encode(
+        {
+            "unschedulable": flags.unschedulable,
+            "draining": flags.draining,
+            "metadata_overrides": [list(p) for p in flags.metadata_overrides],
+        }
+    )
+
+
+def decode_flags(key: str, data: bytes) -> MachineFlags:
+    obj = _decode(key, data)
+    return MachineFlags(
+        unschedulable=_get(obj, "unschedulable", bool, key, False),
+        draining=_get(obj, "draining", bool, key, False),
+        metadata_overrides=_pairs(obj, "metadata_overrides", key),
+    )
+
+
+# -- placement/<name> --------------------------------------------------------------
+
+
+def encode_placement(placement: Placement) -> bytes:
+    return _encode(
+        {
+            "summary": placement.summary,
+            "rejections": [list(p) for p in placement.rejections],
+            "since": placement.since,
+        }
+    )
+
+
+def decode_placement(name: str, key: str, data: bytes) -> Placement:
+    obj = _decode(key, data)
+    return Placement(
+        name=name,
+        summary=_get(obj, "summary", str, key),
+        rejections=_pairs(obj, "rejections", key),
+        since=_get(obj, "since", float, key, 0.0),
+    )
+
+
+# -- engine/leader and version -----------------------------------------------------
+
+
+def encode_leader(machine: str) -> bytes:
+    return _encode({"machine": machine})
+
+
+def decode_leader(key: str, data: bytes) -> str:
+    return _get(_decode(key, data), "machine", str, key)
+
+
+def encode_version() -> bytes:
+    return _encode({})
+
+
+def decode_version(key: str, data: bytes) -> int:
+    """The schema version stored at ``version`` (RegistryError if newer than ours)."""
+    return _get(_decode(key, data), "v", int, key)

