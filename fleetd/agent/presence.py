@@ -23,9 +23,7 @@ from pathlib import Path
 
 from fleetd.errors import Conflict, LeaseExpired, RegistryError
 from fleetd.model import Machine
-from fleetd.registry import codec
-from fleetd.registry.base import Compare, CompareTarget, Put, Registry
-from fleetd.registry.keys import Keys
+from fleetd.registry.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +32,15 @@ class Presence:
     def __init__(
         self,
         *,
-        registry: Registry,
-        keys: Keys,
+        store: Store,
         machine: Machine,
         ttl: float,
         lease_file: str | Path,
         clock: Callable[[], float],
         on_lease: Callable[[int], None] = lambda lease: None,
     ) -> None:
-        self.registry = registry
-        self.keys = keys
+        self.store = store
+        self.registry = store.registry
         self.machine = machine
         self.ttl = ttl
         self.lease_file = Path(lease_file)
@@ -65,7 +62,6 @@ class Presence:
 
         Raises Conflict if another live lease holds ``machines/<id>``.
         """
-        key = self.keys.machine(self.machine.id)
         sent = self.clock()
         lease = self._saved_lease()
         reattached = False
@@ -78,7 +74,7 @@ class Presence:
         if not lease:
             lease = await self.registry.grant_lease(max(1, math.ceil(self.ttl)))
         try:
-            await self._write(key, lease)
+            await self.store.register_machine(self.machine, lease)
         except Conflict:
             await self.registry.revoke_lease(lease)
             raise
@@ -91,26 +87,6 @@ class Presence:
             log.info("register machine=%s lease=%x reason=%r", self.machine.id, lease, how)
             self.on_lease(lease)
         return lease
-
-    async def _write(self, key: str, lease: int) -> None:
-        value = codec.encode_machine(self.machine)
-        for _ in range(3):
-            current = await self.registry.get(key)
-            if (
-                current is not None
-                and current.lease not in (0, lease)
-                and await self.registry.lease_ttl(current.lease) >= 0
-            ):
-                raise Conflict(
-                    f"machine id {self.machine.id} is already registered by another live "
-                    f"fleetd (lease {current.lease:x}); give each machine its own "
-                    "/etc/machine-id"
-                )
-            guard = Compare(key, CompareTarget.CREATE, current.create_revision if current else 0)
-            result = await self.registry.txn([guard], [Put(key, value, lease)])
-            if result.succeeded:
-                return
-        raise Conflict(f"machines/{self.machine.id} keeps changing under us; not registering")
 
     def _saved_lease(self) -> int:
         try:

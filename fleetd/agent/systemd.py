@@ -49,6 +49,8 @@ _MATCHES = (
     f"arg0='{UNIT}'",
 )
 _JOB_MEMORY = 65536
+# dbus-daemon allows 128 pending replies per connection (max_replies_per_connection).
+_MAX_PENDING_CALLS = 64
 _ESCAPED = re.compile(r"_([0-9a-f]{2})")
 
 
@@ -91,6 +93,7 @@ class SystemdManager:
         self._job_waiters: dict[str, asyncio.Future[str]] = {}
         self.status: dict[str, UnitStatus] = {}
         self._tracked: set[str] = set()
+        self._calls = asyncio.Semaphore(_MAX_PENDING_CALLS)
 
     # --- connection -------------------------------------------------------
 
@@ -161,7 +164,8 @@ class SystemdManager:
             signature=sig, body=list(body),
         )  # fmt: skip
         try:
-            reply = await bus.call(msg)
+            async with self._calls:
+                reply = await bus.call(msg)
         except Exception as exc:
             raise SystemdUnavailable(f"{member}: system bus connection lost: {exc}") from exc
         if reply is None:

@@ -14,6 +14,7 @@ from fleetd.model import Capacity, Machine
 from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
+from fleetd.registry.store import Store
 
 KEYS = Keys()
 MACHINE = Machine("a" * 32, "host-a", "10.0.0.1", (("role", "web"),), Capacity(2000, 1 << 30))
@@ -31,7 +32,7 @@ def presence(
     registry: MemoryRegistry, clock: Clock, lease_file: Path, machine: Machine = MACHINE
 ) -> Presence:
     return Presence(
-        registry=registry, keys=KEYS, machine=machine, ttl=3.0, lease_file=lease_file, clock=clock
+        store=Store(registry, KEYS), machine=machine, ttl=3.0, lease_file=lease_file, clock=clock
     )
 
 
@@ -84,7 +85,9 @@ async def test_duplicate_machine_id_is_refused_and_changes_nothing(tmp_path: Pat
     reg = MemoryRegistry(clock=clock)
     first = await presence(reg, clock, tmp_path / "one").register()
     impostor = Machine(MACHINE.id, "other-host")
-    with pytest.raises(Conflict, match=f"machine id {MACHINE.id} is already registered"):
+    with pytest.raises(
+        Conflict, match=f"machine id {MACHINE.id} is already registered by another live fleetd"
+    ):
         await presence(reg, clock, tmp_path / "two", impostor).register()
     kv = await reg.get(KEYS.machine(MACHINE.id))
     assert kv is not None and kv.lease == first

@@ -1,0 +1,196 @@
+"""The agent: composes presence, schedule watch, systemd manager, reconciler, publisher and
+fence, and supervises them all in one TaskGroup.
+
+``run()`` returns only when the machine itself shuts down (systemd is
+stopping): the lease is then revoked so the engine moves the units at once.
+On a plain fleetd stop or restart (cancellation) the lease stays alive and the
+units keep running; the next fleetd re-attaches and adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fleetd import __version__
+from fleetd.agent import host
+from fleetd.agent.desired import Bodies, ScheduleView
+from fleetd.agent.fencing import Fence, default_margin
+from fleetd.agent.presence import Presence
+from fleetd.agent.publisher import Publisher
+from fleetd.agent.reconciler import Reconciler
+from fleetd.agent.systemd import SystemdManager, UnitStatus
+from fleetd.agent.unitdir import UnitDirectory
+from fleetd.config import Config
+from fleetd.errors import SystemdError
+from fleetd.model import Machine
+from fleetd.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_FILE = "/run/fleet/lease"
+
+
+class _MachineShutdown(Exception):
+    """Ends the TaskGroup once the machine shutdown was handled."""
+
+
+def machine_from_config(config: Config, machine_id: str) -> Machine:
+    """This machine as it registers: host facts, overridden by the configuration."""
+    return Machine(
+        id=machine_id,
+        hostname=host.hostname(),
+        public_ip=config.public_ip or host.default_route_ip(),
+        metadata=config.metadata,
+        capacity=host.capacity(
+            cpu_millis=config.capacity_cpu_millis,
+            memory_bytes=config.capacity_memory_bytes,
+            reserved_cpu_millis=config.reserved_cpu_millis,
+            reserved_memory_bytes=config.reserved_memory_bytes,
+        ),
+        version=__version__,
+    )
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float],
+        machine: Machine | None = None,
+        machine_id: str | None = None,
+        lease_file: str | Path = DEFAULT_LEASE_FILE,
+        bus_address: str | None = None,
+        wall: Callable[[], float] = time.time,
+        fence_margin: float | None = None,
+        reconcile_interval: float = 30.0,
+    ) -> None:
+        if machine is None:
+            machine = machine_from_config(config, machine_id or host.machine_id())
+        self.machine = machine
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.ttl = config.agent_ttl
+        self.shutting_down = asyncio.Event()
+
+        self.publisher = Publisher(
+            store=store, machine=machine.id, wall=wall, on_recovered=self._resync_soon
+        )
+        self.manager = SystemdManager(
+            on_change=self._on_status, on_shutdown=self._on_shutdown, bus_address=bus_address
+        )
+        self.presence = Presence(
+            store=store,
+            machine=machine,
+            ttl=self.ttl,
+            lease_file=lease_file,
+            clock=clock,
+            on_lease=self._on_lease,
+        )
+        self.schedule = ScheduleView(store, machine.id, on_change=self._changed)
+        self.fence = Fence(
+            presence=self.presence,
+            schedule=self.schedule,
+            margin=fence_margin if fence_margin is not None else default_margin(self.ttl),
+            on_change=self._changed,
+        )
+        self.reconciler = Reconciler(
+            manager=self.manager,
+            unitdir=UnitDirectory(config.units_directory),
+            bodies=Bodies(store),
+            schedule=self.schedule,
+            publisher=self.publisher,
+            fenced=self.fence.is_fenced,
+            interval=reconcile_interval,
+        )
+        self.systemd_connected = asyncio.Event()
+        self._resync_wanted = asyncio.Event()
+
+    # --- callbacks --------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.reconciler.trigger()
+
+    def _on_status(self, status: UnitStatus) -> None:
+        self.publisher.status(status)
+
+    def _on_lease(self, lease: int) -> None:
+        self.publisher.set_lease(lease)
+
+    def _on_shutdown(self) -> None:
+        if not self.shutting_down.is_set():
+            log.info("shutdown machine=%s reason='systemd is stopping'", self.machine.id)
+            self.shutting_down.set()
+
+    def _resync_soon(self) -> None:
+        self._resync_wanted.set()
+
+    async def _resyncer(self) -> None:
+        """Re-read unit states after a registry outage (signals may have been coalesced)."""
+        while True:
+            await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            with contextlib.suppress(SystemdError):
+                await self.manager.resync()
+
+    # --- supervised tasks -------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until the machine shuts down; cancel to stop fleetd (units keep running)."""
+        self.reconciler.adopt()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.presence.run(), name="presence")
+                group.create_task(self._systemd(), name="systemd")
+                group.create_task(self.schedule.run(), name="schedule")
+                group.create_task(self.reconciler.run(self._ready), name="reconciler")
+                group.create_task(self.publisher.run(), name="publisher")
+                group.create_task(self.fence.run(), name="fence")
+                group.create_task(self._resyncer(), name="resync")
+                group.create_task(self._watch_shutdown(), name="shutdown")
+        except* _MachineShutdown:
+            pass
+        finally:
+            await self.manager.close()
+
+    async def _ready(self) -> None:
+        await self.presence.registered.wait()
+        await self.schedule.ready.wait()
+        await self.systemd_connected.wait()
+        await self.schedule.refresh()
+
+    async def _systemd(self) -> None:
+        """Keep a D-Bus connection: connect with backoff, resync, wait for a disconnect."""
+        delay = 0.1
+        while True:
+            try:
+                await self.manager.connect()
+                await self.manager.track(self.reconciler.files)
+                await self.manager.resync()
+                if await self.manager.system_state() == "stopping":
+                    self._on_shutdown()
+            except SystemdError as exc:
+                log.warning("systemd: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            log.info("connected to systemd")
+            self.systemd_connected.set()
+            self.reconciler.trigger()
+            await self.manager.wait_disconnected()
+            self.systemd_connected.clear()
+            log.warning("lost the connection to systemd; reconnecting")
+
+    async def _watch_shutdown(self) -> None:
+        await self.shutting_down.wait()
+        self.publisher.stop()
+        await self.presence.revoke()
+        raise _MachineShutdown

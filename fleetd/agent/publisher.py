@@ -1,0 +1,158 @@
+"""Publishes what systemd reports about managed units to ``states/<machine>/<name>``.
+
+Every key is written under the machine lease, so everything a dead machine
+published disappears with it.  Changes are coalesced for ``coalesce``
+seconds and written in one batch; only units whose published value would
+change are written.  With a new lease (or after a registry outage) the whole
+set is written again and keys of units no longer managed are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from fleetd.agent.systemd import UnitStatus
+from fleetd.errors import RegistryError
+from fleetd.model import UnitState
+from fleetd.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        machine: str,
+        wall: Callable[[], float],
+        coalesce: float = 0.005,
+        on_recovered: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.machine = machine
+        self.wall = wall
+        self.coalesce = coalesce
+        self.on_recovered = on_recovered
+        self.lease = 0
+        self.hashes: dict[str, str] = {}
+        self.statuses: dict[str, UnitStatus] = {}
+        self._since: dict[str, float] = {}
+        self._published: dict[str, UnitState] = {}
+        self._dirty: set[str] = set()
+        self._sweep = False
+        self._stopped = False
+        self._wake = asyncio.Event()
+        self.flushed = asyncio.Event()  # set whenever nothing is left to write
+
+    # --- inputs -----------------------------------------------------------
+
+    def set_lease(self, lease: int) -> None:
+        """A (new or re-attached) lease: write everything again, drop stale keys."""
+        self.lease = lease
+        self._published.clear()
+        self._dirty |= self.hashes.keys()
+        self._sweep = True
+        self._poke()
+
+    def managed(self, name: str, hash_: str) -> None:
+        if self.hashes.get(name) != hash_:
+            self.hashes[name] = hash_
+            self._dirty.add(name)
+            self._poke()
+
+    def unmanaged(self, name: str) -> None:
+        if self.hashes.pop(name, None) is not None or name in self._published:
+            self.statuses.pop(name, None)
+            self._since.pop(name, None)
+            self._dirty.add(name)
+            self._poke()
+
+    def status(self, status: UnitStatus) -> None:
+        old = self.statuses.get(status.name)
+        if old is None or old.active_state != status.active_state:
+            self._since[status.name] = self.wall()
+        self.statuses[status.name] = status
+        self._dirty.add(status.name)
+        self._poke()
+
+    def stop(self) -> None:
+        """Publish nothing more (the machine is shutting down)."""
+        self._stopped = True
+        self._poke()
+
+    def _poke(self) -> None:
+        self.flushed.clear()
+        self._wake.set()
+
+    # --- output -----------------------------------------------------------
+
+    def _state(self, name: str) -> UnitState | None:
+        hash_, status = self.hashes.get(name), self.statuses.get(name)
+        if hash_ is None or status is None:
+            return None
+        return UnitState(
+            self.machine,
+            name,
+            hash_,
+            status.load_state,
+            status.active_state,
+            status.sub_state,
+            self._since.get(name, 0.0),
+        )
+
+    async def flush(self) -> None:
+        """Write pending changes in one batch (RegistryError leaves them pending)."""
+        if self._stopped or not self.lease:
+            return
+        dirty, self._dirty = self._dirty, set()
+        puts: dict[str, UnitState] = {}
+        removed: set[str] = set()
+        try:
+            if self._sweep:
+                stored = await self.store.list_states(self.machine)
+                removed |= {s.name for s in stored} - self.hashes.keys()
+            for name in dirty:
+                state = self._state(name)
+                if state is None:
+                    if name not in self.hashes:
+                        removed.add(name)
+                elif self._published.get(name) != state:
+                    puts[name] = state
+            if puts or removed:
+                await self.store.put_states(
+                    self.machine, list(puts.values()), self.lease, sorted(removed)
+                )
+        except RegistryError:
+            self._dirty |= dirty
+            raise
+        self._sweep = False
+        self._published.update(puts)
+        for name in removed:
+            self._published.pop(name, None)
+        if puts or removed:
+            log.debug("published %d states, removed %d", len(puts), len(removed))
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopped:
+                continue
+            await asyncio.sleep(self.coalesce)
+            try:
+                await self.flush()
+            except RegistryError as exc:
+                log.warning("publishing states failed: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+                continue
+            if delay > 0.1:
+                delay = 0.1
+                self.on_recovered()
+            if not self._dirty:
+                self.flushed.set()

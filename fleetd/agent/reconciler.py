@@ -1,0 +1,253 @@
+"""The apply loop: schedule + what is on this machine -> ``plan()`` -> systemd.
+
+A pass runs after a change (schedule watch, fencing, reconnect), debounced
+by ``debounce`` seconds, and at least every ``interval`` seconds.  Tasks run
+phase by phase in plan order (stop, unload, load, reload, start); the tasks of
+one phase touch different units and run concurrently; a failed phase ends the
+pass and the next pass retries.  A unit whose own start fails (its job result
+is not ``done``, or systemd refuses it) is not an agent failure: it stays
+launched, its state shows why, and it is not restarted in a loop.
+
+Adoption: at start the files already in ``units_directory`` are the current
+state, so units loaded or running with the scheduled hash get no task at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fleetd.agent.desired import Bodies, ScheduleView
+from fleetd.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, phases, plan
+from fleetd.agent.publisher import Publisher
+from fleetd.agent.systemd import SystemdManager
+from fleetd.agent.unitdir import UnitDirectory
+from fleetd.errors import FleetError, SystemdError, SystemdUnavailable
+from fleetd.model import DesiredState
+
+log = logging.getLogger(__name__)
+
+RUNTIME_UNIT_DIR = Path("/run/systemd/system")
+RUNNING = frozenset({"active", "activating", "reloading"})
+
+
+class PhaseFailed(FleetError):
+    """A phase of a pass failed; the rest of the pass was skipped."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        manager: SystemdManager,
+        unitdir: UnitDirectory,
+        bodies: Bodies,
+        schedule: ScheduleView,
+        publisher: Publisher,
+        fenced: Callable[[], bool],
+        interval: float = 30.0,
+        debounce: float = 0.005,
+        runtime_dir: Path = RUNTIME_UNIT_DIR,
+    ) -> None:
+        self.manager = manager
+        self.unitdir = unitdir
+        self.bodies = bodies
+        self.schedule = schedule
+        self.publisher = publisher
+        self.fenced = fenced
+        self.interval = interval
+        self.debounce = debounce
+        self.runtime_dir = runtime_dir
+        self.files: dict[str, str] = {}  # name -> hash of the file in units_directory
+        self.started: dict[str, str] = {}  # name -> hash the agent started
+        self.passes = 0
+        self.idle = asyncio.Event()  # set after a pass that found nothing left to do
+        self._wake = asyncio.Event()
+
+    def trigger(self) -> None:
+        self.idle.clear()
+        self._wake.set()
+
+    # --- state ------------------------------------------------------------
+
+    def adopt(self) -> None:
+        """Read the files already in ``units_directory`` (after a restart)."""
+        self.unitdir.ensure()
+        for name, text in self.unitdir.contents().items():
+            body = self.bodies.remember(name, text)
+            if body is not None:
+                self.files[name] = body.hash
+                self.publisher.managed(name, body.hash)
+            else:
+                log.warning("unit file %s is not valid; it will be replaced or removed", name)
+                self.files[name] = ""
+        if self.files:
+            log.info("adopt units=%d reason='found in %s'", len(self.files), self.unitdir.path)
+
+    def _current(self) -> list[CurrentUnit]:
+        current = []
+        for name, hash_ in self.files.items():
+            status = self.manager.status.get(name)
+            running = status is not None and status.active_state in RUNNING
+            loaded = status is not None and status.load_state == "loaded"
+            current.append(
+                CurrentUnit(name, hash_, loaded, running or self.started.get(name) == hash_)
+            )
+        return current
+
+    def _at_most_once(self, *hashes: str) -> bool:
+        return any((b := self.bodies.get(h)) is not None and b.at_most_once for h in hashes)
+
+    async def _desired(self) -> list[DesiredUnit]:
+        """The schedule, minus units whose body is unavailable (left as they are), with
+        ``AtMostOnce`` units held at ``loaded`` while fenced."""
+        fenced = self.fenced()
+        entries = [
+            e for e in self.schedule.entries.values() if e.desired is not DesiredState.INACTIVE
+        ]
+        missing = [e for e in entries if self.files.get(e.name) != e.hash]
+        fetched = await asyncio.gather(*(self.bodies.fetch(e.name, e.hash) for e in missing))
+        unavailable = {e.name for e, body in zip(missing, fetched, strict=True) if body is None}
+        desired = []
+        for entry in entries:
+            current_hash = self.files.get(entry.name)
+            if entry.name in unavailable:
+                log.warning(
+                    "unit %s: body for hash %s not available yet", entry.name, entry.hash[:7]
+                )
+                if current_hash is not None:  # leave it as it is
+                    state = entry.desired if current_hash else DesiredState.LOADED
+                    desired.append(DesiredUnit(entry.name, current_hash, state))
+                continue
+            state = entry.desired
+            if (
+                fenced
+                and state is DesiredState.LAUNCHED
+                and self._at_most_once(entry.hash, current_hash or "")
+            ):
+                state = DesiredState.LOADED
+            desired.append(DesiredUnit(entry.name, entry.hash, state))
+        return desired
+
+    # --- passes -----------------------------------------------------------
+
+    async def run(self, ready: Callable[[], Awaitable[None]]) -> None:
+        """Wait for ``ready()`` (registered, schedule read, systemd connected), then pass
+        after every trigger and every ``interval``; failed passes retry with backoff."""
+        await ready()
+        delay = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(self.debounce)
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+                delay = 0.1
+            except FleetError as exc:
+                log.warning("pass failed: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+
+    async def reconcile_once(self) -> list[Task]:
+        """One pass; returns the tasks it ran.  Raises on the first failed phase."""
+        if not self.manager.connected:
+            raise SystemdUnavailable("not connected to systemd")
+        desired = await self._desired()
+        tasks = plan(desired, self._current())
+        self.passes += 1
+        wanted = {d.hash for d in desired} | set(self.files.values())
+        for kind, group in phases(tasks):
+            for task in group:
+                log.info("%s", task.describe())
+            await self._run_phase(kind, group)
+        self.bodies.forget_except(wanted)
+        if not tasks:
+            self.idle.set()
+        else:
+            self.trigger()  # one more pass confirms that nothing is left
+        return tasks
+
+    async def _run_phase(self, kind: TaskKind, tasks: list[Task]) -> None:
+        if kind is TaskKind.STOP:
+            await self._each(tasks, self._stop)
+        elif kind is TaskKind.UNLOAD:
+            await self._unload([t.unit for t in tasks])
+        elif kind is TaskKind.LOAD:
+            await self._load(tasks)
+        elif kind is TaskKind.RELOAD:
+            await self.manager.reload()
+            await self.manager.track(self.files)
+            await self.manager.resync()
+        else:
+            await self._each(tasks, self._start)
+
+    async def _each(self, tasks: list[Task], action: Callable[[Task], Awaitable[None]]) -> None:
+        results = await asyncio.gather(*(action(t) for t in tasks), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for err in errors:
+            if not isinstance(err, FleetError):
+                raise err
+        if errors:
+            raise PhaseFailed(f"{tasks[0].kind}: {len(errors)} failed, first: {errors[0]}")
+
+    async def _stop(self, task: Task) -> None:
+        result = await self.manager.stop(task.unit)
+        if result != "done":
+            raise SystemdError(f"stopping {task.unit} ended with job result {result!r}")
+        self.started.pop(task.unit, None)
+
+    async def _start(self, task: Task) -> None:
+        try:
+            result = await self.manager.start(task.unit)
+        except SystemdUnavailable:
+            raise
+        except SystemdError as exc:
+            log.warning("start unit=%s failed: %s (%s)", task.unit, exc, exc.name)
+            result = "refused"
+        self.started[task.unit] = self.files[task.unit]
+        if result != "done":
+            log.warning("start unit=%s job result=%s", task.unit, result)
+
+    async def _load(self, tasks: list[Task]) -> None:
+        paths, install = [], []
+        for task in tasks:
+            body = self.bodies.get(task.hash)
+            if body is None:
+                raise PhaseFailed(f"load {task.unit}: body {task.hash[:7]} is not available")
+            paths.append(str(self.unitdir.write(task.unit, body.text)))
+            self.files[task.unit] = body.hash
+            self.publisher.managed(task.unit, body.hash)
+            if body.has_install:
+                install.append(task.unit)
+        await self.manager.link(paths)
+        await self.manager.enable(install)
+
+    async def _unload(self, names: list[str]) -> None:
+        try:
+            await self.manager.disable(names)
+        except SystemdUnavailable:
+            raise
+        except SystemdError as exc:
+            log.warning("disable units=%s: %s (%s)", ",".join(names), exc, exc.name)
+        for name in names:
+            await self.manager.reset_failed(name)
+            self._unlink(name)
+            self.unitdir.remove(name)
+            self.files.pop(name, None)
+            self.started.pop(name, None)
+            self.publisher.unmanaged(name)
+        self.manager.untrack(names)
+
+    def _unlink(self, name: str) -> None:
+        """Remove the runtime link ``LinkUnitFiles`` made, if it still points at our file."""
+        link = self.runtime_dir / name
+        if link.is_symlink() and Path(os.readlink(link)) == self.unitdir.file(name):
+            link.unlink()
