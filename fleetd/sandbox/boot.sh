@@ -1,0 +1,73 @@
+#!/bin/sh
+# Boots one sandbox machine: systemd as PID 1 on a volatile overlay of the host's root.
+#
+#   boot.sh outer CGROUP NETNS MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#       (host side) joins the machine's cgroup, enters its network namespace and
+#       re-runs this script as "inner" in new PID, mount, UTS and cgroup namespaces.
+#   boot.sh inner MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#       (PID 1 of the new PID namespace) builds the root and execs systemd.
+#
+# MACHINE_DIR holds `root/` (the mount point) and `seed/` (files copied over the
+# root on every boot: machine-id, hostname, masks, fleet config).  DISK_DIR holds
+# the overlay's `upper/` and `work/`, which survive a poweroff.  Each BIND_PATH
+# (the venv, the source tree, the etcd binary) is bind-mounted in when it lives
+# on another filesystem than / and so is not part of the overlay's lower layer.
+set -eu
+
+mode=$1
+shift
+
+if [ "$mode" = outer ]; then
+    cgroup=$1
+    netns=$2
+    shift 2
+    echo $$ >"$cgroup/cgroup.procs"
+    exec ip netns exec "$netns" unshare --pid --fork --kill-child --mount --uts --cgroup \
+        --propagation private /bin/sh "$0" inner "$@"
+fi
+
+[ "$mode" = inner ] || { echo "boot.sh: unknown mode $mode" >&2; exit 2; }
+
+machine_dir=$1
+disk=$2
+name=$3
+shift 3
+root=$machine_dir/root
+
+mkdir -p "$disk/upper" "$disk/work" "$root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$disk/upper,workdir=$disk/work" "$root"
+
+for path in "$@"; do
+    if [ -e "$path" ] && [ "$(stat -c %d "$path")" != "$(stat -c %d /)" ]; then
+        mkdir -p "$root$path"
+        mount --rbind "$path" "$root$path"
+    fi
+done
+
+mount -t proc proc "$root/proc"
+# Kernel tunables are global: the machine sees them read-only, as under nspawn.
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount -o remount,bind,ro "$root/proc/sys"
+if [ -e "$root/proc/sysrq-trigger" ]; then
+    mount --bind "$root/proc/sysrq-trigger" "$root/proc/sysrq-trigger"
+    mount -o remount,bind,ro "$root/proc/sysrq-trigger"
+fi
+# A read-only /sys keeps udev and friends inside from touching the host's devices.
+mount --rbind /sys "$root/sys"
+mount -o remount,bind,ro "$root/sys"
+mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup"
+mount --rbind /dev "$root/dev"
+# systemd writes its status to /dev/console: keep it in the machine's boot log.
+mount --bind /proc/self/fd/1 "$root/dev/console" 2>/dev/null || true
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+
+cp -a "$machine_dir/seed/." "$root/"
+hostname "$name"
+
+cd "$root"
+pivot_root . .
+umount -l .
+cd /
+exec env -i container=fleetd-sandbox PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /lib/systemd/systemd --show-status=false

@@ -1,0 +1,447 @@
+"""``Sandbox``: a cluster of real systemd machines on this host (the Python API behind the CLI).
+
+    sb = Sandbox.up(SandboxSpec(machines=3))
+    sb.exec("m1", "systemctl", "is-active", "fleetd")
+    sb.partition("m2"); sb.heal("m2")
+    teardown()
+
+Every operation reloads the state file, so the CLI and the API can be mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from fleetd.errors import SandboxError
+from fleetd.registry.keys import Keys
+from fleetd.sandbox import etcd, host, machine, network
+from fleetd.sandbox import state as st
+from fleetd.sandbox.spec import API_PORT, SandboxSpec
+from fleetd.sandbox.state import DEFAULT_STATE_DIR, MachineState, SandboxState
+
+TOKEN_FILE = "/etc/fleet/api-token"  # noqa: S105 (a path, not a secret)
+FLEETD_UNIT = "fleetd.service"
+
+
+@dataclass(frozen=True, slots=True)
+class MachineStatus:
+    name: str
+    ip: str
+    machine_id: str
+    running: bool
+    partitioned: bool
+    systemd: str  # is-system-running, or "off"
+    fleetd: str  # is-active fleetd.service, or "off"
+    registered: bool  # /fleet/machines/<machine-id> exists in etcd
+    failed_units: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStatus:
+    machines: tuple[MachineStatus, ...]
+    etcd: tuple[tuple[str, bool], ...]  # (endpoint, healthy)
+    api_endpoint: str
+    auth: bool
+
+
+class Sandbox:
+    """Handle on the sandbox recorded in ``state_dir`` (one sandbox per host)."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
+        self.state_dir = state_dir
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def up(
+        cls,
+        spec: SandboxSpec,
+        *,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        timeout: float = 60.0,
+        progress: Callable[[str], None] = lambda _msg: None,
+    ) -> Sandbox:
+        """Create and boot the sandbox; on any failure remove what was created and re-raise."""
+        host.preflight()
+        existing = st.load(state_dir)
+        if existing is not None:
+            if existing.complete:
+                raise SandboxError(
+                    f"a sandbox is already running ({len(existing.machines)} machines, state in "
+                    f"{state_dir}); nothing was changed. Run `fleetd sandbox down` first."
+                )
+            raise SandboxError(
+                f"a previous sandbox left state in {state_dir}; run `fleetd sandbox down` first"
+            )
+        leftovers = network.owned_netns() + network.owned_links()
+        if leftovers:
+            raise SandboxError(
+                f"sandbox network objects exist without state ({', '.join(leftovers)}); "
+                "run `fleetd sandbox down` first"
+            )
+        network.check_subnet_free(spec.subnet)
+        fleetd_bin = Path(sys.prefix) / "bin" / "fleetd"
+        if spec.fleetd and not fleetd_bin.exists():
+            raise SandboxError(f"fleetd is not installed at {fleetd_bin} (run .ci/setup)")
+        etcd.binary()
+        sandbox = cls(state_dir)
+        try:
+            sandbox._create(spec, fleetd_bin, timeout, progress)
+        except BaseException:
+            teardown(state_dir)
+            raise
+        return sandbox
+
+    def _create(
+        self, spec: SandboxSpec, fleetd_bin: Path, timeout: float, say: Callable[[str], None]
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        state = SandboxState(
+            subnet=spec.subnet,
+            bridge=st.BRIDGE,
+            bridge_ip=spec.bridge_ip(),
+            etcd_endpoints=spec.etcd_endpoints(),
+            etcd_members=spec.etcd_members,
+            cgroup=str(host.cgroup2_root() / st.CGROUP_NAME),
+            disks=str(self.state_dir / "disks"),
+            token=secrets.token_urlsafe(32) if spec.auth else None,
+            fleetd=spec.fleetd,
+            spec=dataclasses.asdict(spec),
+        )
+        st.save(self.state_dir, state)
+        state = self._save(dataclasses.replace(state, disks_mounted=True))
+        Path(state.disks).mkdir(parents=True, exist_ok=True)
+        host.run(["mount", "-t", "tmpfs", "-o", "mode=700", "fleetd-sandbox", state.disks])
+        say(f"bridge {state.bridge} {state.bridge_ip}/{spec.network.prefixlen}")
+        network.create_bridge(state.bridge_ip, spec.network.prefixlen)
+        if spec.etcd_members == 1:
+            pid = etcd.start_host_member(
+                state.bridge_ip,
+                Path(state.disks) / "etcd",
+                Path(state.cgroup) / "etcd",
+                self.state_dir / "etcd.log",
+            )
+            state = self._save(dataclasses.replace(state, etcd_pid=pid))
+        for name in spec.names:
+            ms = MachineState(
+                name=name,
+                ip=spec.machine_ip(name),
+                machine_id=uuid.uuid4().hex,
+                netns=f"{st.PREFIX}{name}",
+                veth=f"{st.PREFIX}{name}",
+            )
+            state = self._save(state.with_machine(ms))
+            network.create_machine_net(
+                ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
+            )
+            self._write_seed(spec, state, ms, fleetd_bin)
+        say(f"booting {len(spec.names)} machines")
+        for name in spec.names:
+            self._launch(name)
+        self._wait_booted(spec.names, deadline)
+        say(f"etcd {','.join(state.etcd_endpoints)}")
+        etcd.wait_healthy(state.etcd_endpoints, max(1.0, deadline - time.monotonic()))
+        if spec.fleetd:
+            say("waiting for fleetd to register on every machine")
+            self.wait_registered(spec.names, max(1.0, deadline - time.monotonic()))
+        self._save(dataclasses.replace(self._state(), complete=True))
+
+    def _write_seed(
+        self, spec: SandboxSpec, state: SandboxState, ms: MachineState, fleetd_bin: Path
+    ) -> None:
+        hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+        hosts += [f"{spec.machine_ip(n)} {n}" for n in spec.names]
+        template = resources.files("fleetd.share").joinpath("fleetd.service").read_text()
+        files = [
+            machine.SeedFile("/etc/machine-id", ms.machine_id + "\n", 0o444),
+            machine.SeedFile("/etc/hostname", ms.name + "\n"),
+            machine.SeedFile("/etc/hosts", "\n".join(hosts) + "\n"),
+            machine.SeedFile("/etc/fleet/fleet.conf", spec.fleet_conf(ms.name, TOKEN_FILE)),
+            machine.SeedFile(
+                f"/etc/systemd/system/{FLEETD_UNIT}", template.replace("@FLEETD@", str(fleetd_bin))
+            ),
+        ]
+        if state.token is not None:
+            files.append(machine.SeedFile(TOKEN_FILE, state.token + "\n", 0o600))
+        enabled = [FLEETD_UNIT] if spec.fleetd else []
+        members = [(n, spec.machine_ip(n)) for n in spec.names[:3]]
+        if spec.etcd_members == 3 and ms.name in dict(members):
+            unit = etcd.member_unit(ms.name, ms.ip, members)
+            files.append(machine.SeedFile(f"/etc/systemd/system/{etcd.MEMBER_UNIT}", unit))
+            enabled.append(etcd.MEMBER_UNIT)
+        seed = self._machine_dir(ms.name) / "seed"
+        machine.write_seed(seed, files=files, masked=machine.masked_units(), enabled=enabled)
+
+    def _machine_dir(self, name: str) -> Path:
+        return self.state_dir / "machines" / name
+
+    def _launch(self, name: str) -> None:
+        state = self._state()
+        ms = state.machine(name)
+        launcher = machine.launch(
+            name,
+            self._machine_dir(name),
+            Path(state.disks) / name,
+            Path(state.cgroup) / name,
+            ms.netns,
+        )
+        self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=launcher)))
+
+    def _wait_booted(self, names: Sequence[str], deadline: float) -> None:
+        for name in names:
+            state = self._state()
+            ms = state.machine(name)
+            assert ms.launcher_pid is not None
+            pid = machine.find_systemd(ms.launcher_pid, self._machine_dir(name) / "boot.log")
+            self._save(state.with_machine(dataclasses.replace(ms, systemd_pid=pid)))
+        pids = {name: self._state().machine(name).systemd_pid or 0 for name in names}
+        left = max(1.0, deadline - time.monotonic())
+        with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+            futures = [pool.submit(machine.wait_booted, n, pids[n], left) for n in names]
+            for future in futures:
+                future.result()
+
+    def wait_registered(self, names: Sequence[str], timeout: float) -> None:
+        """Wait until fleetd on each machine in ``names`` has its key in etcd."""
+        state = self._state()
+        prefix = Keys().machines
+        wanted = {state.machine(n).machine_id: n for n in names}
+        deadline = time.monotonic() + timeout
+        missing = list(wanted)
+        gave_up = False
+        while time.monotonic() < deadline and not gave_up:
+            try:
+                present = set(etcd.keys(state.etcd_endpoints, prefix))
+            except SandboxError:
+                present = set()
+            missing = [mid for mid in wanted if prefix + mid not in present]
+            if not missing:
+                return
+            # systemd stops restarting a fleetd that keeps crashing: no point waiting then.
+            gave_up = any(self._fleetd_failed(wanted[mid]) for mid in missing)
+            time.sleep(0.1)
+        details = []
+        for mid in missing:
+            ms = state.machine(wanted[mid])
+            out = self.exec(ms.name, "journalctl", "--no-pager", "-n", "20", "-u", FLEETD_UNIT)
+            details.append(f"--- {ms.name} ({prefix}{mid}):\n{out.stdout.strip()}")
+        where = ", ".join(wanted[m] for m in missing)
+        why = "failed to start" if gave_up else f"did not register within {timeout:.0f}s"
+        raise SandboxError(f"fleetd {why} on {where}:\n" + "\n".join(details))
+
+    def _fleetd_failed(self, name: str) -> bool:
+        proc = self.exec(name, "systemctl", "is-failed", "--quiet", FLEETD_UNIT, timeout=5)
+        return proc.returncode == 0
+
+    # --- queries ------------------------------------------------------------------------
+
+    def _state(self) -> SandboxState:
+        state = st.load(self.state_dir)
+        if state is None:
+            raise SandboxError("no sandbox is running (start one with `fleetd sandbox up`)")
+        return state
+
+    def _save(self, state: SandboxState) -> SandboxState:
+        st.save(self.state_dir, state)
+        return state
+
+    @property
+    def machines(self) -> tuple[MachineState, ...]:
+        return self._state().machines
+
+    def machine(self, name: str) -> MachineState:
+        return self._state().machine(name)
+
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]:
+        return self._state().etcd_endpoints
+
+    @property
+    def token(self) -> str | None:
+        return self._state().token
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"http://{self._state().machines[0].ip}:{API_PORT}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for fleetctl on the host (REST endpoint, token, etcd endpoints)."""
+        result = {
+            "FLEETCTL_ENDPOINT": self.api_endpoint,
+            "FLEETCTL_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints),
+        }
+        if self.token is not None:
+            result["FLEETCTL_TOKEN"] = self.token
+        return result
+
+    def running(self, name: str) -> bool:
+        return host.alive(self.machine(name).systemd_pid, "systemd")
+
+    def _pid(self, name: str) -> int:
+        pid = self.machine(name).systemd_pid
+        if pid is None or not host.alive(pid, "systemd"):
+            raise SandboxError(
+                f"machine {name} is not running (boot it with `fleetd sandbox boot`)"
+            )
+        return pid
+
+    def exec(
+        self, name: str, *cmd: str, timeout: float = 60.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` inside machine ``name``; output captured, return code not checked."""
+        return machine.run_in(self._pid(name), cmd, timeout=timeout, input=input)
+
+    def command(self, name: str, *cmd: str) -> list[str]:
+        """argv that runs ``cmd`` inside ``name`` (for interactive use)."""
+        return machine.command(self._pid(name), cmd)
+
+    def status(self) -> SandboxStatus:
+        state = self._state()
+        try:
+            registered = set(etcd.keys(state.etcd_endpoints, Keys().machines, timeout=1.0))
+        except SandboxError:
+            registered = set()
+        machines = []
+        for ms in state.machines:
+            running = host.alive(ms.systemd_pid, "systemd")
+            systemd = fleetd = "off"
+            failed: list[str] = []
+            if running and ms.systemd_pid is not None:
+                systemd = self._query(ms.systemd_pid, ["systemctl", "is-system-running"])
+                fleetd = self._query(ms.systemd_pid, ["systemctl", "is-active", FLEETD_UNIT])
+                failed = machine.failed_units(ms.systemd_pid)
+            machines.append(
+                MachineStatus(
+                    name=ms.name,
+                    ip=ms.ip,
+                    machine_id=ms.machine_id,
+                    running=running,
+                    partitioned=ms.partitioned,
+                    systemd=systemd,
+                    fleetd=fleetd,
+                    registered=Keys().machine(ms.machine_id) in registered,
+                    failed_units=tuple(failed),
+                )
+            )
+        health = tuple((ep, etcd.healthy(ep)) for ep in state.etcd_endpoints)
+        return SandboxStatus(tuple(machines), health, self.api_endpoint, state.token is not None)
+
+    @staticmethod
+    def _query(pid: int, cmd: list[str]) -> str:
+        try:
+            return machine.run_in(pid, cmd, timeout=5).stdout.strip() or "unknown"
+        except SandboxError:
+            return "unknown"
+
+    # --- fault injection --------------------------------------------------------------
+
+    def partition(self, name: str) -> None:
+        """Cut ``name`` off the bridge (host end of its veth down); it keeps running."""
+        state = self._state()
+        ms = state.machine(name)
+        network.set_link(ms.veth, up=False)
+        self._save(state.with_machine(dataclasses.replace(ms, partitioned=True)))
+
+    def heal(self, name: str) -> None:
+        state = self._state()
+        ms = state.machine(name)
+        network.set_link(ms.veth, up=True)
+        others = [m.netns for m in state.machines if m.name != name]
+        network.forget_neighbours(ms.netns, others, ms.ip)
+        self._save(state.with_machine(dataclasses.replace(ms, partitioned=False)))
+
+    def poweroff(self, name: str, timeout: float = 15.0) -> None:
+        """systemd power-off of ``name`` (SIGRTMIN+4); its disk and network stay for `boot`."""
+        state = self._state()
+        ms = state.machine(name)
+        if not host.alive(ms.systemd_pid, "systemd"):
+            raise SandboxError(f"machine {name} is not running")
+        machine.poweroff(ms.launcher_pid, ms.systemd_pid, timeout)
+        host.cgroup_remove(Path(state.cgroup) / name)
+        self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=None, systemd_pid=None)))
+
+    def boot(self, name: str, timeout: float = 60.0) -> None:
+        """Boot a powered-off machine again: same machine id, disk, address and config."""
+        deadline = time.monotonic() + timeout
+        state = self._state()
+        if host.alive(state.machine(name).systemd_pid, "systemd"):
+            raise SandboxError(f"machine {name} is already running")
+        self._launch(name)
+        self._wait_booted([name], deadline)
+        if state.fleetd:
+            self.wait_registered([name], max(1.0, deadline - time.monotonic()))
+
+    def kill_fleetd(self, name: str) -> None:
+        """SIGKILL fleetd's main process inside ``name`` (systemd restarts it)."""
+        proc = self.exec(
+            name, "systemctl", "kill", "--signal=KILL", "--kill-whom=main", FLEETD_UNIT
+        )
+        if proc.returncode != 0:
+            raise SandboxError(f"cannot kill fleetd on {name}: {proc.stderr.strip()}")
+
+
+def teardown(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+    """Power off and remove everything the sandbox created; works on partial state.
+
+    Returns what was removed (empty when there was nothing).  Only objects the
+    state file names, or that carry the sandbox prefix, are touched.
+    """
+    removed: list[str] = []
+    try:
+        state = st.load(state_dir)
+    except SandboxError:
+        state = None
+    machines = state.machines if state else ()
+    running = [m for m in machines if host.alive(m.systemd_pid, "systemd")]
+    for ms in running:
+        host.signal_pid(ms.systemd_pid, signal.SIGRTMIN + 4, "systemd")
+    pids = [p for m in machines for p in (m.systemd_pid, m.launcher_pid)]
+    if not host.wait_gone(pids, 10.0):
+        for ms in machines:
+            machine.kill(ms.launcher_pid, ms.systemd_pid)
+    removed += [f"machine {m.name}" for m in running]
+    if state and host.alive(state.etcd_pid, "etcd"):
+        host.stop_pid(state.etcd_pid, "etcd")
+        removed.append("etcd")
+    cgroup = Path(state.cgroup) if state else _default_cgroup()
+    if cgroup is not None and cgroup.exists():
+        host.cgroup_kill(cgroup)
+        host.cgroup_remove(cgroup)
+        removed.append(f"cgroup {cgroup}")
+    for netns in sorted({m.netns for m in machines} | set(network.owned_netns())):
+        if netns in network.netns_names():
+            network.delete_netns(netns)
+            removed.append(f"netns {netns}")
+    links = {m.veth for m in machines} | set(network.owned_links())
+    if state:
+        links.add(state.bridge)
+    for link in sorted(links):
+        if link in network.link_names():
+            network.delete_link(link)
+            removed.append(f"link {link}")
+    for mount in host.mounts_under(state_dir):
+        if host.run(["umount", mount], check=False).returncode != 0:
+            host.run(["umount", "-l", mount])
+        removed.append(f"mount {mount}")
+    if state_dir.exists():
+        host.run(["rm", "-rf", "--one-file-system", str(state_dir)])
+        removed.append(f"state {state_dir}")
+    return removed
+
+
+def _default_cgroup() -> Path | None:
+    try:
+        return host.cgroup2_root() / st.CGROUP_NAME
+    except SandboxError:
+        return None

@@ -1,0 +1,223 @@
+"""One sandbox machine: its seed files, booting it (boot.sh), running commands in it, power-off.
+
+A machine is systemd as PID 1 in its own PID, mount, UTS, cgroup and network
+namespaces, on an overlay of the host's root whose upper layer lives in
+``disks/<name>`` (so it survives a power-off, like a disk).  ``seed/`` is
+copied over the root on every boot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import fleetd
+from fleetd.errors import SandboxError
+from fleetd.sandbox import host
+
+BOOT_SCRIPT = Path(__file__).with_name("boot.sh")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Units that would clash with the host, touch host-global state (clock, sysctls,
+# devices, disks) or wait for hardware that a sandbox machine does not have.
+MASKED = (
+    "getty.target",
+    "console-getty.service",
+    "getty@tty1.service",
+    "serial-getty@ttyS0.service",
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-sysctl.service",
+    "systemd-modules-load.service",
+    "systemd-timesyncd.service",
+    "systemd-networkd.service",
+    "systemd-networkd.socket",
+    "systemd-networkd-wait-online.service",
+    "systemd-binfmt.service",
+    "systemd-remount-fs.service",
+    "systemd-fsck-root.service",
+    "systemd-pstore.service",
+    "systemd-firstboot.service",
+    "systemd-hwdb-update.service",
+    "systemd-journald-audit.socket",
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "man-db.timer",
+    "dpkg-db-backup.timer",
+    "logrotate.timer",
+)
+# Host services (any unit whose name starts with one of these) are masked too:
+# they would bind ports or run jobs meant for the host.
+MASKED_PREFIXES = (
+    "etcd", "postgresql", "redis", "nginx", "apache2", "httpd", "docker", "containerd",
+    "ssh", "mysql", "mariadb", "memcached", "rabbitmq", "mongod", "cron", "anacron",
+    "networking", "ifup", "NetworkManager", "dhcpcd", "wpa_supplicant", "ModemManager",
+    "avahi", "cloud-", "unattended-upgrades", "chrony", "ntp", "qemu-guest-agent",
+)  # fmt: skip
+UNIT_DIRS = (
+    Path("/lib/systemd/system"),
+    Path("/etc/systemd/system"),
+    Path("/usr/lib/systemd/system"),
+)
+
+
+def masked_units() -> list[str]:
+    names = set(MASKED)
+    for directory in UNIT_DIRS:
+        if directory.is_dir():
+            for entry in directory.iterdir():
+                if entry.name.startswith(MASKED_PREFIXES) and "." in entry.name:
+                    names.add(entry.name)
+    return sorted(names)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFile:
+    path: str  # absolute path inside the machine
+    text: str
+    mode: int = 0o644
+
+
+def write_seed(
+    seed: Path,
+    *,
+    files: Sequence[SeedFile],
+    masked: Sequence[str],
+    enabled: Sequence[str],
+) -> None:
+    """Lay out ``seed/`` (files, masks, ``multi-user.target.wants`` links) afresh."""
+    host.run(["rm", "-rf", str(seed)])
+    units = seed / "etc/systemd/system"
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    for item in files:
+        target = seed / item.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(item.text)
+        os.chmod(target, item.mode)
+    for unit in masked:
+        (units / unit).symlink_to("/dev/null")
+    for unit in enabled:
+        (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")
+
+
+def bind_paths() -> list[str]:
+    """Host paths machines need (venv, source tree, etcd); boot.sh binds those off the root fs."""
+    paths = {sys.prefix, str(Path(fleetd.__file__).resolve().parents[1])}
+    etcd_bin = os.environ.get("FLEETD_ETCD_BIN")
+    if etcd_bin:
+        paths.add(str(Path(etcd_bin).resolve().parent))
+    return sorted(paths)
+
+
+def launch(name: str, machine_dir: Path, disk_dir: Path, cgroup: Path, netns: str) -> int:
+    """Start booting; returns the launcher's PID (the host-side ``unshare``)."""
+    (machine_dir / "root").mkdir(parents=True, exist_ok=True)
+    disk_dir.mkdir(parents=True, exist_ok=True)
+    host.cgroup_remove(cgroup)
+    cgroup.mkdir(parents=True)
+    args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(cgroup), netns, str(machine_dir)]
+    return host.spawn([*args, str(disk_dir), name, *bind_paths()], machine_dir / "boot.log")
+
+
+def find_systemd(launcher: int, log: Path, timeout: float = 10.0) -> int:
+    """The host PID of the machine's systemd, once boot.sh has exec'd it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in host.children(launcher):
+            if host.alive(pid, "systemd"):
+                return pid
+        if not host.alive(launcher):
+            break
+        time.sleep(0.02)
+    raise SandboxError(f"machine did not start systemd; boot log {log}:\n{tail(log)}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({exc})"
+
+
+def command(systemd_pid: int, cmd: Sequence[str]) -> list[str]:
+    """argv that runs ``cmd`` inside the machine whose PID 1 is ``systemd_pid``."""
+    env = ["env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8"]
+    if "TERM" in os.environ:
+        env.append(f"TERM={os.environ['TERM']}")
+    ns = ["nsenter", "-t", str(systemd_pid), "-m", "-u", "-n", "-p", "-C", "--"]
+    return [*ns, *env, *cmd]
+
+
+def run_in(
+    systemd_pid: int,
+    cmd: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return host.run(command(systemd_pid, cmd), check=False, timeout=timeout, input=input)
+
+
+def wait_booted(name: str, systemd_pid: int, timeout: float) -> str:
+    """Wait for ``systemctl is-system-running`` to settle; 'running' or 'degraded'."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        if not host.alive(systemd_pid, "systemd"):
+            raise SandboxError(f"machine {name}: systemd exited while booting")
+        left = max(1.0, deadline - time.monotonic())
+        try:
+            proc = run_in(systemd_pid, ["systemctl", "is-system-running", "--wait"], timeout=left)
+        except SandboxError:
+            break
+        state = proc.stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        if state in ("maintenance", "stopping", "offline"):
+            break
+        time.sleep(0.05)  # the manager's bus is not up yet
+    raise SandboxError(
+        f"machine {name} did not boot (state {state or 'unknown'}); its journal:\n"
+        + journal_tail(systemd_pid)
+    )
+
+
+def failed_units(systemd_pid: int) -> list[str]:
+    proc = run_in(systemd_pid, ["systemctl", "--failed", "--plain", "--no-legend"], timeout=10)
+    return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def journal_tail(systemd_pid: int, lines: int = 40) -> str:
+    if not host.alive(systemd_pid, "systemd"):
+        return "(machine is not running)"
+    try:
+        proc = run_in(systemd_pid, ["journalctl", "--no-pager", "-b", "-n", str(lines)], timeout=10)
+    except SandboxError as exc:
+        return f"(no journal: {exc})"
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def poweroff(launcher: int | None, systemd_pid: int | None, timeout: float = 15.0) -> None:
+    """Power off as `systemctl poweroff` would (SIGRTMIN+4); SIGKILL the machine if stuck."""
+    host.signal_pid(systemd_pid, signal.SIGRTMIN + 4, "systemd")
+    if not host.wait_gone([systemd_pid, launcher], timeout):
+        kill(launcher, systemd_pid)
+
+
+def kill(launcher: int | None, systemd_pid: int | None) -> None:
+    """Pull the plug: SIGKILL to PID 1 ends every process of the machine's PID namespace."""
+    host.signal_pid(systemd_pid, signal.SIGKILL, "systemd")
+    host.signal_pid(launcher, signal.SIGKILL, "unshare")
+    host.wait_gone([systemd_pid, launcher], 5.0)
