@@ -9,9 +9,11 @@ Traps this module handles so nothing above it has to (DESIGN.md section 3):
   revision.  Watches therefore run their own loop on the raw gRPC stream,
   resume after the last *event* revision delivered, and raise WatchCompacted.
 * Every library error becomes a fleetd.errors type with the original kept as
-  ``__cause__``: unreachable/timeouts -> RegistryUnavailable, unknown lease ->
-  LeaseExpired, compacted revision -> WatchCompacted, oversized request ->
-  InvalidInput, anything else -> RegistryError.
+  ``__cause__`` (etcd_connection.translate): unreachable/timeouts ->
+  RegistryUnavailable, unknown lease -> LeaseExpired, compacted revision ->
+  WatchCompacted, oversized request -> InvalidInput, else RegistryError.
+* A transaction whose outcome is unknown (timeout, connection lost after
+  sending) raises RegistryUnavailable; callers re-read before retrying.
 """
 
 from __future__ import annotations
@@ -19,30 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 import grpc.aio
-from etcd3aio import (
-    EtcdConnectionError,
-    EtcdError,
-    EtcdPermissionDeniedError,
-    EtcdTransientError,
-    EtcdUnauthenticatedError,
-    prefix_range_end,
-)
+from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import Compare as PbCompare
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest, WatchStub
-from etcd3aio.auth import AuthService
+from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 from etcd3aio.kv import KVService
-from etcd3aio.lease import LeaseService
 
 from fleetd.errors import (
-    ConfigError,
-    FleetError,
     InvalidInput,
     LeaseExpired,
     RegistryError,
@@ -60,24 +49,13 @@ from fleetd.registry.base import (
     WatchEvent,
 )
 from fleetd.registry.batching import chunk_ops
+from fleetd.registry.etcd_connection import EtcdConnection, translate
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 PAGE_SIZE = 1000
 """Keys per Range request in get_prefix (keeps every response far below gRPC limits)."""
 
-_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.lb_policy_name", "round_robin"),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    # Reconnect quickly after an etcd restart instead of gRPC's default 1 s .. 120 s.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-]
 _TARGETS = {
     CompareTarget.VALUE: (PbCompare.VALUE, "value"),
     CompareTarget.CREATE: (PbCompare.CREATE, "create_revision"),
@@ -91,54 +69,6 @@ _PERMANENT_WATCH_CODES = (
     grpc.StatusCode.UNIMPLEMENTED,
     grpc.StatusCode.OUT_OF_RANGE,
 )
-
-
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``http://host:port``, ``https://host:port`` or ``host:port`` -> (host, port)."""
-    rest = endpoint.strip()
-    for scheme in ("http://", "https://"):
-        if rest.startswith(scheme):
-            rest = rest[len(scheme) :]
-    rest = rest.rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"etcd endpoint must look like http://host:port, got {endpoint!r}")
-    return host.strip("[]"), int(port)
-
-
-def translate(exc: BaseException, what: str) -> FleetError:
-    """The fleetd error for a failure of ``what`` (raise it ``from exc``)."""
-    if isinstance(exc, FleetError):
-        return exc
-    cause = exc.__cause__ if isinstance(exc, EtcdError) else exc
-    if isinstance(cause, grpc.aio.AioRpcError):
-        code, detail = cause.code(), cause.details() or ""
-        if code is grpc.StatusCode.NOT_FOUND and "lease" in detail:
-            return LeaseExpired(f"{what}: {detail}")
-        if "compacted" in detail:
-            return WatchCompacted(f"{what}: {detail}")
-        if "too large" in detail:
-            return InvalidInput(f"{what}: etcd refused the request: {detail}")
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return RegistryUnavailable(f"{what}: etcd unreachable: {code.name} {detail}")
-    if isinstance(exc, EtcdConnectionError | EtcdTransientError | TimeoutError):
-        return RegistryUnavailable(f"{what}: etcd unreachable: {exc or 'timed out'}")
-    if isinstance(exc, grpc.aio.UsageError):
-        return RegistryUnavailable(f"{what}: connection closed: {exc}")
-    if isinstance(exc, EtcdUnauthenticatedError | EtcdPermissionDeniedError):
-        return RegistryError(f"{what}: etcd refused access: {exc}")
-    if isinstance(cause, grpc.aio.AioRpcError):
-        return RegistryError(f"{what}: {cause.code().name} {cause.details()}")
-    return RegistryError(f"{what}: {exc}")
-
-
-def _read(path: str | None, option: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{option}: cannot read {path}: {exc.strerror}") from exc
 
 
 class EtcdRegistry:
@@ -160,96 +90,19 @@ class EtcdRegistry:
         password: str | None = None,
         timeout: float = 5.0,
     ) -> None:
-        if not endpoints:
-            raise ConfigError("etcd_endpoints: at least one endpoint is needed")
-        if (cert_file is None) != (key_file is None):
-            raise ConfigError("etcd_certfile and etcd_keyfile must be given together")
-        if cert_file is not None and ca_file is None:
-            raise ConfigError("etcd_cafile is needed when a client certificate is given")
-        if (username is None) != (password is None):
-            raise ConfigError("etcd_username and etcd_password must be given together")
-        if timeout <= 0:
-            raise ConfigError(f"etcd request timeout must be positive, got {timeout}")
-        self._endpoints = [parse_endpoint(e) for e in endpoints]
-        self._ca = _read(ca_file, "etcd_cafile")
-        self._cert = _read(cert_file, "etcd_certfile")
-        self._key = _read(key_file, "etcd_keyfile")
-        self._tls_server_name = tls_server_name
-        self._username = username
-        self._password = password
+        """Validates the arguments (ConfigError naming the option) and reads the TLS files;
+        connects on first use."""
+        self._conn = EtcdConnection(
+            endpoints,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            tls_server_name=tls_server_name,
+            username=username,
+            password=password,
+            timeout=timeout,
+        )
         self._timeout = timeout
-        self._channel: grpc.aio.Channel | None = None
-        self._kv: KVService | None = None
-        self._lease: LeaseService | None = None
-        self._auth: AuthService | None = None
-        self._watch: WatchStub | None = None
-        self._token: str | None = None
-        self._connecting = asyncio.Lock()
-
-    # -- connection ------------------------------------------------------------
-
-    async def _target(self) -> str:
-        loop = asyncio.get_running_loop()
-        addresses: list[str] = []
-        for host, port in self._endpoints:
-            try:
-                infos = await loop.getaddrinfo(host, port, family=socket.AF_INET)
-            except OSError as exc:
-                raise RegistryUnavailable(f"cannot resolve etcd host {host!r}: {exc}") from exc
-            addresses.extend(f"{info[4][0]}:{port}" for info in infos[:1])
-        return "ipv4:" + ",".join(addresses)
-
-    async def _connect(self) -> tuple[KVService, LeaseService, WatchStub]:
-        async with self._connecting:
-            if self._kv is None or self._lease is None or self._watch is None:
-                target = await self._target()
-                options = list(_CHANNEL_OPTIONS)
-                if self._ca is not None:
-                    if self._tls_server_name:
-                        options.append(("grpc.ssl_target_name_override", self._tls_server_name))
-                    credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
-                    channel = grpc.aio.secure_channel(target, credentials, options=options)
-                else:
-                    channel = grpc.aio.insecure_channel(target, options=options)
-                self._channel = channel
-                self._kv = KVService(channel)
-                self._lease = LeaseService(channel)
-                self._auth = AuthService(channel)
-                self._watch = WatchStub(channel)
-                if self._username is not None:
-                    await self._authenticate()
-            return self._kv, self._lease, self._watch
-
-    async def _authenticate(self) -> None:
-        assert self._auth is not None and self._username is not None
-        try:
-            response = await self._auth.authenticate(
-                self._username, self._password or "", timeout=self._timeout
-            )
-        except (EtcdError, grpc.aio.AioRpcError, TimeoutError) as exc:
-            raise translate(exc, f"authenticate as {self._username!r}") from exc
-        self._token = response.token
-        for service in (self._kv, self._lease, self._auth):
-            if service is not None:
-                service.set_token(self._token)
-
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one request, re-authenticating once if the token expired."""
-        await self._connect()
-        for attempt in (1, 2):
-            try:
-                return await call()
-            except EtcdUnauthenticatedError as exc:
-                if self._username is None or attempt == 2:
-                    raise translate(exc, what) from exc
-                await self._authenticate()
-            except (EtcdError, grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError) as exc:
-                raise translate(exc, what) from exc
-        raise AssertionError("unreachable")
-
-    def _services(self) -> tuple[KVService, LeaseService]:
-        assert self._kv is not None and self._lease is not None, "not connected"
-        return self._kv, self._lease
 
     # -- key-value -------------------------------------------------------------
 
@@ -261,16 +114,16 @@ class EtcdRegistry:
 
     async def get(self, key: str) -> KeyValue | None:
         async def call() -> KeyValue | None:
-            response = await self._services()[0].get(key, timeout=self._timeout)
+            response = await self._conn.services()[0].get(key, timeout=self._timeout)
             return self._kv_of(response.kvs[0]) if response.kvs else None
 
-        return await self._call(f"get {key}", call)
+        return await self._conn.call(f"get {key}", call)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         end = prefix_range_end(prefix)
 
         async def call() -> tuple[list[KeyValue], int]:
-            kv = self._services()[0]
+            kv = self._conn.services()[0]
             items: list[KeyValue] = []
             start, revision = prefix.encode(), 0
             while True:
@@ -285,26 +138,26 @@ class EtcdRegistry:
 
         for _ in range(3):
             try:
-                return await self._call(f"get prefix {prefix}", call)
+                return await self._conn.call(f"get prefix {prefix}", call)
             except WatchCompacted:
                 # A compaction landed between two pages: read again at a newer revision.
                 continue
-        return await self._call(f"get prefix {prefix}", call)
+        return await self._conn.call(f"get prefix {prefix}", call)
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         async def call() -> int:
-            response = await self._services()[0].put(key, value, lease, timeout=self._timeout)
+            response = await self._conn.services()[0].put(key, value, lease, timeout=self._timeout)
             return int(response.header.revision)
 
-        return await self._call(f"put {key}", call)
+        return await self._conn.call(f"put {key}", call)
 
     async def delete(self, key: str, prefix: bool = False) -> int:
         async def call() -> int:
             end = prefix_range_end(key) if prefix else None
-            response = await self._services()[0].delete(key, end, timeout=self._timeout)
+            response = await self._conn.services()[0].delete(key, end, timeout=self._timeout)
             return int(response.deleted)
 
-        return await self._call(f"delete {key}", call)
+        return await self._conn.call(f"delete {key}", call)
 
     # -- transactions ----------------------------------------------------------
 
@@ -335,12 +188,12 @@ class EtcdRegistry:
         pb_failure = [self._op(o) for o in failure]
 
         async def call() -> TxnResult:
-            response = await self._services()[0].txn(
+            response = await self._conn.services()[0].txn(
                 pb_compares, pb_success, pb_failure, timeout=self._timeout, max_attempts=1
             )
             return TxnResult(bool(response.succeeded), int(response.header.revision))
 
-        return await self._call("transaction", call)
+        return await self._conn.call("transaction", call)
 
     async def batch(self, ops: Sequence[Op], guard: Sequence[Compare] = ()) -> TxnResult:
         if not ops:
@@ -359,14 +212,14 @@ class EtcdRegistry:
             raise InvalidInput(f"lease TTL must be at least 1 second, got {ttl}")
 
         async def call() -> int:
-            response = await self._services()[1].grant(ttl, timeout=self._timeout)
+            response = await self._conn.services()[1].grant(ttl, timeout=self._timeout)
             return int(response.ID)
 
-        return await self._call("grant lease", call)
+        return await self._conn.call("grant lease", call)
 
     async def refresh_lease(self, lease: int) -> int:
         async def call() -> int:
-            stream = self._services()[1].keep_alive(lease)
+            stream = self._conn.services()[1].keep_alive(lease)
             try:
                 async with asyncio.timeout(self._timeout):
                     async for response in stream:
@@ -380,31 +233,34 @@ class EtcdRegistry:
                 raise LeaseExpired(f"lease {lease:x} does not exist (expired or revoked)")
             return ttl
 
-        return await self._call(f"refresh lease {lease:x}", call)
+        return await self._conn.call(f"refresh lease {lease:x}", call)
 
     async def lease_ttl(self, lease: int) -> int:
         async def call() -> int:
-            response = await self._services()[1].time_to_live(lease, timeout=self._timeout)
+            response = await self._conn.services()[1].time_to_live(lease, timeout=self._timeout)
             return int(response.TTL)
 
-        return await self._call(f"lease {lease:x} ttl", call)
+        return await self._conn.call(f"lease {lease:x} ttl", call)
 
     async def revoke_lease(self, lease: int) -> None:
         async def call() -> None:
-            await self._services()[1].revoke(lease, timeout=self._timeout)
+            await self._conn.services()[1].revoke(lease, timeout=self._timeout)
 
         with contextlib.suppress(LeaseExpired):  # already gone: nothing to revoke
-            await self._call(f"revoke lease {lease:x}", call)
+            await self._conn.call(f"revoke lease {lease:x}", call)
 
     # -- watches ---------------------------------------------------------------
 
-    def _watch_metadata(self) -> tuple[tuple[str, str], ...]:
-        # hasleader: a member cut off from the cluster ends the stream, so we move on.
-        token = (("token", self._token),) if self._token else ()
-        return (("hasleader", "true"), *token)
-
     def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         return self._watch_loop(prefix, start_revision)
+
+    @staticmethod
+    async def _watch_requests(key: bytes, end: bytes, start: int) -> AsyncIterator[Any]:
+        create = WatchCreateRequest(
+            key=key, range_end=end, start_revision=start, progress_notify=True
+        )
+        yield WatchRequest(create_request=create)
+        await asyncio.Event().wait()  # keep the request stream (and so the watch) open
 
     async def _watch_loop(
         self, prefix: str, start_revision: int
@@ -413,17 +269,11 @@ class EtcdRegistry:
         next_revision = start_revision
         backoff = 0.1
         while True:
-            _, _, stub = await self._connect()
-            create = WatchCreateRequest(
-                key=key, range_end=end, start_revision=next_revision, progress_notify=True
-            )
-
-            async def requests(request: Any = create) -> AsyncIterator[Any]:
-                yield WatchRequest(create_request=request)
-                await asyncio.Event().wait()
-
-            stream = stub.Watch(requests(), metadata=self._watch_metadata())
+            stream = None
             try:
+                _, _, stub = await self._conn.connect()
+                requests = self._watch_requests(key, end, next_revision)
+                stream = stub.Watch(requests, metadata=self._conn.watch_metadata())
                 async for response in stream:
                     if response.compact_revision:
                         raise WatchCompacted(
@@ -437,25 +287,26 @@ class EtcdRegistry:
                         batch = [self._event(e) for e in response.events]
                         next_revision = batch[-1].mod_revision + 1
                         yield batch
-                    elif not response.created and response.header.revision >= next_revision:
+                    elif response.created:
+                        # Watching "from now": pin now, so a resume misses nothing.
+                        next_revision = next_revision or response.header.revision + 1
+                    elif response.header.revision >= next_revision:
                         # Progress notification: everything up to here was delivered.
                         next_revision = response.header.revision + 1
                 log.info("watch %s: stream ended, resuming at revision %d", prefix, next_revision)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAUTHENTICATED and self._username is not None:
-                    await self._authenticate()
-                elif exc.code() in _PERMANENT_WATCH_CODES:
+                code = exc.code()
+                if code is grpc.StatusCode.UNAUTHENTICATED and self._conn.username is not None:
+                    await self._conn.authenticate()
+                elif code in _PERMANENT_WATCH_CODES or code is grpc.StatusCode.UNAUTHENTICATED:
                     raise translate(exc, f"watch {prefix}") from exc
                 else:
-                    log.warning(
-                        "watch %s: %s, resuming at revision %d in %.1fs",
-                        prefix,
-                        exc.code().name,
-                        next_revision,
-                        backoff,
-                    )
+                    log.warning("watch %s: %s, resuming at %d", prefix, code.name, next_revision)
+            except RegistryUnavailable as exc:
+                log.warning("watch %s: %s, resuming at %d", prefix, exc, next_revision)
             finally:
-                stream.cancel()
+                if stream is not None:
+                    stream.cancel()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
@@ -471,14 +322,10 @@ class EtcdRegistry:
 
     async def compact(self, revision: int) -> None:
         async def call() -> None:
-            await self._services()[0].compact(revision, physical=True, timeout=self._timeout)
+            await self._conn.services()[0].compact(revision, physical=True, timeout=self._timeout)
 
         with contextlib.suppress(WatchCompacted):  # already compacted at or beyond it
-            await self._call(f"compact at {revision}", call)
+            await self._conn.call(f"compact at {revision}", call)
 
     async def close(self) -> None:
-        channel, self._channel = self._channel, None
-        self._kv = self._lease = self._auth = None
-        self._watch = None
-        if channel is not None:
-            await channel.close()
+        await self._conn.close()

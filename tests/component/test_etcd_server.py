@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fleetd.errors import EtcdBinaryNotFound
+from fleetd.errors import ConfigError, EtcdBinaryNotFound, RegistryError, RegistryUnavailable
 from fleetd.etcd_server import EtcdServer, EtcdStartError, _alive, find_etcd_binary, free_port
 from fleetd.registry.etcd import EtcdRegistry
 
@@ -127,3 +130,59 @@ async def test_three_member_cluster(tmp_path: Path) -> None:
     finally:
         for member in members:
             member.stop()
+
+
+@pytest.fixture
+def etcd_with_auth(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A separate etcd with auth enabled, a user root:s3cret and tokens that expire in 1s."""
+    etcdctl = find_etcd_binary().with_name("etcdctl")
+    server = EtcdServer(tmp_path / "etcd", unsafe_no_fsync=True, extra_args=["--auth-token-ttl=1"])
+    server.start()
+    try:
+        for args in (["user", "add", "root:s3cret"], ["auth", "enable"]):
+            subprocess.run(
+                [str(etcdctl), f"--endpoints={server.endpoint}", *args],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.etcd
+async def test_registry_authenticates_with_username_and_password(
+    etcd_with_auth: EtcdServer,
+) -> None:
+    server = etcd_with_auth
+    registry = EtcdRegistry([server.endpoint], username="root", password="s3cret")
+    await registry.put("/secured", b"1")
+    watch = registry.watch_prefix("/secured", 1)
+    assert [e.value for e in await asyncio.wait_for(anext(watch), 10)] == [b"1"]
+    await watch.aclose()  # type: ignore[attr-defined]
+    await asyncio.sleep(2.5)  # let the token expire: the next call must re-authenticate
+    got = await registry.get("/secured")
+    assert got is not None and got.value == b"1"
+    await registry.close()
+
+    anonymous = EtcdRegistry([server.endpoint])
+    with pytest.raises(RegistryError) as caught:
+        await anonymous.get("/secured")
+    assert not isinstance(caught.value, RegistryUnavailable)
+    await anonymous.close()
+    wrong = EtcdRegistry([server.endpoint], username="root", password="wrong")
+    with pytest.raises(RegistryError, match="authenticate"):
+        await wrong.get("/secured")
+    await wrong.close()
+
+
+def test_bad_client_options_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="endpoint"):
+        EtcdRegistry(["http://127.0.0.1"])
+    with pytest.raises(ConfigError, match="at least one"):
+        EtcdRegistry([])
+    with pytest.raises(ConfigError, match="etcd_cafile: cannot read"):
+        EtcdRegistry(["127.0.0.1:2379"], ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="together"):
+        EtcdRegistry(["127.0.0.1:2379"], username="root")

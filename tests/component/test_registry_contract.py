@@ -380,10 +380,15 @@ async def test_watch_continues_across_an_etcd_restart(
     assert summary(await collect(watch, 1)) == [("put", f"{key_prefix}before", b"1")]
     pending = asyncio.ensure_future(collect(watch, 2, within=30))
 
+    lease = await r.grant_lease(30)
     etcd_server.stop()
     try:
         with pytest.raises(RegistryUnavailable):
             await r.get(f"{key_prefix}before")
+        with pytest.raises(RegistryUnavailable):
+            await r.txn([Compare.absent(f"{key_prefix}x")], [Put(f"{key_prefix}x", b"")])
+        with pytest.raises(RegistryUnavailable):
+            await r.refresh_lease(lease)
     finally:
         await asyncio.to_thread(etcd_server.start)
 
@@ -398,6 +403,7 @@ async def test_watch_continues_across_an_etcd_restart(
                 await asyncio.sleep(0.1)
 
     await put_after_restart()
+    assert await r.refresh_lease(lease) > 0
     await r.delete(f"{key_prefix}before")
     events = await pending
     assert summary(events) == [
