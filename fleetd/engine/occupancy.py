@@ -1,0 +1,88 @@
+"""Which unit is placed where during a scheduling pass, with the glob relations (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fleetd.engine.globs import GlobRelation
+from fleetd.requirements import Requirements
+
+
+class Occupancy:
+    """Units per machine and machines per unit, plus ``Conflicts=``/``Replaces=`` lookups.
+
+    ``jobs`` are every (name, requirements) the pass may place, so that the
+    glob relations know all globs up front.
+    """
+
+    def __init__(self, jobs: Iterable[Requirements]) -> None:
+        conflicts: set[str] = set()
+        replaces: set[str] = set()
+        for req in jobs:
+            conflicts.update(req.conflicts)
+            replaces.update(req.replaces)
+        self.where: dict[str, set[str]] = {}
+        self.on: dict[str, set[str]] = {}
+        self._conflicts = GlobRelation(sorted(conflicts))
+        self._replaces = GlobRelation(sorted(replaces))
+
+    def add(self, name: str, req: Requirements, machine: str) -> None:
+        self.where.setdefault(name, set()).add(machine)
+        self.on.setdefault(machine, set()).add(name)
+        if self._conflicts:
+            self._conflicts.add(name, req.conflicts, machine)
+        if self._replaces:
+            self._replaces.add(name, req.replaces, machine)
+
+    def remove(self, name: str, req: Requirements, machine: str) -> None:
+        machines = self.where.get(name)
+        if machines is None or machine not in machines:
+            return
+        machines.discard(machine)
+        if not machines:
+            del self.where[name]
+        self.on[machine].discard(name)
+        if self._conflicts:
+            self._conflicts.remove(name, req.conflicts, machine)
+        if self._replaces:
+            self._replaces.remove(name, req.replaces, machine)
+
+    @property
+    def has_globs(self) -> bool:
+        return bool(self._conflicts) or bool(self._replaces)
+
+    def signature(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What other units' globs see of ``name``: units with equal signatures check alike."""
+        return self._conflicts.globs_matching(name), self._replaces.globs_matching(name)
+
+    def machines_of(self, name: str) -> set[str]:
+        return self.where.get(name, set())
+
+    def conflict(self, name: str, req: Requirements, machine: str) -> str | None:
+        """Why ``name`` cannot join the units on ``machine`` (symmetric globs), or None."""
+        if req.conflicts:
+            hits = self._conflicts.forward(req.conflicts, machine, name)
+            if hits:
+                return f"conflicts with {hits[0]}"
+        if self._conflicts:
+            other = self._conflicts.reverse(name, machine)
+            if other is not None:
+                return f"conflicts with {other}"
+        if self._replaces:
+            other = self._replaces.reverse(name, machine)
+            if other is not None:
+                return f"would be replaced by {other}"
+        return None
+
+    def forbidden(self, name: str, req: Requirements) -> set[str]:
+        """Every machine where ``conflict`` would reject ``name`` (the unit is not placed yet)."""
+        found = self._conflicts.machines(req.conflicts, name) if self._conflicts else set()
+        if self._replaces:
+            found |= self._replaces.machines((), name)
+        return found
+
+    def replaced_by(self, name: str, req: Requirements, machine: str) -> list[str]:
+        """Units on ``machine`` that ``name`` replaces (``Replaces=``), sorted."""
+        if not req.replaces:
+            return []
+        return self._replaces.forward(req.replaces, machine, name)

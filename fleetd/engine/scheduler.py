@@ -1,0 +1,343 @@
+"""The scheduler: where every unit should run, and why not when it cannot (pure).
+
+``schedule()`` takes plain values (machines, flags, jobs, current placements)
+and returns a Decision.  A pass first keeps every current placement that is
+still valid (placed units never move without cause: machine gone, draining,
+or a constraint that now forbids it), then places Global units on every
+matching machine, then every other unit in name order with MachineOf peers
+first.  Machines are filtered by the checks in ``checks.py`` and ranked by
+the strategy:
+
+- ``binpack`` (default): Nomad's best fit, score = 20 - (10^freeCPU +
+  10^freeMem) after placement, over the BINPACK_CANDIDATES closest fits on
+  the unit's scarcer dimension; ties go to the machine with fewer units
+  (a unit without reservations does not change the score), then machine id.
+- ``spread``: fleet's least loaded, fewest units first, then machine id.
+
+Unconstrained units are placed through the capacity index (a bisect and a
+short walk), so a pass stays near-linear in the number of units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fleetd.engine.checks import KEEP_PLACEMENT, NEW_PLACEMENT, Checker
+from fleetd.engine.index import (
+    CapacityIndex,
+    MetadataGroups,
+    Slot,
+    Strategy,
+    binpack_score,
+)
+from fleetd.engine.occupancy import Occupancy
+from fleetd.engine.order import peer_order
+from fleetd.model import Machine, MachineFlags
+from fleetd.requirements import Requirements
+
+__all__ = ["Decision", "Job", "Placement", "Removal", "Strategy", "schedule"]
+
+# A follower goes where its peer is, even on a cordoned or draining machine.
+_FOLLOWER_CHECKS = tuple(c for c in NEW_PLACEMENT if c.__name__ != "flags")
+_WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A unit that should run somewhere (desired state loaded or launched)."""
+
+    name: str
+    requirements: Requirements = field(default_factory=Requirements)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    unit: str
+    machine: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    unit: str
+    machine: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one pass.
+
+    ``assignments``: every job that is placed -> its machines (sorted; one
+    unless Global).  ``placed``: placements that are new in this pass.
+    ``removals``: current placements to drop, with why.  ``unplaceable``:
+    unit -> per-machine reasons; a unit that cannot leave a draining machine
+    stays assigned there and is listed here too.
+    """
+
+    assignments: Mapping[str, tuple[str, ...]]
+    placed: tuple[Placement, ...]
+    removals: tuple[Removal, ...]
+    unplaceable: Mapping[str, str]
+
+
+def schedule(
+    machines: Iterable[Machine],
+    jobs: Iterable[Job],
+    current: Mapping[str, Iterable[str]] | None = None,
+    flags: Mapping[str, MachineFlags] | None = None,
+    strategy: Strategy = Strategy.BINPACK,
+    drain_batch: int | None = None,
+) -> Decision:
+    """Decide where each job runs.
+
+    ``current`` maps a unit to the machines it is scheduled on now (entries
+    for units that are not jobs are ignored).  ``drain_batch`` bounds how
+    many units leave draining machines in this pass (None: all).
+    """
+    run = _Pass(machines, jobs, flags or {}, strategy, drain_batch)
+    run.keep(current or {})
+    run.place_globals()
+    run.place_pending()
+    return run.decision()
+
+
+def _slot(machine: Machine, flags: MachineFlags | None) -> Slot:
+    metadata = dict(machine.metadata)
+    if flags is not None:
+        metadata.update(flags.metadata_overrides)
+    return Slot(
+        machine.id,
+        tuple(sorted(metadata.items())),
+        machine.capacity.cpu_millis,
+        machine.capacity.memory_bytes,
+        unschedulable=flags is not None and flags.unschedulable,
+        draining=flags is not None and flags.draining,
+    )
+
+
+class _Pass:
+    def __init__(
+        self,
+        machines: Iterable[Machine],
+        jobs: Iterable[Job],
+        flags: Mapping[str, MachineFlags],
+        strategy: Strategy,
+        drain_batch: int | None,
+    ) -> None:
+        self.slots = {m.id: _slot(m, flags.get(m.id)) for m in machines}
+        self.all_slots = sorted(self.slots.values(), key=lambda s: s.id)
+        self.jobs = {j.name: j.requirements for j in jobs}
+        self.strategy = strategy
+        self.drain_budget = drain_batch
+        self.groups = MetadataGroups(self.all_slots)
+        self.index = CapacityIndex(self.groups, strategy)
+        self.occupancy = Occupancy(self.jobs.values())
+        self.checker = Checker(self.groups, self.occupancy)
+        self.order, cycles = peer_order(self.jobs)
+        self.rank = {name: i for i, name in enumerate(self.order)}
+        self.followers: dict[str, list[str]] = {}
+        for name in self.order:
+            for peer in self.jobs[name].machine_of:
+                self.followers.setdefault(peer, []).append(name)
+        self.new: dict[tuple[str, str], str] = {}
+        self.removals: dict[tuple[str, str], str] = {}
+        self.unplaceable: dict[str, str] = dict(cycles)
+        self.pending: list[str] = []
+        self.globals: list[str] = []
+        self.leaving: dict[str, str] = {}  # unit -> draining machine it may leave
+
+    # --- phase 1: keep what is still valid ---
+
+    def keep(self, current: Mapping[str, Iterable[str]]) -> None:
+        for name in self.order:
+            req = self.jobs[name]
+            kept = False
+            for machine in sorted(current.get(name, ())):
+                reason = self._keep_reason(name, req, machine, kept)
+                if reason is None:
+                    self._put(name, req, self.slots[machine])
+                    kept = True
+                elif reason:
+                    self.removals[(name, machine)] = reason
+            if name in self.unplaceable:
+                continue
+            if req.global_:
+                self.globals.append(name)
+            elif not kept:
+                self.pending.append(name)
+
+    def _keep_reason(self, name: str, req: Requirements, machine: str, kept: bool) -> str | None:
+        slot = self.slots.get(machine)
+        if slot is None:
+            return f"machine {machine} is gone"
+        if name in self.unplaceable:
+            return self.unplaceable[name]
+        if kept and not req.global_:
+            return "already placed on another machine"
+        for peer in req.machine_of:
+            if peer in self.jobs and not self.occupancy.machines_of(peer):
+                return f"follows {peer}, which moves"
+        found = self.checker.first(
+            KEEP_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+        )
+        if found is not None:
+            return f"no longer allowed on {machine}: {found.text}"
+        if slot.draining and not req.machine_of and self.drain_budget != 0:
+            if self.drain_budget is not None:
+                self.drain_budget -= 1
+            self.leaving[name] = machine
+            return ""  # removed only once a new machine is found
+        return None
+
+    # --- phase 2: Global units on every matching machine ---
+
+    def place_globals(self) -> None:
+        for name in self.globals:
+            req = self.jobs[name]
+            for slot in self.index.members(req.metadata):
+                if slot.id in self.occupancy.machines_of(name):
+                    continue
+                reason = self.checker.first(
+                    NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+                )
+                if reason is None:
+                    self._place(name, req, slot, "global unit")
+            if not self.occupancy.machines_of(name):
+                self.unplaceable[name] = ""
+
+    # --- phase 3: everything else, MachineOf peers first ---
+
+    def place_pending(self) -> None:
+        queue = sorted(self.pending, key=self.rank.__getitem__)
+        i = 0
+        while i < len(queue):
+            name = queue[i]
+            i += 1
+            if self.occupancy.machines_of(name) or name in self.unplaceable:
+                continue
+            req = self.jobs[name]
+            cpu, mem = self._need(name, req)
+            slot, why = self._choose(name, req, cpu, mem)
+            leaving = self.leaving.pop(name, None)
+            if slot is None:
+                if leaving is not None:
+                    self._put(name, req, self.slots[leaving])
+                self.unplaceable[name] = ""
+                continue
+            if leaving is not None:
+                self.removals[(name, leaving)] = f"machine {leaving} is draining"
+            self._place(name, req, slot, why)
+            for other in self.occupancy.replaced_by(name, req, slot.id):
+                queue.extend(self._evict(other, slot.id, f"replaced by {name}"))
+
+    def _need(self, name: str, req: Requirements) -> tuple[int, int]:
+        """Own reservation plus that of unplaced MachineOf followers (they move together)."""
+        cpu, mem = req.cpu_millis, req.memory_bytes
+        stack = list(self.followers.get(name, ()))
+        seen: set[str] = set()
+        while stack:
+            follower = stack.pop()
+            if follower in seen or self.occupancy.machines_of(follower):
+                continue
+            seen.add(follower)
+            cpu += self.jobs[follower].cpu_millis
+            mem += self.jobs[follower].memory_bytes
+            stack.extend(self.followers.get(follower, ()))
+        return cpu, mem
+
+    def _choose(self, name: str, req: Requirements, cpu: int, mem: int) -> tuple[Slot | None, str]:
+        if req.machine_of:
+            peers = [self.occupancy.machines_of(p) for p in req.machine_of]
+            common = set.intersection(*peers) if all(peers) else set()
+            candidates = [self.slots[m] for m in sorted(common)]
+            best = self._best_of(name, req, candidates, cpu, mem, _FOLLOWER_CHECKS)
+            return best, f"runs with {', '.join(req.machine_of)} (MachineOf)"
+        if req.machine_id is not None:
+            candidates = [s for s in self.all_slots if s.id.startswith(req.machine_id)]
+            best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
+            return best, "pinned by MachineID"
+        avoid = self.occupancy.forbidden(name, req) if self.occupancy.has_globs else set()
+        return self.index.best(req.metadata, cpu, mem, avoid), _WHY[self.strategy]
+
+    def _best_of(
+        self,
+        name: str,
+        req: Requirements,
+        candidates: list[Slot],
+        cpu: int,
+        mem: int,
+        checks: tuple[object, ...],
+    ) -> Slot | None:
+        fitting = [
+            s
+            for s in candidates
+            if self.checker.first(checks, name, req, s, cpu, mem) is None  # type: ignore[arg-type]
+        ]
+        if not fitting:
+            return None
+        if self.strategy is Strategy.SPREAD:
+            return min(fitting, key=lambda s: (s.count, s.id))
+        return min(fitting, key=lambda s: (-binpack_score(s, cpu, mem), s.count, s.id))
+
+    def _evict(self, name: str, machine: str, reason: str) -> list[str]:
+        """Drop ``name`` and its MachineOf followers from ``machine``; returns what to re-place."""
+        req = self.jobs[name]
+        self._take(name, req, self.slots[machine])
+        if self.new.pop((name, machine), None) is None:
+            self.removals[(name, machine)] = reason
+        requeue = [] if req.global_ else [name]
+        for follower in self.followers.get(name, ()):
+            if machine in self.occupancy.machines_of(follower):
+                requeue.extend(self._evict(follower, machine, f"follows {name}"))
+        return requeue
+
+    # --- bookkeeping ---
+
+    def _place(self, name: str, req: Requirements, slot: Slot, why: str) -> None:
+        self._put(name, req, slot)
+        # Taken off this machine earlier in the pass and back again: nothing changes.
+        if self.removals.pop((name, slot.id), None) is None:
+            self.new[(name, slot.id)] = why
+
+    def _put(self, name: str, req: Requirements, slot: Slot) -> None:
+        self.index.detach(slot)
+        slot.free_cpu -= req.cpu_millis
+        slot.free_mem -= req.memory_bytes
+        slot.count += 1
+        self.index.attach(slot)
+        self.occupancy.add(name, req, slot.id)
+
+    def _take(self, name: str, req: Requirements, slot: Slot) -> None:
+        self.index.detach(slot)
+        slot.free_cpu += req.cpu_millis
+        slot.free_mem += req.memory_bytes
+        slot.count -= 1
+        self.index.attach(slot)
+        self.occupancy.remove(name, req, slot.id)
+
+    def decision(self) -> Decision:
+        memo: dict[object, str] = {}
+        reasons: dict[str, str] = {}
+        for name in sorted(self.unplaceable):
+            text = self.unplaceable[name]
+            if not text:
+                req = self.jobs[name]
+                cpu, mem = self._need(name, req)
+                key = (req, cpu, mem, self.occupancy.signature(name))
+                text = memo.get(key, "")
+                if not text:
+                    text = memo[key] = self.checker.explain(name, req, self.all_slots, cpu, mem)
+                held = self.occupancy.machines_of(name)
+                if held and not req.global_:
+                    text = f"cannot leave draining machine {min(held)}: {text}"
+            reasons[name] = text
+        assignments = {
+            name: tuple(sorted(self.occupancy.machines_of(name)))
+            for name in self.order
+            if self.occupancy.machines_of(name)
+        }
+        placed = tuple(Placement(u, m, why) for (u, m), why in self.new.items())
+        removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
+        return Decision(assignments, placed, removals, reasons)
