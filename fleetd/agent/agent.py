@@ -26,7 +26,7 @@ from fleetd.agent.reconciler import Reconciler
 from fleetd.agent.systemd import SystemdManager, UnitStatus
 from fleetd.agent.unitdir import UnitDirectory
 from fleetd.config import Config
-from fleetd.errors import SystemdError
+from fleetd.errors import FleetError, SystemdError
 from fleetd.model import Machine
 from fleetd.registry.store import Store
 
@@ -146,6 +146,15 @@ class Agent:
         """Run until the machine shuts down; cancel to stop fleetd (units keep running)."""
         self.reconciler.adopt()
         try:
+            await self._supervise()
+        except asyncio.CancelledError:
+            await self._on_cancel()
+            raise
+        finally:
+            await self.manager.close()
+
+    async def _supervise(self) -> None:
+        try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.presence.run(), name="presence")
                 group.create_task(self._systemd(), name="systemd")
@@ -157,8 +166,19 @@ class Agent:
                 group.create_task(self._watch_shutdown(), name="shutdown")
         except* _MachineShutdown:
             pass
-        finally:
-            await self.manager.close()
+
+    async def _on_cancel(self) -> None:
+        """fleetd is being stopped: if the machine is going down, release the lease first."""
+        if not self.shutting_down.is_set() and self.manager.connected:
+            with contextlib.suppress(SystemdError, TimeoutError):
+                async with asyncio.timeout(2):
+                    if await self.manager.system_state() == "stopping":
+                        self._on_shutdown()
+        if self.shutting_down.is_set() and self.presence.lease:
+            self.publisher.stop()
+            with contextlib.suppress(FleetError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await self.presence.revoke()
 
     async def _ready(self) -> None:
         await self.presence.registered.wait()
