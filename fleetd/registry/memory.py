@@ -61,6 +61,7 @@ class _Lease:
 @dataclass(slots=True)
 class _Watcher:
     prefix: str
+    start: int
     queue: asyncio.Queue[list[WatchEvent] | BaseException]
 
 
@@ -124,7 +125,8 @@ class MemoryRegistry:
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         self._enter()
-        items = [self._kv(k, e) for k, e in sorted(self._kvs.items()) if k.startswith(prefix)]
+        keys = sorted(k for k in self._kvs if k.startswith(prefix))
+        items = [self._kv(k, self._kvs[k]) for k in keys]
         return items, self._revision
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
@@ -291,7 +293,11 @@ class MemoryRegistry:
         if self._max_history is not None and len(self._history) > self._max_history:
             self._compact(self._history[-self._max_history].mod_revision)
         for watcher in self._watchers:
-            mine = [e for e in events if e.key.startswith(watcher.prefix)]
+            mine = [
+                e
+                for e in events
+                if e.key.startswith(watcher.prefix) and e.mod_revision >= watcher.start
+            ]
             if mine:
                 watcher.queue.put_nowait(mine)
 
@@ -310,7 +316,7 @@ class MemoryRegistry:
                 f"cannot watch {prefix!r} from revision {start}: "
                 f"compacted up to revision {self._compacted}"
             )
-        watcher = _Watcher(prefix, asyncio.Queue())
+        watcher = _Watcher(prefix, start, asyncio.Queue())
         backlog = [e for e in self._history if e.mod_revision >= start and e.key.startswith(prefix)]
         if backlog:
             watcher.queue.put_nowait(backlog)

@@ -71,3 +71,17 @@ async def test_oversized_request_is_invalid_input(memory_registry: MemoryRegistr
         await memory_registry.put("/big", b"x" * 2_000_000)
     with pytest.raises(InvalidInput):
         await memory_registry.grant_lease(0)
+
+
+async def test_a_watch_from_a_future_revision_skips_earlier_events(
+    memory_registry: MemoryRegistry,
+) -> None:
+    start = memory_registry.revision + 3
+    watch = memory_registry.watch_prefix("/p/", start)
+    pending = asyncio.ensure_future(anext(watch))
+    await asyncio.sleep(0)
+    for name in "abcd":
+        await memory_registry.put(f"/p/{name}", b"")
+    events = await asyncio.wait_for(pending, 5)
+    assert [e.key for e in events] == ["/p/c"] and events[0].mod_revision == start
+    await watch.aclose()  # type: ignore[attr-defined]
