@@ -1,1 +1,64 @@
-"""The ``fleetd`` command line (placeholder replaced below by the real daemon entry)."""
+"""The ``fleetd`` command: runs the daemon, or ``fleetd sandbox ...`` for the local cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from fleetd import __version__, config
+from fleetd.errors import FleetError
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetd",
+        description="fleetd: agent, engine candidate and REST API of one machine. "
+        "Subcommand: `fleetd sandbox --help` for a local cluster of systemd machines.",
+        epilog="Every option can also be set in the config file (key = value) or as "
+        "FLEETD_<OPTION> in the environment; flags win over the environment, which wins "
+        "over the file.",
+    )
+    parser.add_argument("--config", help=f"config file (default {config.DEFAULT_CONFIG_FILE})")
+    parser.add_argument("--version", action="version", version=f"fleetd {__version__}")
+    for name, text in config.describe():
+        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, help=text)
+    return parser
+
+
+def run_daemon(argv: Sequence[str]) -> int:
+    args = _daemon_parser().parse_args(list(argv))
+    flags = {
+        name: value for name, value in vars(args).items() if name != "config" and value is not None
+    }
+    try:
+        cfg = config.load(args.config, env=os.environ, flags=flags)
+    except FleetError as exc:
+        print(f"fleetd: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if cfg.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from fleetd.server import Server
+
+    try:
+        return asyncio.run(Server(cfg).run())
+    except FleetError as exc:
+        logging.getLogger("fleetd").error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "sandbox":
+        from fleetd.sandbox.cli import app as sandbox_app
+
+        sandbox_app(args[1:], prog_name="fleetd sandbox")
+        return
+    sys.exit(run_daemon(args))
