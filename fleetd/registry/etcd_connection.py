@@ -192,12 +192,15 @@ class EtcdConnection:
         for attempt in (1, 2):
             try:
                 return await call()
-            except EtcdUnauthenticatedError as exc:
-                if self.username is None or attempt == 2:
-                    raise translate(exc, what) from exc
-                await self.authenticate()
             except (EtcdError, grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError) as exc:
-                raise translate(exc, what) from exc
+                expired = isinstance(exc, EtcdUnauthenticatedError) or (
+                    isinstance(exc, grpc.aio.AioRpcError)
+                    and exc.code() is grpc.StatusCode.UNAUTHENTICATED
+                )
+                if not expired or self.username is None or attempt == 2:
+                    raise translate(exc, what) from exc
+            # The token expired (etcd's simple tokens live 5 minutes by default).
+            await self.authenticate()
         raise AssertionError("unreachable")
 
     def services(self) -> tuple[KVService, LeaseService]:

@@ -161,9 +161,12 @@ async def test_registry_authenticates_with_username_and_password(
     watch = registry.watch_prefix("/secured", 1)
     assert [e.value for e in await asyncio.wait_for(anext(watch), 10)] == [b"1"]
     await watch.aclose()  # type: ignore[attr-defined]
-    await asyncio.sleep(2.5)  # let the token expire: the next call must re-authenticate
+    lease = await registry.grant_lease(30)
+    await asyncio.sleep(2.5)  # let the token expire: the next calls must re-authenticate
     got = await registry.get("/secured")
     assert got is not None and got.value == b"1"
+    await asyncio.sleep(2.5)
+    assert await registry.refresh_lease(lease) > 0
     await registry.close()
 
     anonymous = EtcdRegistry([server.endpoint])
