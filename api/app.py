@@ -1,0 +1,94 @@
+"""The FastAPI application: fleet's v1 API at ``/fleet/v1`` plus fleetd's extensions.
+
+``create_app`` builds it over a Store; serve.py puts it on a unix socket and,
+wrapped in ``BearerAuth``, on TCP.  OpenAPI is at ``/openapi.json``, docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fastapi import FastAPI
+
+from fleetd import __version__
+from fleetd.registry.store import Store
+from fleetd.requirements import ReservationDefaults
+
+from . import events, journal, machines, state, system, units
+from .context import ApiContext
+from .errors import install_error_handlers
+from .guards import MAX_BODY, RequestGuards
+from .inspector import UnitInspector
+from .metrics import RequestCounter
+from .pagination import DEFAULT_PAGE_SIZE
+from .peers import Peers
+
+PREFIX = "/fleet/v1"
+
+DESCRIPTION = """\
+fleet's v1 API (`/fleet/v1`: units, state, machines, discovery), wire-compatible
+with fleet's clients, including the original Go `fleetctl --endpoint`.
+
+Errors are `{"error": {"code": N, "message": "..."}}`. Listings are paged:
+pass a response's `nextPageToken` back as the `nextPageToken` query parameter.
+
+**Extensions** (fleet's clients ignore them): `hash` and `reason` on units,
+capacity/allocation/flags on machines, `/units/{name}/placement`,
+`/placements`, cordon/uncordon/drain of machines, `/units/{name}/status`
+and `/journal` (served by the unit's machine, no SSH), `/events` (server-sent
+events), `/metrics` (Prometheus) and `/healthz`.
+
+On TCP every request needs `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(
+    store: Store,
+    *,
+    machine_id: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    defaults: ReservationDefaults | None = None,
+    inspector: UnitInspector | None = None,
+    peers: Peers | None = None,
+    extra_metrics: Sequence[Callable[[], str]] = (),
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The API over ``store``.
+
+    ``machine_id``/``inspector``: this machine and how to inspect its units
+    (None on a fleetd without an agent); ``peers``: how to reach other
+    machines' APIs for status/journal; ``extra_metrics``: callables returning
+    Prometheus text appended to ``/metrics``.
+    """
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    app = FastAPI(
+        title="fleetd API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "units", "description": "fleet v1 units (and extensions)"},
+            {"name": "state", "description": "fleet v1 unit states"},
+            {"name": "machines", "description": "fleet v1 machines (and extensions)"},
+            {"name": "events", "description": "extension: server-sent events"},
+            {"name": "operations", "description": "health and metrics"},
+        ],
+    )
+    ctx = ApiContext(
+        store=store,
+        machine_id=machine_id,
+        page_size=page_size,
+        defaults=defaults or ReservationDefaults(),
+        inspector=inspector,
+        peers=peers or Peers(),
+        extra_metrics=tuple(extra_metrics),
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for router in (units.router, journal.router, state.router, machines.router, events.router):
+        app.include_router(router, prefix=PREFIX)
+    app.include_router(system.fleet, prefix=PREFIX)
+    app.include_router(system.root)
+    app.add_middleware(RequestGuards, max_body=max_body)
+    app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    return app

@@ -1,0 +1,166 @@
+"""Writes with fleet's v1 semantics (no FastAPI: ``fleetctl --driver etcd`` uses it too).
+
+``set_unit`` is ``PUT /units/{name}``:
+
+- a new unit needs ``options`` (else Conflict, as fleet's 409); its desired
+  state defaults to ``inactive``; it is written only if still absent;
+- an existing unit with ``options`` whose hash differs is replaced when
+  ``replace`` is true (fleet 1.0 did so; the Go ``fleetctl --replace`` relies
+  on it), else Conflict; the desired state is kept unless one is given;
+- an existing unit without new options needs ``desiredState`` (else Conflict);
+- a template (``foo@.service``) can be submitted but never loaded or started.
+
+Every check runs before anything is written, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from fleetd import model
+from fleetd.errors import Conflict, InvalidInput, InvalidUnitFile, NotFound
+from fleetd.registry.store import Store
+from fleetd.requirements import parse_requirements
+from fleetd.unitfile import UnitFile, UnitName
+
+from . import models
+
+_METADATA_PATH = re.compile(r"^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$")
+
+
+class SetResult(StrEnum):
+    CREATED = "created"
+    REPLACED = "replaced"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+def build_unit_file(name: UnitName, options: Sequence[models.UnitOption]) -> UnitFile:
+    """The unit file for ``options``; InvalidInput if it or its ``[X-Fleet]`` is invalid."""
+    unit = UnitFile.from_options([(o.section, o.name, o.value) for o in options])
+    if not unit.options:
+        raise InvalidUnitFile("the unit file has no options")
+    parse_requirements(unit, name)
+    return unit
+
+
+def _check_template(name: UnitName, desired: model.DesiredState) -> None:
+    if name.is_template and desired is not model.DesiredState.INACTIVE:
+        raise InvalidInput(
+            f"cannot {'start' if desired is model.DesiredState.LAUNCHED else 'load'} "
+            f"template {name.name}: submit it, then start instances such as "
+            f"{name.prefix}@1{name.suffix}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitChange:
+    name: str
+    options: Sequence[models.UnitOption] | None = None
+    desired: model.DesiredState | None = None
+
+
+async def set_unit(store: Store, change: UnitChange, *, replace_options: bool = True) -> SetResult:
+    name = UnitName.parse(change.name)
+    unit_file = build_unit_file(name, change.options) if change.options else None
+    found = await store.get_unit_with_revision(name.name)
+    if found is None:
+        if unit_file is None:
+            raise Conflict(f"unit {name.name} does not exist and options field empty")
+        desired = change.desired or model.DesiredState.INACTIVE
+        _check_template(name, desired)
+        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
+        await store.put_unit(unit, expected_revision=0)
+        return SetResult.CREATED
+    existing, revision = found
+    if unit_file is not None and unit_file.hash != existing.hash:
+        if not replace_options:
+            raise Conflict(
+                f"unit {name.name} already exists with different contents "
+                f"(hash {existing.hash[:7]}, new {unit_file.hash[:7]}); replace it to change it"
+            )
+        desired = change.desired or existing.desired
+        _check_template(name, desired)
+        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
+        await store.put_unit(unit, expected_revision=revision)
+        return SetResult.REPLACED
+    if change.desired is None:
+        raise Conflict("must provide desiredState to update existing unit")
+    _check_template(name, change.desired)
+    if existing.desired is change.desired:
+        return SetResult.UNCHANGED
+    await store.set_desired_state(name.name, change.desired)
+    return SetResult.UPDATED
+
+
+async def destroy_unit(store: Store, name: str) -> None:
+    """Remove the unit record (the engine then unschedules it); NotFound if absent."""
+    UnitName.parse(name)
+    if not await store.delete_unit(name):
+        raise NotFound(f"unit {name} does not exist")
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataEdit:
+    machine: str
+    key: str
+    value: str | None  # None: remove the override
+
+
+def parse_metadata_ops(ops: Sequence[models.MetadataOp]) -> list[MetadataEdit]:
+    """Validate every JSON-Patch operation first (fleet's rules); InvalidInput on the first bad."""
+    edits = []
+    for index, op in enumerate(ops):
+        m = _METADATA_PATH.match(op.path)
+        if m is None:
+            raise InvalidInput(
+                f"operation {index}: machine metadata path invalid: {op.path!r} "
+                "(expected /<machine_id>/metadata/<key>)"
+            )
+        if op.op != "remove" and not op.value:
+            raise InvalidInput(f"operation {index}: invalid value: add and replace require a value")
+        edits.append(MetadataEdit(m.group(1), m.group(2), None if op.op == "remove" else op.value))
+    return edits
+
+
+async def patch_metadata(store: Store, ops: Sequence[models.MetadataOp]) -> None:
+    """Apply metadata overrides in order; they persist while a machine is away."""
+    edits = parse_metadata_ops(ops)
+    by_machine: dict[str, list[MetadataEdit]] = {}
+    for edit in edits:
+        by_machine.setdefault(edit.machine, []).append(edit)
+    for machine, machine_edits in by_machine.items():
+        flags = await store.get_machine_flags(machine)
+        overrides = dict(flags.metadata_overrides)
+        for edit in machine_edits:
+            if edit.value is None:
+                overrides.pop(edit.key, None)
+            else:
+                overrides[edit.key] = edit.value
+        await store.set_machine_flags(
+            machine, replace(flags, metadata_overrides=tuple(sorted(overrides.items())))
+        )
+
+
+class FlagAction(StrEnum):
+    CORDON = "cordon"
+    UNCORDON = "uncordon"
+    DRAIN = "drain"
+
+
+async def set_schedulable(store: Store, machine: str, action: FlagAction) -> model.MachineFlags:
+    """Cordon (no new units), drain (cordon and move its units away) or uncordon a machine."""
+    if await store.get_machine(machine) is None:
+        raise NotFound(f"machine {machine} is not registered")
+    flags = await store.get_machine_flags(machine)
+    if action is FlagAction.CORDON:
+        flags = replace(flags, unschedulable=True)
+    elif action is FlagAction.DRAIN:
+        flags = replace(flags, unschedulable=True, draining=True)
+    else:
+        flags = replace(flags, unschedulable=False, draining=False)
+    await store.set_machine_flags(machine, flags)
+    return flags

@@ -1,0 +1,35 @@
+"""What every route handler needs, attached to the app as ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from fleetd.registry.store import Store
+from fleetd.requirements import ReservationDefaults
+
+from .inspector import UnitInspector
+from .metrics import ApiMetrics
+from .pagination import DEFAULT_PAGE_SIZE
+from .peers import Peers
+
+
+@dataclass
+class ApiContext:
+    store: Store
+    machine_id: str | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    defaults: ReservationDefaults = field(default_factory=ReservationDefaults)
+    inspector: UnitInspector | None = None
+    peers: Peers = field(default_factory=Peers)
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+    # Extra Prometheus text (engine, agent) appended to /metrics.
+    extra_metrics: tuple[Callable[[], str], ...] = ()
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, ApiContext)
+    return ctx

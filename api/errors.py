@@ -1,0 +1,118 @@
+"""fleet's error shape and the mapping from fleetd's exception tree to HTTP statuses.
+
+Every error the API sends is ``{"error": {"code": N, "message": "..."}}`` with
+``Content-Type: application/json`` — what fleet sent and what the Go client
+(googleapi) parses.  Handlers raise ``ApiError`` or let a ``FleetError`` through;
+the handlers installed by ``install_error_handlers`` turn both, FastAPI's
+validation errors and Starlette's routing errors into that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetd.errors import (
+    Conflict,
+    FleetError,
+    InvalidInput,
+    NotFound,
+    NotLeader,
+    RegistryUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An HTTP error with fleet's body; ``code`` is the HTTP status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error_body(code: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=code, headers=headers)
+
+
+def status_for(exc: FleetError) -> int:
+    """The HTTP status a domain error maps to."""
+    if isinstance(exc, InvalidInput):
+        return 400
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, RegistryUnavailable | NotLeader):
+        return 503
+    return 500
+
+
+def describe_validation(errors: Sequence[Any]) -> str:
+    """FastAPI/pydantic validation errors as one readable line naming each field."""
+    parts: list[str] = []
+    for err in errors:
+        if not isinstance(err, dict):
+            parts.append(str(err))
+            continue
+        kind = err.get("type", "")
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc)
+        if kind == "json_invalid":
+            ctx = err.get("ctx") or {}
+            parts.append(f"unable to decode body: {ctx.get('error', 'malformed JSON')}")
+            continue
+        if kind == "missing" and not loc:
+            parts.append("request body is required")
+            continue
+        msg = str(err.get("msg", "invalid value"))
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+_STATUS_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.code, exc.message)
+
+    @app.exception_handler(FleetError)
+    async def _fleet_error(_: Request, exc: FleetError) -> JSONResponse:
+        code = status_for(exc)
+        if code >= 500:
+            log.error("request failed: %s", exc, exc_info=exc)
+        return error_response(code, str(exc) or type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, describe_validation(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        if not detail or detail in ("Not Found", "Method Not Allowed"):
+            detail = _STATUS_MESSAGES.get(exc.status_code, detail or "error")
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, detail, headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error: %s", exc, exc_info=exc)
+        return error_response(500, "internal error")

@@ -1,0 +1,181 @@
+"""Extension: a server-sent event stream of unit and machine changes.
+
+``GET /fleet/v1/events`` watches the registry from now (or from ``since`` /
+``Last-Event-ID``, a registry revision) and sends one event per changed key:
+``event:`` is the kind (unit, schedule, state, machine, machine-flags,
+placement, leader), ``id:`` the revision, ``data:`` a JSON object.  A comment
+line is sent every ``KEEPALIVE`` seconds so dead clients are noticed.  If the
+history was compacted past the resume point, a ``resync`` event is sent and
+the stream ends: the client re-reads the collections and reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
+
+from fleetd.errors import FleetError, InvalidInput, WatchCompacted
+from fleetd.registry.base import EventType, WatchEvent
+from fleetd.registry.store import Store
+
+from .context import ApiContext, get_ctx
+
+router = APIRouter(tags=["events"])
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+KEEPALIVE = 15.0
+KINDS = ("unit", "schedule", "state", "machine", "machine-flags", "placement", "leader")
+
+
+def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | None:
+    """The event kind and its JSON data, or None for keys clients do not care about."""
+    keys = store.keys
+    key = event.key
+    deleted = event.type is EventType.DELETE
+    data: dict[str, Any] = {
+        "action": "delete" if deleted else "put",
+        "revision": event.mod_revision,
+    }
+    try:
+        if key.startswith(keys.units):
+            name = keys.split(key, keys.units)[0]
+            data["name"] = name
+            if not deleted:
+                unit = store.unit_from(key, event.value)
+                data.update(desiredState=unit.desired.value, hash=unit.hash)
+            return "unit", data
+        if key.startswith(keys.schedule):
+            machine, name = keys.split(key, keys.schedule)
+            data.update(name=name, machineID=machine)
+            if not deleted:
+                data["desiredState"] = store.schedule_from(key, event.value).desired.value
+            return "schedule", data
+        if key.startswith(keys.states):
+            machine, name = keys.split(key, keys.states)
+            data.update(name=name, machineID=machine)
+            if not deleted:
+                state = store.state_from(key, event.value)
+                data.update(
+                    hash=state.hash,
+                    systemdLoadState=state.load_state,
+                    systemdActiveState=state.active_state,
+                    systemdSubState=state.sub_state,
+                )
+            return "state", data
+        if key.startswith(keys.machine_flags):
+            data["machineID"] = keys.split(key, keys.machine_flags)[0]
+            if not deleted:
+                _, flags = store.flags_from(key, event.value)
+                data.update(unschedulable=flags.unschedulable, draining=flags.draining)
+            return "machine-flags", data
+        if key.startswith(keys.machines):
+            data["machineID"] = keys.split(key, keys.machines)[0]
+            if not deleted:
+                data["primaryIP"] = store.machine_from(key, event.value).public_ip
+            return "machine", data
+        if key.startswith(keys.placements):
+            data["name"] = keys.split(key, keys.placements)[0]
+            if not deleted:
+                data["summary"] = store.placement_from(key, event.value).summary
+            return "placement", data
+        if key == keys.leader:
+            if not deleted:
+                data["machineID"] = json.loads(event.value).get("machine", "")
+            return "leader", data
+    except (FleetError, ValueError, IndexError):
+        return None
+    return None
+
+
+def format_event(kind: str, revision: int, data: dict[str, Any]) -> str:
+    return f"id: {revision}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def parse_kinds(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset(KINDS)
+    kinds = frozenset(k.strip() for k in raw.split(",") if k.strip())
+    unknown = sorted(kinds - set(KINDS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown event kind(s) {', '.join(unknown)} (known: {', '.join(KINDS)})"
+        )
+    return kinds
+
+
+async def event_stream(
+    store: Store, start: int, kinds: frozenset[str], keepalive: float = KEEPALIVE
+) -> AsyncIterator[str]:
+    queue: asyncio.Queue[list[WatchEvent] | BaseException | None] = asyncio.Queue(maxsize=256)
+
+    async def pump() -> None:
+        try:
+            async for batch in store.registry.watch_prefix(store.keys.prefix, start):
+                await queue.put(batch)
+            await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the consumer, which reports it
+            await queue.put(exc)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield f": watching from revision {start}\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), keepalive)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if item is None:
+                return
+            if isinstance(item, WatchCompacted):
+                yield format_event("resync", start, {"reason": str(item)})
+                return
+            if isinstance(item, BaseException):
+                yield format_event("error", start, {"reason": str(item)})
+                return
+            for event in item:
+                found = classify(store, event)
+                if found is not None and found[0] in kinds:
+                    yield format_event(found[0], event.mod_revision, found[1])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "event stream"}},
+)
+async def events(
+    ctx: Ctx,
+    since: Annotated[
+        int | None, Query(ge=0, description="resume after this registry revision")
+    ] = None,
+    kinds: Annotated[
+        str | None, Query(description=f"comma-separated subset of: {', '.join(KINDS)}")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Extension: server-sent events of unit and machine changes."""
+    wanted = parse_kinds(kinds)
+    if since is None and last_event_id:
+        if not last_event_id.isdigit():
+            raise InvalidInput(f"Last-Event-ID must be a revision number, got {last_event_id!r}")
+        since = int(last_event_id)
+    if since is None:
+        _, revision = await ctx.store.registry.get_prefix(ctx.store.keys.version)
+        since = revision
+    return StreamingResponse(
+        event_stream(ctx.store, since + 1, wanted),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

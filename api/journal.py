@@ -1,0 +1,149 @@
+"""Extension: ``/units/{name}/status`` and ``/units/{name}/journal`` without SSH.
+
+The fleetd on the unit's machine runs ``systemctl status`` / ``journalctl``
+itself; any other fleetd forwards the request there (``peers.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from fleetd import model
+from fleetd.errors import NotFound
+from fleetd.unitfile import UnitName
+
+from . import models, queries
+from .context import ApiContext, get_ctx
+from .errors import ApiError
+from .inspector import MAX_JOURNAL_LINES, InspectorError, UnitInspector
+from .peers import FORWARD_HEADER, PeerError
+
+router = APIRouter(tags=["units"])
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+MachineParam = Annotated[
+    str | None,
+    Query(alias="machineID", description="ask this machine (default: where the unit is scheduled)"),
+]
+FIRST_CHUNK_WAIT = 2.0
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    404: {"model": models.ErrorResponse, "description": "no such unit or machine"},
+    409: {"model": models.ErrorResponse, "description": "the unit is not scheduled"},
+    502: {"model": models.ErrorResponse, "description": "the unit's machine did not answer"},
+}
+
+
+async def _target(
+    ctx: ApiContext, request: Request, name: str, machine_id: str | None
+) -> model.Machine | None:
+    """The machine to ask, or None when it is this one."""
+    UnitName.parse(name)
+    if await ctx.store.get_unit(name) is None:
+        raise NotFound(f"unit {name} does not exist")
+    if machine_id:
+        if ctx.machine_id is not None and machine_id == ctx.machine_id:
+            return None
+        if "/" in machine_id:
+            raise NotFound(f"machine {machine_id} is not registered")
+        machine = await ctx.store.get_machine(machine_id)
+        if machine is None:
+            raise NotFound(f"machine {machine_id} is not registered")
+    else:
+        machine = await queries.unit_machine(ctx.store, name)
+        if machine is None:
+            raise ApiError(409, f"unit {name} is not scheduled to any machine")
+    if machine.id == ctx.machine_id:
+        return None
+    if request.headers.get(FORWARD_HEADER):
+        raise ApiError(409, f"unit {name} is not on machine {ctx.machine_id or '(unknown)'}")
+    return machine
+
+
+def _local(ctx: ApiContext) -> UnitInspector:
+    if ctx.inspector is None:
+        raise ApiError(503, "this fleetd runs no agent and cannot inspect units")
+    return ctx.inspector
+
+
+def _peer_error(exc: PeerError) -> ApiError:
+    return ApiError(exc.status, str(exc))
+
+
+@router.get("/units/{name}/status", response_model=models.UnitStatus, responses=_RESPONSES)
+async def unit_status(
+    ctx: Ctx, request: Request, name: str, machine_id: MachineParam = None
+) -> models.UnitStatus:
+    """Extension: ``systemctl status`` of the unit on its machine."""
+    machine = await _target(ctx, request, name, machine_id)
+    if machine is None:
+        try:
+            code, output = await _local(ctx).status(name)
+        except InspectorError as exc:
+            raise ApiError(503, str(exc)) from exc
+        return models.UnitStatus(
+            name=name, machineID=ctx.machine_id or "", output=output, exitCode=code
+        )
+    try:
+        data = await ctx.peers.get_json(
+            machine, f"/fleet/v1/units/{name}/status", {"machineID": machine.id}
+        )
+    except PeerError as exc:
+        raise _peer_error(exc) from exc
+    return models.UnitStatus.model_validate(data)
+
+
+@router.get(
+    "/units/{name}/journal",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "journal lines"}, **_RESPONSES},
+)
+async def unit_journal(
+    ctx: Ctx,
+    request: Request,
+    name: str,
+    lines: Annotated[int, Query(ge=0, le=MAX_JOURNAL_LINES, description="last N lines")] = 10,
+    follow: Annotated[bool, Query(description="keep streaming new lines")] = False,
+    machine_id: MachineParam = None,
+) -> StreamingResponse:
+    """Extension: the unit's journal from its machine (``journalctl -u``), optionally followed."""
+    machine = await _target(ctx, request, name, machine_id)
+    source: AsyncIterator[bytes]
+    if machine is None:
+        source = _local(ctx).journal(name, lines, follow)
+    else:
+        params = {"lines": str(lines), "follow": "true" if follow else "false"}
+        params["machineID"] = machine.id
+        source = ctx.peers.stream(machine, f"/fleet/v1/units/{name}/journal", params)
+    # Wait briefly for the first chunk before answering, so that a failure becomes
+    # an error status; a followed journal with nothing in it yet starts streaming.
+    first: asyncio.Future[bytes] = asyncio.ensure_future(anext(source, b""))
+    await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
+    if first.done():
+        try:
+            first.result()
+        except PeerError as exc:
+            raise _peer_error(exc) from exc
+        except InspectorError as exc:
+            raise ApiError(503, str(exc)) from exc
+    return StreamingResponse(_chain(first, source), media_type="text/plain; charset=utf-8")
+
+
+async def _chain(first: asyncio.Future[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        chunk = await first
+        if chunk:
+            yield chunk
+            async for chunk in rest:
+                yield chunk
+    except (PeerError, InspectorError) as exc:
+        yield f"\n-- {exc} --\n".encode()
+    finally:
+        if not first.done():
+            first.cancel()
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()

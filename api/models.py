@@ -1,0 +1,154 @@
+"""Wire models: fleet's v1 JSON names, plus the extensions (documented as such).
+
+fleet's entities (``Unit``, ``UnitOption``, ``UnitState``, ``Machine`` and
+their pages) keep fleet's field names so that fleet's clients decode them.
+Extension fields are optional additions that fleet's clients ignore.  Empty
+optional fields are left out of responses, as Go's ``omitempty`` did.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DesiredStateName = Literal["inactive", "loaded", "launched"]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class UnitOption(Wire):
+    """One option of a unit file: ``[section] name=value``."""
+
+    section: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=256)
+    value: str = ""
+
+
+class UnitRequest(Wire):
+    """Body of ``PUT /units/{name}``.
+
+    Creating needs ``options`` (``desiredState`` defaults to ``inactive``);
+    changing an existing unit needs ``desiredState``.  ``currentState`` and
+    ``machineID`` are accepted and ignored, as fleet did.
+    """
+
+    name: str | None = Field(default=None, max_length=1024)
+    options: list[UnitOption] | None = Field(default=None, max_length=10_000)
+    desiredState: DesiredStateName | Literal[""] | None = None
+    currentState: str | None = None
+    machineID: str | None = None
+
+
+class Unit(Wire):
+    name: str
+    options: list[UnitOption]
+    desiredState: DesiredStateName
+    currentState: DesiredStateName
+    machineID: str | None = Field(
+        default=None, description="machine the unit is scheduled to (absent if none)"
+    )
+    hash: str | None = Field(default=None, description="extension: SHA-1 of the unit file")
+    reason: str | None = Field(
+        default=None, description="extension: why the unit is not placed (absent if placed)"
+    )
+
+
+class UnitPage(Wire):
+    units: list[Unit]
+    nextPageToken: str | None = None
+
+
+class UnitState(Wire):
+    name: str
+    hash: str
+    machineID: str
+    systemdLoadState: str
+    systemdActiveState: str
+    systemdSubState: str
+
+
+class UnitStatePage(Wire):
+    states: list[UnitState]
+    nextPageToken: str | None = None
+
+
+class Resources(Wire):
+    """Extension: CPU in millicores, memory in bytes."""
+
+    cpuMillis: int
+    memoryBytes: int
+
+
+class Machine(Wire):
+    id: str
+    primaryIP: str
+    metadata: dict[str, str]
+    hostname: str | None = Field(default=None, description="extension")
+    capacity: Resources | None = Field(default=None, description="extension: schedulable capacity")
+    allocated: Resources | None = Field(
+        default=None, description="extension: reservations of the units scheduled to it"
+    )
+    units: int | None = Field(default=None, description="extension: units scheduled to it")
+    unschedulable: bool | None = Field(default=None, description="extension: cordoned")
+    draining: bool | None = Field(default=None, description="extension: units are moved away")
+    version: str | None = Field(default=None, description="extension: fleetd version")
+
+
+class MachinePage(Wire):
+    machines: list[Machine]
+    nextPageToken: str | None = None
+
+
+class MetadataOp(Wire):
+    """One JSON-Patch operation of ``PATCH /machines``."""
+
+    op: Literal["add", "remove", "replace"]
+    path: str = Field(max_length=1024, description="/<machine_id>/metadata/<key>")
+    value: str | None = None
+
+
+class ErrorEntity(Wire):
+    code: int
+    message: str
+
+
+class ErrorResponse(Wire):
+    error: ErrorEntity
+
+
+class Placement(Wire):
+    """Extension: why a unit is not placed, per machine."""
+
+    name: str
+    summary: str
+    reasons: dict[str, str] = Field(description="machine id -> why it was rejected")
+
+
+class PlacementPage(Wire):
+    placements: list[Placement]
+    nextPageToken: str | None = None
+
+
+class MachineFlags(Wire):
+    id: str
+    unschedulable: bool
+    draining: bool
+
+
+class UnitStatus(Wire):
+    """Extension: ``systemctl status`` of a unit, from the machine that runs it."""
+
+    name: str
+    machineID: str
+    output: str
+    exitCode: int
+
+
+class Health(Wire):
+    status: Literal["ok", "degraded"]
+    machineID: str | None = None
+    leader: str | None = None
+    registry: Literal["ok", "unavailable"]

@@ -1,0 +1,113 @@
+"""fleet v1 ``/units`` routes, plus the placement extension."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from fleetd import model
+
+from . import commands, models, queries
+from .context import ApiContext, get_ctx
+from .errors import ApiError
+from .pagination import paginate, parse_token
+
+router = APIRouter(tags=["units"])
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+PageTokenParam = Annotated[
+    list[str] | None,
+    Query(alias="nextPageToken", description="token from the previous page's nextPageToken"),
+]
+ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": models.ErrorResponse, "description": "invalid input"},
+}
+
+
+@router.get("/units", response_model=models.UnitPage, response_model_exclude_none=True)
+async def list_units(ctx: Ctx, next_page_token: PageTokenParam = None) -> models.UnitPage:
+    """A page of units, sorted by name."""
+    token = parse_token(next_page_token or [])
+    page = paginate(await queries.list_units(ctx.store), lambda u: u.name, token, ctx.page_size)
+    return models.UnitPage(units=page.items, nextPageToken=page.next_token)
+
+
+@router.get(
+    "/units/{name}",
+    response_model=models.Unit,
+    response_model_exclude_none=True,
+    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+)
+async def get_unit(ctx: Ctx, name: str) -> models.Unit:
+    return await queries.get_unit(ctx.store, name)
+
+
+@router.put(
+    "/units/{name}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        201: {"description": "created"},
+        204: {"description": "desired state changed (or options replaced)"},
+        **ERRORS,
+        409: {
+            "model": models.ErrorResponse,
+            "description": "creating without options, updating without desiredState, "
+            "or different options with replace=false",
+        },
+        413: {"model": models.ErrorResponse, "description": "body over 1 MiB"},
+        415: {"model": models.ErrorResponse, "description": "not application/json"},
+    },
+)
+async def set_unit(
+    ctx: Ctx,
+    name: str,
+    body: models.UnitRequest,
+    replace: Annotated[
+        bool,
+        Query(
+            description="extension: replace an existing unit whose options differ "
+            "(fleet's behaviour, the default); false answers 409 instead"
+        ),
+    ] = True,
+) -> Response:
+    """Create a unit (needs ``options``) or change its ``desiredState``."""
+    if body.name and body.name != name:
+        raise ApiError(
+            400, f"name in URL {name!r} differs from unit name in request body {body.name!r}"
+        )
+    desired = model.DesiredState(body.desiredState) if body.desiredState else None
+    change = commands.UnitChange(name=name, options=body.options, desired=desired)
+    result = await commands.set_unit(ctx.store, change, replace_options=replace)
+    return Response(status_code=201 if result is commands.SetResult.CREATED else 204)
+
+
+@router.delete(
+    "/units/{name}",
+    status_code=204,
+    response_class=Response,
+    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+)
+async def destroy_unit(ctx: Ctx, name: str) -> Response:
+    await commands.destroy_unit(ctx.store, name)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/units/{name}/placement",
+    response_model=models.Placement,
+    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+)
+async def get_placement(ctx: Ctx, name: str) -> models.Placement:
+    """Extension: why the unit is not placed, per machine (empty when it is placed)."""
+    return await queries.get_placement(ctx.store, name)
+
+
+@router.get("/placements", response_model=models.PlacementPage, response_model_exclude_none=True)
+async def list_placements(ctx: Ctx, next_page_token: PageTokenParam = None) -> models.PlacementPage:
+    """Extension: every unit the engine could not place, with the reasons."""
+    token = parse_token(next_page_token or [])
+    page = paginate(
+        await queries.list_placements(ctx.store), lambda p: p.name, token, ctx.page_size
+    )
+    return models.PlacementPage(placements=page.items, nextPageToken=page.next_token)

@@ -1,0 +1,219 @@
+"""Domain values -> wire models (pure; shared by the API and ``fleetctl --driver etcd``).
+
+A unit's ``currentState`` is derived, as the design says, from the schedule
+and what the agent of the scheduled machine published:
+
+- not scheduled anywhere: ``inactive``;
+- scheduled, and systemd reports it running, starting, stopping or failed
+  after a start: ``launched`` (fleet's "the agent launched it");
+- scheduled and loaded into systemd, not running: ``loaded``;
+- scheduled but not yet reported by the agent: ``inactive``.
+
+A global unit is scheduled to many machines; its ``currentState`` is the
+least advanced state among them and it has no ``machineID``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from fleetd import model
+from fleetd.errors import InvalidInput
+from fleetd.requirements import Requirements, ReservationDefaults, parse_requirements
+from fleetd.unitfile import UnitFile, UnitName
+
+from . import models
+
+# systemd ActiveStates that mean "a start was issued": the unit runs or ran.
+LAUNCHED_ACTIVE_STATES = frozenset({"active", "activating", "reloading", "deactivating", "failed"})
+_ORDER = {
+    model.DesiredState.INACTIVE: 0,
+    model.DesiredState.LOADED: 1,
+    model.DesiredState.LAUNCHED: 2,
+}
+
+
+def short_hash(value: str) -> str:
+    return value[:7]
+
+
+def options_of(text: str) -> list[models.UnitOption]:
+    """A stored unit file as fleet's option list."""
+    unit = UnitFile.from_text(text)
+    return [models.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
+
+
+@lru_cache(maxsize=65536)
+def _requirements(name: str, text_hash: str, text: str, cpu: int, mem: int) -> Requirements:
+    del text_hash  # part of the cache key only
+    return parse_requirements(
+        UnitFile.from_text(text), UnitName.parse(name), ReservationDefaults(cpu, mem)
+    )
+
+
+def requirements_of(unit: model.Unit, defaults: ReservationDefaults | None = None) -> Requirements:
+    """The unit's ``[X-Fleet]`` requirements (cached by name and hash).
+
+    A record that no longer parses (written by another version) counts as
+    having no requirements rather than breaking every listing.
+    """
+    d = defaults or ReservationDefaults()
+    try:
+        return _requirements(unit.name, unit.hash, unit.text, d.cpu_millis, d.memory_bytes)
+    except InvalidInput:
+        return Requirements()
+
+
+def state_of(entry: model.ScheduleEntry, state: model.UnitState | None) -> model.DesiredState:
+    """The current state of one scheduled copy of a unit."""
+    if state is None:
+        return model.DesiredState.INACTIVE
+    if state.active_state in LAUNCHED_ACTIVE_STATES:
+        return model.DesiredState.LAUNCHED
+    if state.load_state == "loaded":
+        return model.DesiredState.LOADED
+    return model.DesiredState.INACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the listings need, read once per request."""
+
+    units: Sequence[model.Unit] = ()
+    schedule: Sequence[model.ScheduleEntry] = ()
+    states: Sequence[model.UnitState] = ()
+    machines: Sequence[model.Machine] = ()
+    flags: Mapping[str, model.MachineFlags] = field(default_factory=dict)
+    placements: Mapping[str, model.Placement] = field(default_factory=dict)
+
+
+def _index_states(
+    states: Iterable[model.UnitState],
+) -> dict[tuple[str, str], model.UnitState]:
+    return {(s.machine, s.name): s for s in states}
+
+
+def unit_view(
+    unit: model.Unit,
+    entries: Sequence[model.ScheduleEntry],
+    states: Mapping[tuple[str, str], model.UnitState],
+    placement: model.Placement | None,
+    global_: bool,
+) -> models.Unit:
+    current = model.DesiredState.INACTIVE
+    if entries:
+        current = min(
+            (state_of(e, states.get((e.machine, e.name))) for e in entries),
+            key=lambda s: _ORDER[s],
+        )
+    machine = entries[0].machine if len(entries) == 1 and not global_ else None
+    reason = None
+    if placement is not None and unit.desired != model.DesiredState.INACTIVE and not entries:
+        reason = placement.summary
+    return models.Unit(
+        name=unit.name,
+        options=options_of(unit.text),
+        desiredState=unit.desired.value,
+        currentState=current.value,
+        machineID=machine,
+        hash=unit.hash,
+        reason=reason,
+    )
+
+
+def unit_views(snap: Snapshot, names: Iterable[str] | None = None) -> list[models.Unit]:
+    wanted = None if names is None else set(names)
+    by_unit: dict[str, list[model.ScheduleEntry]] = {}
+    for entry in snap.schedule:
+        by_unit.setdefault(entry.name, []).append(entry)
+    states = _index_states(snap.states)
+    out = []
+    for unit in snap.units:
+        if wanted is not None and unit.name not in wanted:
+            continue
+        entries = sorted(by_unit.get(unit.name, []), key=lambda e: e.machine)
+        out.append(
+            unit_view(
+                unit,
+                entries,
+                states,
+                snap.placements.get(unit.name),
+                requirements_of(unit).global_,
+            )
+        )
+    return out
+
+
+def state_view(state: model.UnitState) -> models.UnitState:
+    return models.UnitState(
+        name=state.name,
+        hash=state.hash,
+        machineID=state.machine,
+        systemdLoadState=state.load_state,
+        systemdActiveState=state.active_state,
+        systemdSubState=state.sub_state,
+    )
+
+
+def merged_metadata(machine: model.Machine, flags: model.MachineFlags | None) -> dict[str, str]:
+    """The machine's own metadata with the operator's overrides (``PATCH /machines``) on top."""
+    meta = machine.metadata_dict()
+    if flags is not None:
+        meta.update(dict(flags.metadata_overrides))
+    return meta
+
+
+def machine_views(
+    snap: Snapshot, defaults: ReservationDefaults | None = None
+) -> list[models.Machine]:
+    units = {u.name: u for u in snap.units}
+    allocated: dict[str, model.Capacity] = {}
+    counts: dict[str, int] = {}
+    for entry in snap.schedule:
+        counts[entry.machine] = counts.get(entry.machine, 0) + 1
+        unit = units.get(entry.name)
+        if unit is None:
+            continue
+        reqs = requirements_of(unit, defaults)
+        allocated[entry.machine] = allocated.get(entry.machine, model.Capacity()) + model.Capacity(
+            reqs.cpu_millis, reqs.memory_bytes
+        )
+    out = []
+    for machine in snap.machines:
+        flags = snap.flags.get(machine.id)
+        used = allocated.get(machine.id, model.Capacity())
+        out.append(
+            models.Machine(
+                id=machine.id,
+                primaryIP=machine.public_ip,
+                metadata=merged_metadata(machine, flags),
+                hostname=machine.hostname or None,
+                capacity=models.Resources(
+                    cpuMillis=machine.capacity.cpu_millis,
+                    memoryBytes=machine.capacity.memory_bytes,
+                ),
+                allocated=models.Resources(
+                    cpuMillis=used.cpu_millis, memoryBytes=used.memory_bytes
+                ),
+                units=counts.get(machine.id, 0),
+                unschedulable=bool(flags and (flags.unschedulable or flags.draining)),
+                draining=bool(flags and flags.draining),
+                version=machine.version or None,
+            )
+        )
+    return out
+
+
+def placement_view(placement: model.Placement) -> models.Placement:
+    return models.Placement(
+        name=placement.name,
+        summary=placement.summary,
+        reasons=dict(placement.rejections),
+    )
+
+
+def wire(obj: models.Wire) -> dict[str, object]:
+    """A wire model as the JSON object the API sends (empty optionals left out)."""
+    return obj.model_dump(mode="json", exclude_none=True)
