@@ -133,7 +133,7 @@ async def test_different_options_without_replace_is_409_and_changes_nothing(clie
 async def test_invalid_names_are_400(client, store, name, fragment) -> None:
     r = await submit(client, name)
     assert r.status_code in (400, 404)
-    code, message = error_of(r)
+    _, message = error_of(r)
     if r.status_code == 400 and fragment:
         assert fragment in message
     assert await store.list_units() == []
