@@ -36,7 +36,7 @@ from fleetd.engine.order import peer_order
 from fleetd.model import Machine, MachineFlags
 from fleetd.requirements import Requirements
 
-__all__ = ["Decision", "Job", "Placement", "Removal", "Strategy", "schedule"]
+__all__ = ["Decision", "Job", "Placed", "Removal", "Strategy", "schedule"]
 
 # A follower goes where its peer is, even on a cordoned or draining machine.
 _FOLLOWER_CHECKS = tuple(c for c in NEW_PLACEMENT if c.__name__ != "flags")
@@ -52,7 +52,7 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
+class Placed:
     unit: str
     machine: str
     reason: str
@@ -77,7 +77,7 @@ class Decision:
     """
 
     assignments: Mapping[str, tuple[str, ...]]
-    placed: tuple[Placement, ...]
+    placed: tuple[Placed, ...]
     removals: tuple[Removal, ...]
     unplaceable: Mapping[str, str]
 
@@ -338,6 +338,6 @@ class _Pass:
             for name in self.order
             if self.occupancy.machines_of(name)
         }
-        placed = tuple(Placement(u, m, why) for (u, m), why in self.new.items())
+        placed = tuple(Placed(u, m, why) for (u, m), why in self.new.items())
         removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
         return Decision(assignments, placed, removals, reasons)

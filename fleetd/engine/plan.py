@@ -1,0 +1,226 @@
+"""The engine's reconcile step: cluster snapshot -> ordered tasks with reasons (pure).
+
+``plan()`` compares what should be scheduled (the scheduler's Decision for
+every unit whose desired state is loaded or launched) with the schedule
+entries that exist, and returns the writes that close the gap:
+
+1. ``UNSCHEDULE`` entries first (machine gone, unit destroyed or inactive,
+   draining, a constraint that now forbids it, replaced), so a unit that
+   moves is removed from its old machine before it appears on the new one;
+2. ``SCHEDULE`` new entries and ``UPDATE`` entries whose hash or desired
+   state changed;
+3. ``RECORD``/``CLEAR`` placement reasons (``placement/<name>``).
+
+AtMostOnce units whose machine was lost stay where they are until
+``lost_at + grace``: the machine may still run them while its agent has not
+noticed it is cut off.  Time is an input (``now``); nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fleetd.engine.scheduler import Decision, Job, Strategy, schedule
+from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.requirements import Requirements
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSpec:
+    """A unit as the engine plans with it: desired state, hash and parsed requirements."""
+
+    name: str
+    hash: str
+    desired: DesiredState
+    requirements: Requirements = field(default_factory=Requirements)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    """Everything one reconcile pass looks at.
+
+    ``lost`` maps a machine that disappeared to the time it was seen gone; a
+    schedule entry on a machine in neither ``machines`` nor ``lost`` counts as
+    lost at ``now`` (the engine must carry loss times forward between passes).
+    """
+
+    units: Mapping[str, UnitSpec]
+    machines: Mapping[str, Machine]
+    schedule: Sequence[ScheduleEntry]
+    flags: Mapping[str, MachineFlags] = field(default_factory=dict)
+    placements: Mapping[str, Placement] = field(default_factory=dict)
+    lost: Mapping[str, float] = field(default_factory=dict)
+    now: float = 0.0
+    at_most_once_grace: float = 0.0
+    strategy: Strategy = Strategy.BINPACK
+    drain_batch: int | None = None
+
+
+class Action(StrEnum):
+    UNSCHEDULE = "unschedule"
+    SCHEDULE = "schedule"
+    UPDATE = "update"
+    RECORD = "record"
+    CLEAR = "clear"
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One write: ``entry`` for SCHEDULE/UPDATE, ``placement`` for RECORD."""
+
+    action: Action
+    unit: str
+    reason: str
+    machine: str = ""
+    entry: ScheduleEntry | None = None
+    placement: Placement | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Tasks in the order they must be applied, plus what the engine reports and waits for.
+
+    ``wake_at``: the earliest time a held AtMostOnce unit may move (None: none held).
+    """
+
+    tasks: tuple[Task, ...]
+    decision: Decision
+    held: tuple[str, ...] = ()
+    wake_at: float | None = None
+
+    @property
+    def placed(self) -> int:
+        return len(self.decision.placed)
+
+    @property
+    def unplaceable(self) -> int:
+        return len(self.decision.unplaceable)
+
+
+def plan(snap: ClusterSnapshot) -> Plan:
+    """The writes that make the schedule match the snapshot's units and machines."""
+    current: dict[str, dict[str, ScheduleEntry]] = {}
+    for entry in snap.schedule:
+        current.setdefault(entry.name, {})[entry.machine] = entry
+
+    jobs: list[Job] = []
+    held: dict[str, str] = {}
+    wake_at: float | None = None
+    unschedule: list[Task] = []
+    for name, spec in snap.units.items():
+        if spec.desired is DesiredState.INACTIVE or "@." in name:
+            continue
+        entries = current.get(name, {})
+        hold = _hold_until(snap, spec, entries)
+        if hold is not None:
+            until, machine = hold
+            held[name] = f"AtMostOnce: waiting out the grace period after {machine} was lost"
+            wake_at = until if wake_at is None else min(wake_at, until)
+            continue
+        jobs.append(Job(name, spec.requirements))
+
+    for name, entries in current.items():
+        why = _not_wanted(name, snap.units.get(name))
+        if why is None:
+            continue
+        for machine in sorted(entries):
+            unschedule.append(Task(Action.UNSCHEDULE, name, why, machine))
+
+    decision = schedule(
+        snap.machines.values(),
+        jobs,
+        current={job.name: list(current.get(job.name, {})) for job in jobs},
+        flags=snap.flags,
+        strategy=snap.strategy,
+        drain_batch=snap.drain_batch,
+    )
+    moved_from: dict[str, str] = {}
+    for removal in decision.removals:
+        unschedule.append(Task(Action.UNSCHEDULE, removal.unit, removal.reason, removal.machine))
+        moved_from.setdefault(removal.unit, f"{removal.machine} ({removal.reason})")
+
+    writes = _schedule_writes(snap, decision, current, moved_from)
+    records = _placement_writes(snap, decision, held)
+    return Plan((*unschedule, *writes, *records), decision, tuple(sorted(held)), wake_at)
+
+
+def _hold_until(
+    snap: ClusterSnapshot, spec: UnitSpec, entries: Mapping[str, ScheduleEntry]
+) -> tuple[float, str] | None:
+    """For an AtMostOnce unit only on lost machines: (until when, which machine), if not yet."""
+    if not spec.requirements.at_most_once or not entries:
+        return None
+    if any(machine in snap.machines for machine in entries):
+        return None
+    machine = max(entries, key=lambda m: snap.lost.get(m, snap.now))
+    until = snap.lost.get(machine, snap.now) + snap.at_most_once_grace
+    return (until, machine) if snap.now < until else None
+
+
+def _not_wanted(name: str, spec: UnitSpec | None) -> str | None:
+    if spec is None:
+        return "unit destroyed"
+    if "@." in name:
+        return "a template cannot be scheduled"
+    if spec.desired is DesiredState.INACTIVE:
+        return "desired state is inactive"
+    return None
+
+
+def _schedule_writes(
+    snap: ClusterSnapshot,
+    decision: Decision,
+    current: Mapping[str, Mapping[str, ScheduleEntry]],
+    moved_from: Mapping[str, str],
+) -> list[Task]:
+    tasks: list[Task] = []
+    new = {(p.unit, p.machine): p.reason for p in decision.placed}
+    for name, machines in decision.assignments.items():
+        spec = snap.units[name]
+        existing = current.get(name, {})
+        for machine in machines:
+            entry = ScheduleEntry(machine, name, spec.hash, spec.desired)
+            old = existing.get(machine)
+            if old is None:
+                why = new.get((name, machine), "placed")
+                if name in moved_from:
+                    why = f"{why}; moved from {moved_from[name]}"
+                tasks.append(Task(Action.SCHEDULE, name, why, machine, entry))
+            elif old != entry:
+                tasks.append(Task(Action.UPDATE, name, _update_reason(old, entry), machine, entry))
+    return tasks
+
+
+def _update_reason(old: ScheduleEntry, new: ScheduleEntry) -> str:
+    parts = []
+    if old.desired != new.desired:
+        parts.append(f"desired state {old.desired} -> {new.desired}")
+    if old.hash != new.hash:
+        parts.append(f"unit file changed ({old.hash[:7]} -> {new.hash[:7]})")
+    return ", ".join(parts)
+
+
+def _placement_writes(
+    snap: ClusterSnapshot, decision: Decision, held: Mapping[str, str]
+) -> list[Task]:
+    tasks: list[Task] = []
+    reasons = {**decision.unplaceable, **held}
+    for name in sorted(reasons):
+        text = reasons[name]
+        old = snap.placements.get(name)
+        if old is not None and old.summary == text:
+            continue
+        since = old.since if old is not None else snap.now
+        record = Placement(name, text, (), since)
+        tasks.append(Task(Action.RECORD, name, "cannot be placed", placement=record))
+    for name in sorted(snap.placements):
+        if name in reasons:
+            continue
+        if name in decision.assignments:
+            why = f"placed on {', '.join(decision.assignments[name])}"
+        else:
+            why = _not_wanted(name, snap.units.get(name)) or "no longer waiting"
+        tasks.append(Task(Action.CLEAR, name, why))
+    return tasks

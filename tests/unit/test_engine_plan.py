@@ -1,0 +1,302 @@
+"""Tests of the pure reconcile plan (fleetd.engine.plan)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
+from fleetd.engine.scheduler import Strategy
+from fleetd.model import (
+    Capacity,
+    DesiredState,
+    Machine,
+    MachineFlags,
+    Placement,
+    ScheduleEntry,
+)
+from fleetd.requirements import Requirements, parse_metadata_condition
+
+G = 1 << 30
+LAUNCHED = DesiredState.LAUNCHED
+LOADED = DesiredState.LOADED
+INACTIVE = DesiredState.INACTIVE
+
+
+def machines(*ids: str, mem: int = 8 * G) -> dict[str, Machine]:
+    return {i: Machine(id=i, capacity=Capacity(4000, mem)) for i in ids}
+
+
+def unit(
+    name: str, desired: DesiredState = LAUNCHED, hash: str = "a" * 40, **req: object
+) -> UnitSpec:
+    return UnitSpec(name, hash, desired, Requirements(**req))  # type: ignore[arg-type]
+
+
+def entry(machine: str, name: str, desired: DesiredState = LAUNCHED) -> ScheduleEntry:
+    return ScheduleEntry(machine, name, "a" * 40, desired)
+
+
+def snap(
+    units: list[UnitSpec], ms: dict[str, Machine], *entries: ScheduleEntry, **kw: object
+) -> ClusterSnapshot:
+    base = ClusterSnapshot(units={u.name: u for u in units}, machines=ms, schedule=list(entries))
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def actions(p: Plan) -> list[tuple[Action, str, str]]:
+    return [(t.action, t.unit, t.machine) for t in p.tasks]
+
+
+def apply(s: ClusterSnapshot, p: Plan) -> ClusterSnapshot:
+    """What the registry holds after the engine applied ``p`` (as the engine does)."""
+    schedule = {(e.machine, e.name): e for e in s.schedule}
+    placements = dict(s.placements)
+    for task in p.tasks:
+        if task.action is Action.UNSCHEDULE:
+            del schedule[(task.machine, task.unit)]
+        elif task.action in (Action.SCHEDULE, Action.UPDATE):
+            assert task.entry is not None
+            schedule[(task.machine, task.unit)] = task.entry
+        elif task.action is Action.RECORD:
+            assert task.placement is not None
+            placements[task.unit] = task.placement
+        else:
+            del placements[task.unit]
+    return dataclasses.replace(s, schedule=list(schedule.values()), placements=placements)
+
+
+def converge(s: ClusterSnapshot, passes: int = 10) -> ClusterSnapshot:
+    for _ in range(passes):
+        p = plan(s)
+        if not p.tasks:
+            return s
+        s = apply(s, p)
+    raise AssertionError("plan did not converge")
+
+
+def test_new_unit_is_scheduled_with_its_hash_and_desired_state() -> None:
+    p = plan(snap([unit("u.service", LOADED, hash="b" * 40)], machines("m1")))
+    assert actions(p) == [(Action.SCHEDULE, "u.service", "m1")]
+    assert p.tasks[0].entry == ScheduleEntry("m1", "u.service", "b" * 40, LOADED)
+    assert p.tasks[0].reason == "best fit (binpack)"
+    assert p.placed == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (unit("u.service", LOADED), "desired state launched -> loaded"),
+        (unit("u.service", hash="c" * 40), "unit file changed (aaaaaaa -> ccccccc)"),
+    ],
+)
+def test_changed_unit_updates_its_entry_in_place(spec: UnitSpec, reason: str) -> None:
+    p = plan(snap([spec], machines("m1", "m2"), entry("m2", "u.service")))
+    assert actions(p) == [(Action.UPDATE, "u.service", "m2")]
+    assert p.tasks[0].reason == reason
+
+
+@pytest.mark.parametrize(
+    ("units", "reason"),
+    [
+        ([], "unit destroyed"),
+        ([unit("u.service", INACTIVE)], "desired state is inactive"),
+    ],
+)
+def test_unwanted_entries_are_unscheduled(units: list[UnitSpec], reason: str) -> None:
+    p = plan(snap(units, machines("m1"), entry("m1", "u.service")))
+    assert [(t.action, t.unit, t.machine, t.reason) for t in p.tasks] == [
+        (Action.UNSCHEDULE, "u.service", "m1", reason)
+    ]
+
+
+def test_templates_are_never_scheduled() -> None:
+    s = snap([unit("web@.service")], machines("m1"), entry("m1", "web@.service"))
+    p = plan(s)
+    assert actions(p) == [(Action.UNSCHEDULE, "web@.service", "m1")]
+    assert p.tasks[0].reason == "a template cannot be scheduled"
+
+
+def test_lost_machine_units_move_at_once_unschedule_first() -> None:
+    s = snap(
+        [unit("a.service"), unit("b.service", machine_of=("a.service",))],
+        machines("m2"),
+        entry("m1", "a.service"),
+        entry("m1", "b.service"),
+        lost={"m1": 100.0},
+        now=100.5,
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "a.service", "m1"),
+        (Action.UNSCHEDULE, "b.service", "m1"),
+        (Action.SCHEDULE, "a.service", "m2"),
+        (Action.SCHEDULE, "b.service", "m2"),
+    ]
+    assert p.tasks[0].reason == "machine m1 is gone"
+    assert "moved from m1 (machine m1 is gone)" in p.tasks[2].reason
+
+
+def test_at_most_once_waits_for_the_grace_period() -> None:
+    s = snap(
+        [unit("once.service", at_most_once=True), unit("free.service")],
+        machines("m2"),
+        entry("m1", "once.service"),
+        entry("m1", "free.service"),
+        lost={"m1": 100.0},
+        now=105.0,
+        at_most_once_grace=10.0,
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "free.service", "m1"),
+        (Action.SCHEDULE, "free.service", "m2"),
+        (Action.RECORD, "once.service", ""),
+    ]
+    assert p.held == ("once.service",)
+    assert p.wake_at == 110.0
+    record = p.tasks[2].placement
+    assert record is not None and "AtMostOnce" in record.summary and "m1" in record.summary
+    later = plan(dataclasses.replace(apply(s, p), now=110.0))
+    assert actions(later) == [
+        (Action.UNSCHEDULE, "once.service", "m1"),
+        (Action.SCHEDULE, "once.service", "m2"),
+        (Action.CLEAR, "once.service", ""),
+    ]
+    assert later.held == () and later.wake_at is None
+
+
+def test_at_most_once_on_a_machine_without_loss_time_counts_as_lost_now() -> None:
+    s = snap(
+        [unit("once.service", at_most_once=True)],
+        machines("m2"),
+        entry("m1", "once.service"),
+        now=50.0,
+        at_most_once_grace=5.0,
+    )
+    p = plan(s)
+    assert p.held == ("once.service",) and p.wake_at == 55.0
+
+
+def test_machine_coming_back_within_the_grace_keeps_the_unit() -> None:
+    s = snap(
+        [unit("once.service", at_most_once=True)],
+        machines("m1", "m2"),
+        entry("m1", "once.service"),
+        lost={"m1": 100.0},
+        now=101.0,
+        at_most_once_grace=10.0,
+    )
+    assert plan(s).tasks == ()
+
+
+def test_unplaceable_reasons_are_recorded_once_and_cleared_when_placed() -> None:
+    s = snap([unit("big.service", memory_bytes=16 * G)], machines("m1"), now=7.0)
+    p = plan(s)
+    assert actions(p) == [(Action.RECORD, "big.service", "")]
+    record = p.tasks[0].placement
+    assert record == Placement("big.service", "m1: needs 16G memory, 8G free", (), 7.0)
+    assert p.unplaceable == 1
+    s = apply(s, p)
+    assert plan(dataclasses.replace(s, now=9.0)).tasks == ()  # same reason: no rewrite
+    bigger = dataclasses.replace(s, machines={**s.machines, **machines("m2", mem=32 * G)})
+    p = plan(bigger)
+    assert actions(p) == [
+        (Action.SCHEDULE, "big.service", "m2"),
+        (Action.CLEAR, "big.service", ""),
+    ]
+    assert p.tasks[1].reason == "placed on m2"
+
+
+def test_reasons_of_a_destroyed_unit_are_cleared() -> None:
+    s = snap([], machines("m1"), placements={"gone.service": Placement("gone.service", "x")})
+    p = plan(s)
+    assert [(t.action, t.unit, t.reason) for t in p.tasks] == [
+        (Action.CLEAR, "gone.service", "unit destroyed")
+    ]
+
+
+def test_drain_moves_one_batch_per_pass() -> None:
+    names = [f"u{i}.service" for i in range(5)]
+    s = snap(
+        [unit(n) for n in names],
+        machines("m1", "m2", "m3"),
+        *(entry("m1", n) for n in names),
+        flags={"m1": MachineFlags(draining=True)},
+        drain_batch=2,
+    )
+    moved = []
+    for _ in range(3):
+        p = plan(s)
+        batch = [t for t in p.tasks if t.action is Action.UNSCHEDULE]
+        assert len(batch) <= 2
+        assert all(t.reason == "machine m1 is draining" for t in batch)
+        moved.append(len(batch))
+        s = apply(s, p)
+    assert moved == [2, 2, 1]
+    assert all(e.machine != "m1" for e in s.schedule)
+    assert plan(s).tasks == ()
+
+
+def test_constraint_change_moves_the_unit() -> None:
+    ms = {
+        "m1": Machine("m1", metadata=(("disk", "hdd"),)),
+        "m2": Machine("m2", metadata=(("disk", "ssd"),)),
+    }
+    s = converge(snap([unit("db.service")], ms))
+    assert [e.machine for e in s.schedule] == ["m1"]
+    wants_ssd = UnitSpec(
+        "db.service",
+        "a" * 40,
+        LAUNCHED,
+        Requirements(metadata=(parse_metadata_condition("disk=ssd"),)),
+    )
+    p = plan(dataclasses.replace(s, units={"db.service": wants_ssd}))
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "db.service", "m1"),
+        (Action.SCHEDULE, "db.service", "m2"),
+    ]
+    assert "metadata disk=ssd wanted, disk=hdd" in p.tasks[0].reason
+
+
+def test_replaces_evicts_through_plan() -> None:
+    ms = {"m1": Machine("m1", metadata=(("ssd", "1"),)), "m2": Machine("m2")}
+    ssd = (parse_metadata_condition("ssd=1"),)
+    s = snap(
+        [unit("old.service"), unit("new.service", metadata=ssd, replaces=("old.service",))],
+        ms,
+        entry("m1", "old.service"),
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "old.service", "m1"),
+        (Action.SCHEDULE, "new.service", "m1"),
+        (Action.SCHEDULE, "old.service", "m2"),
+    ]
+    assert p.tasks[0].reason == "replaced by new.service"
+    assert plan(apply(s, p)).tasks == ()
+
+
+def test_spread_strategy_is_used() -> None:
+    s = snap(
+        [unit(f"u{i}.service", memory_bytes=G) for i in range(4)],
+        machines("m1", "m2"),
+        strategy=Strategy.SPREAD,
+    )
+    placed = [t.machine for t in plan(s).tasks]
+    assert placed == ["m1", "m2", "m1", "m2"]
+
+
+def test_a_converged_cluster_plans_nothing() -> None:
+    units = [unit(f"u{i}.service", memory_bytes=G // 2) for i in range(40)]
+    units.append(unit("g.service", global_=True))
+    s = converge(snap(units, machines("m1", "m2", "m3")))
+    assert len(s.schedule) == 43
+    assert plan(s).tasks == ()
+
+
+def test_tasks_carry_reasons() -> None:
+    s = snap([unit("u.service"), unit("x.service", machine_id="deadbeef")], machines("m1"))
+    tasks: tuple[Task, ...] = plan(s).tasks
+    assert tasks and all(t.reason for t in tasks)
