@@ -14,13 +14,8 @@ import typer
 
 from fleetd.errors import FleetError
 from fleetd.sandbox.cluster import Sandbox, teardown
-from fleetd.sandbox.spec import (
-    DEFAULT_AGENT_TTL,
-    DEFAULT_SUBNET,
-    SandboxSpec,
-    parse_capacity,
-    parse_metadata,
-)
+from fleetd.sandbox.spec import DEFAULT_AGENT_TTL, SandboxSpec, parse_capacity, parse_metadata
+from fleetd.sandbox.state import ENV_NAME, Instance, instance
 
 app = typer.Typer(
     name="sandbox",
@@ -35,8 +30,34 @@ def _fail(exc: FleetError) -> NoReturn:
     raise typer.Exit(1)
 
 
+@app.callback()
+def main(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            envvar=ENV_NAME,
+            help="which sandbox (up to 4 letters/digits) when several run side by side",
+        ),
+    ] = None,
+) -> None:
+    """A local cluster of real systemd machines (Linux namespaces; needs root)."""
+    try:
+        ctx.obj = instance(name or "")
+    except FleetError as exc:
+        _fail(exc)
+
+
+def _sandbox(ctx: typer.Context) -> Sandbox:
+    inst = ctx.obj
+    assert isinstance(inst, Instance)
+    return Sandbox(inst)
+
+
 @app.command()
 def up(
+    ctx: typer.Context,
     machines: Annotated[int, typer.Option(help="number of machines m1..mN")] = 3,
     etcd_members: Annotated[
         int, typer.Option(help="1: etcd on the host bridge; 3: an etcd cluster on m1..m3")
@@ -56,9 +77,9 @@ def up(
     no_fleetd: Annotated[
         bool, typer.Option("--no-fleetd", help="machines and etcd only; fleetd not started")
     ] = False,
-    subnet: Annotated[str, typer.Option(help="private /24 (or larger) for the bridge")] = (
-        DEFAULT_SUBNET
-    ),
+    subnet: Annotated[
+        str, typer.Option(help="private /24 (or larger); default: first free 10.87.N.0/24")
+    ] = "",
     timeout: Annotated[float, typer.Option(help="seconds to wait for everything")] = 60.0,
 ) -> None:
     """Create the bridge, etcd and N machines, each running fleetd; wait until all registered."""
@@ -74,7 +95,9 @@ def up(
             metadata=parse_metadata(metadata or []),
             capacity=parse_capacity(capacity or []),
         )
-        sandbox = Sandbox.up(spec, timeout=timeout, progress=lambda m: typer.echo(f"  {m}"))
+        sandbox = Sandbox.up(
+            spec, name=ctx.obj, timeout=timeout, progress=lambda m: typer.echo(f"  {m}")
+        )
     except FleetError as exc:
         _fail(exc)
     for ms in sandbox.machines:
@@ -85,20 +108,20 @@ def up(
 
 
 @app.command()
-def down() -> None:
+def down(ctx: typer.Context) -> None:
     """Power off the machines and remove every namespace, link, mount and process created."""
     try:
-        removed = teardown()
+        removed = teardown(ctx.obj)
     except FleetError as exc:
         _fail(exc)
     typer.echo("removed: " + ", ".join(removed) if removed else "no sandbox was running")
 
 
 @app.command()
-def env() -> None:
+def env(ctx: typer.Context) -> None:
     """Print `export` lines so fleetctl on the host talks to the sandbox."""
     try:
-        values = Sandbox().env()
+        values = _sandbox(ctx).env()
     except FleetError as exc:
         _fail(exc)
     for key, value in values.items():
@@ -107,11 +130,12 @@ def env() -> None:
 
 @app.command()
 def status(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Machines, addresses, systemd and fleetd state, etcd health."""
     try:
-        result = Sandbox().status()
+        result = _sandbox(ctx).status()
     except FleetError as exc:
         _fail(exc)
     if as_json:
@@ -131,52 +155,53 @@ def status(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def exec(
+    ctx: typer.Context,
     machine: Annotated[str, typer.Argument(help="m1, m2, ...")],
     command: Annotated[list[str], typer.Argument(help="command to run, after --")],
 ) -> None:
     """Run a command inside a machine, e.g. `fleetd sandbox exec m1 -- systemctl status`."""
     try:
-        argv = Sandbox().command(machine, *command)
+        argv = _sandbox(ctx).command(machine, *command)
     except FleetError as exc:
         _fail(exc)
     raise typer.Exit(subprocess.call(argv))
 
 
-def _fault(action: str, machine: str) -> None:
+def _fault(ctx: typer.Context, action: str, machine: str) -> None:
     try:
-        getattr(Sandbox(), action)(machine)
+        getattr(_sandbox(ctx), action)(machine)
     except FleetError as exc:
         _fail(exc)
 
 
 @app.command()
-def partition(machine: str) -> None:
+def partition(ctx: typer.Context, machine: str) -> None:
     """Cut a machine off the network (it keeps running)."""
-    _fault("partition", machine)
+    _fault(ctx, "partition", machine)
 
 
 @app.command()
-def heal(machine: str) -> None:
+def heal(ctx: typer.Context, machine: str) -> None:
     """Reconnect a partitioned machine."""
-    _fault("heal", machine)
+    _fault(ctx, "heal", machine)
 
 
 @app.command()
-def poweroff(machine: str) -> None:
+def poweroff(ctx: typer.Context, machine: str) -> None:
     """Power a machine off (systemd shutdown); `boot` brings it back."""
-    _fault("poweroff", machine)
+    _fault(ctx, "poweroff", machine)
 
 
 @app.command()
-def boot(machine: str) -> None:
+def boot(ctx: typer.Context, machine: str) -> None:
     """Boot a powered-off machine again (same machine id, disk and address)."""
-    _fault("boot", machine)
+    _fault(ctx, "boot", machine)
 
 
 @app.command("kill-fleetd")
-def kill_fleetd(machine: str) -> None:
+def kill_fleetd(ctx: typer.Context, machine: str) -> None:
     """SIGKILL fleetd inside a machine (systemd restarts it)."""
-    _fault("kill_fleetd", machine)
+    _fault(ctx, "kill_fleetd", machine)
 
 
 if __name__ == "__main__":

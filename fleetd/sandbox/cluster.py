@@ -28,7 +28,7 @@ from fleetd.registry.keys import Keys
 from fleetd.sandbox import etcd, host, machine, network
 from fleetd.sandbox import state as st
 from fleetd.sandbox.spec import API_PORT, SandboxSpec
-from fleetd.sandbox.state import DEFAULT_STATE_DIR, MachineState, SandboxState
+from fleetd.sandbox.state import Instance, MachineState, SandboxState, instance
 
 TOKEN_FILE = "/etc/fleet/api-token"  # noqa: S105 (a path, not a secret)
 FLEETD_UNIT = "fleetd.service"
@@ -56,10 +56,11 @@ class SandboxStatus:
 
 
 class Sandbox:
-    """Handle on the sandbox recorded in ``state_dir`` (one sandbox per host)."""
+    """Handle on one sandbox of this host: ``name`` (None: ``$FLEETD_SANDBOX``, else default)."""
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
-        self.state_dir = state_dir
+    def __init__(self, name: str | Instance | None = None) -> None:
+        self.instance = name if isinstance(name, Instance) else instance(name)
+        self.state_dir = self.instance.state_dir
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -68,38 +69,44 @@ class Sandbox:
         cls,
         spec: SandboxSpec,
         *,
-        state_dir: Path = DEFAULT_STATE_DIR,
+        name: str | Instance | None = None,
         timeout: float = 60.0,
         progress: Callable[[str], None] = lambda _msg: None,
     ) -> Sandbox:
         """Create and boot the sandbox; on any failure remove what was created and re-raise."""
         host.preflight()
+        sandbox = cls(name)
+        inst, state_dir = sandbox.instance, sandbox.state_dir
         existing = st.load(state_dir)
         if existing is not None:
             if existing.complete:
                 raise SandboxError(
-                    f"a sandbox is already running ({len(existing.machines)} machines, state in "
-                    f"{state_dir}); nothing was changed. Run `fleetd sandbox down` first."
+                    f"the {inst.label} is already running ({len(existing.machines)} machines, "
+                    f"state in {state_dir}); nothing was changed. "
+                    "Run `fleetd sandbox down` first."
                 )
             raise SandboxError(
-                f"a previous sandbox left state in {state_dir}; run `fleetd sandbox down` first"
+                f"a previous {inst.label} left state in {state_dir}; "
+                "run `fleetd sandbox down` first"
             )
-        leftovers = network.owned_netns() + network.owned_links()
+        leftovers = network.owned_netns(inst.prefix) + network.owned_links(inst.prefix)
         if leftovers:
             raise SandboxError(
                 f"sandbox network objects exist without state ({', '.join(leftovers)}); "
                 "run `fleetd sandbox down` first"
             )
-        network.check_subnet_free(spec.subnet)
+        if spec.subnet:
+            network.check_subnet_free(spec.subnet)
+        else:
+            spec = dataclasses.replace(spec, subnet=network.free_subnet())
         fleetd_bin = Path(sys.prefix) / "bin" / "fleetd"
         if spec.fleetd and not fleetd_bin.exists():
             raise SandboxError(f"fleetd is not installed at {fleetd_bin} (run .ci/setup)")
         etcd.binary()
-        sandbox = cls(state_dir)
         try:
             sandbox._create(spec, fleetd_bin, timeout, progress)
         except BaseException:
-            teardown(state_dir)
+            teardown(inst)
             raise
         return sandbox
 
@@ -109,11 +116,11 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         state = SandboxState(
             subnet=spec.subnet,
-            bridge=st.BRIDGE,
+            bridge=self.instance.bridge,
             bridge_ip=spec.bridge_ip(),
             etcd_endpoints=spec.etcd_endpoints(),
             etcd_members=spec.etcd_members,
-            cgroup=str(host.cgroup2_root() / st.CGROUP_NAME),
+            cgroup=str(host.cgroup2_root() / self.instance.cgroup_name),
             disks=str(self.state_dir / "disks"),
             token=secrets.token_urlsafe(32) if spec.auth else None,
             fleetd=spec.fleetd,
@@ -124,7 +131,7 @@ class Sandbox:
         Path(state.disks).mkdir(parents=True, exist_ok=True)
         host.run(["mount", "-t", "tmpfs", "-o", "mode=700", "fleetd-sandbox", state.disks])
         say(f"bridge {state.bridge} {state.bridge_ip}/{spec.network.prefixlen}")
-        network.create_bridge(state.bridge_ip, spec.network.prefixlen)
+        network.create_bridge(state.bridge, state.bridge_ip, spec.network.prefixlen)
         if spec.etcd_members == 1:
             pid = etcd.start_host_member(
                 state.bridge_ip,
@@ -138,12 +145,12 @@ class Sandbox:
                 name=name,
                 ip=spec.machine_ip(name),
                 machine_id=uuid.uuid4().hex,
-                netns=f"{st.PREFIX}{name}",
-                veth=f"{st.PREFIX}{name}",
+                netns=f"{self.instance.prefix}{name}",
+                veth=f"{self.instance.prefix}{name}",
             )
             state = self._save(state.with_machine(ms))
             network.create_machine_net(
-                ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
+                state.bridge, ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
             )
             self._write_seed(spec, state, ms, fleetd_bin)
         say(f"booting {len(spec.names)} machines")
@@ -249,7 +256,9 @@ class Sandbox:
     def _state(self) -> SandboxState:
         state = st.load(self.state_dir)
         if state is None:
-            raise SandboxError("no sandbox is running (start one with `fleetd sandbox up`)")
+            raise SandboxError(
+                f"no {self.instance.label} is running (start one with `fleetd sandbox up`)"
+            )
         return state
 
     def _save(self, state: SandboxState) -> SandboxState:
@@ -358,7 +367,7 @@ class Sandbox:
         ms = state.machine(name)
         network.set_link(ms.veth, up=True)
         others = [m.netns for m in state.machines if m.name != name]
-        network.forget_neighbours(ms.netns, others, ms.ip)
+        network.forget_neighbours(state.bridge, ms.netns, others, ms.ip)
         self._save(state.with_machine(dataclasses.replace(ms, partitioned=False)))
 
     def poweroff(self, name: str, timeout: float = 15.0) -> None:
@@ -391,12 +400,14 @@ class Sandbox:
             raise SandboxError(f"cannot kill fleetd on {name}: {proc.stderr.strip()}")
 
 
-def teardown(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+def teardown(name: str | Instance | None = None) -> list[str]:
     """Power off and remove everything the sandbox created; works on partial state.
 
     Returns what was removed (empty when there was nothing).  Only objects the
-    state file names, or that carry the sandbox prefix, are touched.
+    state file names, or that carry the sandbox's prefix, are touched.
     """
+    inst = name if isinstance(name, Instance) else instance(name)
+    state_dir = inst.state_dir
     removed: list[str] = []
     try:
         state = st.load(state_dir)
@@ -414,16 +425,16 @@ def teardown(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     if state and host.alive(state.etcd_pid, "etcd"):
         host.stop_pid(state.etcd_pid, "etcd")
         removed.append("etcd")
-    cgroup = Path(state.cgroup) if state else _default_cgroup()
+    cgroup = Path(state.cgroup) if state else _default_cgroup(inst)
     if cgroup is not None and cgroup.exists():
         host.cgroup_kill(cgroup)
         host.cgroup_remove(cgroup)
         removed.append(f"cgroup {cgroup}")
-    for netns in sorted({m.netns for m in machines} | set(network.owned_netns())):
+    for netns in sorted({m.netns for m in machines} | set(network.owned_netns(inst.prefix))):
         if netns in network.netns_names():
             network.delete_netns(netns)
             removed.append(f"netns {netns}")
-    links = {m.veth for m in machines} | set(network.owned_links())
+    links = {m.veth for m in machines} | set(network.owned_links(inst.prefix))
     if state:
         links.add(state.bridge)
     for link in sorted(links):
@@ -440,8 +451,8 @@ def teardown(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     return removed
 
 
-def _default_cgroup() -> Path | None:
+def _default_cgroup(inst: Instance) -> Path | None:
     try:
-        return host.cgroup2_root() / st.CGROUP_NAME
+        return host.cgroup2_root() / inst.cgroup_name
     except SandboxError:
         return None

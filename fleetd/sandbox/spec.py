@@ -34,7 +34,7 @@ class SandboxSpec:
     machines: int = 3
     etcd_members: int = 1
     agent_ttl: float = DEFAULT_AGENT_TTL
-    subnet: str = DEFAULT_SUBNET
+    subnet: str = ""  # empty: the first free 10.87.N.0/24, chosen by `up`
     auth: bool = True
     fleetd: bool = True
     # machine name -> extra metadata pairs / capacity (keys "cpu", "memory")
@@ -52,7 +52,7 @@ class SandboxSpec:
             raise InvalidInput("--etcd-members 3 needs at least 3 machines (members run on m1..m3)")
         if self.agent_ttl <= 0:
             raise InvalidInput(f"--agent-ttl must be greater than zero, got {self.agent_ttl}")
-        network = parse_subnet(self.subnet)
+        network = self.network
         if network.num_addresses < self.machines + 11:
             raise InvalidInput(f"--subnet {self.subnet} is too small for {self.machines} machines")
         for option, table in (("--metadata", self.metadata), ("--capacity", self.capacity)):
@@ -68,7 +68,7 @@ class SandboxSpec:
 
     @property
     def network(self) -> ipaddress.IPv4Network:
-        return parse_subnet(self.subnet)
+        return parse_subnet(self.subnet or DEFAULT_SUBNET)
 
     def bridge_ip(self) -> str:
         return str(self.network.network_address + 1)

@@ -3,6 +3,10 @@
 Every resource is written here *before* it is created, so that ``down``
 can remove all of it even after a crash of ``up`` half-way through.  The
 file is replaced atomically (write + rename).
+
+Several sandboxes can live side by side on one host: each ``Instance``
+(``--name`` / ``$FLEETD_SANDBOX``, empty for the default one) has its own
+state directory, name prefix, bridge and cgroup.
 """
 
 from __future__ import annotations
@@ -10,16 +14,58 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetd.errors import SandboxError
+from fleetd.errors import InvalidInput, SandboxError
 
-DEFAULT_STATE_DIR = Path("/run/fleetd-sandbox")
-PREFIX = "fleetd-"
-BRIDGE = f"{PREFIX}br0"
-CGROUP_NAME = "fleetd-sandbox"
+ENV_NAME = "FLEETD_SANDBOX"
+_NAME = re.compile(r"^[a-z0-9]{0,4}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Where one sandbox keeps its state and how its host objects are named."""
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise InvalidInput(
+                f"sandbox name must be at most 4 lowercase letters or digits, got {self.name!r}"
+            )
+
+    @property
+    def suffix(self) -> str:
+        return f"-{self.name}" if self.name else ""
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(f"/run/fleetd-sandbox{self.suffix}")
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of the netns and links (at most 15 characters with ``m100``/``br0``)."""
+        return f"fleetd{self.name}-"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br0"
+
+    @property
+    def cgroup_name(self) -> str:
+        return f"fleetd-sandbox{self.suffix}"
+
+    @property
+    def label(self) -> str:
+        return f"sandbox {self.name!r}" if self.name else "sandbox"
+
+
+def instance(name: str | None = None) -> Instance:
+    """The sandbox called ``name``; None means ``$FLEETD_SANDBOX`` or the default one."""
+    return Instance(os.environ.get(ENV_NAME, "") if name is None else name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import pytest
 from fleetd.sandbox import network
 from fleetd.sandbox.cluster import Sandbox, teardown
 from fleetd.sandbox.spec import SandboxSpec
-from fleetd.sandbox.state import DEFAULT_STATE_DIR
+from fleetd.sandbox.state import Instance, instance
 from fleetd.sandbox.wait import wait_for as _wait_for
 
 # fleetd runs in the machines once the daemon exists (fleetd/server.py).
@@ -77,7 +77,7 @@ class SessionSandbox:
     def down(self) -> None:
         if self.ours:
             self.ours = False
-            teardown(DEFAULT_STATE_DIR)
+            teardown()
 
 
 def host_snapshot() -> dict[str, list[str]]:
@@ -127,5 +127,12 @@ def wait_for() -> Callable[[Callable[[], object], float, str], object]:
 
 
 @pytest.fixture
-def state_dir() -> Path:
-    return DEFAULT_STATE_DIR
+def sandbox_instance() -> Instance:
+    """Which sandbox the session uses: ``$FLEETD_SANDBOX`` (e.g. to keep clear of another
+    one on a shared host), else the default one."""
+    return instance()
+
+
+@pytest.fixture
+def state_dir(sandbox_instance: Instance) -> Path:
+    return sandbox_instance.state_dir

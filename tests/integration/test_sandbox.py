@@ -17,7 +17,7 @@ from fleetd.errors import SandboxError
 from fleetd.sandbox import etcd, host, network
 from fleetd.sandbox.cluster import Sandbox
 from fleetd.sandbox.spec import SandboxSpec
-from fleetd.sandbox.state import CGROUP_NAME, PREFIX
+from fleetd.sandbox.state import Instance, instance
 
 pytestmark = pytest.mark.integration
 
@@ -178,22 +178,25 @@ def test_down_leaves_nothing_behind(
     try:
         if session_sandbox.host_before is not None:
             assert session_sandbox.host_before == session_sandbox.snapshot()
-        assert not [n for n in network.netns_names() if n.startswith(PREFIX)]
-        assert not [n for n in network.link_names() if n.startswith(PREFIX)]
+        prefix = instance().prefix
+        assert not [n for n in network.netns_names() if n.startswith(prefix)]
+        assert not [n for n in network.link_names() if n.startswith(prefix)]
         assert not [m for m in machines if Path(f"/run/netns/{m.netns}").exists()]
         mounts = Path("/proc/self/mountinfo").read_text()
         assert str(state_dir) not in mounts
-        assert not (host.cgroup2_root() / CGROUP_NAME).exists()
+        assert not (host.cgroup2_root() / instance().cgroup_name).exists()
         assert not state_dir.exists()
         assert not [pid for pid in pids if host.alive(pid)]
         assert not [
-            pid for pid in os.listdir("/proc") if pid.isdigit() and _is_machine_process(int(pid))
+            pid
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _is_machine_process(int(pid), instance())
         ]
     finally:
         session_sandbox.ensure_up()
 
 
-def _is_machine_process(pid: int) -> bool:
+def _is_machine_process(pid: int, inst: Instance) -> bool:
     """A live process in the sandbox's cgroup would be a leftover of a machine or etcd."""
     if not host.alive(pid):
         return False
@@ -201,4 +204,5 @@ def _is_machine_process(pid: int) -> bool:
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         return False
-    return f"/{CGROUP_NAME}/" in cgroup or cgroup.rstrip().endswith(f"/{CGROUP_NAME}")
+    name = inst.cgroup_name
+    return f"/{name}/" in cgroup or cgroup.rstrip().endswith(f"/{name}")
