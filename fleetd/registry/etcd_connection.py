@@ -76,7 +76,7 @@ def translate(exc: BaseException, what: str) -> FleetError:
             return LeaseExpired(f"{what}: {detail}")
         if "compacted" in detail:
             return WatchCompacted(f"{what}: {detail}")
-        if "too large" in detail:
+        if "too large" in detail or "larger than max" in detail:
             return InvalidInput(f"{what}: etcd refused the request: {detail}")
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return RegistryUnavailable(f"{what}: etcd unreachable: {code.name} {detail}")
