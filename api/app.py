@@ -90,5 +90,7 @@ def create_app(
     app.include_router(system.fleet, prefix=PREFIX)
     app.include_router(system.root)
     app.add_middleware(RequestGuards, max_body=max_body)
-    app.add_middleware(RequestCounter, metrics=ctx.metrics)
+    app.add_middleware(
+        RequestCounter, metrics=ctx.metrics, templates=lambda: list(app.openapi()["paths"])
+    )
     return app

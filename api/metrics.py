@@ -8,9 +8,10 @@ text through ``ApiContext.extra_metrics``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -93,9 +94,25 @@ def cluster_gauges(snap: views.Snapshot) -> Iterable[str]:
 class RequestCounter:
     """ASGI wrapper that records each HTTP request in ``metrics`` under its route template."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ApiMetrics, templates: Callable[[], Iterable[str]]
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates = templates
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def route_of(self, path: str) -> str:
+        """The route template (``/fleet/v1/units/{name}``) a request path matched."""
+        if self._patterns is None:
+            self._patterns = [
+                (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + r"\Z"), t)
+                for t in self._templates()
+            ]
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
+        return "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,7 +130,5 @@ class RequestCounter:
         try:
             await self.app(scope, receive, record)
         finally:
-            # The router stores the matched route in the (shared) scope.
-            route = scope.get("route")
-            path = str(getattr(route, "path", "unmatched"))
-            self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
+            route = self.route_of(scope["path"])
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
