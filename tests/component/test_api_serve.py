@@ -205,21 +205,27 @@ async def test_journal_follow_streams_and_stops_the_process(
         assert got[2:] == ["web.service more", "web.service more"]
         pid = int((tmp_path / "follow.pid").read_text())
         async with asyncio.timeout(10):
-            while _alive(pid):
-                await asyncio.sleep(0.05)
+            await _exited(pid)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
 
-def _alive(pid: int) -> bool:
+async def _exited(pid: int) -> None:
+    """Returns once process ``pid`` has ended (a pidfd turns readable)."""
     try:
-        os.kill(pid, 0)
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
+        return
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await done.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def test_status_and_journal_are_forwarded_to_the_units_machine(
