@@ -112,6 +112,7 @@ class Agent:
         )
         self.systemd_connected = asyncio.Event()
         self._resync_wanted = asyncio.Event()
+        self._release_task: asyncio.Task[None] | None = None
 
     # --- callbacks --------------------------------------------------------
 
@@ -174,11 +175,22 @@ class Agent:
                 async with asyncio.timeout(2):
                     if await self.manager.system_state() == "stopping":
                         self._on_shutdown()
-        if self.shutting_down.is_set() and self.presence.lease:
+        if self.shutting_down.is_set():
+            await asyncio.shield(self._release())
+
+    def _release(self) -> asyncio.Task[None]:
+        """Revoke the lease once; shielded callers let a SIGTERM not cut it short."""
+        if self._release_task is None:
             self.publisher.stop()
-            with contextlib.suppress(FleetError, TimeoutError):
-                async with asyncio.timeout(2):
-                    await self.presence.revoke()
+            self._release_task = asyncio.get_running_loop().create_task(self._revoke())
+        return self._release_task
+
+    async def _revoke(self) -> None:
+        try:
+            async with asyncio.timeout(3):
+                await self.presence.revoke()
+        except (FleetError, TimeoutError) as exc:
+            log.warning("could not revoke the lease (%s); it expires by itself", exc)
 
     async def _ready(self) -> None:
         await self.presence.registered.wait()
@@ -211,6 +223,5 @@ class Agent:
 
     async def _watch_shutdown(self) -> None:
         await self.shutting_down.wait()
-        self.publisher.stop()
-        await self.presence.revoke()
+        await asyncio.shield(self._release())
         raise _MachineShutdown

@@ -109,8 +109,10 @@ class Presence:
     async def run(self) -> None:
         """Register, then refresh every TTL/3; re-register if the lease was lost.
 
-        Registry outages are retried every ``min(1, TTL/10)`` seconds.  A
-        duplicate machine id (Conflict) ends the loop with that error.
+        Registry outages are retried every ``min(1, TTL/10)`` seconds.  While
+        another live lease holds ``machines/<id>`` (a duplicated machine id,
+        or this machine's previous boot whose lease has not expired yet) the
+        error is logged and registration retried every TTL/3.
         """
         retry = min(1.0, self.ttl / 10)
         while not self._stopped:
@@ -121,6 +123,10 @@ class Presence:
                     sent = self.clock()
                     await self.registry.refresh_lease(self.lease)
                     self.last_renewed = sent
+            except Conflict as exc:
+                log.error("%s; retrying in %.0fs", exc, self.ttl / 3)
+                await asyncio.sleep(self.ttl / 3)
+                continue
             except LeaseExpired:
                 log.warning("lease %x expired; registering again", self.lease)
                 self.lease = 0
@@ -135,14 +141,14 @@ class Presence:
     async def revoke(self) -> None:
         """Release the lease now: ``machines/<id>`` and every state vanish at once."""
         self._stopped = True
-        lease, self.lease = self.lease, 0
         self.registered.clear()
         with contextlib.suppress(OSError):
             self.lease_file.unlink()
-        if lease:
+        if self.lease:
             log.info(
                 "revoke machine=%s lease=%x reason='machine is shutting down'",
                 self.machine.id,
-                lease,
+                self.lease,
             )
-            await self.registry.revoke_lease(lease)
+            await self.registry.revoke_lease(self.lease)
+            self.lease = 0

@@ -123,3 +123,25 @@ async def test_revoke_removes_machine_and_lease_file(tmp_path: Path) -> None:
     assert await reg.get(KEYS.machine(MACHINE.id)) is None
     assert await reg.lease_ttl(lease) == -1
     assert not (tmp_path / "lease").exists()
+
+
+async def test_run_waits_out_a_duplicate_and_registers_when_it_is_gone(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    other = await presence(reg, clock, tmp_path / "other").register()
+    leases: list[int] = []
+    p = presence(reg, clock, tmp_path / "lease")
+    p.ttl = 0.3  # retry every 0.1 s
+    p.on_lease = leases.append
+    task = asyncio.create_task(p.run())
+    try:
+        await asyncio.sleep(0.25)
+        assert leases == [] and not p.registered.is_set()
+        await reg.revoke_lease(other)  # e.g. this machine's previous boot finally expired
+        await wait_until(lambda: len(leases) == 1)
+        kv = await reg.get(KEYS.machine(MACHINE.id))
+        assert kv is not None and kv.lease == leases[0]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

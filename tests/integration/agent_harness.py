@@ -68,6 +68,7 @@ class AgentHarness:
         proc = self.exec(
             "systemd-run",
             f"--unit={self.service}",
+            "--property=After=dbus.service",
             f"--setenv=FLEETD_ETCD_KEY_PREFIX={self.keys.prefix}",
             f"--setenv=FLEETD_UNITS_DIRECTORY={self.units_directory}",
             f"--setenv=FLEETD_AGENT_TTL={self.ttl:g}s",

@@ -1,0 +1,83 @@
+"""The agent under faults: a partition fences AtMostOnce units; a powered-off machine's
+states vanish with its lease."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from agent_harness import AgentHarness, until
+
+from fleetd.sandbox.cluster import Sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(240)]
+
+TTL = 6.0
+SLEEPER = "[Unit]\nDescription={what}\n\n[Service]\nExecStart=/bin/sleep 100000\n"
+AT_MOST_ONCE = SLEEPER + "\n[X-Fleet]\nAtMostOnce=true\n"
+
+
+@pytest.fixture
+async def agent(sandbox: Sandbox) -> AsyncIterator[AgentHarness]:
+    harness = AgentHarness(sandbox, "m2", ttl=TTL)
+    harness.start()
+    try:
+        await until(harness.registered, 20, "agent did not register")
+        yield harness
+    finally:
+        if sandbox.machine("m2").partitioned:
+            sandbox.heal("m2")
+        if not sandbox.running("m2"):
+            sandbox.boot("m2")
+        await harness.close()
+
+
+async def both_active(agent: AgentHarness, *names: str) -> bool:
+    states = await agent.states()
+    return all(n in states and states[n].active_state == "active" for n in names)
+
+
+async def test_partition_stops_at_most_once_units_before_the_ttl(
+    sandbox: Sandbox, agent: AgentHarness
+) -> None:
+    single, plain = agent.unit("single"), agent.unit("plain")
+    await agent.schedule(single, AT_MOST_ONCE.format(what="at most once"))
+    await agent.schedule(plain, SLEEPER.format(what="plain"))
+    await until(lambda: both_active(agent, single, plain), 20, "units did not start")
+
+    cut = time.monotonic()
+    sandbox.partition("m2")
+
+    async def single_stopped() -> bool:
+        return agent.active(single) == "inactive"
+
+    await until(single_stopped, TTL + 2, "AtMostOnce unit was not stopped")
+    stopped_after = time.monotonic() - cut
+    assert stopped_after < TTL, f"stopped {stopped_after:.1f}s after the partition (TTL {TTL}s)"
+    assert agent.active(plain) == "active"
+    assert any(a.startswith(f"stop unit={single}") for a in agent.actions())
+    assert not any(a.startswith(f"stop unit={plain}") for a in agent.actions())
+
+    sandbox.heal("m2")
+
+    async def single_back() -> bool:
+        return agent.active(single) == "active"
+
+    await until(single_back, 3 * TTL, "AtMostOnce unit did not restart after the heal")
+    await until(lambda: both_active(agent, single, plain), 10, "states not published again")
+
+
+async def test_poweroff_states_vanish_with_the_lease(sandbox: Sandbox, agent: AgentHarness) -> None:
+    name = agent.unit("doomed")
+    await agent.schedule(name, SLEEPER.format(what="doomed"))
+    await until(lambda: both_active(agent, name), 20, "unit did not start")
+
+    sandbox.poweroff("m2")
+    off = time.monotonic()
+
+    async def gone() -> bool:
+        return not await agent.states() and not await agent.registered()
+
+    await until(gone, TTL + 3, "states of the powered-off machine did not vanish")
+    print(f"states gone {time.monotonic() - off:.2f}s after power-off returned")
