@@ -220,7 +220,11 @@ class Sandbox:
                 future.result()
 
     def wait_registered(self, names: Sequence[str], timeout: float) -> None:
-        """Wait until fleetd on each machine in ``names`` has its key in etcd."""
+        """Wait until fleetd on each machine in ``names`` is up and has its key in etcd.
+
+        fleetd is ``Type=notify`` and reports ready only once registered, so "active"
+        also rules out a key left over from before a reboot.
+        """
         state = self._state()
         prefix = Keys().machines
         wanted = {state.machine(n).machine_id: n for n in names}
@@ -232,7 +236,11 @@ class Sandbox:
                 present = set(etcd.keys(state.etcd_endpoints, prefix))
             except SandboxError:
                 present = set()
-            missing = [mid for mid in wanted if prefix + mid not in present]
+            missing = [
+                mid
+                for mid in wanted
+                if prefix + mid not in present or not self._fleetd_active(wanted[mid])
+            ]
             if not missing:
                 return
             # systemd stops restarting a fleetd that keeps crashing: no point waiting then.
@@ -246,6 +254,10 @@ class Sandbox:
         where = ", ".join(wanted[m] for m in missing)
         why = "failed to start" if gave_up else f"did not register within {timeout:.0f}s"
         raise SandboxError(f"fleetd {why} on {where}:\n" + "\n".join(details))
+
+    def _fleetd_active(self, name: str) -> bool:
+        proc = self.exec(name, "systemctl", "is-active", "--quiet", FLEETD_UNIT, timeout=5)
+        return proc.returncode == 0
 
     def _fleetd_failed(self, name: str) -> bool:
         proc = self.exec(name, "systemctl", "is-failed", "--quiet", FLEETD_UNIT, timeout=5)

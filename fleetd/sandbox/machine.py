@@ -185,9 +185,9 @@ def wait_booted(name: str, systemd_pid: int, timeout: float) -> str:
         state = proc.stdout.strip()
         if state in ("running", "degraded"):
             return state
-        if state in ("maintenance", "stopping", "offline"):
+        if state in ("maintenance", "stopping"):
             break
-        time.sleep(0.05)  # the manager's bus is not up yet
+        time.sleep(0.05)  # "offline" or no answer: the manager's socket is not up yet
     raise SandboxError(
         f"machine {name} did not boot (state {state or 'unknown'}); its journal:\n"
         + journal_tail(systemd_pid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import re
 import signal
 import sys
 import time
@@ -80,15 +81,30 @@ class SessionSandbox:
             teardown()
 
 
+# Objects of any sandbox: names like fleetd-m1, fleetdx-br0, paths /run/fleetd-sandbox-x/...
+_ANY_SANDBOX = re.compile(r"fleetd[a-z0-9]{0,4}-(m\d+|br0)\b|/run/fleetd-sandbox")
+
+
 def host_snapshot() -> dict[str, list[str]]:
-    """What `down` must restore exactly: network namespaces, links, mounts."""
+    """What `down` must restore exactly: network namespaces, links, mounts.
+
+    Other sandboxes that come and go meanwhile on a shared host (another
+    ``$FLEETD_SANDBOX``) are left out, as is this session's while it runs.
+    """
+    ours = instance()
+
+    def keep(item: str) -> bool:
+        return not _ANY_SANDBOX.search(item) or (
+            ours.prefix in item or str(ours.state_dir) + "/" in item
+        )
+
     mounts = [
         " ".join(line.split()[:3]) for line in Path("/proc/self/mounts").read_text().splitlines()
     ]
     return {
-        "netns": sorted(network.netns_names()),
-        "links": sorted(network.link_names()),
-        "mounts": sorted(mounts),
+        "netns": sorted(filter(keep, network.netns_names())),
+        "links": sorted(filter(keep, network.link_names())),
+        "mounts": sorted(filter(keep, mounts)),
     }
 
 
