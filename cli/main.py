@@ -6,8 +6,13 @@ Each group of commands lives in its own module of ``fleetd.cli`` and exposes
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
 import typer
-from fleetd.cli import validate
+from fleetd.cli import listing, units, validate
+from fleetd.cli.options import DEFAULT_ENDPOINT, GLOBAL_FLAGS, Driver, GlobalOptions, Output
 
 from fleetd import __version__
 
@@ -28,17 +33,80 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version and exit"
     ),
+    endpoint: str = typer.Option(
+        DEFAULT_ENDPOINT,
+        envvar="FLEETCTL_ENDPOINT",
+        help="fleetd API: unix:///path or http(s)://host:port",
+    ),
+    driver: Annotated[
+        Driver,
+        typer.Option(envvar="FLEETCTL_DRIVER", help="api (fleetd's API) or etcd (the registry)"),
+    ] = Driver.API,
+    etcd_endpoints: str = typer.Option(
+        "http://127.0.0.1:2379",
+        envvar="FLEETCTL_ETCD_ENDPOINTS",
+        help="etcd URLs, comma separated (--driver etcd)",
+    ),
+    etcd_key_prefix: str = typer.Option(
+        "/fleet/", envvar="FLEETCTL_ETCD_KEY_PREFIX", help="registry key prefix (--driver etcd)"
+    ),
+    token: str | None = typer.Option(
+        None, envvar="FLEETCTL_TOKEN", help="bearer token for a TCP endpoint", show_default=False
+    ),
+    request_timeout: float = typer.Option(
+        30.0, envvar="FLEETCTL_REQUEST_TIMEOUT", min=0.1, help="seconds per request"
+    ),
+    output: Annotated[
+        Output, typer.Option("--output", "-o", envvar="FLEETCTL_OUTPUT", help="table or json")
+    ] = Output.TABLE,
 ) -> None:
     """Drive a fleetd cluster: submit, start and inspect systemd units."""
+    ctx.obj = GlobalOptions(
+        endpoint=endpoint,
+        driver=driver,
+        etcd_endpoints=etcd_endpoints,
+        etcd_key_prefix=etcd_key_prefix,
+        token=token or None,
+        request_timeout=request_timeout,
+        output=output,
+    )
 
 
-for _module in (validate,):
+for _module in (validate, units, listing):
     _module.register(app)
+
+
+def reorder(argv: Sequence[str]) -> list[str]:
+    """Move global options written after the command in front of it (fleet accepted both)."""
+    args = list(argv)
+    command = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if command is None:
+        return args
+    head, tail = args[:command], args[command:]
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest.extend(tail[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_FLAGS and i > 0:
+            moved.append(arg)
+            if "=" not in arg and i + 1 < len(tail):
+                moved.append(tail[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return head + moved + rest
 
 
 def main() -> None:
     """Entry point of the ``fleetctl`` script."""
-    app(prog_name="fleetctl")
+    app(args=reorder(sys.argv[1:]), prog_name="fleetctl")

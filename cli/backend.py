@@ -1,0 +1,303 @@
+"""How fleetctl reaches the cluster: the REST API (httpx) or the registry directly.
+
+Both backends speak the API's wire models (``fleetd.api.models``), so the
+commands do not care which one runs.  ``ApiBackend`` talks to
+``unix:///path`` or ``http(s)://host:port`` (with a bearer token);
+``StoreBackend`` (``--driver etcd``) uses the typed Store over etcd with the
+same read/write rules the API applies.  Neither imports FastAPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from fleetd.api import commands, models, queries
+from pydantic import BaseModel, ValidationError
+
+from fleetd import model
+from fleetd.errors import Conflict, FleetError, InvalidInput, NotFound
+from fleetd.registry.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+PREFIX = "/fleet/v1"
+
+
+class CliError(FleetError):
+    """A failure to report on stderr (exit status 1), without a traceback."""
+
+
+class Backend(Protocol):
+    async def list_units(self) -> list[models.Unit]: ...
+
+    async def get_unit(self, name: str) -> models.Unit | None: ...
+
+    async def create_unit(
+        self,
+        name: str,
+        options: Sequence[models.UnitOption],
+        desired: model.DesiredState | None,
+        replace: bool,
+    ) -> None:
+        """Create ``name`` or (``replace``) replace its options; Conflict if it differs."""
+        ...
+
+    async def set_desired(self, name: str, desired: model.DesiredState) -> None: ...
+
+    async def destroy(self, name: str) -> bool:
+        """False if there was no such unit."""
+        ...
+
+    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]: ...
+
+    async def list_machines(self) -> list[models.Machine]: ...
+
+    async def placement(self, name: str) -> models.Placement: ...
+
+    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags: ...
+
+    async def status(self, name: str) -> models.UnitStatus: ...
+
+    def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()
+        return text or f"HTTP {response.status_code}"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    message = _error_message(response)
+    if response.status_code == 404:
+        raise NotFound(message)
+    if response.status_code == 409:
+        raise Conflict(message)
+    if response.status_code in (400, 413, 415):
+        raise InvalidInput(message)
+    if response.status_code == 401:
+        raise CliError(f"{message} (pass --token or set FLEETCTL_TOKEN)")
+    raise CliError(f"fleetd answered {response.status_code}: {message}")
+
+
+class ApiBackend:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        headers = {"User-Agent": "fleetctl (fleetd)"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if endpoint.startswith("unix://"):
+            path = endpoint[len("unix://") :]
+            if not path:
+                raise CliError(f"--endpoint {endpoint!r}: no socket path")
+            transport = transport or httpx.AsyncHTTPTransport(uds=path)
+            base = "http://fleetd"
+        elif endpoint.startswith(("http://", "https://")):
+            base = endpoint.rstrip("/")
+        else:
+            raise CliError(f"--endpoint {endpoint!r}: expected unix:///path or http(s)://host:port")
+        self._client = httpx.AsyncClient(
+            base_url=base,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=timeout),
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, PREFIX + path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise CliError(f"fleetd at {self.endpoint} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach fleetd at {self.endpoint}: {_reason(exc)}") from exc
+
+    async def _get(self, path: str, kind: type[M], **params: Any) -> M:
+        response = await self._request("GET", path, params=params)
+        _raise_for(response)
+        return _parse(kind, response)
+
+    async def _pages(self, path: str, kind: type[M], **params: Any) -> list[M]:
+        pages: list[M] = []
+        token = None
+        for _ in range(1_000_000):
+            query = dict(params)
+            if token:
+                query["nextPageToken"] = token
+            page = await self._get(path, kind, **query)
+            pages.append(page)
+            token = getattr(page, "nextPageToken", None)
+            if not token:
+                return pages
+        raise CliError(f"fleetd at {self.endpoint} keeps sending pages of {path}")
+
+    async def list_units(self) -> list[models.Unit]:
+        return [u for p in await self._pages("/units", models.UnitPage) for u in p.units]
+
+    async def get_unit(self, name: str) -> models.Unit | None:
+        try:
+            return await self._get(f"/units/{quote(name)}", models.Unit)
+        except NotFound:
+            return None
+
+    async def create_unit(
+        self,
+        name: str,
+        options: Sequence[models.UnitOption],
+        desired: model.DesiredState | None,
+        replace: bool,
+    ) -> None:
+        body: dict[str, Any] = {"name": name, "options": [o.model_dump() for o in options]}
+        if desired is not None:
+            body["desiredState"] = desired.value
+        response = await self._request(
+            "PUT",
+            f"/units/{quote(name)}",
+            json=body,
+            params={"replace": "true" if replace else "false"},
+        )
+        _raise_for(response)
+
+    async def set_desired(self, name: str, desired: model.DesiredState) -> None:
+        response = await self._request(
+            "PUT", f"/units/{quote(name)}", json={"name": name, "desiredState": desired.value}
+        )
+        _raise_for(response)
+
+    async def destroy(self, name: str) -> bool:
+        response = await self._request("DELETE", f"/units/{quote(name)}")
+        if response.status_code == 404:
+            return False
+        _raise_for(response)
+        return True
+
+    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]:
+        params: dict[str, Any] = {"unitName": list(names)} if names else {}
+        pages = await self._pages("/state", models.UnitStatePage, **params)
+        return [s for p in pages for s in p.states]
+
+    async def list_machines(self) -> list[models.Machine]:
+        return [m for p in await self._pages("/machines", models.MachinePage) for m in p.machines]
+
+    async def placement(self, name: str) -> models.Placement:
+        return await self._get(f"/units/{quote(name)}/placement", models.Placement)
+
+    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags:
+        response = await self._request("POST", f"/machines/{quote(machine_id)}/{action}")
+        _raise_for(response)
+        return _parse(models.MachineFlags, response)
+
+    async def status(self, name: str) -> models.UnitStatus:
+        return await self._get(f"/units/{quote(name)}/status", models.UnitStatus)
+
+    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
+        params = {"lines": str(lines), "follow": "true" if follow else "false"}
+        try:
+            async with self._client.stream(
+                "GET",
+                f"{PREFIX}/units/{quote(name)}/journal",
+                params=params,
+                timeout=httpx.Timeout(30.0, read=None) if follow else None,
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for(response)
+                async for line in response.aiter_lines():
+                    yield line
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach fleetd at {self.endpoint}: {_reason(exc)}") from exc
+
+
+def _parse(kind: type[M], response: httpx.Response) -> M:
+    try:
+        return kind.model_validate(response.json())
+    except (ValueError, ValidationError) as exc:
+        raise CliError(f"unexpected answer from fleetd ({kind.__name__}): {exc}") from exc
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
+
+
+class StoreBackend:
+    """``--driver etcd``: the registry directly, with the API's rules."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def close(self) -> None:
+        await self.store.registry.close()
+
+    async def list_units(self) -> list[models.Unit]:
+        return await queries.list_units(self.store)
+
+    async def get_unit(self, name: str) -> models.Unit | None:
+        try:
+            return await queries.get_unit(self.store, name)
+        except NotFound:
+            return None
+
+    async def create_unit(
+        self,
+        name: str,
+        options: Sequence[models.UnitOption],
+        desired: model.DesiredState | None,
+        replace: bool,
+    ) -> None:
+        change = commands.UnitChange(name=name, options=list(options), desired=desired)
+        await commands.set_unit(self.store, change, replace_options=replace)
+
+    async def set_desired(self, name: str, desired: model.DesiredState) -> None:
+        await commands.set_unit(self.store, commands.UnitChange(name=name, desired=desired))
+
+    async def destroy(self, name: str) -> bool:
+        try:
+            await commands.destroy_unit(self.store, name)
+        except NotFound:
+            return False
+        return True
+
+    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]:
+        return await queries.list_states(self.store, None, list(names) if names else None)
+
+    async def list_machines(self) -> list[models.Machine]:
+        return await queries.list_machines(self.store)
+
+    async def placement(self, name: str) -> models.Placement:
+        return await queries.get_placement(self.store, name)
+
+    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags:
+        flags = await commands.set_schedulable(self.store, machine_id, commands.FlagAction(action))
+        return models.MachineFlags(
+            id=machine_id, unschedulable=flags.unschedulable, draining=flags.draining
+        )
+
+    async def status(self, name: str) -> models.UnitStatus:
+        raise CliError("status needs the API (--driver api): it is served by the unit's machine")
+
+    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
+        raise CliError("journal needs the API (--driver api): it is served by the unit's machine")
+        yield ""  # pragma: no cover - makes this an async generator

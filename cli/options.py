@@ -1,0 +1,115 @@
+"""fleetctl's global options (fleet's flags plus ours) and how a command gets its backend.
+
+Every option can also come from ``FLEETCTL_<FLAG>`` in the environment
+(``FLEETCTL_ENDPOINT``, ``FLEETCTL_TOKEN``, ...), as in fleet.  Global options
+may be written before or after the command (``main.reorder`` moves them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import typer
+
+from fleetd.errors import ConfigError, FleetError
+
+from .backend import ApiBackend, Backend, CliError, StoreBackend
+
+T = TypeVar("T")
+DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+
+
+class Driver(StrEnum):
+    API = "api"
+    ETCD = "etcd"
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    endpoint: str = DEFAULT_ENDPOINT
+    driver: Driver = Driver.API
+    etcd_endpoints: str = "http://127.0.0.1:2379"
+    etcd_key_prefix: str = "/fleet/"
+    token: str | None = None
+    request_timeout: float = 30.0
+    output: Output = Output.TABLE
+
+    def backend(self) -> Backend:
+        if self.driver is Driver.ETCD:
+            from fleetd.registry.etcd import EtcdRegistry
+            from fleetd.registry.keys import Keys
+            from fleetd.registry.store import Store
+
+            endpoints = [e.strip() for e in self.etcd_endpoints.split(",") if e.strip()]
+            prefix = self.etcd_key_prefix
+            if not prefix.endswith("/"):
+                prefix += "/"
+            try:
+                keys = Keys(prefix)
+            except ValueError as exc:
+                raise CliError(f"--etcd-key-prefix: {exc}") from exc
+            registry = EtcdRegistry(endpoints, timeout=self.request_timeout)
+            return StoreBackend(Store(registry, keys))
+        return ApiBackend(self.endpoint, token=self.token, timeout=self.request_timeout)
+
+
+# name -> takes a value (for moving global options in front of the command)
+GLOBAL_FLAGS = {
+    "--endpoint": True,
+    "--driver": True,
+    "--etcd-endpoints": True,
+    "--etcd-key-prefix": True,
+    "--token": True,
+    "--request-timeout": True,
+    "--output": True,
+    "-o": True,
+}
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(1)
+
+
+def run(ctx: typer.Context, work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run ``work`` with a backend in a fresh event loop; user errors exit 1 with a message."""
+    opts = options(ctx)
+
+    async def go() -> T:
+        backend = opts.backend()
+        try:
+            return await work(backend)
+        finally:
+            with contextlib.suppress(FleetError):
+                await backend.close()
+
+    try:
+        return _run(go())
+    except (FleetError, ConfigError) as exc:
+        raise fail(str(exc) or type(exc).__name__) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,191 @@
+"""Blocking until units reach a state (fleet's ``--block-attempts``), with live progress.
+
+Each attempt reads the units once; between attempts the wait grows from
+0.1 s to 0.5 s (fleet slept 500 ms).  ``attempts == 0`` waits for ever, as
+in fleet.  Every unit ends with one line: where it started, that it failed,
+or why it could not be placed.  While waiting, a live summary is drawn on
+stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from fleetd.api import models
+from rich.console import Console
+from rich.status import Status
+
+from fleetd.model import DesiredState
+
+from .backend import Backend
+
+FIRST_DELAY = 0.1
+MAX_DELAY = 0.5
+_BULK = 20
+_VERBS = {
+    DesiredState.LAUNCHED: "started",
+    DesiredState.LOADED: "loaded",
+    DesiredState.INACTIVE: "unloaded",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    name: str
+    ok: bool
+    message: str
+    state: str = ""
+    machine: str | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"name": self.name, "ok": self.ok, "message": self.message}
+        if self.state:
+            data["currentState"] = self.state
+        if self.machine:
+            data["machineID"] = self.machine
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+
+def legend(machine_id: str | None, machines: dict[str, models.Machine], full: bool = False) -> str:
+    """``m2 (10.0.0.2)``: the machine's hostname (or short id) and IP."""
+    if not machine_id:
+        return "-"
+    machine = machines.get(machine_id)
+    label = machine_id if full else machine_id[:8]
+    if machine is None:
+        return label
+    if machine.hostname and not full:
+        label = machine.hostname
+    return f"{label} ({machine.primaryIP})" if machine.primaryIP else label
+
+
+class Waiter:
+    def __init__(
+        self,
+        backend: Backend,
+        target: DesiredState,
+        verb: str | None = None,
+        attempts: int = 0,
+        live: bool = False,
+    ) -> None:
+        self.backend = backend
+        self.target = target
+        self.verb = verb or _VERBS[target]
+        self.attempts = attempts
+        self.live = live
+        self._machines: dict[str, models.Machine] | None = None
+
+    async def _machine_map(self) -> dict[str, models.Machine]:
+        if self._machines is None:
+            self._machines = {m.id: m for m in await self.backend.list_machines()}
+        return self._machines
+
+    async def _units(self, names: set[str]) -> dict[str, models.Unit]:
+        if len(names) > _BULK:
+            return {u.name: u for u in await self.backend.list_units() if u.name in names}
+        found = await asyncio.gather(*(self.backend.get_unit(n) for n in sorted(names)))
+        return {u.name: u for u in found if u is not None}
+
+    async def _outcome(self, name: str, unit: models.Unit | None) -> Outcome | None:
+        """The final outcome for ``name``, or None while it is still on its way."""
+        if unit is None:
+            return Outcome(name, False, f"Unit {name} does not exist")
+        if unit.reason and not unit.machineID and unit.currentState == "inactive":
+            return Outcome(
+                name,
+                False,
+                f"Unit {name} could not be placed: {unit.reason}",
+                unit.currentState,
+                reason=unit.reason,
+            )
+        reached = self._reached(unit)
+        if not reached:
+            return None
+        where = ""
+        if unit.machineID:
+            where = f" on {legend(unit.machineID, await self._machine_map())}"
+        if self.target is DesiredState.LAUNCHED and unit.machineID:
+            states = await self.backend.list_states([name])
+            mine = [s for s in states if s.machineID == unit.machineID]
+            active = mine[0].systemdActiveState if mine else ""
+            if active == "failed":
+                return Outcome(
+                    name, False, f"Unit {name} failed{where}", unit.currentState, unit.machineID
+                )
+            if active not in ("active", "reloading"):
+                return None
+        return Outcome(
+            name, True, f"Unit {name} {self.verb}{where}", unit.currentState, unit.machineID
+        )
+
+    def _reached(self, unit: models.Unit) -> bool:
+        current = unit.currentState
+        if self.target is DesiredState.LAUNCHED:
+            return current == "launched"
+        if self.target is DesiredState.LOADED:
+            if self.verb == "stopped":
+                return current != "launched"
+            return current == "loaded"
+        return current == "inactive"
+
+    async def wait(self, names: Sequence[str], on_done: Callable[[Outcome], None]) -> list[Outcome]:
+        pending = list(dict.fromkeys(names))
+        outcomes: dict[str, Outcome] = {}
+        delay = FIRST_DELAY
+        attempt = 0
+        last: dict[str, models.Unit] = {}
+        with self._status() as status:
+            while pending and (self.attempts <= 0 or attempt < self.attempts):
+                attempt += 1
+                last = await self._units(set(pending))
+                for name in list(pending):
+                    outcome = await self._outcome(name, last.get(name))
+                    if outcome is not None:
+                        outcomes[name] = outcome
+                        pending.remove(name)
+                        on_done(outcome)
+                if not pending:
+                    break
+                if status is not None:
+                    status.update(self._summary(pending, last))
+                if self.attempts > 0 and attempt >= self.attempts:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_DELAY)
+        for name in pending:
+            unit = last.get(name)
+            state = unit.currentState if unit else "unknown"
+            outcome = Outcome(
+                name,
+                False,
+                f"Unit {name} still {state} after {attempt} attempt(s) "
+                f"(waiting for {self.target.value})",
+                state,
+                unit.machineID if unit else None,
+            )
+            outcomes[name] = outcome
+            on_done(outcome)
+        return [outcomes[n] for n in dict.fromkeys(names)]
+
+    def _summary(self, pending: list[str], units: dict[str, models.Unit]) -> str:
+        shown = []
+        for name in pending[:5]:
+            unit = units.get(name)
+            shown.append(f"{name} ({unit.currentState if unit else '?'})")
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        return f"waiting for {self.target.value}: {', '.join(shown)}{more}"
+
+    @contextlib.contextmanager
+    def _status(self) -> Iterator[Status | None]:
+        if not self.live:
+            yield None
+            return
+        console = Console(stderr=True)
+        with console.status(f"waiting for {self.target.value}...") as status:
+            yield status

@@ -1,0 +1,116 @@
+"""Unit arguments: paths or names, and where a unit's file comes from (fleet's rules).
+
+An argument is a path to a unit file or a unit name; the unit's name is the
+file's base name, with ``.service`` added when it has no type suffix.  A unit
+to create is read from the file, else (for an instance ``foo@1.service``)
+taken from the template ``foo@.service`` already submitted, else from a
+template file next to the argument.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetd.api import models
+
+from fleetd.errors import InvalidInput
+from fleetd.requirements import parse_unit
+from fleetd.unitfile import UNIT_TYPES, UnitFile, UnitName
+
+from .backend import Backend, CliError
+
+
+def unit_name(arg: str) -> str:
+    """fleet's ``unitNameMangle`` plus ``maybeAppendDefaultUnitType``."""
+    base = os.path.basename(arg.rstrip("/")) or arg
+    _, dot, suffix = base.rpartition(".")
+    if not dot or suffix not in UNIT_TYPES:
+        base += ".service"
+    return base
+
+
+def options_of(unit: UnitFile) -> list[models.UnitOption]:
+    return [models.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
+
+
+def read_unit_file(path: Path, name: str) -> list[models.UnitOption]:
+    """The file's options after every check a submission must pass."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        _, unit, _ = parse_unit(name, data)
+    except InvalidInput as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    return options_of(unit)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    options: list[models.UnitOption]
+    origin: str  # a path, or "template foo@.service"
+
+
+def _file_source(arg: str, name: str) -> Source | None:
+    path = Path(arg)
+    if path.is_file():
+        return Source(name, read_unit_file(path, name), str(path))
+    return None
+
+
+def _template_file(arg: str, template: str) -> Source | None:
+    local = Path(arg).parent / template
+    if local.is_file():
+        return Source(template, read_unit_file(local, template), str(local))
+    return None
+
+
+async def find_source(backend: Backend, arg: str) -> Source:
+    """Where to create ``arg`` from (CliError naming what was looked for)."""
+    name = unit_name(arg)
+    try:
+        parsed = UnitName.parse(name)
+    except InvalidInput as exc:
+        raise CliError(str(exc)) from exc
+    from_file = _file_source(arg, name)
+    if from_file is not None:
+        return from_file
+    template = parsed.template
+    if template is None:
+        raise CliError(f"unable to find unit {name} in the registry or on the filesystem")
+    submitted = await backend.get_unit(template)
+    if submitted is not None:
+        return Source(name, submitted.options, f"template {template}")
+    from_template = _template_file(arg, template)
+    if from_template is not None:
+        return Source(name, from_template.options, from_template.origin)
+    raise CliError(
+        f"unable to find unit {name}, or its template {template}, "
+        "in the registry or on the filesystem"
+    )
+
+
+def local_options(arg: str) -> list[models.UnitOption] | None:
+    """The options of the local file (or template file) ``arg`` names, if there is one."""
+    name = unit_name(arg)
+    path = Path(arg)
+    if path.is_file():
+        return read_unit_file(path, name)
+    try:
+        template = UnitName.parse(name).template
+    except InvalidInput:
+        return None
+    if template and (path.parent / template).is_file():
+        return read_unit_file(path.parent / template, template)
+    return None
+
+
+def same_options(a: list[models.UnitOption], b: list[models.UnitOption]) -> bool:
+    def file_of(options: list[models.UnitOption]) -> UnitFile:
+        return UnitFile.from_options([(o.section, o.name, o.value) for o in options])
+
+    return file_of(a).hash == file_of(b).hash

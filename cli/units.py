@@ -1,0 +1,327 @@
+"""fleetctl's unit commands: submit, load, start, stop, unload, restart, destroy, cat,
+status, journal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+from fleetd.api import models
+
+from fleetd.model import DesiredState
+
+from . import unitargs
+from .backend import Backend, CliError
+from .options import Output, options, run, stderr_is_tty
+from .progress import Outcome, Waiter
+from .table import echo_json
+
+Units = Annotated[list[str], typer.Argument(help="unit files or unit names", show_default=False)]
+Replace = Annotated[
+    bool,
+    typer.Option(
+        "--replace",
+        envvar="FLEETCTL_REPLACE",
+        help="replace units already in the cluster whose contents differ from the local file",
+    ),
+]
+BlockAttempts = Annotated[
+    int,
+    typer.Option(
+        "--block-attempts",
+        envvar="FLEETCTL_BLOCK_ATTEMPTS",
+        min=0,
+        help="wait until the units reach their state, checking N times; 0 = for ever",
+    ),
+]
+NoBlock = Annotated[
+    bool,
+    typer.Option(
+        "--no-block", envvar="FLEETCTL_NO_BLOCK", help="do not wait for the units to get there"
+    ),
+]
+
+
+# fleet's wording for --no-block ("Triggered unit foo.service start").
+_TRIGGERED = {
+    "started": "start",
+    "loaded": "load",
+    "stopped": "stop",
+    "unloaded": "unload",
+    "restarted": "start",
+}
+
+
+async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> list[str]:
+    """fleet's lazy creation: each unit exists afterwards (from its file or template)."""
+    names = []
+    for arg in args:
+        name = unitargs.unit_name(arg)
+        existing = await backend.get_unit(name)
+        if existing is not None:
+            local = unitargs.local_options(arg)
+            if local is not None and not unitargs.same_options(local, existing.options):
+                if replace:
+                    await backend.create_unit(name, local, None, replace=True)
+                    typer.echo(f"Replaced unit {name}", err=True)
+                else:
+                    typer.echo(
+                        f"WARNING: Unit {name} in the cluster differs from local unit file "
+                        f"{arg}. Add --replace to override.",
+                        err=True,
+                    )
+        else:
+            source = await unitargs.find_source(backend, arg)
+            await backend.create_unit(name, source.options, None, replace=False)
+        names.append(name)
+    return names
+
+
+async def _existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
+    units = []
+    for arg in args:
+        name = unitargs.unit_name(arg)
+        unit = await backend.get_unit(name)
+        if unit is None:
+            raise CliError(f"unit {name} does not exist")
+        units.append(unit)
+    return units
+
+
+def _report(ctx: typer.Context, outcomes: list[Outcome]) -> None:
+    if options(ctx).output is Output.JSON:
+        echo_json([o.as_json() for o in outcomes])
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _printer(ctx: typer.Context) -> _Print:
+    return _Print(options(ctx).output is Output.TABLE)
+
+
+class _Print:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, outcome: Outcome) -> None:
+        if self.enabled:
+            typer.echo(outcome.message, err=not outcome.ok)
+
+
+async def _set_and_wait(
+    ctx: typer.Context,
+    backend: Backend,
+    names: Sequence[str],
+    target: DesiredState,
+    verb: str,
+    attempts: int,
+    no_block: bool,
+) -> list[Outcome]:
+    for name in names:
+        await backend.set_desired(name, target)
+    if no_block:
+        action = _TRIGGERED.get(verb, verb)
+        outcomes = [Outcome(n, True, f"Triggered unit {n} {action}") for n in names]
+        for outcome in outcomes:
+            _printer(ctx)(outcome)
+        return outcomes
+    waiter = Waiter(backend, target, verb=verb, attempts=attempts, live=stderr_is_tty())
+    return await waiter.wait(names, _printer(ctx))
+
+
+def submit(ctx: typer.Context, units: Units, replace: Replace = False) -> None:
+    """Upload unit files to the cluster without loading or starting them."""
+
+    async def work(backend: Backend) -> None:
+        for name in await ensure_units(backend, units, replace):
+            if options(ctx).output is Output.TABLE:
+                typer.echo(f"Unit {name} submitted")
+        if options(ctx).output is Output.JSON:
+            echo_json([{"name": unitargs.unit_name(u), "ok": True} for u in units])
+
+    run(ctx, work)
+
+
+def _lifecycle(
+    ctx: typer.Context,
+    units: Sequence[str],
+    target: DesiredState,
+    verb: str,
+    replace: bool,
+    attempts: int,
+    no_block: bool,
+) -> None:
+    async def work(backend: Backend) -> list[Outcome]:
+        names = await ensure_units(backend, units, replace)
+        return await _set_and_wait(ctx, backend, names, target, verb, attempts, no_block)
+
+    _report(ctx, run(ctx, work))
+
+
+def load(
+    ctx: typer.Context,
+    units: Units,
+    replace: Replace = False,
+    block_attempts: BlockAttempts = 0,
+    no_block: NoBlock = False,
+) -> None:
+    """Schedule units onto machines and load them into systemd, without starting them."""
+    _lifecycle(ctx, units, DesiredState.LOADED, "loaded", replace, block_attempts, no_block)
+
+
+def start(
+    ctx: typer.Context,
+    units: Units,
+    replace: Replace = False,
+    block_attempts: BlockAttempts = 0,
+    no_block: NoBlock = False,
+) -> None:
+    """Submit (if needed), schedule and start units; waits until they run."""
+    _lifecycle(ctx, units, DesiredState.LAUNCHED, "started", replace, block_attempts, no_block)
+
+
+def stop(
+    ctx: typer.Context,
+    units: Units,
+    block_attempts: BlockAttempts = 0,
+    no_block: NoBlock = False,
+) -> None:
+    """Stop units; they stay loaded on their machines."""
+
+    async def work(backend: Backend) -> list[Outcome]:
+        targets = []
+        for unit in await _existing(backend, units):
+            if unit.desiredState == "inactive":
+                typer.echo(f"Unit {unit.name} is not loaded; nothing to stop", err=True)
+                continue
+            targets.append(unit.name)
+        return await _set_and_wait(
+            ctx, backend, targets, DesiredState.LOADED, "stopped", block_attempts, no_block
+        )
+
+    _report(ctx, run(ctx, work))
+
+
+def unload(
+    ctx: typer.Context,
+    units: Units,
+    block_attempts: BlockAttempts = 0,
+    no_block: NoBlock = False,
+) -> None:
+    """Stop units and remove them from their machines; they stay submitted."""
+
+    async def work(backend: Backend) -> list[Outcome]:
+        names = [u.name for u in await _existing(backend, units)]
+        return await _set_and_wait(
+            ctx, backend, names, DesiredState.INACTIVE, "unloaded", block_attempts, no_block
+        )
+
+    _report(ctx, run(ctx, work))
+
+
+def restart(
+    ctx: typer.Context,
+    units: Units,
+    block_attempts: BlockAttempts = 0,
+    no_block: NoBlock = False,
+) -> None:
+    """Stop, then start units again (each step waits unless --no-block)."""
+
+    async def work(backend: Backend) -> list[Outcome]:
+        names = [u.name for u in await _existing(backend, units)]
+        quiet = _Print(False)
+        for name in names:
+            await backend.set_desired(name, DesiredState.LOADED)
+        if not no_block:
+            waiter = Waiter(backend, DesiredState.LOADED, "stopped", block_attempts)
+            stopped = await waiter.wait(names, quiet)
+            failed = [o for o in stopped if not o.ok]
+            if failed:
+                for outcome in failed:
+                    _printer(ctx)(outcome)
+                return stopped
+        return await _set_and_wait(
+            ctx, backend, names, DesiredState.LAUNCHED, "restarted", block_attempts, no_block
+        )
+
+    _report(ctx, run(ctx, work))
+
+
+def destroy(ctx: typer.Context, units: Units) -> None:
+    """Remove units from the cluster entirely (stopping and unloading them)."""
+
+    async def work(backend: Backend) -> list[dict[str, object]]:
+        done = []
+        for arg in units:
+            name = unitargs.unit_name(arg)
+            existed = await backend.destroy(name)
+            if options(ctx).output is Output.TABLE:
+                typer.echo(f"Destroyed {name}" if existed else f"Unit {name} does not exist")
+            done.append({"name": name, "destroyed": existed})
+        return done
+
+    result = run(ctx, work)
+    if options(ctx).output is Output.JSON:
+        echo_json(result)
+
+
+def cat(ctx: typer.Context, unit: Annotated[str, typer.Argument(help="unit name")]) -> None:
+    """Print the unit file as the cluster has it."""
+    name = unitargs.unit_name(unit)
+
+    async def work(backend: Backend) -> models.Unit:
+        found = await backend.get_unit(name)
+        if found is None:
+            raise CliError(f"unit {name} not found")
+        return found
+
+    found = run(ctx, work)
+    if options(ctx).output is Output.JSON:
+        echo_json(found.model_dump(mode="json", exclude_none=True))
+        return
+    from fleetd.unitfile import UnitFile
+
+    text = UnitFile.from_options([(o.section, o.name, o.value) for o in found.options]).to_text()
+    typer.echo(text, nl=False)
+
+
+def status(ctx: typer.Context, units: Units) -> None:
+    """Show ``systemctl status`` of units, from the machines that run them (no SSH)."""
+
+    async def work(backend: Backend) -> list[models.UnitStatus]:
+        return [await backend.status(unitargs.unit_name(u)) for u in units]
+
+    found = run(ctx, work)
+    if options(ctx).output is Output.JSON:
+        echo_json([s.model_dump(mode="json") for s in found])
+        return
+    for index, item in enumerate(found):
+        if index:
+            typer.echo("")
+        typer.echo(item.output, nl=not item.output.endswith("\n"))
+
+
+def journal(
+    ctx: typer.Context,
+    unit: Annotated[str, typer.Argument(help="unit name")],
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", envvar="FLEETCTL_LINES", min=0, help="last N lines")
+    ] = 10,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", envvar="FLEETCTL_FOLLOW", help="keep printing")
+    ] = False,
+) -> None:
+    """Print a unit's journal from the machine that runs it (no SSH)."""
+    name = unitargs.unit_name(unit)
+
+    async def work(backend: Backend) -> None:
+        async for line in backend.journal(name, lines, follow):
+            typer.echo(line)
+
+    run(ctx, work)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (submit, load, start, stop, unload, restart, destroy, cat, status, journal):
+        app.command(command.__name__)(command)
