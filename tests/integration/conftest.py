@@ -12,7 +12,6 @@ the ``wait_for`` fixture (``wait_for(predicate, timeout, message)``).
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import re
 import signal
@@ -30,9 +29,8 @@ from fleetd.sandbox.spec import SandboxSpec
 from fleetd.sandbox.state import Instance, instance
 from fleetd.sandbox.wait import wait_for as _wait_for
 
-# fleetd runs in the machines once the daemon exists (fleetd/server.py).
-FLEETD = importlib.util.find_spec("fleetd.server") is not None
-SESSION_SPEC = SandboxSpec(machines=3, fleetd=FLEETD)
+# m1..m3, each running fleetd (registered in etcd), etcd on the host bridge.
+SESSION_SPEC = SandboxSpec(machines=3)
 
 
 def _skip_reason() -> str | None:

@@ -14,8 +14,9 @@ from urllib.parse import urlparse
 import pytest
 
 from fleetd.errors import SandboxError
+from fleetd.registry.keys import Keys
 from fleetd.sandbox import etcd, host, network
-from fleetd.sandbox.cluster import Sandbox
+from fleetd.sandbox.cluster import Sandbox, teardown
 from fleetd.sandbox.spec import SandboxSpec
 from fleetd.sandbox.state import Instance, instance
 
@@ -60,6 +61,60 @@ def test_machines_have_distinct_ids_and_ips_and_reach_etcd(sandbox: Sandbox) -> 
     got = sandbox.exec("m3", etcdctl, endpoints, "get", "--print-value-only", "/sandbox-test/hello")
     assert got.stdout.strip() == "from-m1"
     sandbox.exec("m1", etcdctl, endpoints, "del", "/sandbox-test/hello")
+
+
+def test_fleetd_runs_registered_and_kill_fleetd_restarts_it(
+    sandbox: Sandbox, wait_for: WaitFor
+) -> None:
+    registered = etcd.keys(sandbox.etcd_endpoints, Keys().machines)
+    assert sorted(registered) == sorted(Keys().machine(m.machine_id) for m in sandbox.machines)
+    conf = sandbox.exec("m2", "cat", "/etc/fleet/fleet.conf").stdout
+    assert "metadata = hostname=m2" in conf
+    assert f"public_ip = {sandbox.machine('m2').ip}" in conf
+    token = sandbox.exec("m2", "cat", "/etc/fleet/api-token").stdout.strip()
+    assert token == sandbox.token
+
+    def main_pid() -> str:
+        return sandbox.exec("m2", "systemctl", "show", "-P", "MainPID", "fleetd").stdout.strip()
+
+    before = main_pid()
+    assert before not in ("", "0")
+    sandbox.kill_fleetd("m2")
+    wait_for(lambda: main_pid() not in ("0", before), 10, "systemd restarts fleetd on m2")
+    restarts = sandbox.exec("m2", "systemctl", "show", "-P", "NRestarts", "fleetd").stdout
+    assert int(restarts) >= 1
+    wait_for(
+        lambda: sandbox.exec("m2", "systemctl", "is-active", "fleetd").stdout.strip() == "active",
+        30,
+        "fleetd on m2 active again",
+    )
+
+
+def test_three_member_etcd_in_a_second_sandbox_side_by_side(sandbox: Sandbox) -> None:
+    """A second, named sandbox with etcd on m1..m3 lives next to the session's one."""
+    name = str(os.getpid() % 10000)  # unlike any other sandbox running here
+    session_state = (instance().state_dir / "state.json").read_bytes()
+    other = Sandbox.up(SandboxSpec(machines=3, etcd_members=3, fleetd=False), name=name)
+    try:
+        assert other.instance.bridge != sandbox.instance.bridge
+        assert other.machine("m1").ip != sandbox.machine("m1").ip
+        endpoints = other.etcd_endpoints
+        assert len(endpoints) == 3
+        assert all(etcd.healthy(ep) for ep in endpoints)
+        etcdctl = str(etcd.binary().with_name("etcdctl"))
+        members = other.exec("m1", etcdctl, f"--endpoints={endpoints[0]}", "member", "list")
+        assert len(members.stdout.strip().splitlines()) == 3, members.stdout
+        # A member down keeps quorum; booted again, it rejoins with the data on its disk.
+        other.poweroff("m1")
+        assert etcd.healthy(endpoints[1]) and etcd.healthy(endpoints[2])
+        other.boot("m1")
+        etcd.wait_healthy(endpoints, 30)
+    finally:
+        teardown(name)
+    assert not [n for n in network.netns_names() if n.startswith(other.instance.prefix)]
+    # The session's sandbox was not touched.
+    assert (instance().state_dir / "state.json").read_bytes() == session_state
+    assert all(sandbox.running(m.name) for m in sandbox.machines)
 
 
 def test_unit_written_in_a_machine_starts_there_only(sandbox: Sandbox) -> None:
