@@ -1,11 +1,15 @@
 #!/bin/sh
 # Boots one sandbox machine: systemd as PID 1 on a volatile overlay of the host's root.
 #
-#   boot.sh outer CGROUP NETNS MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
-#       (host side) joins the machine's cgroup, enters its network namespace and
-#       re-runs this script as "inner" in new PID, mount, UTS and cgroup namespaces.
-#   boot.sh inner MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
-#       (PID 1 of the new PID namespace) builds the root and execs systemd.
+#   boot.sh outer LAUNCHER_CGROUP MACHINE_CGROUP NETNS MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#       (host side) joins LAUNCHER_CGROUP (a host path), enters the machine's network
+#       namespace and re-runs this script as "inner" in new PID, mount and UTS namespaces.
+#   boot.sh inner MACHINE_CGROUP ...
+#       (PID 1 of the new PID namespace) moves into MACHINE_CGROUP (relative to the
+#       cgroup2 root) and re-runs itself as "root" in a new cgroup namespace, so that
+#       systemd alone owns the machine's cgroup (the launcher stays outside it).
+#   boot.sh root MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#       builds the root and execs systemd.
 #
 # MACHINE_DIR holds `root/` (the mount point) and `seed/` (files copied over the
 # root on every boot: machine-id, hostname, masks, fleet config).  DISK_DIR holds
@@ -18,15 +22,27 @@ mode=$1
 shift
 
 if [ "$mode" = outer ]; then
-    cgroup=$1
-    netns=$2
-    shift 2
-    echo $$ >"$cgroup/cgroup.procs"
-    exec ip netns exec "$netns" unshare --pid --fork --kill-child --mount --uts --cgroup \
-        --propagation private /bin/sh "$0" inner "$@"
+    launcher_cgroup=$1
+    netns=$3
+    echo $$ >"$launcher_cgroup/cgroup.procs"
+    machine_cgroup=$2
+    shift 3
+    exec ip netns exec "$netns" unshare --pid --fork --kill-child --mount --uts \
+        --propagation private /bin/sh "$0" inner "$machine_cgroup" "$@"
 fi
 
-[ "$mode" = inner ] || { echo "boot.sh: unknown mode $mode" >&2; exit 2; }
+if [ "$mode" = inner ]; then
+    machine_cgroup=$1
+    shift
+    hierarchy=$1/cgroup
+    mkdir -p "$hierarchy"
+    mount -t cgroup2 cgroup2 "$hierarchy"
+    echo $$ >"$hierarchy/$machine_cgroup/cgroup.procs"
+    umount "$hierarchy"
+    exec unshare --cgroup /bin/sh "$0" root "$@"
+fi
+
+[ "$mode" = root ] || { echo "boot.sh: unknown mode $mode" >&2; exit 2; }
 
 machine_dir=$1
 disk=$2

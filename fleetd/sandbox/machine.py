@@ -127,8 +127,13 @@ def launch(name: str, machine_dir: Path, disk_dir: Path, cgroup: Path, netns: st
     disk_dir.mkdir(parents=True, exist_ok=True)
     host.cgroup_remove(cgroup)
     cgroup.mkdir(parents=True)
-    args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(cgroup), netns, str(machine_dir)]
-    return host.spawn([*args, str(disk_dir), name, *bind_paths()], machine_dir / "boot.log")
+    launchers = cgroup.parent / "launchers"
+    launchers.mkdir(exist_ok=True)
+    relative = cgroup.relative_to(host.cgroup2_root())
+    args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(launchers), str(relative), netns]
+    return host.spawn(
+        [*args, str(machine_dir), str(disk_dir), name, *bind_paths()], machine_dir / "boot.log"
+    )
 
 
 def find_systemd(launcher: int, log: Path, timeout: float = 10.0) -> int:
