@@ -1,0 +1,51 @@
+"""fleetctl --driver etcd: the same commands straight against a real etcd registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fleetd.cli.main import app
+from typer.testing import CliRunner
+
+from fleetd.etcd_server import EtcdServer
+from fleetd.unitfile import UnitFile
+
+pytestmark = pytest.mark.etcd
+SERVICE = "[Unit]\nDescription=Web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
+
+
+def test_etcd_driver(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -> None:
+    unit = tmp_path / "web.service"
+    unit.write_text(SERVICE)
+    env = {
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
+    }
+    runner = CliRunner()
+
+    def fleetctl(*args: str):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        assert "Traceback" not in result.output
+        return result
+
+    r = fleetctl("submit", str(unit))
+    assert r.exit_code == 0, r.output
+    r = fleetctl("start", "--no-block", "web.service")
+    assert r.stdout.strip() == "Triggered unit web.service start"
+    r = fleetctl("list-unit-files", "--no-legend")
+    h = UnitFile.from_text(SERVICE).hash[:7]
+    assert r.stdout == f"web.service\t{h}\tlaunched\tinactive\t-\n"
+    r = fleetctl("cat", "web.service")
+    assert r.stdout == UnitFile.from_text(SERVICE).to_text()
+    r = fleetctl("status", "web.service")
+    assert r.exit_code == 1
+    assert "--driver api" in r.stderr
+    r = fleetctl("destroy", "web.service")
+    assert r.stdout.strip() == "Destroyed web.service"
+    r = fleetctl("list-unit-files", "--no-legend")
+    assert r.stdout == ""
+    r = runner.invoke(app, ["--etcd-key-prefix", "nope", "list-units"], env=env)
+    assert r.exit_code == 1
+    assert "prefix" in r.stderr
