@@ -114,20 +114,34 @@ class Checker:
         self, name: str, req: Requirements, slots: Sequence[Slot], cpu: int, mem: int
     ) -> str:
         """One bounded message saying why ``name`` fits on none of ``slots``."""
-        if not slots:
+        if not slots and req.machine_id is None:
             return "no machines registered"
-        for peer in req.machine_of:
-            if not self.occupancy.machines_of(peer):
-                return f"must run with {peer}, which is not placed"
-        if req.machine_id is not None and not any(s.id.startswith(req.machine_id) for s in slots):
-            return f"pinned to machine {req.machine_id}, which is not registered"
+        prefix = ""
+        if req.machine_of:
+            # Only the peers' machines are candidates: explain those.
+            common: set[str] | None = None
+            for peer in req.machine_of:
+                machines = self.occupancy.machines_of(peer)
+                if not machines:
+                    return f"must run with {peer}, which is not placed"
+                common = set(machines) if common is None else common & machines
+            slots = [s for s in slots if s.id in (common or ())]
+            if not slots:
+                return f"must run with {', '.join(req.machine_of)}, which are on different machines"
+            prefix = f"must run with {', '.join(req.machine_of)}: "
+        elif req.machine_id is not None:
+            slots = [s for s in slots if s.id.startswith(req.machine_id)]
+            if not slots:
+                return f"pinned to machine {req.machine_id}, which is not registered"
+            prefix = f"pinned to machine {req.machine_id}: "
+        checks = FOLLOWER_PLACEMENT if req.machine_of else NEW_PLACEMENT
         rejections = []
         for slot in slots:
-            reason = self.first(NEW_PLACEMENT, name, req, slot, cpu, mem)
+            reason = self.first(checks, name, req, slot, cpu, mem)
             if reason is None:
                 reason = Reason("room was freed during this pass; retried on the next one")
             rejections.append((slot.id, reason))
-        return summarise(rejections)
+        return prefix + summarise(rejections)
 
 
 Check = Callable[[Checker, str, Requirements, Slot, int, int], "Reason | None"]
@@ -141,6 +155,9 @@ NEW_PLACEMENT: tuple[Check, ...] = (
     Checker.capacity,
 )
 """Checks for a new placement, in the order their reasons are reported."""
+
+FOLLOWER_PLACEMENT: tuple[Check, ...] = NEW_PLACEMENT[1:]
+"""A MachineOf follower goes where its peer is, even on a cordoned or draining machine."""
 
 KEEP_PLACEMENT: tuple[Check, ...] = (
     Checker.machine_id,

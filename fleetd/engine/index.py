@@ -13,12 +13,10 @@ import bisect
 from collections.abc import Container, Iterable
 from enum import StrEnum
 from math import pow as _pow
-from typing import TypeVar
 
 from fleetd.requirements import MetadataCondition, MetadataOp, metadata_matches
 
 Conditions = tuple[MetadataCondition, ...]
-_Key = TypeVar("_Key", tuple[int, int, int, str, "Slot"], tuple[int, str, "Slot"])
 Signature = tuple[tuple[str, str], ...]
 
 BINPACK_CANDIDATES = 8
@@ -42,6 +40,7 @@ class Slot:
         "free_cpu",
         "free_mem",
         "id",
+        "index",
         "signature",
         "unschedulable",
     )
@@ -56,6 +55,7 @@ class Slot:
         draining: bool = False,
     ) -> None:
         self.id = machine_id
+        self.index = 0  # position in machine-id order, set by the scheduler
         self.signature = signature
         self.cap_cpu = self.free_cpu = cpu
         self.cap_mem = self.free_mem = mem
@@ -133,33 +133,51 @@ class _Class:
 
     __slots__ = ("by_count", "by_cpu", "by_mem", "members")
 
-    def __init__(self, members: list[Slot], strategy: Strategy) -> None:
+    def __init__(self, members: list[Slot], strategy: Strategy, floor: tuple[int, int]) -> None:
         self.members = sorted(members, key=lambda s: s.id)
-        self.by_mem: list[tuple[int, int, int, str, Slot]] = []
-        self.by_cpu: list[tuple[int, int, int, str, Slot]] = []
-        self.by_count: list[tuple[int, str, Slot]] = []
+        self.by_mem: list[int] = []
+        self.by_cpu: list[int] = []
+        self.by_count: list[int] = []
         if strategy is Strategy.BINPACK:
             self.by_mem = sorted(_mem_key(s) for s in members)
             self.by_cpu = sorted(_cpu_key(s) for s in members)
         else:
-            self.by_count = sorted(_count_key(s) for s in members)
+            self.by_count = sorted(_count_key(s) for s in members if s.fits(*floor))
         for slot in members:
             slot.classes.append(self)
 
 
-def _mem_key(s: Slot) -> tuple[int, int, int, str, Slot]:
-    return (s.free_mem, s.free_cpu, s.count, s.id, s)
+# Sort keys are packed into one int (compared in C, unlike tuples):
+# by_mem = free memory | free CPU | unit count | slot index, by_cpu swaps the
+# first two, by_count = unit count | slot index.  Offsets keep fields >= 0.
+_MEM_OFF = 1 << 62
+_CPU_OFF = 1 << 31
+_LOW = (1 << 32) - 1
 
 
-def _cpu_key(s: Slot) -> tuple[int, int, int, str, Slot]:
-    return (s.free_cpu, s.free_mem, s.count, s.id, s)
+def _mem_key(s: Slot) -> int:
+    return (
+        ((s.free_mem + _MEM_OFF) << 96)
+        | ((s.free_cpu + _CPU_OFF) << 64)
+        | (s.count << 32)
+        | s.index
+    )
 
 
-def _count_key(s: Slot) -> tuple[int, str, Slot]:
-    return (s.count, s.id, s)
+def _cpu_key(s: Slot) -> int:
+    return (
+        ((s.free_cpu + _CPU_OFF) << 128)
+        | ((s.free_mem + _MEM_OFF) << 64)
+        | (s.count << 32)
+        | s.index
+    )
 
 
-def _remove(items: list[_Key], key: _Key) -> None:
+def _count_key(s: Slot) -> int:
+    return (s.count << 32) | s.index
+
+
+def _remove(items: list[int], key: int) -> None:
     del items[bisect.bisect_left(items, key)]
 
 
@@ -170,7 +188,21 @@ class CapacityIndex:
     count and ``attach`` it afterwards, so the sorted lists stay sorted.
     """
 
-    def __init__(self, groups: MetadataGroups, strategy: Strategy) -> None:
+    def __init__(
+        self,
+        groups: MetadataGroups,
+        strategy: Strategy,
+        slots: list[Slot],
+        floor: tuple[int, int] = (0, 0),
+    ) -> None:
+        """``slots`` in index order (``slots[i].index == i``).
+
+        ``floor`` is the smallest (cpu, mem) any job of the pass needs: spread
+        leaves machines without that much room out of its list, so full
+        machines with few units are not walked past again and again.
+        """
+        self._slots = slots
+        self._floor = floor
         self._groups = groups
         self._strategy = strategy
         self._classes: dict[Conditions, _Class] = {}
@@ -180,20 +212,34 @@ class CapacityIndex:
         return self._class(conditions).members
 
     def detach(self, slot: Slot) -> None:
-        for cls in slot.classes:
-            if self._strategy is Strategy.BINPACK:
-                _remove(cls.by_mem, _mem_key(slot))
-                _remove(cls.by_cpu, _cpu_key(slot))
-            else:
-                _remove(cls.by_count, _count_key(slot))
+        if not slot.classes:
+            return
+        if self._strategy is Strategy.BINPACK:
+            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+            for cls in slot.classes:
+                _remove(cls.by_mem, mem_key)
+                _remove(cls.by_cpu, cpu_key)
+        else:
+            if not slot.fits(*self._floor):
+                return  # it was left out when last attached (nothing changed since)
+            count_key = _count_key(slot)
+            for cls in slot.classes:
+                _remove(cls.by_count, count_key)
 
     def attach(self, slot: Slot) -> None:
-        for cls in slot.classes:
-            if self._strategy is Strategy.BINPACK:
-                bisect.insort(cls.by_mem, _mem_key(slot))
-                bisect.insort(cls.by_cpu, _cpu_key(slot))
-            else:
-                bisect.insort(cls.by_count, _count_key(slot))
+        if not slot.classes:
+            return
+        if self._strategy is Strategy.BINPACK:
+            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+            for cls in slot.classes:
+                bisect.insort(cls.by_mem, mem_key)
+                bisect.insort(cls.by_cpu, cpu_key)
+        else:
+            if not slot.fits(*self._floor):
+                return
+            count_key = _count_key(slot)
+            for cls in slot.classes:
+                bisect.insort(cls.by_count, count_key)
 
     def best(
         self, conditions: Conditions, cpu: int, mem: int, avoid: Container[str] = ()
@@ -201,25 +247,28 @@ class CapacityIndex:
         """The best machine with room for (cpu, mem) whose id is not in ``avoid``, or None."""
         cls = self._class(conditions)
         if self._strategy is Strategy.SPREAD:
-            for _count, _id, slot in cls.by_count:
+            for key in cls.by_count:
+                slot = self._slots[key & _LOW]
                 if slot.fits(cpu, mem) and slot.id not in avoid:
                     return slot
             return None
-        return _best_fit(cls, cpu, mem, avoid)
+        return _best_fit(cls, self._slots, cpu, mem, avoid)
 
     def _class(self, conditions: Conditions) -> _Class:
         cls = self._classes.get(conditions)
         if cls is None:
             members = [s for s in self._groups.matching(conditions) if s.schedulable]
-            cls = self._classes[conditions] = _Class(members, self._strategy)
+            cls = self._classes[conditions] = _Class(members, self._strategy, self._floor)
         return cls
 
 
-def _best_fit(cls: _Class, cpu: int, mem: int, avoid: Container[str]) -> Slot | None:
+def _best_fit(
+    cls: _Class, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+) -> Slot | None:
     # Walk the dimension where fewer machines have room: every entry from the
     # bisect point on fits that dimension, the other one is checked per entry.
-    at_mem = bisect.bisect_left(cls.by_mem, (mem,))
-    at_cpu = bisect.bisect_left(cls.by_cpu, (cpu,))
+    at_mem = bisect.bisect_left(cls.by_mem, (mem + _MEM_OFF) << 96)
+    at_cpu = bisect.bisect_left(cls.by_cpu, (cpu + _CPU_OFF) << 128)
     if len(cls.by_mem) - at_mem <= len(cls.by_cpu) - at_cpu:
         walk, start, other_is_cpu = cls.by_mem, at_mem, True
     else:
@@ -228,7 +277,7 @@ def _best_fit(cls: _Class, cpu: int, mem: int, avoid: Container[str]) -> Slot | 
     best_key: tuple[float, int, str] | None = None
     found = 0
     for i in range(start, len(walk)):
-        slot = walk[i][4]
+        slot = slots[walk[i] & _LOW]
         if other_is_cpu:
             if slot.free_cpu < cpu:
                 continue

@@ -20,6 +20,10 @@ def peer_order(jobs: Mapping[str, Requirements]) -> tuple[list[str], dict[str, s
     for root in sorted(jobs):
         if root in state:
             continue
+        if not jobs[root].machine_of:  # the common case needs no search
+            state[root] = 2
+            order.append(root)
+            continue
         # Iterative DFS: (name, index of the next peer to visit).
         stack: list[tuple[str, int]] = [(root, 0)]
         state[root] = 1

@@ -23,7 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fleetd.engine.checks import KEEP_PLACEMENT, NEW_PLACEMENT, Checker
+from fleetd.engine.checks import (
+    FOLLOWER_PLACEMENT,
+    KEEP_PLACEMENT,
+    NEW_PLACEMENT,
+    Check,
+    Checker,
+)
 from fleetd.engine.index import (
     CapacityIndex,
     MetadataGroups,
@@ -38,8 +44,6 @@ from fleetd.requirements import Requirements
 
 __all__ = ["Decision", "Job", "Placed", "Removal", "Strategy", "schedule"]
 
-# A follower goes where its peer is, even on a cordoned or draining machine.
-_FOLLOWER_CHECKS = tuple(c for c in NEW_PLACEMENT if c.__name__ != "flags")
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
@@ -128,11 +132,21 @@ class _Pass:
     ) -> None:
         self.slots = {m.id: _slot(m, flags.get(m.id)) for m in machines}
         self.all_slots = sorted(self.slots.values(), key=lambda s: s.id)
+        for i, slot in enumerate(self.all_slots):
+            slot.index = i
         self.jobs = {j.name: j.requirements for j in jobs}
         self.strategy = strategy
         self.drain_budget = drain_batch
+        self.by_prefix: dict[str, list[Slot]] = {}
+        for slot in self.all_slots:
+            self.by_prefix.setdefault(slot.id[:8], []).append(slot)
         self.groups = MetadataGroups(self.all_slots)
-        self.index = CapacityIndex(self.groups, strategy)
+        needs = self.jobs.values()
+        floor = (
+            min((r.cpu_millis for r in needs), default=0),
+            min((r.memory_bytes for r in needs), default=0),
+        )
+        self.index = CapacityIndex(self.groups, strategy, self.all_slots, floor)
         self.occupancy = Occupancy(self.jobs.values())
         self.checker = Checker(self.groups, self.occupancy)
         self.order, cycles = peer_order(self.jobs)
@@ -252,10 +266,11 @@ class _Pass:
             peers = [self.occupancy.machines_of(p) for p in req.machine_of]
             common = set.intersection(*peers) if all(peers) else set()
             candidates = [self.slots[m] for m in sorted(common)]
-            best = self._best_of(name, req, candidates, cpu, mem, _FOLLOWER_CHECKS)
+            best = self._best_of(name, req, candidates, cpu, mem, FOLLOWER_PLACEMENT)
             return best, f"runs with {', '.join(req.machine_of)} (MachineOf)"
         if req.machine_id is not None:
-            candidates = [s for s in self.all_slots if s.id.startswith(req.machine_id)]
+            pinned = self.by_prefix.get(req.machine_id[:8], ())
+            candidates = [s for s in pinned if s.id.startswith(req.machine_id)]
             best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
             return best, "pinned by MachineID"
         avoid = self.occupancy.forbidden(name, req) if self.occupancy.has_globs else set()
@@ -268,12 +283,10 @@ class _Pass:
         candidates: list[Slot],
         cpu: int,
         mem: int,
-        checks: tuple[object, ...],
+        checks: tuple[Check, ...],
     ) -> Slot | None:
         fitting = [
-            s
-            for s in candidates
-            if self.checker.first(checks, name, req, s, cpu, mem) is None  # type: ignore[arg-type]
+            s for s in candidates if self.checker.first(checks, name, req, s, cpu, mem) is None
         ]
         if not fitting:
             return None
@@ -328,7 +341,10 @@ class _Pass:
                 key = (req, cpu, mem, self.occupancy.signature(name))
                 text = memo.get(key, "")
                 if not text:
-                    text = memo[key] = self.checker.explain(name, req, self.all_slots, cpu, mem)
+                    slots = self.all_slots
+                    if req.machine_id is not None:
+                        slots = self.by_prefix.get(req.machine_id[:8], [])
+                    text = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
                 held = self.occupancy.machines_of(name)
                 if held and not req.global_:
                     text = f"cannot leave draining machine {min(held)}: {text}"
