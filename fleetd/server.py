@@ -116,8 +116,16 @@ class Server:
         parts: dict[str, Coroutine[Any, Any, None]] = {
             "agent": self._agent(agent),
             "ready": self._ready(agent),
+            "api": self._api(store, agent.machine.id),
         }
         return parts
+
+    async def _api(self, store: Store, machine_id: str) -> None:
+        from fleetd.api.serve import for_fleetd
+
+        server = for_fleetd(self.config, store, machine_id=machine_id)
+        server.bind()
+        await server.run()
 
     async def _agent(self, agent: Any) -> None:
         await agent.run()
