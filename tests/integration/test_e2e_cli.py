@@ -1,0 +1,98 @@
+"""A user's path with fleetctl on a sandbox of real systemd machines (through the REST API
+on TCP with the sandbox's token): validate, submit, start (blocking), list-units, status,
+journal, stop, destroy; and a unit that cannot be placed, with the reason shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleetd.sandbox.cluster import Sandbox
+
+pytestmark = pytest.mark.integration
+FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
+WaitFor = Callable[[Callable[[], object], float, str], object]
+
+
+def fleetctl(
+    sandbox: Sandbox, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **sandbox.env()}
+    proc = subprocess.run(
+        [FLEETCTL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_user_path(sandbox: Sandbox, tmp_path: Path, wait_for: WaitFor) -> None:
+    name = f"e2e-{uuid.uuid4().hex[:8]}.service"
+    unit = tmp_path / name
+    unit.write_text(
+        "[Unit]\nDescription=fleetctl end to end\n\n"
+        "[Service]\nExecStart=/bin/sh -c 'echo hello-from-e2e; exec sleep 1000'\n"
+    )
+    ips = {m.ip: m.name for m in sandbox.machines}
+
+    r = fleetctl(sandbox, "validate", str(unit))
+    assert r.returncode == 0 and r.stdout.strip() == f"OK {name}", r.stdout + r.stderr
+
+    r = fleetctl(sandbox, "submit", str(unit))
+    assert r.returncode == 0, r.stderr
+    assert f"Unit {name} submitted" in r.stdout
+
+    r = fleetctl(sandbox, "start", "--block-attempts", "120", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"Unit {name} started on ")
+    host, ip = line.rsplit(" ", 2)[-2:]
+    assert ips[ip.strip("()")] == host
+
+    r = fleetctl(sandbox, "list-units", "--no-legend")
+    rows = [row.split("\t") for row in r.stdout.splitlines()]
+    mine = [[c for c in row if c] for row in rows if row[0] == name]
+    assert mine and mine[0][2:] == ["active", "running"], r.stdout
+
+    r = fleetctl(sandbox, "status", name)
+    assert r.returncode == 0, r.stderr
+    assert "Active: active (running)" in r.stdout
+
+    def journal_has_hello() -> bool:
+        out = fleetctl(sandbox, "journal", "--lines", "50", name)
+        return "hello-from-e2e" in out.stdout
+
+    wait_for(journal_has_hello, 30, "the unit's output in fleetctl journal")
+
+    r = fleetctl(sandbox, "stop", "--block-attempts", "120", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Unit {name} stopped on {host}" in r.stdout
+
+    r = fleetctl(sandbox, "destroy", name)
+    assert r.stdout.strip() == f"Destroyed {name}"
+    r = fleetctl(sandbox, "list-unit-files", "--no-legend", "--fields", "unit")
+    assert name not in r.stdout.split()
+
+
+def test_unplaceable_unit_shows_why(sandbox: Sandbox, tmp_path: Path) -> None:
+    name = f"e2e-nowhere-{uuid.uuid4().hex[:8]}.service"
+    unit = tmp_path / name
+    unit.write_text(
+        "[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\nMachineMetadata=role=nowhere\n"
+    )
+    try:
+        r = fleetctl(sandbox, "start", "--block-attempts", "120", str(unit))
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"Unit {name} could not be placed: " in r.stderr
+        r = fleetctl(sandbox, "list-unit-files")
+        header = r.stdout.splitlines()[0].split()
+        assert header[-1] == "REASON"
+        row = next(x for x in r.stdout.splitlines() if x.startswith(name))
+        assert "role" in row.split("\t")[-1]
+    finally:
+        fleetctl(sandbox, "destroy", name)
