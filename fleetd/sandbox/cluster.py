@@ -12,47 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from fleetd.errors import SandboxError
 from fleetd.registry.keys import Keys
-from fleetd.sandbox import etcd, host, machine, network
+from fleetd.sandbox import etcd, host, machine, network, seed
 from fleetd.sandbox import state as st
+from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.spec import API_PORT, SandboxSpec
 from fleetd.sandbox.state import Instance, MachineState, SandboxState, instance
+from fleetd.sandbox.status import SandboxStatus, collect
+from fleetd.sandbox.teardown import teardown
 
-TOKEN_FILE = "/etc/fleet/api-token"  # noqa: S105 (a path, not a secret)
-FLEETD_UNIT = "fleetd.service"
-
-
-@dataclass(frozen=True, slots=True)
-class MachineStatus:
-    name: str
-    ip: str
-    machine_id: str
-    running: bool
-    partitioned: bool
-    systemd: str  # is-system-running, or "off"
-    fleetd: str  # is-active fleetd.service, or "off"
-    registered: bool  # /fleet/machines/<machine-id> exists in etcd
-    failed_units: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxStatus:
-    machines: tuple[MachineStatus, ...]
-    etcd: tuple[tuple[str, bool], ...]  # (endpoint, healthy)
-    api_endpoint: str
-    auth: bool
+__all__ = ["Sandbox", "teardown"]
 
 
 class Sandbox:
@@ -152,7 +130,13 @@ class Sandbox:
             network.create_machine_net(
                 state.bridge, ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
             )
-            self._write_seed(spec, state, ms, fleetd_bin)
+            files, enabled = seed.machine_files(spec, ms, state.token, fleetd_bin)
+            seed.write_seed(
+                self._machine_dir(name) / "seed",
+                files=files,
+                masked=seed.masked_units(),
+                enabled=enabled,
+            )
         say(f"booting {len(spec.names)} machines")
         for name in spec.names:
             self._launch(name)
@@ -163,32 +147,6 @@ class Sandbox:
             say("waiting for fleetd to register on every machine")
             self.wait_registered(spec.names, max(1.0, deadline - time.monotonic()))
         self._save(dataclasses.replace(self._state(), complete=True))
-
-    def _write_seed(
-        self, spec: SandboxSpec, state: SandboxState, ms: MachineState, fleetd_bin: Path
-    ) -> None:
-        hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-        hosts += [f"{spec.machine_ip(n)} {n}" for n in spec.names]
-        template = resources.files("fleetd.share").joinpath("fleetd.service").read_text()
-        files = [
-            machine.SeedFile("/etc/machine-id", ms.machine_id + "\n", 0o444),
-            machine.SeedFile("/etc/hostname", ms.name + "\n"),
-            machine.SeedFile("/etc/hosts", "\n".join(hosts) + "\n"),
-            machine.SeedFile("/etc/fleet/fleet.conf", spec.fleet_conf(ms.name, TOKEN_FILE)),
-            machine.SeedFile(
-                f"/etc/systemd/system/{FLEETD_UNIT}", template.replace("@FLEETD@", str(fleetd_bin))
-            ),
-        ]
-        if state.token is not None:
-            files.append(machine.SeedFile(TOKEN_FILE, state.token + "\n", 0o600))
-        enabled = [FLEETD_UNIT] if spec.fleetd else []
-        members = [(n, spec.machine_ip(n)) for n in spec.names[:3]]
-        if spec.etcd_members == 3 and ms.name in dict(members):
-            unit = etcd.member_unit(ms.name, ms.ip, members)
-            files.append(machine.SeedFile(f"/etc/systemd/system/{etcd.MEMBER_UNIT}", unit))
-            enabled.append(etcd.MEMBER_UNIT)
-        seed = self._machine_dir(ms.name) / "seed"
-        machine.write_seed(seed, files=files, masked=machine.masked_units(), enabled=enabled)
 
     def _machine_dir(self, name: str) -> Path:
         return self.state_dir / "machines" / name
@@ -328,42 +286,8 @@ class Sandbox:
         return machine.command(self._pid(name), cmd)
 
     def status(self) -> SandboxStatus:
-        state = self._state()
-        try:
-            registered = set(etcd.keys(state.etcd_endpoints, Keys().machines, timeout=1.0))
-        except SandboxError:
-            registered = set()
-        machines = []
-        for ms in state.machines:
-            running = host.alive(ms.systemd_pid, "systemd")
-            systemd = fleetd = "off"
-            failed: list[str] = []
-            if running and ms.systemd_pid is not None:
-                systemd = self._query(ms.systemd_pid, ["systemctl", "is-system-running"])
-                fleetd = self._query(ms.systemd_pid, ["systemctl", "is-active", FLEETD_UNIT])
-                failed = machine.failed_units(ms.systemd_pid)
-            machines.append(
-                MachineStatus(
-                    name=ms.name,
-                    ip=ms.ip,
-                    machine_id=ms.machine_id,
-                    running=running,
-                    partitioned=ms.partitioned,
-                    systemd=systemd,
-                    fleetd=fleetd,
-                    registered=Keys().machine(ms.machine_id) in registered,
-                    failed_units=tuple(failed),
-                )
-            )
-        health = tuple((ep, etcd.healthy(ep)) for ep in state.etcd_endpoints)
-        return SandboxStatus(tuple(machines), health, self.api_endpoint, state.token is not None)
-
-    @staticmethod
-    def _query(pid: int, cmd: list[str]) -> str:
-        try:
-            return machine.run_in(pid, cmd, timeout=5).stdout.strip() or "unknown"
-        except SandboxError:
-            return "unknown"
+        """Machines (running, systemd and fleetd state, registered), etcd health."""
+        return collect(self._state(), self.api_endpoint)
 
     # --- fault injection --------------------------------------------------------------
 
@@ -410,61 +334,3 @@ class Sandbox:
         )
         if proc.returncode != 0:
             raise SandboxError(f"cannot kill fleetd on {name}: {proc.stderr.strip()}")
-
-
-def teardown(name: str | Instance | None = None) -> list[str]:
-    """Power off and remove everything the sandbox created; works on partial state.
-
-    Returns what was removed (empty when there was nothing).  Only objects the
-    state file names, or that carry the sandbox's prefix, are touched.
-    """
-    inst = name if isinstance(name, Instance) else instance(name)
-    state_dir = inst.state_dir
-    removed: list[str] = []
-    try:
-        state = st.load(state_dir)
-    except SandboxError:
-        state = None
-    machines = state.machines if state else ()
-    running = [m for m in machines if host.alive(m.systemd_pid, "systemd")]
-    for ms in running:
-        host.signal_pid(ms.systemd_pid, signal.SIGRTMIN + 4, "systemd")
-    pids = [p for m in machines for p in (m.systemd_pid, m.launcher_pid)]
-    if not host.wait_gone(pids, 10.0):
-        for ms in machines:
-            machine.kill(ms.launcher_pid, ms.systemd_pid)
-    removed += [f"machine {m.name}" for m in running]
-    if state and host.alive(state.etcd_pid, "etcd"):
-        host.stop_pid(state.etcd_pid, "etcd")
-        removed.append("etcd")
-    cgroup = Path(state.cgroup) if state else _default_cgroup(inst)
-    if cgroup is not None and cgroup.exists():
-        host.cgroup_kill(cgroup)
-        host.cgroup_remove(cgroup)
-        removed.append(f"cgroup {cgroup}")
-    for netns in sorted({m.netns for m in machines} | set(network.owned_netns(inst.prefix))):
-        if netns in network.netns_names():
-            network.delete_netns(netns)
-            removed.append(f"netns {netns}")
-    links = {m.veth for m in machines} | set(network.owned_links(inst.prefix))
-    if state:
-        links.add(state.bridge)
-    for link in sorted(links):
-        if link in network.link_names():
-            network.delete_link(link)
-            removed.append(f"link {link}")
-    for mount in host.mounts_under(state_dir):
-        if host.run(["umount", mount], check=False).returncode != 0:
-            host.run(["umount", "-l", mount])
-        removed.append(f"mount {mount}")
-    if state_dir.exists():
-        host.run(["rm", "-rf", "--one-file-system", str(state_dir)])
-        removed.append(f"state {state_dir}")
-    return removed
-
-
-def _default_cgroup(inst: Instance) -> Path | None:
-    try:
-        return host.cgroup2_root() / inst.cgroup_name
-    except SandboxError:
-        return None

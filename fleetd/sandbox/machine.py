@@ -1,9 +1,9 @@
-"""One sandbox machine: its seed files, booting it (boot.sh), running commands in it, power-off.
+"""One sandbox machine: booting it (boot.sh), running commands in it, power-off.
 
 A machine is systemd as PID 1 in its own PID, mount, UTS, cgroup and network
 namespaces, on an overlay of the host's root whose upper layer lives in
-``disks/<name>`` (so it survives a power-off, like a disk).  ``seed/`` is
-copied over the root on every boot.
+``disks/<name>`` (so it survives a power-off, like a disk).  ``seed/``
+(seed.py) is copied over the root on every boot.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import fleetd
@@ -23,93 +22,6 @@ from fleetd.sandbox import host
 
 BOOT_SCRIPT = Path(__file__).with_name("boot.sh")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-# Units that would clash with the host, touch host-global state (clock, sysctls,
-# devices, disks) or wait for hardware that a sandbox machine does not have.
-MASKED = (
-    "getty.target",
-    "console-getty.service",
-    "getty@tty1.service",
-    "serial-getty@ttyS0.service",
-    "systemd-udevd.service",
-    "systemd-udevd-control.socket",
-    "systemd-udevd-kernel.socket",
-    "systemd-udev-trigger.service",
-    "systemd-udev-settle.service",
-    "systemd-sysctl.service",
-    "systemd-modules-load.service",
-    "systemd-timesyncd.service",
-    "systemd-networkd.service",
-    "systemd-networkd.socket",
-    "systemd-networkd-wait-online.service",
-    "systemd-binfmt.service",
-    "systemd-remount-fs.service",
-    "systemd-fsck-root.service",
-    "systemd-pstore.service",
-    "systemd-firstboot.service",
-    "systemd-hwdb-update.service",
-    "systemd-journald-audit.socket",
-    "e2scrub_reap.service",
-    "e2scrub_all.timer",
-    "fstrim.timer",
-    "apt-daily.timer",
-    "apt-daily-upgrade.timer",
-    "man-db.timer",
-    "dpkg-db-backup.timer",
-    "logrotate.timer",
-)
-# Host services (any unit whose name starts with one of these) are masked too:
-# they would bind ports or run jobs meant for the host.
-MASKED_PREFIXES = (
-    "etcd", "postgresql", "redis", "nginx", "apache2", "httpd", "docker", "containerd",
-    "ssh", "mysql", "mariadb", "memcached", "rabbitmq", "mongod", "cron", "anacron",
-    "networking", "ifup", "NetworkManager", "dhcpcd", "wpa_supplicant", "ModemManager",
-    "avahi", "cloud-", "unattended-upgrades", "chrony", "ntp", "qemu-guest-agent",
-)  # fmt: skip
-UNIT_DIRS = (
-    Path("/lib/systemd/system"),
-    Path("/etc/systemd/system"),
-    Path("/usr/lib/systemd/system"),
-)
-
-
-def masked_units() -> list[str]:
-    names = set(MASKED)
-    for directory in UNIT_DIRS:
-        if directory.is_dir():
-            for entry in directory.iterdir():
-                if entry.name.startswith(MASKED_PREFIXES) and "." in entry.name:
-                    names.add(entry.name)
-    return sorted(names)
-
-
-@dataclass(frozen=True, slots=True)
-class SeedFile:
-    path: str  # absolute path inside the machine
-    text: str
-    mode: int = 0o644
-
-
-def write_seed(
-    seed: Path,
-    *,
-    files: Sequence[SeedFile],
-    masked: Sequence[str],
-    enabled: Sequence[str],
-) -> None:
-    """Lay out ``seed/`` (files, masks, ``multi-user.target.wants`` links) afresh."""
-    host.run(["rm", "-rf", str(seed)])
-    units = seed / "etc/systemd/system"
-    (units / "multi-user.target.wants").mkdir(parents=True)
-    for item in files:
-        target = seed / item.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(item.text)
-        os.chmod(target, item.mode)
-    for unit in masked:
-        (units / unit).symlink_to("/dev/null")
-    for unit in enabled:
-        (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")
 
 
 def bind_paths() -> list[str]:
