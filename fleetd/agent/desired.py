@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fleetd.errors import FleetError, InvalidInput, RegistryError
@@ -69,6 +69,21 @@ class Bodies:
             log.warning("unit %s: its text hashes to %s, not %s", name, body.hash, hash_)
             return None
         return body
+
+    async def fetch_all(self, wanted: Iterable[tuple[str, str]]) -> set[str]:
+        """Fetch the bodies of ``(name, hash)`` pairs, once per hash (instances of one
+        template share it); returns the names whose body is not available."""
+        by_hash: dict[str, list[str]] = {}
+        for name, hash_ in wanted:
+            by_hash.setdefault(hash_, []).append(name)
+
+        async def one(hash_: str, names: list[str]) -> None:
+            for name in names:
+                if await self.fetch(name, hash_) is not None:
+                    return
+
+        await asyncio.gather(*(one(h, n) for h, n in by_hash.items() if h not in self._by_hash))
+        return {n for h, names in by_hash.items() if h not in self._by_hash for n in names}
 
     def forget_except(self, hashes: set[str]) -> None:
         for hash_ in list(self._by_hash.keys() - hashes):

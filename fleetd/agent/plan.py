@@ -9,7 +9,10 @@ Task order is by kind, and every kind depends only on earlier kinds:
 1. ``stop``   units that must stop (unscheduled, hash changed, launched -> loaded)
 2. ``unload`` units no longer scheduled or whose hash changed (only after their stop)
 3. ``load``   units scheduled but not loaded, or loaded with another hash
-4. ``reload`` one systemd daemon-reload, only if something was loaded or unloaded
+4. ``reload`` one systemd daemon-reload, only if a file systemd may hold in memory
+   was removed or replaced (an unload, which a changed hash includes).  A
+   unit new to this machine needs none: systemd (>= 246) notices new files in
+   its unit directories when a unit it does not know is first referenced.
 5. ``start``  units that should run and do not
 
 Within one kind the tasks touch different units, so an executor may run them
@@ -121,7 +124,7 @@ def plan(desired: Iterable[DesiredUnit], current: Iterable[CurrentUnit]) -> list
         elif not launch and cur.launched:
             by_kind[TaskKind.STOP].append(Task(TaskKind.STOP, name, "desired loaded"))
 
-    if by_kind[TaskKind.LOAD] or by_kind[TaskKind.UNLOAD]:
+    if by_kind[TaskKind.UNLOAD]:
         n_load, n_unload = len(by_kind[TaskKind.LOAD]), len(by_kind[TaskKind.UNLOAD])
         by_kind[TaskKind.RELOAD].append(
             Task(TaskKind.RELOAD, "", f"{n_load} loaded, {n_unload} unloaded")

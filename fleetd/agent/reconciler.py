@@ -1,7 +1,8 @@
 """The apply loop: schedule + what is on this machine -> ``plan()`` -> systemd.
 
-A pass runs after a change (schedule watch, fencing, reconnect), debounced
-by ``debounce`` seconds, and at least every ``interval`` seconds.  Tasks run
+A pass runs after a change (schedule watch, fencing, reconnect), once no
+further change came for ``debounce`` seconds (at most ``max_delay`` after the
+first), and at least every ``interval`` seconds.  Tasks run
 phase by phase in plan order (stop, unload, load, reload, start); the tasks of
 one phase touch different units and run concurrently; a failed phase ends the
 pass and the next pass retries.  A unit whose own start fails (its job result
@@ -49,7 +50,8 @@ class Reconciler:
         publisher: Publisher,
         fenced: Callable[[], bool],
         interval: float = 30.0,
-        debounce: float = 0.005,
+        debounce: float = 0.02,
+        max_delay: float = 0.25,
         runtime_dir: Path = RUNTIME_UNIT_DIR,
     ) -> None:
         self.manager = manager
@@ -60,6 +62,7 @@ class Reconciler:
         self.fenced = fenced
         self.interval = interval
         self.debounce = debounce
+        self.max_delay = max_delay
         self.runtime_dir = runtime_dir
         self.files: dict[str, str] = {}  # name -> hash of the file in units_directory
         self.started: dict[str, str] = {}  # name -> hash the agent started
@@ -108,9 +111,9 @@ class Reconciler:
         entries = [
             e for e in self.schedule.entries.values() if e.desired is not DesiredState.INACTIVE
         ]
-        missing = [e for e in entries if self.files.get(e.name) != e.hash]
-        fetched = await asyncio.gather(*(self.bodies.fetch(e.name, e.hash) for e in missing))
-        unavailable = {e.name for e, body in zip(missing, fetched, strict=True) if body is None}
+        unavailable = await self.bodies.fetch_all(
+            (e.name, e.hash) for e in entries if self.files.get(e.name) != e.hash
+        )
         desired = []
         for entry in entries:
             current_hash = self.files.get(entry.name)
@@ -145,8 +148,7 @@ class Reconciler:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            await asyncio.sleep(self.debounce)
-            self._wake.clear()
+            await self._settle()
             try:
                 await self.reconcile_once()
                 delay = 0.1
@@ -155,6 +157,18 @@ class Reconciler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._wake.set()
+
+    async def _settle(self) -> None:
+        """Debounce: wait until no trigger came for ``debounce`` seconds (at most
+        ``max_delay``), so that a burst of schedule changes becomes one pass."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.max_delay
+        while True:
+            self._wake.clear()
+            await asyncio.sleep(self.debounce)
+            if not self._wake.is_set() or loop.time() >= give_up:
+                self._wake.clear()
+                return
 
     async def reconcile_once(self) -> list[Task]:
         """One pass; returns the tasks it ran.  Raises on the first failed phase."""
@@ -184,7 +198,6 @@ class Reconciler:
             await self._load(tasks)
         elif kind is TaskKind.RELOAD:
             await self.manager.reload()
-            await self.manager.track(self.files)
             await self.manager.resync()
         else:
             await self._each(tasks, self._start)
@@ -229,6 +242,7 @@ class Reconciler:
                 install.append(task.unit)
         await self.manager.link(paths)
         await self.manager.enable(install)
+        await self.manager.track(t.unit for t in tasks)
 
     async def _unload(self, names: list[str]) -> None:
         try:

@@ -28,16 +28,16 @@ def steps(tasks: list[Task]) -> list[tuple[str, str]]:
 CASES: list[tuple[str, list[DesiredUnit], list[CurrentUnit], list[tuple[str, str]]]] = [
     ("nothing to do", [], [], []),
     (
-        "scheduled loaded but not loaded",
+        "scheduled loaded but not loaded: a new unit needs no reload",
         [want("a.service", LOADED)],
         [],
-        [("load", "a.service"), ("reload", "")],
+        [("load", "a.service")],
     ),
     (
         "inactive -> launched",
         [want("a.service", LAUNCHED)],
         [],
-        [("load", "a.service"), ("reload", ""), ("start", "a.service")],
+        [("load", "a.service"), ("start", "a.service")],
     ),
     (
         "loaded but not scheduled",
@@ -91,13 +91,13 @@ CASES: list[tuple[str, list[DesiredUnit], list[CurrentUnit], list[tuple[str, str
         "file present but not linked: load again, keep running",
         [want("a.service", LAUNCHED)],
         [have("a.service", loaded=False, launched=True)],
-        [("load", "a.service"), ("reload", "")],
+        [("load", "a.service")],
     ),
     (
         "global units are ordinary schedule entries",
         [want("g.service", LAUNCHED), want("h@1.service", LAUNCHED)],
         [have("g.service", launched=True)],
-        [("load", "h@1.service"), ("reload", ""), ("start", "h@1.service")],
+        [("load", "h@1.service"), ("start", "h@1.service")],
     ),
     (
         "ordering across units: all stops, unloads, loads, one reload, starts",
@@ -131,6 +131,11 @@ def test_exactly_one_reload_per_batch() -> None:
     assert [t.kind for t in tasks].count(TaskKind.RELOAD) == 1
     kinds = [kind for kind, _ in phases(tasks)]
     assert kinds == [TaskKind.UNLOAD, TaskKind.LOAD, TaskKind.RELOAD, TaskKind.START]
+
+
+def test_no_reload_for_new_units_only() -> None:
+    tasks = plan([want(f"u{i}.service", LAUNCHED) for i in range(5)], [])
+    assert TaskKind.RELOAD not in [t.kind for t in tasks]
 
 
 def test_reload_only_when_files_change() -> None:
