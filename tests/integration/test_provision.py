@@ -1,0 +1,269 @@
+"""vagrant/provision.sh brings up a working cluster on three real systemd machines.
+
+The Vagrant VMs cannot run here, so the provisioning script — the code path
+users run on real hosts — runs inside sandbox machines instead, started
+without the sandbox's own fleetd.  It is run the way the Vagrantfile runs
+it, one machine after the other: m1 first without waiting (its etcd member
+has no quorum yet) and generating the API token, m2 with that token in the
+environment, m3 with it in a file.  Offline path: ``--venv`` reuses the
+host's venv (visible through the machines' overlay), so nothing is
+downloaded inside the machines.
+
+The sandbox's own single etcd member keeps running on the bridge address;
+the provisioned cluster never talks to it (every endpoint below is a
+machine address).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fleetd import config
+from fleetd.registry.codec import decode_machine
+from fleetd.registry.keys import Keys
+from fleetd.sandbox import etcd
+from fleetd.sandbox.cluster import Sandbox, teardown
+from fleetd.sandbox.spec import SandboxSpec
+from fleetd.sandbox.state import Instance
+from fleetd.sandbox.wait import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = str(REPO / "vagrant" / "provision.sh")
+VENV = sys.prefix
+METADATA = {"m1": "disk=ssd,rack=a,cores=4", "m2": "disk=hdd,rack=b,cores=2", "m3": "disk=ssd"}
+FILES = (
+    "/etc/fleet/fleet.conf",
+    "/etc/fleet/api-token",
+    "/etc/systemd/system/fleetd.service",
+    "/etc/systemd/system/etcd-fleet.service",
+    "/etc/systemd/system/fleetd.service.d/10-etcd-fleet.conf",
+)
+
+
+@dataclass
+class Cluster:
+    sandbox: Sandbox
+    peers: str
+    token: str
+    outputs: dict[str, subprocess.CompletedProcess[str]]
+
+    def ip(self, name: str) -> str:
+        return self.sandbox.machine(name).ip
+
+    def endpoints(self) -> list[str]:
+        return [f"http://{self.ip(n)}:2379" for n in ("m1", "m2", "m3")]
+
+    def provision(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run provision.sh in ``name`` with its usual arguments plus ``args``."""
+        settings = [f"{k}={v}" for k, v in (env or {}).items()]
+        usual = ["--name", name, "--ip", self.ip(name), "--peers", self.peers]
+        usual += ["--metadata", METADATA[name], "--venv", VENV]
+        return self.sandbox.exec(name, "env", *settings, "sh", SCRIPT, *usual, *args, timeout=240)
+
+    def active(self, name: str, unit: str) -> bool:
+        return self.sandbox.exec(name, "systemctl", "is-active", "--quiet", unit).returncode == 0
+
+    def main_pid(self, name: str, unit: str) -> str:
+        out = self.sandbox.exec(name, "systemctl", "show", "-p", "MainPID", "--value", unit)
+        return out.stdout.strip()
+
+    def read(self, name: str, path: str) -> str:
+        proc = self.sandbox.exec(name, "cat", path)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def fingerprint(self, name: str) -> dict[str, str]:
+        """Content, mode and mtime of every file provision.sh writes."""
+        proc = self.sandbox.exec(name, "stat", "-c", "%n %a %Y", *FILES)
+        assert proc.returncode == 0, proc.stderr
+        result = {}
+        for line in proc.stdout.splitlines():
+            path, rest = line.split(" ", 1)
+            result[path] = rest + " " + hashlib.sha256(self.read(name, path).encode()).hexdigest()
+        return result
+
+
+def _free_instance() -> str:
+    for digit in range(10):
+        name = f"pv{digit}"
+        if not Instance(name).state_dir.exists():
+            return name
+    raise RuntimeError("no free sandbox name pv0..pv9 (stale sandboxes? `fleetd sandbox down`)")
+
+
+def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
+    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    name = _free_instance()
+    try:
+        sandbox = Sandbox.up(SandboxSpec(machines=3, fleetd=False, auth=False), name=name)
+        peers = ",".join(f"{m}={sandbox.machine(m).ip}" for m in ("m1", "m2", "m3"))
+        c = Cluster(sandbox, peers, "", {})
+        c.outputs["m1"] = c.provision("m1", "--no-wait")
+        _check(c.outputs["m1"], "provision m1")
+        c.token = c.read("m1", "/etc/fleet/api-token").strip()
+        # Without the token m2 must refuse before changing anything (checked in a test).
+        c.outputs["m2-no-token"] = c.provision("m2")
+        c.outputs["m2-conf-before"] = c.sandbox.exec("m2", "cat", "/etc/fleet/fleet.conf")
+        c.outputs["m2"] = c.provision("m2", env={"FLEET_API_TOKEN": c.token})
+        _check(c.outputs["m2"], "provision m2")
+        sandbox.exec("m3", "sh", "-c", "umask 077; cat >/root/token", input=c.token + "\n")
+        c.outputs["m3"] = c.provision("m3", "--token-file", "/root/token")
+        _check(c.outputs["m3"], "provision m3")
+        yield c
+    finally:
+        teardown(name)
+
+
+def _post(endpoint: str, path: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(
+        endpoint + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def test_the_first_machine_does_not_wait_and_makes_the_token(cluster: Cluster) -> None:
+    out = cluster.outputs["m1"].stdout
+    assert "generated a new API token" in out
+    assert "fleetd is starting on m1" in out
+    assert len(cluster.token) == 64
+    assert "fleetd is active on m2" in cluster.outputs["m2"].stdout
+    assert "fleetd is active on m3" in cluster.outputs["m3"].stdout
+
+
+def test_etcd_is_one_cluster_of_three_healthy_members(cluster: Cluster) -> None:
+    for endpoint in cluster.endpoints():
+        assert etcd.healthy(endpoint, timeout=5), endpoint
+        members = _post(endpoint, "/v3/cluster/member/list", {})["members"]
+        assert isinstance(members, list)
+        assert sorted(m["name"] for m in members) == ["m1", "m2", "m3"]
+        assert sorted(m["clientURLs"][0] for m in members) == sorted(cluster.endpoints())
+    for name in ("m1", "m2", "m3"):
+        assert cluster.active(name, "etcd-fleet.service")
+
+
+def test_every_fleetd_is_active_and_registered(cluster: Cluster) -> None:
+    wanted = {Keys().machine(cluster.sandbox.machine(n).machine_id) for n in ("m1", "m2", "m3")}
+    registered = set(etcd.keys(cluster.endpoints(), Keys().machines))
+    assert wanted <= registered
+    for name in ("m1", "m2", "m3"):
+        assert cluster.active(name, "fleetd.service")
+        # m1 was left starting: it registered once m2's etcd member made a quorum.
+        exec_start = cluster.sandbox.exec(name, "systemctl", "show", "-p", "ExecStart", "fleetd")
+        assert f"path={VENV}/bin/fleetd " in exec_start.stdout
+        enabled = cluster.sandbox.exec(name, "systemctl", "is-enabled", "fleetd", "etcd-fleet")
+        assert enabled.stdout.split() == ["enabled", "enabled"]
+
+
+def test_registered_machines_carry_their_metadata(cluster: Cluster) -> None:
+    for name in ("m1", "m2", "m3"):
+        key = Keys().machine(cluster.sandbox.machine(name).machine_id)
+        body = {"key": base64.b64encode(key.encode()).decode()}
+        kvs = _post(cluster.endpoints()[0], "/v3/kv/range", body)["kvs"]
+        assert isinstance(kvs, list)
+        machine = decode_machine(key, base64.b64decode(kvs[0]["value"]))
+        assert machine.public_ip == cluster.ip(name)
+        expected = [("hostname", name), *(p.split("=") for p in METADATA[name].split(","))]
+        assert [list(p) for p in machine.metadata] == [list(p) for p in expected]
+
+
+def test_config_token_and_units_are_consistent(cluster: Cluster, tmp_path: Path) -> None:
+    for name in ("m1", "m2", "m3"):
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(cluster.read(name, "/etc/fleet/fleet.conf"))
+        cfg = config.load(str(conf))
+        assert sorted(cfg.etcd_servers) == sorted(cluster.endpoints())
+        assert cfg.public_ip == cluster.ip(name)
+        assert dict(cfg.metadata)["hostname"] == name
+        assert f"tcp://{cluster.ip(name)}:49153" in cfg.api_listen
+        assert cfg.api_token_file == "/etc/fleet/api-token"
+        assert not cfg.api_auth_disabled
+        assert cluster.read(name, "/etc/fleet/api-token").strip() == cluster.token
+        mode = cluster.sandbox.exec(name, "stat", "-c", "%a %U", "/etc/fleet/api-token")
+        assert mode.stdout.split() == ["600", "root"]
+        fleetctl = cluster.sandbox.exec(name, "readlink", "/usr/local/bin/fleetctl")
+        assert fleetctl.stdout.strip() == f"{VENV}/bin/fleetctl"
+
+
+def test_a_machine_without_the_token_is_refused_and_left_alone(cluster: Cluster) -> None:
+    refused = cluster.outputs["m2-no-token"]
+    assert refused.returncode == 1
+    assert "no API token" in refused.stderr and "m1" in refused.stderr
+    # The sandbox's seed config was still there afterwards: nothing was written.
+    assert "written by `fleetd sandbox up`" in cluster.outputs["m2-conf-before"].stdout
+
+
+def test_running_it_again_changes_nothing(cluster: Cluster) -> None:
+    before = cluster.fingerprint("m2")
+    pids = {u: cluster.main_pid("m2", u) for u in ("fleetd.service", "etcd-fleet.service")}
+    again = cluster.provision("m2", env={"FLEET_API_TOKEN": cluster.token})
+    _check(again, "second provision of m2")
+    assert "restarting" not in again.stdout
+    assert cluster.fingerprint("m2") == before
+    assert {u: cluster.main_pid("m2", u) for u in pids} == pids
+
+
+BAD_INPUT = [
+    (["--ip", "10.87.0.300"], "not an IPv4 address"),
+    (["--ip", "192.0.2.1"], "is not an address of this machine"),
+    (["--peers", "m1=10.0.0.1,m2"], "is not NAME=IP"),
+    (["--peers", "m1=10.0.0.1,m1=10.0.0.2,m3=10.0.0.3"], "listed twice"),
+    (["--peers", "a=10.0.0.1,b=10.0.0.2"], "needs 1, 3 or 5"),
+    (["--metadata", "disk=s s d"], "may only contain"),
+    (["--metadata", "rack=a,rack=b"], "given twice"),
+    (["--token-file", "/etc/hostname"], "is not a token"),
+    (["--token-file", "/nonexistent"], "cannot read it"),
+    (["--venv", "/nonexistent"], "no bin/fleetd"),
+    (["--api-port", "70000"], "not a TCP port"),
+    (["--name", "bad name"], "use letters, digits"),
+    (["--bogus"], "unknown argument: --bogus"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[m for _, m in BAD_INPUT])
+def test_bad_input_is_named_and_changes_nothing(
+    cluster: Cluster, args: list[str], message: str
+) -> None:
+    before = cluster.fingerprint("m3")
+    # Later options win, so each bad one overrides the usual good value.
+    proc = cluster.provision("m3", "--token-file", "/root/token", *args)
+    assert proc.returncode in (1, 2), proc.stdout
+    assert message in proc.stderr, proc.stderr
+    assert cluster.fingerprint("m3") == before
+
+
+def test_a_machine_that_powers_off_leaves_a_working_cluster(cluster: Cluster) -> None:
+    """fleetd stops before the local etcd member and releases its lease; 2 of 3 keep quorum."""
+    m3 = Keys().machine(cluster.sandbox.machine("m3").machine_id)
+    cluster.sandbox.poweroff("m3")
+    survivors = cluster.endpoints()[:2]
+    wait_for(
+        lambda: m3 not in etcd.keys(survivors, Keys().machines),
+        20,
+        "m3's machine key is still registered after its shutdown",
+    )
+    for endpoint in survivors:
+        assert etcd.healthy(endpoint, timeout=5), endpoint
+    for name in ("m1", "m2"):
+        assert cluster.active(name, "fleetd.service")

