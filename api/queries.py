@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from fleetd import model
@@ -17,6 +18,7 @@ from fleetd.requirements import ReservationDefaults
 from fleetd.unitfile import UnitName
 
 from . import models, views
+from .pagination import Page, PageToken, paginate
 
 T = TypeVar("T")
 
@@ -61,6 +63,13 @@ async def _no_flags() -> dict[str, model.MachineFlags]:
 async def list_units(store: Store) -> list[models.Unit]:
     snap = await snapshot(store, units=True, schedule=True, states=True, placements=True)
     return views.unit_views(snap)
+
+
+async def unit_page(store: Store, token: PageToken | None, size: int) -> Page[models.Unit]:
+    """One page of units; only the page's unit files are parsed into views."""
+    snap = await snapshot(store, units=True, schedule=True, states=True, placements=True)
+    page = paginate(snap.units, lambda u: u.name, token, size)
+    return Page(views.unit_views(replace(snap, units=page.items)), page.next_token)
 
 
 async def get_unit(store: Store, name: str) -> models.Unit:

@@ -28,7 +28,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 async def list_units(ctx: Ctx, next_page_token: PageTokenParam = None) -> models.UnitPage:
     """A page of units, sorted by name."""
     token = parse_token(next_page_token or [])
-    page = paginate(await queries.list_units(ctx.store), lambda u: u.name, token, ctx.page_size)
+    page = await queries.unit_page(ctx.store, token, ctx.page_size)
     return models.UnitPage(units=page.items, nextPageToken=page.next_token)
 
 
