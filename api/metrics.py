@@ -8,6 +8,7 @@ text through ``ApiContext.extra_metrics``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
@@ -132,3 +133,25 @@ class RequestCounter:
         finally:
             route = self.route_of(scope["path"])
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
+def render_fields(prefix: str, values: object, help_text: str = "") -> str:
+    """Prometheus text for the numeric fields of a dataclass (e.g. the engine's metrics).
+
+    ``fleetd_engine`` + field ``placements`` -> ``fleetd_engine_placements``;
+    fields ending in ``_total`` are counters, the others gauges; non-numeric
+    fields are skipped.  For ``ApiContext.extra_metrics``.
+    """
+    if not dataclasses.is_dataclass(values) or isinstance(values, type):
+        raise TypeError("render_fields needs a dataclass instance")
+    lines = []
+    for f in dataclasses.fields(values):
+        value = getattr(values, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        name = f"{prefix}_{f.name}"
+        kind = "counter" if f.name.endswith("_total") else "gauge"
+        lines.append(f"# HELP {name} {help_text or prefix.replace('_', ' ')}: {f.name}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.append(f"{name} {value}")
+    return "\n".join(lines) + ("\n" if lines else "")
