@@ -29,12 +29,17 @@ from fleetd.requirements import Requirements
 
 @dataclass(frozen=True, slots=True)
 class UnitSpec:
-    """A unit as the engine plans with it: desired state, hash and parsed requirements."""
+    """A unit as the engine plans with it: desired state, hash and parsed requirements.
+
+    ``error`` says why the stored file could not be parsed: such a unit is
+    neither placed nor moved, and the error is recorded as its placement reason.
+    """
 
     name: str
     hash: str
     desired: DesiredState
     requirements: Requirements = field(default_factory=Requirements)
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class ClusterSnapshot:
     ``lost`` maps a machine that disappeared to the time it was seen gone; a
     schedule entry on a machine in neither ``machines`` nor ``lost`` counts as
     lost at ``now`` (the engine must carry loss times forward between passes).
+    ``now`` is the engine's monotonic clock; ``wall`` (epoch seconds) only
+    stamps new placement reasons.
     """
 
     units: Mapping[str, UnitSpec]
@@ -53,6 +60,7 @@ class ClusterSnapshot:
     placements: Mapping[str, Placement] = field(default_factory=dict)
     lost: Mapping[str, float] = field(default_factory=dict)
     now: float = 0.0
+    wall: float = 0.0
     at_most_once_grace: float = 0.0
     strategy: Strategy = Strategy.BINPACK
     drain_batch: int | None = None
@@ -98,6 +106,10 @@ class Plan:
     def unplaceable(self) -> int:
         return len(self.decision.unplaceable)
 
+    @property
+    def drained(self) -> int:
+        return self.decision.drained
+
 
 def plan(snap: ClusterSnapshot) -> Plan:
     """The writes that make the schedule match the snapshot's units and machines."""
@@ -111,6 +123,9 @@ def plan(snap: ClusterSnapshot) -> Plan:
     unschedule: list[Task] = []
     for name, spec in snap.units.items():
         if spec.desired is DesiredState.INACTIVE or "@." in name:
+            continue
+        if spec.error:
+            held[name] = f"invalid unit file: {spec.error}"
             continue
         entries = current.get(name, {})
         hold = _hold_until(snap, spec, entries)
@@ -212,7 +227,7 @@ def _placement_writes(
         old = snap.placements.get(name)
         if old is not None and old.summary == text:
             continue
-        since = old.since if old is not None else snap.now
+        since = old.since if old is not None else snap.wall
         record = Placement(name, text, (), since)
         tasks.append(Task(Action.RECORD, name, "cannot be placed", placement=record))
     for name in sorted(snap.placements):

@@ -84,6 +84,7 @@ class Decision:
     placed: tuple[Placed, ...]
     removals: tuple[Removal, ...]
     unplaceable: Mapping[str, str]
+    drained: int = 0  # units that leave draining machines in this pass
 
 
 def schedule(
@@ -161,6 +162,7 @@ class _Pass:
         self.pending: list[str] = []
         self.globals: list[str] = []
         self.leaving: dict[str, str] = {}  # unit -> draining machine it may leave
+        self.drained = 0
 
     # --- phase 1: keep what is still valid ---
 
@@ -242,6 +244,7 @@ class _Pass:
                 continue
             if leaving is not None:
                 self.removals[(name, leaving)] = f"machine {leaving} is draining"
+                self.drained += 1
             self._place(name, req, slot, why)
             for other in self.occupancy.replaced_by(name, req, slot.id):
                 queue.extend(self._evict(other, slot.id, f"replaced by {name}"))
@@ -356,4 +359,4 @@ class _Pass:
         }
         placed = tuple(Placed(u, m, why) for (u, m), why in self.new.items())
         removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
-        return Decision(assignments, placed, removals, reasons)
+        return Decision(assignments, placed, removals, reasons, self.drained)

@@ -192,14 +192,14 @@ def test_machine_coming_back_within_the_grace_keeps_the_unit() -> None:
 
 
 def test_unplaceable_reasons_are_recorded_once_and_cleared_when_placed() -> None:
-    s = snap([unit("big.service", memory_bytes=16 * G)], machines("m1"), now=7.0)
+    s = snap([unit("big.service", memory_bytes=16 * G)], machines("m1"), now=3.0, wall=7.0)
     p = plan(s)
     assert actions(p) == [(Action.RECORD, "big.service", "")]
     record = p.tasks[0].placement
     assert record == Placement("big.service", "m1: needs 16G memory, 8G free", (), 7.0)
     assert p.unplaceable == 1
     s = apply(s, p)
-    assert plan(dataclasses.replace(s, now=9.0)).tasks == ()  # same reason: no rewrite
+    assert plan(dataclasses.replace(s, now=9.0, wall=9.0)).tasks == ()  # same reason: no rewrite
     bigger = dataclasses.replace(s, machines={**s.machines, **machines("m2", mem=32 * G)})
     p = plan(bigger)
     assert actions(p) == [
@@ -300,3 +300,12 @@ def test_tasks_carry_reasons() -> None:
     s = snap([unit("u.service"), unit("x.service", machine_id="deadbeef")], machines("m1"))
     tasks: tuple[Task, ...] = plan(s).tasks
     assert tasks and all(t.reason for t in tasks)
+
+
+def test_a_unit_whose_file_cannot_be_parsed_stays_put_with_its_error() -> None:
+    broken = UnitSpec("b.service", "a" * 40, LAUNCHED, error="MachineOf=: bad")
+    s = snap([broken], machines("m1", "m2"), entry("m1", "b.service"))
+    p = plan(s)
+    assert actions(p) == [(Action.RECORD, "b.service", "")]
+    assert p.tasks[0].placement is not None
+    assert p.tasks[0].placement.summary == "invalid unit file: MachineOf=: bad"

@@ -1,0 +1,260 @@
+"""The engine: leader election, cluster model, reconcile loop and fenced writes.
+
+``Engine.run()`` supervises everything in one TaskGroup: the leadership
+task, and while this process leads, the five registry mirrors and the
+reconcile loop (in a nested TaskGroup that ends when leadership is lost).
+A follower watches nothing but the leader key.
+
+Reconcile: any model change sets a flag; the loop waits a few milliseconds
+to coalesce a burst, snapshots the model, runs the pure ``plan()`` in a
+worker thread (it can take a second with 100,000 units, and the leader
+lease must keep being renewed meanwhile), then applies the tasks in
+transactions of at most 128 operations, each guarded by the create revision
+of ``engine/leader``.  Without events a safety pass still runs every
+``interval`` seconds (stretched so that it costs at most a tenth of a core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fleetd.engine.leader import Leadership
+from fleetd.engine.model import ClusterModel, Collection, collections_for
+from fleetd.engine.plan import Action, Plan, Task, plan
+from fleetd.engine.scheduler import Strategy
+from fleetd.errors import NotLeader, RegistryError
+from fleetd.registry.base import MAX_TXN_OPS, Op
+from fleetd.registry.store import Store
+from fleetd.requirements import ReservationDefaults
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EngineMetrics:
+    """Counters the API exposes (read-only for everyone but the engine)."""
+
+    leader: bool = False
+    leader_changes: int = 0
+    placements: int = 0
+    unschedules: int = 0
+    unplaceable: int = 0
+    reconciles: int = 0
+    reconcile_seconds: float = 0.0  # the last pass, plan and writes
+    reconcile_seconds_total: float = 0.0
+    plan_seconds: float = 0.0  # the last pass, plan only
+    write_ops: int = 0
+    write_transactions: int = 0
+    fenced_writes: int = 0  # writes refused because leadership was lost
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    strategy: Strategy = Strategy.BINPACK
+    defaults: ReservationDefaults = field(default_factory=ReservationDefaults)
+    leader_ttl: int = 10
+    at_most_once_grace: float = 5.0
+    interval: float = 2.0  # safety pass when nothing happens
+    debounce: float = 0.005
+    drain_batch: int = 10
+    drain_interval: float = 5.0
+    plan_in_thread: bool = True
+
+
+class _Deposed(Exception):
+    """Ends the leading TaskGroup when leadership is lost."""
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        machine_id: str,
+        *,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.wall = wall
+        self.settings = settings or EngineSettings()
+        self.metrics = EngineMetrics()
+        self.leadership = Leadership(store, machine_id, ttl=self.settings.leader_ttl, clock=clock)
+        self.model = ClusterModel()
+        self._dirty = asyncio.Event()
+        self._loaded = asyncio.Event()
+        self._own_writes = 0
+        self._next_drain = 0.0
+        self._wake_at: float | None = None
+
+    def trigger(self) -> None:
+        """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
+        self._dirty.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.leadership.run(), name="engine-leadership")
+            group.create_task(self._lead_when_elected(), name="engine-lead")
+
+    async def _lead_when_elected(self) -> None:
+        while True:
+            await self.leadership.elected.wait()
+            revision = self.leadership.revision
+            if revision is None:
+                continue
+            self.metrics.leader = True
+            self.metrics.leader_changes += 1
+            try:
+                await self._lead(revision)
+            except* _Deposed:
+                pass
+            finally:
+                self.metrics.leader = False
+                self._reset()
+
+    async def _lead(self, revision: int) -> None:
+        collections = collections_for(
+            self.model,
+            self.store,
+            self.settings.defaults,
+            self.clock,
+            lambda: self._own_writes,
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._until_deposed(), name="engine-deposed")
+            for collection in collections:
+                group.create_task(self._mirror(collection, collections), name="engine-mirror")
+            group.create_task(self._reconcile_loop(revision), name="engine-reconcile")
+
+    async def _until_deposed(self) -> None:
+        await self.leadership.deposed.wait()
+        raise _Deposed
+
+    def _reset(self) -> None:
+        self.model = ClusterModel()
+        self._loaded.clear()
+        self._own_writes = 0
+        self._wake_at = None
+
+    async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for item in self.store.mirror(collection.prefix):
+                    delay = 0.1
+                    if collection.apply(item):
+                        self._dirty.set()
+                    if not self._loaded.is_set() and all(c.loaded for c in every):
+                        self._loaded.set()
+            except RegistryError as exc:
+                log.warning(
+                    "engine: mirror %s: %s; retrying in %.1fs", collection.prefix, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _reconcile_loop(self, revision: int) -> None:
+        await self._loaded.wait()
+        self._dirty.set()
+        delay = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_timeout()):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
+            self._dirty.clear()
+            try:
+                await self.reconcile(revision)
+                delay = 0.1
+            except RegistryError as exc:
+                # Chunks written before the failure come back through the mirrors.
+                log.warning("engine: reconcile failed: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._dirty.set()
+
+    def _idle_timeout(self) -> float:
+        s = self.settings
+        # A safety pass should cost at most a tenth of a core.
+        timeout = max(s.interval, 10 * self.metrics.reconcile_seconds)
+        now = self.clock()
+        for due in (self._wake_at, self._next_drain if self._draining() else None):
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - now))
+        return timeout
+
+    def _draining(self) -> bool:
+        return any(f.draining for f in self.model.flags.values())
+
+    async def reconcile(self, revision: int) -> Plan | None:
+        """One pass: snapshot, plan, fenced writes.  None if this process is not leading."""
+        if self.leadership.leading() != revision:
+            self.leadership.step_down("lease deadline passed before a reconcile")
+            raise _Deposed
+        started = time.perf_counter()
+        now = self.clock()
+        s = self.settings
+        snap = self.model.snapshot(
+            now,
+            wall=self.wall(),
+            grace=s.at_most_once_grace,
+            strategy=s.strategy,
+            drain_batch=s.drain_batch if now >= self._next_drain else 0,
+        )
+        result = await asyncio.to_thread(plan, snap) if s.plan_in_thread else plan(snap)
+        self.metrics.plan_seconds = time.perf_counter() - started
+        if result.tasks:
+            await self._apply(result.tasks, revision)
+        if result.drained:
+            self._next_drain = now + s.drain_interval
+        self._wake_at = result.wake_at
+        self.model.forget_machines()
+        elapsed = time.perf_counter() - started
+        m = self.metrics
+        m.reconciles += 1
+        m.reconcile_seconds = elapsed
+        m.reconcile_seconds_total += elapsed
+        m.unplaceable = result.unplaceable
+        if result.tasks:
+            log.info(
+                "engine: pass %d: %d tasks (%d placed, %d unplaceable) in %.3fs (plan %.3fs)",
+                m.reconciles,
+                len(result.tasks),
+                result.placed,
+                result.unplaceable,
+                elapsed,
+                m.plan_seconds,
+            )
+        return result
+
+    async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
+        ops = [self._op(task) for task in tasks]
+        try:
+            self._own_writes = await self.store.write_fenced(ops, revision)
+        except NotLeader as exc:
+            self.metrics.fenced_writes += 1
+            self.leadership.step_down(str(exc))
+            raise _Deposed from exc
+        self.model.apply_tasks(tasks)
+        m = self.metrics
+        m.write_ops += len(ops)
+        m.write_transactions += -(-len(ops) // MAX_TXN_OPS)
+        m.placements += sum(1 for t in tasks if t.action is Action.SCHEDULE)
+        m.unschedules += sum(1 for t in tasks if t.action is Action.UNSCHEDULE)
+
+    def _op(self, task: Task) -> Op:
+        store = self.store
+        if task.action is Action.UNSCHEDULE:
+            return store.unschedule_op(task.machine, task.unit)
+        if task.entry is not None:
+            return store.schedule_op(task.entry)
+        if task.placement is not None:
+            return store.placement_op(task.placement)
+        return store.clear_placement_op(task.unit)

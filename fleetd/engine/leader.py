@@ -1,0 +1,157 @@
+"""Engine leader election: a lease plus a create-if-absent transaction on ``engine/leader``.
+
+Every candidate holds one lease, refreshed every TTL/3.  A follower
+campaigns on every tick and at once when the leader key disappears.  The
+leader knows the latest time its lease can still be alive: the lease was
+refreshed no earlier than the moment the last successful refresh was *sent*,
+so it lives at least until ``sent + ttl``.  It stops acting ``margin``
+seconds before that unless a refresh succeeds meanwhile.  Writes are fenced
+by the election revision anyway (Store.write_fenced), so a paused leader
+that wakes up late cannot write even if it has not noticed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from fleetd.errors import FleetError, LeaseExpired, RegistryError
+from fleetd.registry.base import EventType
+from fleetd.registry.store import Changes, Store
+
+log = logging.getLogger(__name__)
+
+
+class Leadership:
+    """Campaigns for and keeps engine leadership; ``elected``/``deposed`` mirror the state."""
+
+    def __init__(
+        self,
+        store: Store,
+        machine_id: str,
+        *,
+        ttl: int,
+        clock: Callable[[], float],
+        margin: float | None = None,
+    ) -> None:
+        if ttl < 2:
+            raise ValueError(f"leader lease TTL must be at least 2 seconds, got {ttl}")
+        self.store = store
+        self.machine_id = machine_id
+        self.ttl = ttl
+        self.clock = clock
+        self.margin = margin if margin is not None else ttl / 6
+        self.revision: int | None = None  # the fence, while leading
+        self.lease = 0
+        self.elections = 0  # times this process became leader
+        self.elected = asyncio.Event()
+        self.deposed = asyncio.Event()
+        self.deposed.set()
+        self._refreshed_at = 0.0  # when the last successful refresh was sent
+        self._vacant = asyncio.Event()
+
+    def leading(self) -> int | None:
+        """The fence revision while we lead and our lease cannot have expired, else None."""
+        if self.revision is None or self.clock() >= self._deadline():
+            return None
+        return self.revision
+
+    def step_down(self, why: str) -> None:
+        """Stop acting as leader (the key may still exist until the lease expires)."""
+        if self.revision is None:
+            return
+        log.warning("engine: no longer leader (revision %d): %s", self.revision, why)
+        self.revision = None
+        self.elected.clear()
+        self.deposed.set()
+
+    async def run(self) -> None:
+        """Campaign and renew forever; on cancellation resign so another takes over at once."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._watch_leader_key(), name="engine-leader-watch")
+                group.create_task(self._loop(), name="engine-leader-lease")
+        finally:
+            await asyncio.shield(self._resign())
+
+    async def _loop(self) -> None:
+        interval = self.ttl / 3
+        while True:
+            try:
+                await self._tick()
+            except RegistryError as exc:
+                log.warning("engine: leader lease/campaign failed: %s", exc)
+            if self.revision is not None and self.clock() >= self._deadline():
+                self.step_down("lease could not be renewed in time")
+            await self._pause(interval)
+
+    async def _tick(self) -> None:
+        sent = self.clock()
+        if self.lease == 0:
+            self.lease = await self.store.registry.grant_lease(self.ttl)
+            self._refreshed_at = sent
+        else:
+            try:
+                await self.store.registry.refresh_lease(self.lease)
+                self._refreshed_at = sent
+            except LeaseExpired:
+                self.lease = 0
+                self.step_down("the leader lease expired")
+                return
+        if self.revision is None:
+            self._vacant.clear()
+            revision = await self.store.campaign(self.machine_id, self.lease)
+            if revision is not None:
+                self.revision = revision
+                self.elections += 1
+                log.info("engine: leader now (revision %d, lease %x)", revision, self.lease)
+                self.deposed.clear()
+                self.elected.set()
+
+    async def _pause(self, interval: float) -> None:
+        """Sleep until the next tick, the leader key vanishing, or the acting deadline."""
+        delay = interval
+        if self.revision is not None:
+            delay = max(0.0, min(delay, self._deadline() - self.clock()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                if self.revision is None:
+                    await self._vacant.wait()
+                else:
+                    await asyncio.Event().wait()  # only the timeout ends a leader's pause
+
+    def _deadline(self) -> float:
+        return self._refreshed_at + self.ttl - self.margin
+
+    async def _watch_leader_key(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for item in self.store.mirror(self.store.keys.leader):
+                    delay = 0.1
+                    if isinstance(item, Changes):
+                        gone = any(e.type is EventType.DELETE for e in item.events)
+                    else:
+                        gone = self.store.keys.leader not in item.items
+                    if gone:
+                        self._vacant.set()
+            except RegistryError as exc:
+                log.warning("engine: leader watch: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _resign(self) -> None:
+        revision, lease = self.revision, self.lease
+        self.step_down("stopping")
+        if lease == 0:
+            return
+        try:
+            async with asyncio.timeout(2):
+                if revision is not None:
+                    await self.store.resign(revision)
+                await self.store.registry.revoke_lease(lease)
+        except (FleetError, TimeoutError) as exc:
+            log.warning("engine: could not resign (%s); the lease expires by itself", exc)
+        self.lease = 0

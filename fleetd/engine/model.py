@@ -1,0 +1,215 @@
+"""The engine's in-memory cluster model, fed by mirrors of the registry.
+
+One ``Collection`` per watched prefix (units, machines, machine flags,
+schedule, placement reasons); each takes the mirror's Snapshot/Changes
+values and keeps decoded items.  Units are parsed once per (name, hash).
+The engine's own writes (schedule, placement) are applied to the model as
+soon as they succeed, and their echoes from the watch are skipped by
+revision, so a pass never plans against a state older than its own writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from fleetd.engine.plan import Action, ClusterSnapshot, Task, UnitSpec
+from fleetd.engine.scheduler import Strategy
+from fleetd.errors import FleetError
+from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.registry.base import EventType
+from fleetd.registry.store import Changes, Snapshot, Store
+from fleetd.requirements import ReservationDefaults, parse_unit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ClusterModel:
+    """Decoded registry state the engine plans with (mutated only by the engine loop)."""
+
+    units: dict[str, UnitSpec] = field(default_factory=dict)
+    machines: dict[str, Machine] = field(default_factory=dict)
+    flags: dict[str, MachineFlags] = field(default_factory=dict)
+    schedule: dict[tuple[str, str], ScheduleEntry] = field(default_factory=dict)
+    placements: dict[str, Placement] = field(default_factory=dict)
+    lost: dict[str, float] = field(default_factory=dict)  # machine -> when seen gone
+
+    def snapshot(
+        self,
+        now: float,
+        *,
+        wall: float,
+        grace: float,
+        strategy: Strategy,
+        drain_batch: int | None,
+    ) -> ClusterSnapshot:
+        """An immutable copy to plan with (safe to hand to a worker thread)."""
+        for machine, _ in self.schedule:
+            if machine not in self.machines:
+                self.lost.setdefault(machine, now)
+        return ClusterSnapshot(
+            units=dict(self.units),
+            machines=dict(self.machines),
+            schedule=list(self.schedule.values()),
+            flags=dict(self.flags),
+            placements=dict(self.placements),
+            lost=dict(self.lost),
+            now=now,
+            wall=wall,
+            at_most_once_grace=grace,
+            strategy=strategy,
+            drain_batch=drain_batch,
+        )
+
+    def apply_tasks(self, tasks: Iterable[Task]) -> None:
+        """Reflect the engine's own successful writes."""
+        for task in tasks:
+            if task.action is Action.UNSCHEDULE:
+                self.schedule.pop((task.machine, task.unit), None)
+            elif task.entry is not None:
+                self.schedule[(task.machine, task.unit)] = task.entry
+            elif task.placement is not None:
+                self.placements[task.unit] = task.placement
+            elif task.action is Action.CLEAR:
+                self.placements.pop(task.unit, None)
+
+    def forget_machines(self) -> None:
+        """Machines no longer referenced anywhere need no loss time."""
+        used = {machine for machine, _ in self.schedule}
+        for machine in [m for m in self.lost if m not in used or m in self.machines]:
+            del self.lost[machine]
+
+
+class Collection:
+    """Applies one prefix's mirror output to the model; ``on_change`` fires on any change."""
+
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        put: Callable[[str, bytes], None],
+        delete: Callable[[str], None],
+        clear: Callable[[], None],
+        own_writes: Callable[[], int] | None = None,
+    ) -> None:
+        """``own_writes`` returns the revision of the engine's last write to this prefix:
+        events up to it are echoes already applied (schedule and placement only)."""
+        self.store = store
+        self.prefix = prefix
+        self._put = put
+        self._delete = delete
+        self._clear = clear
+        self._own_writes = own_writes
+        self.revision = 0
+        self.loaded = False
+
+    def apply(self, item: Snapshot | Changes) -> bool:
+        """Apply a mirror item; True if the model changed."""
+        if isinstance(item, Snapshot):
+            self._clear()
+            for key, kv in item.items.items():
+                self._safe(self._put, key, kv.value)
+            self.revision = item.revision
+            self.loaded = True
+            return True
+        skip_to = max(self.revision, self._own_writes() if self._own_writes else 0)
+        changed = False
+        for event in item.events:
+            if event.mod_revision <= skip_to:
+                continue
+            changed = True
+            if event.type is EventType.DELETE:
+                self._safe(self._delete, event.key)
+            else:
+                self._safe(self._put, event.key, event.value)
+        self.revision = max(self.revision, item.revision)
+        return changed
+
+    def _safe(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except (FleetError, ValueError, KeyError) as exc:
+            log.error("engine: ignoring %s: %s", args[0], exc)
+
+
+def collections_for(
+    model: ClusterModel,
+    store: Store,
+    defaults: ReservationDefaults,
+    now: Callable[[], float],
+    own_writes: Callable[[], int],
+) -> list[Collection]:
+    """The five mirrors the engine keeps, wired to ``model``."""
+    keys = store.keys
+    parsed: dict[tuple[str, str], UnitSpec] = {}
+
+    def put_unit(key: str, value: bytes) -> None:
+        unit = store.unit_from(key, value)
+        spec = parsed.get((unit.name, unit.hash))
+        if spec is None:
+            try:
+                _, _, reqs = parse_unit(unit.name, unit.text, defaults)
+                spec = UnitSpec(unit.name, unit.hash, unit.desired, reqs)
+            except FleetError as exc:
+                spec = UnitSpec(unit.name, unit.hash, unit.desired, error=str(exc))
+            parsed[(unit.name, unit.hash)] = spec
+        if spec.desired is not unit.desired:
+            spec = UnitSpec(spec.name, spec.hash, unit.desired, spec.requirements, spec.error)
+            parsed[(unit.name, unit.hash)] = spec
+        model.units[unit.name] = spec
+
+    def delete_unit(key: str) -> None:
+        model.units.pop(key[len(keys.units) :], None)
+
+    def clear_units() -> None:
+        model.units.clear()
+        parsed.clear()
+
+    def put_machine(key: str, value: bytes) -> None:
+        machine = store.machine_from(key, value)
+        model.machines[machine.id] = machine
+        model.lost.pop(machine.id, None)
+
+    def delete_machine(key: str) -> None:
+        machine = key[len(keys.machines) :]
+        if model.machines.pop(machine, None) is not None:
+            model.lost[machine] = now()
+
+    def put_flags(key: str, value: bytes) -> None:
+        machine, flags = store.flags_from(key, value)
+        model.flags[machine] = flags
+
+    def delete_flags(key: str) -> None:
+        model.flags.pop(key[len(keys.machine_flags) :], None)
+
+    def put_entry(key: str, value: bytes) -> None:
+        entry = store.schedule_from(key, value)
+        model.schedule[(entry.machine, entry.name)] = entry
+
+    def delete_entry(key: str) -> None:
+        machine, name = keys.split(key, keys.schedule)
+        model.schedule.pop((machine, name), None)
+
+    def put_placement(key: str, value: bytes) -> None:
+        placement = store.placement_from(key, value)
+        model.placements[placement.name] = placement
+
+    def delete_placement(key: str) -> None:
+        model.placements.pop(key[len(keys.placements) :], None)
+
+    return [
+        Collection(store, keys.units, put_unit, delete_unit, clear_units),
+        Collection(store, keys.machines, put_machine, delete_machine, model.machines.clear),
+        Collection(store, keys.machine_flags, put_flags, delete_flags, model.flags.clear),
+        Collection(store, keys.schedule, put_entry, delete_entry, model.schedule.clear, own_writes),
+        Collection(
+            store,
+            keys.placements,
+            put_placement,
+            delete_placement,
+            model.placements.clear,
+            own_writes,
+        ),
+    ]

@@ -1,0 +1,240 @@
+"""The engine over the in-memory registry with fake agents (tests/component/engine_harness.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetd.engine.engine import Engine, _Deposed
+from fleetd.engine.leader import Leadership
+from fleetd.engine.plan import Action, Task
+from fleetd.errors import NotLeader
+from fleetd.model import DesiredState, MachineFlags, ScheduleEntry
+from tests.component.engine_harness import G, harness, unit_text
+
+
+async def test_leader_places_units_and_explains_the_rest() -> None:
+    async with harness() as h:
+        for mid in ("m1", "m2", "m3"):
+            await h.machine(mid)
+        for i in range(1, 6):
+            await h.submit(f"web@{i}.service", unit_text(Conflicts="web@*"))
+        engine = h.engine()
+        h.start(engine)
+
+        async def settled() -> bool:
+            return len(await h.where()) == 3 and len(await h.reasons()) == 2
+
+        await h.wait_for(settled, "3 placed, 2 with reasons")
+        where = await h.where()
+        assert sorted(m for ms in where.values() for m in ms) == ["m1", "m2", "m3"]
+        for text in (await h.reasons()).values():
+            assert "conflicts with web@" in text
+        assert engine.metrics.leader and engine.metrics.leader_changes == 1
+        assert engine.metrics.placements == 3 and engine.metrics.unplaceable == 2
+
+        # A new machine: one more unit fits, its reason is cleared; nothing else moves.
+        await h.machine("m4")
+
+        async def four() -> bool:
+            return len(await h.where()) == 4 and len(await h.reasons()) == 1
+
+        await h.wait_for(four, "a fourth unit placed on m4")
+        assert {k: v for k, v in (await h.where()).items() if v != ["m4"]} == where
+
+
+async def test_desired_state_changes_update_entries_and_inactive_unschedules() -> None:
+    async with harness() as h:
+        await h.machine("m1")
+        await h.submit("a.service", desired=DesiredState.LOADED)
+        h.start(h.engine())
+
+        async def loaded() -> bool:
+            entries = await h.store.list_schedule("m1")
+            return [(e.name, e.desired) for e in entries] == [("a.service", DesiredState.LOADED)]
+
+        await h.wait_for(loaded, "a loaded")
+        await h.store.set_desired_state("a.service", DesiredState.LAUNCHED)
+
+        async def launched() -> bool:
+            entries = await h.store.list_schedule("m1")
+            return [e.desired for e in entries] == [DesiredState.LAUNCHED]
+
+        await h.wait_for(launched, "a launched")
+        await h.store.set_desired_state("a.service", DesiredState.INACTIVE)
+
+        async def gone() -> bool:
+            return await h.where() == {}
+
+        await h.wait_for(gone, "a unscheduled")
+
+
+async def test_machine_loss_moves_units_at_once_and_at_most_once_after_grace() -> None:
+    async with harness() as h:
+        m1 = await h.machine("m1")
+        await h.machine("m2", mem=2 * G)
+        await h.submit("db.service", unit_text(MemoryReservation="4G"))
+        await h.submit("web.service", unit_text(MemoryReservation="1G"))
+        await h.submit("once.service", unit_text(AtMostOnce="true", MemoryReservation="512M"))
+        await h.submit("side.service", unit_text(MachineOf="db.service"))
+        engine = h.engine(at_most_once_grace=5.0, leader_ttl=60)
+        h.start(engine)
+
+        async def on_m1() -> bool:
+            return await m1.units() == ["db.service", "once.service", "side.service", "web.service"]
+
+        await h.wait_for(on_m1, "everything packed on m1")
+        await m1.power_off()
+
+        async def moved() -> bool:
+            where = await h.where()
+            return where.get("web.service") == ["m2"] and "db.service" not in where
+
+        await h.wait_for(moved, "web moved to m2, db unplaceable")
+        where = await h.where()
+        assert where["once.service"] == ["m1"]  # waits for the grace period
+        reasons = await h.reasons()
+        assert "needs 4G memory, 1G free" in reasons["db.service"]
+        assert reasons["side.service"] == "must run with db.service, which is not placed"
+        assert "AtMostOnce" in reasons["once.service"]
+
+        h.clock.advance(5.0)
+        engine.trigger()
+
+        async def once_moved() -> bool:
+            return (await h.where()).get("once.service") == ["m2"]
+
+        await h.wait_for(once_moved, "once moved after the grace")
+        assert "once.service" not in await h.reasons()
+
+
+async def test_drain_moves_units_off_in_batches_and_cordon_keeps_them() -> None:
+    async with harness() as h:
+        await h.machine("m1")
+        await h.machine("m2")
+        await h.flag("m2", MachineFlags(unschedulable=True))
+        for i in range(6):
+            await h.submit(f"u{i}.service")
+        engine = h.engine(drain_batch=2, drain_interval=0.0)
+        h.start(engine)
+
+        async def all_on_m1() -> bool:
+            return len(await h.agents["m1"].units()) == 6
+
+        await h.wait_for(all_on_m1, "all on m1 (m2 cordoned)")
+        # Cordon m1 too: no new units anywhere, existing ones stay.
+        await h.flag("m1", MachineFlags(unschedulable=True))
+        await h.submit("late.service")
+
+        async def late_unplaceable() -> bool:
+            text = (await h.reasons()).get("late.service", "")
+            return text == "m1: machine is unschedulable; m2: machine is unschedulable"
+
+        await h.wait_for(late_unplaceable, "late unplaceable")
+        assert len(await h.agents["m1"].units()) == 6
+
+        # Drain m1 with room on m2: everything moves, at most two per pass.
+        passes = engine.metrics.reconciles
+        await h.flag("m2", MachineFlags())
+        await h.flag("m1", MachineFlags(draining=True))
+
+        async def drained() -> bool:
+            return await h.agents["m1"].units() == [] and len(await h.where()) == 7
+
+        await h.wait_for(drained, "m1 drained")
+        assert engine.metrics.unschedules == 6
+        assert engine.metrics.reconciles - passes >= 3  # three batches of two
+
+
+async def test_one_leader_and_failover_without_loss_or_duplicates() -> None:
+    async with harness() as h:
+        for mid in ("m1", "m2"):
+            await h.machine(mid)
+        for i in range(20):
+            await h.submit(f"u{i}.service")
+        tasks = {}
+        for name in ("e1", "e2", "e3"):
+            engine = h.engine(name)
+            tasks[name] = h.start(engine)
+        leader = await h.leader()
+
+        async def placed() -> bool:
+            return len(await h.where()) == 20
+
+        await h.wait_for(placed, "all placed")
+        before = await h.where()
+        leader_task = tasks[leader.leadership.machine_id]
+        await h.stop(leader_task)  # resigns: another takes over at once
+        new = await h.leader()
+        assert new is not leader
+        await h.submit("u20.service")
+
+        async def one_more() -> bool:
+            return len(await h.where()) == 21
+
+        await h.wait_for(one_more, "new leader places new work")
+        after = await h.where()
+        assert all(len(ms) == 1 for ms in after.values())
+        assert {k: v for k, v in after.items() if k != "u20.service"} == before
+
+
+async def test_a_paused_leader_cannot_write_after_being_replaced() -> None:
+    async with harness() as h:
+        await h.machine("m1")
+        old = Leadership(h.store, "old", ttl=3, clock=h.clock)
+        await old._tick()
+        revision = old.revision
+        assert revision is not None
+        # "old" is paused (SIGSTOP): its lease runs out and another engine takes over.
+        h.clock.advance(4)
+        h.registry.expire_leases()
+        new = Leadership(h.store, "new", ttl=3, clock=h.clock)
+        await new._tick()
+        assert new.revision is not None and new.revision != revision
+        # "old" resumes and, not having noticed, tries to write: the fence refuses.
+        entry = ScheduleEntry("m1", "x.service", "abc", DesiredState.LAUNCHED)
+        with pytest.raises(NotLeader):
+            await h.store.write_fenced([h.store.schedule_op(entry)], revision)
+        assert await h.where() == {}
+
+
+async def test_engine_that_lost_leadership_stops_and_writes_nothing() -> None:
+    async with harness() as h:
+        await h.machine("m1")
+        engine = h.engine("old")
+        await engine.leadership._tick()
+        revision = engine.leadership.revision
+        assert revision is not None
+        h.clock.advance(4)
+        h.registry.expire_leases()
+        other = Leadership(h.store, "new", ttl=3, clock=h.clock)
+        await other._tick()
+        engine.leadership._refreshed_at = h.clock()  # the paused engine still believes it leads
+        task = Task(
+            Action.SCHEDULE,
+            "x.service",
+            "test",
+            "m1",
+            ScheduleEntry("m1", "x.service", "a", DesiredState.LAUNCHED),
+        )
+        with pytest.raises(_Deposed):
+            await engine._apply((task,), revision)
+        assert engine.metrics.fenced_writes == 1
+        assert engine.leadership.revision is None and engine.leadership.leading() is None
+        assert await h.where() == {}
+
+
+async def test_leader_stops_acting_before_its_lease_can_expire() -> None:
+    async with harness() as h:
+        leadership = Leadership(h.store, "e1", ttl=3, clock=h.clock, margin=0.5)
+        await leadership._tick()
+        assert leadership.leading() is not None
+        h.registry.set_available(False)
+        h.clock.advance(2.4)
+        assert leadership.leading() is not None
+        h.clock.advance(0.2)  # 2.6 s after the last refresh was sent: within the margin
+        assert leadership.leading() is None
+        h.registry.set_available(True)
+
+
+def test_engine_type_is_exported() -> None:
+    assert Engine.__name__ == "Engine"
