@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,7 @@ from fleetd.sandbox.cluster import Sandbox, teardown
 from fleetd.sandbox.spec import SandboxSpec
 from fleetd.sandbox.state import Instance
 from fleetd.sandbox.wait import wait_for
+from fleetd.unitfile import UnitFile
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -251,6 +255,66 @@ def test_bad_input_is_named_and_changes_nothing(
     assert proc.returncode in (1, 2), proc.stdout
     assert message in proc.stderr, proc.stderr
     assert cluster.fingerprint("m3") == before
+
+
+def _api(
+    cluster: Cluster, name: str, method: str, path: str, body: object = None, token: str = ""
+) -> tuple[int, dict[str, Any]]:
+    """One request to the fleet v1 API on ``name``'s TCP address, from the host."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    url = f"http://{cluster.ip(name)}:49153/fleet/v1{path}"
+    request = urllib.request.Request(url, data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_the_api_answers_on_every_machine_with_the_cluster_token(cluster: Cluster) -> None:
+    ids = {cluster.sandbox.machine(n).machine_id: cluster.ip(n) for n in ("m1", "m2", "m3")}
+    for name in ("m1", "m2", "m3"):
+        status, _ = _api(cluster, name, "GET", "/machines")
+        assert status == 401
+        status, page = _api(cluster, name, "GET", "/machines", token=cluster.token)
+        assert status == 200, page
+        seen = {m["id"]: m["primaryIP"] for m in page["machines"]}
+        assert seen == ids
+        # fleetctl inside the machine uses the unix socket, no token needed.
+        proc = cluster.sandbox.exec(name, "fleetctl", "list-machines", "--no-legend")
+        assert proc.returncode == 0, proc.stderr
+        assert len(proc.stdout.splitlines()) == 3
+
+
+def _engine_runs() -> bool:
+    from fleetd.server import Server
+
+    return "engine" in inspect.getsource(Server)
+
+
+@pytest.mark.skipif(not _engine_runs(), reason="fleetd does not run the engine yet")
+def test_a_unit_submitted_on_one_machine_starts_somewhere(cluster: Cluster) -> None:
+    text = (REPO / "examples" / "units" / "hello.service").read_text()
+    options = [o.to_dict() for o in UnitFile.from_text(text).options]
+    body = {"name": "hello.service", "desiredState": "launched", "options": options}
+    status, reply = _api(cluster, "m2", "PUT", "/units/hello.service", body, cluster.token)
+    assert status in (200, 201, 204), reply
+    ids = {cluster.sandbox.machine(n).machine_id: n for n in ("m1", "m2", "m3")}
+
+    def running_on() -> str | None:
+        _, page = _api(cluster, "m1", "GET", "/state?unitName=hello.service", token=cluster.token)
+        for state in page.get("states", []):
+            if state.get("systemdActiveState") == "active" and state.get("machineID") in ids:
+                return ids[state["machineID"]]
+        return None
+
+    machine = wait_for(running_on, 60, "hello.service did not become active on any machine")
+    assert isinstance(machine, str)
+    assert cluster.active(machine, "hello.service")
 
 
 def test_a_machine_that_powers_off_leaves_a_working_cluster(cluster: Cluster) -> None:
