@@ -75,6 +75,8 @@ mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup"
 mount --rbind /dev "$root/dev"
 # systemd writes its status to /dev/console: keep it in the machine's boot log.
 mount --bind /proc/self/fd/1 "$root/dev/console" 2>/dev/null || true
+# The kernel log is the host's: journald inside neither reads nor writes it.
+mount --bind /dev/null "$root/dev/kmsg"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
 

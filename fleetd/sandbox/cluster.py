@@ -317,14 +317,18 @@ class Sandbox:
         self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=None, systemd_pid=None)))
 
     def boot(self, name: str, timeout: float = 60.0) -> None:
-        """Boot a powered-off machine again: same machine id, disk, address and config."""
+        """Boot a powered-off machine again: same machine id, disk, address and config.
+
+        Waits for fleetd to register, unless the machine is partitioned (it cannot).
+        """
         deadline = time.monotonic() + timeout
         state = self._state()
-        if host.alive(state.machine(name).systemd_pid, "systemd"):
+        ms = state.machine(name)
+        if host.alive(ms.systemd_pid, "systemd"):
             raise SandboxError(f"machine {name} is already running")
         self._launch(name)
         self._wait_booted([name], deadline)
-        if state.fleetd:
+        if state.fleetd and not ms.partitioned:
             self.wait_registered([name], max(1.0, deadline - time.monotonic()))
 
     def kill_fleetd(self, name: str) -> None:

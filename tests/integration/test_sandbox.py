@@ -182,6 +182,27 @@ def test_poweroff_and_boot_keep_the_machine_identity(sandbox: Sandbox, wait_for:
         sandbox.boot("m3")
 
 
+def test_a_partitioned_machine_boots_and_registers_once_healed(
+    sandbox: Sandbox, wait_for: WaitFor
+) -> None:
+    key = Keys().machine(sandbox.machine("m3").machine_id)
+    sandbox.partition("m3")
+    try:
+        sandbox.poweroff("m3")
+        wait_for(
+            lambda: key not in etcd.keys(sandbox.etcd_endpoints, Keys().machines),
+            15,
+            "m3's registration goes away when it powers off",
+        )
+        sandbox.boot("m3")  # returns although fleetd cannot reach etcd
+        assert sandbox.running("m3")
+        assert key not in etcd.keys(sandbox.etcd_endpoints, Keys().machines)
+    finally:
+        sandbox.heal("m3")
+    sandbox.wait_registered(["m3"], 30)
+    assert key in etcd.keys(sandbox.etcd_endpoints, Keys().machines)
+
+
 def test_second_up_is_refused_and_changes_nothing(sandbox: Sandbox, state_dir: Path) -> None:
     before = (state_dir / "state.json").read_bytes()
     with pytest.raises(SandboxError, match="already running"):
