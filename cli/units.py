@@ -54,8 +54,12 @@ _TRIGGERED = {
 
 
 async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> list[str]:
-    """fleet's lazy creation: each unit exists afterwards (from its file or template)."""
-    names = []
+    """fleet's lazy creation: each unit exists afterwards (from its file or template).
+
+    Every argument is resolved before anything is written, so one bad
+    argument leaves the cluster unchanged.
+    """
+    plan: list[tuple[str, list[models.UnitOption] | None, bool]] = []
     for arg in args:
         name = unitargs.unit_name(arg)
         existing = await backend.get_unit(name)
@@ -63,19 +67,23 @@ async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> 
             local = unitargs.local_options(arg)
             if local is not None and not unitargs.same_options(local, existing.options):
                 if replace:
-                    await backend.create_unit(name, local, None, replace=True)
-                    typer.echo(f"Replaced unit {name}", err=True)
-                else:
-                    typer.echo(
-                        f"WARNING: Unit {name} in the cluster differs from local unit file "
-                        f"{arg}. Add --replace to override.",
-                        err=True,
-                    )
+                    plan.append((name, local, True))
+                    continue
+                typer.echo(
+                    f"WARNING: Unit {name} in the cluster differs from local unit file "
+                    f"{arg}. Add --replace to override.",
+                    err=True,
+                )
+            plan.append((name, None, False))
         else:
             source = await unitargs.find_source(backend, arg)
-            await backend.create_unit(name, source.options, None, replace=False)
-        names.append(name)
-    return names
+            plan.append((name, source.options, False))
+    for name, unit_options, replacing in plan:
+        if unit_options is not None:
+            await backend.create_unit(name, unit_options, None, replace=replacing)
+            if replacing:
+                typer.echo(f"Replaced unit {name}", err=True)
+    return [name for name, _, _ in plan]
 
 
 async def _existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:

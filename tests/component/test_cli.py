@@ -190,7 +190,7 @@ def test_bad_input_exits_1_without_changes(server: ServerThread, units: Path) ->
     r = fleetctl(server, "submit", str(units / "broken.service"))
     assert r.exit_code == 1
     assert "Bogus" in r.stderr
-    r = fleetctl(server, "submit", str(units / "missing.service"))
+    r = fleetctl(server, "start", str(units / "web.service"), str(units / "missing.service"))
     assert r.exit_code == 1
     assert "unable to find unit missing.service" in r.stderr
     r = fleetctl(server, "cat", "nope.service")
