@@ -62,6 +62,24 @@ def start_agent(sb: Sandbox, profile: str = "") -> None:
     )
 
 
+BASELINE = """
+printf '[Service]\\nExecStart=/bin/sleep 1000000\\n' > /run/systemd/system/raw@.service
+systemctl daemon-reload
+start=$(date +%s%N)
+systemctl start $(seq -f 'raw@%g.service' 1 "$1")
+end=$(date +%s%N)
+systemctl stop 'raw@*'
+rm /run/systemd/system/raw@.service
+systemctl daemon-reload
+echo $(( (end - start) / 1000000 ))
+"""
+
+
+def systemd_baseline(sb: Sandbox, n: int) -> float:
+    """Seconds ``systemctl start`` needs for n fresh units in this machine (no agent)."""
+    return int(sh(sb, "sh", "-c", BASELINE, "baseline", str(n))) / 1000
+
+
 def agent_cpu_seconds(sb: Sandbox) -> float:
     pid = sh(sb, "systemctl", "show", "-p", "MainPID", "--value", AGENT)
     fields = sh(sb, "cat", f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
@@ -83,6 +101,8 @@ async def bench(sb: Sandbox, n: int, steady: float, profile: str) -> None:
     store = Store(registry, KEYS)
     try:
         await registry.delete(KEYS.prefix, prefix=True)
+        baseline = systemd_baseline(sb, n)
+        print(f"baseline: systemctl start of {n} units (systemd alone) took {baseline:.2f} s")
         start_agent(sb, profile)
 
         async def registered() -> bool:

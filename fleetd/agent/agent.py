@@ -26,7 +26,7 @@ from fleetd.agent.reconciler import Reconciler
 from fleetd.agent.systemd import SystemdManager, UnitStatus
 from fleetd.agent.unitdir import UnitDirectory
 from fleetd.config import Config
-from fleetd.errors import FleetError, SystemdError
+from fleetd.errors import FleetError, RegistryError, SystemdError
 from fleetd.model import Machine
 from fleetd.registry.store import Store
 
@@ -196,7 +196,15 @@ class Agent:
         await self.presence.registered.wait()
         await self.schedule.ready.wait()
         await self.systemd_connected.wait()
-        await self.schedule.refresh()
+        delay = 0.1
+        while True:  # act on a schedule read after registering (see fencing)
+            try:
+                await self.schedule.refresh()
+                return
+            except RegistryError as exc:
+                log.warning("reading the schedule failed: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _systemd(self) -> None:
         """Keep a D-Bus connection: connect with backoff, resync, wait for a disconnect."""

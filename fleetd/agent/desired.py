@@ -17,6 +17,7 @@ from fleetd.model import ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
 from fleetd.requirements import parse_unit
+from fleetd.unitname import UnitName
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ class ScheduleView:
 
     def _decode(self, key: str, value: bytes) -> ScheduleEntry | None:
         try:
-            return self.store.schedule_from(key, value)
+            entry = self.store.schedule_from(key, value)
+            UnitName.parse(entry.name)  # it becomes a file name: never trust it blindly
+            return entry
         except (FleetError, ValueError) as exc:
             log.error("ignoring schedule entry %s: %s", key, exc)
             return None

@@ -1,0 +1,117 @@
+"""The agent's registry side against the in-memory registry: schedule view, bodies, publisher."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from fleetd.agent.desired import Bodies, ScheduleView
+from fleetd.agent.publisher import Publisher
+from fleetd.agent.systemd import UnitStatus
+from fleetd.model import DesiredState, ScheduleEntry, Unit
+from fleetd.registry.keys import Keys
+from fleetd.registry.memory import MemoryRegistry
+from fleetd.registry.store import Store
+from fleetd.unitfile import UnitFile
+
+M = "a" * 32
+TEXT = "[Service]\nExecStart=/bin/sleep 1000\n"
+AMO = TEXT + "\n[X-Fleet]\nAtMostOnce=true\n"
+
+
+async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not cond():  # noqa: ASYNC110 - polling a plain predicate with a deadline
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store(MemoryRegistry(), Keys())
+
+
+async def put_schedule(store: Store, name: str, hash_: str, desired: DesiredState) -> None:
+    op = store.schedule_op(ScheduleEntry(M, name, hash_, desired))
+    await store.registry.put(op.key, op.value)
+
+
+async def test_schedule_view_follows_only_its_machine(store: Store) -> None:
+    await put_schedule(store, "a.service", "1" * 40, DesiredState.LAUNCHED)
+    other = store.schedule_op(ScheduleEntry("b" * 32, "x.service", "2" * 40, DesiredState.LOADED))
+    await store.registry.put(other.key, other.value)
+    changes: list[int] = []
+    view = ScheduleView(store, M, on_change=lambda: changes.append(1))
+    task = asyncio.create_task(view.run())
+    try:
+        await asyncio.wait_for(view.ready.wait(), 5)
+        assert set(view.entries) == {"a.service"}
+        await put_schedule(store, "b.service", "3" * 40, DesiredState.LOADED)
+        await until(lambda: "b.service" in view.entries)
+        assert view.entries["b.service"].desired is DesiredState.LOADED
+        await store.registry.delete(store.keys.scheduled(M, "a.service"))
+        await until(lambda: "a.service" not in view.entries)
+        # a name that is not a valid unit name is ignored, not turned into a file
+        await store.registry.put(store.keys.scheduled(M, "..x"), other.value)
+        await put_schedule(store, "c.service", "4" * 40, DesiredState.LOADED)
+        await until(lambda: "c.service" in view.entries)
+        assert "..x" not in view.entries
+        assert len(changes) >= 4
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_bodies_fetched_once_per_hash_and_checked(store: Store) -> None:
+    unit_file = UnitFile.from_text(AMO)
+    for i in range(3):
+        await store.put_unit(Unit(f"w@{i}.service", unit_file.text, unit_file.hash))
+    bodies = Bodies(store)
+    missing = await bodies.fetch_all((f"w@{i}.service", unit_file.hash) for i in range(3))
+    assert missing == set()
+    body = bodies.get(unit_file.hash)
+    assert body is not None and body.at_most_once and not body.has_install
+    # units/<name> holds another version than the schedule asks for: not available
+    assert await bodies.fetch("other.service", "f" * 40) is None
+    assert await bodies.fetch_all([("other.service", "f" * 40)]) == {"other.service"}
+
+
+async def test_publisher_batches_removes_and_sweeps(store: Store) -> None:
+    pub = Publisher(store=store, machine=M, wall=lambda: 123.0)
+    task = asyncio.create_task(pub.run())
+    try:
+        stale = Publisher(store=store, machine=M, wall=lambda: 1.0)
+        stale.set_lease(await store.registry.grant_lease(30))
+        stale.managed("gone.service", "9" * 40)
+        stale.status(UnitStatus("gone.service", "loaded", "active", "running"))
+        await stale.flush()
+
+        pub.managed("a.service", "1" * 40)
+        pub.status(UnitStatus("a.service", "loaded", "activating", "start"))
+        pub.status(UnitStatus("a.service", "loaded", "active", "running"))
+        assert await store.list_states(M) != []  # only the stale one yet: no lease
+        lease = await store.registry.grant_lease(30)
+        pub.set_lease(lease)
+        await asyncio.wait_for(pub.flushed.wait(), 5)
+        states = {s.name: s for s in await store.list_states(M)}
+        assert set(states) == {"a.service"}  # the stale key was swept
+        assert states["a.service"].active_state == "active"
+        assert states["a.service"].since == 123.0
+        kv = await store.registry.get(store.keys.state(M, "a.service"))
+        assert kv is not None and kv.lease == lease
+
+        pub.unmanaged("a.service")
+        await asyncio.wait_for(pub.flushed.wait(), 5)
+        assert await store.list_states(M) == []
+
+        pub.stop()
+        pub.managed("b.service", "2" * 40)
+        pub.status(UnitStatus("b.service", "loaded", "active", "running"))
+        await pub.flush()
+        assert await store.list_states(M) == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
