@@ -166,3 +166,22 @@ async def test_kill_and_restart_within_ttl_keeps_the_machine(agent: AgentHarness
         watcher.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watcher
+
+
+async def test_dbus_restart_reconnects_and_follows_systemd_signals(agent: AgentHarness) -> None:
+    name = agent.unit("watched")
+    await agent.schedule(name, SLEEPER.format(tag="watched"))
+    await wait_state(agent, name, "active")
+
+    assert agent.exec("systemctl", "restart", "dbus.service").returncode == 0
+
+    async def reconnected() -> bool:
+        return agent.log(current=True).count("connected to systemd") >= 2
+
+    await until(reconnected, 20, "agent did not reconnect to the system bus")
+    # a change made behind the agent's back arrives as a signal (there is no polling)
+    assert agent.exec("systemctl", "stop", name).returncode == 0
+    await wait_state(agent, name, "inactive")
+    later = agent.unit("later")
+    await agent.schedule(later, SLEEPER.format(tag="later"))
+    await wait_state(agent, later, "active")
