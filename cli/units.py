@@ -3,8 +3,9 @@ status, journal."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
 
 import typer
 from fleetd.api import models
@@ -17,6 +18,9 @@ from .options import Output, options, run, stderr_is_tty
 from .progress import Outcome, Waiter
 from .table import echo_json
 
+T = TypeVar("T")
+R = TypeVar("R")
+CONCURRENCY = 32
 Units = Annotated[list[str], typer.Argument(help="unit files or unit names", show_default=False)]
 Replace = Annotated[
     bool,
@@ -53,37 +57,59 @@ _TRIGGERED = {
 }
 
 
+async def _each(items: Sequence[T], work: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``work`` on every item, at most CONCURRENCY at a time, results in order."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
+
+
 async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> list[str]:
     """fleet's lazy creation: each unit exists afterwards (from its file or template).
 
     Every argument is resolved before anything is written, so one bad
     argument leaves the cluster unchanged.
     """
-    plan: list[tuple[str, list[models.UnitOption] | None, bool]] = []
-    for arg in args:
+
+    async def resolve(arg: str) -> tuple[str, list[models.UnitOption] | None, bool]:
         name = unitargs.unit_name(arg)
         existing = await backend.get_unit(name)
-        if existing is not None:
-            local = unitargs.local_options(arg)
-            if local is not None and not unitargs.same_options(local, existing.options):
-                if replace:
-                    plan.append((name, local, True))
-                    continue
-                typer.echo(
-                    f"WARNING: Unit {name} in the cluster differs from local unit file "
-                    f"{arg}. Add --replace to override.",
-                    err=True,
-                )
-            plan.append((name, None, False))
-        else:
+        if existing is None:
             source = await unitargs.find_source(backend, arg)
-            plan.append((name, source.options, False))
-    for name, unit_options, replacing in plan:
+            return name, source.options, False
+        local = unitargs.local_options(arg)
+        if local is not None and not unitargs.same_options(local, existing.options):
+            if replace:
+                return name, local, True
+            typer.echo(
+                f"WARNING: Unit {name} in the cluster differs from local unit file "
+                f"{arg}. Add --replace to override.",
+                err=True,
+            )
+        return name, None, False
+
+    plan = await _each(list(dict.fromkeys(args)), resolve)
+
+    async def write(step: tuple[str, list[models.UnitOption] | None, bool]) -> None:
+        name, unit_options, replacing = step
         if unit_options is not None:
             await backend.create_unit(name, unit_options, None, replace=replacing)
             if replacing:
                 typer.echo(f"Replaced unit {name}", err=True)
-    return [name for name, _, _ in plan]
+
+    await _each(plan, write)
+    return list(dict.fromkeys(name for name, _, _ in plan))
+
+
+async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState) -> None:
+    async def one(name: str) -> None:
+        await backend.set_desired(name, target)
+
+    await _each(names, one)
 
 
 async def _existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
@@ -126,8 +152,7 @@ async def _set_and_wait(
     attempts: int,
     no_block: bool,
 ) -> list[Outcome]:
-    for name in names:
-        await backend.set_desired(name, target)
+    await _set_all(backend, names, target)
     if no_block:
         action = _TRIGGERED.get(verb, verb)
         outcomes = [Outcome(n, True, f"Triggered unit {n} {action}") for n in names]
@@ -239,8 +264,7 @@ def restart(
     async def work(backend: Backend) -> list[Outcome]:
         names = [u.name for u in await _existing(backend, units)]
         quiet = _Print(False)
-        for name in names:
-            await backend.set_desired(name, DesiredState.LOADED)
+        await _set_all(backend, names, DesiredState.LOADED)
         if not no_block:
             waiter = Waiter(backend, DesiredState.LOADED, "stopped", block_attempts)
             stopped = await waiter.wait(names, quiet)
