@@ -241,3 +241,27 @@ def test_bad_settings_are_refused_by_name(
     proc = evaluate(tmp_path, **env)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_the_readme_names_only_real_commands_options_and_settings() -> None:
+    from fleetd.cli.main import app
+    from typer.main import get_command
+
+    readme = (VAGRANT_DIR / "README.md").read_text()
+    script = (VAGRANT_DIR / "provision.sh").read_text()
+    vagrantfile = (VAGRANT_DIR / "Vagrantfile").read_text()
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    code = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.DOTALL))
+    code += "\n" + "\n".join(re.findall(r"`([^`\n]+)`", readme))
+    used = set(re.findall(r"fleetctl ([a-z][a-z-]+)", code))
+    assert used and used <= commands, used - commands
+    flags, continued = [], False
+    for line in code.splitlines():
+        if "provision.sh" in line or continued:
+            flags += re.findall(r"(?<![\w-])(--[a-z-]+)", line.split("provision.sh")[-1])
+        continued = ("provision.sh" in line or continued) and line.endswith("\\")
+    assert {"--name", "--peers", "--token-file", "--help"} <= set(flags)
+    for flag in flags:
+        assert f"{flag})" in script or f"{flag} |" in script, flag
+    for setting in set(re.findall(r"\b(FLEET_[A-Z_]+)\b", readme)):
+        assert setting in vagrantfile or setting in script, setting
