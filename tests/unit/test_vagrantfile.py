@@ -265,3 +265,15 @@ def test_the_readme_names_only_real_commands_options_and_settings() -> None:
         assert f"{flag})" in script or f"{flag} |" in script, flag
     for setting in set(re.findall(r"\b(FLEET_[A-Z_]+)\b", readme)):
         assert setting in vagrantfile or setting in script, setting
+
+
+def test_provision_sh_is_posix_sh() -> None:
+    """dash (Debian's /bin/sh) parses it; shellcheck, where installed, finds nothing."""
+    script = str(VAGRANT_DIR / "provision.sh")
+    proc = subprocess.run(["dash", "-n", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed; dash -n passed")
+    proc = subprocess.run([shellcheck, "-s", "sh", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
