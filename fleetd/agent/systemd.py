@@ -44,9 +44,13 @@ SHUTDOWN_TARGETS = frozenset(
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 _MATCHES = (
     f"type='signal',sender='{DEST}',interface='{MANAGER}',member='JobRemoved'",
-    f"type='signal',sender='{DEST}',interface='{MANAGER}',member='JobNew'",
     f"type='signal',sender='{DEST}',interface='{PROPERTIES}',member='PropertiesChanged',"
     f"arg0='{UNIT}'",
+    # JobNew only for the shutdown targets: the bus drops the rest for us
+    *(
+        f"type='signal',sender='{DEST}',interface='{MANAGER}',member='JobNew',arg2='{target}'"
+        for target in sorted(SHUTDOWN_TARGETS)
+    ),
 )
 _JOB_MEMORY = 65536
 # dbus-daemon allows 128 pending replies per connection (max_replies_per_connection).

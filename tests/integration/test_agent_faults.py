@@ -79,5 +79,6 @@ async def test_poweroff_states_vanish_with_the_lease(sandbox: Sandbox, agent: Ag
     async def gone() -> bool:
         return not await agent.states() and not await agent.registered()
 
-    await until(gone, TTL + 3, "states of the powered-off machine did not vanish")
+    # The agent sees systemd stopping and releases the lease: well before the TTL.
+    await until(gone, TTL / 2, "states of the powered-off machine did not vanish at once")
     print(f"states gone {time.monotonic() - off:.2f}s after power-off returned")
