@@ -22,16 +22,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fleetd.config import Config
 from fleetd.engine.leader import Leadership
-from fleetd.engine.model import ClusterModel, Collection, collections_for
+from fleetd.engine.model import ClusterModel, Collection, Parsed, collections_for
 from fleetd.engine.plan import Action, Plan, Task, plan
 from fleetd.engine.scheduler import Strategy
 from fleetd.errors import NotLeader, RegistryError
-from fleetd.registry.base import MAX_TXN_OPS, Op
-from fleetd.registry.store import Store
+from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
+from fleetd.registry.store import Snapshot, Store
 from fleetd.requirements import ReservationDefaults
 
 log = logging.getLogger(__name__)
+
+_INLINE_EVENTS = 64
+"""Mirror batches larger than this are applied in a worker thread."""
 
 
 @dataclass(slots=True)
@@ -63,6 +67,25 @@ class EngineSettings:
     drain_batch: int = 10
     drain_interval: float = 5.0
     plan_in_thread: bool = True
+    write_concurrency: int = 8  # fenced transactions in flight at once
+
+
+def settings_from_config(config: Config) -> EngineSettings:
+    """Engine settings for a fleetd configured by ``config``.
+
+    The leader lease is a third of the agent TTL (10 s by default), so a new
+    leader takes over well before lost machines' units are due to move; the
+    AtMostOnce grace is a sixth of the agent TTL (5 s by default).
+    """
+    return EngineSettings(
+        strategy=Strategy(config.scheduler_strategy),
+        defaults=ReservationDefaults(
+            config.default_cpu_reservation_millis, config.default_memory_reservation_bytes
+        ),
+        leader_ttl=max(2, int(config.agent_ttl // 3)),
+        at_most_once_grace=max(1.0, config.agent_ttl / 6),
+        interval=config.engine_reconcile_interval,
+    )
 
 
 class _Deposed(Exception):
@@ -86,6 +109,8 @@ class Engine:
         self.metrics = EngineMetrics()
         self.leadership = Leadership(store, machine_id, ttl=self.settings.leader_ttl, clock=clock)
         self.model = ClusterModel()
+        self._parsed: Parsed = {}  # kept across leadership changes
+        self._model_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._loaded = asyncio.Event()
         self._own_writes = 0
@@ -124,6 +149,7 @@ class Engine:
             self.settings.defaults,
             self.clock,
             lambda: self._own_writes,
+            self._parsed,
         )
         async with asyncio.TaskGroup() as group:
             group.create_task(self._until_deposed(), name="engine-deposed")
@@ -147,7 +173,14 @@ class Engine:
             try:
                 async for item in self.store.mirror(collection.prefix):
                     delay = 0.1
-                    if collection.apply(item):
+                    async with self._model_lock:
+                        # Parsing many unit files would stall the loop (and the lease).
+                        big = isinstance(item, Snapshot) or len(item.events) > _INLINE_EVENTS
+                        if big:
+                            changed = await asyncio.to_thread(collection.apply, item)
+                        else:
+                            changed = collection.apply(item)
+                    if changed:
                         self._dirty.set()
                     if not self._loaded.is_set() and all(c.loaded for c in every):
                         self._loaded.set()
@@ -201,13 +234,14 @@ class Engine:
         started = time.perf_counter()
         now = self.clock()
         s = self.settings
-        snap = self.model.snapshot(
-            now,
-            wall=self.wall(),
-            grace=s.at_most_once_grace,
-            strategy=s.strategy,
-            drain_batch=s.drain_batch if now >= self._next_drain else 0,
-        )
+        async with self._model_lock:
+            snap = self.model.snapshot(
+                now,
+                wall=self.wall(),
+                grace=s.at_most_once_grace,
+                strategy=s.strategy,
+                drain_batch=s.drain_batch if now >= self._next_drain else 0,
+            )
         result = await asyncio.to_thread(plan, snap) if s.plan_in_thread else plan(snap)
         self.metrics.plan_seconds = time.perf_counter() - started
         if result.tasks:
@@ -215,7 +249,8 @@ class Engine:
         if result.drained:
             self._next_drain = now + s.drain_interval
         self._wake_at = result.wake_at
-        self.model.forget_machines()
+        async with self._model_lock:
+            self.model.forget_machines()
         elapsed = time.perf_counter() - started
         m = self.metrics
         m.reconciles += 1
@@ -237,17 +272,44 @@ class Engine:
     async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
         ops = [self._op(task) for task in tasks]
         try:
-            self._own_writes = await self.store.write_fenced(ops, revision)
+            self._own_writes = await self._write(ops, revision)
         except NotLeader as exc:
             self.metrics.fenced_writes += 1
             self.leadership.step_down(str(exc))
             raise _Deposed from exc
-        self.model.apply_tasks(tasks)
+        async with self._model_lock:
+            self.model.apply_tasks(tasks)
         m = self.metrics
         m.write_ops += len(ops)
         m.write_transactions += -(-len(ops) // MAX_TXN_OPS)
         m.placements += sum(1 for t in tasks if t.action is Action.SCHEDULE)
         m.unschedules += sum(1 for t in tasks if t.action is Action.UNSCHEDULE)
+
+    async def _write(self, ops: list[Op], revision: int) -> int:
+        """Fenced transactions of <= MAX_TXN_OPS, a few in flight at once.
+
+        Deletes (unschedules) all commit before any put is sent, so a unit
+        that moves never has two entries at once.
+        """
+        split = next((i for i, op in enumerate(ops) if not isinstance(op, Delete)), len(ops))
+        newest = 0
+        limit = asyncio.Semaphore(self.settings.write_concurrency)
+
+        async def one(chunk: list[Op]) -> int:
+            async with limit:
+                return await self.store.write_fenced(chunk, revision)
+
+        for phase in (ops[:split], ops[split:]):
+            chunks = [phase[i : i + MAX_TXN_OPS] for i in range(0, len(phase), MAX_TXN_OPS)]
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    running = [group.create_task(one(chunk)) for chunk in chunks]
+            except ExceptionGroup as group_error:
+                errors = group_error.exceptions
+                raise next((e for e in errors if isinstance(e, NotLeader)), errors[0]) from None
+            newest = max([newest, *(t.result() for t in running)])
+        return newest
 
     def _op(self, task: Task) -> Op:
         store = self.store

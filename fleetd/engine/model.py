@@ -134,16 +134,20 @@ class Collection:
             log.error("engine: ignoring %s: %s", args[0], exc)
 
 
+Parsed = dict[tuple[str, str], UnitSpec]
+"""Units parsed by (name, hash): parsing is the costly part of loading the model."""
+
+
 def collections_for(
     model: ClusterModel,
     store: Store,
     defaults: ReservationDefaults,
     now: Callable[[], float],
     own_writes: Callable[[], int],
+    parsed: Parsed,
 ) -> list[Collection]:
     """The five mirrors the engine keeps, wired to ``model``."""
     keys = store.keys
-    parsed: dict[tuple[str, str], UnitSpec] = {}
 
     def put_unit(key: str, value: bytes) -> None:
         unit = store.unit_from(key, value)
@@ -165,7 +169,6 @@ def collections_for(
 
     def clear_units() -> None:
         model.units.clear()
-        parsed.clear()
 
     def put_machine(key: str, value: bytes) -> None:
         machine = store.machine_from(key, value)
