@@ -102,7 +102,7 @@ async def run(etcd: EtcdServer, n_units: int, n_machines: int, strategy: Strateg
     cpu0, etcd0, wall0 = time.process_time(), etcd_cpu(etcd_pid), time.perf_counter()
     task = asyncio.get_running_loop().create_task(engine.run())
     loaded_at = loaded_cpu = 0.0
-    while engine.metrics.reconciles == 0:
+    while engine.metrics.reconciles_total == 0:
         if not loaded_at and engine._loaded.is_set():
             loaded_at, loaded_cpu = time.perf_counter(), time.process_time()
         if task.done():
@@ -114,7 +114,7 @@ async def run(etcd: EtcdServer, n_units: int, n_machines: int, strategy: Strateg
     with contextlib.suppress(asyncio.CancelledError):
         await task
     m = engine.metrics
-    placed = m.placements
+    placed = m.placements_total
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"  {placed} placements ({m.unplaceable} unplaceable) in {done - loaded_at:.2f}s "
@@ -122,8 +122,9 @@ async def run(etcd: EtcdServer, n_units: int, n_machines: int, strategy: Strateg
         f"(plan {m.plan_seconds:.2f}s, writes {m.reconcile_seconds - m.plan_seconds:.2f}s)\n"
         f"  from engine start: {done - wall0:.2f}s, {placed / (done - wall0):,.0f} placements/s "
         f"(election + reading and parsing {n_units} units: {loaded_at - wall0:.2f}s)\n"
-        f"  etcd: {m.write_ops / placed:.3f} operations and {m.write_transactions / placed:.4f} "
-        f"transactions per placement ({m.write_transactions} transactions)\n"
+        f"  etcd: {m.write_ops_total / placed:.3f} operations and "
+        f"{m.write_transactions_total / placed:.4f} transactions per placement "
+        f"({m.write_transactions_total} transactions)\n"
         f"  CPU: {cpu:.2f}s engine process ({time.process_time() - loaded_cpu:.2f}s after the "
         f"model was loaded), {etcd_used:.2f}s etcd; peak RSS {rss:.0f} MiB"
     )

@@ -116,14 +116,25 @@ class Server:
         parts: dict[str, Coroutine[Any, Any, None]] = {
             "agent": self._agent(agent),
             "ready": self._ready(agent),
-            "api": self._api(store, agent.machine.id),
         }
+        extra_metrics: list[Callable[[], str]] = []
+        if not self.config.disable_engine:
+            from fleetd.api.metrics import render_fields
+            from fleetd.engine.engine import Engine, settings_from_config
+
+            settings = settings_from_config(self.config)
+            engine = Engine(store, agent.machine.id, clock=self.clock, settings=settings)
+            parts["engine"] = engine.run()
+            extra_metrics.append(lambda: render_fields("fleetd_engine", engine.metrics))
+        parts["api"] = self._api(store, agent.machine.id, extra_metrics)
         return parts
 
-    async def _api(self, store: Store, machine_id: str) -> None:
+    async def _api(
+        self, store: Store, machine_id: str, extra_metrics: list[Callable[[], str]]
+    ) -> None:
         from fleetd.api.serve import for_fleetd
 
-        server = for_fleetd(self.config, store, machine_id=machine_id)
+        server = for_fleetd(self.config, store, machine_id=machine_id, extra_metrics=extra_metrics)
         server.bind()
         await server.run()
 

@@ -40,20 +40,23 @@ _INLINE_EVENTS = 64
 
 @dataclass(slots=True)
 class EngineMetrics:
-    """Counters the API exposes (read-only for everyone but the engine)."""
+    """What the API exposes (Prometheus names: ``fleetd_engine_<field>``; ``_total`` = counter).
 
-    leader: bool = False
-    leader_changes: int = 0
-    placements: int = 0
-    unschedules: int = 0
-    unplaceable: int = 0
-    reconciles: int = 0
-    reconcile_seconds: float = 0.0  # the last pass, plan and writes
+    Only the engine writes these; everyone else reads.
+    """
+
+    leader: int = 0  # 1 while this process leads
+    leader_changes_total: int = 0  # times this process became leader
+    placements_total: int = 0
+    unschedules_total: int = 0
+    unplaceable: int = 0  # units the last pass could not place
+    reconciles_total: int = 0
+    reconcile_seconds: float = 0.0  # the last pass: plan and writes
     reconcile_seconds_total: float = 0.0
-    plan_seconds: float = 0.0  # the last pass, plan only
-    write_ops: int = 0
-    write_transactions: int = 0
-    fenced_writes: int = 0  # writes refused because leadership was lost
+    plan_seconds: float = 0.0  # the last pass: plan only
+    write_ops_total: int = 0
+    write_transactions_total: int = 0
+    fenced_writes_total: int = 0  # writes refused because leadership was lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ class Engine:
         self._dirty = asyncio.Event()
         self._loaded = asyncio.Event()
         self._own_writes = 0
-        self._next_drain = 0.0
+        self._drain_due: float | None = None
         self._wake_at: float | None = None
 
     def trigger(self) -> None:
@@ -132,14 +135,14 @@ class Engine:
             revision = self.leadership.revision
             if revision is None:
                 continue
-            self.metrics.leader = True
-            self.metrics.leader_changes += 1
+            self.metrics.leader = 1
+            self.metrics.leader_changes_total += 1
             try:
                 await self._lead(revision)
             except* _Deposed:
                 pass
             finally:
-                self.metrics.leader = False
+                self.metrics.leader = 0
                 self._reset()
 
     async def _lead(self, revision: int) -> None:
@@ -215,16 +218,13 @@ class Engine:
 
     def _idle_timeout(self) -> float:
         s = self.settings
-        # A safety pass should cost at most a tenth of a core.
-        timeout = max(s.interval, 10 * self.metrics.reconcile_seconds)
+        # A safety pass should cost at most a twentieth of a core.
+        timeout = max(s.interval, 20 * self.metrics.reconcile_seconds)
         now = self.clock()
-        for due in (self._wake_at, self._next_drain if self._draining() else None):
+        for due in (self._wake_at, self._drain_due):
             if due is not None:
                 timeout = min(timeout, max(0.0, due - now))
         return timeout
-
-    def _draining(self) -> bool:
-        return any(f.draining for f in self.model.flags.values())
 
     async def reconcile(self, revision: int) -> Plan | None:
         """One pass: snapshot, plan, fenced writes.  None if this process is not leading."""
@@ -240,27 +240,29 @@ class Engine:
                 wall=self.wall(),
                 grace=s.at_most_once_grace,
                 strategy=s.strategy,
-                drain_batch=s.drain_batch if now >= self._next_drain else 0,
+                drain_batch=s.drain_batch
+                if self._drain_due is None or now >= self._drain_due
+                else 0,
             )
         result = await asyncio.to_thread(plan, snap) if s.plan_in_thread else plan(snap)
         self.metrics.plan_seconds = time.perf_counter() - started
         if result.tasks:
             await self._apply(result.tasks, revision)
-        if result.drained:
-            self._next_drain = now + s.drain_interval
+        # More may be left to drain: the next batch is due after drain_interval.
+        self._drain_due = now + s.drain_interval if result.drained else None
         self._wake_at = result.wake_at
         async with self._model_lock:
             self.model.forget_machines()
         elapsed = time.perf_counter() - started
         m = self.metrics
-        m.reconciles += 1
+        m.reconciles_total += 1
         m.reconcile_seconds = elapsed
         m.reconcile_seconds_total += elapsed
         m.unplaceable = result.unplaceable
         if result.tasks:
             log.info(
                 "engine: pass %d: %d tasks (%d placed, %d unplaceable) in %.3fs (plan %.3fs)",
-                m.reconciles,
+                m.reconciles_total,
                 len(result.tasks),
                 result.placed,
                 result.unplaceable,
@@ -274,16 +276,16 @@ class Engine:
         try:
             self._own_writes = await self._write(ops, revision)
         except NotLeader as exc:
-            self.metrics.fenced_writes += 1
+            self.metrics.fenced_writes_total += 1
             self.leadership.step_down(str(exc))
             raise _Deposed from exc
         async with self._model_lock:
             self.model.apply_tasks(tasks)
         m = self.metrics
-        m.write_ops += len(ops)
-        m.write_transactions += -(-len(ops) // MAX_TXN_OPS)
-        m.placements += sum(1 for t in tasks if t.action is Action.SCHEDULE)
-        m.unschedules += sum(1 for t in tasks if t.action is Action.UNSCHEDULE)
+        m.write_ops_total += len(ops)
+        m.write_transactions_total += -(-len(ops) // MAX_TXN_OPS)
+        m.placements_total += sum(1 for t in tasks if t.action is Action.SCHEDULE)
+        m.unschedules_total += sum(1 for t in tasks if t.action is Action.UNSCHEDULE)
 
     async def _write(self, ops: list[Op], revision: int) -> int:
         """Fenced transactions of <= MAX_TXN_OPS, a few in flight at once.

@@ -24,7 +24,7 @@ async def test_leader_places_units_and_explains_the_rest() -> None:
         h.start(engine)
 
         async def settled() -> bool:
-            done = engine.metrics.reconciles > 0  # the pass that wrote them has finished
+            done = engine.metrics.reconciles_total > 0  # the pass that wrote them has finished
             return done and len(await h.where()) == 3 and len(await h.reasons()) == 2
 
         await h.wait_for(settled, "3 placed, 2 with reasons")
@@ -32,8 +32,8 @@ async def test_leader_places_units_and_explains_the_rest() -> None:
         assert sorted(m for ms in where.values() for m in ms) == ["m1", "m2", "m3"]
         for text in (await h.reasons()).values():
             assert "conflicts with web@" in text
-        assert engine.metrics.leader and engine.metrics.leader_changes == 1
-        assert engine.metrics.placements == 3 and engine.metrics.unplaceable == 2
+        assert engine.metrics.leader and engine.metrics.leader_changes_total == 1
+        assert engine.metrics.placements_total == 3 and engine.metrics.unplaceable == 2
 
         # A new machine: one more unit fits, its reason is cleared; nothing else moves.
         await h.machine("m4")
@@ -136,18 +136,18 @@ async def test_drain_moves_units_off_in_batches_and_cordon_keeps_them() -> None:
         assert len(await h.agents["m1"].units()) == 6
 
         # Drain m1 with room on m2: everything moves, at most two per pass.
-        passes = engine.metrics.reconciles
+        passes = engine.metrics.reconciles_total
         await h.flag("m2", MachineFlags())
         await h.flag("m1", MachineFlags(draining=True))
 
         async def drained() -> bool:
-            if engine.metrics.unschedules < 6:  # the pass writing the last batch has finished
+            if engine.metrics.unschedules_total < 6:  # the pass writing the last batch has finished
                 return False
             return await h.agents["m1"].units() == [] and len(await h.where()) == 7
 
         await h.wait_for(drained, "m1 drained")
-        assert engine.metrics.unschedules == 6
-        assert engine.metrics.reconciles - passes >= 3  # three batches of two
+        assert engine.metrics.unschedules_total == 6
+        assert engine.metrics.reconciles_total - passes >= 3  # three batches of two
 
 
 async def test_one_leader_and_failover_without_loss_or_duplicates() -> None:
@@ -223,7 +223,7 @@ async def test_engine_that_lost_leadership_stops_and_writes_nothing() -> None:
         )
         with pytest.raises(_Deposed):
             await engine._apply((task,), revision)
-        assert engine.metrics.fenced_writes == 1
+        assert engine.metrics.fenced_writes_total == 1
         assert engine.leadership.revision is None and engine.leadership.leading() is None
         assert await h.where() == {}
 
