@@ -29,7 +29,7 @@ class ApiContext:
     extra_metrics: tuple[Callable[[], str], ...] = ()
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
     ctx = request.app.state.ctx
     assert isinstance(ctx, ApiContext)
     return ctx

@@ -75,11 +75,10 @@ async def unit_page(store: Store, token: PageToken | None, size: int) -> Page[mo
 async def get_unit(store: Store, name: str) -> models.Unit:
     """One unit with its current state; NotFound if it does not exist."""
     UnitName.parse(name)
-    unit, entries, placement = await asyncio.gather(
-        store.get_unit(name), _entries_of(store, name), store.get_placement(name)
-    )
+    unit = await store.get_unit(name)
     if unit is None:
         raise NotFound(f"unit {name} does not exist")
+    entries, placement = await asyncio.gather(_entries_of(store, name), store.get_placement(name))
     states = {}
     for entry in entries:
         kv = await store.registry.get(store.keys.state(entry.machine, name))
@@ -94,8 +93,20 @@ async def get_unit(store: Store, name: str) -> models.Unit:
     )
 
 
+# Up to this many machines, a unit's schedule entries are looked up key by key
+# instead of reading the whole schedule.
+POINT_LOOKUP_MACHINES = 64
+
+
 async def _entries_of(store: Store, name: str) -> list[model.ScheduleEntry]:
-    return [e for e in await store.list_all_schedule() if e.name == name]
+    machines = await store.list_machines()
+    if len(machines) > POINT_LOOKUP_MACHINES:
+        return [e for e in await store.list_all_schedule() if e.name == name]
+    found = await asyncio.gather(
+        *(store.registry.get(store.keys.scheduled(m.id, name)) for m in machines)
+    )
+    # (Entries left on a machine that is gone are not shown: the engine moves them.)
+    return [store.schedule_from(kv.key, kv.value) for kv in found if kv is not None]
 
 
 async def list_states(

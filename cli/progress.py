@@ -92,7 +92,20 @@ class Waiter:
         found = await asyncio.gather(*(self.backend.get_unit(n) for n in sorted(names)))
         return {u.name: u for u in found if u is not None}
 
-    async def _outcome(self, name: str, unit: models.Unit | None) -> Outcome | None:
+    async def _states(self, units: list[models.Unit]) -> dict[tuple[str, str], models.UnitState]:
+        """States of the units that reached ``launched`` (one request for all of them)."""
+        names = [u.name for u in units]
+        if not names:
+            return {}
+        states = await self.backend.list_states(None if len(names) > _BULK else names)
+        return {(s.name, s.machineID): s for s in states}
+
+    async def _outcome(
+        self,
+        name: str,
+        unit: models.Unit | None,
+        states: dict[tuple[str, str], models.UnitState],
+    ) -> Outcome | None:
         """The final outcome for ``name``, or None while it is still on its way."""
         if unit is None:
             return Outcome(name, False, f"Unit {name} does not exist")
@@ -104,16 +117,14 @@ class Waiter:
                 unit.currentState,
                 reason=unit.reason,
             )
-        reached = self._reached(unit)
-        if not reached:
+        if not self._reached(unit):
             return None
         where = ""
         if unit.machineID:
             where = f" on {legend(unit.machineID, await self._machine_map())}"
         if self.target is DesiredState.LAUNCHED and unit.machineID:
-            states = await self.backend.list_states([name])
-            mine = [s for s in states if s.machineID == unit.machineID]
-            active = mine[0].systemdActiveState if mine else ""
+            state = states.get((name, unit.machineID))
+            active = state.systemdActiveState if state else ""
             if active == "failed":
                 return Outcome(
                     name, False, f"Unit {name} failed{where}", unit.currentState, unit.machineID
@@ -144,8 +155,14 @@ class Waiter:
             while pending and (self.attempts <= 0 or attempt < self.attempts):
                 attempt += 1
                 last = await self._units(set(pending))
+                launched = [
+                    u
+                    for u in last.values()
+                    if self.target is DesiredState.LAUNCHED and self._reached(u) and u.machineID
+                ]
+                states = await self._states(launched)
                 for name in list(pending):
-                    outcome = await self._outcome(name, last.get(name))
+                    outcome = await self._outcome(name, last.get(name), states)
                     if outcome is not None:
                         outcomes[name] = outcome
                         pending.remove(name)

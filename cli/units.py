@@ -21,6 +21,7 @@ from .table import echo_json
 T = TypeVar("T")
 R = TypeVar("R")
 CONCURRENCY = 32
+BULK = 20  # more unit arguments than this: list the units once
 Units = Annotated[list[str], typer.Argument(help="unit files or unit names", show_default=False)]
 Replace = Annotated[
     bool,
@@ -68,16 +69,27 @@ async def _each(items: Sequence[T], work: Callable[[T], Awaitable[R]]) -> list[R
     return list(await asyncio.gather(*(one(i) for i in items)))
 
 
-async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> list[str]:
+async def ensure_units(
+    backend: Backend,
+    args: Sequence[str],
+    replace: bool,
+    desired: DesiredState | None = None,
+    created: set[str] | None = None,
+) -> list[str]:
     """fleet's lazy creation: each unit exists afterwards (from its file or template).
 
     Every argument is resolved before anything is written, so one bad
-    argument leaves the cluster unchanged.
+    argument leaves the cluster unchanged.  New units are created with
+    ``desired`` (one request instead of two) and their names added to ``created``.
     """
+
+    known: dict[str, models.Unit] | None = None
+    if len(args) > BULK:
+        known = {u.name: u for u in await backend.list_units()}
 
     async def resolve(arg: str) -> tuple[str, list[models.UnitOption] | None, bool]:
         name = unitargs.unit_name(arg)
-        existing = await backend.get_unit(name)
+        existing = known.get(name) if known is not None else await backend.get_unit(name)
         if existing is None:
             source = await unitargs.find_source(backend, arg)
             return name, source.options, False
@@ -97,9 +109,13 @@ async def ensure_units(backend: Backend, args: Sequence[str], replace: bool) -> 
     async def write(step: tuple[str, list[models.UnitOption] | None, bool]) -> None:
         name, unit_options, replacing = step
         if unit_options is not None:
-            await backend.create_unit(name, unit_options, None, replace=replacing)
+            await backend.create_unit(
+                name, unit_options, None if replacing else desired, replace=replacing
+            )
             if replacing:
                 typer.echo(f"Replaced unit {name}", err=True)
+            elif created is not None:
+                created.add(name)
 
     await _each(plan, write)
     return list(dict.fromkeys(name for name, _, _ in plan))
@@ -151,8 +167,9 @@ async def _set_and_wait(
     verb: str,
     attempts: int,
     no_block: bool,
+    already: set[str] | frozenset[str] = frozenset(),
 ) -> list[Outcome]:
-    await _set_all(backend, names, target)
+    await _set_all(backend, [n for n in names if n not in already], target)
     if no_block:
         action = _TRIGGERED.get(verb, verb)
         outcomes = [Outcome(n, True, f"Triggered unit {n} {action}") for n in names]
@@ -186,8 +203,11 @@ def _lifecycle(
     no_block: bool,
 ) -> None:
     async def work(backend: Backend) -> list[Outcome]:
-        names = await ensure_units(backend, units, replace)
-        return await _set_and_wait(ctx, backend, names, target, verb, attempts, no_block)
+        created: set[str] = set()
+        names = await ensure_units(backend, units, replace, target, created)
+        return await _set_and_wait(
+            ctx, backend, names, target, verb, attempts, no_block, already=created
+        )
 
     _report(ctx, run(ctx, work))
 

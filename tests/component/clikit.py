@@ -76,8 +76,13 @@ class ServerThread:
     """The API on ``unix://<tmp>/fleet.sock`` (and TCP when ``token`` is given)."""
 
     def __init__(
-        self, tmp: Path, inspector: SystemdInspector | None = None, token: str | None = None
+        self,
+        tmp: Path,
+        inspector: SystemdInspector | None = None,
+        token: str | None = None,
+        page_size: int = 2,
     ) -> None:
+        self.page_size = page_size
         self.socket = tmp / "fleet.sock"
         self.endpoint = f"unix://{self.socket}"
         self.inspector = inspector
@@ -97,7 +102,9 @@ class ServerThread:
 
     async def _start(self) -> None:
         self.store = Store(MemoryRegistry())
-        app = create_app(self.store, machine_id=M1, inspector=self.inspector, page_size=2)
+        app = create_app(
+            self.store, machine_id=M1, inspector=self.inspector, page_size=self.page_size
+        )
         listen = [self.endpoint] + (["tcp://127.0.0.1:0"] if self.token else [])
         server = ApiServer(app, listen, token=self.token)
         server.bind()
