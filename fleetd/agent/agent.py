@@ -213,7 +213,6 @@ class Agent:
             try:
                 await self.manager.connect()
                 await self.manager.track(self.reconciler.files)
-                await self.manager.resync()
                 if await self.manager.system_state() == "stopping":
                     self._on_shutdown()
             except SystemdError as exc:

@@ -24,7 +24,7 @@ from pathlib import Path
 from fleetd.agent.desired import Bodies, ScheduleView
 from fleetd.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, phases, plan
 from fleetd.agent.publisher import Publisher
-from fleetd.agent.systemd import SystemdManager
+from fleetd.agent.systemd import SystemdManager, UnitStatus
 from fleetd.agent.unitdir import UnitDirectory
 from fleetd.errors import FleetError, SystemdError, SystemdUnavailable
 from fleetd.model import DesiredState
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RUNTIME_UNIT_DIR = Path("/run/systemd/system")
 RUNNING = frozenset({"active", "activating", "reloading"})
+_NOT_FOUND = UnitStatus("", "not-found", "inactive", "dead")
 
 
 class PhaseFailed(FleetError):
@@ -69,6 +70,7 @@ class Reconciler:
         self.passes = 0
         self.idle = asyncio.Event()  # set after a pass that found nothing left to do
         self._wake = asyncio.Event()
+        self._last_tasks: list[Task] = []
 
     def trigger(self) -> None:
         self.idle.clear()
@@ -95,7 +97,9 @@ class Reconciler:
         for name, hash_ in self.files.items():
             status = self.manager.status.get(name)
             running = status is not None and status.active_state in RUNNING
-            loaded = status is not None and status.load_state == "loaded"
+            # anything but not-found: systemd read our file (a bad one stays bad however
+            # often it is linked again; its state shows why)
+            loaded = status is not None and status.load_state != "not-found"
             current.append(
                 CurrentUnit(name, hash_, loaded, running or self.started.get(name) == hash_)
             )
@@ -185,8 +189,11 @@ class Reconciler:
         self.bodies.forget_except(wanted)
         if not tasks:
             self.idle.set()
+        elif tasks == self._last_tasks:
+            log.warning("the same %d tasks are due again; next pass on a change", len(tasks))
         else:
             self.trigger()  # one more pass confirms that nothing is left
+        self._last_tasks = tasks
         return tasks
 
     async def _run_phase(self, kind: TaskKind, tasks: list[Task]) -> None:
@@ -242,7 +249,15 @@ class Reconciler:
                 install.append(task.unit)
         await self.manager.link(paths)
         await self.manager.enable(install)
-        await self.manager.track(t.unit for t in tasks)
+        names = [t.unit for t in tasks]
+        await self.manager.track(names)
+        unseen = [
+            n for n in names if self.manager.status.get(n, _NOT_FOUND).load_state == "not-found"
+        ]
+        if unseen:  # systemd kept an old "not found" for them: make it read its directories
+            log.info("reload reason=%r", f"systemd did not see {len(unseen)} new unit files")
+            await self.manager.reload()
+            await self.manager.resync()
 
     async def _unload(self, names: list[str]) -> None:
         try:

@@ -253,11 +253,11 @@ class SystemdManager:
     # --- tracking ---------------------------------------------------------
 
     async def track(self, names: Iterable[str]) -> None:
-        """Track ``names`` from now on and refresh their status (reported if changed)."""
-        fresh = set(names) - self._tracked
-        self._tracked |= fresh
-        if fresh:
-            await self.resync(fresh)
+        """Track ``names`` from now on and read their status now (reported if changed)."""
+        wanted = set(names)
+        self._tracked |= wanted
+        if wanted:
+            await self.resync(wanted)
 
     def untrack(self, names: Iterable[str]) -> None:
         for name in names:

@@ -98,7 +98,7 @@ async def test_failing_unit_shows_failed_and_is_not_restarted(agent: AgentHarnes
     other = agent.unit("after")
     await agent.schedule(other, SLEEPER.format(tag=3))  # triggers more passes
     await wait_state(agent, other, "active")
-    starts = [a for a in agent.actions() if a.startswith(f"start unit={name}")]
+    starts = [a for a in agent.actions() if a.startswith(f"start unit={name} reason=")]
     assert len(starts) == 1, starts
 
 
@@ -185,3 +185,22 @@ async def test_dbus_restart_reconnects_and_follows_systemd_signals(agent: AgentH
     later = agent.unit("later")
     await agent.schedule(later, SLEEPER.format(tag="later"))
     await wait_state(agent, later, "active")
+
+
+async def test_bad_unit_file_shows_its_load_state_and_is_not_retried(
+    agent: AgentHarness,
+) -> None:
+    name = agent.unit("noexec")
+    await agent.schedule(name, "[Unit]\nDescription=no ExecStart\n\n[Service]\nType=simple\n")
+
+    async def bad() -> bool:
+        state = await agent.state(name)
+        return state is not None and state.load_state == "bad-setting"
+
+    await until(bad, 15, "bad-setting was not published")
+    other = agent.unit("fine")
+    await agent.schedule(other, SLEEPER.format(tag="fine"))  # more passes
+    await wait_state(agent, other, "active")
+    actions = agent.actions()
+    assert len([a for a in actions if a.startswith(f"load unit={name} reason=")]) == 1, actions
+    assert len([a for a in actions if a.startswith(f"start unit={name} reason=")]) == 1, actions
