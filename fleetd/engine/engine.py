@@ -11,7 +11,7 @@ worker thread (it can take a second with 100,000 units, and the leader
 lease must keep being renewed meanwhile), then applies the tasks in
 transactions of at most 128 operations, each guarded by the create revision
 of ``engine/leader``.  Without events a safety pass still runs every
-``interval`` seconds (stretched so that it costs at most a tenth of a core).
+``interval`` seconds (stretched so that it costs at most 2% of a core).
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ class Engine:
 
     def _idle_timeout(self) -> float:
         s = self.settings
-        # A safety pass should cost at most a twentieth of a core.
-        timeout = max(s.interval, 20 * self.metrics.reconcile_seconds)
+        # A safety pass should cost at most 2% of a core.
+        timeout = max(s.interval, 50 * self.metrics.reconcile_seconds)
         now = self.clock()
         for due in (self._wake_at, self._drain_due):
             if due is not None:

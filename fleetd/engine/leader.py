@@ -1,13 +1,14 @@
 """Engine leader election: a lease plus a create-if-absent transaction on ``engine/leader``.
 
-Every candidate holds one lease, refreshed every TTL/3.  A follower
-campaigns on every tick and at once when the leader key disappears.  The
-leader knows the latest time its lease can still be alive: the lease was
-refreshed no earlier than the moment the last successful refresh was *sent*,
-so it lives at least until ``sent + ttl``.  It stops acting ``margin``
-seconds before that unless a refresh succeeds meanwhile.  Writes are fenced
-by the election revision anyway (Store.write_fenced), so a paused leader
-that wakes up late cannot write even if it has not noticed yet.
+Followers hold no lease and write nothing: they watch the leader key and
+campaign (grant a lease, create the key if absent) when it disappears, and
+check it once per TTL in case a watch event was missed.  The leader refreshes
+its lease every TTL/3 and knows the latest time the lease can still be
+alive: it was refreshed no earlier than the moment the last successful
+refresh was *sent*, so it lives at least until ``sent + ttl``.  It stops
+acting ``margin`` seconds before that unless a refresh succeeds meanwhile.
+Writes are fenced by the election revision anyway (Store.write_fenced), so a
+paused leader that wakes up late cannot write even before it notices.
 """
 
 from __future__ import annotations
@@ -77,50 +78,74 @@ class Leadership:
             await asyncio.shield(self._resign())
 
     async def _loop(self) -> None:
-        interval = self.ttl / 3
         while True:
             try:
-                await self._tick()
+                await self.tick()
             except RegistryError as exc:
                 log.warning("engine: leader lease/campaign failed: %s", exc)
             if self.revision is not None and self.clock() >= self._deadline():
                 self.step_down("lease could not be renewed in time")
-            await self._pause(interval)
+            await self._pause()
 
-    async def _tick(self) -> None:
+    async def tick(self) -> None:
+        """One step: a follower campaigns if the key is free, a leader renews its lease."""
+        if self.revision is None:
+            await self._campaign()
+        else:
+            await self._renew()
+
+    async def _renew(self) -> None:
         sent = self.clock()
-        if self.lease == 0:
+        try:
+            await self.store.registry.refresh_lease(self.lease)
+        except LeaseExpired:
+            self.lease = 0
+            self.step_down("the leader lease expired")
+            return
+        self._refreshed_at = sent
+
+    async def _campaign(self) -> None:
+        self._vacant.clear()
+        current = await self.store.current_leader()
+        if current is not None and (current.machine, current.lease) != (
+            self.machine_id,
+            self.lease,
+        ):
+            return  # someone else leads: no lease, no write
+        if self.lease == 0 or current is None:
+            await self._drop_lease()
+            sent = self.clock()
             self.lease = await self.store.registry.grant_lease(self.ttl)
             self._refreshed_at = sent
         else:
-            try:
-                await self.store.registry.refresh_lease(self.lease)
-                self._refreshed_at = sent
-            except LeaseExpired:
-                self.lease = 0
-                self.step_down("the leader lease expired")
+            await self._renew()  # our key survived a step-down: keep it if the lease lives
+            if self.lease == 0:
                 return
-        if self.revision is None:
-            self._vacant.clear()
-            revision = await self.store.campaign(self.machine_id, self.lease)
-            if revision is not None:
-                self.revision = revision
-                self.elections += 1
-                log.info("engine: leader now (revision %d, lease %x)", revision, self.lease)
-                self.deposed.clear()
-                self.elected.set()
+        revision = await self.store.campaign(self.machine_id, self.lease)
+        if revision is None:
+            await self._drop_lease()
+            return
+        self.revision = revision
+        self.elections += 1
+        log.info("engine: leader now (revision %d, lease %x)", revision, self.lease)
+        self.deposed.clear()
+        self.elected.set()
 
-    async def _pause(self, interval: float) -> None:
-        """Sleep until the next tick, the leader key vanishing, or the acting deadline."""
-        delay = interval
+    async def _drop_lease(self) -> None:
+        lease, self.lease = self.lease, 0
+        if lease:
+            await self.store.registry.revoke_lease(lease)
+
+    async def _pause(self) -> None:
+        """A leader sleeps TTL/3 (or to its acting deadline); a follower until the key
+        vanishes, at most one TTL."""
         if self.revision is not None:
-            delay = max(0.0, min(delay, self._deadline() - self.clock()))
+            delay = max(0.0, min(self.ttl / 3, self._deadline() - self.clock()))
+            await asyncio.sleep(delay)
+            return
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                if self.revision is None:
-                    await self._vacant.wait()
-                else:
-                    await asyncio.Event().wait()  # only the timeout ends a leader's pause
+            async with asyncio.timeout(self.ttl):
+                await self._vacant.wait()
 
     def _deadline(self) -> float:
         return self._refreshed_at + self.ttl - self.margin

@@ -163,10 +163,12 @@ class _Pass:
         self.globals: list[str] = []
         self.leaving: dict[str, str] = {}  # unit -> draining machine it may leave
         self.drained = 0
+        self.current: Mapping[str, Iterable[str]] = {}
 
     # --- phase 1: keep what is still valid ---
 
     def keep(self, current: Mapping[str, Iterable[str]]) -> None:
+        self.current = current
         for name in self.order:
             req = self.jobs[name]
             kept = False
@@ -200,6 +202,8 @@ class _Pass:
         )
         if found is not None:
             return f"no longer allowed on {machine}: {found.text}"
+        if slot.draining and req.global_:
+            return f"machine {machine} is draining"  # a Global unit has nowhere to go
         if slot.draining and not req.machine_of and self.drain_budget != 0:
             if self.drain_budget is not None:
                 self.drain_budget -= 1
@@ -358,5 +362,10 @@ class _Pass:
             if self.occupancy.machines_of(name)
         }
         placed = tuple(Placed(u, m, why) for (u, m), why in self.new.items())
+        # Every current placement is either kept or removed with a reason.
+        for name in self.order:
+            for machine in self.current.get(name, ()):
+                if machine not in self.occupancy.machines_of(name):
+                    self.removals.setdefault((name, machine), "no longer placed here")
         removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
         return Decision(assignments, placed, removals, reasons, self.drained)

@@ -161,6 +161,8 @@ async def test_one_leader_and_failover_without_loss_or_duplicates() -> None:
             engine = h.engine(name)
             tasks[name] = h.start(engine)
         leader = await h.leader()
+        # Followers hold no lease and write nothing.
+        assert [e.leadership.lease == 0 for e in h.engines if e is not leader] == [True, True]
 
         async def placed() -> bool:
             return len(await h.where()) == 20
@@ -186,14 +188,14 @@ async def test_a_paused_leader_cannot_write_after_being_replaced() -> None:
     async with harness() as h:
         await h.machine("m1")
         old = Leadership(h.store, "old", ttl=3, clock=h.clock)
-        await old._tick()
+        await old.tick()
         revision = old.revision
         assert revision is not None
         # "old" is paused (SIGSTOP): its lease runs out and another engine takes over.
         h.clock.advance(4)
         h.registry.expire_leases()
         new = Leadership(h.store, "new", ttl=3, clock=h.clock)
-        await new._tick()
+        await new.tick()
         assert new.revision is not None and new.revision != revision
         # "old" resumes and, not having noticed, tries to write: the fence refuses.
         entry = ScheduleEntry("m1", "x.service", "abc", DesiredState.LAUNCHED)
@@ -206,13 +208,13 @@ async def test_engine_that_lost_leadership_stops_and_writes_nothing() -> None:
     async with harness() as h:
         await h.machine("m1")
         engine = h.engine("old")
-        await engine.leadership._tick()
+        await engine.leadership.tick()
         revision = engine.leadership.revision
         assert revision is not None
         h.clock.advance(4)
         h.registry.expire_leases()
         other = Leadership(h.store, "new", ttl=3, clock=h.clock)
-        await other._tick()
+        await other.tick()
         engine.leadership._refreshed_at = h.clock()  # the paused engine still believes it leads
         task = Task(
             Action.SCHEDULE,
@@ -231,7 +233,7 @@ async def test_engine_that_lost_leadership_stops_and_writes_nothing() -> None:
 async def test_leader_stops_acting_before_its_lease_can_expire() -> None:
     async with harness() as h:
         leadership = Leadership(h.store, "e1", ttl=3, clock=h.clock, margin=0.5)
-        await leadership._tick()
+        await leadership.tick()
         assert leadership.leading() is not None
         h.registry.set_available(False)
         h.clock.advance(2.4)

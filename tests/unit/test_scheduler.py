@@ -286,6 +286,16 @@ CASES = [
         removed={("u0.service", "m1"): "draining", ("u1.service", "m1"): "draining"},
     ),
     Case(
+        "a Global unit leaves a draining machine (it has nowhere else to go)",
+        [machine("m1"), machine("m2")],
+        [job("g.service", global_=True)],
+        current={"g.service": ["m1", "m2"]},
+        flags={"m1": MachineFlags(draining=True)},
+        drain_batch=1,
+        assigned={"g.service": ("m2",)},
+        removed={("g.service", "m1"): "machine m1 is draining"},
+    ),
+    Case(
         "a unit that fits nowhere else stays on its draining machine",
         [machine("m1", mem=4 * G), machine("m2", mem=1 * G)],
         [job("u.service", memory_bytes=2 * G)],
@@ -370,6 +380,11 @@ def test_schedule(case: Case) -> None:
         assert not decision.placed and not decision.removals, decision
     # No unit is unplaceable unless the case says so (draining leftovers are both).
     assert set(decision.unplaceable) <= set(case.unplaceable), decision.unplaceable
+    # Every current placement is kept or removed, never forgotten.
+    removed = {(r.unit, r.machine) for r in decision.removals}
+    for unit, machines in case.current.items():
+        for m in machines:
+            assert m in decision.assignments.get(unit, ()) or (unit, m) in removed, (unit, m)
     # A pass over its own outcome changes nothing (placements are stable).
     again = schedule(
         case.machines,
