@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import json
 import subprocess
 import sys
@@ -275,6 +274,15 @@ def _api(
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def _hello_runs_on(cluster: Cluster, api_on: str) -> str | None:
+    ids = {cluster.sandbox.machine(n).machine_id: n for n in ("m1", "m2", "m3")}
+    _, page = _api(cluster, api_on, "GET", "/state?unitName=hello.service", token=cluster.token)
+    for state in page.get("states", []):
+        if state.get("systemdActiveState") == "active" and state.get("machineID") in ids:
+            return ids[state["machineID"]]
+    return None
+
+
 def test_the_api_answers_on_every_machine_with_the_cluster_token(cluster: Cluster) -> None:
     ids = {cluster.sandbox.machine(n).machine_id: cluster.ip(n) for n in ("m1", "m2", "m3")}
     for name in ("m1", "m2", "m3"):
@@ -290,44 +298,51 @@ def test_the_api_answers_on_every_machine_with_the_cluster_token(cluster: Cluste
         assert len(proc.stdout.splitlines()) == 3
 
 
-def _engine_runs() -> bool:
-    from fleetd.server import Server
-
-    return "engine" in inspect.getsource(Server)
-
-
-@pytest.mark.skipif(not _engine_runs(), reason="fleetd does not run the engine yet")
 def test_a_unit_submitted_on_one_machine_starts_somewhere(cluster: Cluster) -> None:
     text = (REPO / "examples" / "units" / "hello.service").read_text()
     options = [o.to_dict() for o in UnitFile.from_text(text).options]
     body = {"name": "hello.service", "desiredState": "launched", "options": options}
     status, reply = _api(cluster, "m2", "PUT", "/units/hello.service", body, cluster.token)
     assert status in (200, 201, 204), reply
-    ids = {cluster.sandbox.machine(n).machine_id: n for n in ("m1", "m2", "m3")}
-
-    def running_on() -> str | None:
-        _, page = _api(cluster, "m1", "GET", "/state?unitName=hello.service", token=cluster.token)
-        for state in page.get("states", []):
-            if state.get("systemdActiveState") == "active" and state.get("machineID") in ids:
-                return ids[state["machineID"]]
-        return None
-
-    machine = wait_for(running_on, 60, "hello.service did not become active on any machine")
+    machine = wait_for(
+        lambda: _hello_runs_on(cluster, "m1"), 60, "hello.service did not become active anywhere"
+    )
     assert isinstance(machine, str)
     assert cluster.active(machine, "hello.service")
 
 
-def test_a_machine_that_powers_off_leaves_a_working_cluster(cluster: Cluster) -> None:
-    """fleetd stops before the local etcd member and releases its lease; 2 of 3 keep quorum."""
-    m3 = Keys().machine(cluster.sandbox.machine("m3").machine_id)
-    cluster.sandbox.poweroff("m3")
-    survivors = cluster.endpoints()[:2]
+def test_fleetctl_places_by_the_provisioned_metadata(cluster: Cluster) -> None:
+    """db.service wants disk=ssd and cores>=2: of the three machines only m1 has both."""
+    unit = str(REPO / "examples" / "units" / "db.service")
+    proc = cluster.sandbox.exec("m3", "fleetctl", "start", unit, timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert cluster.active("m1", "db.service")
+    for name in ("m2", "m3"):
+        assert not cluster.active(name, "db.service")
+
+
+def test_a_machine_that_powers_off_hands_its_units_over(cluster: Cluster) -> None:
+    """The machine running hello.service shuts down: fleetd stops before the local etcd
+    member and releases its lease, the two others keep etcd's quorum, the unit moves."""
+    victim = _hello_runs_on(cluster, "m1")
+    assert victim is not None, "hello.service should run (see the submission test)"
+    survivors = [n for n in ("m1", "m2", "m3") if n != victim]
+    key = Keys().machine(cluster.sandbox.machine(victim).machine_id)
+    endpoints = [f"http://{cluster.ip(n)}:2379" for n in survivors]
+    cluster.sandbox.poweroff(victim)
     wait_for(
-        lambda: m3 not in etcd.keys(survivors, Keys().machines),
+        lambda: key not in etcd.keys(endpoints, Keys().machines),
         20,
-        "m3's machine key is still registered after its shutdown",
+        f"{victim}'s machine key is still registered after its shutdown",
     )
-    for endpoint in survivors:
+    for endpoint in endpoints:
         assert etcd.healthy(endpoint, timeout=5), endpoint
-    for name in ("m1", "m2"):
+    moved = wait_for(
+        lambda: _hello_runs_on(cluster, survivors[0]),
+        60,
+        f"hello.service did not move off {victim}",
+    )
+    assert moved in survivors
+    assert cluster.active(str(moved), "hello.service")
+    for name in survivors:
         assert cluster.active(name, "fleetd.service")
