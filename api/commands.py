@@ -28,7 +28,9 @@ from fleetd.unitfile import UnitFile, UnitName
 
 from . import models
 
-_METADATA_PATH = re.compile(r"^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$")
+# A machine id is one registry key segment and a key is a metadata key; both are
+# printable ASCII so that neither can smuggle control characters into keys or output.
+_METADATA_PATH = re.compile(r"/([A-Za-z0-9][A-Za-z0-9_.:-]*)/metadata/([A-Za-z0-9_.-]+)")
 
 
 class SetResult(StrEnum):
@@ -114,7 +116,7 @@ def parse_metadata_ops(ops: Sequence[models.MetadataOp]) -> list[MetadataEdit]:
     """Validate every JSON-Patch operation first (fleet's rules); InvalidInput on the first bad."""
     edits = []
     for index, op in enumerate(ops):
-        m = _METADATA_PATH.match(op.path)
+        m = _METADATA_PATH.fullmatch(op.path)
         if m is None:
             raise InvalidInput(
                 f"operation {index}: machine metadata path invalid: {op.path!r} "
@@ -122,6 +124,11 @@ def parse_metadata_ops(ops: Sequence[models.MetadataOp]) -> list[MetadataEdit]:
             )
         if op.op != "remove" and not op.value:
             raise InvalidInput(f"operation {index}: invalid value: add and replace require a value")
+        if op.op != "remove" and op.value is not None and not op.value.isprintable():
+            raise InvalidInput(
+                f"operation {index}: invalid value {op.value!r}: "
+                "control characters are not allowed in metadata values"
+            )
         edits.append(MetadataEdit(m.group(1), m.group(2), None if op.op == "remove" else op.value))
     return edits
 

@@ -10,6 +10,7 @@ validation errors and Starlette's routing errors into that shape.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,8 +40,21 @@ class ApiError(Exception):
         self.message = message
 
 
+# Control characters, bidi overrides and lone surrogates: a message often quotes the
+# bad input, and a client prints it on a terminal (escape sequences, reordered text)
+# or cannot encode it at all.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def printable(message: str) -> str:
+    """``message`` with those characters written as Python escapes (``\\x1b``)."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], message)
+
+
 def error_body(code: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    return {"error": {"code": code, "message": printable(message)}}
 
 
 def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -168,7 +168,7 @@ async def events(
     """Extension: server-sent events of unit and machine changes."""
     wanted = parse_kinds(kinds)
     if since is None and last_event_id:
-        if not last_event_id.isdigit():
+        if not (last_event_id.isascii() and last_event_id.isdigit()):
             raise InvalidInput(f"Last-Event-ID must be a revision number, got {last_event_id!r}")
         since = int(last_event_id)
     if since is None:

@@ -42,13 +42,14 @@ class PageToken:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             data = json.loads(raw)
-        except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        except (binascii.Error, ValueError, RecursionError) as exc:
             raise bad from exc
         if (
             not isinstance(data, dict)
             or data.get("v") != _VERSION
             or not isinstance(data.get("after"), str)
             or not data["after"]
+            or not data["after"].isprintable()
         ):
             raise bad
         return PageToken(data["after"])

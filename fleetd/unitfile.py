@@ -75,6 +75,8 @@ class UnitFile:
         """Parse unit-file text (bytes must be UTF-8); raise InvalidUnitFile with the line."""
         if isinstance(text, bytes):
             text = _decode(text)
+        else:
+            _check_unicode(text, "the unit file")
         return cls(tuple(_parse(text)))
 
     @classmethod
@@ -162,6 +164,16 @@ def _decode(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InvalidUnitFile(f"line {line}: not valid UTF-8") from exc
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """Refuse text that has no UTF-8 form (lone surrogates, e.g. from JSON ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        if "\n" in text:
+            where += f", line {text[: exc.start].count(chr(10)) + 1}"
+        raise InvalidUnitFile(f"{where}: not valid Unicode (lone surrogate)") from exc
 
 
 def _lines(text: str) -> list[str]:
@@ -259,6 +271,8 @@ def _checked_option(option: UnitOption | Mapping[str, str] | tuple[str, str, str
         if not isinstance(part, str):
             raise InvalidUnitFile(f"option [{section}] {name}: fields must be strings")
     where = f"option [{section}] {name}"
+    for part in (section, name, value):
+        _check_unicode(part, where)
     _check_section(section, where)
     _check_key(name, where)
     if "\0" in value:

@@ -107,6 +107,10 @@ def _check(name: str) -> None:
         raise InvalidUnitName(f"{name!r}: unknown type suffix '.{type_}' (one of {_SUFFIXES})")
     if not stem:
         raise InvalidUnitName(f"{name!r}: no name before the type suffix")
+    if name.startswith("."):
+        raise InvalidUnitName(
+            f"{name!r}: a unit name may not start with '.' (systemd ignores hidden unit files)"
+        )
     if stem.startswith("@"):
         raise InvalidUnitName(f"{name!r}: a unit name may not start with '@'")
     if stem.count("@") > 1:
