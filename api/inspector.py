@@ -15,10 +15,13 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+import anyio
+
 from fleetd.errors import FleetError
 
 STATUS_TIMEOUT = 15.0
 MAX_JOURNAL_LINES = 10_000
+REAP_TIMEOUT = 5.0
 
 
 class InspectorError(FleetError):
@@ -67,9 +70,9 @@ class SystemdInspector:
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), STATUS_TIMEOUT)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
             raise InspectorError(f"systemctl status {name} did not answer in time") from exc
+        finally:
+            await _reap(proc)
         return proc.returncode or 0, out.decode("utf-8", "replace")
 
     async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[bytes]:
@@ -97,7 +100,18 @@ class SystemdInspector:
                 yield line
             await proc.wait()
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await _reap(proc)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill ``proc`` if it still runs and wait for it, even inside a cancelled scope.
+
+    The response's cancel scope re-cancels every await; the process is reaped
+    anyway so that no zombie (or stray Popen) is left behind.
+    """
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with anyio.CancelScope(shield=True), anyio.move_on_after(REAP_TIMEOUT):
+        await proc.wait()
