@@ -117,6 +117,7 @@ async def run(etcd: EtcdServer, n_units: int, n_machines: int, strategy: Strateg
     placed = m.placements_total
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
+        f"  leader changes: {m.leader_changes_total}, passes: {m.reconciles_total}\n"
         f"  {placed} placements ({m.unplaceable} unplaceable) in {done - loaded_at:.2f}s "
         f"after the model was loaded: {placed / (done - loaded_at):,.0f} placements/s "
         f"(plan {m.plan_seconds:.2f}s, writes {m.reconcile_seconds - m.plan_seconds:.2f}s)\n"
@@ -135,13 +136,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", choices=[s.value for s in Strategy], default="binpack")
     parser.add_argument("--small", action="store_true", help="only 10,000 units / 1,000 machines")
+    parser.add_argument("--large", action="store_true", help="only 100,000 units / 5,000 machines")
     parser.add_argument("--fsync", action="store_true", help="let etcd fsync (slower disks)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp:
         etcd = EtcdServer(Path(tmp) / "etcd", unsafe_no_fsync=not args.fsync)
         etcd.start()
         try:
-            for n_units, n_machines in SIZES[:1] if args.small else SIZES:
+            sizes = SIZES[:1] if args.small else SIZES[1:] if args.large else SIZES
+            for n_units, n_machines in sizes:
                 await run(etcd, n_units, n_machines, Strategy(args.strategy))
         finally:
             etcd.stop()

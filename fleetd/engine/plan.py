@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from fleetd.engine.scheduler import Decision, Job, Strategy, schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
@@ -74,9 +75,9 @@ class Action(StrEnum):
     CLEAR = "clear"
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
-    """One write: ``entry`` for SCHEDULE/UPDATE, ``placement`` for RECORD."""
+class Task(NamedTuple):
+    """One write: ``entry`` for SCHEDULE/UPDATE, ``placement`` for RECORD (a NamedTuple:
+    a pass creates one per placement)."""
 
     action: Action
     unit: str

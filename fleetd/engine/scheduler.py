@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fleetd.engine.checks import (
     FOLLOWER_PLACEMENT,
@@ -55,15 +56,14 @@ class Job:
     requirements: Requirements = field(default_factory=Requirements)
 
 
-@dataclass(frozen=True, slots=True)
-class Placed:
+# NamedTuples rather than frozen dataclasses: a pass creates one per placement.
+class Placed(NamedTuple):
     unit: str
     machine: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Removal:
+class Removal(NamedTuple):
     unit: str
     machine: str
     reason: str
