@@ -112,10 +112,11 @@ class Checker:
 
     def explain(
         self, name: str, req: Requirements, slots: Sequence[Slot], cpu: int, mem: int
-    ) -> str:
-        """One bounded message saying why ``name`` fits on none of ``slots``."""
+    ) -> Explanation:
+        """Why ``name`` fits on none of ``slots``: one bounded message, plus a bounded
+        sample of (machine, reason) pairs (every machine when there are few)."""
         if not slots and req.machine_id is None:
-            return "no machines registered"
+            return Explanation("no machines registered")
         prefix = ""
         if req.machine_of:
             # Only the peers' machines are candidates: explain those.
@@ -123,16 +124,17 @@ class Checker:
             for peer in req.machine_of:
                 machines = self.occupancy.machines_of(peer)
                 if not machines:
-                    return f"must run with {peer}, which is not placed"
+                    return Explanation(f"must run with {peer}, which is not placed")
                 common = set(machines) if common is None else common & machines
             slots = [s for s in slots if s.id in (common or ())]
             if not slots:
-                return f"must run with {', '.join(req.machine_of)}, which are on different machines"
+                peers = ", ".join(req.machine_of)
+                return Explanation(f"must run with {peers}, which are on different machines")
             prefix = f"must run with {', '.join(req.machine_of)}: "
         elif req.machine_id is not None:
             slots = [s for s in slots if s.id.startswith(req.machine_id)]
             if not slots:
-                return f"pinned to machine {req.machine_id}, which is not registered"
+                return Explanation(f"pinned to machine {req.machine_id}, which is not registered")
             prefix = f"pinned to machine {req.machine_id}: "
         checks = FOLLOWER_PLACEMENT if req.machine_of else NEW_PLACEMENT
         rejections = []
@@ -141,7 +143,13 @@ class Checker:
             if reason is None:
                 reason = Reason("room was freed during this pass; retried on the next one")
             rejections.append((slot.id, reason))
-        return prefix + summarise(rejections)
+        return Explanation(prefix + summarise(rejections), sample(rejections))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    text: str
+    rejections: tuple[tuple[str, str], ...] = ()
 
 
 Check = Callable[[Checker, str, Requirements, Slot, int, int], "Reason | None"]
@@ -167,6 +175,20 @@ KEEP_PLACEMENT: tuple[Check, ...] = (
     Checker.capacity,
 )
 """Checks that decide whether a unit stays where it is (cordoning does not move units)."""
+
+
+def sample(rejections: Sequence[tuple[str, Reason]]) -> tuple[tuple[str, str], ...]:
+    """Every (machine, reason) up to MAX_LISTED machines, else the first of each of the
+    MAX_GROUPS largest groups."""
+    if len(rejections) <= MAX_LISTED:
+        return tuple((machine, reason.text) for machine, reason in rejections)
+    first: dict[str, tuple[str, str]] = {}
+    sizes: dict[str, int] = {}
+    for machine, reason in rejections:
+        first.setdefault(reason.key, (machine, reason.text))
+        sizes[reason.key] = sizes.get(reason.key, 0) + 1
+    largest = sorted(sizes, key=lambda key: -sizes[key])[:MAX_GROUPS]
+    return tuple(first[key] for key in largest)
 
 
 def summarise(rejections: Sequence[tuple[str, Reason]]) -> str:

@@ -225,11 +225,12 @@ def _placement_writes(
     reasons = {**decision.unplaceable, **held}
     for name in sorted(reasons):
         text = reasons[name]
+        pairs = decision.rejections.get(name, ())
         old = snap.placements.get(name)
-        if old is not None and old.summary == text:
+        if old is not None and old.summary == text and old.rejections == pairs:
             continue
         since = old.since if old is not None else snap.wall
-        record = Placement(name, text, (), since)
+        record = Placement(name, text, pairs, since)
         tasks.append(Task(Action.RECORD, name, "cannot be placed", placement=record))
     for name in sorted(snap.placements):
         if name in reasons:

@@ -30,6 +30,7 @@ from fleetd.engine.checks import (
     NEW_PLACEMENT,
     Check,
     Checker,
+    Explanation,
 )
 from fleetd.engine.index import (
     CapacityIndex,
@@ -76,8 +77,9 @@ class Decision:
     ``assignments``: every job that is placed -> its machines (sorted; one
     unless Global).  ``placed``: placements that are new in this pass.
     ``removals``: current placements to drop, with why.  ``unplaceable``:
-    unit -> per-machine reasons; a unit that cannot leave a draining machine
-    stays assigned there and is listed here too.
+    unit -> per-machine reasons, one bounded message; ``rejections`` a bounded
+    sample of (machine, reason) pairs behind it.  A unit that cannot leave a
+    draining machine stays assigned there and is listed here too.
     """
 
     assignments: Mapping[str, tuple[str, ...]]
@@ -85,6 +87,7 @@ class Decision:
     removals: tuple[Removal, ...]
     unplaceable: Mapping[str, str]
     drained: int = 0  # units that leave draining machines in this pass
+    rejections: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 def schedule(
@@ -338,23 +341,26 @@ class _Pass:
         self.occupancy.remove(name, req, slot.id)
 
     def decision(self) -> Decision:
-        memo: dict[object, str] = {}
+        memo: dict[object, Explanation] = {}
         reasons: dict[str, str] = {}
+        rejections: dict[str, tuple[tuple[str, str], ...]] = {}
         for name in sorted(self.unplaceable):
             text = self.unplaceable[name]
             if not text:
                 req = self.jobs[name]
                 cpu, mem = self._need(name, req)
                 key = (req, cpu, mem, self.occupancy.signature(name))
-                text = memo.get(key, "")
-                if not text:
+                found = memo.get(key)
+                if found is None:
                     slots = self.all_slots
                     if req.machine_id is not None:
                         slots = self.by_prefix.get(req.machine_id[:8], [])
-                    text = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
+                    found = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
+                text = found.text
                 held = self.occupancy.machines_of(name)
                 if held and not req.global_:
                     text = f"cannot leave draining machine {min(held)}: {text}"
+                rejections[name] = found.rejections
             reasons[name] = text
         assignments = {
             name: tuple(sorted(self.occupancy.machines_of(name)))
@@ -368,4 +374,4 @@ class _Pass:
                 if machine not in self.occupancy.machines_of(name):
                     self.removals.setdefault((name, machine), "no longer placed here")
         removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
-        return Decision(assignments, placed, removals, reasons, self.drained)
+        return Decision(assignments, placed, removals, reasons, self.drained, rejections)

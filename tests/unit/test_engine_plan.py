@@ -196,7 +196,8 @@ def test_unplaceable_reasons_are_recorded_once_and_cleared_when_placed() -> None
     p = plan(s)
     assert actions(p) == [(Action.RECORD, "big.service", "")]
     record = p.tasks[0].placement
-    assert record == Placement("big.service", "m1: needs 16G memory, 8G free", (), 7.0)
+    pairs = (("m1", "needs 16G memory, 8G free"),)
+    assert record == Placement("big.service", "m1: needs 16G memory, 8G free", pairs, 7.0)
     assert p.unplaceable == 1
     s = apply(s, p)
     assert plan(dataclasses.replace(s, now=9.0, wall=9.0)).tasks == ()  # same reason: no rewrite

@@ -405,6 +405,11 @@ def test_reasons_stay_bounded_with_a_thousand_machines() -> None:
     assert "1000 machines: needs 2G memory (max free 1G)" in text
     assert "special: metadata rack!=c wanted, rack=c" in text
     assert len(text) < 300
+    # A bounded sample of per-machine reasons: one machine per kind of rejection.
+    assert decision.rejections["huge.service"] == (
+        ("m0000", "needs 2G memory, 1G free"),
+        ("special", "metadata rack!=c wanted, rack=c"),
+    )
 
 
 def test_many_conflicting_units_are_explained_once_per_kind() -> None:
