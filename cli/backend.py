@@ -210,12 +210,14 @@ class ApiBackend:
 
     async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
         params = {"lines": str(lines), "follow": "true" if follow else "false"}
+        # A followed journal may be quiet for hours: no read timeout then.
+        timeout = httpx.Timeout(self._client.timeout.connect, read=None)
         try:
             async with self._client.stream(
                 "GET",
                 f"{PREFIX}/units/{quote(name)}/journal",
                 params=params,
-                timeout=httpx.Timeout(30.0, read=None) if follow else None,
+                timeout=timeout if follow else self._client.timeout,
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -10,6 +10,7 @@ template file next to the argument.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,14 @@ def _template_file(arg: str, template: str) -> Source | None:
     return None
 
 
-async def find_source(backend: Backend, arg: str) -> Source:
-    """Where to create ``arg`` from (CliError naming what was looked for)."""
+async def find_source(
+    backend: Backend, arg: str, known: Mapping[str, models.Unit] | None = None
+) -> Source:
+    """Where to create ``arg`` from (CliError naming what was looked for).
+
+    ``known``, if given, is every unit in the cluster: templates are looked up
+    there instead of with one request per instance.
+    """
     name = unit_name(arg)
     try:
         parsed = UnitName.parse(name)
@@ -82,7 +89,7 @@ async def find_source(backend: Backend, arg: str) -> Source:
     template = parsed.template
     if template is None:
         raise CliError(f"unable to find unit {name} in the registry or on the filesystem")
-    submitted = await backend.get_unit(template)
+    submitted = known.get(template) if known is not None else await backend.get_unit(template)
     if submitted is not None:
         return Source(name, submitted.options, f"template {template}")
     from_template = _template_file(arg, template)

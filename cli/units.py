@@ -91,7 +91,7 @@ async def ensure_units(
         name = unitargs.unit_name(arg)
         existing = known.get(name) if known is not None else await backend.get_unit(name)
         if existing is None:
-            source = await unitargs.find_source(backend, arg)
+            source = await unitargs.find_source(backend, arg, known)
             return name, source.options, False
         local = unitargs.local_options(arg)
         if local is not None and not unitargs.same_options(local, existing.options):
