@@ -20,7 +20,7 @@ from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
-from fleetd.requirements import ReservationDefaults, parse_unit
+from fleetd.requirements import Requirements, ReservationDefaults, parse_unit
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,9 @@ class Collection:
             log.error("engine: ignoring %s: %s", args[0], exc)
 
 
-Parsed = dict[tuple[str, str], UnitSpec]
-"""Units parsed by (name, hash): parsing is the costly part of loading the model."""
+Parsed = dict[tuple[str, str], tuple[Requirements, str]]
+"""Parsed requirements (or the parse error) by (hash, name or type): parsing is the
+costly part of loading the model."""
 
 
 def collections_for(
@@ -151,18 +152,21 @@ def collections_for(
 
     def put_unit(key: str, value: bytes) -> None:
         unit = store.unit_from(key, value)
-        spec = parsed.get((unit.name, unit.hash))
-        if spec is None:
+        # Without specifiers (%n %i ...) the requirements depend only on the file and the
+        # unit type (reservation defaults), so instances of one template parse once.
+        suffix = unit.name.rpartition(".")[2]
+        cache_key = (unit.hash, unit.name if "%" in unit.text else "." + suffix)
+        found = parsed.get(cache_key)
+        if found is None:
+            if len(parsed) > 2 * len(model.units) + 1024:
+                parsed.clear()  # forget files no unit uses any more
             try:
-                _, _, reqs = parse_unit(unit.name, unit.text, defaults)
-                spec = UnitSpec(unit.name, unit.hash, unit.desired, reqs)
+                found = (parse_unit(unit.name, unit.text, defaults)[2], "")
             except FleetError as exc:
-                spec = UnitSpec(unit.name, unit.hash, unit.desired, error=str(exc))
-            parsed[(unit.name, unit.hash)] = spec
-        if spec.desired is not unit.desired:
-            spec = UnitSpec(spec.name, spec.hash, unit.desired, spec.requirements, spec.error)
-            parsed[(unit.name, unit.hash)] = spec
-        model.units[unit.name] = spec
+                found = (Requirements(), str(exc))
+            parsed[cache_key] = found
+        reqs, error = found
+        model.units[unit.name] = UnitSpec(unit.name, unit.hash, unit.desired, reqs, error)
 
     def delete_unit(key: str) -> None:
         model.units.pop(key[len(keys.units) :], None)

@@ -255,3 +255,28 @@ def test_settings_follow_the_configuration() -> None:
     assert settings.defaults.memory_bytes == G and settings.defaults.cpu_millis == 0
     assert settings.leader_ttl == 10 and settings.at_most_once_grace == 5.0
     assert settings.interval == 4.0
+
+
+async def test_specifiers_are_expanded_per_instance() -> None:
+    async with harness() as h:
+        await h.machine("m1", rack="1")
+        await h.machine("m2", rack="2")
+        text = unit_text(MachineMetadata="rack=%i")
+        for i in (1, 2):
+            await h.submit(f"web@{i}.service", text)
+        await h.submit("plain1.service", unit_text(MemoryReservation="1G"))
+        await h.submit("plain2.service", unit_text(MemoryReservation="1G"))
+        engine = h.engine()
+        h.start(engine)
+
+        async def placed() -> bool:
+            return len(await h.where()) == 4
+
+        await h.wait_for(placed, "all four placed")
+        where = await h.where()
+        assert where["web@1.service"] == ["m1"] and where["web@2.service"] == ["m2"]
+        # Same file, no specifiers: parsed once for both units.
+        plain = await h.store.get_unit("plain1.service")
+        assert plain is not None
+        assert [k for k in engine._parsed if k[0] == plain.hash] == [(plain.hash, ".service")]
+        assert engine._parsed[(plain.hash, ".service")][0].memory_bytes == G
