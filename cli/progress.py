@@ -129,7 +129,9 @@ class Waiter:
                 return Outcome(
                     name, False, f"Unit {name} failed{where}", unit.currentState, unit.machineID
                 )
-            if active not in ("active", "reloading"):
+            if active not in ("active", "reloading") and not (
+                _runs_once(unit) and state is not None and active == "inactive"
+            ):
                 return None
         return Outcome(
             name, True, f"Unit {name} {self.verb}{where}", unit.currentState, unit.machineID
@@ -206,3 +208,14 @@ class Waiter:
         console = Console(stderr=True)
         with console.status(f"waiting for {self.target.value}...") as status:
             yield status
+
+
+def _runs_once(unit: models.Unit) -> bool:
+    """A oneshot service without RemainAfterExit is inactive again once it ran successfully.
+
+    The agent's start job for it only completes when the command has exited,
+    so a published ``inactive`` state with the unit launched means it ran.
+    """
+    service = {(o.name, o.value.strip().lower()) for o in unit.options if o.section == "Service"}
+    remain = any(n == "RemainAfterExit" and v in ("yes", "true", "1", "on") for n, v in service)
+    return ("Type", "oneshot") in service and not remain
