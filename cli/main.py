@@ -107,6 +107,13 @@ def reorder(argv: Sequence[str]) -> list[str]:
     return head + moved + rest
 
 
-def main() -> None:
-    """Entry point of the ``fleetctl`` script."""
-    app(args=reorder(sys.argv[1:]), prog_name="fleetctl")
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``fleetctl`` script: exit 0 on success, 1 on any failure
+    (click's usage errors, normally 2, included), with the message on stderr."""
+    args = reorder(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="fleetctl")
+    except SystemExit as exc:
+        if exc.code == 2:
+            sys.exit(1)
+        raise

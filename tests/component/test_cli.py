@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from clikit import M1, M2, ServerThread
 from fleetd.api.inspector import SystemdInspector
-from fleetd.cli.main import app, reorder
+from fleetd.cli.main import app, main, reorder
 from typer.testing import CliRunner
 
 from fleetd.unitfile import UnitFile
@@ -258,6 +258,16 @@ def test_global_options_after_the_command() -> None:
     ]
     assert reorder(["start", "a.service", "--token=abc"]) == ["--token=abc", "start", "a.service"]
     assert reorder(["--driver", "etcd", "list-units"]) == ["--driver", "etcd", "list-units"]
+
+
+def test_usage_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--bogus"])
+    assert exited.value.code == 1
+    assert "--bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
 
 
 def test_unreachable_endpoint(tmp_path: Path) -> None:
