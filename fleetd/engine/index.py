@@ -131,25 +131,53 @@ class MetadataGroups:
 class _Class:
     """The schedulable machines one condition set admits, sorted for fast search."""
 
-    __slots__ = ("by_count", "by_cpu", "by_mem", "members")
+    __slots__ = ("by_cpu", "by_mem", "counts", "levels", "levels_cpu", "members")
 
     def __init__(self, members: list[Slot], strategy: Strategy, floor: tuple[int, int]) -> None:
         self.members = sorted(members, key=lambda s: s.id)
         self.by_mem: list[int] = []
         self.by_cpu: list[int] = []
-        self.by_count: list[int] = []
+        # spread: unit count -> that level's machines by _mem_key / _cpu_key; counts sorted
+        self.levels: dict[int, list[int]] = {}
+        self.levels_cpu: dict[int, list[int]] = {}
+        self.counts: list[int] = []
         if strategy is Strategy.BINPACK:
             self.by_mem = sorted(_mem_key(s) for s in members)
             self.by_cpu = sorted(_cpu_key(s) for s in members)
         else:
-            self.by_count = sorted(_count_key(s) for s in members if s.fits(*floor))
+            for slot in members:
+                if slot.fits(*floor):
+                    self.levels.setdefault(slot.count, []).append(_mem_key(slot))
+                    self.levels_cpu.setdefault(slot.count, []).append(_cpu_key(slot))
+            for levels in (self.levels, self.levels_cpu):
+                for level in levels.values():
+                    level.sort()
+            self.counts = sorted(self.levels)
         for slot in members:
             slot.classes.append(self)
+
+    def level_add(self, count: int, mem_key: int, cpu_key: int) -> None:
+        level = self.levels.get(count)
+        if level is None:
+            self.levels[count] = [mem_key]
+            self.levels_cpu[count] = [cpu_key]
+            bisect.insort(self.counts, count)
+        else:
+            bisect.insort(level, mem_key)
+            bisect.insort(self.levels_cpu[count], cpu_key)
+
+    def level_remove(self, count: int, mem_key: int, cpu_key: int) -> None:
+        level = self.levels[count]
+        _remove(level, mem_key)
+        _remove(self.levels_cpu[count], cpu_key)
+        if not level:
+            del self.levels[count], self.levels_cpu[count]
+            _remove(self.counts, count)
 
 
 # Sort keys are packed into one int (compared in C, unlike tuples):
 # by_mem = free memory | free CPU | unit count | slot index, by_cpu swaps the
-# first two, by_count = unit count | slot index.  Offsets keep fields >= 0.
+# first two.  Offsets keep fields >= 0.
 _MEM_OFF = 1 << 62
 _CPU_OFF = 1 << 31
 _LOW = (1 << 32) - 1
@@ -171,10 +199,6 @@ def _cpu_key(s: Slot) -> int:
         | (s.count << 32)
         | s.index
     )
-
-
-def _count_key(s: Slot) -> int:
-    return (s.count << 32) | s.index
 
 
 def _remove(items: list[int], key: int) -> None:
@@ -222,9 +246,9 @@ class CapacityIndex:
         else:
             if not slot.fits(*self._floor):
                 return  # it was left out when last attached (nothing changed since)
-            count_key = _count_key(slot)
+            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
             for cls in slot.classes:
-                _remove(cls.by_count, count_key)
+                cls.level_remove(slot.count, mem_key, cpu_key)
 
     def attach(self, slot: Slot) -> None:
         if not slot.classes:
@@ -237,9 +261,9 @@ class CapacityIndex:
         else:
             if not slot.fits(*self._floor):
                 return
-            count_key = _count_key(slot)
+            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
             for cls in slot.classes:
-                bisect.insort(cls.by_count, count_key)
+                cls.level_add(slot.count, mem_key, cpu_key)
 
     def best(
         self, conditions: Conditions, cpu: int, mem: int, avoid: Container[str] = ()
@@ -247,11 +271,7 @@ class CapacityIndex:
         """The best machine with room for (cpu, mem) whose id is not in ``avoid``, or None."""
         cls = self._class(conditions)
         if self._strategy is Strategy.SPREAD:
-            for key in cls.by_count:
-                slot = self._slots[key & _LOW]
-                if slot.fits(cpu, mem) and slot.id not in avoid:
-                    return slot
-            return None
+            return _least_loaded(cls, self._slots, cpu, mem, avoid)
         return _best_fit(cls, self._slots, cpu, mem, avoid)
 
     def _class(self, conditions: Conditions) -> _Class:
@@ -260,6 +280,30 @@ class CapacityIndex:
             members = [s for s in self._groups.matching(conditions) if s.schedulable]
             cls = self._classes[conditions] = _Class(members, self._strategy, self._floor)
         return cls
+
+
+def _least_loaded(
+    cls: _Class, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+) -> Slot | None:
+    # Fewest units first; within a level the tightest fit on the scarcer dimension
+    # (then id).  A level where no machine has enough of either costs two comparisons.
+    need_mem, need_cpu = (mem + _MEM_OFF) << 96, (cpu + _CPU_OFF) << 128
+    for count in cls.counts:
+        by_mem, by_cpu = cls.levels[count], cls.levels_cpu[count]
+        if by_mem[-1] < need_mem or by_cpu[-1] < need_cpu:
+            continue
+        at_mem, at_cpu = bisect.bisect_left(by_mem, need_mem), bisect.bisect_left(by_cpu, need_cpu)
+        if len(by_mem) - at_mem <= len(by_cpu) - at_cpu:
+            for i in range(at_mem, len(by_mem)):
+                slot = slots[by_mem[i] & _LOW]
+                if slot.free_cpu >= cpu and slot.id not in avoid:
+                    return slot
+        else:
+            for i in range(at_cpu, len(by_cpu)):
+                slot = slots[by_cpu[i] & _LOW]
+                if slot.free_mem >= mem and slot.id not in avoid:
+                    return slot
+    return None
 
 
 def _best_fit(

@@ -12,7 +12,8 @@ the strategy:
   10^freeMem) after placement, over the BINPACK_CANDIDATES closest fits on
   the unit's scarcer dimension; ties go to the machine with fewer units
   (a unit without reservations does not change the score), then machine id.
-- ``spread``: fleet's least loaded, fewest units first, then machine id.
+- ``spread``: fleet's least loaded, fewest units first; among equally loaded
+  machines the tightest fit on the unit's scarcer dimension, then machine id.
 
 Unconstrained units are placed through the capacity index (a bisect and a
 short walk), so a pass stays near-linear in the number of units.
