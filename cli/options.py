@@ -20,6 +20,7 @@ import typer
 from fleetd.errors import ConfigError, FleetError
 
 from .backend import ApiBackend, Backend, CliError, StoreBackend
+from .table import printable
 
 T = TypeVar("T")
 DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
@@ -83,7 +84,7 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
+    typer.echo(printable(message, keep="\n\t"), err=True)
     return typer.Exit(1)
 
 

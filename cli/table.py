@@ -9,12 +9,26 @@ that split fleetctl's output on tabs keep working.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import typer
 
 TAB_WIDTH = 8
+# What must never reach the terminal raw: control characters (escape sequences),
+# bidi overrides and lone surrogates.  Hostnames, metadata and error messages come
+# from other machines and users.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with unprintable characters (except those in ``keep``) as escapes (``\\x1b``)."""
+    return _UNPRINTABLE.sub(
+        lambda m: m.group() if m.group() in keep else ascii(m.group())[1:-1], text
+    )
 
 
 def _tabs(text: str, width: int) -> str:
@@ -22,7 +36,7 @@ def _tabs(text: str, width: int) -> str:
 
 
 def render(header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
-    lines = ([list(header)] if header else []) + [list(r) for r in rows]
+    lines = [[printable(c) for c in line] for line in ([header] if header else []) + list(rows)]
     if not lines:
         return ""
     columns = max(len(line) for line in lines)
@@ -56,7 +70,7 @@ def select(available: dict[str, str], fields: str | None, default: Sequence[str]
     unknown = [f for f in wanted if f not in available]
     if unknown or not wanted:
         raise typer.BadParameter(
-            f"unknown field(s) {', '.join(unknown) or '(none)'}; "
+            f"unknown field(s) {printable(', '.join(unknown)) or '(none)'}; "
             f"choose from {', '.join(available)}",
             param_hint="--fields",
         )

@@ -22,6 +22,11 @@ from fleetd.unitfile import UNIT_TYPES, UnitFile, UnitName
 
 from .backend import Backend, CliError
 
+# The API's limits (api/guards.py MAX_BODY, api/models.py UnitRequest.options): checked
+# before parsing, so that a huge file is refused at once rather than after seconds of work.
+MAX_FILE = 1024 * 1024
+MAX_OPTIONS = 10_000
+
 
 def unit_name(arg: str) -> str:
     """fleet's ``unitNameMangle`` plus ``maybeAppendDefaultUnitType``."""
@@ -39,13 +44,20 @@ def options_of(unit: UnitFile) -> list[models.UnitOption]:
 def read_unit_file(path: Path, name: str) -> list[models.UnitOption]:
     """The file's options after every check a submission must pass."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE + 1)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FILE:
+        raise CliError(f"{path}: larger than {MAX_FILE} bytes, the most fleetd accepts")
     try:
         _, unit, _ = parse_unit(name, data)
     except InvalidInput as exc:
         raise CliError(f"{path}: {exc}") from exc
+    if len(unit.options) > MAX_OPTIONS:
+        raise CliError(
+            f"{path}: {len(unit.options)} options; fleetd accepts at most {MAX_OPTIONS} per unit"
+        )
     return options_of(unit)
 
 
