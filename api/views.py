@@ -66,11 +66,34 @@ def requirements_of(unit: model.Unit, defaults: ReservationDefaults | None = Non
         return Requirements()
 
 
-def state_of(entry: model.ScheduleEntry, state: model.UnitState | None) -> model.DesiredState:
-    """The current state of one scheduled copy of a unit."""
+def runs_once(unit: model.Unit) -> bool:
+    """A oneshot service without RemainAfterExit: inactive again once it ran successfully."""
+    if not unit.name.endswith(".service") or "oneshot" not in unit.text:
+        return False
+    try:
+        service = UnitFile.from_text(unit.text)
+    except InvalidInput:
+        return False
+    kind = (service.last("Service", "Type") or "").strip().lower()
+    remain = (service.last("Service", "RemainAfterExit") or "").strip().lower()
+    return kind == "oneshot" and remain not in ("yes", "true", "1", "on")
+
+
+def state_of(
+    entry: model.ScheduleEntry, state: model.UnitState | None, once: bool = False
+) -> model.DesiredState:
+    """The current state of one scheduled copy of a unit (``once``: see ``runs_once``)."""
     if state is None:
         return model.DesiredState.INACTIVE
     if state.active_state in LAUNCHED_ACTIVE_STATES:
+        return model.DesiredState.LAUNCHED
+    if (
+        once
+        and entry.desired is model.DesiredState.LAUNCHED
+        and state.hash == entry.hash
+        and state.active_state == "inactive"
+    ):
+        # The agent started it and it ran to completion.
         return model.DesiredState.LAUNCHED
     if state.load_state == "loaded":
         return model.DesiredState.LOADED
@@ -104,8 +127,9 @@ def unit_view(
 ) -> models.Unit:
     current = model.DesiredState.INACTIVE
     if entries:
+        once = runs_once(unit)
         current = min(
-            (state_of(e, states.get((e.machine, e.name))) for e in entries),
+            (state_of(e, states.get((e.machine, e.name)), once) for e in entries),
             key=lambda s: _ORDER[s],
         )
     machine = entries[0].machine if len(entries) == 1 and not global_ else None

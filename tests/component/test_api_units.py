@@ -320,3 +320,17 @@ async def test_unknown_route_and_method_use_error_shape(client) -> None:
     r = await client.post("/fleet/v1/units", json={})
     assert r.status_code == 405
     error_of(r)
+
+
+async def test_a_oneshot_that_ran_counts_as_launched(client, store) -> None:
+    oneshot = "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+    await add_machine(store, "m1" * 16, "10.0.0.1")
+    await submit(client, "job.service", oneshot, desired="launched")
+    await submit(client, "keep.service", oneshot + "RemainAfterExit=yes\n", desired="launched")
+    for name in ("job.service", "keep.service"):
+        await schedule(store, "m1" * 16, name)
+        await report(store, "m1" * 16, name, "inactive", "dead")
+    job = (await client.get("/fleet/v1/units/job.service")).json()
+    keep = (await client.get("/fleet/v1/units/keep.service")).json()
+    assert job["currentState"] == "launched"
+    assert keep["currentState"] == "loaded"  # it stays active once it ran
