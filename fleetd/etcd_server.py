@@ -106,6 +106,9 @@ class EtcdServer:
     ``initial_cluster`` (member name -> peer URL, including this member) to
     start as one member of a multi-member cluster (``join_existing`` for a
     member added to a running cluster with ``etcdctl member add``).
+    ``extra_args`` are appended to etcd's command line (later flags win);
+    ``health_url`` replaces ``<endpoint>/health`` for the readiness check, for
+    client URLs that need TLS (point it at a plain-HTTP ``--listen-metrics-urls``).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class EtcdServer:
         log_path: Path | str | None = None,
         unsafe_no_fsync: bool = False,
         extra_args: Sequence[str] = (),
+        health_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.member = EtcdMember(
@@ -137,6 +141,8 @@ class EtcdServer:
         )
         self._unsafe_no_fsync = unsafe_no_fsync
         self._extra_args = list(extra_args)
+        # A plain-HTTP /health (e.g. on --listen-metrics-urls) when the client URLs need TLS.
+        self._health_url = health_url
         self.pid_path = self.data_dir.parent / f"{self.data_dir.name}.pid"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -240,7 +246,7 @@ class EtcdServer:
 
     def healthy(self) -> bool:
         try:
-            url = f"{self.endpoint}/health"  # always http://<ip>:<port>
+            url = self._health_url or f"{self.endpoint}/health"
             with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
                 return bool(json.load(response).get("health") == "true")
         except (OSError, urllib.error.URLError, ValueError):

@@ -78,6 +78,16 @@ def translate(exc: BaseException, what: str) -> FleetError:
             return WatchCompacted(f"{what}: {detail}")
         if "too large" in detail or "larger than max" in detail:
             return InvalidInput(f"{what}: etcd refused the request: {detail}")
+        if "handshake" in detail.lower():
+            # Still "unavailable" (retried), but say what to check: it is rarely the network.
+            return RegistryUnavailable(
+                f"{what}: TLS with etcd failed (check etcd_cafile, etcd_certfile, "
+                f"etcd_keyfile and the endpoint's name): {detail}"
+            )
+        if "user name is empty" in detail:
+            return RegistryError(
+                f"{what}: etcd requires authentication (set etcd_username and etcd_password)"
+            )
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return RegistryUnavailable(f"{what}: etcd unreachable: {code.name} {detail}")
     if isinstance(exc, EtcdConnectionError | EtcdTransientError | TimeoutError):
@@ -126,6 +136,8 @@ class EtcdConnection:
         if timeout <= 0:
             raise ConfigError(f"etcd request timeout must be positive, got {timeout}")
         self._endpoints = [parse_endpoint(e) for e in endpoints]
+        # https:// without etcd_cafile: TLS with the system's trusted CAs.
+        self._tls = ca_file is not None or any(e.strip().startswith("https://") for e in endpoints)
         self._ca = _read(ca_file, "etcd_cafile")
         self._cert = _read(cert_file, "etcd_certfile")
         self._key = _read(key_file, "etcd_keyfile")
@@ -157,7 +169,7 @@ class EtcdConnection:
             if self._kv is None or self._lease is None or self._watch is None:
                 target = await self._target()
                 options = list(_CHANNEL_OPTIONS)
-                if self._ca is not None:
+                if self._tls:
                     if self._tls_server_name:
                         options.append(("grpc.ssl_target_name_override", self._tls_server_name))
                     credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
@@ -169,8 +181,9 @@ class EtcdConnection:
                 self._lease = LeaseService(channel)
                 self._auth = AuthService(channel)
                 self._watch = WatchStub(channel)
-                if self.username is not None:
-                    await self.authenticate()
+            if self.username is not None and self._token is None:
+                # (Again, if an earlier attempt was refused: never send requests without it.)
+                await self.authenticate()
             return self._kv, self._lease, self._watch
 
     async def authenticate(self) -> None:
@@ -216,5 +229,6 @@ class EtcdConnection:
         channel, self._channel = self._channel, None
         self._kv = self._lease = self._auth = None
         self._watch = None
+        self._token = None
         if channel is not None:
             await channel.close()
