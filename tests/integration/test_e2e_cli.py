@@ -5,8 +5,10 @@ journal, stop, destroy; and a unit that cannot be placed, with the reason shown.
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +70,7 @@ def test_user_path(sandbox: Sandbox, tmp_path: Path, wait_for: WaitFor) -> None:
         return "hello-from-e2e" in out.stdout
 
     wait_for(journal_has_hello, 30, "the unit's output in fleetctl journal")
+    assert "hello-from-e2e" in _first_followed_lines(sandbox, name)
 
     r = fleetctl(sandbox, "stop", "--block-attempts", "120", name)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -96,3 +99,34 @@ def test_unplaceable_unit_shows_why(sandbox: Sandbox, tmp_path: Path) -> None:
         assert "role" in row.split("\t")[-1]
     finally:
         fleetctl(sandbox, "destroy", name)
+
+
+def _first_followed_lines(sandbox: Sandbox, name: str, timeout: float = 30) -> str:
+    """What ``fleetctl journal -f`` prints until the unit's line shows up (then it is
+    stopped, as a user's Ctrl-C would)."""
+    proc = subprocess.Popen(
+        [FLEETCTL, "journal", "-f", "--lines", "50", name],
+        env={**os.environ, **sandbox.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            while b"hello-from-e2e" not in seen and time.monotonic() < deadline:
+                if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+        assert proc.poll() is None, "journal -f ended by itself"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    return seen.decode(errors="replace")
