@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from apikit import make_app, new_store
 from fleetd.api.serve import ApiServer
-from hostile import V1, Answer, Hostile, call, check_refused, corpus, dump, seed
+from hostile import GOOD_BODY, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
 
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
@@ -84,9 +87,7 @@ async def test_refusals_leave_valid_requests_working() -> None:
 
 
 def _good() -> bytes:
-    from hostile import GOOD_BODY, _json
-
-    return _json(GOOD_BODY)
+    return json.dumps(GOOD_BODY).encode()
 
 
 # --- through uvicorn ---------------------------------------------------------------------
@@ -218,3 +219,102 @@ def _token(after: str) -> str:
     from fleetd.api.pagination import PageToken
 
     return PageToken(after).encode()
+
+
+# --- authentication on TCP, the unix socket's mode -----------------------------------------
+
+TOKEN = "hostile-token-0123456789abcdef"
+
+
+async def test_tcp_refuses_every_path_without_the_right_token(tmp_path: Path) -> None:
+    store = new_store()
+    await seed(store)
+    server = ApiServer(make_app(store), ["tcp://127.0.0.1:0"], token=TOKEN)
+    server.bind()
+    host_port = server.addresses[0][len("tcp://") :]
+    task = asyncio.create_task(server.run())
+    before = await dump(store)
+    good = _good().decode()
+    try:
+        paths = [
+            ("GET", f"{V1}/units"),
+            ("GET", f"{V1}/units/web.service"),
+            ("PUT", f"{V1}/units/new.service"),
+            ("DELETE", f"{V1}/units/web.service"),
+            ("PATCH", f"{V1}/machines"),
+            ("POST", f"{V1}/machines/{'c' * 32}/drain"),
+            ("GET", f"{V1}/events"),
+            ("GET", f"{V1}/discovery"),
+            ("GET", "/healthz"),
+            ("GET", "/metrics"),
+            ("GET", "/openapi.json"),
+            ("GET", "/docs"),
+            ("GET", "/nonexistent"),
+        ]
+        headers = [
+            "",
+            "Authorization: Bearer wrong-token-0123456789abcdef\r\n",
+            f"Authorization: Bearer {TOKEN[:-1]}\r\n",
+            f"Authorization: Bearer {TOKEN}x\r\n",
+            f"Authorization: Basic {TOKEN}\r\n",
+            f"Authorization: {TOKEN}\r\n",
+            "Authorization: Bearer\r\n",
+            "Authorization: Bearer \xff\xfe\r\n",
+            f"Authorization: Bearer {TOKEN.upper()}\r\n",
+            f"Authorization: Bearer wrong\r\nAuthorization: Bearer {TOKEN}\r\n",
+            f"X-Authorization: Bearer {TOKEN}\r\n",
+        ]
+        for method, path in paths:
+            body = good if method == "PUT" else "[]" if method == "PATCH" else ""
+            for header in headers:
+                request = _http(method, path, body.encode(), extra=header)
+                answer = await _tcp(host_port, request)
+                req = Hostile(f"{method} {path} {header!r}", method, path, expect=401)
+                assert check_refused(req, answer) is None, (req.id, answer)
+                assert answer.headers.get("www-authenticate", "").startswith("Bearer")
+        assert await dump(store) == before
+        ok = await _tcp(
+            host_port, _http("GET", f"{V1}/units", extra=f"Authorization: Bearer {TOKEN}\r\n")
+        )
+        assert ok.status == 200
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def _tcp(host_port: str, request: bytes) -> Answer:
+    host, _, port = host_port.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                headers[k.strip().lower()] = v.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+        return Answer(int(lines[0].split()[1]), headers, body)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def test_unix_socket_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        server = ApiServer(make_app(new_store()), [f"unix://{tmp_path}/fleet.sock"])
+        server.bind()
+    finally:
+        os.umask(old)
+    try:
+        mode = (tmp_path / "fleet.sock").stat().st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o600
+    finally:
+        server.close()
