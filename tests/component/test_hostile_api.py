@@ -12,13 +12,15 @@ import contextlib
 import json
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from apikit import make_app, new_store
+from apikit import make_app, new_store, schedule
+from fleetd.api.inspector import SystemdInspector
 from fleetd.api.serve import ApiServer
-from hostile import GOOD_BODY, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
+from hostile import GOOD_BODY, M1, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
 
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
@@ -318,3 +320,28 @@ def test_unix_socket_is_0600_whatever_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(mode) == 0o600
     finally:
         server.close()
+
+
+async def test_option_like_unit_names_reach_tools_as_data(tmp_path: Path) -> None:
+    """``--help.service`` is a valid unit name; systemctl/journalctl get it after ``--`` or
+    inside ``--unit=``, never as an option of their own."""
+    record = tmp_path / "argv.txt"
+    script = tmp_path / "tool.py"
+    script.write_text(
+        f"import sys\nopen({str(record)!r}, 'a').write(repr(sys.argv[1:]) + '\\n')\nprint('ok')\n"
+    )
+    tool = (sys.executable, str(script))
+    store = new_store()
+    await seed(store)
+    app = make_app(store, machine_id=M1, inspector=SystemdInspector(tool, tool))
+    name = "--help.service"
+    created = await call(app, Hostile("put", "PUT", f"{V1}/units/{name}", _good()))
+    assert created.status == 201, created.body
+    await schedule(store, M1, name)
+    status = await call(app, Hostile("status", "GET", f"{V1}/units/{name}/status", headers=()))
+    assert status.status == 200, status.body
+    journal = await call(app, Hostile("journal", "GET", f"{V1}/units/{name}/journal", headers=()))
+    assert journal.status == 200, journal.body
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert calls[0][-2:] == ["--", name]
+    assert f"--unit={name}" in calls[1] and name not in calls[1]
