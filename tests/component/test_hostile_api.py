@@ -328,7 +328,8 @@ async def test_option_like_unit_names_reach_tools_as_data(tmp_path: Path) -> Non
     record = tmp_path / "argv.txt"
     script = tmp_path / "tool.py"
     script.write_text(
-        f"import sys\nopen({str(record)!r}, 'a').write(repr(sys.argv[1:]) + '\\n')\nprint('ok')\n"
+        f"import json, sys\nopen({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "print('ok')\n"
     )
     tool = (sys.executable, str(script))
     store = new_store()
