@@ -22,14 +22,10 @@ class Capacity:
     memory_bytes: int = 0
 
     def __add__(self, other: Capacity) -> Capacity:
-        return Capacity(
-            self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes
-        )
+        return Capacity(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
 
     def __sub__(self, other: Capacity) -> Capacity:
-        return Capacity(
-            self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes
-        )
+        return Capacity(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
 
     def fits(self, need: Capacity) -> bool:
         return need.cpu_millis <= self.cpu_millis and need.memory_bytes <= self.memory_bytes
