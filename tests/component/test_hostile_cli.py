@@ -5,6 +5,7 @@ and the registry is exactly as it was."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from hostile import dump
 from typer.testing import CliRunner
 
 from fleetd import model
+from fleetd.etcd_server import EtcdServer
+from fleetd.registry.etcd import EtcdRegistry
+from fleetd.registry.keys import Keys
+from fleetd.registry.store import Store
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 TOKEN = "cli-token-0123456789abcdef"
@@ -225,3 +230,37 @@ def test_tcp_endpoint_needs_the_right_token(server: ServerThread) -> None:
     )
     assert result.exit_code == 0, result.output
     assert M1
+
+
+@pytest.mark.etcd
+def test_etcd_driver_refuses_the_same(
+    etcd_server: EtcdServer, key_prefix: str, files: Path
+) -> None:
+    """``--driver etcd`` applies the API's checks itself: hostile files and names change
+    nothing in the registry either."""
+    env = {
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
+    }
+    runner = CliRunner()
+    assert runner.invoke(app, ["submit", str(_web(files))], env=env).exit_code == 0
+    store = Store(EtcdRegistry([etcd_server.endpoint]), Keys(key_prefix))
+
+    async def snapshot() -> list[tuple[str, bytes, int, int, int]]:
+        try:
+            return await dump(store)
+        finally:
+            await store.registry.close()  # type: ignore[attr-defined]
+
+    before = asyncio.run(snapshot())
+    failures = []
+    cases = [c for c in _cases(files) if c[1][0] not in ("status", "journal")]
+    for label, args in cases[::2]:
+        result = runner.invoke(app, args, env=env)
+        try:
+            _check(result, label, missing_ok=label.startswith("destroy"))
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+    assert asyncio.run(snapshot()) == before
