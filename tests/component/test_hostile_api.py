@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from apikit import make_app, new_store, schedule
+from fleetd.api.auth import BearerAuth
 from fleetd.api.inspector import SystemdInspector
 from fleetd.api.serve import ApiServer
 from hostile import GOOD_BODY, M1, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
@@ -346,3 +347,24 @@ async def test_option_like_unit_names_reach_tools_as_data(tmp_path: Path) -> Non
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert calls[0][-2:] == ["--", name]
     assert f"--unit={name}" in calls[1] and name not in calls[1]
+
+
+async def test_websocket_handshake_is_refused_on_tcp() -> None:
+    """Only HTTP passes the token check: a websocket scope is closed at once (policy)."""
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    reached: list[object] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append(scope)
+
+    scope = {"type": "websocket", "path": f"{V1}/units", "headers": [], "query_string": b""}
+    await BearerAuth(app, TOKEN)(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert reached == []
