@@ -335,6 +335,17 @@ def _sizes() -> Iterator[Hostile]:
         _json({"options": [_option(value="x" * 2 * MiB)]}),
         expect=413,
     )
+    # Under 1 MiB as UTF-8, but the record escapes each emoji as \\ud83d\\ude00 (12 bytes):
+    # more than etcd takes in one request.  The registry's refusal is a 400, not a 500.
+    yield Hostile(
+        "record over etcd's limit",
+        "PUT",
+        put,
+        json.dumps(
+            {"options": [_option(value="\U0001f600" * 200_000)]}, ensure_ascii=False
+        ).encode(),
+        expect=400,
+    )
     yield Hostile(
         "Content-Length lies",
         "PUT",
