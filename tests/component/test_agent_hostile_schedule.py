@@ -1,6 +1,6 @@
-"""Schedule entries written straight into the registry (bypassing the Store's checks) under
-hostile names: the agent's schedule view drops every one of them, from the initial read
-and from the watch, so no path is ever built from them."""
+"""Records written straight into the registry (bypassing the API's checks): schedule entries
+under hostile names are dropped by the agent's schedule view (initial read and watch), so
+no path is ever built from them; unit texts no valid unit has are never made available."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from fleetd.agent.desired import ScheduleView
-from fleetd.model import DesiredState, ScheduleEntry
+from fleetd.agent.desired import Bodies, ScheduleView
+from fleetd.model import DesiredState, ScheduleEntry, Unit
 from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
@@ -68,3 +68,24 @@ async def test_hostile_names_never_enter_the_view() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Service]\nExecStart=/bin/true\ud800\n",  # stored as \\ud800 in the record's JSON
+        "[Service]\nExecStart=/bin/true\x00rm\n",
+        "[Service]\nExecStart=/bin/true\n[X-Fleet]\nBogus=1\n",
+        "not a unit file",
+        "",
+    ],
+)
+async def test_hostile_unit_bodies_are_not_available(text: str) -> None:
+    """A unit record written around the API with text no valid unit has: the agent's
+    body cache says "not available" (and logs why) instead of crashing."""
+    store = Store(MemoryRegistry(), Keys())
+    unit = Unit("web.service", text, "1" * 40, DesiredState.LAUNCHED)
+    await store.registry.put(store.keys.unit("web.service"), codec.encode_unit(unit))
+    bodies = Bodies(store)
+    assert await bodies.fetch("web.service", "1" * 40) is None
+    assert await bodies.fetch_all([("web.service", "1" * 40)]) == {"web.service"}
