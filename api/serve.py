@@ -203,7 +203,11 @@ class ApiServer:
                 log.warning("API on %s accepts requests without a token (auth disabled)", address)
         tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in servers]
         try:
-            await asyncio.gather(*tasks)
+            # Not gather(): cancelling run() must not cancel the servers, or requests in
+            # flight die with the registry client (500s) instead of finishing below.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
             for srv, _ in servers:
                 srv.should_exit = True

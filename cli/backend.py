@@ -29,6 +29,11 @@ class CliError(FleetError):
     """A failure to report on stderr (exit status 1), without a traceback."""
 
 
+class Unavailable(CliError):
+    """fleetd could not be reached or could not answer now (a restart, a lost etcd):
+    the same request may succeed later, so blocking waits retry it."""
+
+
 class Backend(Protocol):
     async def list_units(self) -> list[models.Unit]: ...
 
@@ -86,6 +91,8 @@ def _raise_for(response: httpx.Response) -> None:
         raise InvalidInput(message)
     if response.status_code == 401:
         raise CliError(f"{message} (pass --token or set FLEETCTL_TOKEN)")
+    if response.status_code in (502, 503, 504):
+        raise Unavailable(f"fleetd answered {response.status_code}: {message}")
     raise CliError(f"fleetd answered {response.status_code}: {message}")
 
 
@@ -141,7 +148,9 @@ class ApiBackend:
         try:
             return await self._client.request(method, PREFIX + path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise CliError(f"fleetd at {self.endpoint} did not answer in time") from exc
+            raise Unavailable(f"fleetd at {self.endpoint} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach fleetd at {self.endpoint}: {_reason(exc)}") from exc
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach fleetd at {self.endpoint}: {_reason(exc)}") from exc
         except httpx.InvalidURL as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,9 +19,10 @@ from fleetd.api import models
 from rich.console import Console
 from rich.status import Status
 
+from fleetd.errors import RegistryUnavailable
 from fleetd.model import DesiredState
 
-from .backend import Backend
+from .backend import Backend, Unavailable
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 0.5
@@ -153,22 +155,20 @@ class Waiter:
         delay = FIRST_DELAY
         attempt = 0
         last: dict[str, models.Unit] = {}
+        outage = False
         with self._status() as status:
             while pending and (self.attempts <= 0 or attempt < self.attempts):
                 attempt += 1
-                last = await self._units(set(pending))
-                launched = [
-                    u
-                    for u in last.values()
-                    if self.target is DesiredState.LAUNCHED and self._reached(u) and u.machineID
-                ]
-                states = await self._states(launched)
-                for name in list(pending):
-                    outcome = await self._outcome(name, last.get(name), states)
-                    if outcome is not None:
-                        outcomes[name] = outcome
-                        pending.remove(name)
-                        on_done(outcome)
+                try:
+                    last = await self._attempt(pending, outcomes, on_done)
+                except (Unavailable, RegistryUnavailable) as exc:
+                    # As fleet's fleetctl: a fleetd restarting (or etcd electing a leader)
+                    # is waited for, with one warning per outage; the attempt counts.
+                    if not outage:
+                        self._warn(status, f"WARNING: {exc}; still waiting")
+                    outage = True
+                else:
+                    outage = False
                 if not pending:
                     break
                 if status is not None:
@@ -191,6 +191,35 @@ class Waiter:
             outcomes[name] = outcome
             on_done(outcome)
         return [outcomes[n] for n in dict.fromkeys(names)]
+
+    async def _attempt(
+        self,
+        pending: list[str],
+        outcomes: dict[str, Outcome],
+        on_done: Callable[[Outcome], None],
+    ) -> dict[str, models.Unit]:
+        """Read the pending units once; settle (remove from ``pending``) those that got there."""
+        last = await self._units(set(pending))
+        launched = [
+            u
+            for u in last.values()
+            if self.target is DesiredState.LAUNCHED and self._reached(u) and u.machineID
+        ]
+        states = await self._states(launched)
+        for name in list(pending):
+            outcome = await self._outcome(name, last.get(name), states)
+            if outcome is not None:
+                outcomes[name] = outcome
+                pending.remove(name)
+                on_done(outcome)
+        return last
+
+    @staticmethod
+    def _warn(status: Status | None, message: str) -> None:
+        if status is not None:
+            status.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def _summary(self, pending: list[str], units: dict[str, models.Unit]) -> str:
         shown = []

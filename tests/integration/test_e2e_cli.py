@@ -7,30 +7,18 @@ from __future__ import annotations
 import os
 import selectors
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cluster_helpers import FLEETCTL, fleetctl
 
 from fleetd.sandbox.cluster import Sandbox
 
 pytestmark = pytest.mark.integration
-FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 WaitFor = Callable[[Callable[[], object], float, str], object]
-
-
-def fleetctl(
-    sandbox: Sandbox, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **sandbox.env()}
-    proc = subprocess.run(
-        [FLEETCTL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 def test_user_path(sandbox: Sandbox, tmp_path: Path, wait_for: WaitFor) -> None:
