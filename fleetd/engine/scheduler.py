@@ -212,7 +212,8 @@ class _Pass:
             if self.drain_budget is not None:
                 self.drain_budget -= 1
             self.leaving[name] = machine
-            return ""  # removed only once a new machine is found
+            self.pending.append(name)
+            return None  # stays (and keeps its room) until a new machine is found
         return None
 
     # --- phase 2: Global units on every matching machine ---
@@ -234,37 +235,60 @@ class _Pass:
     # --- phase 3: everything else, MachineOf peers first ---
 
     def place_pending(self) -> None:
-        queue = sorted(self.pending, key=self.rank.__getitem__)
+        # Units leaving draining machines first: they follow no one, and the room they
+        # free there may be what a follower of a unit that stays needs.
+        queue = sorted(self.pending, key=lambda n: (n not in self.leaving, self.rank[n]))
         i = 0
         while i < len(queue):
             name = queue[i]
             i += 1
-            if self.occupancy.machines_of(name) or name in self.unplaceable:
+            leaving = self.leaving.pop(name, None)
+            if name in self.unplaceable or (self.occupancy.machines_of(name) and not leaving):
                 continue
             req = self.jobs[name]
-            cpu, mem = self._need(name, req)
+            cpu, mem = self._need(name, req, leaving)
             slot, why = self._choose(name, req, cpu, mem)
-            leaving = self.leaving.pop(name, None)
             if slot is None:
-                if leaving is not None:
-                    self._put(name, req, self.slots[leaving])
-                self.unplaceable[name] = ""
+                self.unplaceable[name] = ""  # a unit leaving a draining machine stays there
                 continue
             if leaving is not None:
-                self.removals[(name, leaving)] = f"machine {leaving} is draining"
+                # It kept its room on the draining machine until a new one was found.
+                queue.extend(self._evict(name, leaving, f"machine {leaving} is draining"))
                 self.drained += 1
             self._place(name, req, slot, why)
-            for other in self.occupancy.replaced_by(name, req, slot.id):
+            replaced = self.occupancy.replaced_by(name, req, slot.id)
+            for other in replaced:
                 queue.extend(self._evict(other, slot.id, f"replaced by {name}"))
+            if replaced:
+                self._globals_on(slot)  # the room freed there goes to Global units first
+            for follower in self.followers.get(name, ()):
+                # A follower that found no room next to this unit's old machine tries again.
+                if self.unplaceable.get(follower) == "":
+                    del self.unplaceable[follower]
+                    queue.append(follower)
 
-    def _need(self, name: str, req: Requirements) -> tuple[int, int]:
-        """Own reservation plus that of unplaced MachineOf followers (they move together)."""
+    def _globals_on(self, slot: Slot) -> None:
+        for name in self.globals:
+            req = self.jobs[name]
+            if slot.id in self.occupancy.machines_of(name):
+                continue
+            reason = self.checker.first(
+                NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+            )
+            if reason is None:
+                self._place(name, req, slot, "global unit")
+                self.unplaceable.pop(name, None)
+
+    def _need(self, name: str, req: Requirements, leaving: str | None = None) -> tuple[int, int]:
+        """Own reservation plus that of the MachineOf followers that move with it (not
+        placed yet, or on the machine it is ``leaving``)."""
         cpu, mem = req.cpu_millis, req.memory_bytes
         stack = list(self.followers.get(name, ()))
         seen: set[str] = set()
         while stack:
             follower = stack.pop()
-            if follower in seen or self.occupancy.machines_of(follower):
+            where = self.occupancy.machines_of(follower)
+            if follower in seen or (where and leaving not in where):
                 continue
             seen.add(follower)
             cpu += self.jobs[follower].cpu_millis

@@ -454,3 +454,85 @@ def test_unplaceable_unit_is_placed_once_room_appears() -> None:
     decision = schedule([machine("m1"), machine("m2", mem=32 * G)], jobs)
     assert decision.assignments == {"big.service": ("m2",)}
     assert decision.placed[0].reason == "best fit (binpack)"
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("seed", range(0, 12000, 300))
+def test_random_clusters_keep_every_invariant(strategy: Strategy, seed: int) -> None:
+    import random
+
+    from fleetd.requirements import glob_matches, metadata_matches
+
+    rnd = random.Random(seed)
+    machines = [
+        machine(
+            f"m{i:02}",
+            cpu=rnd.choice((1000, 2000, 4000)),
+            mem=rnd.choice((2, 4, 8)) * G,
+            rack=rnd.choice("ab"),
+            cores=str(rnd.choice((2, 8))),
+        )
+        for i in range(rnd.randint(1, 12))
+    ]
+    flags = {
+        m.id: rnd.choice((MachineFlags(unschedulable=True), MachineFlags(draining=True)))
+        for m in machines
+        if rnd.random() < 0.15
+    }
+    jobs: list[Job] = []
+    for i in range(rnd.randint(1, 60)):
+        kind = rnd.random()
+        res = {"cpu_millis": rnd.choice((0, 250, 500)), "memory_bytes": rnd.choice((0, 1, 2)) * G}
+        if kind < 0.15:
+            jobs.append(job(f"web@{i}.service", conflicts=("web@*",), **res))
+        elif kind < 0.3:
+            jobs.append(job(f"r{i}.service", rnd.choice(("rack=a", "rack!=a", "cores>=4")), **res))
+        elif kind < 0.4 and jobs:
+            jobs.append(job(f"f{i}.service", machine_of=(rnd.choice(jobs).name,), **res))
+        elif kind < 0.45:
+            jobs.append(job(f"p{i}.service", machine_id=rnd.choice(machines).id, **res))
+        elif kind < 0.5:
+            jobs.append(job(f"g{i}.service", global_=True, cpu_millis=50))
+        elif kind < 0.55:
+            jobs.append(job(f"n{i}.service", replaces=(f"u{rnd.randint(0, i)}.service",), **res))
+        else:
+            jobs.append(job(f"u{i}.service", **res))
+    current = {j.name: [rnd.choice(machines).id] for j in jobs if rnd.random() < 0.3}
+    decision = schedule(machines, jobs, current, flags, strategy, rnd.choice((None, 0, 2)))
+
+    reqs = {j.name: j.requirements for j in jobs}
+    by_id = {m.id: m for m in machines}
+    on: dict[str, list[str]] = {}
+    for name, placed in decision.assignments.items():
+        stuck = name in decision.unplaceable and not reqs[name].global_
+        assert not stuck or flags[placed[0]].draining  # could not leave a draining machine
+        assert len(placed) == 1 or reqs[name].global_
+        for mid in placed:
+            on.setdefault(mid, []).append(name)
+            r = reqs[name]
+            assert metadata_matches(r.metadata, dict(by_id[mid].metadata)) is None
+            assert r.machine_id is None or mid.startswith(r.machine_id)
+            for peer in r.machine_of:
+                assert mid in decision.assignments.get(peer, ())
+    for mid, names in on.items():
+        cap = by_id[mid].capacity
+        assert sum(reqs[n].cpu_millis for n in names) <= cap.cpu_millis
+        assert sum(reqs[n].memory_bytes for n in names) <= cap.memory_bytes
+        for a in names:
+            for b in names:
+                if a != b:
+                    assert not any(glob_matches(g, b) for g in reqs[a].conflicts), (mid, a, b)
+    for name in reqs:
+        assert name in decision.assignments or decision.unplaceable.get(name), name
+    new = {(p.unit, p.machine) for p in decision.placed}
+    for unit, machines_now in decision.assignments.items():
+        for mid in machines_now:
+            if (unit, mid) not in new:
+                assert mid in current.get(unit, ()), (unit, mid)
+            elif flags.get(mid, MachineFlags()) != MachineFlags():
+                assert reqs[unit].machine_of, (unit, mid)  # only followers join a cordon
+    # Placed units never move; a second pass may only place units the first could not
+    # (when room was freed after their turn, e.g. by an eviction).
+    again = schedule(machines, jobs, decision.assignments, flags, strategy, drain_batch=0)
+    assert not again.removals
+    assert all(p.unit in decision.unplaceable for p in again.placed), again.placed
