@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fleetd.engine.index import MetadataGroups, Slot
+from fleetd.engine.groups import MetadataGroups
+from fleetd.engine.index import Slot
 from fleetd.engine.occupancy import Occupancy
 from fleetd.requirements import Requirements, format_cpu, format_memory
 

@@ -1,20 +1,23 @@
-"""Machine indexes for the scheduler: metadata groups and free-capacity classes (pure).
+"""Machine slots and free-capacity classes for the scheduler (pure).
 
-Machines with the same effective metadata form a group; a metadata condition
-set is evaluated once per group and cached.  Each distinct condition set
-that jobs use gets a *class*: the schedulable machines it admits, kept in
-lists sorted by free capacity (binpack) or unit count (spread), so a
-placement is a bisect plus a short walk instead of a scan of every machine.
+Each distinct metadata condition set that jobs use gets a *class*: the
+schedulable machines it admits, kept in lists sorted by free capacity
+(binpack) or by unit count and free capacity (spread), so a placement is a
+bisect plus a short walk instead of a scan of every machine.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Iterable
+from collections.abc import Container
 from enum import StrEnum
 from math import pow as _pow
+from typing import TYPE_CHECKING
 
-from fleetd.requirements import MetadataCondition, MetadataOp, metadata_matches
+from fleetd.requirements import MetadataCondition
+
+if TYPE_CHECKING:
+    from fleetd.engine.groups import MetadataGroups
 
 Conditions = tuple[MetadataCondition, ...]
 Signature = tuple[tuple[str, str], ...]
@@ -77,55 +80,6 @@ def binpack_score(slot: Slot, cpu: int, mem: int) -> float:
     free_cpu = (slot.free_cpu - cpu) / slot.cap_cpu if slot.cap_cpu > 0 else 0.0
     free_mem = (slot.free_mem - mem) / slot.cap_mem if slot.cap_mem > 0 else 0.0
     return 20.0 - (_pow(10.0, free_cpu) + _pow(10.0, free_mem))
-
-
-class MetadataGroups:
-    """Machines grouped by effective metadata, with cached condition evaluation."""
-
-    def __init__(self, slots: Iterable[Slot]) -> None:
-        self._groups: dict[Signature, list[Slot]] = {}
-        self._by_pair: dict[tuple[str, str], list[Signature]] = {}
-        self._reasons: dict[tuple[Conditions, Signature], str | None] = {}
-        for slot in slots:
-            members = self._groups.get(slot.signature)
-            if members is None:
-                members = self._groups[slot.signature] = []
-                for pair in slot.signature:
-                    self._by_pair.setdefault(pair, []).append(slot.signature)
-            members.append(slot)
-
-    def reason(self, conditions: Conditions, slot: Slot) -> str | None:
-        """Why ``slot``'s metadata fails ``conditions`` (None if it matches)."""
-        if not conditions:
-            return None
-        key = (conditions, slot.signature)
-        try:
-            return self._reasons[key]
-        except KeyError:
-            result = metadata_matches(conditions, dict(slot.signature))
-            self._reasons[key] = result
-            return result
-
-    def matching(self, conditions: Conditions) -> list[Slot]:
-        """Every machine (schedulable or not) whose metadata satisfies ``conditions``."""
-        signatures: Iterable[Signature] = self._groups
-        equal: dict[str, list[str]] = {}
-        for cond in conditions:
-            if cond.op is MetadataOp.EQ:
-                equal.setdefault(cond.key, []).append(cond.value)
-        if equal:
-            # One '=' key narrows the groups through the (key, value) index.
-            key, values = min(equal.items(), key=lambda kv: self._narrowed(kv[0], kv[1]))
-            signatures = dict.fromkeys(s for v in values for s in self._by_pair.get((key, v), ()))
-        found: list[Slot] = []
-        for signature in signatures:
-            members = self._groups[signature]
-            if self.reason(conditions, members[0]) is None:
-                found.extend(members)
-        return found
-
-    def _narrowed(self, key: str, values: list[str]) -> int:
-        return sum(len(self._by_pair.get((key, v), ())) for v in values)
 
 
 class _Class:

@@ -1,0 +1,323 @@
+"""One scheduling pass (pure): keep what is valid, place Global units, place the rest.
+
+See ``fleetd.engine.scheduler`` for the rules; this module holds the
+bookkeeping of a pass: machine slots, the capacity index, the occupancy and
+the queue of units to place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fleetd.engine.checks import (
+    FOLLOWER_PLACEMENT,
+    KEEP_PLACEMENT,
+    NEW_PLACEMENT,
+    Check,
+    Checker,
+    Explanation,
+)
+from fleetd.engine.decision import Decision, Job, Placed, Removal
+from fleetd.engine.groups import MetadataGroups
+from fleetd.engine.index import (
+    CapacityIndex,
+    Slot,
+    Strategy,
+    binpack_score,
+)
+from fleetd.engine.occupancy import Occupancy
+from fleetd.engine.order import peer_order
+from fleetd.model import Machine, MachineFlags
+from fleetd.requirements import Requirements
+
+_WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
+
+
+def _slot(machine: Machine, flags: MachineFlags | None) -> Slot:
+    metadata = dict(machine.metadata)
+    if flags is not None:
+        metadata.update(flags.metadata_overrides)
+    return Slot(
+        machine.id,
+        tuple(sorted(metadata.items())),
+        machine.capacity.cpu_millis,
+        machine.capacity.memory_bytes,
+        unschedulable=flags is not None and flags.unschedulable,
+        draining=flags is not None and flags.draining,
+    )
+
+
+class Placer:
+    def __init__(
+        self,
+        machines: Iterable[Machine],
+        jobs: Iterable[Job],
+        flags: Mapping[str, MachineFlags],
+        strategy: Strategy,
+        drain_batch: int | None,
+    ) -> None:
+        self.slots = {m.id: _slot(m, flags.get(m.id)) for m in machines}
+        self.all_slots = sorted(self.slots.values(), key=lambda s: s.id)
+        for i, slot in enumerate(self.all_slots):
+            slot.index = i
+        self.jobs = {j.name: j.requirements for j in jobs}
+        self.strategy = strategy
+        self.drain_budget = drain_batch
+        self.by_prefix: dict[str, list[Slot]] = {}
+        for slot in self.all_slots:
+            self.by_prefix.setdefault(slot.id[:8], []).append(slot)
+        self.groups = MetadataGroups(self.all_slots)
+        needs = self.jobs.values()
+        floor = (
+            min((r.cpu_millis for r in needs), default=0),
+            min((r.memory_bytes for r in needs), default=0),
+        )
+        self.index = CapacityIndex(self.groups, strategy, self.all_slots, floor)
+        self.occupancy = Occupancy(self.jobs.values())
+        self.checker = Checker(self.groups, self.occupancy)
+        self.order, cycles = peer_order(self.jobs)
+        self.rank = {name: i for i, name in enumerate(self.order)}
+        self.followers: dict[str, list[str]] = {}
+        for name in self.order:
+            for peer in self.jobs[name].machine_of:
+                self.followers.setdefault(peer, []).append(name)
+        self.new: dict[tuple[str, str], str] = {}
+        self.removals: dict[tuple[str, str], str] = {}
+        self.unplaceable: dict[str, str] = dict(cycles)
+        self.pending: list[str] = []
+        self.globals: list[str] = []
+        self.leaving: dict[str, str] = {}  # unit -> draining machine it may leave
+        self.drained = 0
+        self.current: Mapping[str, Iterable[str]] = {}
+
+    # --- phase 1: keep what is still valid ---
+
+    def keep(self, current: Mapping[str, Iterable[str]]) -> None:
+        self.current = current
+        for name in self.order:
+            req = self.jobs[name]
+            kept = False
+            for machine in sorted(current.get(name, ())):
+                reason = self._keep_reason(name, req, machine, kept)
+                if reason is None:
+                    self._put(name, req, self.slots[machine])
+                    kept = True
+                elif reason:
+                    self.removals[(name, machine)] = reason
+            if name in self.unplaceable:
+                continue
+            if req.global_:
+                self.globals.append(name)
+            elif not kept:
+                self.pending.append(name)
+
+    def _keep_reason(self, name: str, req: Requirements, machine: str, kept: bool) -> str | None:
+        slot = self.slots.get(machine)
+        if slot is None:
+            return f"machine {machine} is gone"
+        if name in self.unplaceable:
+            return self.unplaceable[name]
+        if kept and not req.global_:
+            return "already placed on another machine"
+        for peer in req.machine_of:
+            if peer in self.jobs and not self.occupancy.machines_of(peer):
+                return f"follows {peer}, which moves"
+        found = self.checker.first(
+            KEEP_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+        )
+        if found is not None:
+            return f"no longer allowed on {machine}: {found.text}"
+        if slot.draining and req.global_:
+            return f"machine {machine} is draining"  # a Global unit has nowhere to go
+        if slot.draining and not req.machine_of and self.drain_budget != 0:
+            if self.drain_budget is not None:
+                self.drain_budget -= 1
+            self.leaving[name] = machine
+            self.pending.append(name)
+            return None  # stays (and keeps its room) until a new machine is found
+        return None
+
+    # --- phase 2: Global units on every matching machine ---
+
+    def place_globals(self) -> None:
+        for name in self.globals:
+            req = self.jobs[name]
+            for slot in self.index.members(req.metadata):
+                if slot.id in self.occupancy.machines_of(name):
+                    continue
+                reason = self.checker.first(
+                    NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+                )
+                if reason is None:
+                    self._place(name, req, slot, "global unit")
+            if not self.occupancy.machines_of(name):
+                self.unplaceable[name] = ""
+
+    # --- phase 3: everything else, MachineOf peers first ---
+
+    def place_pending(self) -> None:
+        # Units leaving draining machines first: they follow no one, and the room they
+        # free there may be what a follower of a unit that stays needs.
+        queue = sorted(self.pending, key=lambda n: (n not in self.leaving, self.rank[n]))
+        i = 0
+        while i < len(queue):
+            name = queue[i]
+            i += 1
+            leaving = self.leaving.pop(name, None)
+            if name in self.unplaceable or (self.occupancy.machines_of(name) and not leaving):
+                continue
+            req = self.jobs[name]
+            cpu, mem = self._need(name, req, leaving)
+            slot, why = self._choose(name, req, cpu, mem)
+            if slot is None:
+                self.unplaceable[name] = ""  # a unit leaving a draining machine stays there
+                continue
+            if leaving is not None:
+                # It kept its room on the draining machine until a new one was found.
+                queue.extend(self._evict(name, leaving, f"machine {leaving} is draining"))
+                self.drained += 1
+            self._place(name, req, slot, why)
+            replaced = self.occupancy.replaced_by(name, req, slot.id)
+            for other in replaced:
+                queue.extend(self._evict(other, slot.id, f"replaced by {name}"))
+            if replaced:
+                self._globals_on(slot)  # the room freed there goes to Global units first
+            for follower in self.followers.get(name, ()):
+                # A follower that found no room next to this unit's old machine tries again.
+                if self.unplaceable.get(follower) == "":
+                    del self.unplaceable[follower]
+                    queue.append(follower)
+
+    def _globals_on(self, slot: Slot) -> None:
+        for name in self.globals:
+            req = self.jobs[name]
+            if slot.id in self.occupancy.machines_of(name):
+                continue
+            reason = self.checker.first(
+                NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
+            )
+            if reason is None:
+                self._place(name, req, slot, "global unit")
+                self.unplaceable.pop(name, None)
+
+    def _need(self, name: str, req: Requirements, leaving: str | None = None) -> tuple[int, int]:
+        """Own reservation plus that of the MachineOf followers that move with it (not
+        placed yet, or on the machine it is ``leaving``)."""
+        cpu, mem = req.cpu_millis, req.memory_bytes
+        stack = list(self.followers.get(name, ()))
+        seen: set[str] = set()
+        while stack:
+            follower = stack.pop()
+            where = self.occupancy.machines_of(follower)
+            if follower in seen or (where and leaving not in where):
+                continue
+            seen.add(follower)
+            cpu += self.jobs[follower].cpu_millis
+            mem += self.jobs[follower].memory_bytes
+            stack.extend(self.followers.get(follower, ()))
+        return cpu, mem
+
+    def _choose(self, name: str, req: Requirements, cpu: int, mem: int) -> tuple[Slot | None, str]:
+        if req.machine_of:
+            peers = [self.occupancy.machines_of(p) for p in req.machine_of]
+            common = set.intersection(*peers) if all(peers) else set()
+            candidates = [self.slots[m] for m in sorted(common)]
+            best = self._best_of(name, req, candidates, cpu, mem, FOLLOWER_PLACEMENT)
+            return best, f"runs with {', '.join(req.machine_of)} (MachineOf)"
+        if req.machine_id is not None:
+            pinned = self.by_prefix.get(req.machine_id[:8], ())
+            candidates = [s for s in pinned if s.id.startswith(req.machine_id)]
+            best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
+            return best, "pinned by MachineID"
+        avoid = self.occupancy.forbidden(name, req) if self.occupancy.has_globs else set()
+        return self.index.best(req.metadata, cpu, mem, avoid), _WHY[self.strategy]
+
+    def _best_of(
+        self,
+        name: str,
+        req: Requirements,
+        candidates: list[Slot],
+        cpu: int,
+        mem: int,
+        checks: tuple[Check, ...],
+    ) -> Slot | None:
+        fitting = [
+            s for s in candidates if self.checker.first(checks, name, req, s, cpu, mem) is None
+        ]
+        if not fitting:
+            return None
+        if self.strategy is Strategy.SPREAD:
+            return min(fitting, key=lambda s: (s.count, s.id))
+        return min(fitting, key=lambda s: (-binpack_score(s, cpu, mem), s.count, s.id))
+
+    def _evict(self, name: str, machine: str, reason: str) -> list[str]:
+        """Drop ``name`` and its MachineOf followers from ``machine``; returns what to re-place."""
+        req = self.jobs[name]
+        self._take(name, req, self.slots[machine])
+        if self.new.pop((name, machine), None) is None:
+            self.removals[(name, machine)] = reason
+        requeue = [] if req.global_ else [name]
+        for follower in self.followers.get(name, ()):
+            if machine in self.occupancy.machines_of(follower):
+                requeue.extend(self._evict(follower, machine, f"follows {name}"))
+        return requeue
+
+    # --- bookkeeping ---
+
+    def _place(self, name: str, req: Requirements, slot: Slot, why: str) -> None:
+        self._put(name, req, slot)
+        # Taken off this machine earlier in the pass and back again: nothing changes.
+        if self.removals.pop((name, slot.id), None) is None:
+            self.new[(name, slot.id)] = why
+
+    def _put(self, name: str, req: Requirements, slot: Slot) -> None:
+        self.index.detach(slot)
+        slot.free_cpu -= req.cpu_millis
+        slot.free_mem -= req.memory_bytes
+        slot.count += 1
+        self.index.attach(slot)
+        self.occupancy.add(name, req, slot.id)
+
+    def _take(self, name: str, req: Requirements, slot: Slot) -> None:
+        self.index.detach(slot)
+        slot.free_cpu += req.cpu_millis
+        slot.free_mem += req.memory_bytes
+        slot.count -= 1
+        self.index.attach(slot)
+        self.occupancy.remove(name, req, slot.id)
+
+    def decision(self) -> Decision:
+        memo: dict[object, Explanation] = {}
+        reasons: dict[str, str] = {}
+        rejections: dict[str, tuple[tuple[str, str], ...]] = {}
+        for name in sorted(self.unplaceable):
+            text = self.unplaceable[name]
+            if not text:
+                req = self.jobs[name]
+                cpu, mem = self._need(name, req)
+                key = (req, cpu, mem, self.occupancy.signature(name))
+                found = memo.get(key)
+                if found is None:
+                    slots = self.all_slots
+                    if req.machine_id is not None:
+                        slots = self.by_prefix.get(req.machine_id[:8], [])
+                    found = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
+                text = found.text
+                held = self.occupancy.machines_of(name)
+                if held and not req.global_:
+                    text = f"cannot leave draining machine {min(held)}: {text}"
+                rejections[name] = found.rejections
+            reasons[name] = text
+        assignments = {
+            name: tuple(sorted(self.occupancy.machines_of(name)))
+            for name in self.order
+            if self.occupancy.machines_of(name)
+        }
+        placed = tuple(Placed(u, m, why) for (u, m), why in self.new.items())
+        # Every current placement is either kept or removed with a reason.
+        for name in self.order:
+            for machine in self.current.get(name, ()):
+                if machine not in self.occupancy.machines_of(name):
+                    self.removals.setdefault((name, machine), "no longer placed here")
+        removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
+        return Decision(assignments, placed, removals, reasons, self.drained, rejections)

@@ -1,0 +1,62 @@
+"""The engine's settings (from the fleetd configuration) and the metrics it publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleetd.config import Config
+from fleetd.engine.scheduler import Strategy
+from fleetd.requirements import ReservationDefaults
+
+
+@dataclass(slots=True)
+class EngineMetrics:
+    """What the API exposes (Prometheus names: ``fleetd_engine_<field>``; ``_total`` = counter).
+
+    Only the engine writes these; everyone else reads.
+    """
+
+    leader: int = 0  # 1 while this process leads
+    leader_changes_total: int = 0  # times this process became leader
+    placements_total: int = 0
+    unschedules_total: int = 0
+    unplaceable: int = 0  # units the last pass could not place
+    reconciles_total: int = 0
+    reconcile_seconds: float = 0.0  # the last pass: plan and writes
+    reconcile_seconds_total: float = 0.0
+    plan_seconds: float = 0.0  # the last pass: plan only
+    write_ops_total: int = 0
+    write_transactions_total: int = 0
+    fenced_writes_total: int = 0  # writes refused because leadership was lost
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    strategy: Strategy = Strategy.BINPACK
+    defaults: ReservationDefaults = field(default_factory=ReservationDefaults)
+    leader_ttl: int = 10
+    at_most_once_grace: float = 5.0
+    interval: float = 2.0  # safety pass when nothing happens
+    debounce: float = 0.005
+    drain_batch: int = 10
+    drain_interval: float = 5.0
+    plan_in_thread: bool = True
+    write_concurrency: int = 8  # fenced transactions in flight at once
+
+
+def settings_from_config(config: Config) -> EngineSettings:
+    """Engine settings for a fleetd configured by ``config``.
+
+    The leader lease is a third of the agent TTL (10 s by default), so a new
+    leader takes over well before lost machines' units are due to move; the
+    AtMostOnce grace is a sixth of the agent TTL (5 s by default).
+    """
+    return EngineSettings(
+        strategy=Strategy(config.scheduler_strategy),
+        defaults=ReservationDefaults(
+            config.default_cpu_reservation_millis, config.default_memory_reservation_bytes
+        ),
+        leader_ttl=max(2, int(config.agent_ttl // 3)),
+        at_most_once_grace=max(1.0, config.agent_ttl / 6),
+        interval=config.engine_reconcile_interval,
+    )
