@@ -25,7 +25,7 @@ from fleetd.engine.leader import Leadership
 from fleetd.engine.model import ClusterModel, Collection, Parsed, collections_for
 from fleetd.engine.plan import Action, Plan, Task, plan
 from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
-from fleetd.errors import NotLeader, RegistryError
+from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
 from fleetd.registry.store import Snapshot, Store
 
@@ -115,6 +115,7 @@ class Engine:
         self._loaded.clear()
         self._own_writes = 0
         self._wake_at = None
+        self._drain_due = None
 
     async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
         delay = 0.1
@@ -178,6 +179,7 @@ class Engine:
             self.leadership.step_down("lease deadline passed before a reconcile")
             raise _Deposed
         started = time.perf_counter()
+        await self._forget_stopped()
         now = self.clock()
         s = self.settings
         async with self._model_lock:
@@ -194,9 +196,13 @@ class Engine:
         self.metrics.plan_seconds = time.perf_counter() - started
         if result.tasks:
             await self._apply(result.tasks, revision)
+        self.model.stopping.update(result.stopping)
         # More may be left to drain: the next batch is due after drain_interval.
         self._drain_due = now + s.drain_interval if result.drained else None
         self._wake_at = result.wake_at
+        if self.model.stopping:  # states are not watched: look again soon
+            soon = now + s.stop_poll
+            self._wake_at = soon if self._wake_at is None else min(self._wake_at, soon)
         async with self._model_lock:
             self.model.forget_machines()
         elapsed = time.perf_counter() - started
@@ -216,6 +222,27 @@ class Engine:
                 m.plan_seconds,
             )
         return result
+
+    async def _forget_stopped(self) -> None:
+        """Drop AtMostOnce units from ``stopping`` once their old machine no longer runs
+        them: its state says inactive/failed, the state is gone, or the machine is gone
+        (its agent fences AtMostOnce units before its lease can expire)."""
+        model = self.model
+        for unit, machine in list(model.stopping.items()):
+            if unit not in model.units or machine not in model.machines:
+                model.stopping.pop(unit, None)
+                continue
+            kv = await self.store.registry.get(self.store.keys.state(machine, unit))
+            if kv is None:
+                model.stopping.pop(unit, None)
+                continue
+            try:
+                state = self.store.state_from(kv.key, kv.value)
+            except FleetError as exc:
+                log.error("engine: unreadable state of %s on %s: %s", unit, machine, exc)
+                continue
+            if state.active_state in ("inactive", "failed"):
+                model.stopping.pop(unit, None)
 
     async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
         ops = [self._op(task) for task in tasks]

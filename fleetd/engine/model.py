@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from fleetd.engine.plan import Action, ClusterSnapshot, Task, UnitSpec
+from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scheduler import Strategy
 from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
@@ -35,6 +35,8 @@ class ClusterModel:
     schedule: dict[tuple[str, str], ScheduleEntry] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
     lost: dict[str, float] = field(default_factory=dict)  # machine -> when seen gone
+    # AtMostOnce units taken off a live machine, until seen stopped there: unit -> machine
+    stopping: dict[str, str] = field(default_factory=dict)
 
     def snapshot(
         self,
@@ -61,6 +63,7 @@ class ClusterModel:
             at_most_once_grace=grace,
             strategy=strategy,
             drain_batch=drain_batch,
+            stopping=dict(self.stopping),
         )
 
     def apply_tasks(self, tasks: Iterable[Task]) -> None:
@@ -202,6 +205,8 @@ def collections_for(
     def put_placement(key: str, value: bytes) -> None:
         placement = store.placement_from(key, value)
         model.placements[placement.name] = placement
+        if placement.summary.startswith(STOPPING):  # a previous leader was moving it
+            model.stopping.setdefault(placement.name, placement.summary[len(STOPPING) :])
 
     def delete_placement(key: str) -> None:
         model.placements.pop(key[len(keys.placements) :], None)

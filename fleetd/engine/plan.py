@@ -27,6 +27,10 @@ from fleetd.engine.scheduler import Decision, Job, Strategy, schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
+STOPPING = "AtMostOnce: waiting for it to stop on "
+"""Placement reason of an AtMostOnce unit moving off a live machine, followed by that
+machine's id; a new leader reads it back from ``placement/`` (see engine/model.py)."""
+
 
 @dataclass(frozen=True, slots=True)
 class UnitSpec:
@@ -65,6 +69,9 @@ class ClusterSnapshot:
     at_most_once_grace: float = 0.0
     strategy: Strategy = Strategy.BINPACK
     drain_batch: int | None = None
+    stopping: Mapping[str, str] = field(default_factory=dict)
+    """AtMostOnce units taken off a live machine and not yet seen stopped there
+    (unit -> machine): they are not placed anywhere until then."""
 
 
 class Action(StrEnum):
@@ -92,12 +99,15 @@ class Plan:
     """Tasks in the order they must be applied, plus what the engine reports and waits for.
 
     ``wake_at``: the earliest time a held AtMostOnce unit may move (None: none held).
+    ``stopping``: AtMostOnce units this plan takes off a live machine (unit, machine):
+    they are placed elsewhere only once they are seen stopped there.
     """
 
     tasks: tuple[Task, ...]
     decision: Decision
     held: tuple[str, ...] = ()
     wake_at: float | None = None
+    stopping: tuple[tuple[str, str], ...] = ()
 
     @property
     def placed(self) -> int:
@@ -129,6 +139,9 @@ def plan(snap: ClusterSnapshot) -> Plan:
             held[name] = f"invalid unit file: {spec.error}"
             continue
         entries = current.get(name, {})
+        if spec.requirements.at_most_once and not entries and name in snap.stopping:
+            held[name] = STOPPING + snap.stopping[name]
+            continue
         hold = _hold_until(snap, spec, entries)
         if hold is not None:
             until, machine = hold
@@ -153,13 +166,25 @@ def plan(snap: ClusterSnapshot) -> Plan:
         drain_batch=snap.drain_batch,
     )
     moved_from: dict[str, str] = {}
+    stopping: dict[str, str] = {}
     for removal in decision.removals:
         unschedule.append(Task(Action.UNSCHEDULE, removal.unit, removal.reason, removal.machine))
         moved_from.setdefault(removal.unit, f"{removal.machine} ({removal.reason})")
+        # Never two at once: an AtMostOnce unit leaving a live machine must stop there
+        # before it is scheduled anywhere else.
+        if snap.units[removal.unit].requirements.at_most_once and removal.machine in snap.machines:
+            stopping[removal.unit] = removal.machine
+            held[removal.unit] = STOPPING + removal.machine
 
-    writes = _schedule_writes(snap, decision, current, moved_from)
+    writes = _schedule_writes(snap, decision, current, moved_from, stopping)
     records = _placement_writes(snap, decision, held)
-    return Plan((*unschedule, *writes, *records), decision, tuple(sorted(held)), wake_at)
+    return Plan(
+        (*unschedule, *writes, *records),
+        decision,
+        tuple(sorted(held)),
+        wake_at,
+        tuple(sorted(stopping.items())),
+    )
 
 
 def _hold_until(
@@ -190,10 +215,13 @@ def _schedule_writes(
     decision: Decision,
     current: Mapping[str, Mapping[str, ScheduleEntry]],
     moved_from: Mapping[str, str],
+    stopping: Mapping[str, str],
 ) -> list[Task]:
     tasks: list[Task] = []
     new = {(p.unit, p.machine): p.reason for p in decision.placed}
     for name, machines in decision.assignments.items():
+        if name in stopping:
+            continue
         spec = snap.units[name]
         existing = current.get(name, {})
         for machine in machines:

@@ -40,6 +40,7 @@ class EngineSettings:
     debounce: float = 0.005
     drain_batch: int = 10
     drain_interval: float = 5.0
+    stop_poll: float = 0.5  # how often to look whether a moved AtMostOnce unit stopped
     plan_in_thread: bool = True
     write_concurrency: int = 8  # fenced transactions in flight at once
 

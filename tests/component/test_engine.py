@@ -10,7 +10,7 @@ from fleetd.engine.leader import Leadership
 from fleetd.engine.plan import Action, Task
 from fleetd.engine.scheduler import Strategy
 from fleetd.errors import NotLeader
-from fleetd.model import DesiredState, MachineFlags, ScheduleEntry
+from fleetd.model import DesiredState, MachineFlags, ScheduleEntry, UnitState
 from tests.component.engine_harness import G, harness, unit_text
 
 
@@ -280,3 +280,43 @@ async def test_specifiers_are_expanded_per_instance() -> None:
         assert plain is not None
         assert [k for k in engine._parsed if k[0] == plain.hash] == [(plain.hash, ".service")]
         assert engine._parsed[(plain.hash, ".service")][0].memory_bytes == G
+
+
+async def test_at_most_once_unit_moves_only_after_its_old_machine_stopped_it() -> None:
+    async with harness() as h:
+        m1 = await h.machine("m1")
+        await h.machine("m2")
+        await h.flag("m2", MachineFlags(unschedulable=True))
+        await h.submit("once.service", unit_text(AtMostOnce="true"))
+        engine = h.engine(stop_poll=0.01)
+        h.start(engine)
+
+        async def on_m1() -> bool:
+            return await m1.units() == ["once.service"]
+
+        await h.wait_for(on_m1, "once on m1")
+        running = UnitState("m1", "once.service", "h", "loaded", "active", "running")
+        await h.store.put_states("m1", [running], m1.lease)
+        await h.flag("m2", MachineFlags())
+        await h.flag("m1", MachineFlags(draining=True))
+
+        async def waiting() -> bool:
+            reason = (await h.reasons()).get("once.service", "")
+            return reason == "AtMostOnce: waiting for it to stop on m1"
+
+        await h.wait_for(waiting, "unscheduled from m1, waiting for it to stop")
+        passes = engine.metrics.reconciles_total
+
+        async def polled_twice() -> bool:
+            return engine.metrics.reconciles_total >= passes + 2
+
+        await h.wait_for(polled_twice, "two more passes while it still runs on m1")
+        assert await h.where() == {}  # not started anywhere else meanwhile
+
+        stopped = UnitState("m1", "once.service", "h", "loaded", "inactive", "dead")
+        await h.store.put_states("m1", [stopped], m1.lease)
+
+        async def moved() -> bool:
+            return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
+
+        await h.wait_for(moved, "once placed on m2 once stopped on m1")

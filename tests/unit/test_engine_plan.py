@@ -310,3 +310,32 @@ def test_a_unit_whose_file_cannot_be_parsed_stays_put_with_its_error() -> None:
     assert actions(p) == [(Action.RECORD, "b.service", "")]
     assert p.tasks[0].placement is not None
     assert p.tasks[0].placement.summary == "invalid unit file: MachineOf=: bad"
+
+
+def test_at_most_once_moves_off_a_live_machine_only_after_it_stopped() -> None:
+    s = snap(
+        [unit("once.service", at_most_once=True), unit("free.service")],
+        machines("m1", "m2"),
+        entry("m1", "once.service"),
+        entry("m1", "free.service"),
+        flags={"m1": MachineFlags(draining=True)},
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "free.service", "m1"),
+        (Action.UNSCHEDULE, "once.service", "m1"),
+        (Action.SCHEDULE, "free.service", "m2"),
+        (Action.RECORD, "once.service", ""),
+    ]
+    assert p.stopping == (("once.service", "m1"),)
+    assert p.tasks[3].placement is not None
+    assert p.tasks[3].placement.summary == "AtMostOnce: waiting for it to stop on m1"
+    # Still running on m1 as far as the engine knows: held, nothing to write.
+    s = apply(s, p)
+    assert plan(dataclasses.replace(s, stopping={"once.service": "m1"})).tasks == ()
+    # Seen stopped: placed, and its reason cleared.
+    later = plan(s)
+    assert actions(later) == [
+        (Action.SCHEDULE, "once.service", "m2"),
+        (Action.CLEAR, "once.service", ""),
+    ]
