@@ -2,7 +2,7 @@
 
 Followers hold no lease and write nothing: they watch the leader key and
 campaign (grant a lease, create the key if absent) when it disappears, and
-check it once per TTL in case a watch event was missed.  The leader refreshes
+read it every three TTLs in case a watch event was missed.  The leader refreshes
 its lease every TTL/3 and knows the latest time the lease can still be
 alive: it was refreshed no earlier than the moment the last successful
 refresh was *sent*, so it lives at least until ``sent + ttl``.  It stops
@@ -138,13 +138,13 @@ class Leadership:
 
     async def _pause(self) -> None:
         """A leader sleeps TTL/3 (or to its acting deadline); a follower until the key
-        vanishes, at most one TTL."""
+        vanishes (the watch says so at once), looking anyway every 3 TTLs."""
         if self.revision is not None:
             delay = max(0.0, min(self.ttl / 3, self._deadline() - self.clock()))
             await asyncio.sleep(delay)
             return
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.ttl):
+            async with asyncio.timeout(3 * self.ttl):
                 await self._vacant.wait()
 
     def _deadline(self) -> float:
