@@ -26,6 +26,7 @@ from cluster_helpers import (
     where_active,
 )
 
+from fleetd.errors import RegistryUnavailable
 from fleetd.model import DesiredState, Unit
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
@@ -81,8 +82,19 @@ class Faults:
         return SLEEPER + (f"\n[X-Fleet]\n{fleet}" if fleet else "")
 
     async def submit(self, name: str, text: str) -> None:
+        """Write the unit, launched; retried while etcd is unavailable (just after a restart
+        the client's gRPC channel is still in its reconnect backoff, up to 2 s)."""
         unit_file = UnitFile.from_text(text)
-        await self.store.put_unit(Unit(name, unit_file.text, unit_file.hash, DesiredState.LAUNCHED))
+        unit = Unit(name, unit_file.text, unit_file.hash, DesiredState.LAUNCHED)
+
+        async def put() -> bool:
+            try:
+                await self.store.put_unit(unit)
+            except RegistryUnavailable:
+                return False
+            return True
+
+        await until(put, SETTLE, f"etcd never took {name}", interval=0.2)
 
     async def leader(self) -> str:
         """The sandbox machine whose engine leads (waits for one)."""
