@@ -100,28 +100,45 @@ def wait_gone(pids: Sequence[int | None], timeout: float) -> bool:
     return True
 
 
-# Processes this process started and must reap (they are zombies until polled).
-_spawned: dict[int, subprocess.Popen[bytes]] = {}
+# Processes this process started and must reap (they are zombies until waited for).
+# Plain PIDs, not Popen objects: a sandbox outlives the `fleetd sandbox up` that
+# started it, and a Popen still running at exit warns (ResourceWarning).
+_spawned: set[int] = set()
 
 
 def spawn(args: Sequence[str], log: Path) -> int:
     """Start a long-lived process in its own session, output appended to ``log``."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        pid = os.posix_spawnp(
+            args[0],
             list(args),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, out, 2),
+            ],
+            setsid=True,
         )
-    _spawned[proc.pid] = proc
-    return proc.pid
+    except OSError as exc:
+        raise SandboxError(f"cannot start {args[0]}: {exc.strerror}") from exc
+    finally:
+        os.close(out)
+        os.close(null)
+    _spawned.add(pid)
+    return pid
 
 
 def _reap() -> None:
-    for pid, proc in list(_spawned.items()):
-        if proc.poll() is not None:
-            del _spawned[pid]
+    for pid in list(_spawned):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _spawned.discard(pid)
 
 
 def stop_pid(pid: int | None, comm: str | None, timeout: float = 5.0) -> None:
