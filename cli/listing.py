@@ -19,6 +19,7 @@ from fleetd.quantity import format_cpu, format_memory
 
 from .backend import Backend, CliError
 from .options import Output, options, run
+from .progress import readable_reason
 from .table import echo_json, echo_table, select
 
 Fields = Annotated[
@@ -113,7 +114,11 @@ def list_units(
         "load": lambda r: r.state.systemdLoadState if r.state else "-",
         "hash": lambda r: _hash(r.state.hash if r.state else "", full),
         "dstate": lambda r: r.unit.desiredState if r.unit else "-",
-        "reason": lambda r: (r.unit.reason or "-") if r.unit and not r.state else "-",
+        "reason": lambda r: (
+            readable_reason(r.unit.reason, machines, full)
+            if r.unit and r.unit.reason and not r.state
+            else "-"
+        ),
     }
     rows = [
         _Row(by_name.get(s.name), s) for s in sorted(states, key=lambda s: (s.name, s.machineID))
@@ -161,7 +166,9 @@ def list_unit_files(
         ),
         "global": lambda r: "true" if r.unit and _is_global(r.unit) else "false",
         "desc": lambda r: _description(r.unit) if r.unit else "-",
-        "reason": lambda r: (r.unit.reason or "-") if r.unit else "-",
+        "reason": lambda r: (
+            readable_reason(r.unit.reason, machines, full) if r.unit and r.unit.reason else "-"
+        ),
     }
     rows = [_Row(u, None) for u in sorted(units, key=lambda u: u.name)]
     default = ["unit", "hash", "dstate", "state", "target"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,21 @@ def legend(machine_id: str | None, machines: dict[str, models.Machine], full: bo
     return f"{label} ({machine.primaryIP})" if machine.primaryIP else label
 
 
+_MACHINE_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def readable_reason(text: str, machines: dict[str, models.Machine], full: bool = False) -> str:
+    """A placement reason with each full machine id shown as its hostname (or short id)."""
+    if full:
+        return text
+
+    def name(match: re.Match[str]) -> str:
+        machine = machines.get(match.group(0))
+        return machine.hostname if machine and machine.hostname else match.group(0)[:8]
+
+    return _MACHINE_ID.sub(name, text)
+
+
 class Waiter:
     def __init__(
         self,
@@ -115,7 +131,8 @@ class Waiter:
             return Outcome(
                 name,
                 False,
-                f"Unit {name} could not be placed: {unit.reason}",
+                f"Unit {name} could not be placed: "
+                f"{readable_reason(unit.reason, await self._machine_map())}",
                 unit.currentState,
                 reason=unit.reason,
             )
