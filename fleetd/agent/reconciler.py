@@ -51,7 +51,7 @@ class Reconciler:
         publisher: Publisher,
         fenced: Callable[[], bool],
         interval: float = 30.0,
-        debounce: float = 0.02,
+        debounce: float = 0.005,
         max_delay: float = 0.25,
         runtime_dir: Path = RUNTIME_UNIT_DIR,
     ) -> None:
