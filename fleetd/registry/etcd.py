@@ -28,7 +28,7 @@ import grpc
 import grpc.aio
 from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import Compare as PbCompare
-from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
+from etcd3aio._protobuf import LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest
 from etcd3aio.kv import KVService
 
 from fleetd.errors import (
@@ -103,6 +103,11 @@ class EtcdRegistry:
             timeout=timeout,
         )
         self._timeout = timeout
+        # One LeaseKeepAlive stream for every refresh: opening a stream per refresh is
+        # most of what lease keep-alives cost etcd (benchmarks/scale_agents.py).
+        # etcd answers on a stream in order; one request at a time here.
+        self._keepalive: Any = None
+        self._keepalive_lock = asyncio.Lock()
 
     # -- key-value -------------------------------------------------------------
 
@@ -219,16 +224,26 @@ class EtcdRegistry:
 
     async def refresh_lease(self, lease: int) -> int:
         async def call() -> int:
-            stream = self._conn.services()[1].keep_alive(lease)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    async for response in stream:
-                        ttl = int(response.TTL)
-                        break
-                    else:
-                        raise RegistryUnavailable(f"keepalive of lease {lease:x}: no response")
-            finally:
-                stream.cancel()
+            async with self._keepalive_lock:
+                if self._keepalive is None or self._keepalive.done():
+                    service = self._conn.services()[1]
+                    self._keepalive = service._stub.LeaseKeepAlive(
+                        metadata=service._metadata or None
+                    )
+                stream = self._keepalive
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await stream.write(LeaseKeepAliveRequest(ID=lease))
+                        response = await stream.read()
+                except BaseException:
+                    # An answer still in flight would be read as the next one's.
+                    stream.cancel()
+                    self._keepalive = None
+                    raise
+            if response is grpc.aio.EOF:
+                self._keepalive = None
+                raise RegistryUnavailable(f"keepalive of lease {lease:x}: stream ended")
+            ttl = int(response.TTL)
             if ttl <= 0:
                 raise LeaseExpired(f"lease {lease:x} does not exist (expired or revoked)")
             return ttl
@@ -328,4 +343,7 @@ class EtcdRegistry:
             await self._conn.call(f"compact at {revision}", call)
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         await self._conn.close()
