@@ -9,6 +9,7 @@ same read/write rules the API applies.  Neither imports FastAPI.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -27,6 +28,9 @@ PREFIX = "/fleet/v1"
 
 class CliError(FleetError):
     """A failure to report on stderr (exit status 1), without a traceback."""
+
+
+_RETRIES = 4
 
 
 class Unavailable(CliError):
@@ -145,6 +149,20 @@ class ApiBackend:
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # GET and PUT are idempotent in this API (a PUT sets a unit to a given file and
+        # state), so a connection reset or refused mid-way is retried a few times: a
+        # fleetd restarting or a pooled connection closed by the server is no failure.
+        attempts = _RETRIES if method in ("GET", "PUT") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._send(method, path, **kwargs)
+            except Unavailable:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._client.request(method, PREFIX + path, **kwargs)
         except httpx.TimeoutException as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from apikit import SERVICE, add_machine, make_app, new_store, options_of, report, schedule
-from fleetd.cli.backend import ApiBackend, CliError, Unavailable
+from fleetd.cli.backend import _RETRIES, ApiBackend, CliError, Unavailable
 from fleetd.cli.progress import Outcome, Waiter
 
 from fleetd.model import DesiredState
@@ -52,7 +52,10 @@ async def test_wait_retries_while_fleetd_is_unavailable(
     failure: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app, name = await _launched_unit()
-    transport = Flaky(app, down={1, 2, 3}, failure=failure)
+    # A refused connection is retried inside one request (_RETRIES times) before the
+    # wait sees it, so that outage has to outlast those retries.
+    down = set(range(1, 2 * _RETRIES + 1)) if failure == "refused" else {1, 2, 3}
+    transport = Flaky(app, down=down, failure=failure)
     backend = ApiBackend("http://fleet:1", transport=transport)
     done: list[Outcome] = []
     try:
@@ -88,3 +91,14 @@ async def test_other_errors_still_end_the_wait() -> None:
     finally:
         await backend.close()
     assert not isinstance(caught.value, Unavailable)
+
+
+async def test_a_refused_connection_is_retried_within_one_request() -> None:
+    app, name = await _launched_unit()
+    transport = Flaky(app, down={1, 2}, failure="refused")
+    backend = ApiBackend("http://fleet:1", transport=transport)
+    try:
+        unit = await backend.get_unit(name)
+    finally:
+        await backend.close()
+    assert unit is not None and unit.name == name
