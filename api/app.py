@@ -14,7 +14,7 @@ from fleetd import __version__
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
-from . import events, journal, machines, state, system, units
+from . import bulk, events, journal, machines, state, system, units
 from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
@@ -33,7 +33,8 @@ Errors are `{"error": {"code": N, "message": "..."}}`. Listings are paged:
 pass a response's `nextPageToken` back as the `nextPageToken` query parameter.
 
 **Extensions** (fleet's clients ignore them): `hash` and `reason` on units,
-capacity/allocation/flags on machines, `/units/{name}/placement`,
+capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
+`/units/{name}/placement`,
 `/placements`, cordon/uncordon/drain of machines, `/units/{name}/status`
 and `/journal` (served by the unit's machine, no SSH), `/events` (server-sent
 events), `/metrics` (Prometheus) and `/healthz`.
@@ -85,7 +86,14 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for router in (units.router, journal.router, state.router, machines.router, events.router):
+    for router in (
+        units.router,
+        bulk.router,
+        journal.router,
+        state.router,
+        machines.router,
+        events.router,
+    ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(system.fleet, prefix=PREFIX)
     app.include_router(system.root)

@@ -152,3 +152,26 @@ class Health(Wire):
     machineID: str | None = None
     leader: str | None = None
     registry: Literal["ok", "unavailable"]
+
+
+class UnitBatchItem(Wire):
+    """Extension: one change of ``PUT /units``, as the body of ``PUT /units/{name}``."""
+
+    name: str = Field(min_length=1, max_length=1024)
+    options: list[UnitOption] | None = Field(default=None, max_length=10_000)
+    desiredState: DesiredStateName | Literal[""] | None = None
+
+
+class UnitBatchRequest(Wire):
+    """Extension: body of ``PUT /units`` (at most 1000 distinct units, 1 MiB)."""
+
+    units: list[UnitBatchItem] = Field(max_length=1000)
+
+
+class UnitBatchResult(Wire):
+    name: str
+    result: Literal["created", "replaced", "updated", "unchanged"]
+
+
+class UnitBatchResponse(Wire):
+    units: list[UnitBatchResult]

@@ -38,6 +38,7 @@ from fleetd.registry.base import (
     Registry,
     WatchEvent,
 )
+from fleetd.registry.batching import chunk_ops
 from fleetd.registry.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,38 @@ class Store:
             what = "already exists" if expected_revision == 0 else "was changed meanwhile"
             raise Conflict(f"unit {unit.name} {what}")
         return result.revision
+
+    async def list_units_with_revisions(self) -> dict[str, tuple[Unit, int]]:
+        """Every unit by name, with its mod revision (for ``put_units``)."""
+        items, _ = await self.registry.get_prefix(self.keys.units)
+        return {
+            u.name: (u, kv.mod_revision) for kv in items for u in [self.unit_from(kv.key, kv.value)]
+        }
+
+    async def put_units(self, writes: Sequence[tuple[Unit, int]]) -> list[Unit]:
+        """Compare-and-swap many units, in transactions of <= MAX_TXN_OPS.
+
+        Each ``(unit, expected_revision)`` is written only if the stored mod
+        revision still matches (``0``: only if absent).  A transaction applies
+        all its units or none; the units of transactions whose compares failed
+        are returned (not written), in order, for the caller to retry one by one.
+        """
+        compares: dict[str, Compare] = {}
+        ops: list[Op] = []
+        units: dict[str, Unit] = {}
+        for unit, expected in writes:
+            key = self.keys.unit(_segment("unit name", unit.name))
+            if key in compares:
+                raise InvalidInput(f"unit {unit.name} is written twice in one batch")
+            compares[key] = Compare(key, CompareTarget.MOD, expected)
+            ops.append(Put(key, codec.encode_unit(unit)))
+            units[key] = unit
+        lost: list[Unit] = []
+        for chunk in chunk_ops(ops):
+            result = await self.registry.txn([compares[op.key] for op in chunk], chunk)
+            if not result.succeeded:
+                lost.extend(units[op.key] for op in chunk)
+        return lost
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> Unit:
         """Change a unit's desired state (NotFound if there is no such unit)."""

@@ -1,0 +1,64 @@
+"""Extension: ``PUT /units``, many unit changes in one request (see unitbatch.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from fleetd import model
+
+from . import commands, models, unitbatch
+from .context import ApiContext, get_ctx
+
+router = APIRouter(tags=["units"])
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+@router.put(
+    "/units",
+    response_model=models.UnitBatchResponse,
+    responses={
+        400: {
+            "model": models.ErrorResponse,
+            "description": "an invalid item (named in the message), a name listed twice, "
+            f"or more than {unitbatch.MAX_BATCH_UNITS} units; nothing was written",
+        },
+        409: {
+            "model": models.ErrorResponse,
+            "description": "an item fleet would refuse with 409 (named in the message); "
+            "nothing was written unless the message says the unit changed meanwhile",
+        },
+        413: {"model": models.ErrorResponse, "description": "body over 1 MiB"},
+        415: {"model": models.ErrorResponse, "description": "not application/json"},
+    },
+)
+async def set_units(
+    ctx: Ctx,
+    body: models.UnitBatchRequest,
+    replace: Annotated[
+        bool,
+        Query(description="replace existing units whose options differ (else 409)"),
+    ] = True,
+) -> models.UnitBatchResponse:
+    """Extension: create units or change their ``desiredState``, many at once.
+
+    Each item means what the body of ``PUT /units/{name}`` means.  All items
+    are checked before anything is written; the writes go out in etcd
+    transactions of at most 128 units.  Results are in request order.
+    """
+    changes = [
+        commands.UnitChange(
+            name=item.name,
+            options=item.options,
+            desired=model.DesiredState(item.desiredState) if item.desiredState else None,
+        )
+        for item in body.units
+    ]
+    results = await unitbatch.set_units(ctx.store, changes, replace_options=replace)
+    return models.UnitBatchResponse(
+        units=[
+            models.UnitBatchResult(name=c.name, result=r.value)
+            for c, r in zip(changes, results, strict=True)
+        ]
+    )

@@ -1,0 +1,137 @@
+"""Many unit writes at once, with ``set_unit``'s rules (no FastAPI: fleetctl uses it too).
+
+``set_units`` is ``PUT /units`` (an extension): each change means exactly what
+``PUT /units/{name}`` means for it (commands.py).  Every item is checked
+against one read of the registry before anything is written, so one bad item
+(invalid name or file, a template started, a missing unit without options,
+different options without ``replace``) answers an error that names it and
+writes nothing.  The writes then go out in compare-and-swap transactions of
+at most MAX_TXN_OPS units: a create only if the unit is still absent, a
+change only if the unit is unchanged since the read.  A transaction that
+loses such a race is redone item by item as single PUTs would be (a create
+that lost is a Conflict); the items before it stay written, and sending the
+same request again is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fleetd import model
+from fleetd.errors import Conflict, FleetError, InvalidInput
+from fleetd.registry.store import Store
+from fleetd.unitfile import UnitName
+
+from .commands import SetResult, UnitChange, _check_template, build_unit_file
+
+MAX_BATCH_UNITS = 1000
+"""Most changes in one request (a request must also fit the 1 MiB body limit)."""
+
+_READ_ALL = 16  # more changes than this: list the units once instead of one read each
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    unit: model.Unit
+    expected_revision: int  # 0: must still be absent
+    result: SetResult
+
+
+def _labelled(index: int, name: str, exc: FleetError) -> FleetError:
+    return type(exc)(f"units[{index}] ({name}): {exc}")
+
+
+async def _read(store: Store, names: Sequence[str]) -> dict[str, tuple[model.Unit, int]]:
+    if len(names) > _READ_ALL:
+        return await store.list_units_with_revisions()
+    found = {}
+    for name in names:
+        item = await store.get_unit_with_revision(name)
+        if item is not None:
+            found[name] = item
+    return found
+
+
+def _plan(
+    name: UnitName,
+    change: UnitChange,
+    existing: tuple[model.Unit, int] | None,
+    replace_options: bool,
+) -> _Write | None:
+    """The write ``set_unit`` would do for ``change`` (None: unchanged); raises like it."""
+    unit_file = build_unit_file(name, change.options) if change.options else None
+    if existing is None:
+        if unit_file is None:
+            raise Conflict(f"unit {name.name} does not exist and options field empty")
+        desired = change.desired or model.DesiredState.INACTIVE
+        _check_template(name, desired)
+        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
+        return _Write(unit, 0, SetResult.CREATED)
+    current, revision = existing
+    if unit_file is not None and unit_file.hash != current.hash:
+        if not replace_options:
+            raise Conflict(
+                f"unit {name.name} already exists with different contents "
+                f"(hash {current.hash[:7]}, new {unit_file.hash[:7]}); replace it to change it"
+            )
+        desired = change.desired or current.desired
+        _check_template(name, desired)
+        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
+        return _Write(unit, revision, SetResult.REPLACED)
+    if change.desired is None:
+        raise Conflict("must provide desiredState to update existing unit")
+    _check_template(name, change.desired)
+    if current.desired is change.desired:
+        return None
+    unit = model.Unit(current.name, current.text, current.hash, change.desired)
+    return _Write(unit, revision, SetResult.UPDATED)
+
+
+async def set_units(
+    store: Store, changes: Sequence[UnitChange], *, replace_options: bool = True
+) -> list[SetResult]:
+    """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results in order.
+
+    InvalidInput/Conflict name the first bad item and nothing is written then.
+    """
+    if len(changes) > MAX_BATCH_UNITS:
+        raise InvalidInput(
+            f"too many units in one request: {len(changes)} > {MAX_BATCH_UNITS}; "
+            "send them in several requests"
+        )
+    names: list[UnitName] = []
+    seen: set[str] = set()
+    for index, change in enumerate(changes):
+        try:
+            name = UnitName.parse(change.name)
+        except FleetError as exc:
+            raise _labelled(index, change.name, exc) from exc
+        if name.name in seen:
+            raise InvalidInput(f"units[{index}] ({name.name}): unit is listed twice")
+        seen.add(name.name)
+        names.append(name)
+    existing = await _read(store, [n.name for n in names])
+    writes: list[_Write] = []
+    results: list[SetResult] = []
+    for index, (name, change) in enumerate(zip(names, changes, strict=True)):
+        try:
+            write = _plan(name, change, existing.get(name.name), replace_options)
+        except FleetError as exc:
+            raise _labelled(index, name.name, exc) from exc
+        results.append(SetResult.UNCHANGED if write is None else write.result)
+        if write is not None:
+            writes.append(write)
+    lost = await store.put_units([(w.unit, w.expected_revision) for w in writes])
+    by_name = {w.unit.name: w for w in writes}
+    for unit in lost:
+        await _redo(store, by_name[unit.name])
+    return results
+
+
+async def _redo(store: Store, write: _Write) -> None:
+    """One write of a transaction that lost a race, as a single PUT would do it."""
+    if write.result is SetResult.UPDATED:
+        await store.set_desired_state(write.unit.name, write.unit.desired)
+    else:
+        await store.put_unit(write.unit, expected_revision=write.expected_revision)
