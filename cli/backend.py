@@ -10,12 +10,13 @@ same read/write rules the API applies.  Neither imports FastAPI.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
-from fleetd.api import commands, models, queries
+from fleetd.api import commands, models, queries, unitbatch
 from pydantic import BaseModel, ValidationError
 
 from fleetd import model
@@ -31,6 +32,8 @@ class CliError(FleetError):
 
 
 _RETRIES = 4
+BATCH_UNITS = 500
+BATCH_BYTES = 768 * 1024  # under the API's 1 MiB body limit, with room for framing
 
 
 class Unavailable(CliError):
@@ -54,6 +57,13 @@ class Backend(Protocol):
         ...
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None: ...
+
+    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+        """Many ``create_unit``/``set_desired`` at once (``PUT /units``), in chunks.
+
+        Each chunk is checked whole before it is written: a bad change raises
+        (naming it) and leaves that chunk and the ones after it unwritten."""
+        ...
 
     async def destroy(self, name: str) -> bool:
         """False if there was no such unit."""
@@ -226,6 +236,33 @@ class ApiBackend:
         )
         _raise_for(response)
 
+    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+        items = [_batch_item(c) for c in changes]
+        for chunk in _chunks(items, BATCH_UNITS, BATCH_BYTES):
+            response = await self._request(
+                "PUT",
+                "/units",
+                json={"units": chunk},
+                params={"replace": "true" if replace else "false"},
+            )
+            if response.status_code == 405:
+                # A fleetd without the extension (or fleet itself): one PUT per unit.
+                await self._write_each(changes, replace)
+                return
+            _raise_for(response)
+
+    async def _write_each(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+        gate = asyncio.Semaphore(32)
+
+        async def one(change: commands.UnitChange) -> None:
+            async with gate:
+                if change.options:
+                    await self.create_unit(change.name, change.options, change.desired, replace)
+                elif change.desired is not None:
+                    await self.set_desired(change.name, change.desired)
+
+        await asyncio.gather(*(one(c) for c in changes))
+
     async def destroy(self, name: str) -> bool:
         response = await self._request("DELETE", f"/units/{quote(name)}")
         if response.status_code == 404:
@@ -274,6 +311,35 @@ class ApiBackend:
             raise CliError(f"cannot send this request: {exc}") from exc
 
 
+def _batch_item(change: commands.UnitChange) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": change.name}
+    if change.options:
+        item["options"] = [o.model_dump() for o in change.options]
+    if change.desired is not None:
+        item["desiredState"] = change.desired.value
+    return item
+
+
+def _chunks(
+    items: Sequence[dict[str, Any]], max_items: int, max_bytes: int
+) -> list[list[dict[str, Any]]]:
+    """Consecutive chunks of at most ``max_items`` and about ``max_bytes`` of JSON each
+    (an item larger than that alone forms a chunk: the API then answers 413)."""
+    chunks: list[list[dict[str, Any]]] = []
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        n = len(json.dumps(item)) + 2
+        if chunk and (len(chunk) >= max_items or size + n > max_bytes):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
 def _parse(kind: type[M], response: httpx.Response) -> M:
     try:
         return kind.model_validate(response.json())
@@ -320,6 +386,12 @@ class StoreBackend:
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None:
         await commands.set_unit(self.store, commands.UnitChange(name=name, desired=desired))
+
+    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+        step = unitbatch.MAX_BATCH_UNITS
+        for start in range(0, len(changes), step):
+            chunk = changes[start : start + step]
+            await unitbatch.set_units(self.store, chunk, replace_options=replace)
 
     async def destroy(self, name: str) -> bool:
         try:

@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from fleetd.api import models
+from fleetd.api.commands import UnitChange
 
 from fleetd.model import DesiredState
 
@@ -117,11 +118,30 @@ async def ensure_units(
             elif created is not None:
                 created.add(name)
 
-    await _each(plan, write)
+    writes = [step for step in plan if step[1] is not None]
+    if len(writes) > 1:
+        for replacing in (False, True):
+            group = [(name, opts) for name, opts, r in writes if r is replacing]
+            changes = [
+                UnitChange(name, opts, None if replacing else desired) for name, opts in group
+            ]
+            if changes:
+                await backend.write_units(changes, replace=replacing)
+            for name, _ in group:
+                if replacing:
+                    typer.echo(f"Replaced unit {name}", err=True)
+                elif created is not None:
+                    created.add(name)
+    else:
+        await _each(writes, write)
     return list(dict.fromkeys(name for name, _, _ in plan))
 
 
 async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState) -> None:
+    if len(names) > 1:
+        await backend.write_units([UnitChange(n, desired=target) for n in names], replace=False)
+        return
+
     async def one(name: str) -> None:
         await backend.set_desired(name, target)
 
