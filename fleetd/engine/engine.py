@@ -24,6 +24,7 @@ from collections.abc import Callable
 from fleetd.engine.leader import Leadership
 from fleetd.engine.model import ClusterModel, Collection, Parsed, collections_for
 from fleetd.engine.plan import Action, Plan, Task, plan
+from fleetd.engine.scope import plan_scope
 from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
 from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
@@ -65,6 +66,7 @@ class Engine:
         self._own_writes = 0
         self._drain_due: float | None = None
         self._wake_at: float | None = None
+        self._full_at = float("-inf")  # when the last full pass started
 
     def trigger(self) -> None:
         """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
@@ -116,6 +118,7 @@ class Engine:
         self._own_writes = 0
         self._wake_at = None
         self._drain_due = None
+        self._full_at = float("-inf")
 
     async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
         delay = 0.1
@@ -146,15 +149,19 @@ class Engine:
         self._dirty.set()
         delay = 0.1
         while True:
+            woken = True
             try:
                 async with asyncio.timeout(self._idle_timeout()):
                     await self._dirty.wait()
             except TimeoutError:
-                pass
+                woken = False
             await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
             self._dirty.clear()
+            # Events get an incremental pass; timers (safety pass, drain batches, held
+            # AtMostOnce units) a full one.
+            full = not woken or self.clock() - self._full_at >= self.settings.interval
             try:
-                await self.reconcile(revision)
+                await self.reconcile(revision, full=full)
                 delay = 0.1
             except RegistryError as exc:
                 # Chunks written before the failure come back through the mirrors.
@@ -173,8 +180,11 @@ class Engine:
                 timeout = min(timeout, max(0.0, due - now))
         return timeout
 
-    async def reconcile(self, revision: int) -> Plan | None:
-        """One pass: snapshot, plan, fenced writes.  None if this process is not leading."""
+    async def reconcile(self, revision: int, *, full: bool = True) -> Plan | None:
+        """One pass: snapshot, plan, fenced writes.  None if this process is not leading.
+
+        With ``full=False`` only what changed since the last pass is planned (see
+        engine/scope.py), unless the change needs a full pass."""
         if self.leadership.leading() != revision:
             self.leadership.step_down("lease deadline passed before a reconcile")
             raise _Deposed
@@ -183,23 +193,45 @@ class Engine:
         now = self.clock()
         s = self.settings
         async with self._model_lock:
-            snap = self.model.snapshot(
-                now,
-                wall=self.wall(),
-                grace=s.at_most_once_grace,
-                strategy=s.strategy,
-                drain_batch=s.drain_batch
-                if self._drain_due is None or now >= self._drain_due
-                else 0,
-            )
-        result = await asyncio.to_thread(plan, snap) if s.plan_in_thread else plan(snap)
-        self.metrics.plan_seconds = time.perf_counter() - started
-        if result.tasks:
-            await self._apply(result.tasks, revision)
+            model = self.model
+            change = model.change()
+            scoped = None
+            if change is not None and not full:
+                scoped = model.scope(
+                    change, now, wall=self.wall(), grace=s.at_most_once_grace, strategy=s.strategy
+                )
+            if scoped is None:
+                if model.stale:  # after a full read: O(units), off the event loop
+                    await asyncio.to_thread(model.rebuild_index)
+                snap = model.snapshot(
+                    now,
+                    wall=self.wall(),
+                    grace=s.at_most_once_grace,
+                    strategy=s.strategy,
+                    drain_batch=s.drain_batch
+                    if self._drain_due is None or now >= self._drain_due
+                    else 0,
+                )
+        try:
+            if scoped is not None:
+                result = plan_scope(scoped)  # small: no thread hop
+            else:
+                self._full_at = now
+                run = asyncio.to_thread(plan, snap) if s.plan_in_thread else None
+                result = await run if run is not None else plan(snap)
+            self.metrics.plan_seconds = time.perf_counter() - started
+            if result.tasks:
+                await self._apply(result.tasks, revision)
+        except BaseException:
+            self.model.full = True  # what changed was not (all) written: look at everything
+            raise
         self.model.stopping.update(result.stopping)
-        # More may be left to drain: the next batch is due after drain_interval.
-        self._drain_due = now + s.drain_interval if result.drained else None
-        self._wake_at = result.wake_at
+        if scoped is None:
+            # More may be left to drain: the next batch is due after drain_interval.
+            self._drain_due = now + s.drain_interval if result.drained else None
+            self._wake_at = result.wake_at
+        elif result.wake_at is not None:
+            self._wake_at = min(result.wake_at, self._wake_at or result.wake_at)
         if self.model.stopping:  # states are not watched: look again soon
             soon = now + s.stop_poll
             self._wake_at = soon if self._wake_at is None else min(self._wake_at, soon)
@@ -230,11 +262,11 @@ class Engine:
         model = self.model
         for unit, machine in list(model.stopping.items()):
             if unit not in model.units or machine not in model.machines:
-                model.stopping.pop(unit, None)
+                model.stopped(unit)
                 continue
             kv = await self.store.registry.get(self.store.keys.state(machine, unit))
             if kv is None:
-                model.stopping.pop(unit, None)
+                model.stopped(unit)
                 continue
             try:
                 state = self.store.state_from(kv.key, kv.value)
@@ -242,7 +274,7 @@ class Engine:
                 log.error("engine: unreadable state of %s on %s: %s", unit, machine, exc)
                 continue
             if state.active_state in ("inactive", "failed"):
-                model.stopping.pop(unit, None)
+                model.stopped(unit)
 
     async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
         ops = [self._op(task) for task in tasks]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scheduler import Strategy
+from fleetd.engine.scope import Change, Scope, ScopeIndex, scope
 from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.registry.base import EventType
@@ -37,6 +38,57 @@ class ClusterModel:
     lost: dict[str, float] = field(default_factory=dict)  # machine -> when seen gone
     # AtMostOnce units taken off a live machine, until seen stopped there: unit -> machine
     stopping: dict[str, str] = field(default_factory=dict)
+    # What changed since the last pass, for an incremental one (see engine/scope.py).
+    index: ScopeIndex = field(default_factory=ScopeIndex)
+    changed: set[str] = field(default_factory=set)  # units whose spec changed or vanished
+    gone: set[str] = field(default_factory=set)  # machines that left
+    full: bool = True  # something an incremental pass does not handle happened
+    stale: bool = True  # ``index`` must be rebuilt (after a full read)
+
+    def change(self) -> Change | None:
+        """What changed since the last call (None: a full pass is needed); resets it."""
+        found = (
+            None
+            if self.full or self.stale
+            else Change(frozenset(self.changed), frozenset(self.gone))
+        )
+        self.changed.clear()
+        self.gone.clear()
+        self.full = False
+        return found
+
+    def rebuild_index(self) -> None:
+        """Recompute ``index`` from the units and the schedule (after a full read)."""
+        self.index = ScopeIndex.build(self.units, self.schedule)
+        self.stale = False
+
+    def scope(
+        self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
+    ) -> Scope | None:
+        """A snapshot of what ``change`` touches (None: plan everything)."""
+        return scope(
+            self.index,
+            change,
+            units=self.units,
+            machines=dict(self.machines),
+            schedule=self.schedule,
+            flags=dict(self.flags),
+            placements=self.placements,
+            lost=self._lost(now, self.index.units_on),
+            stopping=self.stopping,
+            now=now,
+            wall=wall,
+            grace=grace,
+            strategy=strategy,
+        )
+
+    def _lost(self, now: float, used: Iterable[str] | None = None) -> dict[str, float]:
+        """Loss times of machines that still have schedule entries (``used``: those
+        machines, or some of them; default: read from the schedule)."""
+        for machine in (m for m, _ in self.schedule) if used is None else used:
+            if machine not in self.machines:
+                self.lost.setdefault(machine, now)
+        return dict(self.lost)
 
     def snapshot(
         self,
@@ -48,16 +100,14 @@ class ClusterModel:
         drain_batch: int | None,
     ) -> ClusterSnapshot:
         """An immutable copy to plan with (safe to hand to a worker thread)."""
-        for machine, _ in self.schedule:
-            if machine not in self.machines:
-                self.lost.setdefault(machine, now)
+        lost = self._lost(now)
         return ClusterSnapshot(
             units=dict(self.units),
             machines=dict(self.machines),
             schedule=list(self.schedule.values()),
             flags=dict(self.flags),
             placements=dict(self.placements),
-            lost=dict(self.lost),
+            lost=lost,
             now=now,
             wall=wall,
             at_most_once_grace=grace,
@@ -70,13 +120,55 @@ class ClusterModel:
         """Reflect the engine's own successful writes."""
         for task in tasks:
             if task.action is Action.UNSCHEDULE:
-                self.schedule.pop((task.machine, task.unit), None)
+                self.set_entry(task.machine, task.unit, None)
             elif task.entry is not None:
-                self.schedule[(task.machine, task.unit)] = task.entry
+                self.set_entry(task.machine, task.unit, task.entry)
             elif task.placement is not None:
                 self.placements[task.unit] = task.placement
             elif task.action is Action.CLEAR:
                 self.placements.pop(task.unit, None)
+
+    def set_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
+        """Put (or with None, drop) one schedule entry, keeping ``index`` up to date."""
+        if entry is None:
+            if self.schedule.pop((machine, unit), None) is None:
+                return
+        else:
+            self.schedule[(machine, unit)] = entry
+        if not self.stale:
+            self.index.set_entry(machine, unit, self.units.get(unit), entry is not None)
+
+    def set_unit(self, name: str, spec: UnitSpec | None) -> None:
+        """Put (or with None, drop) one unit; a changed spec marks it for the next pass."""
+        old = self.units.get(name)
+        if old == spec:
+            return
+        if spec is None:
+            del self.units[name]
+        else:
+            self.units[name] = spec
+        self.changed.add(name)
+        if old is not None and spec is not None and old.requirements != spec.requirements:
+            # Where it runs, it may now push out others (room, conflicts) in name order.
+            self.full = self.full or name in self.index.machines_of or self.stale
+        if not self.stale:
+            self.index.set_unit(name, old, spec)
+
+    def put_machine(self, machine: Machine) -> None:
+        if self.machines.get(machine.id) != machine:
+            self.full = True  # a new or changed machine: every unit may go there
+        self.machines[machine.id] = machine
+        self.lost.pop(machine.id, None)
+
+    def drop_machine(self, machine: str, now: float) -> None:
+        if self.machines.pop(machine, None) is not None:
+            self.lost[machine] = now
+            self.gone.add(machine)
+
+    def stopped(self, unit: str) -> None:
+        """An AtMostOnce unit was seen stopped on the machine it left: place it again."""
+        if self.stopping.pop(unit, None) is not None:
+            self.changed.add(unit)
 
     def forget_machines(self) -> None:
         """Machines no longer referenced anywhere need no loss time."""
@@ -169,59 +261,73 @@ def collections_for(
                 found = (Requirements(), str(exc))
             parsed[cache_key] = found
         reqs, error = found
-        model.units[unit.name] = UnitSpec(unit.name, unit.hash, unit.desired, reqs, error)
+        model.set_unit(unit.name, UnitSpec(unit.name, unit.hash, unit.desired, reqs, error))
 
     def delete_unit(key: str) -> None:
-        model.units.pop(key[len(keys.units) :], None)
+        model.set_unit(key[len(keys.units) :], None)
 
     def clear_units() -> None:
         model.units.clear()
+        model.stale = model.full = True
+
+    def clear_machines() -> None:
+        model.machines.clear()
+        model.full = True
+
+    def clear_flags() -> None:
+        model.flags.clear()
+        model.full = True
+
+    def clear_schedule() -> None:
+        model.schedule.clear()
+        model.stale = model.full = True
+
+    def clear_placements() -> None:
+        model.placements.clear()
+        model.full = True
 
     def put_machine(key: str, value: bytes) -> None:
-        machine = store.machine_from(key, value)
-        model.machines[machine.id] = machine
-        model.lost.pop(machine.id, None)
+        model.put_machine(store.machine_from(key, value))
 
     def delete_machine(key: str) -> None:
-        machine = key[len(keys.machines) :]
-        if model.machines.pop(machine, None) is not None:
-            model.lost[machine] = now()
+        model.drop_machine(key[len(keys.machines) :], now())
 
     def put_flags(key: str, value: bytes) -> None:
         machine, flags = store.flags_from(key, value)
         model.flags[machine] = flags
+        model.full = True
 
     def delete_flags(key: str) -> None:
         model.flags.pop(key[len(keys.machine_flags) :], None)
+        model.full = True
 
     def put_entry(key: str, value: bytes) -> None:
         entry = store.schedule_from(key, value)
-        model.schedule[(entry.machine, entry.name)] = entry
+        model.set_entry(entry.machine, entry.name, entry)
+        model.full = True  # written by someone else than this engine
 
     def delete_entry(key: str) -> None:
         machine, name = keys.split(key, keys.schedule)
-        model.schedule.pop((machine, name), None)
+        model.set_entry(machine, name, None)
+        model.full = True
 
     def put_placement(key: str, value: bytes) -> None:
         placement = store.placement_from(key, value)
         model.placements[placement.name] = placement
+        model.full = True
         if placement.summary.startswith(STOPPING):  # a previous leader was moving it
             model.stopping.setdefault(placement.name, placement.summary[len(STOPPING) :])
 
     def delete_placement(key: str) -> None:
         model.placements.pop(key[len(keys.placements) :], None)
+        model.full = True
 
     return [
         Collection(store, keys.units, put_unit, delete_unit, clear_units),
-        Collection(store, keys.machines, put_machine, delete_machine, model.machines.clear),
-        Collection(store, keys.machine_flags, put_flags, delete_flags, model.flags.clear),
-        Collection(store, keys.schedule, put_entry, delete_entry, model.schedule.clear, own_writes),
+        Collection(store, keys.machines, put_machine, delete_machine, clear_machines),
+        Collection(store, keys.machine_flags, put_flags, delete_flags, clear_flags),
+        Collection(store, keys.schedule, put_entry, delete_entry, clear_schedule, own_writes),
         Collection(
-            store,
-            keys.placements,
-            put_placement,
-            delete_placement,
-            model.placements.clear,
-            own_writes,
+            store, keys.placements, put_placement, delete_placement, clear_placements, own_writes
         ),
     ]

@@ -30,14 +30,17 @@ from fleetd.engine.order import peer_order
 from fleetd.model import Machine, MachineFlags
 from fleetd.requirements import Requirements
 
+Load = tuple[int, int, int]
+"""CPU millis, memory bytes and unit count a machine carries for units outside a pass."""
+
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
-def _slot(machine: Machine, flags: MachineFlags | None) -> Slot:
+def _slot(machine: Machine, flags: MachineFlags | None, load: Load | None) -> Slot:
     metadata = dict(machine.metadata)
     if flags is not None:
         metadata.update(flags.metadata_overrides)
-    return Slot(
+    slot = Slot(
         machine.id,
         tuple(sorted(metadata.items())),
         machine.capacity.cpu_millis,
@@ -45,6 +48,11 @@ def _slot(machine: Machine, flags: MachineFlags | None) -> Slot:
         unschedulable=flags is not None and flags.unschedulable,
         draining=flags is not None and flags.draining,
     )
+    if load is not None:
+        slot.free_cpu -= load[0]
+        slot.free_mem -= load[1]
+        slot.count += load[2]
+    return slot
 
 
 class Placer:
@@ -55,8 +63,11 @@ class Placer:
         flags: Mapping[str, MachineFlags],
         strategy: Strategy,
         drain_batch: int | None,
+        load: Mapping[str, Load] | None = None,
     ) -> None:
-        self.slots = {m.id: _slot(m, flags.get(m.id)) for m in machines}
+        """``load``: per machine, the (cpu, mem, units) of placements outside this pass."""
+        load = load or {}
+        self.slots = {m.id: _slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
         self.all_slots = sorted(self.slots.values(), key=lambda s: s.id)
         for i, slot in enumerate(self.all_slots):
             slot.index = i

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from fleetd.engine.scheduler import Decision, Job, Strategy, schedule
+from fleetd.engine.scheduler import Decision, Job, Load, Strategy, schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
@@ -72,6 +72,9 @@ class ClusterSnapshot:
     stopping: Mapping[str, str] = field(default_factory=dict)
     """AtMostOnce units taken off a live machine and not yet seen stopped there
     (unit -> machine): they are not placed anywhere until then."""
+    load: Mapping[str, Load] = field(default_factory=dict)
+    """Per machine, (cpu, mem, units) of placements of units outside ``units`` (a
+    scoped, incremental pass; empty for a full pass)."""
 
 
 class Action(StrEnum):
@@ -164,6 +167,7 @@ def plan(snap: ClusterSnapshot) -> Plan:
         flags=snap.flags,
         strategy=snap.strategy,
         drain_batch=snap.drain_batch,
+        load=snap.load,
     )
     moved_from: dict[str, str] = {}
     stopping: dict[str, str] = {}

@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 
 from fleetd.engine.decision import Decision, Job, Placed, Removal
 from fleetd.engine.index import Strategy
-from fleetd.engine.placer import Placer
+from fleetd.engine.placer import Load, Placer
 from fleetd.model import Machine, MachineFlags
 
-__all__ = ["Decision", "Job", "Placed", "Removal", "Strategy", "schedule"]
+__all__ = ["Decision", "Job", "Load", "Placed", "Removal", "Strategy", "schedule"]
 
 
 def schedule(
@@ -38,14 +38,17 @@ def schedule(
     flags: Mapping[str, MachineFlags] | None = None,
     strategy: Strategy = Strategy.BINPACK,
     drain_batch: int | None = None,
+    load: Mapping[str, Load] | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
     ``current`` maps a unit to the machines it is scheduled on now (entries
     for units that are not jobs are ignored).  ``drain_batch`` bounds how
-    many units leave draining machines in this pass (None: all).
+    many units leave draining machines in this pass (None: all).  ``load``
+    maps a machine to the (cpu, mem, units) it carries for units that are not
+    jobs of this pass (an incremental pass plans a few units against the rest).
     """
-    run = Placer(machines, jobs, flags or {}, strategy, drain_batch)
+    run = Placer(machines, jobs, flags or {}, strategy, drain_batch, load)
     run.keep(current or {})
     run.place_globals()
     run.place_pending()

@@ -1,0 +1,307 @@
+"""Incremental reconcile: plan only the units a change touches (pure).
+
+A full ``plan()`` visits every unit; reacting to one change that way costs a
+second and more with 100,000 units.  ``ScopeIndex`` keeps, across passes,
+what a scoped pass needs to know about everything else: which machines each
+unit is scheduled on, the (cpu, mem, units) every machine carries, MachineOf
+followers and the units that declare or match each ``Conflicts=`` glob.
+
+``scope()`` turns a set of changed units and lost machines into a
+ClusterSnapshot holding only the units that may move, plus those the checks
+need to see (MachineOf peers, Conflicts partners in both directions), with
+the load of all other units on each machine; ``plan()`` of that snapshot
+then decides exactly as a full pass would for those units.  It returns None
+when a change is better left to a full pass: drains, AtMostOnce units being
+stopped, ``Replaces=``, or a scope larger than ``limit``.
+
+Reasons of unplaceable units outside the scope are not refreshed (their
+text may name free capacity that changed); the periodic full pass does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fleetd.engine.globs import GlobSet
+from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
+from fleetd.engine.scheduler import Load, Strategy
+from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
+
+SCOPE_LIMIT = 2000
+"""A change touching more units than this is planned by a full pass."""
+
+
+def counts(spec: UnitSpec | None) -> bool:
+    """Whether a schedule entry of this unit takes room in a full pass (it is a job)."""
+    return (
+        spec is not None
+        and spec.desired is not DesiredState.INACTIVE
+        and not spec.error
+        and "@." not in spec.name
+    )
+
+
+class ScopeIndex:
+    """Per-unit and per-machine facts kept up to date from model changes (mutable)."""
+
+    def __init__(self) -> None:
+        self.machines_of: dict[str, set[str]] = {}
+        self.units_on: dict[str, set[str]] = {}
+        self.load: dict[str, list[int]] = {}
+        self._counted: dict[tuple[str, str], tuple[int, int]] = {}
+        self.followers: dict[str, set[str]] = {}
+        self.globals: set[str] = set()
+        self.replacing: set[str] = set()
+        self._replace_globs = GlobSet()
+        self._globs = GlobSet()
+        self._declares: dict[str, set[str]] = {}
+        self._matches: dict[str, set[str]] = {}
+        self._names: set[str] = set()
+
+    @classmethod
+    def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> ScopeIndex:
+        index = cls()
+        for name, spec in units.items():
+            index.set_unit(name, None, spec)
+        for machine, unit in entries:
+            index.set_entry(machine, unit, units.get(unit), present=True)
+        return index
+
+    # --- updates ---
+
+    def set_unit(self, name: str, old: UnitSpec | None, new: UnitSpec | None) -> None:
+        """``name``'s spec changed from ``old`` to ``new`` (None: absent)."""
+        if old is not None:
+            req = old.requirements
+            for peer in req.machine_of:
+                self.followers.get(peer, set()).discard(name)
+            for glob in req.conflicts:
+                self._declares.get(glob, set()).discard(name)
+            self.globals.discard(name)
+            self.replacing.discard(name)
+        if new is None:
+            self._names.discard(name)
+            for glob in self._globs.matching(name):
+                self._matches[glob].discard(name)
+        else:
+            req = new.requirements
+            if name not in self._names:
+                self._names.add(name)
+                for glob in self._globs.matching(name):
+                    self._matches[glob].add(name)
+            for peer in req.machine_of:
+                self.followers.setdefault(peer, set()).add(name)
+            for glob in req.conflicts:
+                self._add_glob(glob)
+                self._declares[glob].add(name)
+            if req.global_:
+                self.globals.add(name)
+            if req.replaces:
+                self.replacing.add(name)
+                for glob in req.replaces:
+                    self._replace_globs.add(glob)
+        for machine in self.machines_of.get(name, ()):
+            self._recount(machine, name, new)
+
+    def set_entry(self, machine: str, unit: str, spec: UnitSpec | None, present: bool) -> None:
+        """The schedule entry (machine, unit) appeared or disappeared."""
+        if present:
+            self.machines_of.setdefault(unit, set()).add(machine)
+            self.units_on.setdefault(machine, set()).add(unit)
+        else:
+            _discard(self.machines_of, unit, machine)
+            _discard(self.units_on, machine, unit)
+        self._recount(machine, unit, spec if present else None)
+
+    def _recount(self, machine: str, unit: str, spec: UnitSpec | None) -> None:
+        old = self._counted.pop((machine, unit), None)
+        load = self.load.setdefault(machine, [0, 0, 0])
+        if old is not None:
+            load[0] -= old[0]
+            load[1] -= old[1]
+            load[2] -= 1
+        if counts(spec):
+            assert spec is not None
+            new = (spec.requirements.cpu_millis, spec.requirements.memory_bytes)
+            self._counted[(machine, unit)] = new
+            load[0] += new[0]
+            load[1] += new[1]
+            load[2] += 1
+        if load == [0, 0, 0]:
+            del self.load[machine]
+
+    def _add_glob(self, glob: str) -> None:
+        if glob in self._declares:
+            return
+        self._declares[glob] = set()
+        self._globs.add(glob)
+        # A new glob is rare (a new conflict group): one scan of the names.
+        probe = GlobSet((glob,))
+        self._matches[glob] = {n for n in self._names if probe.matching(n)}
+
+    # --- queries ---
+
+    def counted(self, machine: str, unit: str) -> tuple[int, int] | None:
+        return self._counted.get((machine, unit))
+
+    def related(self, name: str, spec: UnitSpec | None) -> set[str]:
+        """Units ``name`` conflicts with by glob, either way (Conflicts= is symmetric)."""
+        found: set[str] = set()
+        if spec is not None:
+            for glob in spec.requirements.conflicts:
+                found |= self._matches.get(glob, set())
+        for glob in self._globs.matching(name):
+            found |= self._declares[glob]
+        found.discard(name)
+        return found
+
+    def replaced(self, name: str) -> bool:
+        """Whether some unit's ``Replaces=`` glob matches ``name``."""
+        return bool(self._replace_globs.matching(name))
+
+
+def _discard(sets: dict[str, set[str]], key: str, item: str) -> None:
+    members = sets.get(key)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del sets[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What happened since the last pass: units whose spec changed (or vanished) and
+    machines that left."""
+
+    units: frozenset[str] = frozenset()
+    gone: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A scoped snapshot plus the writes decided without the scheduler."""
+
+    snapshot: ClusterSnapshot
+    unschedule: tuple[Task, ...] = ()
+    units: frozenset[str] = field(default_factory=frozenset)
+
+
+def scope(
+    index: ScopeIndex,
+    change: Change,
+    *,
+    units: Mapping[str, UnitSpec],
+    machines: Mapping[str, Machine],
+    schedule: Mapping[tuple[str, str], ScheduleEntry],
+    flags: Mapping[str, MachineFlags],
+    placements: Mapping[str, Placement],
+    lost: Mapping[str, float],
+    stopping: Mapping[str, str],
+    now: float,
+    wall: float,
+    grace: float,
+    strategy: Strategy,
+    limit: int = SCOPE_LIMIT,
+) -> Scope | None:
+    """The snapshot a pass needs to react to ``change``, or None for a full pass."""
+    if stopping or any(f.draining for f in flags.values()):
+        return None
+    moving: list[str] = list(change.units)
+    unschedule: list[Task] = []
+    for machine in sorted(change.gone):
+        for unit in sorted(index.units_on.get(machine, ())):
+            spec = units.get(unit)
+            live = [m for m in index.machines_of.get(unit, ()) if m in machines]
+            if unit not in change.units and spec is not None and spec.requirements.global_ and live:
+                # A Global unit just loses that machine: nothing else of it changes.
+                why = f"machine {machine} is gone"
+                unschedule.append(Task(Action.UNSCHEDULE, unit, why, machine))
+            else:
+                moving.append(unit)
+    freed = [m for u in change.units for m in index.machines_of.get(u, ()) if m in machines]
+    if freed:
+        # Room may free up there: units waiting for room, and Global units missing on
+        # such a machine, get another chance (as in a full pass).
+        moving.extend(placements)
+        for unit in index.globals:
+            if any(unit not in index.units_on.get(m, ()) for m in freed):
+                moving.append(unit)
+
+    def placed(unit: str) -> bool:
+        return any(m in machines for m in index.machines_of.get(unit, ()))
+
+    included: set[str] = set()
+    moves: set[str] = set()
+    while moving:
+        unit = moving.pop()
+        if unit in moves:
+            continue
+        moves.add(unit)
+        included.add(unit)
+        spec = units.get(unit)
+        if unit in index.replacing or index.replaced(unit):
+            return None
+        # Followers move with it; peers stay but their placement is checked.
+        moving.extend(index.followers.get(unit, ()))
+        kept = list(index.related(unit, spec))
+        if spec is not None:
+            kept.extend(spec.requirements.machine_of)
+        while kept:
+            other = kept.pop()
+            if other in included:
+                continue
+            other_spec = units.get(other)
+            if counts(other_spec) and not placed(other):
+                moving.append(other)  # it may be placed in this pass: check it fully
+                continue
+            included.add(other)
+            if other_spec is not None:
+                kept.extend(other_spec.requirements.machine_of)
+        if len(included) > limit:
+            return None
+
+    load: dict[str, Load] = {}
+    entries: list[ScheduleEntry] = []
+    minus: dict[str, list[int]] = {}
+    for unit in included:
+        for machine in index.machines_of.get(unit, ()):
+            entries.append(schedule[(machine, unit)])
+            room = index.counted(machine, unit)
+            if room is not None:
+                less = minus.setdefault(machine, [0, 0, 0])
+                less[0] += room[0]
+                less[1] += room[1]
+                less[2] += 1
+    for machine, carried in index.load.items():
+        less = minus.get(machine, [0, 0, 0])
+        load[machine] = (carried[0] - less[0], carried[1] - less[1], carried[2] - less[2])
+    snap = ClusterSnapshot(
+        units={u: units[u] for u in included if u in units},
+        machines=machines,
+        schedule=entries,
+        flags=flags,
+        placements={u: placements[u] for u in included if u in placements},
+        lost=lost,
+        now=now,
+        wall=wall,
+        at_most_once_grace=grace,
+        strategy=strategy,
+        drain_batch=None,
+        load=load,
+    )
+    return Scope(snap, tuple(unschedule), frozenset(included))
+
+
+def plan_scope(found: Scope) -> Plan:
+    """``plan()`` of the scoped snapshot, with the scope's own unschedules first."""
+    result = plan(found.snapshot)
+    if not found.unschedule:
+        return result
+    return Plan(
+        (*found.unschedule, *result.tasks),
+        result.decision,
+        result.held,
+        result.wake_at,
+        result.stopping,
+    )
