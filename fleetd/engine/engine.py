@@ -67,6 +67,7 @@ class Engine:
         self._drain_due: float | None = None
         self._wake_at: float | None = None
         self._full_at = float("-inf")  # when the last full pass started
+        self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
 
     def trigger(self) -> None:
         """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
@@ -242,7 +243,12 @@ class Engine:
         m.reconciles_total += 1
         m.reconcile_seconds = elapsed
         m.reconcile_seconds_total += elapsed
-        m.unplaceable = result.unplaceable
+        if scoped is None:
+            self._unplaceable = set(result.decision.unplaceable)
+        else:  # a scoped pass decided only about its own units
+            self._unplaceable -= scoped.units
+            self._unplaceable.update(result.decision.unplaceable)
+        m.unplaceable = len(self._unplaceable)
         if result.tasks:
             log.info(
                 "engine: pass %d: %d tasks (%d placed, %d unplaceable) in %.3fs (plan %.3fs)",
