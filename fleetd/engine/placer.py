@@ -8,6 +8,7 @@ the queue of units to place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from fleetd.engine.checks import (
     FOLLOWER_PLACEMENT,
@@ -21,6 +22,7 @@ from fleetd.engine.decision import Decision, Job, Placed, Removal
 from fleetd.engine.groups import MetadataGroups
 from fleetd.engine.index import (
     CapacityIndex,
+    Signature,
     Slot,
     Strategy,
     binpack_score,
@@ -36,13 +38,18 @@ Load = tuple[int, int, int]
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
+@lru_cache(maxsize=1 << 14)
+def _signature(metadata: Signature, overrides: Signature) -> Signature:
+    """Effective metadata, sorted (memoised: machines of a cluster share a few shapes)."""
+    merged = dict(metadata)
+    merged.update(overrides)
+    return tuple(sorted(merged.items()))
+
+
 def _slot(machine: Machine, flags: MachineFlags | None, load: Load | None) -> Slot:
-    metadata = dict(machine.metadata)
-    if flags is not None:
-        metadata.update(flags.metadata_overrides)
     slot = Slot(
         machine.id,
-        tuple(sorted(metadata.items())),
+        _signature(machine.metadata, flags.metadata_overrides if flags is not None else ()),
         machine.capacity.cpu_millis,
         machine.capacity.memory_bytes,
         unschedulable=flags is not None and flags.unschedulable,
