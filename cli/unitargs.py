@@ -10,7 +10,7 @@ template file next to the argument.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,21 @@ class Source:
     origin: str  # a path, or "template foo@.service"
 
 
+def template_files(args: Sequence[str]) -> dict[str, Source]:
+    """The template unit files (``foo@.service``) among the arguments, by name."""
+    found: dict[str, Source] = {}
+    for arg in args:
+        name = unit_name(arg)
+        try:
+            is_template = UnitName.parse(name).is_template
+        except InvalidInput:
+            continue  # reported when the argument itself is resolved
+        source = _file_source(arg, name) if is_template else None
+        if source is not None:
+            found[name] = source
+    return found
+
+
 def _file_source(arg: str, name: str) -> Source | None:
     path = Path(arg)
     if path.is_file():
@@ -83,12 +98,17 @@ def _template_file(arg: str, template: str) -> Source | None:
 
 
 async def find_source(
-    backend: Backend, arg: str, known: Mapping[str, models.Unit] | None = None
+    backend: Backend,
+    arg: str,
+    known: Mapping[str, models.Unit] | None = None,
+    siblings: Mapping[str, Source] | None = None,
 ) -> Source:
     """Where to create ``arg`` from (CliError naming what was looked for).
 
     ``known``, if given, is every unit in the cluster: templates are looked up
-    there instead of with one request per instance.
+    there instead of with one request per instance.  ``siblings`` are the
+    template files named by the same command line (``submit foo@.service
+    foo@1.service`` creates the instance from the template given beside it).
     """
     name = unit_name(arg)
     try:
@@ -104,6 +124,9 @@ async def find_source(
     submitted = known.get(template) if known is not None else await backend.get_unit(template)
     if submitted is not None:
         return Source(name, submitted.options, f"template {template}")
+    sibling = (siblings or {}).get(template)
+    if sibling is not None:
+        return Source(name, sibling.options, sibling.origin)
     from_template = _template_file(arg, template)
     if from_template is not None:
         return Source(name, from_template.options, from_template.origin)

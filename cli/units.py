@@ -88,11 +88,13 @@ async def ensure_units(
     if len(args) > BULK:
         known = {u.name: u for u in await backend.list_units()}
 
+    siblings = unitargs.template_files(args)
+
     async def resolve(arg: str) -> tuple[str, list[models.UnitOption] | None, bool]:
         name = unitargs.unit_name(arg)
         existing = known.get(name) if known is not None else await backend.get_unit(name)
         if existing is None:
-            source = await unitargs.find_source(backend, arg, known)
+            source = await unitargs.find_source(backend, arg, known, siblings)
             return name, source.options, False
         local = unitargs.local_options(arg)
         if local is not None and not unitargs.same_options(local, existing.options):

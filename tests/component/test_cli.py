@@ -285,3 +285,13 @@ def test_cli_does_not_import_fastapi() -> None:
     code = "import sys, fleetd.cli.main; print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_instance_from_a_template_given_on_the_same_command_line(
+    server: ServerThread, units: Path
+) -> None:
+    r = fleetctl(server, "submit", str(units / "app@.service"), "app@7.service")
+    assert r.exit_code == 0, r.output
+    seven = server.call(server.store.get_unit("app@7.service"))
+    assert seven is not None and "ExecStart=/bin/sleep %i" in seven.text
+    assert server.call(server.store.get_unit("app@.service")) is not None
