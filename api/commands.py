@@ -65,37 +65,62 @@ class UnitChange:
     desired: model.DesiredState | None = None
 
 
-async def set_unit(store: Store, change: UnitChange, *, replace_options: bool = True) -> SetResult:
-    name = UnitName.parse(change.name)
+@dataclass(frozen=True, slots=True)
+class UnitWrite:
+    """What one change writes: ``unit`` if it still has ``expected_revision`` (0: absent)."""
+
+    unit: model.Unit
+    expected_revision: int
+    result: SetResult
+
+
+def plan_change(
+    name: UnitName,
+    change: UnitChange,
+    existing: tuple[model.Unit, int] | None,
+    replace_options: bool,
+) -> UnitWrite | None:
+    """The write ``change`` means given the unit as read (None: unchanged), or the
+    InvalidInput/Conflict that refuses it.  Shared by the single and the bulk PUT."""
     unit_file = build_unit_file(name, change.options) if change.options else None
-    found = await store.get_unit_with_revision(name.name)
-    if found is None:
+    if existing is None:
         if unit_file is None:
             raise Conflict(f"unit {name.name} does not exist and options field empty")
         desired = change.desired or model.DesiredState.INACTIVE
         _check_template(name, desired)
         unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        await store.put_unit(unit, expected_revision=0)
-        return SetResult.CREATED
-    existing, revision = found
-    if unit_file is not None and unit_file.hash != existing.hash:
+        return UnitWrite(unit, 0, SetResult.CREATED)
+    current, revision = existing
+    if unit_file is not None and unit_file.hash != current.hash:
         if not replace_options:
             raise Conflict(
                 f"unit {name.name} already exists with different contents "
-                f"(hash {existing.hash[:7]}, new {unit_file.hash[:7]}); replace it to change it"
+                f"(hash {current.hash[:7]}, new {unit_file.hash[:7]}); replace it to change it"
             )
-        desired = change.desired or existing.desired
+        desired = change.desired or current.desired
         _check_template(name, desired)
         unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        await store.put_unit(unit, expected_revision=revision)
-        return SetResult.REPLACED
+        return UnitWrite(unit, revision, SetResult.REPLACED)
     if change.desired is None:
         raise Conflict("must provide desiredState to update existing unit")
     _check_template(name, change.desired)
-    if existing.desired is change.desired:
+    if current.desired is change.desired:
+        return None
+    unit = model.Unit(current.name, current.text, current.hash, change.desired)
+    return UnitWrite(unit, revision, SetResult.UPDATED)
+
+
+async def set_unit(store: Store, change: UnitChange, *, replace_options: bool = True) -> SetResult:
+    name = UnitName.parse(change.name)
+    found = await store.get_unit_with_revision(name.name)
+    write = plan_change(name, change, found, replace_options)
+    if write is None:
         return SetResult.UNCHANGED
-    await store.set_desired_state(name.name, change.desired)
-    return SetResult.UPDATED
+    if write.result is SetResult.UPDATED:
+        await store.set_desired_state(name.name, write.unit.desired)
+    else:
+        await store.put_unit(write.unit, expected_revision=write.expected_revision)
+    return write.result
 
 
 async def destroy_unit(store: Store, name: str) -> None:

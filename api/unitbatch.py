@@ -16,26 +16,18 @@ same request again is safe.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from fleetd import model
-from fleetd.errors import Conflict, FleetError, InvalidInput
+from fleetd.errors import FleetError, InvalidInput
 from fleetd.registry.store import Store
 from fleetd.unitfile import UnitName
 
-from .commands import SetResult, UnitChange, _check_template, build_unit_file
+from .commands import SetResult, UnitChange, UnitWrite, plan_change
 
 MAX_BATCH_UNITS = 1000
 """Most changes in one request (a request must also fit the 1 MiB body limit)."""
 
 _READ_ALL = 16  # more changes than this: list the units once instead of one read each
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    unit: model.Unit
-    expected_revision: int  # 0: must still be absent
-    result: SetResult
 
 
 def _labelled(index: int, name: str, exc: FleetError) -> FleetError:
@@ -51,41 +43,6 @@ async def _read(store: Store, names: Sequence[str]) -> dict[str, tuple[model.Uni
         if item is not None:
             found[name] = item
     return found
-
-
-def _plan(
-    name: UnitName,
-    change: UnitChange,
-    existing: tuple[model.Unit, int] | None,
-    replace_options: bool,
-) -> _Write | None:
-    """The write ``set_unit`` would do for ``change`` (None: unchanged); raises like it."""
-    unit_file = build_unit_file(name, change.options) if change.options else None
-    if existing is None:
-        if unit_file is None:
-            raise Conflict(f"unit {name.name} does not exist and options field empty")
-        desired = change.desired or model.DesiredState.INACTIVE
-        _check_template(name, desired)
-        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        return _Write(unit, 0, SetResult.CREATED)
-    current, revision = existing
-    if unit_file is not None and unit_file.hash != current.hash:
-        if not replace_options:
-            raise Conflict(
-                f"unit {name.name} already exists with different contents "
-                f"(hash {current.hash[:7]}, new {unit_file.hash[:7]}); replace it to change it"
-            )
-        desired = change.desired or current.desired
-        _check_template(name, desired)
-        unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        return _Write(unit, revision, SetResult.REPLACED)
-    if change.desired is None:
-        raise Conflict("must provide desiredState to update existing unit")
-    _check_template(name, change.desired)
-    if current.desired is change.desired:
-        return None
-    unit = model.Unit(current.name, current.text, current.hash, change.desired)
-    return _Write(unit, revision, SetResult.UPDATED)
 
 
 async def set_units(
@@ -112,11 +69,11 @@ async def set_units(
         seen.add(name.name)
         names.append(name)
     existing = await _read(store, [n.name for n in names])
-    writes: list[_Write] = []
+    writes: list[UnitWrite] = []
     results: list[SetResult] = []
     for index, (name, change) in enumerate(zip(names, changes, strict=True)):
         try:
-            write = _plan(name, change, existing.get(name.name), replace_options)
+            write = plan_change(name, change, existing.get(name.name), replace_options)
         except FleetError as exc:
             raise _labelled(index, name.name, exc) from exc
         results.append(SetResult.UNCHANGED if write is None else write.result)
@@ -129,7 +86,7 @@ async def set_units(
     return results
 
 
-async def _redo(store: Store, write: _Write) -> None:
+async def _redo(store: Store, write: UnitWrite) -> None:
     """One write of a transaction that lost a race, as a single PUT would do it."""
     if write.result is SetResult.UPDATED:
         await store.set_desired_state(write.unit.name, write.unit.desired)
