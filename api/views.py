@@ -71,11 +71,15 @@ def runs_once(unit: model.Unit) -> bool:
     if not unit.name.endswith(".service") or "oneshot" not in unit.text:
         return False
     try:
-        service = UnitFile.from_text(unit.text)
+        return file_runs_once(UnitFile.from_text(unit.text))
     except InvalidInput:
         return False
-    kind = (service.last("Service", "Type") or "").strip().lower()
-    remain = (service.last("Service", "RemainAfterExit") or "").strip().lower()
+
+
+def file_runs_once(unit_file: UnitFile) -> bool:
+    """``runs_once`` for a parsed file (fleetctl has the options, not the text)."""
+    kind = (unit_file.last("Service", "Type") or "").strip().lower()
+    remain = (unit_file.last("Service", "RemainAfterExit") or "").strip().lower()
     return kind == "oneshot" and remain not in ("yes", "true", "1", "on")
 
 

@@ -16,12 +16,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from fleetd.api import models
+from fleetd.api import models, views
 from rich.console import Console
 from rich.status import Status
 
-from fleetd.errors import RegistryUnavailable
+from fleetd.errors import InvalidInput, RegistryUnavailable
 from fleetd.model import DesiredState
+from fleetd.unitfile import UnitFile
 
 from .backend import Backend, Unavailable
 
@@ -257,11 +258,10 @@ class Waiter:
 
 
 def _runs_once(unit: models.Unit) -> bool:
-    """A oneshot service without RemainAfterExit is inactive again once it ran successfully.
-
-    The agent's start job for it only completes when the command has exited,
-    so a published ``inactive`` state with the unit launched means it ran.
-    """
-    service = {(o.name, o.value.strip().lower()) for o in unit.options if o.section == "Service"}
-    remain = any(n == "RemainAfterExit" and v in ("yes", "true", "1", "on") for n, v in service)
-    return ("Type", "oneshot") in service and not remain
+    """See ``views.runs_once``: such a unit is ``inactive`` again once it ran."""
+    try:
+        return views.file_runs_once(
+            UnitFile.from_options((o.section, o.name, o.value) for o in unit.options)
+        )
+    except InvalidInput:
+        return False

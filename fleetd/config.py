@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetd.constraints import parse_bool
 from fleetd.errors import ConfigError, InvalidInput
 from fleetd.requirements import parse_cpu, parse_memory
 
@@ -68,12 +69,8 @@ def _str(raw: str) -> str:
 
 
 def _bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in ("1", "yes", "y", "true", "t", "on"):
-        return True
-    if low in ("0", "no", "n", "false", "f", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {raw!r} (use true or false)")
+    word = raw.strip()
+    return parse_bool(word, "value") if word else False
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
