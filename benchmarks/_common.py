@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +122,71 @@ def active_since(sb: Sandbox, machine: str, pattern: str) -> dict[str, float]:
         if props.get("ActiveState") == "active" and props.get("Id"):
             result[props["Id"]] = int(props["ActiveEnterTimestampMonotonic"]) / 1e6
     return result
+
+
+class ActiveSampler:
+    """Active units matching ``pattern`` in every machine, sampled every ``interval`` by one
+    long-lived ``unit_watch.py`` per machine (no process started per sample).
+
+    ``samples`` holds ``(t, {machine: active units})`` in arrival order: one entry per
+    machine report, combined with every other machine's latest report, so two machines
+    count as running a unit "at once" when their reports overlap in time.
+    """
+
+    def __init__(self, sb: Sandbox, pattern: str, interval: float = 0.1) -> None:
+        self.names = [m.name for m in sb.machines]
+        script = str(Path(__file__).with_name("unit_watch.py"))
+        argv = [sys.executable, script, pattern, str(interval)]
+        self.samples: list[tuple[float, dict[str, set[str]]]] = []
+        self.per_machine: dict[str, list[float]] = {name: [] for name in self.names}
+        self._latest: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self._procs = [
+            subprocess.Popen(
+                sb.command(name, *argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name in self.names
+        ]
+        self._threads = [
+            threading.Thread(target=self._read, args=(name, proc), daemon=True)
+            for name, proc in zip(self.names, self._procs, strict=True)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            stamp, *units = line.split()
+            t = float(stamp)
+            with self._lock:
+                self.per_machine[name].append(t)
+                self._latest[name] = set(units)
+                if len(self._latest) == len(self.names):
+                    self.samples.append((t, {m: self._latest[m] for m in self.names}))
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for thread in self._threads:
+            thread.join()
+
+    def intervals(self) -> list[float]:
+        """Gaps between consecutive reports of each machine."""
+        gaps: list[float] = []
+        for times in self.per_machine.values():
+            gaps.extend(b - a for a, b in itertools.pairwise(times))
+        return gaps
 
 
 def machine_cpu(sb: Sandbox, machine: str) -> dict[str, float]:

@@ -26,15 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    ActiveSampler,
     CpuMeter,
     Timeline,
-    active_everywhere,
     active_since,
     cpu_line,
     host_line,
@@ -52,15 +53,17 @@ FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 TEMPLATE = "[Unit]\nDescription=burst %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 PREFIX = "/fleet/"
 
-BASELINE = """
+BASELINE_SETUP = """
 printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /run/systemd/system/raw@.service
 systemctl daemon-reload
-start=$(cut -d' ' -f1 /proc/uptime)
-systemctl start --no-block $(seq -f 'raw@%g.service' 1 "$1")
-while [ "$(systemctl list-units --state=active --no-legend 'raw@*' | wc -l)" -lt "$1" ]; do
-  sleep 0.05
-done
+"""
+# ``systemctl start`` waits for its jobs through D-Bus signals: polling here would load
+# the systemd it measures.
+BASELINE = """
+systemctl start $(seq -f 'raw@%g.service' 1 "$1")
 systemctl show -p ActiveEnterTimestampMonotonic --value 'raw@*' | sort -n | tail -1
+"""
+BASELINE_CLEANUP = """
 systemctl stop 'raw@*'
 rm /run/systemd/system/raw@.service
 systemctl daemon-reload
@@ -78,12 +81,23 @@ def fleetctl(sb: Sandbox, *args: str, cwd: str) -> subprocess.Popen[str]:
     )
 
 
+def quartiles(times: Iterable[float], origin: float) -> str:
+    """``first/25%/50%/75%/last`` seconds after ``origin``."""
+    ordered = sorted(t - origin for t in times)
+    last = len(ordered) - 1
+    marks = [ordered[round(q * last)] for q in (0, 0.25, 0.5, 0.75, 1)]
+    return "/".join(f"{m:.2f}" for m in marks) + " s (first/25%/50%/75%/last)"
+
+
 def baseline(sb: Sandbox, per_machine: int) -> float:
     """Seconds until systemd alone has ``per_machine`` fresh units active in every machine."""
     names = [m.name for m in sb.machines]
+    script = BASELINE.replace("$1", str(per_machine))
     with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda m: sh(sb, m, BASELINE_SETUP), names))
         started = time.monotonic()
-        ends = list(pool.map(lambda m: sh(sb, m, BASELINE.replace("$1", str(per_machine))), names))
+        ends = list(pool.map(lambda m: sh(sb, m, script), names))
+        list(pool.map(lambda m: sh(sb, m, BASELINE_CLEANUP), names))
     return max(int(e.strip()) / 1e6 for e in ends) - started
 
 
@@ -98,6 +112,7 @@ async def burst(sb: Sandbox, n: int, within: float, tmp: str) -> None:
     await timeline.start()
     names = [f"burst@{i}.service" for i in range(1, n + 1)]
     print(f"load before the burst: {load()}")
+    sampler = ActiveSampler(sb, "burst@*", interval=0.25)
     meter = CpuMeter(sb)
     meter.start()
     started = time.monotonic()
@@ -105,24 +120,27 @@ async def burst(sb: Sandbox, n: int, within: float, tmp: str) -> None:
     reaped = asyncio.get_running_loop().run_in_executor(None, os.wait4, proc.pid, 0)
     exited: float | None = None
     counts: dict[str, int] = {}
-    with ThreadPoolExecutor(len(machines)) as pool:
-        deadline = started + within
+    deadline = started + within
+    try:
         while True:
             if exited is None and reaped.done():
                 exited = time.monotonic()
                 _, status, usage = reaped.result()
                 if status != 0:
                     raise SystemExit(f"fleetctl start failed: {proc.stderr.read()[-2000:]}")
-            found = await asyncio.to_thread(active_everywhere, sb, machines, "burst@*", pool)
+            found = sampler.samples[-1][1] if sampler.samples else {}
             counts = {m: len(units) for m, units in found.items()}
             if sum(counts.values()) >= n:
                 break
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {sum(counts.values())}/{n} active after {within} s")
-            await asyncio.sleep(0.2)
-        seen = time.monotonic()
-        used = meter.stop()
-        since = {}
+            await asyncio.sleep(0.05)
+    finally:
+        sampler.stop()
+    seen = time.monotonic()
+    used = meter.stop()
+    since = {}
+    with ThreadPoolExecutor(len(machines)) as pool:
         for part in pool.map(lambda m: active_since(sb, m, "burst@*"), machines):
             since.update(part)
     if exited is None:
@@ -149,11 +167,12 @@ async def burst(sb: Sandbox, n: int, within: float, tmp: str) -> None:
     print(
         f"  breakdown (from fleetctl launch): first unit write {first_unit - started:.2f} s "
         f"(fleetctl start-up), last unit write {max(units.values()) - started:.2f} s "
-        f"({len(units)} writes), last schedule write {max(schedule.values()) - started:.2f} s, "
+        f"({len(units)} writes), schedule writes {quartiles(schedule.values(), started)}, "
         f"last state published active {max(states.values()) - started:.2f} s, "
         f"last ActiveEnterTimestamp {last_active - started:.2f} s"
     )
     print(
+        f"  units active in systemd {quartiles(since.values(), started)}\n"
         f"  from the first unit write: all active {last_active - first_unit:.2f} s; "
         f"first unit active in systemd {min(since.values()) - started:.2f} s after launch"
     )

@@ -10,9 +10,10 @@ the network.  Meanwhile:
 * the victim's lease TTL is read from etcd every 100 ms: its last heartbeat
   is the last time the remaining TTL went up (and, as a check, the deletion
   of ``machines/<id>`` minus the TTL);
-* every 100 ms (as fast as nsenter allows; the achieved interval is printed)
-  all machines list their active units, which gives the number of
-  ``AtMostOnce`` units ever active on two machines in one sample (target 0).
+* every 100 ms all machines list their active units (one long-lived
+  ``unit_watch.py`` per machine asking systemd over D-Bus; the achieved interval
+  is printed), which gives the number of ``AtMostOnce`` units ever active on two
+  machines at once (target 0).
 
 Printed: time from the last heartbeat until all the victim's units are
 active elsewhere (systemd's ActiveEnterTimestamp in the machines; target
@@ -25,19 +26,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import statistics
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Timeline, active_everywhere, active_since, host_line, leader_name, load, sandbox
+from _common import (
+    ActiveSampler,
+    Timeline,
+    active_since,
+    host_line,
+    leader_name,
+    load,
+    sandbox,
+)
 
 from fleetd.registry.base import EventType
 from fleetd.registry.etcd import EtcdRegistry
@@ -48,35 +54,6 @@ TTL = 10.0
 PATTERNS = "fo@*"
 SERVICE = [{"section": "Service", "name": "ExecStart", "value": "/bin/sleep infinity"}]
 AT_MOST_ONCE = [*SERVICE, {"section": "X-Fleet", "name": "AtMostOnce", "value": "true"}]
-
-Sample = tuple[float, dict[str, set[str]]]
-
-
-class Sampler:
-    """Lists active ``fo@*`` units in every machine, back to back, in a thread."""
-
-    def __init__(self, sb: Sandbox, interval: float = 0.1) -> None:
-        self.sb = sb
-        self.names = [m.name for m in sb.machines]
-        self.interval = interval
-        self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        with ThreadPoolExecutor(len(self.names)) as pool:
-            while not self._stop.is_set():
-                began = time.monotonic()
-                found = active_everywhere(self.sb, self.names, PATTERNS, pool)
-                self.samples.append((began, found))
-                self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class LeaseWatch:
@@ -129,7 +106,7 @@ def where(sample: dict[str, set[str]]) -> dict[str, list[str]]:
 
 
 async def wait_until(
-    sampler: Sampler, test: object, within: float, what: str
+    sampler: ActiveSampler, test: object, within: float, what: str
 ) -> tuple[float, dict[str, set[str]]]:
     """The first sample taken from now on that passes ``test``."""
     now = time.monotonic()
@@ -150,8 +127,7 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
     names = [f"fo@{i}.service" for i in range(n)]
     amo = set(names[:: max(1, n // n_amo)][:n_amo]) if n_amo else set()
     registry = EtcdRegistry(sb.etcd_endpoints, timeout=5.0)
-    sampler = Sampler(sb)
-    sampler.start()
+    sampler = ActiveSampler(sb, PATTERNS)
     try:
         await start_units(sb, names, amo)
         _, placed = await wait_until(
@@ -196,11 +172,13 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
         await lease_task
         deleted = timeline.times("machines/", EventType.DELETE)
         gone = deleted.get(f"{PREFIX}machines/{victim_id}")
-        rescheduled = [
-            t
+        moves = {
+            k.rsplit("/", 1)[1]: t
             for k, t in timeline.times("schedule/").items()
             if t > cut and k.rsplit("/", 1)[1] in owned
-        ]
+        }
+        rescheduled = list(moves.values())
+        plain_moves = [t for u, t in moves.items() if u in owned_plain]
         await timeline.stop()
 
         await asyncio.sleep(1.0)
@@ -238,7 +216,7 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
     victim_amo_last = max(
         (t for t, s in samples if t >= cut and s[victim] & owned_amo), default=cut
     )
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(samples)]
+    gaps = sampler.intervals()
     print(
         f"  last heartbeat: {heartbeat - cut:+.2f} s from the cut (refresh seen between "
         f"{refresh_lo - cut:+.2f} and {refresh_hi - cut:+.2f} s); machine key deleted "
@@ -250,6 +228,12 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
             f"the engine's schedule writes for the victim's units: first "
             f"{min(rescheduled) - gone:.2f} s, last {max(rescheduled) - gone:.2f} s later; "
             f"ordinary units all active {plain_done - gone:.2f} s after the deletion"
+        )
+        firsts = [since[u] for u in owned_plain]
+        print(
+            f"  ordinary units: last schedule write {max(plain_moves) - gone:.2f} s after the "
+            f"deletion; first active in systemd {min(firsts) - gone:.2f} s, last "
+            f"{max(firsts) - gone:.2f} s"
         )
     print(
         f"  last heartbeat -> all {len(owned_plain)} ordinary units active elsewhere: "
@@ -273,7 +257,7 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
         f"{last_dirty - healed:.2f} s (all gone in the sample at {clean_at - healed:.2f} s)"
     )
     print(
-        f"  sampling: {len(samples)} samples of all {len(machines)} machines, interval "
+        f"  sampling: {len(gaps)} reports from {len(machines)} machines, interval "
         f"median {statistics.median(gaps) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms; "
         f"load {load()}"
     )

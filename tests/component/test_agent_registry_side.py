@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
 
 from fleetd.agent.desired import Bodies, ScheduleView
-from fleetd.agent.publisher import Publisher
+from fleetd.agent.publisher import BURST_WINDOW, Publisher, coalesce_delay
 from fleetd.agent.systemd import UnitStatus
 from fleetd.model import DesiredState, ScheduleEntry, Unit
 from fleetd.registry.keys import Keys
@@ -114,4 +115,45 @@ async def test_publisher_batches_removes_and_sweeps(store: Store) -> None:
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_coalesce_delay_is_short_for_a_lone_unit_and_long_in_a_burst() -> None:
+    quiet, busy = 0.005, 0.05
+    assert coalesce_delay([], 10.0, quiet, busy) == quiet
+    # one unit: "activating" then "active", two batches
+    assert coalesce_delay([9.99, 9.995], 10.0, quiet, busy) == quiet
+    # three batches within the window: a burst
+    assert coalesce_delay([9.9, 9.95, 9.99], 10.0, quiet, busy) == busy
+    # three batches, but the oldest of the last three is outside the window
+    assert coalesce_delay([9.0, 9.7, 9.9, 9.99], 10.0, quiet, busy) == quiet
+    assert coalesce_delay([9.0, 9.8, 9.9, 9.99], 10.0, quiet, busy) == busy
+
+
+async def test_publisher_writes_a_burst_in_few_batches(store: Store) -> None:
+    pub = Publisher(store=store, machine=M, wall=lambda: 1.0)
+    pub.set_lease(await store.registry.grant_lease(30))
+    task = asyncio.create_task(pub.run())
+    try:
+        names = [f"u{i}.service" for i in range(200)]
+        for name in names:  # changes arriving over ~0.4 s, as systemd reports a burst
+            pub.managed(name, "1" * 40)
+            pub.status(UnitStatus(name, "loaded", "active", "running"))
+            await asyncio.sleep(0.002)
+        await asyncio.wait_for(pub.flushed.wait(), 5)
+        assert {s.name for s in await store.list_states(M)} == set(names)
+        # one batch per 5 ms would be ~80; coalesced for 50 ms in a burst: ~10-20
+        assert pub.batches <= 40, pub.batches
+
+        # quiet again: a lone change is written at once, not after the burst delay
+        await asyncio.sleep(BURST_WINDOW)
+        batches = pub.batches
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        pub.status(UnitStatus(names[0], "loaded", "inactive", "dead"))
+        await until(lambda: pub.batches > batches)
+        assert loop.time() - began < pub.burst_coalesce
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
             await task
