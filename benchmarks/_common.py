@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,23 +85,6 @@ def sh(sb: Sandbox, machine: str, script: str, timeout: float = 60.0) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"{machine}: {script!r} failed: {proc.stderr.strip()}")
     return proc.stdout
-
-
-def active_units(sb: Sandbox, machine: str, pattern: str) -> set[str]:
-    """Units matching ``pattern`` that systemd in ``machine`` reports active."""
-    out = sb.exec(
-        machine, "systemctl", "list-units", "--state=active", "--no-legend", "--plain", pattern
-    ).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def active_everywhere(
-    sb: Sandbox, machines: Iterable[str], pattern: str, pool: ThreadPoolExecutor
-) -> dict[str, set[str]]:
-    """``active_units`` of every machine, queried in parallel."""
-    names = list(machines)
-    found = pool.map(lambda m: active_units(sb, m, pattern), names)
-    return dict(zip(names, found, strict=True))
 
 
 def active_since(sb: Sandbox, machine: str, pattern: str) -> dict[str, float]:
