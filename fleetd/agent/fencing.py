@@ -3,7 +3,11 @@
 When the machine lease has not been renewed for ``TTL - margin`` seconds the
 agent must assume that the engine will soon declare the machine lost and
 start its units elsewhere, so ``AtMostOnce`` units are stopped (the engine
-waits the lease TTL plus a grace period before moving them).  The fence lifts
+waits the lease TTL plus a grace period before moving them).  ``last_renewed``
+is when the last successful refresh was *sent*, so the fence engages at least
+``margin`` seconds before the lease can expire, whatever the refresh interval.
+The margin must leave room after the regular refresh (TTL/2, presence.py)
+for its retries: a healthy machine never fences.  The fence lifts
 only when the registration is valid again *and* the schedule was re-read
 after that, so a unit moved away meanwhile is not started again here.
 """
@@ -16,14 +20,19 @@ from collections.abc import Callable
 
 from fleetd.agent.desired import ScheduleView
 from fleetd.agent.presence import Presence
-from fleetd.errors import RegistryError
+from fleetd.errors import InvalidInput, RegistryError
 
 log = logging.getLogger(__name__)
 
 
 def default_margin(ttl: float) -> float:
-    """A fifth of the TTL, at least one second (but less than the TTL)."""
-    return min(max(1.0, ttl / 5), ttl / 2)
+    """A fifth of the TTL, at least one second, but at most a quarter of it.
+
+    The fence then engages at ``TTL - margin`` >= 3/4 TTL after the last refresh
+    was sent: at least a quarter of the TTL after the next regular refresh
+    (TTL/2) was due, room for its retries (at 30 s: 9 s; at 10 s: 3 s).
+    """
+    return min(max(1.0, ttl / 5), ttl / 4)
 
 
 class Fence:
@@ -36,6 +45,12 @@ class Fence:
         on_change: Callable[[], None],
         max_sleep: float = 1.0,
     ) -> None:
+        room = presence.ttl - presence.timing.interval
+        if not 0 < margin < room:
+            raise InvalidInput(
+                f"fencing margin must be above 0 and below {room:g}s (TTL {presence.ttl:g}s "
+                f"minus the refresh interval), got {margin:g}s"
+            )
         self.presence = presence
         self.schedule = schedule
         self.margin = margin

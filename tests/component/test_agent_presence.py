@@ -131,7 +131,7 @@ async def test_run_waits_out_a_duplicate_and_registers_when_it_is_gone(tmp_path:
     other = await presence(reg, clock, tmp_path / "other").register()
     leases: list[int] = []
     p = presence(reg, clock, tmp_path / "lease")
-    p.ttl = 0.3  # retry every 0.1 s
+    p.ttl = 0.3  # retry every 0.15 s
     p.on_lease = leases.append
     task = asyncio.create_task(p.run())
     try:
