@@ -10,8 +10,17 @@ to coalesce a burst, snapshots the model, runs the pure ``plan()`` in a
 worker thread (it can take a second with 100,000 units, and the leader
 lease must keep being renewed meanwhile), then applies the tasks in
 transactions of at most 128 operations, each guarded by the create revision
-of ``engine/leader``.  Without events a safety pass still runs every
-``interval`` seconds (stretched so that it costs at most 2% of a core).
+of ``engine/leader``.
+
+Events get an incremental pass; a full pass runs when a timer is due (a held
+AtMostOnce unit's grace, the next drain batch, a moved AtMostOnce unit to
+look at) and as a safety pass that catches whatever the incremental passes
+missed: at least ``interval`` seconds apart, stretched so that it costs at
+most ``safety_budget`` of a core.  Once a full pass found nothing to do and
+the model has not changed since, another one would plan the same input (the
+plan is a pure function, and time enters it only through the timers above),
+so the safety pass then waits ``idle_interval`` (an insurance against a
+change the engine failed to notice).
 """
 
 from __future__ import annotations
@@ -67,6 +76,9 @@ class Engine:
         self._drain_due: float | None = None
         self._wake_at: float | None = None
         self._full_at = float("-inf")  # when the last full pass started
+        self._full_seconds = 0.0  # how long it took
+        self._changes = 0  # model changes (mirrors, own writes, failed passes)
+        self._settled = -1  # _changes when a full pass last found nothing to do
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
 
     def trigger(self) -> None:
@@ -120,6 +132,8 @@ class Engine:
         self._wake_at = None
         self._drain_due = None
         self._full_at = float("-inf")
+        self._full_seconds = 0.0
+        self._changes, self._settled = 0, -1
 
     async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
         delay = 0.1
@@ -135,6 +149,7 @@ class Engine:
                         else:
                             changed = collection.apply(item)
                     if changed:
+                        self._changes += 1
                         self._dirty.set()
                     if not self._loaded.is_set() and all(c.loaded for c in every):
                         self._loaded.set()
@@ -158,9 +173,8 @@ class Engine:
                 woken = False
             await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
             self._dirty.clear()
-            # Events get an incremental pass; timers (safety pass, drain batches, held
-            # AtMostOnce units) a full one.
-            full = not woken or self.clock() - self._full_at >= self.settings.interval
+            # Events get an incremental pass; due timers a full one.
+            full = not woken or self._idle_timeout() == 0
             try:
                 await self.reconcile(revision, full=full)
                 delay = 0.1
@@ -172,14 +186,13 @@ class Engine:
                 self._dirty.set()
 
     def _idle_timeout(self) -> float:
+        """Seconds until the next full pass is due: a timer or the safety pass."""
         s = self.settings
-        # A safety pass should cost at most 2% of a core.
-        timeout = max(s.interval, 50 * self.metrics.reconcile_seconds)
-        now = self.clock()
-        for due in (self._wake_at, self._drain_due):
-            if due is not None:
-                timeout = min(timeout, max(0.0, due - now))
-        return timeout
+        gap = max(s.interval, self._full_seconds / s.safety_budget)
+        if self._settled == self._changes:
+            gap = max(gap, s.idle_interval)
+        due = min(d for d in (self._full_at + gap, self._wake_at, self._drain_due) if d is not None)
+        return max(0.0, due - self.clock())
 
     async def reconcile(self, revision: int, *, full: bool = True) -> Plan | None:
         """One pass: snapshot, plan, fenced writes.  None if this process is not leading.
@@ -190,6 +203,7 @@ class Engine:
             self.leadership.step_down("lease deadline passed before a reconcile")
             raise _Deposed
         started = time.perf_counter()
+        changes = self._changes
         await self._forget_stopped()
         now = self.clock()
         s = self.settings
@@ -225,6 +239,7 @@ class Engine:
                 await self._apply(result.tasks, revision)
         except BaseException:
             self.model.full = True  # what changed was not (all) written: look at everything
+            self._changes += 1
             raise
         self.model.stopping.update(result.stopping)
         if scoped is None:
@@ -243,6 +258,13 @@ class Engine:
         m.reconciles_total += 1
         m.reconcile_seconds = elapsed
         m.reconcile_seconds_total += elapsed
+        if scoped is None:
+            m.full_reconciles_total += 1
+            self._full_seconds = elapsed
+            if not result.tasks and changes == self._changes and not self.model.stopping:
+                self._settled = changes
+        if result.tasks:
+            self._changes += 1
         if scoped is None:
             self._unplaceable = set(result.decision.unplaceable)
         else:  # a scoped pass decided only about its own units

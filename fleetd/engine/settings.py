@@ -22,6 +22,7 @@ class EngineMetrics:
     unschedules_total: int = 0
     unplaceable: int = 0  # units the last pass could not place
     reconciles_total: int = 0
+    full_reconciles_total: int = 0  # passes over the whole model (safety pass, timers)
     reconcile_seconds: float = 0.0  # the last pass: plan and writes
     reconcile_seconds_total: float = 0.0
     plan_seconds: float = 0.0  # the last pass: plan only
@@ -36,7 +37,9 @@ class EngineSettings:
     defaults: ReservationDefaults = field(default_factory=ReservationDefaults)
     leader_ttl: int = 10
     at_most_once_grace: float = 5.0
-    interval: float = 2.0  # safety pass when nothing happens
+    interval: float = 2.0  # least time between two safety passes
+    safety_budget: float = 0.01  # share of a core a safety pass may use (stretches it)
+    idle_interval: float = 600.0  # safety pass when nothing changed since one found nothing
     debounce: float = 0.005
     drain_batch: int = 10
     drain_interval: float = 5.0

@@ -1,0 +1,85 @@
+"""When the engine runs full passes: timers, the budgeted safety pass, and a settled model.
+
+The engine's clock is the harness's manual clock: a due time is reached by
+advancing it and calling ``trigger()``, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetd.engine.engine import Engine
+from tests.component.engine_harness import Harness, harness
+
+
+def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> None:
+    engine = Harness().engine(interval=2.0, safety_budget=0.01, idle_interval=600.0)
+    now = engine.clock()
+    assert engine._idle_timeout() == 0.0  # no full pass yet
+    engine._full_at, engine._full_seconds = now, 0.005
+    engine._changes = 1  # something changed since
+    assert engine._idle_timeout() == pytest.approx(2.0)  # cheap: every interval
+    engine._full_seconds = 0.5
+    assert engine._idle_timeout() == pytest.approx(50.0)  # 0.5 s is 1% of 50 s
+    engine._settled = 1  # that pass found nothing to do and nothing changed since
+    assert engine._idle_timeout() == pytest.approx(600.0)
+    engine._wake_at = now + 3.0  # a held AtMostOnce unit may move then
+    assert engine._idle_timeout() == pytest.approx(3.0)
+    engine._drain_due = now + 1.0
+    assert engine._idle_timeout() == pytest.approx(1.0)
+    engine._drain_due = now - 1.0  # overdue
+    assert engine._idle_timeout() == 0.0
+
+
+async def _settled(h: Harness, engine: Engine) -> None:
+    async def quiet() -> bool:
+        return engine._settled == engine._changes and engine._idle_timeout() > 100
+
+    await h.wait_for(quiet, "a full pass that found nothing to do")
+
+
+async def test_a_settled_model_gets_no_safety_pass_until_something_changes() -> None:
+    async with harness() as h:
+        await h.machine("m1")
+        await h.machine("m2")
+        await h.submit("a.service")
+        engine = h.engine(interval=0.01, idle_interval=600.0)
+        h.start(engine)
+
+        async def placed() -> bool:
+            return len(await h.where()) == 1
+
+        await h.wait_for(placed, "a placed")
+        await _settled(h, engine)  # the pass after the placing one found nothing
+        full = engine.metrics.full_reconciles_total
+        passes = engine.metrics.reconciles_total
+
+        # A wake-up with no timer due is an incremental pass (of nothing), not a full one.
+        engine.trigger()
+
+        async def one_more() -> bool:
+            return engine.metrics.reconciles_total > passes
+
+        await h.wait_for(one_more, "the triggered pass")
+        assert engine.metrics.full_reconciles_total == full
+        assert engine._idle_timeout() == pytest.approx(600.0)
+
+        # A change: an incremental pass places it, then the safety pass (due after
+        # `interval`) looks at everything once and the model is settled again.
+        await h.submit("b.service")
+
+        async def both() -> bool:
+            return len(await h.where()) == 2 and engine.metrics.full_reconciles_total > full
+
+        await h.wait_for(both, "b placed and a safety pass after it")
+        await _settled(h, engine)
+
+        # The insurance pass: idle_interval after the last full pass, even when settled.
+        full = engine.metrics.full_reconciles_total
+        h.clock.advance(600.0)
+        engine.trigger()
+
+        async def insured() -> bool:
+            return engine.metrics.full_reconciles_total > full
+
+        await h.wait_for(insured, "a full pass idle_interval after the last one")
