@@ -253,6 +253,8 @@ class Engine:
             self._wake_at = soon if self._wake_at is None else min(self._wake_at, soon)
         async with self._model_lock:
             self.model.forget_machines()
+            if scoped is None:  # machine slots for the next scoped passes, off the loop
+                await asyncio.to_thread(self.model.kept_fleet, s.strategy)
         elapsed = time.perf_counter() - started
         m = self.metrics
         m.reconciles_total += 1

@@ -21,12 +21,31 @@ class MetadataGroups:
         self._by_pair: dict[tuple[str, str], list[Signature]] = {}
         self._reasons: dict[tuple[Conditions, Signature], str | None] = {}
         for slot in slots:
-            members = self._groups.get(slot.signature)
-            if members is None:
-                members = self._groups[slot.signature] = []
-                for pair in slot.signature:
-                    self._by_pair.setdefault(pair, []).append(slot.signature)
-            members.append(slot)
+            self.add(slot)
+
+    def add(self, slot: Slot) -> None:
+        members = self._groups.get(slot.signature)
+        if members is None:
+            members = self._groups[slot.signature] = []
+            for pair in slot.signature:
+                self._by_pair.setdefault(pair, []).append(slot.signature)
+        members.append(slot)
+
+    def remove(self, slot: Slot) -> None:
+        """Forget ``slot`` (under its current signature)."""
+        members = self._groups[slot.signature]
+        members.remove(slot)
+        if not members:
+            del self._groups[slot.signature]
+            for pair in slot.signature:
+                signatures = self._by_pair[pair]
+                signatures.remove(slot.signature)
+                if not signatures:
+                    del self._by_pair[pair]
+
+    def groups(self) -> dict[Signature, list[str]]:
+        """Machine ids by signature, sorted (to compare a kept instance with a fresh one)."""
+        return {sig: sorted(s.id for s in members) for sig, members in self._groups.items()}
 
     def reason(self, conditions: Conditions, slot: Slot) -> str | None:
         """Why ``slot``'s metadata fails ``conditions`` (None if it matches)."""

@@ -9,7 +9,7 @@ bisect plus a short walk instead of a scan of every machine.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from enum import StrEnum
 from math import pow as _pow
 from typing import TYPE_CHECKING
@@ -65,7 +65,7 @@ class Slot:
         self.count = 0
         self.unschedulable = unschedulable
         self.draining = draining
-        self.classes: list[_Class] = []
+        self.classes: list[CapacityClass] = []
 
     @property
     def schedulable(self) -> bool:
@@ -73,6 +73,16 @@ class Slot:
 
     def fits(self, cpu: int, mem: int) -> bool:
         return cpu <= self.free_cpu and mem <= self.free_mem
+
+    def copy(self) -> Slot:
+        """A copy a pass may change (class memberships are shared, not copied)."""
+        new = Slot.__new__(Slot)
+        new.id, new.index, new.signature = self.id, self.index, self.signature
+        new.cap_cpu, new.cap_mem = self.cap_cpu, self.cap_mem
+        new.free_cpu, new.free_mem, new.count = self.free_cpu, self.free_mem, self.count
+        new.unschedulable, new.draining = self.unschedulable, self.draining
+        new.classes = self.classes
+        return new
 
 
 def binpack_score(slot: Slot, cpu: int, mem: int) -> float:
@@ -82,51 +92,69 @@ def binpack_score(slot: Slot, cpu: int, mem: int) -> float:
     return 20.0 - (_pow(10.0, free_cpu) + _pow(10.0, free_mem))
 
 
-class _Class:
+class CapacityClass:
     """The schedulable machines one condition set admits, sorted for fast search."""
 
     __slots__ = ("by_cpu", "by_mem", "counts", "levels", "levels_cpu", "members")
 
-    def __init__(self, members: list[Slot], strategy: Strategy, floor: tuple[int, int]) -> None:
-        self.members = sorted(members, key=lambda s: s.id)
+    def __init__(
+        self,
+        members: list[Slot],
+        strategy: Strategy,
+        floor: tuple[int, int],
+        register: bool = True,
+    ) -> None:
+        """``register``: add the class to its members' ``classes``."""
+        self.members = sorted(members, key=_by_id)
         self.by_mem: list[int] = []
         self.by_cpu: list[int] = []
-        # spread: unit count -> that level's machines by _mem_key / _cpu_key; counts sorted
+        # spread: unit count -> that level's machines by mem_key / cpu_key; counts sorted
         self.levels: dict[int, list[int]] = {}
         self.levels_cpu: dict[int, list[int]] = {}
         self.counts: list[int] = []
         if strategy is Strategy.BINPACK:
-            self.by_mem = sorted(_mem_key(s) for s in members)
-            self.by_cpu = sorted(_cpu_key(s) for s in members)
+            self.by_mem = sorted(mem_key(s) for s in members)
+            self.by_cpu = sorted(cpu_key(s) for s in members)
         else:
             for slot in members:
                 if slot.fits(*floor):
-                    self.levels.setdefault(slot.count, []).append(_mem_key(slot))
-                    self.levels_cpu.setdefault(slot.count, []).append(_cpu_key(slot))
+                    self.levels.setdefault(slot.count, []).append(mem_key(slot))
+                    self.levels_cpu.setdefault(slot.count, []).append(cpu_key(slot))
             for levels in (self.levels, self.levels_cpu):
                 for level in levels.values():
                     level.sort()
             self.counts = sorted(self.levels)
-        for slot in members:
-            slot.classes.append(self)
+        if register:
+            for slot in members:
+                slot.classes.append(self)
 
-    def level_add(self, count: int, mem_key: int, cpu_key: int) -> None:
+    def copy(self) -> CapacityClass:
+        """A copy whose sorted lists a pass may change (``members`` is shared)."""
+        new = CapacityClass.__new__(CapacityClass)
+        new.members = self.members
+        new.by_mem, new.by_cpu = self.by_mem.copy(), self.by_cpu.copy()
+        new.levels = {count: level.copy() for count, level in self.levels.items()}
+        new.levels_cpu = {count: level.copy() for count, level in self.levels_cpu.items()}
+        new.counts = self.counts.copy()
+        return new
+
+    def level_add(self, count: int, mem: int, cpu: int) -> None:
         level = self.levels.get(count)
         if level is None:
-            self.levels[count] = [mem_key]
-            self.levels_cpu[count] = [cpu_key]
+            self.levels[count] = [mem]
+            self.levels_cpu[count] = [cpu]
             bisect.insort(self.counts, count)
         else:
-            bisect.insort(level, mem_key)
-            bisect.insort(self.levels_cpu[count], cpu_key)
+            bisect.insort(level, mem)
+            bisect.insort(self.levels_cpu[count], cpu)
 
-    def level_remove(self, count: int, mem_key: int, cpu_key: int) -> None:
+    def level_remove(self, count: int, mem: int, cpu: int) -> None:
         level = self.levels[count]
-        _remove(level, mem_key)
-        _remove(self.levels_cpu[count], cpu_key)
+        remove_key(level, mem)
+        remove_key(self.levels_cpu[count], cpu)
         if not level:
             del self.levels[count], self.levels_cpu[count]
-            _remove(self.counts, count)
+            remove_key(self.counts, count)
 
 
 # Sort keys are packed into one int (compared in C, unlike tuples):
@@ -137,7 +165,7 @@ _CPU_OFF = 1 << 31
 _LOW = (1 << 32) - 1
 
 
-def _mem_key(s: Slot) -> int:
+def mem_key(s: Slot) -> int:
     return (
         ((s.free_mem + _MEM_OFF) << 96)
         | ((s.free_cpu + _CPU_OFF) << 64)
@@ -146,7 +174,7 @@ def _mem_key(s: Slot) -> int:
     )
 
 
-def _cpu_key(s: Slot) -> int:
+def cpu_key(s: Slot) -> int:
     return (
         ((s.free_cpu + _CPU_OFF) << 128)
         | ((s.free_mem + _MEM_OFF) << 64)
@@ -155,8 +183,12 @@ def _cpu_key(s: Slot) -> int:
     )
 
 
-def _remove(items: list[int], key: int) -> None:
+def remove_key(items: list[int], key: int) -> None:
     del items[bisect.bisect_left(items, key)]
+
+
+def _by_id(slot: Slot) -> str:
+    return slot.id
 
 
 class CapacityIndex:
@@ -183,41 +215,39 @@ class CapacityIndex:
         self._floor = floor
         self._groups = groups
         self._strategy = strategy
-        self._classes: dict[Conditions, _Class] = {}
+        self._classes: dict[Conditions, CapacityClass] = {}
 
     def members(self, conditions: Conditions) -> list[Slot]:
         """The schedulable machines ``conditions`` admit, sorted by id."""
         return self._class(conditions).members
 
-    def detach(self, slot: Slot) -> None:
+    def detach(self, slot: Slot) -> Slot:
+        """Take ``slot`` out of the sorted lists; returns the slot to change (itself here)."""
         if not slot.classes:
-            return
+            return slot
         if self._strategy is Strategy.BINPACK:
-            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+            mem, cpu = mem_key(slot), cpu_key(slot)
             for cls in slot.classes:
-                _remove(cls.by_mem, mem_key)
-                _remove(cls.by_cpu, cpu_key)
-        else:
-            if not slot.fits(*self._floor):
-                return  # it was left out when last attached (nothing changed since)
-            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+                remove_key(cls.by_mem, mem)
+                remove_key(cls.by_cpu, cpu)
+        elif slot.fits(*self._floor):  # else it was left out when last attached
+            mem, cpu = mem_key(slot), cpu_key(slot)
             for cls in slot.classes:
-                cls.level_remove(slot.count, mem_key, cpu_key)
+                cls.level_remove(slot.count, mem, cpu)
+        return slot
 
     def attach(self, slot: Slot) -> None:
         if not slot.classes:
             return
         if self._strategy is Strategy.BINPACK:
-            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+            mem, cpu = mem_key(slot), cpu_key(slot)
             for cls in slot.classes:
-                bisect.insort(cls.by_mem, mem_key)
-                bisect.insort(cls.by_cpu, cpu_key)
-        else:
-            if not slot.fits(*self._floor):
-                return
-            mem_key, cpu_key = _mem_key(slot), _cpu_key(slot)
+                bisect.insort(cls.by_mem, mem)
+                bisect.insort(cls.by_cpu, cpu)
+        elif slot.fits(*self._floor):
+            mem, cpu = mem_key(slot), cpu_key(slot)
             for cls in slot.classes:
-                cls.level_add(slot.count, mem_key, cpu_key)
+                cls.level_add(slot.count, mem, cpu)
 
     def best(
         self, conditions: Conditions, cpu: int, mem: int, avoid: Container[str] = ()
@@ -228,16 +258,54 @@ class CapacityIndex:
             return _least_loaded(cls, self._slots, cpu, mem, avoid)
         return _best_fit(cls, self._slots, cpu, mem, avoid)
 
-    def _class(self, conditions: Conditions) -> _Class:
+    # --- kept across passes (engine/fleet.py) ---
+
+    @property
+    def classes(self) -> Mapping[Conditions, CapacityClass]:
+        return self._classes
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    @property
+    def groups(self) -> MetadataGroups:
+        return self._groups
+
+    @property
+    def floor(self) -> tuple[int, int]:
+        return self._floor
+
+    def prepare(self, conditions: Conditions) -> None:
+        """Build the class of ``conditions`` now (a pass over kept slots only reads them)."""
+        self._class(conditions)
+
+    def readmit(self, slot: Slot) -> None:
+        """Recompute which classes admit the detached ``slot`` (its metadata or flags
+        changed, or it left: unschedulable slots belong to none)."""
+        wanted = [
+            cls
+            for conditions, cls in self._classes.items()
+            if slot.schedulable and self._groups.reason(conditions, slot) is None
+        ]
+        for cls in slot.classes:
+            if cls not in wanted:
+                del cls.members[bisect.bisect_left(cls.members, slot.id, key=_by_id)]
+        for cls in wanted:
+            if cls not in slot.classes:
+                bisect.insort(cls.members, slot, key=_by_id)
+        slot.classes = wanted
+
+    def _class(self, conditions: Conditions) -> CapacityClass:
         cls = self._classes.get(conditions)
         if cls is None:
             members = [s for s in self._groups.matching(conditions) if s.schedulable]
-            cls = self._classes[conditions] = _Class(members, self._strategy, self._floor)
+            cls = self._classes[conditions] = CapacityClass(members, self._strategy, self._floor)
         return cls
 
 
 def _least_loaded(
-    cls: _Class, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+    cls: CapacityClass, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
 ) -> Slot | None:
     # Fewest units first; within a level the tightest fit on the scarcer dimension
     # (then id).  A level where no machine has enough of either costs two comparisons.
@@ -261,7 +329,7 @@ def _least_loaded(
 
 
 def _best_fit(
-    cls: _Class, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+    cls: CapacityClass, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
 ) -> Slot | None:
     # Walk the dimension where fewer machines have room: every entry from the
     # bisect point on fits that dimension, the other one is checked per entry.

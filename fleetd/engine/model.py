@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
-from fleetd.engine.scheduler import Strategy
+from fleetd.engine.scheduler import Fleet, Strategy
 from fleetd.engine.scope import Change, Scope, ScopeIndex, scope
 from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
@@ -24,6 +24,13 @@ from fleetd.registry.store import Changes, Snapshot, Store
 from fleetd.requirements import Requirements, ReservationDefaults, parse_unit
 
 log = logging.getLogger(__name__)
+
+_FEW = 64
+"""Up to this many changed machines (or a quarter of them) are updated in place."""
+_MAX_CLASSES = 256
+"""Up to this many metadata condition sets in use, a new kept fleet has a capacity
+class for each; beyond it (in classes built for scoped passes since) it is built
+anew, dropping those no unit asks for any more."""
 
 
 @dataclass(slots=True)
@@ -44,6 +51,10 @@ class ClusterModel:
     gone: set[str] = field(default_factory=set)  # machines that left
     full: bool = True  # something an incremental pass does not handle happened
     stale: bool = True  # ``index`` must be rebuilt (after a full read)
+    # Machine slots kept for scoped passes (None: build anew), and the machines whose
+    # slot may be out of date (besides ``index.touched``).
+    fleet: Fleet | None = None
+    dirty: set[str] = field(default_factory=set)
 
     def change(self) -> Change | None:
         """What changed since the last call (None: a full pass is needed); resets it."""
@@ -61,12 +72,16 @@ class ClusterModel:
         """Recompute ``index`` from the units and the schedule (after a full read)."""
         self.index = ScopeIndex.build(self.units, self.schedule)
         self.stale = False
+        self.fleet = None
 
     def scope(
         self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
     ) -> Scope | None:
-        """A snapshot of what ``change`` touches (None: plan everything)."""
-        return scope(
+        """A snapshot of what ``change`` touches (None: plan everything).
+
+        The snapshot refers to the kept fleet: plan it before the model changes."""
+        kept = self.kept_fleet(strategy)
+        found = scope(
             self.index,
             change,
             units=self.units,
@@ -80,7 +95,42 @@ class ClusterModel:
             wall=wall,
             grace=grace,
             strategy=strategy,
+            fleet=kept,
         )
+        if found is not None:
+            # Capacity classes the pass will search are built (and then kept) here.
+            for conditions in {s.requirements.metadata for s in found.snapshot.units.values()}:
+                kept.index.prepare(conditions)
+        return found
+
+    def kept_fleet(self, strategy: Strategy) -> Fleet:
+        """The machine slots kept across scoped passes, brought up to date: per machine
+        that changed since the last call, or built anew (after a join, a full read, a
+        change of strategy, or when most machines changed, e.g. after a full pass)."""
+        changed = self.dirty | self.index.touched
+        self.dirty = set()
+        self.index.touched = set()
+        fleet = self.fleet
+        if (
+            fleet is not None
+            and fleet.strategy is strategy
+            and (len(changed) <= _FEW or len(changed) <= len(self.machines) // 4)
+            and len(fleet.index.classes) <= _MAX_CLASSES
+            and all(
+                fleet.update(m, self.machines.get(m), self.flags.get(m), self._load(m))
+                for m in changed
+            )
+        ):
+            return fleet
+        fleet = self.fleet = Fleet(self.machines.values(), self.flags, self.index.load, strategy)
+        if len(self.index.conditions) <= _MAX_CLASSES:
+            for conditions in self.index.conditions:  # every condition set units use
+                fleet.index.prepare(conditions)
+        return fleet
+
+    def _load(self, machine: str) -> tuple[int, int, int]:
+        load = self.index.load.get(machine)
+        return (load[0], load[1], load[2]) if load is not None else (0, 0, 0)
 
     def _lost(self, now: float, used: Iterable[str] | None = None) -> dict[str, float]:
         """Loss times of machines that still have schedule entries (``used``: those
@@ -157,6 +207,7 @@ class ClusterModel:
     def put_machine(self, machine: Machine) -> None:
         if self.machines.get(machine.id) != machine:
             self.full = True  # a new or changed machine: every unit may go there
+            self.dirty.add(machine.id)
         self.machines[machine.id] = machine
         self.lost.pop(machine.id, None)
 
@@ -164,6 +215,16 @@ class ClusterModel:
         if self.machines.pop(machine, None) is not None:
             self.lost[machine] = now
             self.gone.add(machine)
+            self.dirty.add(machine)
+
+    def set_flags(self, machine: str, flags: MachineFlags | None) -> None:
+        """Put (or with None, drop) a machine's flags: a full pass follows."""
+        if flags is None:
+            self.flags.pop(machine, None)
+        else:
+            self.flags[machine] = flags
+        self.full = True
+        self.dirty.add(machine)
 
     def stopped(self, unit: str) -> None:
         """An AtMostOnce unit was seen stopped on the machine it left: place it again."""
@@ -273,10 +334,12 @@ def collections_for(
     def clear_machines() -> None:
         model.machines.clear()
         model.full = True
+        model.fleet = None
 
     def clear_flags() -> None:
         model.flags.clear()
         model.full = True
+        model.fleet = None
 
     def clear_schedule() -> None:
         model.schedule.clear()
@@ -293,13 +356,10 @@ def collections_for(
         model.drop_machine(key[len(keys.machines) :], now())
 
     def put_flags(key: str, value: bytes) -> None:
-        machine, flags = store.flags_from(key, value)
-        model.flags[machine] = flags
-        model.full = True
+        model.set_flags(*store.flags_from(key, value))
 
     def delete_flags(key: str) -> None:
-        model.flags.pop(key[len(keys.machine_flags) :], None)
-        model.full = True
+        model.set_flags(key[len(keys.machine_flags) :], None)
 
     def put_entry(key: str, value: bytes) -> None:
         entry = store.schedule_from(key, value)

@@ -8,7 +8,6 @@ the queue of units to place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
 from fleetd.engine.checks import (
     FOLLOWER_PLACEMENT,
@@ -19,79 +18,60 @@ from fleetd.engine.checks import (
     Explanation,
 )
 from fleetd.engine.decision import Decision, Job, Placed, Removal
-from fleetd.engine.groups import MetadataGroups
-from fleetd.engine.index import (
-    CapacityIndex,
-    Signature,
-    Slot,
-    Strategy,
-    binpack_score,
-)
+from fleetd.engine.fleet import Fleet, Load
+from fleetd.engine.index import Slot, Strategy, binpack_score
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.order import peer_order
-from fleetd.model import Machine, MachineFlags
+from fleetd.engine.overlay import Overlay
 from fleetd.requirements import Requirements
-
-Load = tuple[int, int, int]
-"""CPU millis, memory bytes and unit count a machine carries for units outside a pass."""
 
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
-@lru_cache(maxsize=1 << 14)
-def _signature(metadata: Signature, overrides: Signature) -> Signature:
-    """Effective metadata, sorted (memoised: machines of a cluster share a few shapes)."""
-    merged = dict(metadata)
-    merged.update(overrides)
-    return tuple(sorted(merged.items()))
-
-
-def _slot(machine: Machine, flags: MachineFlags | None, load: Load | None) -> Slot:
-    slot = Slot(
-        machine.id,
-        _signature(machine.metadata, flags.metadata_overrides if flags is not None else ()),
-        machine.capacity.cpu_millis,
-        machine.capacity.memory_bytes,
-        unschedulable=flags is not None and flags.unschedulable,
-        draining=flags is not None and flags.draining,
+def floor(jobs: Iterable[Requirements]) -> tuple[int, int]:
+    """The smallest (cpu, mem) any of ``jobs`` needs (see CapacityIndex)."""
+    needs = list(jobs)
+    return (
+        min((r.cpu_millis for r in needs), default=0),
+        min((r.memory_bytes for r in needs), default=0),
     )
-    if load is not None:
-        slot.free_cpu -= load[0]
-        slot.free_mem -= load[1]
-        slot.count += load[2]
-    return slot
 
 
 class Placer:
     def __init__(
         self,
-        machines: Iterable[Machine],
+        fleet: Fleet | Overlay,
         jobs: Iterable[Job],
-        flags: Mapping[str, MachineFlags],
-        strategy: Strategy,
         drain_batch: int | None,
-        load: Mapping[str, Load] | None = None,
+        minus: Mapping[str, Load] | None = None,
+        fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
     ) -> None:
-        """``load``: per machine, the (cpu, mem, units) of placements outside this pass."""
-        load = load or {}
-        self.slots = {m.id: _slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
-        self.all_slots = sorted(self.slots.values(), key=lambda s: s.id)
-        for i, slot in enumerate(self.all_slots):
-            slot.index = i
+        """Places ``jobs`` on ``fleet``'s slots, which it changes (an Overlay copies what
+        it changes).  ``minus``: per machine, room the slots count for this pass's own
+        units (a scoped pass over the kept fleet), given back first.  ``fixed``: units
+        that are not jobs but stay placed (requirements, machines), seen by the checks."""
+        self.fleet = fleet
+        self.slots = fleet.slots
         self.jobs = {j.name: j.requirements for j in jobs}
-        self.strategy = strategy
+        self.strategy = fleet.strategy
         self.drain_budget = drain_batch
-        self.by_prefix: dict[str, list[Slot]] = {}
-        for slot in self.all_slots:
-            self.by_prefix.setdefault(slot.id[:8], []).append(slot)
-        self.groups = MetadataGroups(self.all_slots)
-        needs = self.jobs.values()
-        floor = (
-            min((r.cpu_millis for r in needs), default=0),
-            min((r.memory_bytes for r in needs), default=0),
-        )
-        self.index = CapacityIndex(self.groups, strategy, self.all_slots, floor)
-        self.occupancy = Occupancy(self.jobs.values())
+        self.groups = fleet.groups
+        self.index = fleet.index
+        for machine, less in (minus or {}).items():
+            slot = self.slots.get(machine)
+            if slot is not None:
+                slot = self.index.detach(slot)
+                slot.free_cpu += less[0]
+                slot.free_mem += less[1]
+                slot.count -= less[2]
+                self.index.attach(slot)
+        globs: Iterable[Requirements] = self.jobs.values()
+        if fixed:
+            globs = [*globs, *(req for req, _ in fixed.values())]
+        self.occupancy = Occupancy(globs)
+        for name, (req, machines) in (fixed or {}).items():
+            for machine in machines:
+                self.occupancy.add(name, req, machine)
         self.checker = Checker(self.groups, self.occupancy)
         self.order, cycles = peer_order(self.jobs)
         self.rank = {name: i for i, name in enumerate(self.order)}
@@ -194,7 +174,7 @@ class Placer:
                 # It kept its room on the draining machine until a new one was found.
                 queue.extend(self._evict(name, leaving, f"machine {leaving} is draining"))
                 self.drained += 1
-            self._place(name, req, slot, why)
+            slot = self._place(name, req, slot, why)
             replaced = self.occupancy.replaced_by(name, req, slot.id)
             for other in replaced:
                 queue.extend(self._evict(other, slot.id, f"replaced by {name}"))
@@ -215,7 +195,7 @@ class Placer:
                 NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
             )
             if reason is None:
-                self._place(name, req, slot, "global unit")
+                slot = self._place(name, req, slot, "global unit")
                 self.unplaceable.pop(name, None)
 
     def _need(self, name: str, req: Requirements, leaving: str | None = None) -> tuple[int, int]:
@@ -243,7 +223,7 @@ class Placer:
             best = self._best_of(name, req, candidates, cpu, mem, FOLLOWER_PLACEMENT)
             return best, f"runs with {', '.join(req.machine_of)} (MachineOf)"
         if req.machine_id is not None:
-            pinned = self.by_prefix.get(req.machine_id[:8], ())
+            pinned = self.fleet.pinned(req.machine_id)
             candidates = [s for s in pinned if s.id.startswith(req.machine_id)]
             best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
             return best, "pinned by MachineID"
@@ -282,22 +262,25 @@ class Placer:
 
     # --- bookkeeping ---
 
-    def _place(self, name: str, req: Requirements, slot: Slot, why: str) -> None:
-        self._put(name, req, slot)
+    def _place(self, name: str, req: Requirements, slot: Slot, why: str) -> Slot:
+        """Returns the slot as changed (``slot`` itself unless the fleet is an Overlay)."""
+        slot = self._put(name, req, slot)
         # Taken off this machine earlier in the pass and back again: nothing changes.
         if self.removals.pop((name, slot.id), None) is None:
             self.new[(name, slot.id)] = why
+        return slot
 
-    def _put(self, name: str, req: Requirements, slot: Slot) -> None:
-        self.index.detach(slot)
+    def _put(self, name: str, req: Requirements, slot: Slot) -> Slot:
+        slot = self.index.detach(slot)
         slot.free_cpu -= req.cpu_millis
         slot.free_mem -= req.memory_bytes
         slot.count += 1
         self.index.attach(slot)
         self.occupancy.add(name, req, slot.id)
+        return slot
 
     def _take(self, name: str, req: Requirements, slot: Slot) -> None:
-        self.index.detach(slot)
+        slot = self.index.detach(slot)
         slot.free_cpu += req.cpu_millis
         slot.free_mem += req.memory_bytes
         slot.count -= 1
@@ -316,9 +299,11 @@ class Placer:
                 key = (req, cpu, mem, self.occupancy.signature(name))
                 found = memo.get(key)
                 if found is None:
-                    slots = self.all_slots
-                    if req.machine_id is not None:
-                        slots = self.by_prefix.get(req.machine_id[:8], [])
+                    slots = (
+                        self.fleet.all_slots
+                        if req.machine_id is None
+                        else self.fleet.pinned(req.machine_id)
+                    )
                     found = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
                 text = found.text
                 held = self.occupancy.machines_of(name)

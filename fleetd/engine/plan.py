@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from fleetd.engine.scheduler import Decision, Job, Load, Strategy, schedule
+from fleetd.engine.scheduler import Decision, Fleet, Job, Load, Strategy, schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
@@ -72,9 +72,15 @@ class ClusterSnapshot:
     stopping: Mapping[str, str] = field(default_factory=dict)
     """AtMostOnce units taken off a live machine and not yet seen stopped there
     (unit -> machine): they are not placed anywhere until then."""
-    load: Mapping[str, Load] = field(default_factory=dict)
-    """Per machine, (cpu, mem, units) of placements of units outside ``units`` (a
-    scoped, incremental pass; empty for a full pass)."""
+    kept: Fleet | None = None
+    """A scoped pass: the fleet the engine keeps across passes, whose slots carry the
+    room of every placed unit (the scheduler uses it instead of ``machines`` and
+    ``flags``, and does not change it).  None for a full pass."""
+    minus: Mapping[str, Load] = field(default_factory=dict)
+    """With ``kept``: per machine, the (cpu, mem, units) its slots count for ``units``."""
+    fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] = field(default_factory=dict)
+    """With ``kept``: placed units outside ``units`` that stay where they are (machines)
+    but that the checks of ``units`` must see: Conflicts partners, MachineOf peers."""
 
 
 class Action(StrEnum):
@@ -167,7 +173,9 @@ def plan(snap: ClusterSnapshot) -> Plan:
         flags=snap.flags,
         strategy=snap.strategy,
         drain_batch=snap.drain_batch,
-        load=snap.load,
+        kept=snap.kept,
+        minus=snap.minus,
+        fixed=snap.fixed,
     )
     moved_from: dict[str, str] = {}
     stopping: dict[str, str] = {}

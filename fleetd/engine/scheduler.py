@@ -24,11 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from fleetd.engine.decision import Decision, Job, Placed, Removal
+from fleetd.engine.fleet import Fleet, Load
 from fleetd.engine.index import Strategy
-from fleetd.engine.placer import Load, Placer
+from fleetd.engine.overlay import Overlay
+from fleetd.engine.placer import Placer, floor
 from fleetd.model import Machine, MachineFlags
+from fleetd.requirements import Requirements
 
-__all__ = ["Decision", "Job", "Load", "Placed", "Removal", "Strategy", "schedule"]
+__all__ = ["Decision", "Fleet", "Job", "Load", "Placed", "Removal", "Strategy", "schedule"]
 
 
 def schedule(
@@ -38,17 +41,29 @@ def schedule(
     flags: Mapping[str, MachineFlags] | None = None,
     strategy: Strategy = Strategy.BINPACK,
     drain_batch: int | None = None,
-    load: Mapping[str, Load] | None = None,
+    kept: Fleet | None = None,
+    minus: Mapping[str, Load] | None = None,
+    fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
     ``current`` maps a unit to the machines it is scheduled on now (entries
     for units that are not jobs are ignored).  ``drain_batch`` bounds how
-    many units leave draining machines in this pass (None: all).  ``load``
-    maps a machine to the (cpu, mem, units) it carries for units that are not
-    jobs of this pass (an incremental pass plans a few units against the rest).
+    many units leave draining machines in this pass (None: all).
+
+    ``kept`` (an incremental pass that plans a few units against the rest): the
+    fleet the engine keeps across passes, whose slots carry the room of every
+    placed unit.  It replaces ``machines``, ``flags`` and ``strategy``; ``minus``
+    (per machine, the room it counts for these jobs) is given back first; ``kept``
+    itself is left unchanged.  ``fixed``: placed units that are not jobs, by their
+    (requirements, machines), which the checks of the jobs must see.
     """
-    run = Placer(machines, jobs, flags or {}, strategy, drain_batch, load)
+    jobs = list(jobs)
+    if kept is not None:
+        run = Placer(Overlay(kept), jobs, drain_batch, minus, fixed)
+    else:
+        fleet = Fleet(machines, flags or {}, {}, strategy, floor(j.requirements for j in jobs))
+        run = Placer(fleet, jobs, drain_batch)
     run.keep(current or {})
     run.place_globals()
     run.place_pending()

@@ -8,9 +8,11 @@ followers and the units that declare or match each ``Conflicts=`` glob.
 
 ``scope()`` turns a set of changed units and lost machines into a
 ClusterSnapshot holding only the units that may move, plus those the checks
-need to see (MachineOf peers, Conflicts partners in both directions), with
-the load of all other units on each machine; ``plan()`` of that snapshot
-then decides exactly as a full pass would for those units.  It returns None
+need to see (MachineOf peers, Conflicts partners in both directions).  The
+scheduler plans them on the machine slots the model keeps (engine/fleet.py,
+carrying the room of every placed unit) minus the room of these units, so
+neither side costs work per machine; ``plan()`` of that snapshot then
+decides exactly as a full pass would for those units.  It returns None
 when a change is better left to a full pass: drains, AtMostOnce units being
 stopped, ``Replaces=``, or a scope larger than ``limit``.
 
@@ -24,9 +26,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.engine.globs import GlobSet
+from fleetd.engine.index import Conditions, Slot
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
-from fleetd.engine.scheduler import Load, Strategy
+from fleetd.engine.scheduler import Fleet, Load, Strategy
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.requirements import Requirements
 
 SCOPE_LIMIT = 2000
 """A change touching more units than this is planned by a full pass."""
@@ -58,6 +62,8 @@ class ScopeIndex:
         self._declares: dict[str, set[str]] = {}
         self._matches: dict[str, set[str]] = {}
         self._names: set[str] = set()
+        self.touched: set[str] = set()  # machines whose ``load`` changed (read by the model)
+        self.conditions: dict[Conditions, int] = {}  # metadata condition set -> units
 
     @classmethod
     def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> ScopeIndex:
@@ -74,6 +80,11 @@ class ScopeIndex:
         """``name``'s spec changed from ``old`` to ``new`` (None: absent)."""
         if old is not None:
             req = old.requirements
+            left = self.conditions[req.metadata] - 1
+            if left:
+                self.conditions[req.metadata] = left
+            else:
+                del self.conditions[req.metadata]
             for peer in req.machine_of:
                 self.followers.get(peer, set()).discard(name)
             for glob in req.conflicts:
@@ -86,6 +97,7 @@ class ScopeIndex:
                 self._matches[glob].discard(name)
         else:
             req = new.requirements
+            self.conditions[req.metadata] = self.conditions.get(req.metadata, 0) + 1
             if name not in self._names:
                 self._names.add(name)
                 for glob in self._globs.matching(name):
@@ -115,6 +127,7 @@ class ScopeIndex:
         self._recount(machine, unit, spec if present else None)
 
     def _recount(self, machine: str, unit: str, spec: UnitSpec | None) -> None:
+        self.touched.add(machine)
         old = self._counted.pop((machine, unit), None)
         load = self.load.setdefault(machine, [0, 0, 0])
         if old is not None:
@@ -202,9 +215,13 @@ def scope(
     wall: float,
     grace: float,
     strategy: Strategy,
+    fleet: Fleet,
     limit: int = SCOPE_LIMIT,
 ) -> Scope | None:
-    """The snapshot a pass needs to react to ``change``, or None for a full pass."""
+    """The snapshot a pass needs to react to ``change``, or None for a full pass.
+
+    ``fleet``: the fleet kept across passes, up to date with ``machines``, ``flags``
+    and ``index.load`` (see ClusterModel.scope); ``strategy`` must be its own."""
     if stopping or any(f.draining for f in flags.values()):
         return None
     moving: list[str] = list(change.units)
@@ -212,7 +229,7 @@ def scope(
     for machine in sorted(change.gone):
         for unit in sorted(index.units_on.get(machine, ())):
             spec = units.get(unit)
-            live = [m for m in index.machines_of.get(unit, ()) if m in machines]
+            live = any(m in machines for m in index.machines_of.get(unit, ()))
             if unit not in change.units and spec is not None and spec.requirements.global_ and live:
                 # A Global unit just loses that machine: nothing else of it changes.
                 why = f"machine {machine} is gone"
@@ -221,9 +238,10 @@ def scope(
                 moving.append(unit)
     freed = [m for u in change.units for m in index.machines_of.get(u, ()) if m in machines]
     if freed:
-        # Room may free up there: units waiting for room, and Global units missing on
-        # such a machine, get another chance (as in a full pass).
-        moving.extend(placements)
+        # Room may free up there: units waiting for room that may run there, and Global
+        # units missing on such a machine, get another chance (as in a full pass).
+        slots = [fleet.slots[m] for m in set(freed) if m in fleet.slots]
+        moving.extend(w for w in placements if _may_use(units.get(w), slots, index, fleet))
         for unit in index.globals:
             if any(unit not in index.units_on.get(m, ()) for m in freed):
                 moving.append(unit)
@@ -261,36 +279,64 @@ def scope(
         if len(included) > limit:
             return None
 
-    load: dict[str, Load] = {}
+    # Placed partners that do not move are only looked at (where they are, what their
+    # globs say): their room stays counted in the kept fleet.
+    fixed: dict[str, tuple[Requirements, tuple[str, ...]]] = {}
+    for unit in included - moves:
+        spec = units.get(unit)
+        if spec is not None and counts(spec):
+            where = tuple(m for m in index.machines_of.get(unit, ()) if m in machines)
+            fixed[unit] = (spec.requirements, where)
+    planned = [u for u in included if u not in fixed]
     entries: list[ScheduleEntry] = []
-    minus: dict[str, list[int]] = {}
-    for unit in included:
+    minus: dict[str, Load] = {}
+    for unit in planned:
         for machine in index.machines_of.get(unit, ()):
             entries.append(schedule[(machine, unit)])
             room = index.counted(machine, unit)
             if room is not None:
-                less = minus.setdefault(machine, [0, 0, 0])
-                less[0] += room[0]
-                less[1] += room[1]
-                less[2] += 1
-    for machine, carried in index.load.items():
-        less = minus.get(machine, [0, 0, 0])
-        load[machine] = (carried[0] - less[0], carried[1] - less[1], carried[2] - less[2])
+                cpu, mem, count = minus.get(machine, (0, 0, 0))
+                minus[machine] = (cpu + room[0], mem + room[1], count + 1)
     snap = ClusterSnapshot(
-        units={u: units[u] for u in included if u in units},
+        units={u: units[u] for u in planned if u in units},
         machines=machines,
         schedule=entries,
         flags=flags,
-        placements={u: placements[u] for u in included if u in placements},
+        placements={u: placements[u] for u in planned if u in placements},
         lost=lost,
         now=now,
         wall=wall,
         at_most_once_grace=grace,
         strategy=strategy,
         drain_batch=None,
-        load=load,
+        kept=fleet,
+        minus=minus,
+        fixed=fixed,
     )
-    return Scope(snap, tuple(unschedule), frozenset(included))
+    return Scope(snap, tuple(unschedule), frozenset(planned))
+
+
+def _may_use(spec: UnitSpec | None, slots: list[Slot], index: ScopeIndex, fleet: Fleet) -> bool:
+    """Whether a waiting unit may be placed on one of ``slots`` by what does not change
+    with room: metadata, MachineID, flags, where its MachineOf peers are.  The other
+    waiting units have no more room anywhere than before (steady), so no pass would
+    place them now."""
+    if spec is None or not counts(spec):
+        return True  # its reason is cleared or kept: cheap either way
+    req = spec.requirements
+    if req.machine_of:
+        ids = {slot.id for slot in slots}
+        return any(
+            not (index.machines_of.get(peer, set()) & fleet.slots.keys())
+            or index.machines_of.get(peer, set()) & ids
+            for peer in req.machine_of
+        )
+    return any(
+        slot.schedulable
+        and (req.machine_id is None or slot.id.startswith(req.machine_id))
+        and fleet.groups.reason(req.metadata, slot) is None
+        for slot in slots
+    )
 
 
 def plan_scope(found: Scope) -> Plan:

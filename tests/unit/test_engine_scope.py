@@ -151,10 +151,8 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
             next_id += 1
         elif model.machines:
             mid = rnd.choice(sorted(model.machines))
-            model.flags[mid] = rnd.choice(
-                (MachineFlags(unschedulable=True), MachineFlags(draining=True), MachineFlags())
-            )
-            model.full = True
+            flags = (MachineFlags(unschedulable=True), MachineFlags(draining=True), MachineFlags())
+            model.set_flags(mid, rnd.choice(flags))
         for unit in list(model.stopping):
             model.stopped(unit)  # it stopped at once
         _, was_scoped = _pass(model, strategy, full=False)

@@ -1,0 +1,146 @@
+"""The machines as the scheduler sees them: slots, metadata groups, capacity classes (pure).
+
+A full pass builds a ``Fleet`` of its own and changes it as it places
+units.  The engine's model also keeps one across passes, carrying the room
+every placed unit takes (``update`` brings one machine up to date after its
+load, capacity, metadata or flags changed, or after it left), so that a
+scoped pass starts from it instead of building slots for every machine:
+it plans on an ``Overlay`` (engine/overlay.py), which copies what it
+changes and leaves the kept fleet as it was.
+
+Slots are numbered in machine-id order (the capacity lists break ties by
+that number).  A machine that leaves keeps its number, unused; one that
+joins needs new numbers, so the model rebuilds the fleet then (a join
+triggers a full pass anyway).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+
+from fleetd.engine.groups import MetadataGroups
+from fleetd.engine.index import (
+    CapacityIndex,
+    Signature,
+    Slot,
+    Strategy,
+)
+from fleetd.model import Machine, MachineFlags
+
+Load = tuple[int, int, int]
+"""CPU millis, memory bytes and unit count a machine carries for units outside a pass."""
+
+
+@lru_cache(maxsize=1 << 14)
+def _signature(metadata: Signature, overrides: Signature) -> Signature:
+    """Effective metadata, sorted (memoised: machines of a cluster share a few shapes)."""
+    merged = dict(metadata)
+    merged.update(overrides)
+    return tuple(sorted(merged.items()))
+
+
+def make_slot(machine: Machine, flags: MachineFlags | None, load: Sequence[int] | None) -> Slot:
+    slot = Slot(
+        machine.id,
+        _signature(machine.metadata, flags.metadata_overrides if flags is not None else ()),
+        machine.capacity.cpu_millis,
+        machine.capacity.memory_bytes,
+        unschedulable=flags is not None and flags.unschedulable,
+        draining=flags is not None and flags.draining,
+    )
+    if load is not None:
+        slot.free_cpu -= load[0]
+        slot.free_mem -= load[1]
+        slot.count += load[2]
+    return slot
+
+
+def _by_id(slot: Slot) -> str:
+    return slot.id
+
+
+class Fleet:
+    """Every machine's slot, by id and in id order, with its groups and capacity classes."""
+
+    def __init__(
+        self,
+        machines: Iterable[Machine],
+        flags: Mapping[str, MachineFlags],
+        load: Mapping[str, Sequence[int]],
+        strategy: Strategy,
+        floor: tuple[int, int] = (0, 0),
+    ) -> None:
+        """``load``: per machine, the (cpu, mem, units) already placed there.  ``floor``:
+        see CapacityIndex (a kept fleet serves any pass: (0, 0))."""
+        self.strategy = strategy
+        self.slots = {m.id: make_slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
+        self.all_slots = sorted(self.slots.values(), key=_by_id)
+        for i, slot in enumerate(self.all_slots):
+            slot.index = i
+        self.numbered = list(self.all_slots)  # by number, with machines that left
+        self.by_prefix: dict[str, list[Slot]] = {}
+        for slot in self.all_slots:
+            self.by_prefix.setdefault(slot.id[:8], []).append(slot)
+        self.groups = MetadataGroups(self.all_slots)
+        self.index = CapacityIndex(self.groups, strategy, self.numbered, floor)
+
+    def pinned(self, prefix: str) -> Sequence[Slot]:
+        """Machines whose id starts with the same 8 characters as ``prefix``."""
+        return self.by_prefix.get(prefix[:8], ())
+
+    # --- kept across passes ---
+
+    def update(
+        self, machine_id: str, machine: Machine | None, flags: MachineFlags | None, load: Load
+    ) -> bool:
+        """Bring one machine's slot up to date (``machine`` None: it left).  False if it
+        cannot be done in place (a machine that joins needs a new fleet)."""
+        slot = self.slots.get(machine_id)
+        if machine is None:
+            if slot is not None:
+                self._drop(slot)
+            return True
+        if slot is None:
+            return False
+        new = make_slot(machine, flags, load)
+        same_class = new.signature == slot.signature and new.schedulable == slot.schedulable
+        if same_class and _values(new) == _values(slot):
+            return True
+        self.index.detach(slot)
+        if new.signature != slot.signature:
+            self.groups.remove(slot)
+            slot.signature = new.signature
+            self.groups.add(slot)
+        slot.cap_cpu, slot.cap_mem = new.cap_cpu, new.cap_mem
+        slot.free_cpu, slot.free_mem, slot.count = new.free_cpu, new.free_mem, new.count
+        slot.unschedulable, slot.draining = new.unschedulable, new.draining
+        if not same_class:
+            self.index.readmit(slot)
+        self.index.attach(slot)
+        return True
+
+    def _drop(self, slot: Slot) -> None:
+        self.index.detach(slot)
+        slot.unschedulable = True  # admitted by no class from now on
+        self.index.readmit(slot)
+        self.groups.remove(slot)
+        del self.slots[slot.id]
+        del self.all_slots[bisect.bisect_left(self.all_slots, slot.id, key=_by_id)]
+        pinned = self.by_prefix[slot.id[:8]]
+        pinned.remove(slot)
+        if not pinned:
+            del self.by_prefix[slot.id[:8]]
+
+
+def _values(slot: Slot) -> tuple[object, ...]:
+    return (
+        slot.cap_cpu,
+        slot.cap_mem,
+        slot.free_cpu,
+        slot.free_mem,
+        slot.count,
+        slot.unschedulable,
+        slot.draining,
+    )

@@ -1,0 +1,240 @@
+"""The machine slots the engine keeps across scoped passes (engine/fleet.py, overlay.py).
+
+Random event sequences check, after every event and every pass, that the
+kept fleet equals one built from scratch, that a scoped pass leaves it as
+it was, and that from a steady state a scoped pass writes what a full plan
+writes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import replace
+
+import pytest
+
+from fleetd.engine.fleet import Fleet
+from fleetd.engine.index import Strategy, cpu_key, mem_key
+from fleetd.engine.model import ClusterModel
+from fleetd.engine.plan import Action, Plan, UnitSpec, plan
+from fleetd.engine.scope import plan_scope
+from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
+from fleetd.requirements import Requirements
+from fleetd.requirements import parse_metadata_condition as cond
+
+G = 1 << 30
+_LOW = (1 << 32) - 1
+WRITES = (Action.SCHEDULE, Action.UNSCHEDULE, Action.UPDATE)
+
+
+def describe(fleet: Fleet) -> dict[str, object]:
+    """Everything about a fleet that decides a pass, without slot numbers."""
+    numbered = fleet.numbered
+
+    def ids(keys: Iterable[int]) -> list[str]:
+        return [numbered[key & _LOW].id for key in keys]
+
+    classes: dict[object, object] = {}
+    for conditions, cls in fleet.index.classes.items():
+        for key in cls.by_mem:  # every key is the one its slot has now
+            assert key == mem_key(numbered[key & _LOW])
+        for key in cls.by_cpu:
+            assert key == cpu_key(numbered[key & _LOW])
+        for level in cls.levels.values():
+            assert all(key == mem_key(numbered[key & _LOW]) for key in level)
+        classes[conditions] = (
+            [s.id for s in cls.members],
+            sorted(s.id for s in fleet.all_slots if cls in s.classes),
+            ids(cls.by_mem),
+            ids(cls.by_cpu),
+            {count: ids(level) for count, level in cls.levels.items()},
+            {count: ids(level) for count, level in cls.levels_cpu.items()},
+            list(cls.counts),
+        )
+    assert all(numbered[s.index] is s for s in fleet.all_slots)
+    assert sorted(fleet.slots) == [s.id for s in fleet.all_slots]
+    return {
+        "slots": {
+            s.id: (
+                s.signature,
+                (s.cap_cpu, s.cap_mem, s.free_cpu, s.free_mem, s.count),
+                (s.unschedulable, s.draining),
+            )
+            for s in fleet.all_slots
+        },
+        "prefixes": {p: [s.id for s in slots] for p, slots in fleet.by_prefix.items()},
+        "groups": fleet.groups.groups(),
+        "classes": classes,
+    }
+
+
+def fresh(model: ClusterModel, kept: Fleet) -> Fleet:
+    """A fleet built from scratch with the same capacity classes as ``kept``."""
+    built = Fleet(model.machines.values(), model.flags, model.index.load, kept.strategy)
+    for conditions in kept.index.classes:
+        built.index.prepare(conditions)
+    return built
+
+
+def _machine(rnd: random.Random, mid: str) -> Machine:
+    return Machine(
+        id=mid,
+        metadata=(("rack", rnd.choice("ab")), ("cores", str(rnd.choice((2, 8))))),
+        capacity=Capacity(rnd.choice((1000, 2000, 4000)), rnd.choice((2, 4, 8)) * G),
+    )
+
+
+def _unit(rnd: random.Random, i: int, names: list[str], machines: list[str]) -> UnitSpec:
+    res = {"cpu_millis": rnd.choice((0, 250, 500)), "memory_bytes": rnd.choice((0, 1, 2)) * G}
+    kind = rnd.random()
+    if kind < 0.15:
+        name, req = f"web@{i}.service", Requirements(conflicts=("web@*",), **res)
+    elif kind < 0.3:
+        meta = (cond(rnd.choice(("rack=a", "rack!=a", "cores>=4", "disk=ssd"))),)
+        name, req = f"r{i}.service", Requirements(metadata=meta, **res)
+    elif kind < 0.4 and names:
+        name, req = f"f{i}.service", Requirements(machine_of=(rnd.choice(names),), **res)
+    elif kind < 0.45 and machines:
+        name, req = f"p{i}.service", Requirements(machine_id=rnd.choice(machines), **res)
+    elif kind < 0.5:
+        name, req = f"g{i}.service", Requirements(global_=True, cpu_millis=50)
+    else:
+        name, req = f"u{i}.service", Requirements(**res)
+    return UnitSpec(name, f"h{i}", DesiredState.LAUNCHED, req)
+
+
+def _event(rnd: random.Random, model: ClusterModel, serial: int) -> str:
+    """Apply one random change to ``model``; returns what it was."""
+    names, machines = sorted(model.units), sorted(model.machines)
+    event = rnd.random()
+    if event < 0.3 or not names:
+        spec = _unit(rnd, serial, names, machines)
+        model.set_unit(spec.name, spec)
+        return "submit"
+    if event < 0.42:
+        name = rnd.choice(names)
+        model.set_unit(name, replace(model.units[name], desired=DesiredState.INACTIVE))
+        return "stop"
+    if event < 0.5:
+        name = rnd.choice(names)
+        model.set_unit(name, replace(model.units[name], desired=DesiredState.LAUNCHED))
+        return "start"
+    if event < 0.58:
+        model.set_unit(rnd.choice(names), None)
+        return "destroy"
+    if event < 0.64:
+        name = rnd.choice(names)
+        spec = model.units[name]
+        more = replace(spec.requirements, memory_bytes=rnd.choice((0, 1, 3)) * G)
+        model.set_unit(name, replace(spec, hash=spec.hash + "'", requirements=more))
+        return "reservation"
+    if event < 0.74 and machines:
+        model.drop_machine(rnd.choice(machines), 0.0)
+        return "leave"
+    if event < 0.8:
+        model.put_machine(_machine(rnd, f"m{serial:04}"))
+        return "join"
+    if event < 0.88 and machines:
+        old = model.machines[rnd.choice(machines)]
+        new = _machine(rnd, old.id)  # other metadata and capacity
+        if rnd.random() < 0.5:
+            new = replace(new, metadata=old.metadata)
+        model.put_machine(new)
+        return "machine changed"
+    if machines:
+        flags = rnd.choice(
+            (
+                MachineFlags(unschedulable=True),
+                MachineFlags(draining=True),
+                MachineFlags(metadata_overrides=(("disk", "ssd"),)),
+                MachineFlags(metadata_overrides=(("rack", "b"),)),
+                None,
+            )
+        )
+        model.set_flags(rnd.choice(machines), flags)
+        return "flags"
+    return "nothing"
+
+
+def _full(model: ClusterModel, strategy: Strategy) -> Plan:
+    if model.stale:
+        model.rebuild_index()
+    return plan(model.snapshot(0.0, wall=0.0, grace=0.0, strategy=strategy, drain_batch=None))
+
+
+def _apply(model: ClusterModel, result: Plan) -> None:
+    model.apply_tasks(result.tasks)
+    model.stopping.update(result.stopping)
+    model.forget_machines()
+    for unit in list(model.stopping):
+        model.stopped(unit)  # it stopped at once
+
+
+def _writes(result: Plan) -> set[tuple[Action, str, str]]:
+    return {(t.action, t.unit, t.machine) for t in result.tasks if t.action in WRITES}
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("seed", range(40))
+def test_the_kept_fleet_stays_equal_to_a_fresh_one(strategy: Strategy, seed: int) -> None:
+    rnd = random.Random(seed)
+    model = ClusterModel()
+    for i in range(rnd.randint(1, 12)):
+        model.put_machine(_machine(rnd, f"m{i:04}"))
+    for i in range(rnd.randint(0, 40)):
+        spec = _unit(rnd, i, sorted(model.units), sorted(model.machines))
+        model.set_unit(spec.name, spec)
+    _apply(model, _full(model, strategy))
+    model.change()
+    scoped = agreed = 0
+    for step in range(60):
+        for mid, flags in list(model.flags.items()):
+            if flags.draining:  # drained: scoped passes wait for no drain to be over
+                model.set_flags(mid, None)
+        # Steady first (a full pass has nothing to write), so that the scoped pass after
+        # the event must write exactly what a full plan writes.
+        for _ in range(3):
+            again = _full(model, strategy)
+            _apply(model, again)
+            if not _writes(again):
+                break
+        steady = not _writes(again)
+        model.change()
+        what = _event(rnd, model, 100 + step)
+        kept = model.kept_fleet(strategy)
+        assert describe(kept) == describe(fresh(model, kept)), what
+        change = model.change()
+        found = None
+        if change is not None:
+            found = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
+        if found is None:
+            _apply(model, _full(model, strategy))
+            continue
+        before = describe(found.snapshot.kept or kept)
+        expected = _full(model, strategy) if steady else None
+        result = plan_scope(found)
+        assert describe(found.snapshot.kept or kept) == before, "a scoped pass changed it"
+        if expected is not None:
+            assert _writes(result) == _writes(expected), what
+            agreed += 1
+        scoped += 1
+        _apply(model, result)
+        kept = model.kept_fleet(strategy)
+        assert describe(kept) == describe(fresh(model, kept)), what
+    assert scoped > 0 and agreed > 0
+
+
+def test_a_machine_that_joins_gets_a_new_fleet_one_that_leaves_keeps_it() -> None:
+    model = ClusterModel()
+    for i in range(3):
+        model.put_machine(Machine(id=f"m{i}", capacity=Capacity(1000, 4 * G)))
+    model.rebuild_index()
+    kept = model.kept_fleet(Strategy.BINPACK)
+    model.drop_machine("m1", 0.0)
+    assert model.kept_fleet(Strategy.BINPACK) is kept
+    assert sorted(kept.slots) == ["m0", "m2"]
+    model.put_machine(Machine(id="m3", capacity=Capacity(1000, 4 * G)))
+    joined = model.kept_fleet(Strategy.BINPACK)
+    assert joined is not kept and sorted(joined.slots) == ["m0", "m2", "m3"]
+    assert model.kept_fleet(Strategy.SPREAD) is not joined  # another strategy: built anew
