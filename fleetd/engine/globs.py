@@ -10,7 +10,7 @@ sets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from fleetd.requirements import glob_matches
 
@@ -83,6 +83,13 @@ class GlobRelation:
     def globs_matching(self, name: str) -> tuple[str, ...]:
         return self._globs.matching(name)
 
+    def add_glob(self, glob: str, placed: Iterable[tuple[str, str]]) -> None:
+        """A new glob, with the (unit, machine) placements whose unit matches it (a
+        relation kept across passes learns globs as units declare them)."""
+        self._globs.add(glob)
+        for name, machine in placed:
+            self._matched.setdefault(glob, {}).setdefault(machine, set()).add(name)
+
     def add(self, name: str, declares: tuple[str, ...], machine: str) -> None:
         for glob in self._globs.matching(name):
             self._matched.setdefault(glob, {}).setdefault(machine, set()).add(name)
@@ -95,33 +102,54 @@ class GlobRelation:
         for glob in declares:
             _discard(self._declared, glob, machine, name)
 
-    def forward(self, globs: tuple[str, ...], machine: str, exclude: str) -> list[str]:
-        """Units on ``machine`` (other than ``exclude``) matched by any of ``globs``, sorted."""
+    def forward(
+        self, globs: tuple[str, ...], machine: str, exclude: str, skip: Container[str] = ()
+    ) -> list[str]:
+        """Units on ``machine`` (other than ``exclude`` and those in ``skip``) matched by
+        any of ``globs``, sorted."""
         found: set[str] = set()
         for glob in globs:
             names = self._matched.get(glob, {}).get(machine)
             if names:
                 found.update(names)
         found.discard(exclude)
+        if skip:
+            return sorted(n for n in found if n not in skip)
         return sorted(found)
 
-    def machines(self, globs: tuple[str, ...], name: str) -> set[str]:
-        """Machines where a unit matches one of ``globs`` or declares a glob matching ``name``."""
+    def machines(self, globs: tuple[str, ...], name: str, skip: Container[str] = ()) -> set[str]:
+        """Machines where a unit (not in ``skip``) matches one of ``globs`` or declares a
+        glob matching ``name``."""
         found: set[str] = set()
         for glob in globs:
-            found.update(self._matched.get(glob, ()))
+            found.update(_machines(self._matched.get(glob, {}), skip))
         for glob in self._globs.matching(name):
-            found.update(self._declared.get(glob, ()))
+            found.update(_machines(self._declared.get(glob, {}), skip))
         return found
 
-    def reverse(self, name: str, machine: str) -> str | None:
-        """A unit on ``machine`` (other than ``name``) declaring a glob that matches ``name``."""
+    def reverse(self, name: str, machine: str, skip: Container[str] = ()) -> str | None:
+        """A unit on ``machine`` (other than ``name`` and those in ``skip``) declaring a
+        glob that matches ``name``: the first by name."""
         best: str | None = None
         for glob in self._globs.matching(name):
             for other in self._declared.get(glob, {}).get(machine, ()):
-                if other != name and (best is None or other < best):
+                if other != name and (best is None or other < best) and other not in skip:
                     best = other
         return best
+
+    def placements(self) -> tuple[dict[str, dict[str, set[str]]], ...]:
+        """(matched, declared): glob -> machine -> units, without empty entries (to compare
+        a kept relation with a fresh one)."""
+        return tuple(
+            {glob: dict(per) for glob, per in sets.items() if per}
+            for sets in (self._matched, self._declared)
+        )
+
+
+def _machines(per_machine: dict[str, set[str]], skip: Container[str]) -> Iterable[str]:
+    if not skip:
+        return per_machine
+    return [m for m, names in per_machine.items() if any(n not in skip for n in names)]
 
 
 def _discard(sets: _NameSets, glob: str, machine: str, name: str) -> None:

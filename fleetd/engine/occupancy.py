@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from fleetd.engine.globs import GlobRelation
 from fleetd.requirements import Requirements
@@ -12,10 +12,18 @@ class Occupancy:
     """Units per machine and machines per unit, plus ``Conflicts=``/``Replaces=`` lookups.
 
     ``jobs`` are every (name, requirements) the pass may place, so that the
-    glob relations know all globs up front.
+    glob relations know all globs up front.  ``placed`` (a scoped pass): the
+    ``Conflicts=`` relation of every placement the engine keeps across passes;
+    units in ``skip`` (those of the pass, which it places itself) are left out
+    of it.
     """
 
-    def __init__(self, jobs: Iterable[Requirements]) -> None:
+    def __init__(
+        self,
+        jobs: Iterable[Requirements],
+        placed: GlobRelation | None = None,
+        skip: Container[str] = (),
+    ) -> None:
         conflicts: set[str] = set()
         replaces: set[str] = set()
         for req in jobs:
@@ -25,6 +33,8 @@ class Occupancy:
         self.on: dict[str, set[str]] = {}
         self._conflicts = GlobRelation(sorted(conflicts))
         self._replaces = GlobRelation(sorted(replaces))
+        self._placed = placed if placed else None
+        self._skip = skip
 
     def add(self, name: str, req: Requirements, machine: str) -> None:
         self.where.setdefault(name, set()).add(machine)
@@ -49,23 +59,36 @@ class Occupancy:
 
     @property
     def has_globs(self) -> bool:
-        return bool(self._conflicts) or bool(self._replaces)
+        return bool(self._conflicts) or bool(self._replaces) or self._placed is not None
 
-    def signature(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def signature(self, name: str) -> tuple[tuple[str, ...], ...]:
         """What other units' globs see of ``name``: units with equal signatures check alike."""
-        return self._conflicts.globs_matching(name), self._replaces.globs_matching(name)
+        placed = self._placed.globs_matching(name) if self._placed is not None else ()
+        return (
+            self._conflicts.globs_matching(name),
+            self._replaces.globs_matching(name),
+            placed,
+        )
 
     def machines_of(self, name: str) -> set[str]:
         return self.where.get(name, set())
 
     def conflict(self, name: str, req: Requirements, machine: str) -> str | None:
         """Why ``name`` cannot join the units on ``machine`` (symmetric globs), or None."""
+        placed = self._placed
         if req.conflicts:
             hits = self._conflicts.forward(req.conflicts, machine, name)
+            if placed is not None:
+                kept = placed.forward(req.conflicts, machine, name, self._skip)
+                hits = sorted({*hits, *kept}) if hits else kept
             if hits:
                 return f"conflicts with {hits[0]}"
-        if self._conflicts:
-            other = self._conflicts.reverse(name, machine)
+        if self._conflicts or placed is not None:
+            other = self._conflicts.reverse(name, machine) if self._conflicts else None
+            if placed is not None:
+                first = placed.reverse(name, machine, self._skip)
+                if first is not None and (other is None or first < other):
+                    other = first
             if other is not None:
                 return f"conflicts with {other}"
         if self._replaces:
@@ -77,6 +100,8 @@ class Occupancy:
     def forbidden(self, name: str, req: Requirements) -> set[str]:
         """Every machine where ``conflict`` would reject ``name`` (the unit is not placed yet)."""
         found = self._conflicts.machines(req.conflicts, name) if self._conflicts else set()
+        if self._placed is not None:
+            found |= self._placed.machines(req.conflicts, name, self._skip)
         if self._replaces:
             found |= self._replaces.machines((), name)
         return found

@@ -1,13 +1,14 @@
 """One scheduling pass (pure): keep what is valid, place Global units, place the rest.
 
 See ``fleetd.engine.scheduler`` for the rules; this module holds the
-bookkeeping of a pass: machine slots, the capacity index, the occupancy and
-the queue of units to place.
+bookkeeping of a pass: the occupancy and the queue of units to place, on
+machine slots and a capacity index it is given (engine/fleet.py: built for
+the pass, or kept across passes and seen through an engine/overlay.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from fleetd.engine.checks import (
     FOLLOWER_PLACEMENT,
@@ -19,6 +20,7 @@ from fleetd.engine.checks import (
 )
 from fleetd.engine.decision import Decision, Job, Placed, Removal
 from fleetd.engine.fleet import Fleet, Load
+from fleetd.engine.globs import GlobRelation
 from fleetd.engine.index import Slot, Strategy, binpack_score
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.order import peer_order
@@ -28,12 +30,11 @@ from fleetd.requirements import Requirements
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
-def floor(jobs: Iterable[Requirements]) -> tuple[int, int]:
+def floor(jobs: Sequence[Job]) -> tuple[int, int]:
     """The smallest (cpu, mem) any of ``jobs`` needs (see CapacityIndex)."""
-    needs = list(jobs)
     return (
-        min((r.cpu_millis for r in needs), default=0),
-        min((r.memory_bytes for r in needs), default=0),
+        min((j.requirements.cpu_millis for j in jobs), default=0),
+        min((j.requirements.memory_bytes for j in jobs), default=0),
     )
 
 
@@ -45,11 +46,13 @@ class Placer:
         drain_batch: int | None,
         minus: Mapping[str, Load] | None = None,
         fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
+        placed: GlobRelation | None = None,
     ) -> None:
         """Places ``jobs`` on ``fleet``'s slots, which it changes (an Overlay copies what
         it changes).  ``minus``: per machine, room the slots count for this pass's own
         units (a scoped pass over the kept fleet), given back first.  ``fixed``: units
-        that are not jobs but stay placed (requirements, machines), seen by the checks."""
+        that are not jobs but stay placed (requirements, machines), seen by the checks.
+        ``placed``: the kept ``Conflicts=`` relation of every placement (see Occupancy)."""
         self.fleet = fleet
         self.slots = fleet.slots
         self.jobs = {j.name: j.requirements for j in jobs}
@@ -68,7 +71,8 @@ class Placer:
         globs: Iterable[Requirements] = self.jobs.values()
         if fixed:
             globs = [*globs, *(req for req, _ in fixed.values())]
-        self.occupancy = Occupancy(globs)
+        skip = set(self.jobs).union(fixed) if placed is not None and fixed else self.jobs
+        self.occupancy = Occupancy(globs, placed, skip)
         for name, (req, machines) in (fixed or {}).items():
             for machine in machines:
                 self.occupancy.add(name, req, machine)

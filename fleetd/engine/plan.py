@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from fleetd.engine.globs import GlobRelation
 from fleetd.engine.scheduler import Decision, Fleet, Job, Load, Strategy, schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
@@ -80,7 +81,10 @@ class ClusterSnapshot:
     """With ``kept``: per machine, the (cpu, mem, units) its slots count for ``units``."""
     fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] = field(default_factory=dict)
     """With ``kept``: placed units outside ``units`` that stay where they are (machines)
-    but that the checks of ``units`` must see: Conflicts partners, MachineOf peers."""
+    but that the checks of ``units`` must see: MachineOf peers."""
+    placed: GlobRelation | None = None
+    """With ``kept``: where every placement is by the ``Conflicts=`` globs it matches or
+    declares (kept across passes; the units of the pass are left out of it)."""
 
 
 class Action(StrEnum):
@@ -176,6 +180,7 @@ def plan(snap: ClusterSnapshot) -> Plan:
         kept=snap.kept,
         minus=snap.minus,
         fixed=snap.fixed,
+        placed=snap.placed,
     )
     moved_from: dict[str, str] = {}
     stopping: dict[str, str] = {}

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 
 from fleetd.engine.decision import Decision, Job, Placed, Removal
 from fleetd.engine.fleet import Fleet, Load
+from fleetd.engine.globs import GlobRelation
 from fleetd.engine.index import Strategy
 from fleetd.engine.overlay import Overlay
 from fleetd.engine.placer import Placer, floor
@@ -44,6 +45,7 @@ def schedule(
     kept: Fleet | None = None,
     minus: Mapping[str, Load] | None = None,
     fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
+    placed: GlobRelation | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
@@ -56,13 +58,15 @@ def schedule(
     placed unit.  It replaces ``machines``, ``flags`` and ``strategy``; ``minus``
     (per machine, the room it counts for these jobs) is given back first; ``kept``
     itself is left unchanged.  ``fixed``: placed units that are not jobs, by their
-    (requirements, machines), which the checks of the jobs must see.
+    (requirements, machines), which the checks of the jobs must see; ``placed``: where
+    every placement is by the ``Conflicts=`` globs it matches or declares (kept across
+    passes, jobs and ``fixed`` left out).
     """
     jobs = list(jobs)
     if kept is not None:
-        run = Placer(Overlay(kept), jobs, drain_batch, minus, fixed)
+        run = Placer(Overlay(kept), jobs, drain_batch, minus, fixed, placed)
     else:
-        fleet = Fleet(machines, flags or {}, {}, strategy, floor(j.requirements for j in jobs))
+        fleet = Fleet(machines, flags or {}, {}, strategy, floor(jobs))
         run = Placer(fleet, jobs, drain_batch)
     run.keep(current or {})
     run.place_globals()

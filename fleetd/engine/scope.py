@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fleetd.engine.globs import GlobSet
+from fleetd.engine.globs import GlobRelation, GlobSet
 from fleetd.engine.index import Conditions, Slot
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
 from fleetd.engine.scheduler import Fleet, Load, Strategy
@@ -53,7 +53,10 @@ class ScopeIndex:
         self.machines_of: dict[str, set[str]] = {}
         self.units_on: dict[str, set[str]] = {}
         self.load: dict[str, list[int]] = {}
-        self._counted: dict[tuple[str, str], tuple[int, int]] = {}
+        # (machine, unit) -> cpu, mem and Conflicts= globs of a placement that counts
+        self._counted: dict[tuple[str, str], tuple[int, int, tuple[str, ...]]] = {}
+        # Where counted placements are, by the Conflicts= globs they match or declare.
+        self.conflicts = GlobRelation(())
         self.followers: dict[str, set[str]] = {}
         self.globals: set[str] = set()
         self.replacing: set[str] = set()
@@ -134,13 +137,16 @@ class ScopeIndex:
             load[0] -= old[0]
             load[1] -= old[1]
             load[2] -= 1
+            self.conflicts.remove(unit, old[2], machine)
         if counts(spec):
             assert spec is not None
-            new = (spec.requirements.cpu_millis, spec.requirements.memory_bytes)
+            req = spec.requirements
+            new = (req.cpu_millis, req.memory_bytes, req.conflicts)
             self._counted[(machine, unit)] = new
             load[0] += new[0]
             load[1] += new[1]
             load[2] += 1
+            self.conflicts.add(unit, req.conflicts, machine)
         if load == [0, 0, 0]:
             del self.load[machine]
 
@@ -152,10 +158,18 @@ class ScopeIndex:
         # A new glob is rare (a new conflict group): one scan of the names.
         probe = GlobSet((glob,))
         self._matches[glob] = {n for n in self._names if probe.matching(n)}
+        placed = [
+            (n, m)
+            for n in self._matches[glob]
+            for m in self.machines_of.get(n, ())
+            if (m, n) in self._counted
+        ]
+        self.conflicts.add_glob(glob, placed)
 
     # --- queries ---
 
-    def counted(self, machine: str, unit: str) -> tuple[int, int] | None:
+    def counted(self, machine: str, unit: str) -> tuple[int, int, tuple[str, ...]] | None:
+        """(cpu, mem, Conflicts= globs) of a placement that counts, else None."""
         return self._counted.get((machine, unit))
 
     def related(self, name: str, spec: UnitSpec | None) -> set[str]:
@@ -260,13 +274,16 @@ def scope(
         spec = units.get(unit)
         if unit in index.replacing or index.replaced(unit):
             return None
-        # Followers move with it; peers stay but their placement is checked.
+        # Followers move with it; peers stay but their placement is checked.  Conflicts
+        # partners that wait may find room where it was; placed ones are seen through
+        # ``index.conflicts``.
         moving.extend(index.followers.get(unit, ()))
-        kept = list(index.related(unit, spec))
-        if spec is not None:
-            kept.extend(spec.requirements.machine_of)
-        while kept:
-            other = kept.pop()
+        for other in index.related(unit, spec):
+            if other not in moves and counts(units.get(other)) and not placed(other):
+                moving.append(other)
+        peers = list(spec.requirements.machine_of) if spec is not None else []
+        while peers:
+            other = peers.pop()
             if other in included:
                 continue
             other_spec = units.get(other)
@@ -275,12 +292,12 @@ def scope(
                 continue
             included.add(other)
             if other_spec is not None:
-                kept.extend(other_spec.requirements.machine_of)
+                peers.extend(other_spec.requirements.machine_of)
         if len(included) > limit:
             return None
 
-    # Placed partners that do not move are only looked at (where they are, what their
-    # globs say): their room stays counted in the kept fleet.
+    # Placed peers that do not move are only looked at (where they are): their room
+    # stays counted in the kept fleet.
     fixed: dict[str, tuple[Requirements, tuple[str, ...]]] = {}
     for unit in included - moves:
         spec = units.get(unit)
@@ -312,6 +329,7 @@ def scope(
         kept=fleet,
         minus=minus,
         fixed=fixed,
+        placed=index.conflicts,
     )
     return Scope(snap, tuple(unschedule), frozenset(planned))
 

@@ -9,64 +9,24 @@ writes.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
 
 from fleetd.engine.fleet import Fleet
-from fleetd.engine.index import Strategy, cpu_key, mem_key
+from fleetd.engine.globs import GlobRelation
+from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
+from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
-from fleetd.engine.scope import plan_scope
+from fleetd.engine.scope import ScopeIndex, plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements
 from fleetd.requirements import parse_metadata_condition as cond
+from tests.unit.kept import conflicts, describe
 
 G = 1 << 30
-_LOW = (1 << 32) - 1
 WRITES = (Action.SCHEDULE, Action.UNSCHEDULE, Action.UPDATE)
-
-
-def describe(fleet: Fleet) -> dict[str, object]:
-    """Everything about a fleet that decides a pass, without slot numbers."""
-    numbered = fleet.numbered
-
-    def ids(keys: Iterable[int]) -> list[str]:
-        return [numbered[key & _LOW].id for key in keys]
-
-    classes: dict[object, object] = {}
-    for conditions, cls in fleet.index.classes.items():
-        for key in cls.by_mem:  # every key is the one its slot has now
-            assert key == mem_key(numbered[key & _LOW])
-        for key in cls.by_cpu:
-            assert key == cpu_key(numbered[key & _LOW])
-        for level in cls.levels.values():
-            assert all(key == mem_key(numbered[key & _LOW]) for key in level)
-        classes[conditions] = (
-            [s.id for s in cls.members],
-            sorted(s.id for s in fleet.all_slots if cls in s.classes),
-            ids(cls.by_mem),
-            ids(cls.by_cpu),
-            {count: ids(level) for count, level in cls.levels.items()},
-            {count: ids(level) for count, level in cls.levels_cpu.items()},
-            list(cls.counts),
-        )
-    assert all(numbered[s.index] is s for s in fleet.all_slots)
-    assert sorted(fleet.slots) == [s.id for s in fleet.all_slots]
-    return {
-        "slots": {
-            s.id: (
-                s.signature,
-                (s.cap_cpu, s.cap_mem, s.free_cpu, s.free_mem, s.count),
-                (s.unschedulable, s.draining),
-            )
-            for s in fleet.all_slots
-        },
-        "prefixes": {p: [s.id for s in slots] for p, slots in fleet.by_prefix.items()},
-        "groups": fleet.groups.groups(),
-        "classes": classes,
-    }
 
 
 def fresh(model: ClusterModel, kept: Fleet) -> Fleet:
@@ -222,6 +182,8 @@ def test_the_kept_fleet_stays_equal_to_a_fresh_one(strategy: Strategy, seed: int
         _apply(model, result)
         kept = model.kept_fleet(strategy)
         assert describe(kept) == describe(fresh(model, kept)), what
+        rebuilt = ScopeIndex.build(model.units, model.schedule)
+        assert conflicts(rebuilt, model) == conflicts(model.index, model), what
     assert scoped > 0 and agreed > 0
 
 
@@ -238,3 +200,16 @@ def test_a_machine_that_joins_gets_a_new_fleet_one_that_leaves_keeps_it() -> Non
     joined = model.kept_fleet(Strategy.BINPACK)
     assert joined is not kept and sorted(joined.slots) == ["m0", "m2", "m3"]
     assert model.kept_fleet(Strategy.SPREAD) is not joined  # another strategy: built anew
+
+
+def test_units_of_the_pass_are_left_out_of_the_kept_conflicts() -> None:
+    kept = GlobRelation(())
+    kept.add_glob("web@*", [])
+    kept.add("web@1.service", ("web@*",), "m1")
+    web = Requirements(conflicts=("web@*",))
+    alone = Occupancy([web], kept, skip={"web@1.service"})  # web@1 is placed by the pass
+    assert alone.conflict("web@2.service", web, "m1") is None
+    assert alone.forbidden("web@2.service", web) == set()
+    seen = Occupancy([web], kept)
+    assert seen.conflict("web@2.service", web, "m1") == "conflicts with web@1.service"
+    assert seen.forbidden("web@2.service", web) == {"m1"}

@@ -14,6 +14,7 @@ from fleetd.engine.scope import ScopeIndex, plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements, glob_matches, metadata_matches
 from fleetd.requirements import parse_metadata_condition as cond
+from tests.unit.kept import conflicts as kept_conflicts
 
 G = 1 << 30
 
@@ -74,6 +75,7 @@ def _check(model: ClusterModel, strategy: Strategy) -> None:
     fresh = ScopeIndex.build(model.units, model.schedule)
     assert fresh.load == model.index.load
     assert fresh.machines_of == model.index.machines_of
+    assert kept_conflicts(fresh, model) == kept_conflicts(model.index, model)
     # A full pass agrees: nothing placed moves, nothing is left unrecorded; it may only
     # place units that were waiting for room (as a second full pass may) and refresh
     # the text of their reasons.
