@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scheduler import Fleet, Strategy
-from fleetd.engine.scope import Change, Scope, ScopeIndex, scope
+from fleetd.engine.scope import Change, Scope, scope
 from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.registry.base import EventType

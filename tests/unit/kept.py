@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from fleetd.engine.fleet import Fleet
 from fleetd.engine.index import cpu_key, mem_key
 from fleetd.engine.model import ClusterModel
-from fleetd.engine.scope import ScopeIndex
+from fleetd.engine.placements import ScopeIndex
 
 _LOW = (1 << 32) - 1
 

@@ -18,8 +18,9 @@ from fleetd.engine.globs import GlobRelation
 from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.occupancy import Occupancy
+from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
-from fleetd.engine.scope import ScopeIndex, plan_scope
+from fleetd.engine.scope import plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements
 from fleetd.requirements import parse_metadata_condition as cond

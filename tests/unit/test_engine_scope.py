@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from fleetd.engine.model import ClusterModel
+from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
 from fleetd.engine.scheduler import Strategy
-from fleetd.engine.scope import ScopeIndex, plan_scope
+from fleetd.engine.scope import plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements, glob_matches, metadata_matches
 from fleetd.requirements import parse_metadata_condition as cond

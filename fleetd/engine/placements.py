@@ -1,0 +1,177 @@
+"""What the engine keeps about every unit and placement between passes (pure).
+
+``ScopeIndex`` is updated from each model change (a unit's spec, a schedule
+entry) so that a scoped pass (engine/scope.py) finds at once which units a
+change touches and what everything else occupies: machines per unit, units
+and load per machine, MachineOf followers, ``Conflicts=`` partners, and
+where counted placements are by the globs they match or declare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from fleetd.engine.globs import GlobRelation, GlobSet
+from fleetd.engine.index import Conditions
+from fleetd.engine.plan import UnitSpec
+from fleetd.model import DesiredState
+
+
+def counts(spec: UnitSpec | None) -> bool:
+    """Whether a schedule entry of this unit takes room in a full pass (it is a job)."""
+    return (
+        spec is not None
+        and spec.desired is not DesiredState.INACTIVE
+        and not spec.error
+        and "@." not in spec.name
+    )
+
+
+class ScopeIndex:
+    """Per-unit and per-machine facts kept up to date from model changes (mutable)."""
+
+    def __init__(self) -> None:
+        self.machines_of: dict[str, set[str]] = {}
+        self.units_on: dict[str, set[str]] = {}
+        self.load: dict[str, list[int]] = {}
+        # (machine, unit) -> cpu, mem and Conflicts= globs of a placement that counts
+        self._counted: dict[tuple[str, str], tuple[int, int, tuple[str, ...]]] = {}
+        # Where counted placements are, by the Conflicts= globs they match or declare.
+        self.conflicts = GlobRelation(())
+        self.followers: dict[str, set[str]] = {}
+        self.globals: set[str] = set()
+        self.replacing: set[str] = set()
+        self._replace_globs = GlobSet()
+        self._globs = GlobSet()
+        self._declares: dict[str, set[str]] = {}
+        self._matches: dict[str, set[str]] = {}
+        self._names: set[str] = set()
+        self.touched: set[str] = set()  # machines whose ``load`` changed (read by the model)
+        self.conditions: dict[Conditions, int] = {}  # metadata condition set -> units
+
+    @classmethod
+    def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> ScopeIndex:
+        index = cls()
+        for name, spec in units.items():
+            index.set_unit(name, None, spec)
+        for machine, unit in entries:
+            index.set_entry(machine, unit, units.get(unit), present=True)
+        return index
+
+    # --- updates ---
+
+    def set_unit(self, name: str, old: UnitSpec | None, new: UnitSpec | None) -> None:
+        """``name``'s spec changed from ``old`` to ``new`` (None: absent)."""
+        if old is not None:
+            req = old.requirements
+            left = self.conditions[req.metadata] - 1
+            if left:
+                self.conditions[req.metadata] = left
+            else:
+                del self.conditions[req.metadata]
+            for peer in req.machine_of:
+                self.followers.get(peer, set()).discard(name)
+            for glob in req.conflicts:
+                self._declares.get(glob, set()).discard(name)
+            self.globals.discard(name)
+            self.replacing.discard(name)
+        if new is None:
+            self._names.discard(name)
+            for glob in self._globs.matching(name):
+                self._matches[glob].discard(name)
+        else:
+            req = new.requirements
+            self.conditions[req.metadata] = self.conditions.get(req.metadata, 0) + 1
+            if name not in self._names:
+                self._names.add(name)
+                for glob in self._globs.matching(name):
+                    self._matches[glob].add(name)
+            for peer in req.machine_of:
+                self.followers.setdefault(peer, set()).add(name)
+            for glob in req.conflicts:
+                self._add_glob(glob)
+                self._declares[glob].add(name)
+            if req.global_:
+                self.globals.add(name)
+            if req.replaces:
+                self.replacing.add(name)
+                for glob in req.replaces:
+                    self._replace_globs.add(glob)
+        for machine in self.machines_of.get(name, ()):
+            self._recount(machine, name, new)
+
+    def set_entry(self, machine: str, unit: str, spec: UnitSpec | None, present: bool) -> None:
+        """The schedule entry (machine, unit) appeared or disappeared."""
+        if present:
+            self.machines_of.setdefault(unit, set()).add(machine)
+            self.units_on.setdefault(machine, set()).add(unit)
+        else:
+            _discard(self.machines_of, unit, machine)
+            _discard(self.units_on, machine, unit)
+        self._recount(machine, unit, spec if present else None)
+
+    def _recount(self, machine: str, unit: str, spec: UnitSpec | None) -> None:
+        self.touched.add(machine)
+        old = self._counted.pop((machine, unit), None)
+        load = self.load.setdefault(machine, [0, 0, 0])
+        if old is not None:
+            load[0] -= old[0]
+            load[1] -= old[1]
+            load[2] -= 1
+            self.conflicts.remove(unit, old[2], machine)
+        if counts(spec):
+            assert spec is not None
+            req = spec.requirements
+            new = (req.cpu_millis, req.memory_bytes, req.conflicts)
+            self._counted[(machine, unit)] = new
+            load[0] += new[0]
+            load[1] += new[1]
+            load[2] += 1
+            self.conflicts.add(unit, req.conflicts, machine)
+        if load == [0, 0, 0]:
+            del self.load[machine]
+
+    def _add_glob(self, glob: str) -> None:
+        if glob in self._declares:
+            return
+        self._declares[glob] = set()
+        self._globs.add(glob)
+        # A new glob is rare (a new conflict group): one scan of the names.
+        probe = GlobSet((glob,))
+        self._matches[glob] = {n for n in self._names if probe.matching(n)}
+        placed = [
+            (n, m)
+            for n in self._matches[glob]
+            for m in self.machines_of.get(n, ())
+            if (m, n) in self._counted
+        ]
+        self.conflicts.add_glob(glob, placed)
+
+    # --- queries ---
+
+    def counted(self, machine: str, unit: str) -> tuple[int, int, tuple[str, ...]] | None:
+        """(cpu, mem, Conflicts= globs) of a placement that counts, else None."""
+        return self._counted.get((machine, unit))
+
+    def related(self, name: str, spec: UnitSpec | None) -> set[str]:
+        """Units ``name`` conflicts with by glob, either way (Conflicts= is symmetric)."""
+        found: set[str] = set()
+        if spec is not None:
+            for glob in spec.requirements.conflicts:
+                found |= self._matches.get(glob, set())
+        for glob in self._globs.matching(name):
+            found |= self._declares[glob]
+        found.discard(name)
+        return found
+
+    def replaced(self, name: str) -> bool:
+        """Whether some unit's ``Replaces=`` glob matches ``name``."""
+        return bool(self._replace_globs.matching(name))
+
+
+def _discard(sets: dict[str, set[str]], key: str, item: str) -> None:
+    members = sets.get(key)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del sets[key]
