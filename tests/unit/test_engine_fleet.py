@@ -20,6 +20,7 @@ from fleetd.engine.model import ClusterModel
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
+from fleetd.engine.scheduler import Job, schedule
 from fleetd.engine.scope import plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements
@@ -214,3 +215,18 @@ def test_units_of_the_pass_are_left_out_of_the_kept_conflicts() -> None:
     seen = Occupancy([web], kept)
     assert seen.conflict("web@2.service", web, "m1") == "conflicts with web@1.service"
     assert seen.forbidden("web@2.service", web) == {"m1"}
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_pass_over_a_kept_fleet_decides_as_over_a_fresh_one(strategy: Strategy) -> None:
+    rnd = random.Random(7)
+    machines = [_machine(rnd, f"m{i:04}") for i in range(8)]
+    jobs = [
+        Job(spec.name, spec.requirements)
+        for spec in (_unit(rnd, i, [], [m.id for m in machines]) for i in range(30))
+    ]
+    kept = Fleet(machines, {}, {}, strategy)  # no capacity class prepared: built per pass
+    before = describe(kept)
+    on_kept = schedule(machines, jobs, strategy=strategy, kept=kept)
+    assert on_kept == schedule(machines, jobs, strategy=strategy)
+    assert describe(kept) == before
