@@ -3,7 +3,9 @@
 Each distinct metadata condition set that jobs use gets a *class*: the
 schedulable machines it admits, kept in lists sorted by free capacity
 (binpack) or by unit count and free capacity (spread), so a placement is a
-bisect plus a short walk instead of a scan of every machine.
+bisect plus a short walk instead of a scan of every machine.  The engine
+keeps one index across scoped passes (engine/fleet.py), which see it through
+a copy-on-write OverlayIndex (engine/overlay.py).
 """
 
 from __future__ import annotations
@@ -195,7 +197,8 @@ class CapacityIndex:
     """Finds the best machine for a reservation among the machines a condition set admits.
 
     Callers must ``detach`` a slot before changing its free capacity or unit
-    count and ``attach`` it afterwards, so the sorted lists stay sorted.
+    count (changing the slot ``detach`` returns) and ``attach`` it afterwards,
+    so the sorted lists stay sorted.
     """
 
     def __init__(

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 _FEW = 64
 """Up to this many changed machines (or a quarter of them) are updated in place."""
 _MAX_CLASSES = 256
-"""Up to this many metadata condition sets in use, a new kept fleet has a capacity
-class for each; beyond it (in classes built for scoped passes since) it is built
-anew, dropping those no unit asks for any more."""
+"""A new kept fleet gets a capacity class for every metadata condition set units use
+while there are at most this many; one that has more (built for scoped passes since)
+is built anew, dropping those no unit uses any more."""
 
 
 @dataclass(slots=True)

@@ -8,12 +8,13 @@ machine carries, MachineOf followers, the units that declare or match each
 ``Conflicts=`` glob and where those placed are.
 
 ``scope()`` turns a set of changed units and lost machines into a
-ClusterSnapshot holding only the units that may move, plus those the checks
-need to see (MachineOf peers, Conflicts partners in both directions).  The
-scheduler plans them on the machine slots the model keeps (engine/fleet.py,
-carrying the room of every placed unit) minus the room of these units, so
-neither side costs work per machine; ``plan()`` of that snapshot then
-decides exactly as a full pass would for those units.  It returns None
+ClusterSnapshot holding only the units that may move (with Conflicts
+partners that wait for room), plus the MachineOf peers the checks need to
+see; placed Conflicts partners are seen through ``ScopeIndex.conflicts``.
+The scheduler plans them on the machine slots the model keeps
+(engine/fleet.py, carrying the room of every placed unit) minus the room of
+these units, so no part of it costs work per machine; ``plan()`` of that
+snapshot then decides exactly as a full pass would for those units.  It returns None
 when a change is better left to a full pass: drains, AtMostOnce units being
 stopped, ``Replaces=``, or a scope larger than ``limit``.
 
