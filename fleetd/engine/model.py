@@ -90,7 +90,9 @@ class ClusterModel:
             schedule=self.schedule,
             flags=dict(self.flags),
             placements=self.placements,
-            lost=self._lost(now, self.index.units_on),
+            # Machines with entries that are not live are in ``lost`` already (from
+            # drop_machine, or from the full pass after whoever wrote those entries).
+            lost=self._lost(now, change.gone),
             stopping=self.stopping,
             now=now,
             wall=wall,
