@@ -7,17 +7,18 @@ Starts a private etcd, one engine process (fleetd's ``Engine``, settings as
 fleetd derives them from the agent TTL) and ``--workers`` processes
 that simulate the agents between them.  Every simulated agent does what the
 real one does towards the registry: grants a lease (``--ttl``, default 30 s
-as fleetd's ``agent_ttl``) and registers
-``machines/<id>`` under it, refreshes it every TTL/3 (``Presence``'s
-``refresh_lease``), mirrors *its own* ``schedule/<id>/`` prefix with a real
-watch (``Store.mirror``) and publishes a state ``active`` for every unit
-scheduled to it under its lease.  No systemd.
+as fleetd's ``agent_ttl``) and registers ``machines/<id>`` under it,
+refreshes it on ``Presence``'s schedule (``KeepAliveTiming``: every TTL/2,
+failures retried every second), mirrors *its own* ``schedule/<id>/`` prefix
+with a real watch (``Store.mirror``) and publishes a state ``active`` for
+every unit scheduled to it under its lease.  No systemd.
 
 Then, after every unit is scheduled and its state published:
 
 * steady state for ``--duration`` seconds: CPU of the etcd process and of
   the engine process (utime+stime from /proc) as a share of one core
-  (target: together < 5%), and false machine losses: ``machines/`` keys
+  (target: together < 5%), the engine's passes meanwhile (how many were full
+  passes and how long they took), and false machine losses: ``machines/`` keys
   deleted (or leases lost) while their agents ran (target 0);
 * the cost of one scheduling change: ``--changes`` times a unit is pinned to
   another machine (``MachineID=``), so the engine moves it; counted are the
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_seconds, host_line, load, summary
 
+from fleetd.agent.presence import KeepAliveTiming
 from fleetd.engine.engine import Engine, EngineSettings
 from fleetd.errors import LeaseExpired, RegistryError
 from fleetd.etcd_server import EtcdServer
@@ -96,8 +98,10 @@ class SimAgent:
             group.create_task(self._watch())
 
     async def _keepalive(self) -> None:
-        await asyncio.sleep(random.uniform(0, TTL / 3))
+        timing = KeepAliveTiming.for_ttl(TTL)
+        await asyncio.sleep(random.uniform(0, timing.interval))
         while True:
+            sent = time.monotonic()
             try:
                 await self.store.registry.refresh_lease(self.lease)
             except LeaseExpired:
@@ -106,9 +110,9 @@ class SimAgent:
                 await self.store.register_machine(self.machine, self.lease)
             except RegistryError:
                 self.stats["errors"] += 1  # type: ignore[operator]
-                await asyncio.sleep(1)
+                await asyncio.sleep(timing.retry)
                 continue
-            await asyncio.sleep(TTL / 3)
+            await asyncio.sleep(max(0.0, sent + timing.interval - time.monotonic()))
 
     async def _watch(self) -> None:
         prefix = KEYS.machine_schedule(self.id)
@@ -168,7 +172,28 @@ async def engine(endpoint: str) -> None:
     registry = EtcdRegistry([endpoint], timeout=30.0)
     settings = EngineSettings(leader_ttl=max(2, TTL // 3), at_most_once_grace=max(1.0, TTL / 6))
     eng = Engine(Store(registry, KEYS), "bench-engine", clock=time.monotonic, settings=settings)
-    await eng.run()
+    running = asyncio.create_task(eng.run())
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        if line.strip() == b"stats":
+            m = eng.metrics
+            print(
+                json.dumps(
+                    {
+                        "passes": m.reconciles_total,
+                        "full": m.full_reconciles_total,
+                        "seconds": m.reconcile_seconds_total,
+                        "last": m.reconcile_seconds,
+                    }
+                ),
+                flush=True,
+            )
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await registry.close()
 
 
 # --- coordinator -------------------------------------------------------------------------
@@ -224,7 +249,8 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
     store = Store(registry, KEYS)
     await store.ensure_schema()
     print(
-        f"{args.agents} agents (lease TTL {args.ttl} s, refreshed every TTL/3) in "
+        f"{args.agents} agents (lease TTL {args.ttl} s, refreshed every "
+        f"{KeepAliveTiming.for_ttl(args.ttl).interval:g} s) in "
         f"{args.workers} processes, {args.units} units; load {load()}"
     )
     began = time.monotonic()
@@ -275,11 +301,13 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
         watcher = asyncio.create_task(watch_losses())
         etcd_pid, eng_pid = etcd.pid or 0, eng.popen.pid
         worker_pids = [w.popen.pid for w in workers]
+        engine0 = eng.ask("stats")
         e0, g0, w0 = cpu_seconds(etcd_pid), cpu_seconds(eng_pid), sum(map(cpu_seconds, worker_pids))
         load0, t0 = load(), time.monotonic()
         await asyncio.sleep(args.duration)
         wall = time.monotonic() - t0
         e1, g1, w1 = cpu_seconds(etcd_pid), cpu_seconds(eng_pid), sum(map(cpu_seconds, worker_pids))
+        engine1 = eng.ask("stats")
         stats = [w.ask("stats") for w in workers]
         losses = sum(int(s["losses"]) for s in stats) - losses_before  # type: ignore[call-overload]
         dead = sum(int(s["dead"]) for s in stats)  # type: ignore[call-overload]
@@ -288,6 +316,12 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
             f"  steady state {wall:.0f} s (load {load0} -> {load()}): etcd {etcd_pct:.2f}% "
             f"+ engine {eng_pct:.2f}% = {etcd_pct + eng_pct:.2f}% of one core (target < 5%); "
             f"simulated agents {(w1 - w0) / wall * 100:.1f}% (all {args.workers} processes)"
+        )
+        passes, full = (int(engine1[k]) - int(engine0[k]) for k in ("passes", "full"))  # type: ignore[call-overload]
+        spent = float(engine1["seconds"]) - float(engine0["seconds"])  # type: ignore[arg-type]
+        print(
+            f"  engine passes in the steady state: {passes} ({full} full), {spent:.2f} s in "
+            f"all; the last before it took {float(engine0['last']):.2f} s"  # type: ignore[arg-type]
         )
         print(
             f"  false machine losses: {len(deleted)} machine keys deleted, {losses} leases "
@@ -314,11 +348,11 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name} never reached {target}'s watch")
                 await asyncio.sleep(0.02)
-                seen += [a for w in workers for a in w.ask("stats")["arrivals"]]  # type: ignore[union-attr]
+                seen += [a for w in workers for a in w.ask("stats")["arrivals"]]  # type: ignore[attr-defined]
             arrived = next(float(a[0]) for a in seen if str(a[2]).endswith(f"/{target}/{name}"))  # type: ignore[arg-type]
             latencies.append(arrived - sent)
             await asyncio.sleep(0.5)  # anything else this move caused
-            seen += [a for w in workers for a in w.ask("stats")["arrivals"]]  # type: ignore[union-attr]
+            seen += [a for w in workers for a in w.ask("stats")["arrivals"]]  # type: ignore[attr-defined]
             watches.append(len({str(a[2]).split("/")[-2] for a in seen}))
         stats = [w.ask("stats") for w in workers]
         delivered = sum(int(s["events"]) for s in stats) - events_before  # type: ignore[call-overload]

@@ -12,11 +12,12 @@ lease's real deadline; fencing relies on that.
 
 Keep-alive timing (``KeepAliveTiming``, all derived from the TTL): a refresh
 every TTL/2, as CoreOS fleet did (its ``refreshInterval`` of 2).  Each
-keep-alive costs etcd about 0.3 ms of CPU, so with 1,000 machines TTL/2
-instead of TTL/3 saves a third of etcd's load.  A refresh that fails, or
-gets no answer within TTL/10, is retried at once (failures at most every
-``min(1 s, TTL/10)``), so the second half of the TTL leaves room for several
-attempts before the fencing deadline (TTL minus a fifth: fencing.py).
+keep-alive costs etcd a few tenths of a millisecond of CPU, most of etcd's
+load with many machines: TTL/2 sends a third fewer than TTL/3.  A refresh
+that fails, or gets no answer within TTL/10, is retried at once (failures at
+most every ``min(1 s, TTL/10)``), so the second half of the TTL leaves room
+for several attempts before the fencing deadline (TTL minus a fifth:
+fencing.py).
 """
 
 from __future__ import annotations
