@@ -45,6 +45,7 @@ from _common import (
     sandbox,
 )
 
+from fleetd.agent.fencing import default_margin
 from fleetd.registry.base import EventType
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.sandbox import Sandbox, SandboxSpec
@@ -246,7 +247,7 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
     )
     print(
         f"  victim's AtMostOnce units last seen active there {victim_amo_last - heartbeat:.2f} s "
-        f"after its last heartbeat (fenced at TTL - {min(max(1.0, TTL / 5), TTL / 2):.0f} s)"
+        f"after its last heartbeat (fenced at TTL - {default_margin(TTL):.1f} s)"
     )
     print(
         f"  AtMostOnce units ever active on two machines in one sample: {len(doubled)} "
