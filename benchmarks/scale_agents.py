@@ -330,6 +330,7 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
 
         # one scheduling change at a time
         events_before = sum(int(s["events"]) for s in stats)  # type: ignore[call-overload]
+        engine0 = eng.ask("stats")
         latencies: list[float] = []
         watches: list[int] = []  # agent watches that saw anything, per move
         for i in range(args.changes):
@@ -363,6 +364,13 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
             f"saw any event per move: {min(watches)}-{max(watches)} of {args.agents}"
         )
         print(f"  unit write -> new machine's watch has its entry: {summary(latencies)}")
+        engine1 = eng.ask("stats")
+        passes, full = (int(engine1[k]) - int(engine0[k]) for k in ("passes", "full"))  # type: ignore[call-overload]
+        spent = float(engine1["seconds"]) - float(engine0["seconds"])  # type: ignore[arg-type]
+        print(
+            f"  engine passes for the moves: {passes} ({full} full: a constraint change of a "
+            f"placed unit needs one), {spent / max(1, passes) * 1000:.0f} ms each on average"
+        )
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

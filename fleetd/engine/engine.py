@@ -308,13 +308,16 @@ class Engine:
 
     async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
         ops = [self._op(task) for task in tasks]
-        try:
-            self._own_writes = await self._write(ops, revision)
-        except NotLeader as exc:
-            self.metrics.fenced_writes_total += 1
-            self.leadership.step_down(str(exc))
-            raise _Deposed from exc
+        # Mirrors wait until the model has these writes and _own_writes their revision:
+        # an echo that came back before the last write did would count as someone
+        # else's write (and cost a needless full pass).
         async with self._model_lock:
+            try:
+                self._own_writes = await self._write(ops, revision)
+            except NotLeader as exc:
+                self.metrics.fenced_writes_total += 1
+                self.leadership.step_down(str(exc))
+                raise _Deposed from exc
             self.model.apply_tasks(tasks)
         m = self.metrics
         m.write_ops_total += len(ops)

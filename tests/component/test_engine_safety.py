@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fleetd.engine.engine import Engine
-from tests.component.engine_harness import Harness, harness
+from tests.component.engine_harness import Harness, harness, unit_text
 
 
 def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> None:
@@ -83,3 +83,35 @@ async def test_a_settled_model_gets_no_safety_pass_until_something_changes() -> 
             return engine.metrics.full_reconciles_total > full
 
         await h.wait_for(insured, "a full pass idle_interval after the last one")
+
+
+async def test_the_engines_own_writes_coming_back_cost_no_extra_pass() -> None:
+    async with harness() as h:
+        one, two = "1" * 32, "2" * 32
+        await h.machine(one)
+        await h.machine(two)
+        await h.submit("a.service")
+        engine = h.engine(interval=1000.0)  # no safety pass in this test
+        h.start(engine)
+
+        async def caught_up() -> bool:
+            """Every watch event consumed and applied, no pass pending."""
+            delivered = all(w.queue.empty() for w in h.registry._watchers)
+            return delivered and not engine._model_lock.locked() and not engine._dirty.is_set()
+
+        async def placed() -> bool:
+            return len(await h.where()) == 1 and await caught_up()
+
+        await h.wait_for(placed, "a placed")
+        old = (await h.where())["a.service"][0]
+        new = two if old == one else one
+        changes, full = engine._changes, engine.metrics.full_reconciles_total
+        # A constraint change of a placed unit: one full pass moves it (a delete, then a put).
+        await h.submit("a.service", unit_text(MachineID=new))
+
+        async def moved() -> bool:
+            return await h.where() == {"a.service": [new]} and await caught_up()
+
+        await h.wait_for(moved, f"a moved to {new}")
+        assert engine.metrics.full_reconciles_total - full == 1
+        assert engine._changes - changes == 2  # the unit, the pass's writes; not their echoes
