@@ -58,6 +58,7 @@ class Publisher:
         self.coalesce = coalesce
         self.burst_coalesce = burst_coalesce
         self.batches = 0  # transactions written
+        self._written: deque[float] = deque(maxlen=BURST_BATCHES)  # when the last ones were
         self.on_recovered = on_recovered
         self.lease = 0
         self.hashes: dict[str, str] = {}
@@ -149,6 +150,7 @@ class Publisher:
                     self.machine, list(puts.values()), self.lease, sorted(removed)
                 )
                 self.batches += 1
+                self._written.append(asyncio.get_running_loop().time())
         except RegistryError:
             self._dirty |= dirty
             raise
@@ -159,19 +161,19 @@ class Publisher:
         if puts or removed:
             log.debug("published %d states, removed %d", len(puts), len(removed))
 
+    def next_delay(self, now: float) -> float:
+        """How long the next batch gathers changes (``now``: the event loop's time)."""
+        return coalesce_delay(self._written, now, self.coalesce, self.burst_coalesce)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.1
-        recent: deque[float] = deque(maxlen=BURST_BATCHES)  # when the last batches were written
         while True:
             await self._wake.wait()
             self._wake.clear()
             if self._stopped:
                 continue
-            await asyncio.sleep(
-                coalesce_delay(recent, loop.time(), self.coalesce, self.burst_coalesce)
-            )
-            batches = self.batches
+            await asyncio.sleep(self.next_delay(loop.time()))
             try:
                 await self.flush()
             except RegistryError as exc:
@@ -180,8 +182,6 @@ class Publisher:
                 delay = min(delay * 2, 5.0)
                 self._wake.set()
                 continue
-            if self.batches != batches:
-                recent.append(loop.time())
             if delay > 0.1:
                 delay = 0.1
                 self.on_recovered()
