@@ -100,8 +100,9 @@ class SimAgent:
     async def _keepalive(self) -> None:
         timing = KeepAliveTiming.for_ttl(TTL)
         await asyncio.sleep(random.uniform(0, timing.interval))
+        renewed = time.monotonic()
         while True:
-            sent = time.monotonic()
+            started, ok = time.monotonic(), True
             try:
                 await self.store.registry.refresh_lease(self.lease)
             except LeaseExpired:
@@ -110,9 +111,13 @@ class SimAgent:
                 await self.store.register_machine(self.machine, self.lease)
             except RegistryError:
                 self.stats["errors"] += 1  # type: ignore[operator]
-                await asyncio.sleep(timing.retry)
-                continue
-            await asyncio.sleep(max(0.0, sent + timing.interval - time.monotonic()))
+                ok = False
+            if ok:
+                renewed = started
+            now = time.monotonic()
+            await asyncio.sleep(
+                timing.next_attempt(now=now, last_renewed=renewed, started=started, ok=ok)
+            )
 
     async def _watch(self) -> None:
         prefix = KEYS.machine_schedule(self.id)
@@ -243,6 +248,12 @@ async def until_count(registry: EtcdRegistry, prefix: str, n: int, within: float
     return time.monotonic() - started
 
 
+def engine_passes(before: dict[str, object], after: dict[str, object]) -> tuple[int, int, float]:
+    """Passes, full passes and seconds spent between two ``stats`` answers of the engine."""
+    passes, full = (int(after[k]) - int(before[k]) for k in ("passes", "full"))  # type: ignore[call-overload]
+    return passes, full, float(after["seconds"]) - float(before["seconds"])  # type: ignore[arg-type]
+
+
 async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
     endpoint = etcd.endpoint
     registry = EtcdRegistry([endpoint], timeout=30.0)
@@ -317,8 +328,7 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
             f"+ engine {eng_pct:.2f}% = {etcd_pct + eng_pct:.2f}% of one core (target < 5%); "
             f"simulated agents {(w1 - w0) / wall * 100:.1f}% (all {args.workers} processes)"
         )
-        passes, full = (int(engine1[k]) - int(engine0[k]) for k in ("passes", "full"))  # type: ignore[call-overload]
-        spent = float(engine1["seconds"]) - float(engine0["seconds"])  # type: ignore[arg-type]
+        passes, full, spent = engine_passes(engine0, engine1)
         print(
             f"  engine passes in the steady state: {passes} ({full} full), {spent:.2f} s in "
             f"all; the last before it took {float(engine0['last']):.2f} s"  # type: ignore[arg-type]
@@ -364,9 +374,7 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
             f"saw any event per move: {min(watches)}-{max(watches)} of {args.agents}"
         )
         print(f"  unit write -> new machine's watch has its entry: {summary(latencies)}")
-        engine1 = eng.ask("stats")
-        passes, full = (int(engine1[k]) - int(engine0[k]) for k in ("passes", "full"))  # type: ignore[call-overload]
-        spent = float(engine1["seconds"]) - float(engine0["seconds"])  # type: ignore[arg-type]
+        passes, full, spent = engine_passes(engine0, eng.ask("stats"))
         print(
             f"  engine passes for the moves: {passes} ({full} full: a constraint change of a "
             f"placed unit needs one), {spent / max(1, passes) * 1000:.0f} ms each on average"
