@@ -93,10 +93,15 @@ class Fleet:
     # --- kept across passes ---
 
     def update(
-        self, machine_id: str, machine: Machine | None, flags: MachineFlags | None, load: Load
+        self,
+        machine_id: str,
+        machine: Machine | None,
+        flags: MachineFlags | None,
+        load: Sequence[int] | None,
     ) -> bool:
-        """Bring one machine's slot up to date (``machine`` None: it left).  False if it
-        cannot be done in place (a machine that joins needs a new fleet)."""
+        """Bring one machine's slot up to date (``machine`` None: it left; ``load`` as in
+        ``__init__``).  False if it cannot be done in place (a machine that joins needs a
+        new fleet)."""
         slot = self.slots.get(machine_id)
         if machine is None:
             if slot is not None:

@@ -120,7 +120,7 @@ class ClusterModel:
             and (len(changed) <= _FEW or len(changed) <= len(self.machines) // 4)
             and len(fleet.index.classes) <= _MAX_CLASSES
             and all(
-                fleet.update(m, self.machines.get(m), self.flags.get(m), self._load(m))
+                fleet.update(m, self.machines.get(m), self.flags.get(m), self.index.load.get(m))
                 for m in changed
             )
         ):
@@ -130,10 +130,6 @@ class ClusterModel:
             for conditions in self.index.conditions:  # every condition set units use
                 fleet.index.prepare(conditions)
         return fleet
-
-    def _load(self, machine: str) -> tuple[int, int, int]:
-        load = self.index.load.get(machine)
-        return (load[0], load[1], load[2]) if load is not None else (0, 0, 0)
 
     def _lost(self, now: float, used: Iterable[str] | None = None) -> dict[str, float]:
         """Loss times of machines that still have schedule entries (``used``: those
