@@ -230,6 +230,7 @@ async def bench(sb: Sandbox, n: int, n_amo: int, victim_kind: str) -> None:
             f"{min(rescheduled) - gone:.2f} s, last {max(rescheduled) - gone:.2f} s later; "
             f"ordinary units all active {plain_done - gone:.2f} s after the deletion"
         )
+    if gone and plain_moves:
         firsts = [since[u] for u in owned_plain]
         print(
             f"  ordinary units: last schedule write {max(plain_moves) - gone:.2f} s after the "
