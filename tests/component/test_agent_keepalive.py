@@ -8,6 +8,7 @@ leases by the same clock.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,15 +131,9 @@ def test_default_fence_margin_leaves_room_for_retries_after_the_refresh(ttl: flo
 async def test_steady_state_refreshes_every_half_ttl_and_never_fences(tmp_path: Path) -> None:
     sim = Sim(30.0, tmp_path, until=600.0)
     await sim.run()
-    gaps = [b - a for a, b in zip(sim.sent, sim.sent[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sim.sent)]
     assert len(sim.sent) >= 600 / 15 - 1
-    assert gaps and all(
-        g
-        == pytest.approx(
-            15.0,
-        )
-        for g in gaps
-    )
+    assert gaps and all(g == pytest.approx(15.0) for g in gaps)
     assert all(valid and alive for _, valid, alive in sim.checks)
 
 
