@@ -152,11 +152,11 @@ class CapacityClass:
 
     def level_remove(self, count: int, mem: int, cpu: int) -> None:
         level = self.levels[count]
-        remove_key(level, mem)
-        remove_key(self.levels_cpu[count], cpu)
+        _remove(level, mem)
+        _remove(self.levels_cpu[count], cpu)
         if not level:
             del self.levels[count], self.levels_cpu[count]
-            remove_key(self.counts, count)
+            _remove(self.counts, count)
 
 
 # Sort keys are packed into one int (compared in C, unlike tuples):
@@ -185,7 +185,7 @@ def cpu_key(s: Slot) -> int:
     )
 
 
-def remove_key(items: list[int], key: int) -> None:
+def _remove(items: list[int], key: int) -> None:
     del items[bisect.bisect_left(items, key)]
 
 
@@ -226,30 +226,38 @@ class CapacityIndex:
 
     def detach(self, slot: Slot) -> Slot:
         """Take ``slot`` out of the sorted lists; returns the slot to change (itself here)."""
-        if not slot.classes:
-            return slot
-        if self._strategy is Strategy.BINPACK:
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in slot.classes:
-                remove_key(cls.by_mem, mem)
-                remove_key(cls.by_cpu, cpu)
-        elif slot.fits(*self._floor):  # else it was left out when last attached
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in slot.classes:
-                cls.level_remove(slot.count, mem, cpu)
+        self._unsort(slot, slot.classes)
         return slot
 
     def attach(self, slot: Slot) -> None:
-        if not slot.classes:
+        self._sort(slot, slot.classes)
+
+    def _unsort(self, slot: Slot, classes: list[CapacityClass]) -> None:
+        """Take ``slot``'s keys out of the sorted lists of ``classes``."""
+        if not classes:
             return
         if self._strategy is Strategy.BINPACK:
             mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in slot.classes:
+            for cls in classes:
+                _remove(cls.by_mem, mem)
+                _remove(cls.by_cpu, cpu)
+        elif slot.fits(*self._floor):  # else it was left out when last attached
+            mem, cpu = mem_key(slot), cpu_key(slot)
+            for cls in classes:
+                cls.level_remove(slot.count, mem, cpu)
+
+    def _sort(self, slot: Slot, classes: list[CapacityClass]) -> None:
+        """Put ``slot``'s keys into the sorted lists of ``classes``."""
+        if not classes:
+            return
+        if self._strategy is Strategy.BINPACK:
+            mem, cpu = mem_key(slot), cpu_key(slot)
+            for cls in classes:
                 bisect.insort(cls.by_mem, mem)
                 bisect.insort(cls.by_cpu, cpu)
         elif slot.fits(*self._floor):
             mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in slot.classes:
+            for cls in classes:
                 cls.level_add(slot.count, mem, cpu)
 
     def best(

@@ -13,7 +13,6 @@ copies: code holding a slot across a change of that slot must use the one
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator, Mapping, Sequence
 
 from fleetd.engine.fleet import Fleet
@@ -22,10 +21,6 @@ from fleetd.engine.index import (
     CapacityIndex,
     Conditions,
     Slot,
-    Strategy,
-    cpu_key,
-    mem_key,
-    remove_key,
 )
 
 
@@ -68,33 +63,11 @@ class OverlayIndex(CapacityIndex):
         if number not in self._own:
             slot = self._slots[number] = slot.copy()
             self._own.add(number)
-        classes = self._classes_of(slot)
-        if not classes:
-            return slot
-        if self._strategy is Strategy.BINPACK:
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in classes:
-                remove_key(cls.by_mem, mem)
-                remove_key(cls.by_cpu, cpu)
-        elif slot.fits(*self._floor):
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in classes:
-                cls.level_remove(slot.count, mem, cpu)
+        self._unsort(slot, self._classes_of(slot))
         return slot
 
     def attach(self, slot: Slot) -> None:
-        classes = self._classes_of(slot)
-        if not classes:
-            return
-        if self._strategy is Strategy.BINPACK:
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in classes:
-                bisect.insort(cls.by_mem, mem)
-                bisect.insort(cls.by_cpu, cpu)
-        elif slot.fits(*self._floor):
-            mem, cpu = mem_key(slot), cpu_key(slot)
-            for cls in classes:
-                cls.level_add(slot.count, mem, cpu)
+        self._sort(slot, self._classes_of(slot))
 
     def _classes_of(self, slot: Slot) -> list[CapacityClass]:
         found = [self._copy(cls) for cls in slot.classes]
