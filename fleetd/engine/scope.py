@@ -34,8 +34,6 @@ from fleetd.engine.scheduler import Fleet, Load, Strategy
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
-__all__ = ["SCOPE_LIMIT", "Change", "Scope", "ScopeIndex", "plan_scope", "scope"]
-
 SCOPE_LIMIT = 2000
 """A change touching more units than this is planned by a full pass."""
 
