@@ -265,9 +265,6 @@ class Engine:
             self._full_seconds = elapsed
             if not result.tasks and changes == self._changes and not self.model.stopping:
                 self._settled = changes
-        if result.tasks:
-            self._changes += 1
-        if scoped is None:
             self._unplaceable = set(result.decision.unplaceable)
         else:  # a scoped pass decided only about its own units
             self._unplaceable -= scoped.units
@@ -319,6 +316,7 @@ class Engine:
                 self.leadership.step_down(str(exc))
                 raise _Deposed from exc
             self.model.apply_tasks(tasks)
+            self._changes += 1
         m = self.metrics
         m.write_ops_total += len(ops)
         m.write_transactions_total += -(-len(ops) // MAX_TXN_OPS)
