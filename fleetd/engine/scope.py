@@ -80,13 +80,17 @@ def scope(
     and ``index.load`` (see ClusterModel.scope); ``strategy`` must be its own."""
     if stopping or any(f.draining for f in flags.values()):
         return None
+
+    def placed(unit: str) -> bool:
+        return any(m in machines for m in index.machines_of.get(unit, ()))
+
     moving: list[str] = list(change.units)
     unschedule: list[Task] = []
     for machine in sorted(change.gone):
         for unit in sorted(index.units_on.get(machine, ())):
             spec = units.get(unit)
-            live = any(m in machines for m in index.machines_of.get(unit, ()))
-            if unit not in change.units and spec is not None and spec.requirements.global_ and live:
+            global_ = spec is not None and spec.requirements.global_
+            if unit not in change.units and global_ and placed(unit):
                 # A Global unit just loses that machine: nothing else of it changes.
                 why = f"machine {machine} is gone"
                 unschedule.append(Task(Action.UNSCHEDULE, unit, why, machine))
@@ -101,9 +105,6 @@ def scope(
         for unit in index.globals:
             if any(unit not in index.units_on.get(m, ()) for m in freed):
                 moving.append(unit)
-
-    def placed(unit: str) -> bool:
-        return any(m in machines for m in index.machines_of.get(unit, ()))
 
     included: set[str] = set()
     moves: set[str] = set()
