@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from fastapi import FastAPI
 
 from fleetd import __version__
+from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
@@ -52,6 +53,7 @@ def create_app(
     inspector: UnitInspector | None = None,
     peers: Peers | None = None,
     extra_metrics: Sequence[Callable[[], str]] = (),
+    systemd: Callable[[], SystemdLink] | None = None,
     max_body: int = MAX_BODY,
 ) -> FastAPI:
     """The API over ``store``.
@@ -59,7 +61,8 @@ def create_app(
     ``machine_id``/``inspector``: this machine and how to inspect its units
     (None on a fleetd without an agent); ``peers``: how to reach other
     machines' APIs for status/journal; ``extra_metrics``: callables returning
-    Prometheus text appended to ``/metrics``.
+    Prometheus text appended to ``/metrics``; ``systemd``: this machine's agent's
+    connection to systemd, for ``/healthz`` and ``/metrics`` (None: no agent here).
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -83,6 +86,7 @@ def create_app(
         inspector=inspector,
         peers=peers or Peers(),
         extra_metrics=tuple(extra_metrics),
+        systemd=systemd,
     )
     app.state.ctx = ctx
     install_error_handlers(app)

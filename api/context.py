@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
@@ -27,6 +28,8 @@ class ApiContext:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     # Extra Prometheus text (engine, agent) appended to /metrics.
     extra_metrics: tuple[Callable[[], str], ...] = ()
+    # This machine's agent's connection to systemd now (None: no agent in this process).
+    systemd: Callable[[], SystemdLink] | None = None
 
 
 async def get_ctx(request: Request) -> ApiContext:

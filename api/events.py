@@ -76,7 +76,8 @@ def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | No
         if key.startswith(keys.machines):
             data["machineID"] = keys.split(key, keys.machines)[0]
             if not deleted:
-                data["primaryIP"] = store.machine_from(key, event.value).public_ip
+                found = store.machine_from(key, event.value)
+                data.update(primaryIP=found.public_ip, systemdConnected=found.systemd_connected)
             return "machine", data
         if key.startswith(keys.placements):
             data["name"] = keys.split(key, keys.placements)[0]

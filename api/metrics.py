@@ -2,8 +2,8 @@
 
 Request metrics are counted by an ASGI wrapper (``RequestCounter``) per
 method, route template and status.  Cluster gauges are read from the
-registry at scrape time.  Other parts of fleetd (engine, agent) add their own
-text through ``ApiContext.extra_metrics``.
+registry at scrape time; agent gauges from this machine's agent.  Other parts
+of fleetd (engine, agent) add their own text through ``ApiContext.extra_metrics``.
 """
 
 from __future__ import annotations
@@ -84,12 +84,23 @@ def cluster_gauges(snap: views.Snapshot) -> Iterable[str]:
     yield "# HELP fleetd_machines_unschedulable Machines cordoned or draining."
     yield "# TYPE fleetd_machines_unschedulable gauge"
     yield f"fleetd_machines_unschedulable {cordoned}"
+    cut_off = sum(1 for m in snap.machines if not m.systemd_connected)
+    yield "# HELP fleetd_machines_systemd_unreachable Machines whose agent cannot reach systemd."
+    yield "# TYPE fleetd_machines_systemd_unreachable gauge"
+    yield f"fleetd_machines_systemd_unreachable {cut_off}"
     yield "# HELP fleetd_units_unplaceable Units the engine could not place."
     yield "# TYPE fleetd_units_unplaceable gauge"
     yield f"fleetd_units_unplaceable {len(snap.placements)}"
     yield "# HELP fleetd_scheduled_units Schedule entries (unit copies assigned to machines)."
     yield "# TYPE fleetd_scheduled_units gauge"
     yield f"fleetd_scheduled_units {len(snap.schedule)}"
+
+
+def agent_gauges(link: model.SystemdLink) -> Iterable[str]:
+    """This machine's agent, as it sees itself now."""
+    yield "# HELP fleetd_agent_systemd_connected Whether this machine's agent reaches systemd."
+    yield "# TYPE fleetd_agent_systemd_connected gauge"
+    yield f"fleetd_agent_systemd_connected {int(link.connected)}"
 
 
 class RequestCounter:

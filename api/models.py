@@ -95,6 +95,10 @@ class Machine(Wire):
     unschedulable: bool | None = Field(default=None, description="extension: cordoned")
     draining: bool | None = Field(default=None, description="extension: units are moved away")
     version: str | None = Field(default=None, description="extension: fleetd version")
+    systemdConnected: bool | None = Field(
+        default=None,
+        description="extension: whether its agent reaches systemd (no new units while not)",
+    )
 
 
 class MachinePage(Wire):
@@ -152,6 +156,10 @@ class Health(Wire):
     machineID: str | None = None
     leader: str | None = None
     registry: Literal["ok", "unavailable"]
+    systemd: Literal["ok", "unavailable"] | None = Field(
+        default=None, description="this machine's agent's connection to systemd"
+    )
+    reason: str | None = Field(default=None, description="why the status is degraded")
 
 
 class UnitBatchItem(Wire):

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from fleetd.config import Config
 from fleetd.errors import ConfigError
+from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
@@ -233,6 +234,7 @@ def for_fleetd(
     *,
     machine_id: str | None,
     extra_metrics: Sequence[Callable[[], str]] = (),
+    systemd: Callable[[], SystemdLink] | None = None,
 ) -> ApiServer:
     """The API of one fleetd as its configuration says (what server.py runs).
 
@@ -250,5 +252,6 @@ def for_fleetd(
         inspector=SystemdInspector(),
         peers=Peers(port=tcp_port(config.api_listen), token=token),
         extra_metrics=extra_metrics,
+        systemd=systemd,
     )
     return ApiServer(app, config.api_listen, token=token, auth_disabled=config.api_auth_disabled)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -14,7 +15,7 @@ from fleetd.errors import FleetError
 from . import models, queries
 from .context import ApiContext, get_ctx
 from .discovery import discovery_document
-from .metrics import cluster_gauges
+from .metrics import agent_gauges, cluster_gauges
 
 log = logging.getLogger(__name__)
 root = APIRouter(tags=["operations"])
@@ -27,29 +28,50 @@ HEALTH_TIMEOUT = 3.0
     "/healthz",
     response_model=models.Health,
     response_model_exclude_none=True,
-    responses={503: {"model": models.Health, "description": "registry unreachable"}},
+    responses={
+        503: {
+            "model": models.Health,
+            "description": "registry unreachable, or this machine's agent cannot reach systemd",
+        }
+    },
 )
 async def healthz(ctx: Ctx) -> JSONResponse:
-    """200 when the registry answers, else 503; names this machine and the engine leader."""
+    """200 when the registry answers and this machine's agent reaches systemd, else 503
+    with the reason; names this machine and the engine leader."""
+    reasons = []
+    systemd: Literal["ok", "unavailable"] | None = None
+    if ctx.systemd is not None:
+        link = ctx.systemd()
+        systemd = "ok" if link.connected else "unavailable"
+        if not link.connected:
+            since = datetime.fromtimestamp(link.since, UTC).isoformat(timespec="seconds")
+            reasons.append(f"agent cannot reach systemd since {since}: {link.reason}")
+    leader = None
     try:
         leader = await asyncio.wait_for(ctx.store.current_leader(), HEALTH_TIMEOUT)
+        registry: Literal["ok", "unavailable"] = "ok"
     except (FleetError, TimeoutError) as exc:
         log.warning("health check: registry unavailable: %s", exc)
-        body = models.Health(status="degraded", machineID=ctx.machine_id, registry="unavailable")
-        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+        registry = "unavailable"
+        why = str(exc) or f"no answer within {HEALTH_TIMEOUT:g}s"
+        reasons.append(f"registry unavailable: {why}")
     body = models.Health(
-        status="ok",
+        status="degraded" if reasons else "ok",
         machineID=ctx.machine_id,
         leader=leader.machine if leader else None,
-        registry="ok",
+        registry=registry,
+        systemd=systemd,
+        reason="; ".join(reasons) or None,
     )
-    return JSONResponse(body.model_dump(exclude_none=True))
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if reasons else 200)
 
 
 @root.get("/metrics", response_class=PlainTextResponse)
 async def metrics(ctx: Ctx) -> PlainTextResponse:
     """Prometheus text: API requests, cluster gauges and engine/agent metrics."""
     lines = list(ctx.metrics.render())
+    if ctx.systemd is not None:
+        lines.extend(agent_gauges(ctx.systemd()))
     try:
         snap = await queries.snapshot(
             ctx.store,

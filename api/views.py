@@ -229,6 +229,7 @@ def machine_views(
                 unschedulable=bool(flags and (flags.unschedulable or flags.draining)),
                 draining=bool(flags and flags.draining),
                 version=machine.version or None,
+                systemdConnected=machine.systemd_connected,
             )
         )
     return out

@@ -200,11 +200,14 @@ def list_machines(
         return
 
     def status(m: models.Machine) -> str:
+        parts = []
         if m.draining:
-            return "draining"
-        if m.unschedulable:
-            return "cordoned"
-        return "ready"
+            parts.append("draining")
+        elif m.unschedulable:
+            parts.append("cordoned")
+        if m.systemdConnected is False:
+            parts.append("systemd-unreachable")
+        return ",".join(parts) or "ready"
 
     columns: dict[str, Callable[[models.Machine], str]] = {
         "machine": lambda m: m.id if full else f"{m.id[:8]}...",
@@ -217,7 +220,7 @@ def list_machines(
         "status": status,
     }
     default = ["machine", "ip", "metadata", "cpu", "memory", "units"]
-    if any(m.unschedulable or m.draining for m in machine_list):
+    if any(status(m) != "ready" for m in machine_list):
         default.append("status")
     chosen = select(dict.fromkeys(columns, ""), fields, default)
     rows = [[columns[c](m) for c in chosen] for m in sorted(machine_list, key=lambda m: m.id)]

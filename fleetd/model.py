@@ -33,7 +33,11 @@ class Capacity:
 
 @dataclass(frozen=True, slots=True)
 class Machine:
-    """A machine as its agent registered it (``machines/<id>``)."""
+    """A machine as its agent registered it (``machines/<id>``).
+
+    ``systemd_connected``: whether its agent has a working connection to systemd's
+    D-Bus API; a machine without one gets no new units (they could not start there).
+    """
 
     id: str
     hostname: str = ""
@@ -41,9 +45,22 @@ class Machine:
     metadata: tuple[tuple[str, str], ...] = ()
     capacity: Capacity = field(default_factory=Capacity)
     version: str = ""
+    systemd_connected: bool = True
 
     def metadata_dict(self) -> dict[str, str]:
         return dict(self.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemdLink:
+    """The local agent's connection to systemd as it stands now (``/healthz``, ``/metrics``).
+
+    ``reason``: why there is none (the last error); ``since``: wall time of the last change.
+    """
+
+    connected: bool
+    reason: str = ""
+    since: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,15 +126,19 @@ class Server:
             engine = Engine(store, agent.machine.id, clock=self.clock, settings=settings)
             parts["engine"] = engine.run()
             extra_metrics.append(lambda: render_fields("fleetd_engine", engine.metrics))
-        parts["api"] = self._api(store, agent.machine.id, extra_metrics)
+        parts["api"] = self._api(store, agent, extra_metrics)
         return parts
 
-    async def _api(
-        self, store: Store, machine_id: str, extra_metrics: list[Callable[[], str]]
-    ) -> None:
+    async def _api(self, store: Store, agent: Any, extra_metrics: list[Callable[[], str]]) -> None:
         from fleetd.api.serve import for_fleetd
 
-        server = for_fleetd(self.config, store, machine_id=machine_id, extra_metrics=extra_metrics)
+        server = for_fleetd(
+            self.config,
+            store,
+            machine_id=agent.machine.id,
+            extra_metrics=extra_metrics,
+            systemd=lambda: agent.systemd,
+        )
         server.bind()
         await server.run()
 

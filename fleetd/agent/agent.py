@@ -1,6 +1,12 @@
 """The agent: composes presence, schedule watch, systemd manager, reconciler, publisher and
 fence, and supervises them all in one TaskGroup.
 
+Whether the agent can reach systemd (``systemd``, a SystemdLink) is part of
+the machine's registration (``Machine.systemd_connected``): while it cannot,
+the engine places no new units here and the units already here stay.  The
+first registration waits (at most ``FIRST_CONTACT`` seconds) for the first
+attempt to connect, so that it already says how that went.
+
 ``run()`` returns only when the machine itself shuts down (systemd is
 stopping): the lease is then revoked so the engine moves the units at once.
 On a plain fleetd stop or restart (cancellation) the lease stays alive and the
@@ -14,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from fleetd import __version__
@@ -27,12 +34,14 @@ from fleetd.agent.systemd import SystemdManager, UnitStatus
 from fleetd.agent.unitdir import UnitDirectory
 from fleetd.config import Config
 from fleetd.errors import FleetError, RegistryError, SystemdError
-from fleetd.model import Machine
+from fleetd.model import Machine, SystemdLink
 from fleetd.registry.store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_FILE = "/run/fleet/lease"
+FIRST_CONTACT = 5.0
+"""The first registration waits at most this long for the first attempt to reach systemd."""
 
 
 class _MachineShutdown(Exception):
@@ -73,10 +82,12 @@ class Agent:
     ) -> None:
         if machine is None:
             machine = machine_from_config(config, machine_id or host.machine_id())
-        self.machine = machine
+        self.machine = machine = replace(machine, systemd_connected=False)
         self.config = config
         self.store = store
         self.clock = clock
+        self.wall = wall
+        self.systemd = SystemdLink(False, "not connected yet", wall())
         self.ttl = config.agent_ttl
         self.shutting_down = asyncio.Event()
 
@@ -111,6 +122,7 @@ class Agent:
             interval=reconcile_interval,
         )
         self.systemd_connected = asyncio.Event()
+        self._systemd_tried = asyncio.Event()
         self._resync_wanted = asyncio.Event()
         self._release_task: asyncio.Task[None] | None = None
 
@@ -129,6 +141,17 @@ class Agent:
         if not self.shutting_down.is_set():
             log.info("shutdown machine=%s reason='systemd is stopping'", self.machine.id)
             self.shutting_down.set()
+
+    def _systemd_link(self, connected: bool, reason: str = "") -> None:
+        """Record an attempt's outcome; a change of ``connected`` is published."""
+        self._systemd_tried.set()
+        if connected == self.systemd.connected and reason == self.systemd.reason:
+            return
+        since = self.wall() if connected != self.systemd.connected else self.systemd.since
+        self.systemd = SystemdLink(connected, reason, since)
+        if self.machine.systemd_connected != connected:
+            self.machine = replace(self.machine, systemd_connected=connected)
+            self.presence.update(self.machine)
 
     def _resync_soon(self) -> None:
         self._resync_wanted.set()
@@ -157,7 +180,8 @@ class Agent:
     async def _supervise(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.presence.run(), name="presence")
+                group.create_task(self._present(), name="presence")
+                group.create_task(self.presence.publish(), name="machine")
                 group.create_task(self._systemd(), name="systemd")
                 group.create_task(self.schedule.run(), name="schedule")
                 group.create_task(self.reconciler.run(self._ready), name="reconciler")
@@ -192,6 +216,12 @@ class Agent:
         except (FleetError, TimeoutError) as exc:
             log.warning("could not revoke the lease (%s); it expires by itself", exc)
 
+    async def _present(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_CONTACT):
+                await self._systemd_tried.wait()
+        await self.presence.run()
+
     async def _ready(self) -> None:
         await self.presence.registered.wait()
         await self.schedule.ready.wait()
@@ -217,15 +247,18 @@ class Agent:
                     self._on_shutdown()
             except SystemdError as exc:
                 log.warning("systemd: %s; retrying in %.1fs", exc, delay)
+                self._systemd_link(False, str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
             log.info("connected to systemd")
+            self._systemd_link(True)
             self.systemd_connected.set()
             self.reconciler.trigger()
             await self.manager.wait_disconnected()
             self.systemd_connected.clear()
+            self._systemd_link(False, "lost the connection to the system bus")
             log.warning("lost the connection to systemd; reconnecting")
 
     async def _watch_shutdown(self) -> None:

@@ -18,6 +18,10 @@ that fails, or gets no answer within TTL/10, is retried at once (failures at
 most every ``min(1 s, TTL/10)``), so the second half of the TTL leaves room
 for several attempts before the fencing deadline (TTL minus a fifth:
 fencing.py).
+
+The record can change while the machine is registered (``update``: the
+agent's connection to systemd came or went); ``publish`` writes each change
+under the current lease, retrying until it is written.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Presence:
         self.last_renewed = -math.inf
         self.registered = asyncio.Event()
         self._stopped = False
+        self._changed = asyncio.Event()
 
     @property
     def timing(self) -> KeepAliveTiming:
@@ -147,6 +152,34 @@ class Presence:
         tmp = self.lease_file.with_name(self.lease_file.name + ".tmp")
         tmp.write_text(json.dumps({"machine": self.machine.id, "lease": lease}), encoding="utf-8")
         tmp.replace(self.lease_file)
+
+    def update(self, machine: Machine) -> None:
+        """Make ``machine`` (this machine, changed) the record to register and publish it."""
+        if machine != self.machine:
+            self.machine = machine
+            self._changed.set()
+
+    async def publish(self) -> None:
+        """Write each ``update`` to ``machines/<id>`` under the current lease.
+
+        Waits while the machine is not registered (a registration writes the record
+        itself; this writes it once more after).  A failed write (registry outage, or
+        the lease changing meanwhile) is retried every ``timing.retry`` seconds.
+        """
+        while True:
+            await self._changed.wait()
+            await self.registered.wait()
+            self._changed.clear()
+            machine, lease = self.machine, self.lease
+            try:
+                await self.store.register_machine(machine, lease)
+            except (RegistryError, Conflict) as exc:
+                retry = self.timing.retry
+                log.warning(
+                    "publishing machine %s failed: %s; retrying in %.1fs", machine.id, exc, retry
+                )
+                self._changed.set()
+                await self._sleep(retry)
 
     # --- keep-alive -------------------------------------------------------
 

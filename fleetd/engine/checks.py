@@ -55,6 +55,13 @@ class Checker:
             return Reason("machine is unschedulable")
         return None
 
+    def systemd(
+        self, name: str, req: Requirements, slot: Slot, cpu: int, mem: int
+    ) -> Reason | None:
+        if not slot.systemd_connected:
+            return Reason("agent cannot reach systemd")
+        return None
+
     def machine_id(
         self, name: str, req: Requirements, slot: Slot, cpu: int, mem: int
     ) -> Reason | None:
@@ -157,6 +164,7 @@ Check = Callable[[Checker, str, Requirements, Slot, int, int], "Reason | None"]
 
 NEW_PLACEMENT: tuple[Check, ...] = (
     Checker.flags,
+    Checker.systemd,
     Checker.machine_id,
     Checker.metadata,
     Checker.machine_of,
@@ -166,7 +174,8 @@ NEW_PLACEMENT: tuple[Check, ...] = (
 """Checks for a new placement, in the order their reasons are reported."""
 
 FOLLOWER_PLACEMENT: tuple[Check, ...] = NEW_PLACEMENT[1:]
-"""A MachineOf follower goes where its peer is, even on a cordoned or draining machine."""
+"""A MachineOf follower goes where its peer is, even on a cordoned or draining machine
+(not where systemd cannot be reached: it would not start there)."""
 
 KEEP_PLACEMENT: tuple[Check, ...] = (
     Checker.machine_id,
@@ -175,7 +184,8 @@ KEEP_PLACEMENT: tuple[Check, ...] = (
     Checker.conflicts,
     Checker.capacity,
 )
-"""Checks that decide whether a unit stays where it is (cordoning does not move units)."""
+"""Checks that decide whether a unit stays where it is (cordoning does not move units, nor
+does an agent that lost systemd: they keep running without it)."""
 
 
 def sample(rejections: Sequence[tuple[str, Reason]]) -> tuple[tuple[str, str], ...]:

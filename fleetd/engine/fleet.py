@@ -49,6 +49,7 @@ def make_slot(machine: Machine, flags: MachineFlags | None, load: Sequence[int] 
         machine.capacity.memory_bytes,
         unschedulable=flags is not None and flags.unschedulable,
         draining=flags is not None and flags.draining,
+        systemd_connected=machine.systemd_connected,
     )
     if load is not None:
         slot.free_cpu -= load[0]
@@ -121,6 +122,7 @@ class Fleet:
         slot.cap_cpu, slot.cap_mem = new.cap_cpu, new.cap_mem
         slot.free_cpu, slot.free_mem, slot.count = new.free_cpu, new.free_mem, new.count
         slot.unschedulable, slot.draining = new.unschedulable, new.draining
+        slot.systemd_connected = new.systemd_connected
         if not same_class:
             self.index.readmit(slot)
         self.index.attach(slot)
@@ -148,4 +150,5 @@ def _values(slot: Slot) -> tuple[object, ...]:
         slot.count,
         slot.unschedulable,
         slot.draining,
+        slot.systemd_connected,
     )

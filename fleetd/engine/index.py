@@ -47,6 +47,7 @@ class Slot:
         "id",
         "index",
         "signature",
+        "systemd_connected",
         "unschedulable",
     )
 
@@ -58,6 +59,7 @@ class Slot:
         mem: int,
         unschedulable: bool = False,
         draining: bool = False,
+        systemd_connected: bool = True,
     ) -> None:
         self.id = machine_id
         self.index = 0  # position in machine-id order, set by the scheduler
@@ -67,11 +69,12 @@ class Slot:
         self.count = 0
         self.unschedulable = unschedulable
         self.draining = draining
+        self.systemd_connected = systemd_connected
         self.classes: list[CapacityClass] = []
 
     @property
     def schedulable(self) -> bool:
-        return not (self.unschedulable or self.draining)
+        return self.systemd_connected and not (self.unschedulable or self.draining)
 
     def fits(self, cpu: int, mem: int) -> bool:
         return cpu <= self.free_cpu and mem <= self.free_mem
@@ -83,6 +86,7 @@ class Slot:
         new.cap_cpu, new.cap_mem = self.cap_cpu, self.cap_mem
         new.free_cpu, new.free_mem, new.count = self.free_cpu, self.free_mem, self.count
         new.unschedulable, new.draining = self.unschedulable, self.draining
+        new.systemd_connected = self.systemd_connected
         new.classes = self.classes
         return new
 

@@ -121,6 +121,7 @@ def encode_machine(machine: Machine) -> bytes:
                 "memory_bytes": machine.capacity.memory_bytes,
             },
             "version": machine.version,
+            "systemd_connected": machine.systemd_connected,
         }
     )
 
@@ -138,6 +139,8 @@ def decode_machine(key: str, data: bytes) -> Machine:
             _get(capacity, "memory_bytes", int, key, 0),
         ),
         version=_get(obj, "version", str, key, ""),
+        # Absent from records of fleetds that did not report it: taken as connected.
+        systemd_connected=_get(obj, "systemd_connected", bool, key, True),
     )
 
 

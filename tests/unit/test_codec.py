@@ -29,6 +29,8 @@ def test_round_trips() -> None:
         "m1", "h", "10.0.0.1", (("rack", "a"), ("rack", "b")), Capacity(1500, 1 << 33), "1"
     )
     assert codec.decode_machine("k", codec.encode_machine(machine)) == machine
+    cut_off = Machine("m2", systemd_connected=False)
+    assert codec.decode_machine("k", codec.encode_machine(cut_off)) == cut_off
     entry = ScheduleEntry("m1", "a.service", "f00", DesiredState.LAUNCHED)
     assert codec.decode_schedule("m1", "a.service", "k", codec.encode_schedule(entry)) == entry
     state = UnitState("m1", "a.service", "f00", "loaded", "active", "running", 17.25)

@@ -339,3 +339,25 @@ def test_at_most_once_moves_off_a_live_machine_only_after_it_stopped() -> None:
         (Action.SCHEDULE, "once.service", "m2"),
         (Action.CLEAR, "once.service", ""),
     ]
+
+
+def test_a_machine_cut_off_from_systemd_keeps_its_units_and_takes_new_ones_once_back() -> None:
+    ms = machines("m1", "m2")
+    cut = {**ms, "m1": dataclasses.replace(ms["m1"], systemd_connected=False)}
+    pinned = unit("p.service", machine_id="m1")
+    s = snap([unit("run.service"), pinned], cut, entry("m1", "run.service"), wall=5.0)
+    p = plan(s)
+    # run.service stays where it runs; p.service waits, saying why.
+    assert actions(p) == [(Action.RECORD, "p.service", "")]
+    record = p.tasks[0].placement
+    assert record == Placement(
+        "p.service",
+        "pinned to machine m1: m1: agent cannot reach systemd",
+        (("m1", "agent cannot reach systemd"),),
+        5.0,
+    )
+    s = apply(s, p)
+    assert plan(s).tasks == ()
+    # The agent reaches systemd again: the machine takes new units, nothing else changes.
+    p = plan(dataclasses.replace(s, machines=ms))
+    assert actions(p) == [(Action.SCHEDULE, "p.service", "m1"), (Action.CLEAR, "p.service", "")]

@@ -65,6 +65,8 @@ def _pass(model: ClusterModel, strategy: Strategy, full: bool) -> tuple[Plan, bo
         result = plan(model.snapshot(0.0, wall=0.0, grace=0.0, strategy=strategy, drain_batch=None))
     else:
         result = plan_scope(scoped)
+    for task in result.tasks:  # no new unit goes where systemd cannot be reached
+        assert task.action is not Action.SCHEDULE or model.machines[task.machine].systemd_connected
     model.apply_tasks(result.tasks)
     model.stopping.update(result.stopping)
     model.forget_machines()
@@ -152,10 +154,13 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
         elif event < 0.94:
             model.put_machine(_machine(rnd, next_id))
             next_id += 1
-        elif model.machines:
+        elif event < 0.97 and model.machines:
             mid = rnd.choice(sorted(model.machines))
             flags = (MachineFlags(unschedulable=True), MachineFlags(draining=True), MachineFlags())
             model.set_flags(mid, rnd.choice(flags))
+        elif model.machines:  # its agent loses systemd, or reaches it again
+            machine = model.machines[rnd.choice(sorted(model.machines))]
+            model.put_machine(replace(machine, systemd_connected=not machine.systemd_connected))
         for unit in list(model.stopping):
             model.stopped(unit)  # it stopped at once
         _, was_scoped = _pass(model, strategy, full=False)
@@ -231,4 +236,34 @@ def test_a_lost_machine_moves_its_units_and_global_units_just_lose_it() -> None:
         (Action.UNSCHEDULE, "g.service"),
         *((a, u) for a in (Action.UNSCHEDULE, Action.SCHEDULE) for u in lost_units),
     }
+    _check(model, Strategy.BINPACK)
+
+
+def test_a_machine_cut_off_from_systemd_gets_nothing_new_in_scoped_passes_either() -> None:
+    model = _cluster(*(_spec(f"u{i}.service", memory_bytes=G) for i in range(2)))
+    on_m0 = set(model.index.units_on["m0"])
+    assert on_m0 == {"u0.service", "u1.service"}  # best fit: m0 would take the next one too
+    model.put_machine(replace(model.machines["m0"], systemd_connected=False))
+    result, scoped = _pass(model, Strategy.BINPACK, full=False)
+    assert not scoped and result.tasks == ()  # its units stay where they run
+    model.set_unit("new.service", _spec("new.service", memory_bytes=G))
+    model.set_unit("p.service", _spec("p.service", machine_id="m0"))
+    result, scoped = _pass(model, Strategy.BINPACK, full=False)
+    assert scoped
+    assert [(t.action, t.unit, t.machine) for t in result.tasks] == [
+        (Action.SCHEDULE, "new.service", "m1"),
+        (Action.RECORD, "p.service", ""),
+    ]
+    reason = "pinned to machine m0: m0: agent cannot reach systemd"
+    assert model.placements["p.service"].summary == reason
+    snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
+    assert plan(snap).tasks == ()  # the full plan decides the same
+    assert set(model.index.units_on["m0"]) == on_m0
+    # systemd is back: the machine takes new units again.
+    model.put_machine(replace(model.machines["m0"], systemd_connected=True))
+    result, _ = _pass(model, Strategy.BINPACK, full=False)
+    assert [(t.action, t.unit, t.machine) for t in result.tasks] == [
+        (Action.SCHEDULE, "p.service", "m0"),
+        (Action.CLEAR, "p.service", ""),
+    ]
     _check(model, Strategy.BINPACK)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -28,6 +28,15 @@ def job(name: str, *conds: str, **kw: object) -> Job:
 
 def three() -> list[Machine]:
     return [machine("m1"), machine("m2"), machine("m3")]
+
+
+def cut_off(m: Machine) -> Machine:
+    """``m`` as registered by an agent that cannot reach systemd."""
+    return replace(m, systemd_connected=False)
+
+
+def m1_cut_off() -> list[Machine]:
+    return [cut_off(machine("m1")), machine("m2"), machine("m3")]
 
 
 @dataclass
@@ -268,6 +277,49 @@ CASES = [
         assigned={"u.service": ("m3",), "v.service": ("m3",)},
     ),
     Case(
+        "a machine whose agent cannot reach systemd gets no new units, with the reason",
+        m1_cut_off(),
+        [job("u.service"), job("v.service"), job("p.service", machine_id="m1")],
+        strategy=Strategy.SPREAD,
+        assigned={"u.service": ("m2",), "v.service": ("m3",)},
+        unplaceable={"p.service": ["pinned to machine m1: m1: agent cannot reach systemd"]},
+    ),
+    Case(
+        "units stay on a machine whose agent cannot reach systemd (they keep running)",
+        m1_cut_off(),
+        [job("u.service", memory_bytes=G), job("g.service", global_=True)],
+        current={"u.service": ["m1"], "g.service": ["m1"]},
+        assigned={"u.service": ("m1",), "g.service": ("m1", "m2", "m3")},
+    ),
+    Case(
+        "a MachineOf follower does not join its peer where systemd cannot be reached",
+        m1_cut_off(),
+        [job("a.service"), job("f.service", machine_of=("a.service",))],
+        current={"a.service": ["m1"]},
+        assigned={"a.service": ("m1",)},
+        unplaceable={"f.service": ["must run with a.service: m1: agent cannot reach systemd"]},
+    ),
+    Case(
+        "a follower joins a cordoned peer, but not one cut off from systemd",
+        m1_cut_off(),
+        [job("a.service"), job("f.service", machine_of=("a.service",))],
+        current={"a.service": ["m1"]},
+        flags={"m1": MachineFlags(unschedulable=True)},
+        assigned={"a.service": ("m1",)},
+        unplaceable={"f.service": ["must run with a.service: m1: agent cannot reach systemd"]},
+    ),
+    Case(
+        "every machine cut off: nothing is placed, every machine says why",
+        [cut_off(m) for m in three()],
+        [job("u.service")],
+        unplaceable={
+            "u.service": [
+                "m1: agent cannot reach systemd; m2: agent cannot reach systemd; "
+                "m3: agent cannot reach systemd"
+            ]
+        },
+    ),
+    Case(
         "cordoned machine keeps its units",
         three(),
         [job("u.service")],
@@ -474,6 +526,7 @@ def test_random_clusters_keep_every_invariant(strategy: Strategy, seed: int) -> 
         )
         for i in range(rnd.randint(1, 12))
     ]
+    machines = [cut_off(m) if rnd.random() < 0.15 else m for m in machines]
     flags = {
         m.id: rnd.choice((MachineFlags(unschedulable=True), MachineFlags(draining=True)))
         for m in machines
@@ -531,6 +584,7 @@ def test_random_clusters_keep_every_invariant(strategy: Strategy, seed: int) -> 
                 assert mid in current.get(unit, ()), (unit, mid)
             elif flags.get(mid, MachineFlags()) != MachineFlags():
                 assert reqs[unit].machine_of, (unit, mid)  # only followers join a cordon
+            assert (unit, mid) not in new or by_id[mid].systemd_connected, (unit, mid)
     # Placed units never move; a second pass may only place units the first could not
     # (when room was freed after their turn, e.g. by an eviction).
     again = schedule(machines, jobs, decision.assignments, flags, strategy, drain_batch=0)
