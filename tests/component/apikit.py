@@ -41,6 +41,7 @@ async def add_machine(
     metadata: Sequence[tuple[str, str]] = (),
     cpu: int = 2000,
     memory: int = 4 << 30,
+    systemd_connected: bool = True,
 ) -> model.Machine:
     machine = model.Machine(
         id=machine_id,
@@ -49,6 +50,7 @@ async def add_machine(
         metadata=tuple(metadata),
         capacity=model.Capacity(cpu, memory),
         version="0.1.0",
+        systemd_connected=systemd_connected,
     )
     lease = await store.registry.grant_lease(60)
     await store.register_machine(machine, lease)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,50 @@ async def test_run_waits_out_a_duplicate_and_registers_when_it_is_gone(tmp_path:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_an_update_is_published_under_the_same_lease(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    p = presence(reg, clock, tmp_path / "lease")
+    lease = await p.register()
+    publisher = asyncio.create_task(p.publish())
+    cut_off = replace(MACHINE, systemd_connected=False)
+
+    async def record() -> Machine | None:
+        kv = await reg.get(KEYS.machine(MACHINE.id))
+        assert kv is not None and kv.lease == lease
+        return codec.decode_machine(kv.key, kv.value)
+
+    async def published(machine: Machine) -> None:
+        async with asyncio.timeout(5):
+            while await record() != machine:
+                await asyncio.sleep(0.01)
+
+    try:
+        p.update(cut_off)
+        await published(cut_off)
+        p.update(MACHINE)
+        await published(MACHINE)
+        # An outage delays the write, it does not lose it.
+        reg.set_available(False)
+        p.update(cut_off)
+        await asyncio.sleep(0.05)
+        reg.set_available(True)
+        await published(cut_off)
+        assert p.lease == lease
+    finally:
+        publisher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publisher
+
+
+async def test_an_update_before_registering_is_what_registers(tmp_path: Path) -> None:
+    clock = Clock()
+    reg = MemoryRegistry(clock=clock)
+    p = presence(reg, clock, tmp_path / "lease")
+    cut_off = replace(MACHINE, systemd_connected=False)
+    p.update(cut_off)
+    await p.register()
+    kv = await reg.get(KEYS.machine(MACHINE.id))
+    assert kv is not None and codec.decode_machine(kv.key, kv.value) == cut_off

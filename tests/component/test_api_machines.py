@@ -17,7 +17,7 @@ from apikit import (
 )
 from fleetd.api.auth import BearerAuth
 
-from fleetd.model import MachineFlags
+from fleetd.model import MachineFlags, SystemdLink
 from fleetd.registry.store import Store
 
 M1 = "1" * 32
@@ -218,6 +218,45 @@ async def test_healthz(client, store) -> None:
     r = await client.get("/healthz")
     assert r.status_code == 503
     assert r.json()["registry"] == "unavailable"
+
+
+async def test_healthz_says_why_this_machines_agent_cannot_reach_systemd(store) -> None:
+    link = SystemdLink(True)
+    app = make_app(store, machine_id=M1, systemd=lambda: link)
+    async with client_for(app) as client:
+        r = await client.get("/healthz")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ok", "machineID": M1, "registry": "ok", "systemd": "ok"}
+        assert "\nfleetd_agent_systemd_connected 1\n" in (await client.get("/metrics")).text
+        link = SystemdLink(False, "cannot connect to the system bus: refused", 1_800_000_000.0)
+        r = await client.get("/healthz")
+        assert r.status_code == 503
+        assert r.json() == {
+            "status": "degraded",
+            "machineID": M1,
+            "registry": "ok",
+            "systemd": "unavailable",
+            "reason": "agent cannot reach systemd since 2027-01-15T08:00:00+00:00: "
+            "cannot connect to the system bus: refused",
+        }
+        assert "\nfleetd_agent_systemd_connected 0\n" in (await client.get("/metrics")).text
+        store.registry.set_available(False)  # type: ignore[attr-defined]
+        body = (await client.get("/healthz")).json()
+        assert body["registry"] == "unavailable" and body["systemd"] == "unavailable"
+        assert body["reason"].startswith("agent cannot reach systemd since ")
+        assert "; registry unavailable: " in body["reason"]
+
+
+async def test_machines_whose_agent_cannot_reach_systemd_are_listed_and_counted(
+    client, store
+) -> None:
+    await add_machine(store, M1)
+    await add_machine(store, M2, systemd_connected=False)
+    machines = (await client.get("/fleet/v1/machines")).json()["machines"]
+    assert [(m["id"], m["systemdConnected"]) for m in machines] == [(M1, True), (M2, False)]
+    text = (await client.get("/metrics")).text
+    assert "\nfleetd_machines_systemd_unreachable 1\n" in text
+    assert "fleetd_agent_systemd_connected" not in text  # no agent in this process
 
 
 async def test_registry_outage_is_503(client, store) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,30 @@ def test_machines_and_cordon(server: ServerThread, units: Path) -> None:
     r = fleetctl(server, "cordon", "ffff")
     assert r.exit_code == 1
     assert "not found" in r.stderr
+
+
+def test_machines_whose_agent_cannot_reach_systemd_are_shown(server: ServerThread) -> None:
+    store = server.store
+
+    async def cut_off() -> None:
+        machine = await store.get_machine(M2)
+        kv = await store.registry.get(store.keys.machine(M2))
+        assert machine is not None and kv is not None
+        await store.register_machine(replace(machine, systemd_connected=False), kv.lease)
+
+    server.call(cut_off())
+    r = fleetctl(server, "list-machines")
+    assert r.stdout.splitlines() == [
+        "MACHINE\t\tIP\t\tMETADATA\tCPU\tMEMORY\tUNITS\tSTATUS",
+        "1a2b3c4d...\t10.0.0.1\trole=m1\t\t0/2\t0/4G\t0\tready",
+        "5e6f7a8b...\t10.0.0.2\trole=m2\t\t0/2\t0/4G\t0\tsystemd-unreachable",
+    ]
+    fleetctl(server, "cordon", M2)
+    r = fleetctl(server, "list-machines", "--fields", "machine,status", "--full")
+    assert f"{M2}\tcordoned,systemd-unreachable" in r.stdout
+    r = fleetctl(server, "--output", "json", "list-machines")
+    found = {m["id"]: m["systemdConnected"] for m in json.loads(r.stdout)}
+    assert found == {M1: True, M2: False}
 
 
 def test_environment_and_token(server: ServerThread, units: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fleetd.config import Config
@@ -148,6 +150,47 @@ async def test_drain_moves_units_off_in_batches_and_cordon_keeps_them() -> None:
         await h.wait_for(drained, "m1 drained")
         assert engine.metrics.unschedules_total == 6
         assert engine.metrics.reconciles_total - passes >= 3  # three batches of two
+
+
+async def test_a_machine_whose_agent_lost_systemd_gets_no_new_units_until_it_is_back() -> None:
+    a, b = "a" * 32, "b" * 32
+    async with harness() as h:
+        cut = await h.machine(a)
+        await h.machine(b, mem=G)
+        await h.submit("old.service")
+        engine = h.engine()
+        h.start(engine)
+
+        async def placed(name: str, machine: str) -> bool:
+            return (await h.where()).get(name) == [machine]
+
+        await h.wait_for(lambda: placed("old.service", a), "old.service on a (best fit)")
+
+        async def systemd(connected: bool) -> None:
+            machine = replace(cut.machine, systemd_connected=connected)
+            await h.store.register_machine(machine, cut.lease)
+
+        await systemd(False)
+        # Binpack would put it on a as well: the new one goes to b, the pinned one waits.
+        await h.submit("new.service", unit_text(MemoryReservation="512M"))
+        await h.submit("pinned.service", unit_text(MachineID=a[:8]))
+
+        async def rejected() -> bool:
+            reason = (await h.reasons()).get("pinned.service", "")
+            return reason == f"pinned to machine {a[:8]}: {a}: agent cannot reach systemd"
+
+        await h.wait_for(rejected, "pinned.service rejected with the reason")
+        await h.wait_for(lambda: placed("new.service", b), "new.service on b")
+        assert (await h.where())["old.service"] == [a]  # its running unit stays
+        full = engine.metrics.full_reconciles_total
+        await h.submit("other.service")  # a scoped pass sees it too
+        await h.wait_for(lambda: placed("other.service", b), "other.service on b")
+        assert engine.metrics.full_reconciles_total == full
+
+        await systemd(True)
+        await h.wait_for(lambda: placed("pinned.service", a), "pinned.service on a")
+        assert await h.reasons() == {}
+        assert (await h.where())["old.service"] == [a]
 
 
 async def test_one_leader_and_failover_without_loss_or_duplicates() -> None:
