@@ -28,7 +28,7 @@ MACHINE = Machine("c" * 32, "host-c", "10.0.0.3", (), Capacity(2000, 1 << 30), "
 
 async def until(probe: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
-        while not await probe():
+        while not await probe():  # noqa: ASYNC110 - registry state, polled with a deadline
             await asyncio.sleep(0.01)
 
 

@@ -163,7 +163,7 @@ async def test_an_update_is_published_under_the_same_lease(tmp_path: Path) -> No
 
     async def published(machine: Machine) -> None:
         async with asyncio.timeout(5):
-            while await record() != machine:
+            while await record() != machine:  # noqa: ASYNC110 - registry state, with a deadline
                 await asyncio.sleep(0.01)
 
     try:
