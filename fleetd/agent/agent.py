@@ -145,11 +145,12 @@ class Agent:
     def _systemd_link(self, connected: bool, reason: str = "") -> None:
         """Record an attempt's outcome; a change of ``connected`` is published."""
         self._systemd_tried.set()
-        if connected == self.systemd.connected and reason == self.systemd.reason:
+        changed = connected != self.systemd.connected
+        if not changed and reason == self.systemd.reason:
             return
-        since = self.wall() if connected != self.systemd.connected else self.systemd.since
+        since = self.wall() if changed else self.systemd.since
         self.systemd = SystemdLink(connected, reason, since)
-        if self.machine.systemd_connected != connected:
+        if changed:
             self.machine = replace(self.machine, systemd_connected=connected)
             self.presence.update(self.machine)
 
