@@ -6,6 +6,7 @@ wrapped in ``BearerAuth``, on TCP.  OpenAPI is at ``/openapi.json``, docs at ``/
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
-from . import bulk, events, journal, machines, state, system, units
+from . import bulk, events, journal, machines, state, system, units, versions
 from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
@@ -36,7 +37,8 @@ pass a response's `nextPageToken` back as the `nextPageToken` query parameter.
 **Extensions** (fleet's clients ignore them): `hash` and `reason` on units,
 capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
 `/units/{name}/placement`,
-`/placements`, cordon/uncordon/drain of machines, `/units/{name}/status`
+`/units/{name}/versions` (the last 20 versions of a unit's file, who wrote them and
+what changed), `/placements`, cordon/uncordon/drain of machines, `/units/{name}/status`
 and `/journal` (served by the unit's machine, no SSH), `/events` (server-sent
 events), `/metrics` (Prometheus) and `/healthz`.
 
@@ -55,6 +57,7 @@ def create_app(
     extra_metrics: Sequence[Callable[[], str]] = (),
     systemd: Callable[[], SystemdLink] | None = None,
     max_body: int = MAX_BODY,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -62,7 +65,8 @@ def create_app(
     (None on a fleetd without an agent); ``peers``: how to reach other
     machines' APIs for status/journal; ``extra_metrics``: callables returning
     Prometheus text appended to ``/metrics``; ``systemd``: this machine's agent's
-    connection to systemd, for ``/healthz`` and ``/metrics`` (None: no agent here).
+    connection to systemd, for ``/healthz`` and ``/metrics`` (None: no agent here);
+    ``clock``: wall-clock seconds, the time unit versions record.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -87,11 +91,13 @@ def create_app(
         peers=peers or Peers(),
         extra_metrics=tuple(extra_metrics),
         systemd=systemd,
+        clock=clock,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
     for router in (
         units.router,
+        versions.router,
         bulk.router,
         journal.router,
         state.router,

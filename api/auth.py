@@ -1,9 +1,13 @@
-"""Bearer-token authentication for the TCP listener (an ASGI wrapper).
+"""Who calls the API: bearer-token authentication on TCP, and the caller of each request.
 
-The unix socket is protected by its file mode (0600) and is served without
-this wrapper; on TCP every request must carry ``Authorization: Bearer <token>``.
-A missing or wrong token is a 401 in fleet's error shape.  The token is read
-from the ``api_token_file`` named in the configuration.
+The unix socket is protected by its file mode (0600); its requests are the
+caller ``unix socket`` (``Identified``).  On TCP every request must carry
+``Authorization: Bearer <token>``; a missing or wrong token is a 401 in
+fleet's error shape, and a right one makes the request's caller the token's
+name (``BearerAuth``).  The token is read from the ``api_token_file`` named
+in the configuration; it is named ``token``.  Each wrapper puts the request's
+``Caller`` in the ASGI scope, where ``caller_of`` (a FastAPI dependency)
+finds it; what the request changes is recorded under that name.
 """
 
 from __future__ import annotations
@@ -12,13 +16,53 @@ import hmac
 import json
 from pathlib import Path
 
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fleetd.caller import UNIDENTIFIED, Caller
 from fleetd.errors import ConfigError
 
 from .errors import error_body
 
 MIN_TOKEN_LENGTH = 16
+TOKEN_NAME = "token"  # noqa: S105 - a name, not a secret
+"""The name of the token of ``api_token_file`` (the caller's name in what it changes)."""
+CALLER = "fleetd.caller"
+"""The ASGI scope key holding the request's Caller."""
+
+
+def remote_of(scope: Scope) -> str:
+    """The client's address (empty on a unix socket)."""
+    client = scope.get("client")
+    return str(client[0]) if client and client[0] else ""
+
+
+def with_caller(scope: Scope, caller: Caller) -> Scope:
+    return {**scope, CALLER: caller}
+
+
+async def caller_of(request: Request) -> Caller:
+    """The request's caller, as the layer it came through identified it."""
+    caller = request.scope.get(CALLER)
+    if isinstance(caller, Caller):
+        return caller
+    return Caller(UNIDENTIFIED.name, remote_of(request.scope))
+
+
+class Identified:
+    """Serves every request as ``name``: the unix socket (``remote`` False: a local
+    process has no address), TCP with authentication off (with the client's address)."""
+
+    def __init__(self, app: ASGIApp, name: str, *, remote: bool = True) -> None:
+        self.app = app
+        self.name = name
+        self.remote = remote
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            address = remote_of(scope) if self.remote else ""
+            scope = with_caller(scope, Caller(self.name, address))
+        await self.app(scope, receive, send)
 
 
 def load_token(path: str) -> str:
@@ -46,13 +90,21 @@ def bearer_token(header: str) -> str | None:
 
 
 class BearerAuth:
-    """Refuses every HTTP request whose bearer token is not ``token``."""
+    """Refuses every HTTP request whose bearer token is not ``token``; the others are
+    served as the caller ``name``."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, name: str = TOKEN_NAME) -> None:
         if not token:
             raise ValueError("BearerAuth needs a token")
         self.app = app
         self._token = token.encode()
+        self._name = name
+
+    def identify(self, given: str) -> str | None:
+        """The name of the token ``given``, or None if it is no valid token."""
+        if hmac.compare_digest(given.encode("latin-1", "replace"), self._token):
+            return self._name
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -71,10 +123,11 @@ class BearerAuth:
         if given is None:
             await _reject(send, "missing bearer token (Authorization: Bearer <token>)")
             return
-        if not hmac.compare_digest(given.encode("latin-1", "replace"), self._token):
+        name = self.identify(given)
+        if name is None:
             await _reject(send, "invalid bearer token")
             return
-        await self.app(scope, receive, send)
+        await self.app(with_caller(scope, Caller(name, remote_of(scope))), receive, send)
 
 
 async def _reject(send: Send, message: str) -> None:

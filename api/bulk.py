@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from fleetd import model
+from fleetd.caller import Caller
 
 from . import commands, models, unitbatch
+from .auth import caller_of
 from .context import ApiContext, get_ctx
 
 router = APIRouter(tags=["units"])
@@ -35,6 +37,7 @@ Ctx = Annotated[ApiContext, Depends(get_ctx)]
 )
 async def set_units(
     ctx: Ctx,
+    caller: Annotated[Caller, Depends(caller_of)],
     body: models.UnitBatchRequest,
     replace: Annotated[
         bool,
@@ -45,7 +48,8 @@ async def set_units(
 
     Each item means what the body of ``PUT /units/{name}`` means.  All items
     are checked before anything is written; the writes go out in etcd
-    transactions of at most 128 units.  Results are in request order.
+    transactions of at most 128 operations, each unit's new file with the version it
+    adds.  Results are in request order.
     """
     changes = [
         commands.UnitChange(
@@ -55,7 +59,9 @@ async def set_units(
         )
         for item in body.units
     ]
-    results = await unitbatch.set_units(ctx.store, changes, replace_options=replace)
+    results = await unitbatch.set_units(
+        ctx.store, changes, caller=caller, replace_options=replace, clock=ctx.clock
+    )
     return models.UnitBatchResponse(
         units=[
             models.UnitBatchResult(name=c.name, result=r.value)

@@ -11,20 +11,27 @@
 - a template (``foo@.service``) can be submitted but never loaded or started.
 
 Every check runs before anything is written, so bad input changes nothing.
+Every write of a text records the versions it adds (fleetd/versions.py) in
+the same transaction, authored by the ``Caller``: ``plan_change`` is the one
+place that decides a write, for the single and the bulk PUT alike.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from fleetd import model
+from fleetd.caller import Caller
 from fleetd.errors import Conflict, InvalidInput, InvalidUnitFile, NotFound
 from fleetd.registry.store import Store
+from fleetd.registry.unitput import UnitPut
 from fleetd.requirements import parse_requirements
 from fleetd.unitfile import UnitFile, UnitName
+from fleetd.versions import Head, versions_for
 
 from . import models
 
@@ -67,11 +74,23 @@ class UnitChange:
 
 @dataclass(frozen=True, slots=True)
 class UnitWrite:
-    """What one change writes: ``unit`` if it still has ``expected_revision`` (0: absent)."""
+    """What one change writes (``put``, with the versions a new text adds) and how
+    it answers."""
 
-    unit: model.Unit
-    expected_revision: int
+    put: UnitPut
     result: SetResult
+
+    @property
+    def unit(self) -> model.Unit:
+        return self.put.unit
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who writes, and when (wall-clock seconds): what a new version records."""
+
+    caller: Caller
+    now: float
 
 
 def plan_change(
@@ -79,9 +98,12 @@ def plan_change(
     change: UnitChange,
     existing: tuple[model.Unit, int] | None,
     replace_options: bool,
+    head: tuple[Head, int] | None,
+    author: Author,
 ) -> UnitWrite | None:
-    """The write ``change`` means given the unit as read (None: unchanged), or the
-    InvalidInput/Conflict that refuses it.  Shared by the single and the bulk PUT."""
+    """The write ``change`` means given the unit and its version head as read (None:
+    unchanged), or the InvalidInput/Conflict that refuses it.  Shared by the single and
+    the bulk PUT.  ``head`` must have been read whenever ``change.options`` is given."""
     unit_file = build_unit_file(name, change.options) if change.options else None
     if existing is None:
         if unit_file is None:
@@ -89,7 +111,7 @@ def plan_change(
         desired = change.desired or model.DesiredState.INACTIVE
         _check_template(name, desired)
         unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        return UnitWrite(unit, 0, SetResult.CREATED)
+        return UnitWrite(_text_put(unit, None, 0, head, author), SetResult.CREATED)
     current, revision = existing
     if unit_file is not None and unit_file.hash != current.hash:
         if not replace_options:
@@ -100,27 +122,62 @@ def plan_change(
         desired = change.desired or current.desired
         _check_template(name, desired)
         unit = model.Unit(name.name, unit_file.to_text(), unit_file.hash, desired)
-        return UnitWrite(unit, revision, SetResult.REPLACED)
+        return UnitWrite(_text_put(unit, current, revision, head, author), SetResult.REPLACED)
     if change.desired is None:
         raise Conflict("must provide desiredState to update existing unit")
     _check_template(name, change.desired)
     if current.desired is change.desired:
         return None
     unit = model.Unit(current.name, current.text, current.hash, change.desired)
-    return UnitWrite(unit, revision, SetResult.UPDATED)
+    return UnitWrite(UnitPut(unit, revision), SetResult.UPDATED)
 
 
-async def set_unit(store: Store, change: UnitChange, *, replace_options: bool = True) -> SetResult:
+def _text_put(
+    unit: model.Unit,
+    current: model.Unit | None,
+    revision: int,
+    head: tuple[Head, int] | None,
+    author: Author,
+) -> UnitPut:
+    added = versions_for(
+        unit.name,
+        unit.text,
+        unit.hash,
+        current,
+        head[0] if head else None,
+        author.caller,
+        author.now,
+    )
+    return UnitPut(unit, revision, added, head[1] if head else 0)
+
+
+async def set_unit(
+    store: Store,
+    change: UnitChange,
+    *,
+    caller: Caller,
+    replace_options: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> SetResult:
+    """``PUT /units/{name}``; a new text is recorded as a version by ``caller``."""
     name = UnitName.parse(change.name)
     found = await store.get_unit_with_revision(name.name)
-    write = plan_change(name, change, found, replace_options)
+    head = await store.get_version_head(name.name) if change.options else None
+    write = plan_change(name, change, found, replace_options, head, Author(caller, clock()))
     if write is None:
         return SetResult.UNCHANGED
-    if write.result is SetResult.UPDATED:
-        await store.set_desired_state(name.name, write.unit.desired)
-    else:
-        await store.put_unit(write.unit, expected_revision=write.expected_revision)
+    await apply_write(store, write)
     return write.result
+
+
+async def apply_write(store: Store, write: UnitWrite) -> None:
+    """One planned write on its own: a desired-state change is retried on the unit as it
+    is then; a text is written only if the unit and its version head are as read
+    (else Conflict)."""
+    if write.result is SetResult.UPDATED:
+        await store.set_desired_state(write.unit.name, write.unit.desired)
+    else:
+        await store.write_unit(write.put)
 
 
 async def destroy_unit(store: Store, name: str) -> None:

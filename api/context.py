@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ class ApiContext:
     extra_metrics: tuple[Callable[[], str], ...] = ()
     # This machine's agent's connection to systemd now (None: no agent in this process).
     systemd: Callable[[], SystemdLink] | None = None
+    # Wall-clock seconds: the time unit versions record.
+    clock: Callable[[], float] = time.time
 
 
 async def get_ctx(request: Request) -> ApiContext:

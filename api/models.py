@@ -183,3 +183,61 @@ class UnitBatchResult(Wire):
 
 class UnitBatchResponse(Wire):
     units: list[UnitBatchResult]
+
+
+class TemplateVersion(Wire):
+    """Extension: the template version an instance's version has the text of."""
+
+    name: str = Field(description="the template, e.g. web@.service")
+    version: int
+
+
+class UnitVersionInfo(Wire):
+    """Extension: one kept version of a unit's file, without its text."""
+
+    version: int = Field(description="1, 2, ...: never reused for this unit name")
+    hash: str = Field(description="SHA-1 of the unit file, as the unit's hash")
+    time: str | None = Field(
+        description="when it was written, RFC 3339 in UTC (null: not recorded)"
+    )
+    by: str = Field(
+        description="who wrote it: the API token's name, 'unix socket', "
+        "'etcd driver (user@host)', 'anonymous' (TCP without authentication)"
+    )
+    remote: str = Field(description="the client's address, empty if not over the network")
+    linesAdded: int | None = Field(description="lines added since the version before it")
+    linesRemoved: int | None = Field(description="lines removed since the version before it")
+    changes: str = Field(
+        description="one line: '+3 -1 lines; [Service] ExecStart changed', 'first version', "
+        "or 'version N-1 no longer kept'"
+    )
+    template: TemplateVersion | None = Field(
+        default=None,
+        description="instances only: the newest kept version of the template with this text",
+    )
+
+
+class UnitVersionList(Wire):
+    """Extension: ``GET /units/{name}/versions``, oldest first (at most 20)."""
+
+    name: str
+    current: int | None = Field(
+        description="the version the unit has now (null: destroyed, or its text was "
+        "written before versions were kept)"
+    )
+    versions: list[UnitVersionInfo]
+
+
+class UnitVersion(Wire):
+    """Extension: ``GET /units/{name}/versions/{n}``: one version with its text."""
+
+    name: str
+    version: int
+    hash: str
+    time: str | None
+    by: str
+    remote: str
+    text: str = Field(description="the unit file, normalised as the unit's text")
+    previous: int | None = Field(
+        description="the version before it, if it is still kept (what a diff compares with)"
+    )

@@ -1,8 +1,9 @@
 """Serving the API with uvicorn: a unix socket (mode 0600) and optionally TCP.
 
-The unix socket is protected by its mode; the TCP listener wraps the app in
-``BearerAuth`` unless authentication is explicitly disabled (then a warning
-is logged at start).  Sockets are bound here, before uvicorn starts, so a
+The unix socket is protected by its mode (its requests' caller is ``unix
+socket``); the TCP listener wraps the app in ``BearerAuth`` unless
+authentication is explicitly disabled (then a warning is logged at start and
+the caller is ``anonymous``).  Sockets are bound here, before uvicorn starts, so a
 bind failure is a ConfigError naming the address (uvicorn would exit the
 process instead).  fleetd owns the signal handling, not uvicorn.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from fleetd.caller import ANONYMOUS, UNIX_SOCKET
 from fleetd.config import Config
 from fleetd.errors import ConfigError
 from fleetd.model import SystemdLink
@@ -30,7 +32,7 @@ from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
 from .app import create_app
-from .auth import BearerAuth, load_token
+from .auth import BearerAuth, Identified, load_token
 from .inspector import SystemdInspector
 from .pagination import DEFAULT_PAGE_SIZE
 from .peers import Peers
@@ -189,8 +191,10 @@ class ApiServer:
         return out
 
     def _app_for(self, listener: Listener) -> Any:
-        if listener.unix_path is not None or self.auth_disabled:
-            return self.app
+        if listener.unix_path is not None:
+            return Identified(self.app, UNIX_SOCKET.name, remote=False)
+        if self.auth_disabled:
+            return Identified(self.app, ANONYMOUS)
         assert self.token is not None
         return BearerAuth(self.app, self.token)
 

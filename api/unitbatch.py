@@ -15,14 +15,17 @@ same request again is safe.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from fleetd import model
+from fleetd.caller import Caller
 from fleetd.errors import FleetError, InvalidInput
 from fleetd.registry.store import Store
 from fleetd.unitfile import UnitName
+from fleetd.versions import Head
 
-from .commands import SetResult, UnitChange, UnitWrite, plan_change
+from .commands import Author, SetResult, UnitChange, UnitWrite, apply_write, plan_change
 
 MAX_BATCH_UNITS = 1000
 """Most changes in one request (a request must also fit the 1 MiB body limit)."""
@@ -45,10 +48,27 @@ async def _read(store: Store, names: Sequence[str]) -> dict[str, tuple[model.Uni
     return found
 
 
+async def _read_heads(store: Store, names: Sequence[str]) -> dict[str, tuple[Head, int]]:
+    if len(names) > _READ_ALL:
+        return await store.list_version_heads()
+    found = {}
+    for name in names:
+        item = await store.get_version_head(name)
+        if item is not None:
+            found[name] = item
+    return found
+
+
 async def set_units(
-    store: Store, changes: Sequence[UnitChange], *, replace_options: bool = True
+    store: Store,
+    changes: Sequence[UnitChange],
+    *,
+    caller: Caller,
+    replace_options: bool = True,
+    clock: Callable[[], float] = time.time,
 ) -> list[SetResult]:
     """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results in order.
+    New texts are recorded as versions by ``caller``.
 
     InvalidInput/Conflict name the first bad item and nothing is written then.
     """
@@ -69,26 +89,29 @@ async def set_units(
         seen.add(name.name)
         names.append(name)
     existing = await _read(store, [n.name for n in names])
+    with_text = [n.name for n, c in zip(names, changes, strict=True) if c.options]
+    heads = await _read_heads(store, with_text)
+    author = Author(caller, clock())
     writes: list[UnitWrite] = []
     results: list[SetResult] = []
     for index, (name, change) in enumerate(zip(names, changes, strict=True)):
         try:
-            write = plan_change(name, change, existing.get(name.name), replace_options)
+            write = plan_change(
+                name,
+                change,
+                existing.get(name.name),
+                replace_options,
+                heads.get(name.name),
+                author,
+            )
         except FleetError as exc:
             raise _labelled(index, name.name, exc) from exc
         results.append(SetResult.UNCHANGED if write is None else write.result)
         if write is not None:
             writes.append(write)
-    lost = await store.put_units([(w.unit, w.expected_revision) for w in writes])
+    lost = await store.put_units([w.put for w in writes])
     by_name = {w.unit.name: w for w in writes}
-    for unit in lost:
-        await _redo(store, by_name[unit.name])
+    for put in lost:
+        # A transaction lost a race: each of its writes on its own, as a single PUT.
+        await apply_write(store, by_name[put.unit.name])
     return results
-
-
-async def _redo(store: Store, write: UnitWrite) -> None:
-    """One write of a transaction that lost a race, as a single PUT would do it."""
-    if write.result is SetResult.UPDATED:
-        await store.set_desired_state(write.unit.name, write.unit.desired)
-    else:
-        await store.put_unit(write.unit, expected_revision=write.expected_revision)

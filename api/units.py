@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from fleetd import model
+from fleetd.caller import Caller
 
 from . import commands, models, queries
+from .auth import caller_of
 from .context import ApiContext, get_ctx
 from .errors import ApiError
 from .pagination import paginate, parse_token
@@ -61,6 +63,7 @@ async def get_unit(ctx: Ctx, name: str) -> models.Unit:
 )
 async def set_unit(
     ctx: Ctx,
+    caller: Annotated[Caller, Depends(caller_of)],
     name: str,
     body: models.UnitRequest,
     replace: Annotated[
@@ -71,14 +74,17 @@ async def set_unit(
         ),
     ] = True,
 ) -> Response:
-    """Create a unit (needs ``options``) or change its ``desiredState``."""
+    """Create a unit (needs ``options``) or change its ``desiredState``.  A new file is
+    kept as the unit's next version, by the request's caller."""
     if body.name and body.name != name:
         raise ApiError(
             400, f"name in URL {name!r} differs from unit name in request body {body.name!r}"
         )
     desired = model.DesiredState(body.desiredState) if body.desiredState else None
     change = commands.UnitChange(name=name, options=body.options, desired=desired)
-    result = await commands.set_unit(ctx.store, change, replace_options=replace)
+    result = await commands.set_unit(
+        ctx.store, change, caller=caller, replace_options=replace, clock=ctx.clock
+    )
     return Response(status_code=201 if result is commands.SetResult.CREATED else 204)
 
 

@@ -16,10 +16,11 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
-from fleetd.api import commands, models, queries, unitbatch
+from fleetd.api import commands, history, models, queries, unitbatch
 from pydantic import BaseModel, ValidationError
 
 from fleetd import model
+from fleetd.caller import Caller, etcd_driver
 from fleetd.errors import Conflict, FleetError, InvalidInput, NotFound
 from fleetd.registry.store import Store
 
@@ -80,6 +81,14 @@ class Backend(Protocol):
     async def status(self, name: str) -> models.UnitStatus: ...
 
     def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]: ...
+
+    async def versions(self, name: str) -> models.UnitVersionList:
+        """The kept versions of unit ``name`` (NotFound if it has none and does not exist)."""
+        ...
+
+    async def version(self, name: str, number: int) -> models.UnitVersion:
+        """Version ``number`` of unit ``name`` with its text (NotFound if not kept)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -289,6 +298,12 @@ class ApiBackend:
     async def status(self, name: str) -> models.UnitStatus:
         return await self._get(f"/units/{quote(name)}/status", models.UnitStatus)
 
+    async def versions(self, name: str) -> models.UnitVersionList:
+        return await self._get(f"/units/{quote(name)}/versions", models.UnitVersionList)
+
+    async def version(self, name: str, number: int) -> models.UnitVersion:
+        return await self._get(f"/units/{quote(name)}/versions/{number}", models.UnitVersion)
+
     async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
         params = {"lines": str(lines), "follow": "true" if follow else "false"}
         # A followed journal may be quiet for hours: no read timeout then.
@@ -357,10 +372,12 @@ def _reason(exc: httpx.HTTPError) -> str:
 
 
 class StoreBackend:
-    """``--driver etcd``: the registry directly, with the API's rules."""
+    """``--driver etcd``: the registry directly, with the API's rules.  What it writes
+    is recorded as written by ``caller`` (``etcd driver (user@host)``)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, caller: Caller | None = None) -> None:
         self.store = store
+        self.caller = caller or etcd_driver()
 
     async def close(self) -> None:
         await self.store.registry.close()
@@ -382,16 +399,19 @@ class StoreBackend:
         replace: bool,
     ) -> None:
         change = commands.UnitChange(name=name, options=list(options), desired=desired)
-        await commands.set_unit(self.store, change, replace_options=replace)
+        await commands.set_unit(self.store, change, caller=self.caller, replace_options=replace)
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None:
-        await commands.set_unit(self.store, commands.UnitChange(name=name, desired=desired))
+        change = commands.UnitChange(name=name, desired=desired)
+        await commands.set_unit(self.store, change, caller=self.caller)
 
     async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
         step = unitbatch.MAX_BATCH_UNITS
         for start in range(0, len(changes), step):
             chunk = changes[start : start + step]
-            await unitbatch.set_units(self.store, chunk, replace_options=replace)
+            await unitbatch.set_units(
+                self.store, chunk, caller=self.caller, replace_options=replace
+            )
 
     async def destroy(self, name: str) -> bool:
         try:
@@ -414,6 +434,12 @@ class StoreBackend:
         return models.MachineFlags(
             id=machine_id, unschedulable=flags.unschedulable, draining=flags.draining
         )
+
+    async def versions(self, name: str) -> models.UnitVersionList:
+        return await history.version_list(self.store, name)
+
+    async def version(self, name: str, number: int) -> models.UnitVersion:
+        return await history.get_version(self.store, name, number)
 
     async def status(self, name: str) -> models.UnitStatus:
         raise CliError("status needs the API (--driver api): it is served by the unit's machine")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import typer
-from fleetd.cli import listing, units, validate
+from fleetd.cli import history, listing, units, validate
 from fleetd.cli.options import DEFAULT_ENDPOINT, GLOBAL_FLAGS, Driver, GlobalOptions, Output
 
 from fleetd import __version__
@@ -76,7 +76,7 @@ def _root(
     )
 
 
-for _module in (validate, units, listing):
+for _module in (validate, units, listing, history):
     _module.register(app)
 
 

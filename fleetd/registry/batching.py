@@ -1,16 +1,19 @@
 """Splitting a batch of operations into transactions etcd accepts (pure).
 
-etcd refuses a transaction with more than MAX_TXN_OPS operations, one that
-puts the same key twice (or puts a key it also deletes), and a request
-larger than its ``--max-request-bytes`` (1.5 MiB by default).  Both registry
-implementations chunk with the same function, so they split identically.
+etcd refuses a transaction with more than MAX_TXN_OPS operations (or
+compares), one that puts the same key twice (or puts a key it also deletes),
+and a request larger than its ``--max-request-bytes`` (1.5 MiB by default).
+Both registry implementations chunk with the same function, so they split
+identically.  ``chunk_groups`` keeps groups of compares and operations that
+must apply together (a unit and its version) in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
-from fleetd.registry.base import MAX_TXN_OPS, Delete, Op, Put
+from fleetd.registry.base import MAX_TXN_OPS, Compare, Delete, Op, Put
 
 MAX_REQUEST_BYTES = 1_572_864
 """etcd's default ``--max-request-bytes`` (1.5 MiB); larger requests are refused."""
@@ -77,3 +80,45 @@ def chunk_ops(
         _remember(op, keys, prefixes)
     if chunk:
         yield chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Compares and operations that belong in the same transaction."""
+
+    compares: tuple[Compare, ...]
+    ops: tuple[Op, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(op_size(op) for op in self.ops) + sum(
+            len(c.key.encode()) + 16 for c in self.compares
+        )
+
+
+def chunk_groups(
+    groups: Sequence[Group], max_ops: int = MAX_TXN_OPS, max_bytes: int = CHUNK_BYTES
+) -> Iterator[list[int]]:
+    """Consecutive runs of ``groups`` (as indices), each run fitting one transaction:
+    at most ``max_ops`` compares and ``max_ops`` operations and about ``max_bytes``.
+
+    A group is never split; one larger than the limits forms a run on its own
+    (etcd then refuses it).  Groups must not touch each other's keys.
+    """
+    run: list[int] = []
+    ops = compares = size = 0
+    for index, group in enumerate(groups):
+        n = group.size
+        if run and (
+            ops + len(group.ops) > max_ops
+            or compares + len(group.compares) > max_ops
+            or size + n > max_bytes
+        ):
+            yield run
+            run, ops, compares, size = [], 0, 0, 0
+        run.append(index)
+        ops += len(group.ops)
+        compares += len(group.compares)
+        size += n
+    if run:
+        yield run

@@ -23,6 +23,7 @@ from fleetd.model import (
     UnitState,
 )
 from fleetd.registry.keys import SCHEMA_VERSION
+from fleetd.versions import Head, Version
 
 T = TypeVar("T")
 
@@ -215,6 +216,47 @@ def decode_placement(name: str, key: str, data: bytes) -> Placement:
         rejections=_pairs(obj, "rejections", key),
         since=_get(obj, "since", float, key, 0.0),
     )
+
+
+# -- versions/<name>/<n> and version-heads/<name> ------------------------------------
+
+
+def encode_unit_version(version: Version) -> bytes:
+    return _encode(
+        {
+            "text": version.text,
+            "hash": version.hash,
+            "time": version.time,
+            "by": version.by,
+            "remote": version.remote,
+        }
+    )
+
+
+def decode_unit_version(name: str, number: int, key: str, data: bytes) -> Version:
+    obj = _decode(key, data)
+    time = obj.get("time")
+    return Version(
+        name=name,
+        number=number,
+        text=_get(obj, "text", str, key),
+        hash=_get(obj, "hash", str, key),
+        time=None if time is None else _get(obj, "time", float, key),
+        by=_get(obj, "by", str, key),
+        remote=_get(obj, "remote", str, key, ""),
+    )
+
+
+def encode_version_head(head: Head) -> bytes:
+    return _encode({"number": head.number, "hash": head.hash})
+
+
+def decode_version_head(key: str, data: bytes) -> Head:
+    obj = _decode(key, data)
+    number = _get(obj, "number", int, key)
+    if number < 1:
+        raise RegistryError(f"value at {key}: field 'number' must be at least 1")
+    return Head(number, _get(obj, "hash", str, key))
 
 
 # -- engine/leader and version -----------------------------------------------------

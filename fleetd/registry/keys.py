@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetd.errors import InvalidInput
+
 SCHEMA_VERSION = 1
+
+
+def segment(kind: str, value: str) -> str:
+    """``value`` if it can be one path segment of a key (InvalidInput naming ``kind`` if not)."""
+    if not value or "/" in value:
+        raise InvalidInput(f"{kind} {value!r} cannot be used in a registry key (empty or '/')")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,26 @@ class Keys:
 
     def machine_flag(self, machine: str) -> str:
         return f"{self.machine_flags}{machine}"
+
+    # versions/<name>/<n>: the kept texts of a unit name (API writes, with the unit)
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}versions/"
+
+    def unit_versions(self, name: str) -> str:
+        return f"{self.versions}{name}/"
+
+    def unit_version(self, name: str, number: int) -> str:
+        return f"{self.versions}{name}/{number}"
+
+    # version-heads/<name>: the latest version number and hash of a unit name; it
+    # outlives the unit, so numbers never repeat (API writes, with the unit)
+    @property
+    def version_heads(self) -> str:
+        return f"{self.prefix}version-heads/"
+
+    def version_head(self, name: str) -> str:
+        return f"{self.version_heads}{name}"
 
     # engine/leader: leader machine id, under the leader lease (engine)
     @property

@@ -3,7 +3,7 @@
 It keeps what the contract promises and nothing more: one global revision
 (starting at 1, bumped only by writes that change something), create/mod
 revisions and versions per key, leases whose TTL runs on an injected clock,
-atomic compare-and-apply transactions with etcd's validation (op count,
+atomic compare-and-apply transactions with etcd's validation (op and compare count,
 duplicate keys, request size, unknown lease), watches fed from a history that
 ``compact`` truncates, and fault injection (``set_available``).
 
@@ -142,6 +142,11 @@ class MemoryRegistry:
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         self._enter()
+        if len(compares) > MAX_TXN_OPS:
+            # etcd counts compares against --max-txn-ops as well as each branch's ops.
+            raise RegistryError(
+                f"too many compares in one transaction: {len(compares)} > {MAX_TXN_OPS}"
+            )
         succeeded = all(self._holds(c) for c in compares)
         ops = success if succeeded else failure
         self._validate(ops)

@@ -7,6 +7,11 @@ values (codec.py) over any Registry.  Contracts worth knowing:
   election revision and fail with NotLeader once another engine took over.
 * ``put_unit``/``delete_unit`` take ``expected_revision`` for compare-and-swap
   (``0`` = must not exist) and raise Conflict when they lose.
+* A unit's text is written with ``write_unit``/``put_units`` (``UnitPut``):
+  the versions the new text adds (fleetd/versions.py) go in the same
+  transaction as the unit, guarded by the version head, so a unit and its
+  version appear together or not at all.  ``put_unit`` writes the record
+  alone: desired-state changes, and tests that seed units.
 * ``mirror(prefix)`` yields a Snapshot, then Changes; after a compaction it
   yields a fresh Snapshot, so callers never see WatchCompacted.
 """
@@ -17,7 +22,14 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from fleetd.errors import Conflict, InvalidInput, NotFound, NotLeader, WatchCompacted
+from fleetd.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotLeader,
+    RegistryError,
+    WatchCompacted,
+)
 from fleetd.model import (
     DesiredState,
     Machine,
@@ -38,8 +50,11 @@ from fleetd.registry.base import (
     Registry,
     WatchEvent,
 )
-from fleetd.registry.batching import chunk_ops
+from fleetd.registry.batching import Group, chunk_groups
 from fleetd.registry.keys import Keys
+from fleetd.registry.keys import segment as _segment
+from fleetd.registry.unitput import UnitPut, unit_group
+from fleetd.versions import Head, Version
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +86,8 @@ class Changes:
     revision: int
 
 
-def _segment(kind: str, value: str) -> str:
-    if not value or "/" in value:
-        raise InvalidInput(f"{kind} {value!r} cannot be used in a registry key (empty or '/')")
-    return value
+def _number(version: Version) -> int:
+    return version.number
 
 
 class Store:
@@ -149,29 +162,38 @@ class Store:
             u.name: (u, kv.mod_revision) for kv in items for u in [self.unit_from(kv.key, kv.value)]
         }
 
-    async def put_units(self, writes: Sequence[tuple[Unit, int]]) -> list[Unit]:
-        """Compare-and-swap many units, in transactions of <= MAX_TXN_OPS.
+    async def write_unit(self, put: UnitPut) -> int:
+        """One ``UnitPut`` in one transaction; Conflict if the unit or its version head
+        changed since they were read.  Returns the new revision."""
+        group = unit_group(self.keys, put)
+        result = await self.registry.txn(group.compares, group.ops)
+        if not result.succeeded:
+            what = "already exists" if put.expected_revision == 0 else "was changed meanwhile"
+            raise Conflict(f"unit {put.unit.name} {what}")
+        return result.revision
 
-        Each ``(unit, expected_revision)`` is written only if the stored mod
-        revision still matches (``0``: only if absent).  A transaction applies
-        all its units or none; the units of transactions whose compares failed
-        are returned (not written), in order, for the caller to retry one by one.
+    async def put_units(self, writes: Sequence[UnitPut]) -> list[UnitPut]:
+        """Compare-and-swap many units, each with its versions, in transactions of
+        <= MAX_TXN_OPS operations (a unit and its versions are never split).
+
+        A transaction applies all its writes or none; the writes of transactions
+        whose compares failed are returned (not written), in order, for the
+        caller to retry one by one.
         """
-        compares: dict[str, Compare] = {}
-        ops: list[Op] = []
-        units: dict[str, Unit] = {}
-        for unit, expected in writes:
-            key = self.keys.unit(_segment("unit name", unit.name))
-            if key in compares:
-                raise InvalidInput(f"unit {unit.name} is written twice in one batch")
-            compares[key] = Compare(key, CompareTarget.MOD, expected)
-            ops.append(Put(key, codec.encode_unit(unit)))
-            units[key] = unit
-        lost: list[Unit] = []
-        for chunk in chunk_ops(ops):
-            result = await self.registry.txn([compares[op.key] for op in chunk], chunk)
+        names: set[str] = set()
+        groups: list[Group] = []
+        for put in writes:
+            if put.unit.name in names:
+                raise InvalidInput(f"unit {put.unit.name} is written twice in one batch")
+            names.add(put.unit.name)
+            groups.append(unit_group(self.keys, put))
+        lost: list[UnitPut] = []
+        for run in chunk_groups(groups):
+            compares = [c for i in run for c in groups[i].compares]
+            ops = [op for i in run for op in groups[i].ops]
+            result = await self.registry.txn(compares, ops)
             if not result.succeeded:
-                lost.extend(units[op.key] for op in chunk)
+                lost.extend(writes[i] for i in run)
         return lost
 
     async def set_desired_state(self, name: str, desired: DesiredState) -> Unit:
@@ -202,6 +224,41 @@ class Store:
         if not result.succeeded:
             raise Conflict(f"unit {name} was changed meanwhile")
         return True
+
+    # -- unit versions ------------------------------------------------------------------
+
+    def version_from(self, key: str, value: bytes) -> Version:
+        parts = self.keys.split(key, self.keys.versions)
+        if len(parts) != 2 or not (parts[1].isdigit() and parts[1].isascii()):
+            raise RegistryError(f"key {key} is not versions/<name>/<number>")
+        return codec.decode_unit_version(parts[0], int(parts[1]), key, value)
+
+    async def get_version_head(self, name: str) -> tuple[Head, int] | None:
+        """The latest version of unit name ``name`` and its mod revision (for UnitPut)."""
+        kv = await self.registry.get(self.keys.version_head(_segment("unit name", name)))
+        return (codec.decode_version_head(kv.key, kv.value), kv.mod_revision) if kv else None
+
+    async def list_version_heads(self) -> dict[str, tuple[Head, int]]:
+        """Every unit name's version head with its mod revision."""
+        items, _ = await self.registry.get_prefix(self.keys.version_heads)
+        return {
+            self.keys.split(kv.key, self.keys.version_heads)[0]: (
+                codec.decode_version_head(kv.key, kv.value),
+                kv.mod_revision,
+            )
+            for kv in items
+        }
+
+    async def list_versions(self, name: str) -> list[Version]:
+        """The kept versions of unit name ``name``, oldest first."""
+        items, _ = await self.registry.get_prefix(
+            self.keys.unit_versions(_segment("unit name", name))
+        )
+        return sorted((self.version_from(kv.key, kv.value) for kv in items), key=_number)
+
+    async def get_version(self, name: str, number: int) -> Version | None:
+        kv = await self.registry.get(self.keys.unit_version(_segment("unit name", name), number))
+        return self.version_from(kv.key, kv.value) if kv else None
 
     # -- schedule and placement (engine, fenced) -----------------------------------------
 

@@ -209,6 +209,8 @@ def _names() -> Iterator[Hostile]:
         yield Hostile(f"placement {short}", "GET", f"{unit}/placement", headers=())
         yield Hostile(f"status {short}", "GET", f"{unit}/status", headers=())
         yield Hostile(f"journal {short}", "GET", f"{unit}/journal", headers=())
+        yield Hostile(f"versions {short}", "GET", f"{unit}/versions", headers=())
+        yield Hostile(f"version 1 {short}", "GET", f"{unit}/versions/1", headers=())
 
 
 def _option(section: Any = "Service", name: Any = "ExecStart", value: Any = "/bin/true") -> Any:
@@ -530,6 +532,10 @@ def _queries() -> Iterator[Hostile]:
             query=query,
             headers=(),
             expect=400,
+        )
+    for number in ["0", "-1", "abc", "1.5", "1e3", "9" * 30, "%00", "%C2%B9"]:
+        yield Hostile(
+            f"version {number}", "GET", f"{unit}/versions/{number}", headers=(), expect=400
         )
     for query in [b"since=-1", b"since=abc", b"since=1e3", b"kinds=bogus", b"kinds=unit,%00"]:
         yield Hostile(

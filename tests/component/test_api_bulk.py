@@ -9,10 +9,12 @@ from apikit import SERVICE, client_for, error_of, make_app, new_store, options_o
 from fleetd.api import unitbatch
 from fleetd.api.commands import SetResult, UnitChange
 
+from fleetd.caller import Caller
 from fleetd.errors import Conflict
 from fleetd.model import DesiredState
 from fleetd.registry.store import Store
 
+TESTER = Caller("test")
 TEMPLATE = "[Unit]\nDescription=t %i\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
 
@@ -137,7 +139,7 @@ async def test_too_many_and_duplicates_refused(client, store) -> None:
 async def test_too_many_refused_by_the_command(store) -> None:
     changes = [UnitChange(f"u{i}.service", desired=DesiredState.LAUNCHED) for i in range(1001)]
     with pytest.raises(Exception, match="too many units in one request: 1001 > 1000"):
-        await unitbatch.set_units(store, changes)
+        await unitbatch.set_units(store, changes, caller=TESTER)
 
 
 async def test_v1_single_put_unchanged(client) -> None:
@@ -155,7 +157,9 @@ class RacingStore(Store):
     async def list_units_with_revisions(self):  # type: ignore[no-untyped-def]
         found = await super().list_units_with_revisions()
         if self.racer:
-            await unitbatch.set_units(Store(self.registry), [_create(self.racer, "racer")])
+            await unitbatch.set_units(
+                Store(self.registry), [_create(self.racer, "racer")], caller=TESTER
+            )
         return found
 
 
@@ -171,14 +175,14 @@ async def test_create_never_overwrites_a_concurrent_create() -> None:
     store.racer = "u5.service"
     changes = [_create(f"u{i}.service", "batch") for i in range(20)]
     with pytest.raises(Conflict, match=r"u5\.service already exists"):
-        await unitbatch.set_units(store, changes)
+        await unitbatch.set_units(store, changes, caller=TESTER)
     racer = await store.get_unit("u5.service")
     assert racer is not None and "racer" in racer.text
 
 
 async def test_state_change_retried_after_a_race(store) -> None:
     for i in range(20):
-        await unitbatch.set_units(store, [_create(f"u{i}.service", "x")])
+        await unitbatch.set_units(store, [_create(f"u{i}.service", "x")], caller=TESTER)
 
     class Touching(Store):
         async def list_units_with_revisions(self):  # type: ignore[no-untyped-def]
@@ -188,6 +192,6 @@ async def test_state_change_retried_after_a_race(store) -> None:
 
     racing = Touching(store.registry)
     changes = [UnitChange(f"u{i}.service", desired=DesiredState.LAUNCHED) for i in range(20)]
-    results = await unitbatch.set_units(racing, changes)
+    results = await unitbatch.set_units(racing, changes, caller=TESTER)
     assert results == [SetResult.UPDATED] * 20
     assert {u.desired for u in await store.list_units()} == {DesiredState.LAUNCHED}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pytest
 
+from fleetd.caller import Caller
 from fleetd.errors import (
+    Conflict,
     InvalidInput,
     LeaseExpired,
     RegistryError,
@@ -18,6 +20,7 @@ from fleetd.errors import (
     WatchCompacted,
 )
 from fleetd.etcd_server import EtcdServer
+from fleetd.model import Unit
 from fleetd.registry.base import (
     MAX_TXN_OPS,
     Compare,
@@ -29,7 +32,12 @@ from fleetd.registry.base import (
     WatchEvent,
 )
 from fleetd.registry.etcd import EtcdRegistry
+from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
+from fleetd.registry.store import Store
+from fleetd.registry.unitput import UnitPut
+from fleetd.unitfile import UnitFile
+from fleetd.versions import versions_for
 
 if TYPE_CHECKING:
     from tests.conftest import FakeClock
@@ -205,6 +213,15 @@ async def test_txn_with_too_many_ops_is_refused(backend: Backend) -> None:
         await r.txn([], [Put(k(f"x{i}"), b"") for i in range(MAX_TXN_OPS + 1)])
     items, _ = await r.get_prefix(backend.prefix)
     assert items == []
+
+
+async def test_txn_with_too_many_compares_is_refused(backend: Backend) -> None:
+    r, k = backend.registry, backend.key
+    compares = [Compare.absent(k(f"c{i}")) for i in range(MAX_TXN_OPS + 1)]
+    with pytest.raises(RegistryError):
+        await r.txn(compares, [Put(k("x"), b"")])
+    assert await r.get(k("x")) is None
+    assert (await r.txn(compares[:MAX_TXN_OPS], [Put(k("x"), b"")])).succeeded
 
 
 async def test_batch_of_500_writes_is_chunked(backend: Backend) -> None:
@@ -427,3 +444,128 @@ async def test_unreachable_etcd_is_registry_unavailable() -> None:
             await registry.txn([Compare.absent("/x")], [Put("/x", b"")])
     finally:
         await registry.close()
+
+
+# -- unit versions: the Store's versions collection over each registry ---------------------
+
+
+def _store(backend: Backend) -> Store:
+    return Store(backend.registry, Keys(backend.prefix))
+
+
+def _unit(name: str, text: str) -> Unit:
+    unit_file = UnitFile.from_text(text)
+    return Unit(name, unit_file.text, unit_file.hash)
+
+
+async def _put(store: Store, name: str, text: str) -> UnitPut:
+    """What a writer of ``text`` hands the Store, from the unit and head as they are now."""
+    found = await store.get_unit_with_revision(name)
+    head = await store.get_version_head(name)
+    unit = _unit(name, text)
+    added = versions_for(
+        name,
+        unit.text,
+        unit.hash,
+        found[0] if found else None,
+        head[0] if head else None,
+        Caller("tester", "10.0.0.9"),
+        1000.0 + (head[0].number if head else 0),
+    )
+    return UnitPut(unit, found[1] if found else 0, added, head[1] if head else 0)
+
+
+def _text(i: int) -> str:
+    return f"[Service]\nExecStart=/bin/echo {i}\n"
+
+
+async def test_a_unit_and_its_version_are_one_write(backend: Backend) -> None:
+    store = _store(backend)
+    await store.write_unit(await _put(store, "web.service", _text(1)))
+    unit_kv = await backend.registry.get(store.keys.unit("web.service"))
+    version_kv = await backend.registry.get(store.keys.unit_version("web.service", 1))
+    head_kv = await backend.registry.get(store.keys.version_head("web.service"))
+    assert unit_kv and version_kv and head_kv
+    assert unit_kv.mod_revision == version_kv.mod_revision == head_kv.mod_revision
+    [version] = await store.list_versions("web.service")
+    assert (version.number, version.by, version.remote, version.time) == (
+        1,
+        "tester",
+        "10.0.0.9",
+        1000.0,
+    )
+    assert version.text == _text(1) and version.hash == _unit("x", _text(1)).hash
+    assert await store.get_version("web.service", 1) == version
+
+
+async def test_a_losing_write_leaves_no_version(backend: Backend) -> None:
+    store = _store(backend)
+    await store.write_unit(await _put(store, "web.service", _text(1)))
+    stale_unit = await _put(store, "web.service", _text(2))
+    stale_head = await _put(store, "web.service", _text(3))
+    await store.write_unit(await _put(store, "web.service", _text(4)))  # version 2
+    # Either compare failing refuses the whole write: unit, version, head, pruning.
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        await store.write_unit(stale_unit)
+    before = await store.get_unit_with_revision("web.service")
+    assert before is not None
+    with pytest.raises(Conflict):
+        await store.write_unit(replace(stale_head, expected_revision=before[1]))
+    assert [v.number for v in await store.list_versions("web.service")] == [1, 2]
+    head = await store.get_version_head("web.service")
+    assert head is not None and head[0].number == 2
+    unit = await store.get_unit("web.service")
+    assert unit is not None and unit.text == _text(4)
+    # A create that lost (the unit exists now) writes no version either.
+    with pytest.raises(Conflict, match="already exists"):
+        await store.write_unit(
+            replace(await _put(store, "web.service", _text(5)), expected_revision=0)
+        )
+    assert [v.number for v in await store.list_versions("web.service")] == [1, 2]
+
+
+async def test_versions_are_pruned_to_the_last_20_and_numbers_never_repeat(
+    backend: Backend,
+) -> None:
+    store = _store(backend)
+    for i in range(1, 26):
+        await store.write_unit(await _put(store, "web.service", _text(i)))
+    kept = await store.list_versions("web.service")
+    assert [v.number for v in kept] == list(range(6, 26))
+    assert [v.text for v in kept] == [_text(i) for i in range(6, 26)]
+    assert await store.get_version("web.service", 5) is None
+    # Destroyed, the history stays; submitted again, it continues.
+    assert await store.delete_unit("web.service")
+    assert len(await store.list_versions("web.service")) == 20
+    same = await _put(store, "web.service", _text(25))
+    assert same.versions == ()  # the latest version's text: no new version
+    await store.write_unit(same)
+    await store.write_unit(await _put(store, "web.service", _text(99)))
+    assert [v.number for v in await store.list_versions("web.service")] == list(range(7, 27))
+    heads = await store.list_version_heads()
+    assert {n: h.number for n, (h, _) in heads.items()} == {"web.service": 26}
+
+
+async def test_many_units_with_versions_are_chunked_never_split(backend: Backend) -> None:
+    store = _store(backend)
+    names = [f"u{i:03d}.service" for i in range(100)]
+    lost = await store.put_units([await _put(store, n, _text(i)) for i, n in enumerate(names)])
+    assert lost == []
+    revisions = set()
+    for name in names:
+        unit_kv = await backend.registry.get(store.keys.unit(name))
+        version_kv = await backend.registry.get(store.keys.unit_version(name, 1))
+        assert unit_kv and version_kv and unit_kv.mod_revision == version_kv.mod_revision
+        revisions.add(unit_kv.mod_revision)
+    assert len(revisions) == 3  # 100 units x 3 ops in transactions of <= 128 ops
+
+
+async def test_a_batch_transaction_that_loses_writes_none_of_its_units(backend: Backend) -> None:
+    store = _store(backend)
+    names = [f"u{i:03d}.service" for i in range(10)]
+    puts = [await _put(store, n, _text(i)) for i, n in enumerate(names)]
+    await store.write_unit(await _put(store, "u004.service", "[Service]\nExecStart=/bin/racer\n"))
+    lost = await store.put_units(puts)
+    assert [p.unit.name for p in lost] == names
+    assert [u.name for u in await store.list_units()] == ["u004.service"]
+    assert list(await store.list_version_heads()) == ["u004.service"]
