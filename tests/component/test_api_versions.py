@@ -7,6 +7,7 @@ as the API's authentication layer named it.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -264,3 +265,55 @@ async def test_the_routes_are_in_the_openapi(api: Api) -> None:
         "template",
     }
     assert "text" in schemas["UnitVersion"]["properties"]
+
+
+async def _check_invariants(store: Store, expected: dict[str, tuple[int, str]]) -> None:
+    """Every unit's text is its latest version; numbers are contiguous, at most 20 kept."""
+    heads = {name: head for name, (head, _) in (await store.list_version_heads()).items()}
+    assert {n: (h.number, h.hash) for n, h in heads.items()} == expected
+    for unit in await store.list_units():
+        assert heads[unit.name].hash == unit.hash
+    for name, head in heads.items():
+        numbers = [v.number for v in await store.list_versions(name)]
+        assert numbers == list(range(max(1, head.number - 19), head.number + 1))
+        latest = await store.get_version(name, head.number)
+        assert latest is not None and latest.hash == head.hash
+
+
+async def test_random_writes_keep_units_and_versions_consistent() -> None:
+    """Single and bulk PUTs, replaces refused or not, destroys and state changes in a random
+    order: every successful text write is exactly one version, nothing else is."""
+    rnd = random.Random(14)
+    api = Api(Store(MemoryRegistry()))
+    names = ["a.service", "b.service", "c.service"]
+    texts = [text(n) for n in range(4)]
+    expected: dict[str, tuple[int, str]] = {}
+
+    def wrote(name: str, unit_text: str) -> None:
+        count, latest = expected.get(name, (0, ""))
+        digest = UnitFile.from_text(unit_text).hash
+        if digest != latest:
+            expected[name] = (count + 1, digest)
+
+    for _ in range(300):
+        kind = rnd.choice(["put", "put", "bulk", "destroy", "state"])
+        name, unit_text = rnd.choice(names), rnd.choice(texts)
+        if kind == "put":
+            replace = rnd.choice(["true", "false"])
+            r = await api.put(name, unit_text, replace=replace)
+            if r.status_code in (201, 204):
+                wrote(name, unit_text)
+        elif kind == "bulk":
+            picked = rnd.sample(names, rnd.randint(1, 3))
+            items = [{"name": n, **body(rnd.choice(texts))} for n in picked]
+            r = await api.tcp.put(f"{V1}/units", json={"units": items})
+            if r.status_code == 200:
+                for item in items:
+                    wrote(item["name"], UnitFile.from_options(item["options"]).text)
+        elif kind == "destroy":
+            await api.unix.delete(f"{V1}/units/{name}")
+        else:
+            await api.unix.put(f"{V1}/units/{name}", json={"desiredState": "loaded"})
+        await _check_invariants(api.store, expected)
+    assert max(count for count, _ in expected.values()) > 20  # pruning was exercised
+    await api.close()
