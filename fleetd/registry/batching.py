@@ -11,7 +11,7 @@ must apply together (a unit and its version) in one transaction.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetd.registry.base import MAX_TXN_OPS, Compare, Delete, Op, Put
 
@@ -88,12 +88,13 @@ class Group:
 
     compares: tuple[Compare, ...]
     ops: tuple[Op, ...]
+    size: int = field(init=False, compare=False)
+    """Approximate encoded size (like ``op_size``)."""
 
-    @property
-    def size(self) -> int:
-        return sum(op_size(op) for op in self.ops) + sum(
-            len(c.key.encode()) + 16 for c in self.compares
-        )
+    def __post_init__(self) -> None:
+        size = sum(op_size(op) for op in self.ops)
+        size += sum(len(c.key) + 16 for c in self.compares)
+        object.__setattr__(self, "size", size)
 
 
 def chunk_groups(

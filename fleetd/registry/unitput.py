@@ -40,11 +40,13 @@ class UnitPut:
     def __post_init__(self) -> None:
         if self.versions and self.head_revision is None:
             raise ValueError("a write that adds versions must say which head it read")
-        numbers = [v.number for v in self.versions]
-        if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-            raise ValueError(f"versions of one write must be consecutive, got {numbers}")
-        if any(v.name != self.unit.name for v in self.versions):
-            raise ValueError(f"a version of another unit written with {self.unit.name}")
+        for before, after in zip(self.versions, self.versions[1:], strict=False):
+            if after.number != before.number + 1:
+                numbers = [v.number for v in self.versions]
+                raise ValueError(f"versions of one write must be consecutive, got {numbers}")
+        for version in self.versions:
+            if version.name != self.unit.name:
+                raise ValueError(f"a version of another unit written with {self.unit.name}")
 
 
 def unit_group(keys: Keys, put: UnitPut) -> Group:
