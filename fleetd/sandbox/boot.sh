@@ -1,21 +1,23 @@
 #!/bin/sh
 # Boots one sandbox machine: systemd as PID 1 on a volatile overlay of the host's root.
 #
-#   boot.sh outer LAUNCHER_CGROUP MACHINE_CGROUP NETNS MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#   boot.sh outer LAUNCHER_CGROUP MACHINE_CGROUP NETNS MACHINE_DIR DISK_DIR HOSTNAME INSTALL...
 #       (host side) joins LAUNCHER_CGROUP (a host path), enters the machine's network
 #       namespace and re-runs this script as "inner" in new PID, mount and UTS namespaces.
 #   boot.sh inner MACHINE_CGROUP ...
 #       (PID 1 of the new PID namespace) moves into MACHINE_CGROUP (relative to the
 #       cgroup2 root) and re-runs itself as "root" in a new cgroup namespace, so that
 #       systemd alone owns the machine's cgroup (the launcher stays outside it).
-#   boot.sh root MACHINE_DIR DISK_DIR HOSTNAME BIND_PATH...
+#   boot.sh root MACHINE_DIR DISK_DIR HOSTNAME INSTALL...
 #       builds the root and execs systemd.
 #
 # MACHINE_DIR holds `root/` (the mount point) and `seed/` (files copied over the
 # root on every boot: machine-id, hostname, masks, fleet config).  DISK_DIR holds
-# the overlay's `upper/` and `work/`, which survive a poweroff.  Each BIND_PATH
-# (the venv, the source tree, the etcd binary) is bind-mounted in when it lives
-# on another filesystem than / and so is not part of the overlay's lower layer.
+# the overlay's `upper/` and `work/`, which survive a poweroff.  INSTALL items
+# show fleetd's install where the overlay and the fresh /tmp and /run do not
+# (install.py decides): `bind PATH` binds the host directory PATH read-only at
+# the same path, `link PATH TARGET` creates the symlink PATH -> TARGET.  Their
+# paths have no symlinks in them, so nothing here follows a link out of the root.
 set -eu
 
 mode=$1
@@ -53,13 +55,6 @@ root=$machine_dir/root
 mkdir -p "$disk/upper" "$disk/work" "$root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$disk/upper,workdir=$disk/work" "$root"
 
-for path in "$@"; do
-    if [ -e "$path" ] && [ "$(stat -c %d "$path")" != "$(stat -c %d /)" ]; then
-        mkdir -p "$root$path"
-        mount --rbind "$path" "$root$path"
-    fi
-done
-
 mount -t proc proc "$root/proc"
 # Kernel tunables are global: the machine sees them read-only, as under nspawn.
 mount --bind "$root/proc/sys" "$root/proc/sys"
@@ -79,6 +74,25 @@ mount --bind /proc/self/fd/1 "$root/dev/console" 2>/dev/null || true
 mount --bind /dev/null "$root/dev/kmsg"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+
+# After the tmpfs mounts, which would hide them; before systemd, which keeps
+# /tmp as it finds it mounted.
+while [ $# -gt 0 ]; do
+    case $1 in
+    bind)
+        mkdir -p "$root$2"
+        mount --bind "$2" "$root$2"
+        mount -o remount,bind,ro "$root$2"
+        shift 2
+        ;;
+    link)
+        mkdir -p "$root${2%/*}"
+        [ -e "$root$2" ] || [ -L "$root$2" ] || ln -s "$3" "$root$2"
+        shift 3
+        ;;
+    *) echo "boot.sh: unknown install item $1" >&2; exit 2 ;;
+    esac
+done
 
 cp -a "$machine_dir/seed/." "$root/"
 hostname "$name"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,8 +21,9 @@ from pathlib import Path
 
 from fleetd.errors import SandboxError
 from fleetd.registry.keys import Keys
-from fleetd.sandbox import etcd, host, machine, network, seed
+from fleetd.sandbox import etcd, host, install, machine, network, seed
 from fleetd.sandbox import state as st
+from fleetd.sandbox.install import Install
 from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.spec import API_PORT, SandboxSpec
 from fleetd.sandbox.state import Instance, MachineState, SandboxState, instance
@@ -52,6 +52,7 @@ class Sandbox:
         progress: Callable[[str], None] = lambda _msg: None,
     ) -> Sandbox:
         """Create and boot the sandbox; on any failure remove what was created and re-raise."""
+        installed = install.locate()
         host.preflight()
         sandbox = cls(name)
         inst, state_dir = sandbox.instance, sandbox.state_dir
@@ -77,19 +78,17 @@ class Sandbox:
             network.check_subnet_free(spec.subnet)
         else:
             spec = dataclasses.replace(spec, subnet=network.free_subnet())
-        fleetd_bin = Path(sys.prefix) / "bin" / "fleetd"
-        if spec.fleetd and not fleetd_bin.exists():
-            raise SandboxError(f"fleetd is not installed at {fleetd_bin} (run .ci/setup)")
-        etcd.binary()
+        if spec.fleetd and not installed.fleetd.exists():
+            raise SandboxError(f"fleetd is not installed at {installed.fleetd} (run .ci/setup)")
         try:
-            sandbox._create(spec, fleetd_bin, timeout, progress)
+            sandbox._create(spec, installed, timeout, progress)
         except BaseException:
             teardown(inst)
             raise
         return sandbox
 
     def _create(
-        self, spec: SandboxSpec, fleetd_bin: Path, timeout: float, say: Callable[[str], None]
+        self, spec: SandboxSpec, installed: Install, timeout: float, say: Callable[[str], None]
     ) -> None:
         deadline = time.monotonic() + timeout
         state = SandboxState(
@@ -103,6 +102,8 @@ class Sandbox:
             token=secrets.token_urlsafe(32) if spec.auth else None,
             fleetd=spec.fleetd,
             spec=dataclasses.asdict(spec),
+            binds=installed.binds,
+            links=installed.links,
         )
         st.save(self.state_dir, state)
         state = self._save(dataclasses.replace(state, disks_mounted=True))
@@ -130,7 +131,7 @@ class Sandbox:
             network.create_machine_net(
                 state.bridge, ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
             )
-            files, enabled = seed.machine_files(spec, ms, state.token, fleetd_bin)
+            files, enabled = seed.machine_files(spec, ms, state.token, installed.fleetd)
             seed.write_seed(
                 self._machine_dir(name) / "seed",
                 files=files,
@@ -160,6 +161,7 @@ class Sandbox:
             Path(state.disks) / name,
             Path(state.cgroup) / name,
             ms.netns,
+            install.boot_args(state.binds, state.links),
         )
         self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=launcher)))
 

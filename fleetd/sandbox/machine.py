@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import fleetd
 from fleetd.errors import SandboxError
 from fleetd.sandbox import host
 
@@ -24,17 +22,19 @@ BOOT_SCRIPT = Path(__file__).with_name("boot.sh")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def bind_paths() -> list[str]:
-    """Host paths machines need (venv, source tree, etcd); boot.sh binds those off the root fs."""
-    paths = {sys.prefix, str(Path(fleetd.__file__).resolve().parents[1])}
-    etcd_bin = os.environ.get("FLEETD_ETCD_BIN")
-    if etcd_bin:
-        paths.add(str(Path(etcd_bin).resolve().parent))
-    return sorted(paths)
+def launch(
+    name: str,
+    machine_dir: Path,
+    disk_dir: Path,
+    cgroup: Path,
+    netns: str,
+    install_args: Sequence[str],
+) -> int:
+    """Start booting; returns the launcher's PID (the host-side ``unshare``).
 
-
-def launch(name: str, machine_dir: Path, disk_dir: Path, cgroup: Path, netns: str) -> int:
-    """Start booting; returns the launcher's PID (the host-side ``unshare``)."""
+    ``install_args``: boot.sh's binds and links that show fleetd's install
+    (``install.boot_args``).
+    """
     (machine_dir / "root").mkdir(parents=True, exist_ok=True)
     disk_dir.mkdir(parents=True, exist_ok=True)
     host.cgroup_remove(cgroup)
@@ -44,7 +44,7 @@ def launch(name: str, machine_dir: Path, disk_dir: Path, cgroup: Path, netns: st
     relative = cgroup.relative_to(host.cgroup2_root())
     args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(launchers), str(relative), netns]
     return host.spawn(
-        [*args, str(machine_dir), str(disk_dir), name, *bind_paths()], machine_dir / "boot.log"
+        [*args, str(machine_dir), str(disk_dir), name, *install_args], machine_dir / "boot.log"
     )
 
 

@@ -108,6 +108,19 @@ def write_seed(
         (units / "multi-user.target.wants" / unit).symlink_to(f"/etc/systemd/system/{unit}")
 
 
+def command(path: Path) -> str:
+    """``path`` as the command word of a unit's ``Exec*=`` line (systemd.service(5)).
+
+    Quoted when it has a space, quote or backslash; ``%`` and ``$`` doubled
+    (specifiers, variables).  Control characters cannot be written at all
+    (install.locate refuses such paths).
+    """
+    word = str(path).replace("%", "%%").replace("$", "$$")
+    if any(char in word for char in " \t\"'\\"):
+        word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return word
+
+
 def machine_files(
     spec: SandboxSpec, ms: MachineState, token: str | None, fleetd_bin: Path
 ) -> tuple[list[SeedFile], list[str]]:
@@ -121,7 +134,7 @@ def machine_files(
         SeedFile("/etc/hosts", "\n".join(hosts) + "\n"),
         SeedFile("/etc/fleet/fleet.conf", spec.fleet_conf(ms.name, TOKEN_FILE)),
         SeedFile(
-            f"/etc/systemd/system/{FLEETD_UNIT}", template.replace("@FLEETD@", str(fleetd_bin))
+            f"/etc/systemd/system/{FLEETD_UNIT}", template.replace("@FLEETD@", command(fleetd_bin))
         ),
     ]
     if token is not None:
