@@ -105,6 +105,7 @@ def _walk(path: Path) -> tuple[Path, dict[Path, str]]:
     todo = list(reversed(path.parts[1:]))
     current = Path("/")
     passed: dict[Path, str] = {}
+    hops = 0
     while todo:
         part = todo.pop()
         if part == "..":
@@ -114,7 +115,8 @@ def _walk(path: Path) -> tuple[Path, dict[Path, str]]:
         if not candidate.is_symlink():
             current = candidate
             continue
-        if len(passed) >= MAX_SYMLINKS:
+        hops += 1
+        if hops > MAX_SYMLINKS:
             raise SandboxError(f"{path}: too many levels of symbolic links")
         target = os.readlink(candidate)
         passed[candidate] = target
