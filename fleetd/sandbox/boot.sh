@@ -14,10 +14,10 @@
 # MACHINE_DIR holds `root/` (the mount point) and `seed/` (files copied over the
 # root on every boot: machine-id, hostname, masks, fleet config).  DISK_DIR holds
 # the overlay's `upper/` and `work/`, which survive a poweroff.  INSTALL items
-# show fleetd's install where the overlay and the fresh /tmp and /run do not
-# (install.py decides): `bind PATH` binds the host directory PATH read-only at
-# the same path, `link PATH TARGET` creates the symlink PATH -> TARGET.  Their
-# paths have no symlinks in them, so nothing here follows a link out of the root.
+# `bind SOURCE TARGET` show fleetd's install where the overlay and the fresh
+# /tmp and /run do not (install.py decides): the host directory SOURCE is bound
+# read-only at TARGET.  TARGET has no symlinks in it, so nothing here follows a
+# link out of the machine's root.
 set -eu
 
 mode=$1
@@ -78,20 +78,11 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
 # After the tmpfs mounts, which would hide them; before systemd, which keeps
 # /tmp as it finds it mounted.
 while [ $# -gt 0 ]; do
-    case $1 in
-    bind)
-        mkdir -p "$root$2"
-        mount --bind "$2" "$root$2"
-        mount -o remount,bind,ro "$root$2"
-        shift 2
-        ;;
-    link)
-        mkdir -p "$root${2%/*}"
-        [ -e "$root$2" ] || [ -L "$root$2" ] || ln -s "$3" "$root$2"
-        shift 3
-        ;;
-    *) echo "boot.sh: unknown install item $1" >&2; exit 2 ;;
-    esac
+    [ "$1" = bind ] && [ $# -ge 3 ] || { echo "boot.sh: bad install item $1" >&2; exit 2; }
+    mkdir -p "$root$3"
+    mount --bind "$2" "$root$3"
+    mount -o remount,bind,ro "$root$3"
+    shift 3
 done
 
 cp -a "$machine_dir/seed/." "$root/"

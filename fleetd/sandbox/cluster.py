@@ -103,7 +103,6 @@ class Sandbox:
             fleetd=spec.fleetd,
             spec=dataclasses.asdict(spec),
             binds=installed.binds,
-            links=installed.links,
         )
         st.save(self.state_dir, state)
         state = self._save(dataclasses.replace(state, disks_mounted=True))
@@ -161,7 +160,7 @@ class Sandbox:
             Path(state.disks) / name,
             Path(state.cgroup) / name,
             ms.netns,
-            install.boot_args(state.binds, state.links),
+            install.boot_args(state.binds),
         )
         self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=launcher)))
 

@@ -11,9 +11,10 @@ What fleetd needs at run time (the virtualenv, the interpreter it was made
 from, the source tree of an editable install, the etcd binary's directory)
 may live anywhere else too: a clone under /tmp, a venv on another filesystem.
 Such a path is bind-mounted read-only at the same path (read-only: the machine
-must not change, nor its tmpfiles clean, the host's files), and every symlink
-on the way that the machine would not see is recreated inside.  What no mount
-can show the same way is refused before anything is created.
+must not change, nor its tmpfiles clean, the host's files), and so is, at the
+place of each symlink on the way that the machine would not see, the directory
+the link leads to.  What no mount can show the same way is refused before
+anything is created.
 """
 
 from __future__ import annotations
@@ -35,20 +36,17 @@ MAX_SYMLINKS = 40  # as the kernel's path walk
 
 @dataclass(frozen=True, slots=True)
 class Install:
-    """The fleetd that machines run and how its files become visible inside them."""
+    """The fleetd that machines run and the binds that show its files inside them."""
 
     fleetd: Path  # the executable fleetd.service starts
-    binds: tuple[str, ...] = ()  # host directories bound read-only at the same path
-    links: tuple[tuple[str, str], ...] = ()  # (path, target): symlinks recreated inside
+    binds: tuple[tuple[str, str], ...] = ()  # (host directory, path inside), read-only
 
 
-def boot_args(binds: Sequence[str], links: Sequence[tuple[str, str]]) -> list[str]:
-    """boot.sh's INSTALL arguments: ``bind PATH`` and ``link PATH TARGET`` items."""
+def boot_args(binds: Sequence[tuple[str, str]]) -> list[str]:
+    """boot.sh's INSTALL arguments: a ``bind SOURCE TARGET`` item per bind."""
     args: list[str] = []
-    for path in binds:
-        args += ["bind", path]
-    for path, target in links:
-        args += ["link", path, target]
+    for source, target in binds:
+        args += ["bind", source, target]
     return args
 
 
@@ -60,8 +58,7 @@ def locate() -> Install:
             f"fleetd's path {str(fleetd_bin)!r} has a control character, which a systemd "
             "unit cannot hold; clone the project into a plainly named directory and run .ci/setup"
         )
-    binds, links = expose(needed())
-    return Install(fleetd_bin, binds, links)
+    return Install(fleetd_bin, expose(needed()))
 
 
 def needed() -> list[Path]:
@@ -71,40 +68,41 @@ def needed() -> list[Path]:
     return [path for path in paths if path.is_dir()]
 
 
-def expose(
-    paths: Sequence[Path],
-) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """The binds and symlinks that show ``paths`` inside a machine at the same paths."""
-    binds: list[Path] = []
-    links: dict[Path, str] = {}
+def expose(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
+    """The binds (host directory, path inside) that show ``paths`` inside a machine.
+
+    A hidden directory is bound at its own (resolved) path.  A hidden symlink on
+    the way gets its resolved directory bound at the link's place rather than
+    being recreated: systemd-tmpfiles empties /tmp at boot, but not mount points.
+    """
+    reals: list[Path] = []
+    links: set[Path] = set()
     for path in paths:
         real, passed = _walk(Path(os.path.abspath(path)))
+        reals.append(real)
+        links.update(passed)
+    for real in [*reals, *(link.resolve() for link in links)]:
         for own in OWN:
             if real.is_relative_to(own):
                 raise SandboxError(
-                    f"{path} is under {own}, which every sandbox machine mounts afresh; "
+                    f"{real} is under {own}, which every sandbox machine mounts afresh; "
                     "install fleetd in another directory"
                 )
-        if _hidden(real):
-            binds.append(real)
-        links.update(passed)
-    kept = [b for b in binds if not any(_covers(other, b) for other in binds if other != b)]
-    shown = {
-        link: target
-        for link, target in links.items()
-        if _hidden(link) and not any(_covers(bind, link) for bind in kept)
+    direct = {real for real in reals if _hidden(real)}
+    direct = {d for d in direct if not any(_covers(other, d) for other in direct)}
+    via = {
+        link for link in links if _hidden(link) and not any(_covers(bind, link) for bind in direct)
     }
-    return (
-        tuple(sorted(str(b) for b in set(kept))),
-        tuple(sorted((str(link), target) for link, target in shown.items())),
-    )
+    binds = [(d, d) for d in direct] + [(link.resolve(), link) for link in via]
+    # Parents first: a bind inside another one goes on top of it.
+    return tuple(sorted(((str(s), str(t)) for s, t in binds), key=lambda bind: bind[1]))
 
 
-def _walk(path: Path) -> tuple[Path, dict[Path, str]]:
+def _walk(path: Path) -> tuple[Path, set[Path]]:
     """``path`` resolved like realpath(3), and each symlink passed (at its resolved place)."""
     todo = list(reversed(path.parts[1:]))
     current = Path("/")
-    passed: dict[Path, str] = {}
+    passed: set[Path] = set()
     hops = 0
     while todo:
         part = todo.pop()
@@ -118,9 +116,8 @@ def _walk(path: Path) -> tuple[Path, dict[Path, str]]:
         hops += 1
         if hops > MAX_SYMLINKS:
             raise SandboxError(f"{path}: too many levels of symbolic links")
-        target = os.readlink(candidate)
-        passed[candidate] = target
-        parts = Path(target).parts
+        passed.add(candidate)
+        parts = Path(os.readlink(candidate)).parts
         if parts and parts[0] == "/":
             current, parts = Path("/"), parts[1:]
         todo.extend(reversed(parts))

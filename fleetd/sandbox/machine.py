@@ -32,7 +32,7 @@ def launch(
 ) -> int:
     """Start booting; returns the launcher's PID (the host-side ``unshare``).
 
-    ``install_args``: boot.sh's binds and links that show fleetd's install
+    ``install_args``: boot.sh's binds that show fleetd's install
     (``install.boot_args``).
     """
     (machine_dir / "root").mkdir(parents=True, exist_ok=True)

@@ -92,9 +92,8 @@ class SandboxState:
     token: str | None
     fleetd: bool
     spec: dict[str, Any] = field(default_factory=dict)  # the up options, for `status`
-    # How machines see fleetd's install (install.Install), fixed at `up` for every boot.
-    binds: tuple[str, ...] = ()
-    links: tuple[tuple[str, str], ...] = ()
+    # (host directory, path inside) that show fleetd's install (install.Install), for every boot.
+    binds: tuple[tuple[str, str], ...] = ()
     etcd_pid: int | None = None  # the host etcd (single-member layout only)
     disks_mounted: bool = False
     complete: bool = False  # `up` finished successfully
@@ -138,8 +137,7 @@ def load(state_dir: Path) -> SandboxState | None:
     try:
         machines = tuple(MachineState(**m) for m in raw.pop("machines", []))
         raw["etcd_endpoints"] = tuple(raw.get("etcd_endpoints", ()))
-        raw["binds"] = tuple(raw.get("binds", ()))
-        raw["links"] = tuple((str(path), str(target)) for path, target in raw.get("links", ()))
+        raw["binds"] = tuple((str(source), str(target)) for source, target in raw.get("binds", ()))
         return SandboxState(**raw, machines=machines)
     except TypeError as exc:
         raise SandboxError(f"sandbox state {path} is not from this fleetd version: {exc}") from exc

@@ -1,4 +1,4 @@
-"""How sandbox machines see fleetd's install: binds, recreated symlinks, and what is refused."""
+"""How sandbox machines see fleetd's install: read-only binds, and what is refused."""
 
 from __future__ import annotations
 
@@ -27,33 +27,35 @@ pytestmark = pytest.mark.skipif(
 def test_a_directory_under_tmp_is_bound_at_its_own_path(tmp_path: Path) -> None:
     venv = tmp_path / "clone" / ".venv"
     venv.mkdir(parents=True)
-    binds, links = expose([venv, tmp_path / "clone", Path("/")])
     # The clone's bind shows its venv too; / is the overlay's lower layer already.
-    assert binds == (str(tmp_path / "clone"),)
-    assert links == ()
+    clone = str(tmp_path / "clone")
+    assert expose([venv, tmp_path / "clone", Path("/")]) == ((clone, clone),)
 
 
-def test_symlinks_the_machine_would_not_see_are_recreated(tmp_path: Path) -> None:
+def test_a_symlink_the_machine_would_not_see_gets_its_directory_bound_there(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "real" / "venv").mkdir(parents=True)
     (tmp_path / "rel").symlink_to("real")
     (tmp_path / "abs").symlink_to(tmp_path / "rel")
     (tmp_path / "real" / "inside").symlink_to("venv")
-    binds, links = expose([tmp_path / "abs" / "venv", tmp_path / "abs" / "inside"])
-    assert binds == (str(tmp_path / "real" / "venv"),)
-    # `inside` sits in no bind (only real/venv is bound), so it is recreated as well.
-    assert links == (
-        (str(tmp_path / "abs"), str(tmp_path / "rel")),
-        (str(tmp_path / "real" / "inside"), "venv"),
-        (str(tmp_path / "rel"), "real"),
+    binds = expose([tmp_path / "abs" / "venv", tmp_path / "abs" / "inside"])
+    real, venv = str(tmp_path / "real"), str(tmp_path / "real" / "venv")
+    # systemd-tmpfiles would delete a symlink recreated under /tmp, not a mount point.
+    # `inside` is in no bind (only real/venv is bound), so it is bound as well.
+    assert binds == (
+        (real, str(tmp_path / "abs")),
+        (venv, str(tmp_path / "real" / "inside")),
+        (venv, venv),
+        (real, str(tmp_path / "rel")),
     )
 
 
 def test_symlinks_inside_a_bind_are_left_to_it(tmp_path: Path) -> None:
     (tmp_path / "clone" / "real").mkdir(parents=True)
     (tmp_path / "clone" / "link").symlink_to("real")
-    binds, links = expose([tmp_path / "clone", tmp_path / "clone" / "link"])
-    assert binds == (str(tmp_path / "clone"),)
-    assert links == ()
+    clone = str(tmp_path / "clone")
+    assert expose([tmp_path / "clone", tmp_path / "clone" / "link"]) == ((clone, clone),)
 
 
 def test_a_symlink_loop_is_refused(tmp_path: Path) -> None:
@@ -81,12 +83,12 @@ def test_a_control_character_in_fleetds_path_is_refused(
 def test_this_install_is_located() -> None:
     installed = install.locate()
     assert installed.fleetd == Path(sys.prefix) / "bin" / "fleetd"
-    assert all(os.path.isdir(path) for path in installed.binds)
+    assert all(os.path.isdir(source) for source, _ in installed.binds)
 
 
-def test_boot_args_list_binds_then_links() -> None:
-    args = boot_args(("/tmp/a", "/run/b"), (("/tmp/l", "a"),))
-    assert args == ["bind", "/tmp/a", "bind", "/run/b", "link", "/tmp/l", "a"]
+def test_boot_args_are_bind_items() -> None:
+    args = boot_args((("/tmp/a", "/tmp/a"), ("/tmp/a", "/tmp/l")))
+    assert args == ["bind", "/tmp/a", "/tmp/a", "bind", "/tmp/a", "/tmp/l"]
 
 
 def test_up_refuses_at_once_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,8 +135,7 @@ def test_state_keeps_binds_and_links(tmp_path: Path) -> None:
         disks="/run/x/disks",
         token=None,
         fleetd=True,
-        binds=("/tmp/clone",),
-        links=(("/tmp/link", "clone"),),
+        binds=(("/tmp/clone", "/tmp/clone"), ("/tmp/clone", "/tmp/link")),
     )
     st.save(tmp_path, state)
     assert st.load(tmp_path) == state
