@@ -3,7 +3,8 @@
 A machine is systemd as PID 1 in its own PID, mount, UTS, cgroup and network
 namespaces, on an overlay of the host's root whose upper layer lives in
 ``disks/<name>`` (so it survives a power-off, like a disk).  ``seed/``
-(seed.py) is copied over the root on every boot.
+(seed.py) is copied over the root on every boot; fleetd's install is bound in
+where the overlay does not show it (install.py).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ without the sandbox's own fleetd.  It is run the way the Vagrantfile runs
 it, one machine after the other: m1 first without waiting (its etcd member
 has no quorum yet) and generating the API token, m2 with that token in the
 environment, m3 with it in a file.  Offline path: ``--venv`` reuses the
-host's venv (visible through the machines' overlay), so nothing is
-downloaded inside the machines.
+host's venv (the machines see it, through their overlay or bound in), so
+nothing is downloaded inside the machines.
 
 The sandbox's own single etcd member keeps running on the bridge address;
 the provisioned cluster never talks to it (every endpoint below is a
