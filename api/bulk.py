@@ -20,6 +20,7 @@ Ctx = Annotated[ApiContext, Depends(get_ctx)]
 @router.put(
     "/units",
     response_model=models.UnitBatchResponse,
+    response_model_exclude_none=True,
     responses={
         400: {
             "model": models.ErrorResponse,
@@ -64,7 +65,9 @@ async def set_units(
     )
     return models.UnitBatchResponse(
         units=[
-            models.UnitBatchResult(name=c.name, result=r.value)
+            models.UnitBatchResult(
+                name=c.name, result=r.result.value, warnings=list(r.warnings) or None
+            )
             for c, r in zip(changes, results, strict=True)
         ]
     )

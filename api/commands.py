@@ -14,6 +14,8 @@ Every check runs before anything is written, so bad input changes nothing.
 Every write of a text records the versions it adds (fleetd/versions.py) in
 the same transaction, authored by the ``Caller``: ``plan_change`` is the one
 place that decides a write, for the single and the bulk PUT alike.
+The unit file passes ``fleetd.unitcheck``; its warnings (what fleet accepted
+and fleetd suspects) come back with the result, the unit is written anyway.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from enum import StrEnum
 
 from fleetd import model
 from fleetd.caller import Caller
-from fleetd.errors import Conflict, InvalidInput, InvalidUnitFile, NotFound
+from fleetd.errors import Conflict, InvalidInput, NotFound
 from fleetd.registry.store import Store
 from fleetd.registry.unitput import UnitPut
-from fleetd.requirements import parse_requirements
+from fleetd.unitcheck import check_file
 from fleetd.unitfile import UnitFile, UnitName
 from fleetd.versions import Head, versions_for
 
@@ -47,13 +49,13 @@ class SetResult(StrEnum):
     UNCHANGED = "unchanged"
 
 
-def build_unit_file(name: UnitName, options: Sequence[models.UnitOption]) -> UnitFile:
-    """The unit file for ``options``; InvalidInput if it or its ``[X-Fleet]`` is invalid."""
+def build_unit_file(
+    name: UnitName, options: Sequence[models.UnitOption]
+) -> tuple[UnitFile, tuple[str, ...]]:
+    """The unit file for ``options`` and its warnings; InvalidInput if it is refused."""
     unit = UnitFile.from_options([(o.section, o.name, o.value) for o in options])
-    if not unit.options:
-        raise InvalidUnitFile("the unit file has no options")
-    parse_requirements(unit, name)
-    return unit
+    checked = check_file(name, unit)
+    return checked.unit, checked.warnings
 
 
 def _check_template(name: UnitName, desired: model.DesiredState) -> None:
@@ -93,6 +95,14 @@ class Author:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class SetOutcome:
+    """What a change did, and the warnings about the unit file it carried."""
+
+    result: SetResult
+    warnings: tuple[str, ...] = ()
+
+
 def plan_change(
     name: UnitName,
     change: UnitChange,
@@ -100,11 +110,27 @@ def plan_change(
     replace_options: bool,
     head: tuple[Head, int] | None,
     author: Author,
-) -> UnitWrite | None:
+) -> tuple[UnitWrite | None, tuple[str, ...]]:
     """The write ``change`` means given the unit and its version head as read (None:
-    unchanged), or the InvalidInput/Conflict that refuses it.  Shared by the single and
-    the bulk PUT.  ``head`` must have been read whenever ``change.options`` is given."""
-    unit_file = build_unit_file(name, change.options) if change.options else None
+    unchanged) with the warnings about its unit file, or the InvalidInput/Conflict that
+    refuses it.  Shared by the single and the bulk PUT.  ``head`` must have been read
+    whenever ``change.options`` is given."""
+    unit_file: UnitFile | None = None
+    warnings: tuple[str, ...] = ()
+    if change.options:
+        unit_file, warnings = build_unit_file(name, change.options)
+    return _plan(name, change, unit_file, existing, replace_options, head, author), warnings
+
+
+def _plan(
+    name: UnitName,
+    change: UnitChange,
+    unit_file: UnitFile | None,
+    existing: tuple[model.Unit, int] | None,
+    replace_options: bool,
+    head: tuple[Head, int] | None,
+    author: Author,
+) -> UnitWrite | None:
     if existing is None:
         if unit_file is None:
             raise Conflict(f"unit {name.name} does not exist and options field empty")
@@ -158,16 +184,17 @@ async def set_unit(
     caller: Caller,
     replace_options: bool = True,
     clock: Callable[[], float] = time.time,
-) -> SetResult:
+) -> SetOutcome:
     """``PUT /units/{name}``; a new text is recorded as a version by ``caller``."""
     name = UnitName.parse(change.name)
     found = await store.get_unit_with_revision(name.name)
     head = await store.get_version_head(name.name) if change.options else None
-    write = plan_change(name, change, found, replace_options, head, Author(caller, clock()))
+    author = Author(caller, clock())
+    write, warnings = plan_change(name, change, found, replace_options, head, author)
     if write is None:
-        return SetResult.UNCHANGED
+        return SetOutcome(SetResult.UNCHANGED, warnings)
     await apply_write(store, write)
-    return write.result
+    return SetOutcome(write.result, warnings)
 
 
 async def apply_write(store: Store, write: UnitWrite) -> None:

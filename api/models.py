@@ -23,7 +23,7 @@ class UnitOption(Wire):
     """One option of a unit file: ``[section] name=value``."""
 
     section: str = Field(min_length=1, max_length=256)
-    name: str = Field(min_length=1, max_length=256)
+    name: str = Field(max_length=256, description="may be empty, as fleet allowed (a warning)")
     value: str = ""
 
 
@@ -179,6 +179,11 @@ class UnitBatchRequest(Wire):
 class UnitBatchResult(Wire):
     name: str
     result: Literal["created", "replaced", "updated", "unchanged"]
+    warnings: list[str] | None = Field(
+        default=None,
+        description="what fleet accepted in the unit file and fleetd suspects is a mistake "
+        "(absent when none)",
+    )
 
 
 class UnitBatchResponse(Wire):

@@ -25,7 +25,15 @@ from fleetd.registry.store import Store
 from fleetd.unitfile import UnitName
 from fleetd.versions import Head
 
-from .commands import Author, SetResult, UnitChange, UnitWrite, apply_write, plan_change
+from .commands import (
+    Author,
+    SetOutcome,
+    SetResult,
+    UnitChange,
+    UnitWrite,
+    apply_write,
+    plan_change,
+)
 
 MAX_BATCH_UNITS = 1000
 """Most changes in one request (a request must also fit the 1 MiB body limit)."""
@@ -66,9 +74,9 @@ async def set_units(
     caller: Caller,
     replace_options: bool = True,
     clock: Callable[[], float] = time.time,
-) -> list[SetResult]:
-    """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results in order.
-    New texts are recorded as versions by ``caller``.
+) -> list[SetOutcome]:
+    """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results (with each
+    unit file's warnings) in order.  New texts are recorded as versions by ``caller``.
 
     InvalidInput/Conflict name the first bad item and nothing is written then.
     """
@@ -93,10 +101,10 @@ async def set_units(
     heads = await _read_heads(store, with_text)
     author = Author(caller, clock())
     writes: list[UnitWrite] = []
-    results: list[SetResult] = []
+    results: list[SetOutcome] = []
     for index, (name, change) in enumerate(zip(names, changes, strict=True)):
         try:
-            write = plan_change(
+            write, warnings = plan_change(
                 name,
                 change,
                 existing.get(name.name),
@@ -106,7 +114,8 @@ async def set_units(
             )
         except FleetError as exc:
             raise _labelled(index, name.name, exc) from exc
-        results.append(SetResult.UNCHANGED if write is None else write.result)
+        result = SetResult.UNCHANGED if write is None else write.result
+        results.append(SetOutcome(result, warnings))
         if write is not None:
             writes.append(write)
     lost = await store.put_units([w.put for w in writes])

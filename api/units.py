@@ -14,6 +14,7 @@ from .auth import caller_of
 from .context import ApiContext, get_ctx
 from .errors import ApiError
 from .pagination import paginate, parse_token
+from .unitwarnings import WARNINGS_HEADER, encode_warnings
 
 router = APIRouter(tags=["units"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -21,6 +22,13 @@ PageTokenParam = Annotated[
     list[str] | None,
     Query(alias="nextPageToken", description="token from the previous page's nextPageToken"),
 ]
+HEADERS = {
+    WARNINGS_HEADER: {
+        "description": "extension: a JSON array of warnings about the unit file (what fleet "
+        "accepted and fleetd suspects is a mistake); absent when there are none",
+        "schema": {"type": "string"},
+    }
+}
 ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": models.ErrorResponse, "description": "invalid input"},
 }
@@ -49,8 +57,8 @@ async def get_unit(ctx: Ctx, name: str) -> models.Unit:
     status_code=204,
     response_class=Response,
     responses={
-        201: {"description": "created"},
-        204: {"description": "desired state changed (or options replaced)"},
+        201: {"description": "created", "headers": HEADERS},
+        204: {"description": "desired state changed (or options replaced)", "headers": HEADERS},
         **ERRORS,
         409: {
             "model": models.ErrorResponse,
@@ -82,10 +90,13 @@ async def set_unit(
         )
     desired = model.DesiredState(body.desiredState) if body.desiredState else None
     change = commands.UnitChange(name=name, options=body.options, desired=desired)
-    result = await commands.set_unit(
+    outcome = await commands.set_unit(
         ctx.store, change, caller=caller, replace_options=replace, clock=ctx.clock
     )
-    return Response(status_code=201 if result is commands.SetResult.CREATED else 204)
+    response = Response(status_code=201 if outcome.result is commands.SetResult.CREATED else 204)
+    if outcome.warnings:
+        response.headers[WARNINGS_HEADER] = encode_warnings(outcome.warnings)
+    return response
 
 
 @router.delete(

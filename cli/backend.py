@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 from fleetd.api import commands, history, models, queries, unitbatch
+from fleetd.api.unitwarnings import WARNINGS_HEADER, decode_warnings
 from pydantic import BaseModel, ValidationError
 
 from fleetd import model
@@ -53,17 +54,22 @@ class Backend(Protocol):
         options: Sequence[models.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
-    ) -> None:
-        """Create ``name`` or (``replace``) replace its options; Conflict if it differs."""
+    ) -> tuple[str, ...]:
+        """Create ``name`` or (``replace``) replace its options; Conflict if it differs.
+
+        Returns the warnings fleetd gave about the unit file (none from fleet)."""
         ...
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None: ...
 
-    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+    async def write_units(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> dict[str, tuple[str, ...]]:
         """Many ``create_unit``/``set_desired`` at once (``PUT /units``), in chunks.
 
         Each chunk is checked whole before it is written: a bad change raises
-        (naming it) and leaves that chunk and the ones after it unwritten."""
+        (naming it) and leaves that chunk and the ones after it unwritten.
+        Returns the warnings about unit files, by unit name (only units with some)."""
         ...
 
     async def destroy(self, name: str) -> bool:
@@ -227,7 +233,7 @@ class ApiBackend:
         options: Sequence[models.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
-    ) -> None:
+    ) -> tuple[str, ...]:
         body: dict[str, Any] = {"name": name, "options": [o.model_dump() for o in options]}
         if desired is not None:
             body["desiredState"] = desired.value
@@ -238,6 +244,7 @@ class ApiBackend:
             params={"replace": "true" if replace else "false"},
         )
         _raise_for(response)
+        return decode_warnings(response.headers.get(WARNINGS_HEADER))
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None:
         response = await self._request(
@@ -245,8 +252,11 @@ class ApiBackend:
         )
         _raise_for(response)
 
-    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+    async def write_units(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> dict[str, tuple[str, ...]]:
         items = [_batch_item(c) for c in changes]
+        warnings: dict[str, tuple[str, ...]] = {}
         for chunk in _chunks(items, BATCH_UNITS, BATCH_BYTES):
             response = await self._request(
                 "PUT",
@@ -256,21 +266,32 @@ class ApiBackend:
             )
             if response.status_code == 405:
                 # A fleetd without the extension (or fleet itself): one PUT per unit.
-                await self._write_each(changes, replace)
-                return
+                return await self._write_each(changes, replace)
             _raise_for(response)
+            for result in _parse(models.UnitBatchResponse, response).units:
+                if result.warnings:
+                    warnings[result.name] = tuple(result.warnings)
+        return warnings
 
-    async def _write_each(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+    async def _write_each(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> dict[str, tuple[str, ...]]:
         gate = asyncio.Semaphore(32)
+        warnings: dict[str, tuple[str, ...]] = {}
 
         async def one(change: commands.UnitChange) -> None:
             async with gate:
                 if change.options:
-                    await self.create_unit(change.name, change.options, change.desired, replace)
+                    found = await self.create_unit(
+                        change.name, change.options, change.desired, replace
+                    )
+                    if found:
+                        warnings[change.name] = found
                 elif change.desired is not None:
                     await self.set_desired(change.name, change.desired)
 
         await asyncio.gather(*(one(c) for c in changes))
+        return warnings
 
     async def destroy(self, name: str) -> bool:
         response = await self._request("DELETE", f"/units/{quote(name)}")
@@ -397,21 +418,31 @@ class StoreBackend:
         options: Sequence[models.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
-    ) -> None:
+    ) -> tuple[str, ...]:
         change = commands.UnitChange(name=name, options=list(options), desired=desired)
-        await commands.set_unit(self.store, change, caller=self.caller, replace_options=replace)
+        outcome = await commands.set_unit(
+            self.store, change, caller=self.caller, replace_options=replace
+        )
+        return outcome.warnings
 
     async def set_desired(self, name: str, desired: model.DesiredState) -> None:
         change = commands.UnitChange(name=name, desired=desired)
         await commands.set_unit(self.store, change, caller=self.caller)
 
-    async def write_units(self, changes: Sequence[commands.UnitChange], replace: bool) -> None:
+    async def write_units(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> dict[str, tuple[str, ...]]:
         step = unitbatch.MAX_BATCH_UNITS
+        warnings: dict[str, tuple[str, ...]] = {}
         for start in range(0, len(changes), step):
             chunk = changes[start : start + step]
-            await unitbatch.set_units(
+            outcomes = await unitbatch.set_units(
                 self.store, chunk, caller=self.caller, replace_options=replace
             )
+            for change, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.warnings:
+                    warnings[change.name] = outcome.warnings
+        return warnings
 
     async def destroy(self, name: str) -> bool:
         try:

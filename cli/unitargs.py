@@ -17,7 +17,7 @@ from pathlib import Path
 from fleetd.api import models
 
 from fleetd.errors import InvalidInput
-from fleetd.requirements import parse_unit
+from fleetd.unitcheck import check_file
 from fleetd.unitfile import UNIT_TYPES, UnitFile, UnitName
 
 from .backend import Backend, CliError
@@ -41,8 +41,9 @@ def options_of(unit: UnitFile) -> list[models.UnitOption]:
     return [models.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
 
 
-def read_unit_file(path: Path, name: str) -> list[models.UnitOption]:
-    """The file's options after every check a submission must pass."""
+def read_unit_file(path: Path, name: str) -> tuple[list[models.UnitOption], tuple[str, ...]]:
+    """The file's options after every check a submission must pass, and the warnings
+    about the lines its options leave out (before any section)."""
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_FILE + 1)
@@ -51,14 +52,25 @@ def read_unit_file(path: Path, name: str) -> list[models.UnitOption]:
     if len(data) > MAX_FILE:
         raise CliError(f"{path}: larger than {MAX_FILE} bytes, the most fleetd accepts")
     try:
-        _, unit, _ = parse_unit(name, data)
+        unit, dropped = UnitFile.read(data)
+        check_file(UnitName.parse(name), unit)
     except InvalidInput as exc:
         raise CliError(f"{path}: {exc}") from exc
     if len(unit.options) > MAX_OPTIONS:
         raise CliError(
             f"{path}: {len(unit.options)} options; fleetd accepts at most {MAX_OPTIONS} per unit"
         )
-    return options_of(unit)
+    return options_of(unit), dropped
+
+
+def warnings_of(name: str, options: list[models.UnitOption]) -> tuple[str, ...]:
+    """What ``fleetctl validate`` would warn about unit ``name`` with ``options``
+    (nothing if fleetd would refuse it: the server says why)."""
+    try:
+        unit = UnitFile.from_options([(o.section, o.name, o.value) for o in options])
+        return check_file(UnitName.parse(name), unit).warnings
+    except InvalidInput:
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,7 @@ class Source:
     name: str
     options: list[models.UnitOption]
     origin: str  # a path, or "template foo@.service"
+    notes: tuple[str, ...] = ()  # warnings about lines of the file its options leave out
 
 
 def template_files(args: Sequence[str]) -> dict[str, Source]:
@@ -86,14 +99,16 @@ def template_files(args: Sequence[str]) -> dict[str, Source]:
 def _file_source(arg: str, name: str) -> Source | None:
     path = Path(arg)
     if path.is_file():
-        return Source(name, read_unit_file(path, name), str(path))
+        options, notes = read_unit_file(path, name)
+        return Source(name, options, str(path), notes)
     return None
 
 
 def _template_file(arg: str, template: str) -> Source | None:
     local = Path(arg).parent / template
     if local.is_file():
-        return Source(template, read_unit_file(local, template), str(local))
+        options, notes = read_unit_file(local, template)
+        return Source(template, options, str(local), notes)
     return None
 
 
@@ -126,29 +141,27 @@ async def find_source(
         return Source(name, submitted.options, f"template {template}")
     sibling = (siblings or {}).get(template)
     if sibling is not None:
-        return Source(name, sibling.options, sibling.origin)
+        return Source(name, sibling.options, sibling.origin, sibling.notes)
     from_template = _template_file(arg, template)
     if from_template is not None:
-        return Source(name, from_template.options, from_template.origin)
+        return Source(name, from_template.options, from_template.origin, from_template.notes)
     raise CliError(
         f"unable to find unit {name}, or its template {template}, "
         "in the registry or on the filesystem"
     )
 
 
-def local_options(arg: str) -> list[models.UnitOption] | None:
-    """The options of the local file (or template file) ``arg`` names, if there is one."""
+def local_source(arg: str) -> Source | None:
+    """The local file (or template file) ``arg`` names, if there is one."""
     name = unit_name(arg)
-    path = Path(arg)
-    if path.is_file():
-        return read_unit_file(path, name)
+    found = _file_source(arg, name)
+    if found is not None:
+        return found
     try:
         template = UnitName.parse(name).template
     except InvalidInput:
         return None
-    if template and (path.parent / template).is_file():
-        return read_unit_file(path.parent / template, template)
-    return None
+    return _template_file(arg, template) if template else None
 
 
 def same_options(a: list[models.UnitOption], b: list[models.UnitOption]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
@@ -90,53 +91,67 @@ async def ensure_units(
 
     siblings = unitargs.template_files(args)
 
-    async def resolve(arg: str) -> tuple[str, list[models.UnitOption] | None, bool]:
+    async def resolve(arg: str) -> _Step:
         name = unitargs.unit_name(arg)
         existing = known.get(name) if known is not None else await backend.get_unit(name)
         if existing is None:
             source = await unitargs.find_source(backend, arg, known, siblings)
-            return name, source.options, False
-        local = unitargs.local_options(arg)
-        if local is not None and not unitargs.same_options(local, existing.options):
+            return _Step(name, source.options, False, source.notes)
+        local = unitargs.local_source(arg)
+        if local is not None and not unitargs.same_options(local.options, existing.options):
             if replace:
-                return name, local, True
+                return _Step(name, local.options, True, local.notes)
             typer.echo(
                 f"WARNING: Unit {name} in the cluster differs from local unit file "
                 f"{arg}. Add --replace to override.",
                 err=True,
             )
-        return name, None, False
+        return _Step(name, None, False)
 
     plan = await _each(list(dict.fromkeys(args)), resolve)
 
-    async def write(step: tuple[str, list[models.UnitOption] | None, bool]) -> None:
-        name, unit_options, replacing = step
-        if unit_options is not None:
-            await backend.create_unit(
-                name, unit_options, None if replacing else desired, replace=replacing
-            )
-            if replacing:
-                typer.echo(f"Replaced unit {name}", err=True)
-            elif created is not None:
-                created.add(name)
+    def done(step: _Step, remote: Sequence[str]) -> None:
+        local = (*step.notes, *unitargs.warnings_of(step.name, step.options or []))
+        for warning in dict.fromkeys((*local, *remote)):
+            typer.echo(f"WARNING: {step.name}: {warning}", err=True)
+        if step.replacing:
+            typer.echo(f"Replaced unit {step.name}", err=True)
+        elif created is not None:
+            created.add(step.name)
 
-    writes = [step for step in plan if step[1] is not None]
+    async def write(step: _Step) -> None:
+        remote = await backend.create_unit(
+            step.name,
+            step.options or [],
+            None if step.replacing else desired,
+            replace=step.replacing,
+        )
+        done(step, remote)
+
+    writes = [step for step in plan if step.options is not None]
     if len(writes) > 1:
         for replacing in (False, True):
-            group = [(name, opts) for name, opts, r in writes if r is replacing]
+            group = [step for step in writes if step.replacing is replacing]
             changes = [
-                UnitChange(name, opts, None if replacing else desired) for name, opts in group
+                UnitChange(step.name, step.options, None if replacing else desired)
+                for step in group
             ]
-            if changes:
-                await backend.write_units(changes, replace=replacing)
-            for name, _ in group:
-                if replacing:
-                    typer.echo(f"Replaced unit {name}", err=True)
-                elif created is not None:
-                    created.add(name)
+            remote = await backend.write_units(changes, replace=replacing) if changes else {}
+            for step in group:
+                done(step, remote.get(step.name, ()))
     else:
         await _each(writes, write)
-    return list(dict.fromkeys(name for name, _, _ in plan))
+    return list(dict.fromkeys(step.name for step in plan))
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What ``ensure_units`` does for one argument: write ``options`` (None: nothing)."""
+
+    name: str
+    options: list[models.UnitOption] | None
+    replacing: bool
+    notes: tuple[str, ...] = ()
 
 
 async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState) -> None:

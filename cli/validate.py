@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from fleetd.errors import InvalidInput
-from fleetd.requirements import parse_unit
+from fleetd.unitcheck import check_unit
 
 
-def verdict(path: Path) -> tuple[str, str | None]:
-    """``(unit name, None)`` if the file at ``path`` is a valid unit, else ``(name, reason)``.
+def verdict(path: Path) -> tuple[str, str | None, tuple[str, ...]]:
+    """``(unit name, None, warnings)`` if the file at ``path`` is a valid unit, else
+    ``(name, reason, ())``.
 
     The unit name is the file's base name, as ``fleetctl submit`` uses it.
     """
@@ -20,12 +21,12 @@ def verdict(path: Path) -> tuple[str, str | None]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return name or str(path), f"cannot read {str(path)!r}: {exc.strerror or exc}"
+        return name or str(path), f"cannot read {str(path)!r}: {exc.strerror or exc}", ()
     try:
-        parse_unit(name, data)
+        checked = check_unit(name, data)
     except InvalidInput as exc:
-        return name, str(exc)
-    return name, None
+        return name, str(exc), ()
+    return name, None, checked.warnings
 
 
 def validate(
@@ -34,13 +35,17 @@ def validate(
         typer.Argument(help="unit files; each unit is named after its file", show_default=False),
     ],
 ) -> None:
-    """Check unit files: name, syntax and [X-Fleet] requirements.
+    """Check unit files: name, syntax, systemd's rules for the type, [X-Fleet] requirements.
 
     Prints "OK <name>" or "<name>: <reason>" per file; exits 1 if any file is invalid.
+    What fleet accepted but looks like a mistake is accepted, with "WARNING: <name>:
+    <warning>" on stderr (docs/unit-files.md lists the rules).
     """
     failed = False
     for path in files:
-        name, reason = verdict(path)
+        name, reason, warnings = verdict(path)
+        for warning in warnings:
+            typer.echo(f"WARNING: {name}: {warning}", err=True)
         if reason is None:
             typer.echo(f"OK {name}")
         else:

@@ -1,20 +1,24 @@
 """[X-Fleet] -> Requirements (pure).
 
-The value the scheduler works with.  Parsing (``parse_requirements``) lives
-below the dataclasses.  The syntax of single values lives in small modules
-re-exported here: ``fleetd.metadata`` (MetadataOp, MetadataCondition,
-``metadata_matches``), ``fleetd.constraints`` (booleans, machine ids, globs)
-and ``fleetd.quantity`` (CPU and memory).
+The value the scheduler works with.  Parsing (``read_requirements``, with
+warnings; ``parse_requirements``, without) lives below the dataclasses.  The
+syntax of single values lives in small modules re-exported here:
+``fleetd.metadata`` (MetadataOp, MetadataCondition, ``metadata_matches``),
+``fleetd.constraints`` (booleans, machine ids, globs) and ``fleetd.quantity``
+(CPU and memory); ``fleetd.fleetcompat`` reads what fleet accepted and
+fleetd's syntax refuses.  The whole submission check is ``fleetd.unitcheck``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetd.constraints import glob_matches, parse_bool, parse_glob, parse_machine_id
-from fleetd.errors import InvalidInput, InvalidRequirements, InvalidUnitFile, InvalidUnitName
+from fleetd import fleetcompat
+from fleetd.constraints import glob_matches, parse_bool
+from fleetd.errors import InvalidInput, InvalidRequirements, InvalidUnitFile
 from fleetd.metadata import (
     MetadataCondition,
     MetadataOp,
@@ -22,7 +26,7 @@ from fleetd.metadata import (
     parse_metadata_condition,
 )
 from fleetd.quantity import format_cpu, format_memory, parse_cpu, parse_cpu_quota, parse_memory
-from fleetd.unitfile import UnitFile, UnitName, expand_specifiers, split_fleet_values
+from fleetd.unitfile import UnitFile, UnitName, split_fleet_values
 
 __all__ = [
     "KEYS",
@@ -39,7 +43,7 @@ __all__ = [
     "parse_memory",
     "parse_metadata_condition",
     "parse_requirements",
-    "parse_unit",
+    "read_requirements",
 ]
 
 
@@ -79,8 +83,9 @@ KEYS = (
     "MemoryReservation",
     "AtMostOnce",
 )
-# Deprecated names fleet still read.  A key and its aliases: the first one
-# present wins, as in fleet (MachineMetadata is the exception: merged).
+# Deprecated names fleet still read.  As in fleet, the lists (MachineMetadata,
+# Conflicts, MachineOf) take the values of a key and of its aliases; for
+# MachineID the first name present wins.
 ALIASES = {
     "MachineID": ("X-ConditionMachineID", "X-ConditionMachineBootID"),
     "MachineOf": ("X-ConditionMachineOf",),
@@ -89,7 +94,8 @@ ALIASES = {
 }
 _CANONICAL = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
 _CANONICAL |= {key: key for key in KEYS}
-_SCALARS = frozenset({"Global", "CPUReservation", "MemoryReservation", "AtMostOnce"})
+_MERGED = frozenset({"MachineMetadata", "Conflicts", "MachineOf"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Where systemd reads CPUQuota=/MemoryMax= for each unit type with a cgroup.
 _EXEC_SECTION = {
     "service": "Service",
@@ -116,82 +122,97 @@ _EXCLUSIVE = (
 class _Setting:
     key: str  # as written (maybe an alias)
     words: tuple[str, ...]  # split and specifier-expanded; () = reset
+    value: str  # as written, for fleet's reading of it
 
 
 def parse_requirements(
     unit: UnitFile, name: UnitName, defaults: ReservationDefaults | None = None
 ) -> Requirements:
-    """Read ``[X-Fleet]`` of ``unit`` submitted as ``name``.
+    """Read ``[X-Fleet]`` of ``unit`` submitted as ``name`` (``read_requirements``
+    without its warnings)."""
+    return read_requirements(unit, name, defaults)[0]
 
-    Raises InvalidRequirements naming the key (and value) for an unknown key,
-    a malformed value or a forbidden combination.  Reservations default to the
-    unit's ``CPUQuota=`` / ``MemoryMax=`` / ``MemoryLimit=``, then, for
-    services only, to ``defaults``.
+
+def read_requirements(
+    unit: UnitFile, name: UnitName, defaults: ReservationDefaults | None = None
+) -> tuple[Requirements, tuple[str, ...]]:
+    """Read ``[X-Fleet]`` of ``unit`` submitted as ``name``, with warnings.
+
+    Raises InvalidRequirements naming the key (and value) for what fleetd
+    refuses: a forbidden combination, a malformed value of a key fleet did not
+    have (reservations, ``AtMostOnce``), a control character.  What fleet v1.0
+    accepted but fleetd suspects (an unknown key, ``Conflicts=apache``, ...)
+    is read as fleet read it, with a warning that says so (docs/unit-files.md
+    lists every case).  Reservations default to the unit's ``CPUQuota=`` /
+    ``MemoryMax=`` / ``MemoryLimit=``, then, for services only, to ``defaults``.
     """
-    settings = _settings(unit, name)
+    notes: list[str] = []
+    settings = _settings(unit, name, notes)
     used = {key: _resolve(settings, key) for key in KEYS}
     keys = {key: (found[0] if found else "") for key, found in used.items()}
     words = {
         key: [w for s in found[1] for w in s.words] if found else [] for key, found in used.items()
     }
-    last = {key: _scalar(used[key]) for key in _SCALARS}
 
-    machine_ids = [parse_machine_id(w, keys["MachineID"]) for w in words["MachineID"]]
+    machine_ids = [fleetcompat.machine_id(w, keys["MachineID"], notes) for w in words["MachineID"]]
     if len(set(machine_ids)) > 1:
-        raise InvalidRequirements(
-            f"{keys['MachineID']} has several values ({', '.join(machine_ids)}); "
-            "a unit can be pinned to one machine only"
+        notes.append(
+            f"{keys['MachineID']} has several values ({', '.join(machine_ids)}); a unit can be "
+            f"pinned to one machine only: the first, {machine_ids[0]}, is used, as fleet did"
         )
-    machine_of = tuple(_unit_name(w, keys["MachineOf"]) for w in words["MachineOf"])
+    machine_of = tuple(fleetcompat.peer(w, keys["MachineOf"], notes) for w in words["MachineOf"])
     if name.name in machine_of:
-        raise InvalidRequirements(f"{keys['MachineOf']}={name.name}: a unit cannot follow itself")
-    replaces = tuple(parse_glob(w, keys["Replaces"]) for w in words["Replaces"])
-    if any(glob_matches(p, name.name) for p in replaces):
-        raise InvalidRequirements(f"{keys['Replaces']}: a unit cannot replace itself")
+        notes.append(
+            f"{keys['MachineOf']}={name.name}: a unit cannot follow itself; it will not be placed"
+        )
+    replaces = tuple(fleetcompat.pattern(w, keys["Replaces"], notes) for w in words["Replaces"])
+    for pattern in replaces:
+        if glob_matches(pattern, name.name):
+            notes.append(
+                f"{keys['Replaces']}={pattern} matches {name.name} itself; "
+                "a unit never replaces itself"
+            )
     reqs = Requirements(
         machine_id=machine_ids[0] if machine_ids else None,
         machine_of=machine_of,
         metadata=tuple(
-            parse_metadata_condition(w, keys["MachineMetadata"]) for w in words["MachineMetadata"]
+            c
+            for w in words["MachineMetadata"]
+            if (c := fleetcompat.condition(w, keys["MachineMetadata"], notes)) is not None
         ),
-        conflicts=tuple(parse_glob(w, keys["Conflicts"]) for w in words["Conflicts"]),
-        global_=_flag(keys["Global"], last["Global"]),
+        conflicts=tuple(
+            fleetcompat.pattern(w, keys["Conflicts"], notes) for w in words["Conflicts"]
+        ),
+        global_=_global(used["Global"], notes),
         replaces=replaces,
-        cpu_millis=_cpu(unit, name, keys["CPUReservation"], last["CPUReservation"], defaults),
-        memory_bytes=_memory(
-            unit, name, keys["MemoryReservation"], last["MemoryReservation"], defaults
-        ),
-        at_most_once=_flag(keys["AtMostOnce"], last["AtMostOnce"]),
+        cpu_millis=_cpu(unit, name, used["CPUReservation"], defaults, notes),
+        memory_bytes=_memory(unit, name, used["MemoryReservation"], defaults, notes),
+        at_most_once=_flag(keys["AtMostOnce"], _scalar(used["AtMostOnce"])),
     )
     _check_combinations(reqs, keys)
-    return reqs
+    return reqs, tuple(notes)
 
 
-def parse_unit(
-    name: str, text: str | bytes, defaults: ReservationDefaults | None = None
-) -> tuple[UnitName, UnitFile, Requirements]:
-    """Everything a submission must pass: the name, the file, ``[X-Fleet]``.
-
-    Raises InvalidUnitName, InvalidUnitFile or InvalidRequirements.
-    """
-    unit_name = UnitName.parse(name)
-    unit = UnitFile.from_text(text)
-    if not unit.options:
-        raise InvalidUnitFile("the unit file has no options")
-    return unit_name, unit, parse_requirements(unit, unit_name, defaults)
-
-
-def _settings(unit: UnitFile, name: UnitName) -> list[_Setting]:
+def _settings(unit: UnitFile, name: UnitName, notes: list[str]) -> list[_Setting]:
     settings: list[_Setting] = []
     for option in unit.section("X-Fleet"):
         if option.name not in _CANONICAL:
-            raise InvalidRequirements(_unknown_key(option.name))
+            notes.append(_unknown_key(option.name))
+            continue
         where = f"{option.name}={option.value}"
         try:
-            words = tuple(expand_specifiers(w, name) for w in split_fleet_values(option.value))
+            raw = split_fleet_values(option.value)
         except InvalidUnitFile as exc:
-            raise InvalidRequirements(f"{where}: {exc}") from exc
-        settings.append(_Setting(option.name, words))
+            raw = fleetcompat.fleet_words(option.value)
+            notes.append(f"{where}: {exc}; read whole, quotes included, as fleet did")
+        words = tuple(fleetcompat.expand(w, name, where, notes) for w in raw)
+        for word in words:
+            if _CONTROL.search(word):
+                raise InvalidRequirements(
+                    f"{option.name}={option.value!r}: control characters are not allowed in "
+                    "[X-Fleet] values"
+                )
+        settings.append(_Setting(option.name, words, option.value))
     return settings
 
 
@@ -201,7 +222,7 @@ def _unknown_key(key: str) -> str:
     if close:
         message += f" (did you mean {close[0]}?)"
     deprecated = ", ".join(a for aliases in ALIASES.values() for a in aliases)
-    return f"{message}; valid keys: {', '.join(KEYS)} (deprecated: {deprecated})"
+    return f"{message}; ignored; valid keys: {', '.join(KEYS)} (deprecated: {deprecated})"
 
 
 def _resolve(settings: list[_Setting], key: str) -> tuple[str, list[_Setting]] | None:
@@ -214,7 +235,7 @@ def _resolve(settings: list[_Setting], key: str) -> tuple[str, list[_Setting]] |
         mine = mine[last_reset + 1 :]
         if not mine:
             continue
-        if key != "MachineMetadata":
+        if key not in _MERGED:
             return candidate, mine
         merged += mine
         first = first or candidate
@@ -222,7 +243,7 @@ def _resolve(settings: list[_Setting], key: str) -> tuple[str, list[_Setting]] |
 
 
 def _scalar(found: tuple[str, list[_Setting]] | None) -> str | None:
-    """A single-valued key: the last assignment wins, as in systemd."""
+    """A single-valued key of fleetd's own: the last assignment wins, as in systemd."""
     if not found:
         return None
     key, settings = found
@@ -236,38 +257,36 @@ def _flag(key: str, value: str | None) -> bool:
     return value is not None and parse_bool(value, key)
 
 
-def _unit_name(word: str, key: str) -> str:
-    try:
-        return UnitName.parse(word).name
-    except InvalidUnitName as exc:
-        raise InvalidRequirements(f"{key}={word}: {exc}") from exc
-
-
 def _cpu(
     unit: UnitFile,
     name: UnitName,
-    key: str,
-    value: str | None,
+    found: tuple[str, list[_Setting]] | None,
     defaults: ReservationDefaults | None,
+    notes: list[str],
 ) -> int:
-    if value is not None:
-        return _quantity(parse_cpu, key, value)
+    value = _scalar(found)
+    if found and value is not None:
+        return _quantity(parse_cpu, found[0], value)
     section = _EXEC_SECTION.get(name.type)
     quota = unit.last(section, "CPUQuota") if section else None
     if section and quota:
-        return _quantity(parse_cpu_quota, f"[{section}] CPUQuota", quota)
+        try:
+            return _quantity(parse_cpu_quota, f"[{section}] CPUQuota", quota)
+        except InvalidRequirements as exc:
+            notes.append(f"{exc}; systemd ignores it, so no CPU is reserved from it")
     return defaults.cpu_millis if defaults and name.type == "service" else 0
 
 
 def _memory(
     unit: UnitFile,
     name: UnitName,
-    key: str,
-    value: str | None,
+    found: tuple[str, list[_Setting]] | None,
     defaults: ReservationDefaults | None,
+    notes: list[str],
 ) -> int:
-    if value is not None:
-        return 0 if value == "infinity" else _quantity(parse_memory, key, value)
+    value = _scalar(found)
+    if found and value is not None:
+        return 0 if value == "infinity" else _quantity(parse_memory, found[0], value)
     section = _EXEC_SECTION.get(name.type)
     for limit in ("MemoryMax", "MemoryLimit"):
         raw = unit.last(section, limit) if section else None
@@ -277,7 +296,10 @@ def _memory(
             return 0
         if raw.endswith(("%", "‰", "‱")):
             break  # a share of the machine's RAM: not known before placement
-        return _quantity(parse_memory, f"[{section}] {limit}", raw)
+        try:
+            return _quantity(parse_memory, f"[{section}] {limit}", raw)
+        except InvalidRequirements as exc:
+            notes.append(f"{exc}; systemd ignores it, so no memory is reserved from it")
     return defaults.memory_bytes if defaults and name.type == "service" else 0
 
 
@@ -312,3 +334,10 @@ def _check_combinations(reqs: Requirements, keys: dict[str, str]) -> None:
                 raise InvalidRequirements(
                     f"unresolvable: {keys['MachineOf']}={peer} matches {keys['Replaces']}={pattern}"
                 )
+
+
+def _global(found: tuple[str, list[_Setting]] | None, notes: list[str]) -> bool:
+    if not found:
+        return False
+    last = found[1][-1]
+    return fleetcompat.boolean(last.words, last.value, found[0], notes)

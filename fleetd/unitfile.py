@@ -5,9 +5,12 @@ at ``\\n``, ``\\r\\n`` or ``\\r``; lines whose first non-blank character is
 ``#`` or ``;`` are comments, also in the middle of a continuation; a line
 ending in an unescaped ``\\`` continues on the next one, the backslash
 replaced by a space; keys and values are trimmed of blanks; repeated keys and
-sections are kept in order.  Where systemd only warns (a key outside a
-section, a line without ``=``) this parser refuses, since the file is about to
-be sent to many machines.
+sections are kept in order.  A line without ``=`` is refused (systemd only
+warns, fleet refused it too).  Lines before the first section are dropped, as
+systemd and fleet did; ``UnitFile.read`` reports them.  Names systemd would not
+recognise (``Exec Start=``, ``[ Unit ]``) are kept, as fleet kept them, and
+``name_warnings`` lists them; names that cannot be written back as they were
+read (control characters, ``]`` in a section name) are refused.
 
 A ``UnitFile`` holds ``(section, name, value)`` options grouped by section in
 order of first appearance, which is exactly what ``to_text`` writes and what
@@ -32,6 +35,7 @@ __all__ = [
     "UnitName",
     "UnitOption",
     "expand_specifiers",
+    "name_warnings",
     "split_fleet_values",
 ]
 
@@ -39,7 +43,8 @@ __all__ = [
 MAX_LINE = 1024 * 1024
 _BLANKS = " \t\n\r"
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
-_UNSAFE_SECTION = re.compile(r"[\x00-\x1f\x7f\\\"'\[\]]")
+_SECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +78,18 @@ class UnitFile:
     @classmethod
     def from_text(cls, text: str | bytes) -> UnitFile:
         """Parse unit-file text (bytes must be UTF-8); raise InvalidUnitFile with the line."""
+        return cls.read(text)[0]
+
+    @classmethod
+    def read(cls, text: str | bytes) -> tuple[UnitFile, tuple[str, ...]]:
+        """``from_text``, plus a warning for each line it dropped (before any section)."""
         if isinstance(text, bytes):
             text = _decode(text)
         else:
             _check_unicode(text, "the unit file")
-        return cls(tuple(_parse(text)))
+        dropped: list[str] = []
+        unit = cls(tuple(_parse(text, dropped)))
+        return unit, tuple(dropped)
 
     @classmethod
     def from_options(
@@ -158,6 +170,28 @@ def split_fleet_values(value: str) -> list[str]:
     return [w for w in words if w]
 
 
+def name_warnings(unit: UnitFile) -> list[str]:
+    """Section and key names systemd would not recognise, so it ignores their settings.
+
+    fleet accepted them, so they are kept (and hashed) as written.
+    """
+    found: list[str] = []
+    for section in unit.sections:
+        if not _SECTION.match(section):
+            found.append(
+                f"[{section}]: not a section name systemd knows; systemd ignores its settings"
+            )
+    for section, key in dict.fromkeys((o.section, o.name) for o in unit.options):
+        if not key:
+            found.append(f"[{section}] a setting without a key name; systemd ignores it")
+        elif not _KEY.match(key):
+            found.append(
+                f"[{section}] {key!r}: not a valid key name (letters, digits and _ . : - only); "
+                "systemd ignores the setting"
+            )
+    return found
+
+
 def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
@@ -187,7 +221,7 @@ def _ends_escaped(line: str) -> bool:
     return run % 2 == 1
 
 
-def _parse(text: str) -> Iterable[UnitOption]:
+def _parse(text: str, dropped: list[str] | None = None) -> Iterable[UnitOption]:
     section: str | None = None
     continuation: str | None = None
     start = 0
@@ -213,11 +247,22 @@ def _parse(text: str) -> Iterable[UnitOption]:
             section = parsed
         elif parsed is not None:
             yield parsed
+        elif section is None and line.strip(_BLANKS) and dropped is not None:
+            dropped.append(_outside(line, start))
     if continuation is not None:
         # systemd parses a continuation cut short by the end of file as it is.
         parsed = _parse_line(continuation, start, section)
         if isinstance(parsed, UnitOption):
             yield parsed
+        elif section is None and continuation.strip(_BLANKS) and dropped is not None:
+            dropped.append(_outside(continuation, start))
+
+
+def _outside(line: str, number: int) -> str:
+    text = line.strip(_BLANKS)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"line {number}: {text!r} is outside of any [Section]; ignored, as systemd does"
 
 
 def _parse_line(line: str, number: int, section: str | None) -> UnitOption | str | None:
@@ -232,7 +277,7 @@ def _parse_line(line: str, number: int, section: str | None) -> UnitOption | str
         _check_section(name, f"line {number}")
         return name
     if section is None:
-        raise InvalidUnitFile(f"line {number}: {line!r} is outside of any [Section]")
+        return None  # systemd (and fleet) ignore what comes before the first section
     key, eq, value = line.partition("=")
     if not eq:
         raise InvalidUnitFile(f"line {number}: expected Key=Value or [Section], got {line!r}")
@@ -242,16 +287,19 @@ def _parse_line(line: str, number: int, section: str | None) -> UnitOption | str
 
 
 def _check_section(name: str, where: str) -> None:
-    if not name or name != name.strip(_BLANKS) or _UNSAFE_SECTION.search(name):
+    if not name or "]" in name or _CONTROL.search(name):
         raise InvalidUnitFile(f"{where}: invalid section name [{name}]")
 
 
 def _check_key(key: str, where: str) -> None:
-    if not key:
-        raise InvalidUnitFile(f"{where}: missing key name before '='")
-    if not _KEY.match(key):
+    if (
+        _CONTROL.search(key)
+        or "=" in key
+        or key != key.strip(_BLANKS)
+        or key.startswith(("[", "#", ";"))
+    ):
         raise InvalidUnitFile(
-            f"{where}: invalid key name {key!r} (letters, digits and _ . : - only)"
+            f"{where}: invalid key name {key!r} (it would not read back as the same key)"
         )
 
 

@@ -16,7 +16,7 @@ from fleetd.errors import FleetError, InvalidInput, RegistryError
 from fleetd.model import ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
-from fleetd.requirements import parse_unit
+from fleetd.unitcheck import parse_unit
 from fleetd.unitname import UnitName
 
 log = logging.getLogger(__name__)

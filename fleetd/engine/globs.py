@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable
 
+from fleetd.constraints import GLOB_SPECIAL
 from fleetd.requirements import glob_matches
-
-_WILDCARDS = "*?["
 
 
 def _literal_prefix(glob: str) -> str:
-    cut = min((i for i in (glob.find(ch) for ch in _WILDCARDS) if i >= 0), default=len(glob))
+    # Up to the first special character: an escape (\*) spells its character differently.
+    cut = min((i for i in (glob.find(ch) for ch in GLOB_SPECIAL) if i >= 0), default=len(glob))
     return glob[:cut]
 
 

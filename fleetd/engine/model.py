@@ -22,7 +22,9 @@ from fleetd.errors import FleetError
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
-from fleetd.requirements import Requirements, ReservationDefaults, parse_unit
+from fleetd.requirements import Requirements, ReservationDefaults
+from fleetd.unitcheck import parse_unit
+from fleetd.unittypes import TEMPLATE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +310,11 @@ def collections_for(
     def put_unit(key: str, value: bytes) -> None:
         unit = store.unit_from(key, value)
         # Without specifiers (%n %i ...) the requirements depend only on the file and the
-        # unit type (reservation defaults), so instances of one template parse once.
+        # unit type (reservation defaults), so instances of one template parse once.  The
+        # types that cannot be templates have rules tying the name to the file (mount).
         suffix = unit.name.rpartition(".")[2]
-        cache_key = (unit.hash, unit.name if "%" in unit.text else "." + suffix)
+        by_type = "%" not in unit.text and suffix in TEMPLATE_TYPES
+        cache_key = (unit.hash, "." + suffix if by_type else unit.name)
         found = parsed.get(cache_key)
         if found is None:
             if len(parsed) > 2 * len(model.units) + 1024:

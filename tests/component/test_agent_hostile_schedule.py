@@ -75,7 +75,7 @@ async def test_hostile_names_never_enter_the_view() -> None:
     [
         "[Service]\nExecStart=/bin/true\ud800\n",  # stored as \\ud800 in the record's JSON
         "[Service]\nExecStart=/bin/true\x00rm\n",
-        "[Service]\nExecStart=/bin/true\n[X-Fleet]\nBogus=1\n",
+        "[Service]\nExecStart=/bin/true\n[X-Fleet]\nAtMostOnce=maybe\n",
         "not a unit file",
         "",
     ],

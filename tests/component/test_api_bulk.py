@@ -88,7 +88,7 @@ async def test_mixed_create_state_change_replace_unchanged(client, store) -> Non
 async def test_one_invalid_item_writes_nothing(client, store) -> None:
     await submit(client, "a.service", desired="loaded")
     before = await store.registry.get_prefix(store.keys.units)
-    bad_file = [{"section": "X-Fleet", "name": "NoSuchKey", "value": "1"}]
+    bad_file = [{"section": "X-Fleet", "name": "AtMostOnce", "value": "maybe"}]
     cases = [
         ({"name": "bad name.service", "options": options_of(SERVICE)}, 400, "bad name.service"),
         ({"name": "x.service", "options": bad_file}, 400, "units[3] (x.service)"),
@@ -193,5 +193,20 @@ async def test_state_change_retried_after_a_race(store) -> None:
     racing = Touching(store.registry)
     changes = [UnitChange(f"u{i}.service", desired=DesiredState.LAUNCHED) for i in range(20)]
     results = await unitbatch.set_units(racing, changes, caller=TESTER)
-    assert results == [SetResult.UPDATED] * 20
+    assert [r.result for r in results] == [SetResult.UPDATED] * 20
     assert {u.desired for u in await store.list_units()} == {DesiredState.LAUNCHED}
+
+
+async def test_warnings_per_item(client, store) -> None:
+    """Each item carries the warnings about its unit file; items without any have none."""
+    warned = SERVICE + "\n[X-Fleet]\nConflicts=apache\nBogus=1\n"
+    r = await put_units(client, [item("a.service"), item("b.service", "launched", warned)])
+    assert r.status_code == 200, r.text
+    a, b = r.json()["units"]
+    assert a == {"name": "a.service", "result": "created"}
+    assert b["result"] == "created"
+    assert len(b["warnings"]) == 2
+    assert "unknown [X-Fleet] key 'Bogus'" in b["warnings"][0]
+    assert "Conflicts=apache" in b["warnings"][1]
+    unit = await store.get_unit("b.service")
+    assert unit is not None and unit.desired is DesiredState.LAUNCHED

@@ -19,8 +19,10 @@ from apikit import (
     submit,
     unplaceable,
 )
+from fleetd.api.unitwarnings import MAX_WARNINGS, WARNINGS_HEADER, decode_warnings
 
 from fleetd.registry.store import Store
+from fleetd.unitfile import UnitFile
 
 
 @pytest.fixture
@@ -152,7 +154,7 @@ async def test_name_mismatch_is_400(client, store) -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ([{"section": "X-Fleet", "name": "Bogus", "value": "1"}], "Bogus"),
+        ([{"section": "X-Fleet", "name": "AtMostOnce", "value": "maybe"}], "AtMostOnce"),
         (
             [
                 {"section": "X-Fleet", "name": "MachineID", "value": "abcdef12"},
@@ -160,14 +162,16 @@ async def test_name_mismatch_is_400(client, store) -> None:
             ],
             "Global",
         ),
-        ([{"section": "Service", "name": "Exec Start", "value": "x"}], "key"),
+        ([{"section": "Service", "name": "#ExecStart", "value": "x"}], "key"),
+        ([{"section": "Mount", "name": "What", "value": "tmpfs"}], "systemd.unit(5)"),
         ([{"section": "Service", "name": "ExecStart", "value": "a\nb"}], "line break"),
         ([{"section": "Ser]vice", "name": "ExecStart", "value": "x"}], "section"),
     ],
 )
 async def test_invalid_unit_files_are_400(client, store, options, fragment) -> None:
+    name = "x@1.mount" if options[0]["section"] == "Mount" else "x.service"
     r = await client.put(
-        "/fleet/v1/units/x.service", json={"desiredState": "launched", "options": options}
+        f"/fleet/v1/units/{name}", json={"desiredState": "launched", "options": options}
     )
     assert r.status_code == 400
     assert fragment in error_of(r)[1]
@@ -334,3 +338,63 @@ async def test_a_oneshot_that_ran_counts_as_launched(client, store) -> None:
     keep = (await client.get("/fleet/v1/units/keep.service")).json()
     assert job["currentState"] == "launched"
     assert keep["currentState"] == "loaded"  # it stays active once it ran
+
+
+# --- what fleet accepted and fleetd suspects: written, with warnings in a header ---------------
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ([{"section": "X-Fleet", "name": "Bogus", "value": "1"}], "unknown [X-Fleet] key 'Bogus'"),
+        ([{"section": "X-Fleet", "name": "Conflicts", "value": "apache"}], "'apache'"),
+        ([{"section": "Service", "name": "Exec Start", "value": "x"}], "'Exec Start'"),
+        ([{"section": "Service", "name": "", "value": "x"}], "without a key name"),
+        ([{"section": "X-Fleet", "name": "Global", "value": "maybe"}], "taken as false"),
+    ],
+)
+async def test_warned_unit_files_are_written_with_a_header(
+    client, store, options, fragment
+) -> None:
+    body = {"desiredState": "inactive", "options": [*options_of(SERVICE), *options]}
+    r = await client.put("/fleet/v1/units/x.service", json=body)
+    assert r.status_code == 201
+    assert r.content == b""  # fleet's answer: no body
+    warnings = json.loads(r.headers[WARNINGS_HEADER])
+    assert any(fragment in w for w in warnings), warnings
+    unit = await store.get_unit("x.service")
+    assert unit is not None and unit.text == UnitFile.from_options(body["options"]).text
+    # the same file again: replaced or unchanged, the warnings come back each time
+    r = await client.put("/fleet/v1/units/x.service", json=body)
+    assert r.status_code == 204
+    assert json.loads(r.headers[WARNINGS_HEADER]) == warnings
+
+
+async def test_no_warnings_no_header(client, store) -> None:
+    r = await submit(client, "a.service")
+    assert r.status_code == 201
+    assert WARNINGS_HEADER not in r.headers
+    r = await client.put("/fleet/v1/units/a.service", json={"desiredState": "loaded"})
+    assert r.status_code == 204
+    assert WARNINGS_HEADER not in r.headers
+
+
+async def test_warnings_header_is_ascii_json(client) -> None:
+    café = {"section": "X-Fleet", "name": "Conflicts", "value": "caf\u00e9"}
+    r = await client.put(
+        "/fleet/v1/units/x.service", json={"options": [*options_of(SERVICE), café]}
+    )
+    assert r.status_code == 201
+    raw = r.headers[WARNINGS_HEADER]
+    assert raw.isascii() and raw.isprintable() and "\\u00e9" in raw
+    assert any("café" in w for w in decode_warnings(raw))
+
+
+async def test_warnings_header_is_bounded(client) -> None:
+    bogus = [{"section": "X-Fleet", "name": f"Bogus{i}", "value": "1"} for i in range(80)]
+    r = await client.put(
+        "/fleet/v1/units/x.service", json={"options": [*options_of(SERVICE), *bogus]}
+    )
+    assert r.status_code == 201
+    warnings = decode_warnings(r.headers[WARNINGS_HEADER])
+    assert len(warnings) == MAX_WARNINGS and warnings[-1] == "... and 31 more"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -52,7 +53,12 @@ def units(tmp_path: Path) -> Path:
     (directory / "app@.service").write_text(
         "[Unit]\nDescription=App %i\n\n[Service]\nExecStart=/bin/sleep %i\n"
     )
-    (directory / "broken.service").write_text(SERVICE + "\n[X-Fleet]\nBogus=1\n")
+    (directory / "broken.service").write_text(SERVICE + "\n[X-Fleet]\nAtMostOnce=maybe\n")
+    # fleet v1.0 accepted these (fleetd warns): Conflicts without a suffix, an unknown key
+    (directory / "apache.service").write_text(SERVICE + "\n[X-Fleet]\nConflicts=apache\n")
+    (directory / "legacy.service").write_text(
+        "Description=before any section\n" + SERVICE + "\n[X-Fleet]\nBogus=1\n"
+    )
     return directory
 
 
@@ -190,7 +196,7 @@ def test_replace(server: ServerThread, units: Path) -> None:
 def test_bad_input_exits_1_without_changes(server: ServerThread, units: Path) -> None:
     r = fleetctl(server, "submit", str(units / "broken.service"))
     assert r.exit_code == 1
-    assert "Bogus" in r.stderr
+    assert "AtMostOnce=maybe: not a boolean" in r.stderr
     r = fleetctl(server, "start", str(units / "web.service"), str(units / "missing.service"))
     assert r.exit_code == 1
     assert "unable to find unit missing.service" in r.stderr
@@ -320,3 +326,77 @@ def test_instance_from_a_template_given_on_the_same_command_line(
     seven = server.call(server.store.get_unit("app@7.service"))
     assert seven is not None and "ExecStart=/bin/sleep %i" in seven.text
     assert server.call(server.store.get_unit("app@.service")) is not None
+
+
+# --- what fleet v1.0 accepted and fleetd suspects: submitted, with warnings on stderr ---------
+
+
+def warnings_in(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("WARNING: ")]
+
+
+def test_submit_warns_and_accepts(server: ServerThread, units: Path) -> None:
+    r = fleetctl(server, "submit", str(units / "apache.service"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["Unit apache.service submitted"]
+    [warning] = warnings_in(r.stderr)  # computed here and by fleetd: shown once
+    assert warning.startswith("WARNING: apache.service: Conflicts=apache: 'apache': no type")
+    assert "did you mean apache.service or apache*?" in warning
+    unit = server.call(server.store.get_unit("apache.service"))
+    assert unit is not None and "Conflicts=apache" in unit.text
+
+
+def test_submit_warns_about_lines_only_the_file_had(server: ServerThread, units: Path) -> None:
+    """Lines before the first section never reach fleetd: fleetctl warns about them itself."""
+    r = fleetctl(server, "submit", str(units / "legacy.service"))
+    assert r.exit_code == 0, r.output
+    got = warnings_in(r.stderr)
+    assert len(got) == 2, got
+    assert "line 1: 'Description=before any section' is outside of any [Section]" in got[0]
+    assert "unknown [X-Fleet] key 'Bogus'" in got[1]
+    unit = server.call(server.store.get_unit("legacy.service"))
+    assert unit is not None and "before any section" not in unit.text
+
+
+def test_warnings_of_many_units_at_once(server: ServerThread, units: Path) -> None:
+    names = ("apache.service", "legacy.service", "web.service")
+    r = fleetctl(server, "start", "--no-block", *(str(units / n) for n in names))
+    assert r.exit_code == 0, r.output
+    got = warnings_in(r.stderr)
+    assert [w.split(": ")[1] for w in got] == ["apache.service", "legacy.service", "legacy.service"]
+    for name in names:
+        unit = server.call(server.store.get_unit(name))
+        assert unit is not None and unit.desired.value == "launched"
+
+
+def test_no_warning_for_a_unit_already_there(server: ServerThread, units: Path) -> None:
+    fleetctl(server, "submit", str(units / "apache.service"))
+    r = fleetctl(server, "start", "--no-block", str(units / "apache.service"))
+    assert r.exit_code == 0, r.output
+    assert warnings_in(r.stderr) == []
+
+
+def test_api_backend_returns_the_servers_warnings(server: ServerThread) -> None:
+    """The wire: the header of PUT /units/{name}, the items of PUT /units."""
+    from fleetd.api.commands import UnitChange
+    from fleetd.api.models import UnitOption
+    from fleetd.cli.backend import ApiBackend
+
+    options = [
+        UnitOption(section="Service", name="ExecStart", value="/bin/true"),
+        UnitOption(section="X-Fleet", name="MachineOf", value="db"),
+    ]
+
+    async def work() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+        backend = ApiBackend(server.endpoint, token=TOKEN)
+        try:
+            one = await backend.create_unit("a.service", options, None, replace=False)
+            changes = [UnitChange(f"{n}.service", options) for n in "bc"]
+            many = await backend.write_units(changes, replace=False)
+            return one, many
+        finally:
+            await backend.close()
+
+    one, many = asyncio.run(work())
+    assert len(one) == 1 and "MachineOf=db: 'db': no type suffix" in one[0]
+    assert many == {"b.service": one, "c.service": one}

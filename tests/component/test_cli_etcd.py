@@ -49,3 +49,30 @@ def test_etcd_driver(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -
     r = runner.invoke(app, ["--etcd-key-prefix", "nope", "list-units"], env=env)
     assert r.exit_code == 1
     assert "prefix" in r.stderr
+
+
+def test_etcd_driver_warns_and_accepts(
+    etcd_server: EtcdServer, key_prefix: str, tmp_path: Path
+) -> None:
+    """What fleet accepted (Conflicts without a suffix) is written, with the warning."""
+    for name in ("apache.service", "web.service"):
+        (tmp_path / name).write_text(SERVICE + "\n[X-Fleet]\nConflicts=apache\n")
+    env = {
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
+    }
+    runner = CliRunner()
+    r = runner.invoke(app, ["submit", str(tmp_path / "apache.service")], env=env)
+    assert r.exit_code == 0, r.output
+    [warning] = r.stderr.splitlines()
+    assert warning.startswith("WARNING: apache.service: Conflicts=apache: 'apache'")
+    both = [str(tmp_path / n) for n in ("apache.service", "web.service")]
+    r = runner.invoke(app, ["start", "--no-block", *both], env=env)
+    assert r.exit_code == 0, r.output
+    assert [w.split(": ")[1] for w in r.stderr.splitlines()] == ["web.service"]
+    r = runner.invoke(app, ["list-unit-files", "--no-legend"], env=env)
+    assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [
+        "apache.service",
+        "web.service",
+    ]

@@ -363,3 +363,22 @@ async def test_at_most_once_unit_moves_only_after_its_old_machine_stopped_it() -
             return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
 
         await h.wait_for(moved, "once placed on m2 once stopped on m1")
+
+
+async def test_a_mount_unit_is_checked_under_its_own_name() -> None:
+    """Two mount units stored with one file (around the API, e.g. before an upgrade): only
+    the one named after its Where= is placed; the engine parses each under its own name."""
+    text = "[Mount]\nWhat=tmpfs\nWhere=/var/lib/x\n"
+    async with harness() as h:
+        await h.machine("m1")
+        await h.submit("var-lib-x.mount", text)
+        await h.submit("var-lib-y.mount", text)
+        h.start(h.engine())
+
+        async def settled() -> bool:
+            return "var-lib-x.mount" in await h.where() and "var-lib-y.mount" in await h.reasons()
+
+        await h.wait_for(settled, "var-lib-x.mount placed, var-lib-y.mount explained")
+        assert "var-lib-y.mount" not in await h.where()
+        reason = (await h.reasons())["var-lib-y.mount"]
+        assert "systemd.mount(5)" in reason and "needs var-lib-x.mount" in reason

@@ -52,7 +52,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "nl\nx.service").write_text(SERVICE)
     (d / "empty.service").write_bytes(b"")
     (d / "binary.service").write_bytes(bytes(range(256)) * 64)
-    (d / "xfleet.service").write_text(SERVICE + "[X-Fleet]\nMachineID=../../etc\n")
+    # fleet accepted any MachineID (fleetd warns), but never a terminal escape.
+    (d / "xfleet.service").write_text(SERVICE + "[X-Fleet]\nMachineID=../\x1b[2J\n")
     (d / "dir.service").mkdir()
     return d
 

@@ -89,6 +89,31 @@ def test_unplaceable_unit_shows_why(sandbox: Sandbox, tmp_path: Path) -> None:
         fleetctl(sandbox, "destroy", name)
 
 
+def test_fleet_unit_with_warnings_runs(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A unit file as fleet v1.0 users wrote it (a line before any section, Conflicts
+    without a suffix, an unknown key) is accepted with warnings and runs under systemd."""
+    name = f"e2e-fleet-{uuid.uuid4().hex[:8]}.service"
+    unit = tmp_path / name
+    unit.write_text(
+        "Description=written before the first section\n"
+        "[Service]\nExecStart=/bin/sleep 1000\n\n"
+        "[X-Fleet]\nConflicts=apache\nMachineMetdata=role=web\n"
+    )
+    try:
+        r = fleetctl(sandbox, "start", "--block-attempts", "120", str(unit))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.strip().splitlines()[-1].startswith(f"Unit {name} started on ")
+        warnings = [w for w in r.stderr.splitlines() if w.startswith(f"WARNING: {name}: ")]
+        assert len(warnings) == 3, r.stderr
+        assert "outside of any [Section]" in warnings[0]
+        assert "did you mean MachineMetadata?" in warnings[1]
+        assert "Conflicts=apache" in warnings[2]
+        r = fleetctl(sandbox, "status", name)
+        assert "Active: active (running)" in r.stdout, r.stdout + r.stderr
+    finally:
+        fleetctl(sandbox, "destroy", name)
+
+
 def _first_followed_lines(sandbox: Sandbox, name: str, timeout: float = 30) -> str:
     """What ``fleetctl journal -f`` prints until the unit's line shows up (then it is
     stopped, as a user's Ctrl-C would)."""

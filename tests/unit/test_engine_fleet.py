@@ -230,3 +230,19 @@ def test_a_pass_over_a_kept_fleet_decides_as_over_a_fresh_one(strategy: Strategy
     on_kept = schedule(machines, jobs, strategy=strategy, kept=kept)
     assert on_kept == schedule(machines, jobs, strategy=strategy)
     assert describe(kept) == before
+
+
+@pytest.mark.parametrize(
+    ("glob", "name"),
+    [
+        ("srv-www\\\\x2d*", "srv-www\\x2dassets.mount"),  # an escaped backslash
+        ("db\\-*", "db-1.service"),  # an escaped '-'
+        ("apache", "apache"),  # no suffix: the name as written, as in fleet
+    ],
+)
+def test_glob_relation_finds_escaped_patterns(glob: str, name: str) -> None:
+    """The literal-prefix buckets stop at an escape, which spells its character differently."""
+    relation = GlobRelation((glob,))
+    assert relation.globs_matching(name) == (glob,)
+    relation.add(name, (), "m1")
+    assert relation.forward((glob,), "m1", "other.service") == [name]

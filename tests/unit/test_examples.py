@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from fleetd.engine.scheduler import Job, schedule
 from fleetd.model import Capacity, Machine
-from fleetd.requirements import MetadataOp, Requirements, parse_unit
+from fleetd.requirements import MetadataOp, Requirements
+from fleetd.unitcheck import parse_unit
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "units"
 GIB = 1 << 30

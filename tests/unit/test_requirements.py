@@ -18,8 +18,9 @@ from fleetd.requirements import (
     parse_memory,
     parse_metadata_condition,
     parse_requirements,
-    parse_unit,
+    read_requirements,
 )
+from fleetd.unitcheck import parse_unit
 from fleetd.unitfile import UnitFile, UnitName
 
 MID = "0123456789abcdef0123456789abcdef"
@@ -28,8 +29,18 @@ MiB = 1024**2
 
 
 def reqs(fleet: str, name: str = "web@1.service", extra: str = "", **kw: Any) -> Requirements:
+    got, warnings = read(fleet, name, extra, **kw)
+    assert warnings == ()
+    return got
+
+
+def read(
+    fleet: str, name: str = "web@1.service", extra: str = "", **kw: Any
+) -> tuple[Requirements, tuple[str, ...]]:
     unit = UnitFile.from_text(f"{extra}\n[X-Fleet]\n{fleet}\n")
-    return parse_requirements(unit, UnitName.parse(name), **kw)
+    got, warnings = read_requirements(unit, UnitName.parse(name), **kw)
+    assert parse_requirements(unit, UnitName.parse(name), **kw) == got
+    return got, warnings
 
 
 def cond(key: str, op: str, value: str) -> MetadataCondition:
@@ -162,12 +173,15 @@ ALIASES: list[tuple[str, dict[str, Any]]] = [
     ("X-ConditionMachineOf=db.service", {"machine_of": ("db.service",)}),
     ("X-ConditionMachineMetadata=rack=a", {"metadata": (cond("rack", "=", "a"),)}),
     ("X-Conflicts=db.service", {"conflicts": ("db.service",)}),
-    # the modern name wins over the deprecated ones, as in fleet
+    # the modern name wins over the deprecated ones for MachineID, as in fleet
     (f"X-ConditionMachineBootID=0123abcd\nMachineID={MID}", {"machine_id": MID}),
     (f"X-ConditionMachineID={MID}\nX-ConditionMachineBootID=0123abcd", {"machine_id": MID}),
-    ("X-Conflicts=a.service\nConflicts=b.service", {"conflicts": ("b.service",)}),
-    ("X-ConditionMachineOf=a.service\nMachineOf=b.service", {"machine_of": ("b.service",)}),
-    # metadata from both names is merged
+    # lists take both names' values, as fleet did (job.go Conflicts(), Peers())
+    ("X-Conflicts=a.service\nConflicts=b.service", {"conflicts": ("b.service", "a.service")}),
+    (
+        "X-ConditionMachineOf=a.service\nMachineOf=b.service",
+        {"machine_of": ("b.service", "a.service")},
+    ),
     (
         "X-ConditionMachineMetadata=rack=a\nMachineMetadata=disk=ssd",
         {"metadata": (cond("disk", "=", "ssd"), cond("rack", "=", "a"))},
@@ -190,43 +204,9 @@ def test_alias_named_in_combination_error() -> None:
 # --- rejections -------------------------------------------------------------------------------
 
 REJECTED: list[tuple[str, str, str]] = [
-    ("unknown key", "Foo=bar", "unknown [X-Fleet] key 'Foo'"),
-    (
-        "unknown key lists valid ones",
-        "Foo=bar",
-        "valid keys: MachineID, MachineOf, MachineMetadata",
-    ),
-    ("unknown key suggestion", "MachineOff=a.service", "did you mean MachineOf?"),
-    ("key names are case-sensitive", "global=true", "unknown [X-Fleet] key 'global'"),
-    ("MachineID not hex", "MachineID=xyz12345", "MachineID=xyz12345: not a machine ID"),
-    ("MachineID wrong length", "MachineID=0123abcd0", "not a machine ID (32 hex digits"),
-    ("MachineID two values", "MachineID=0123abcd 89abcdef", "several values"),
-    ("MachineID two lines", "MachineID=0123abcd\nMachineID=89abcdef", "one machine only"),
-    ("MachineOf bad name", "MachineOf=db", "MachineOf=db: 'db': no type suffix"),
-    ("MachineOf traversal", "MachineOf=../db.service", "may not contain '/'"),
-    ("MachineOf itself", "MachineOf=%n", "a unit cannot follow itself"),
-    (
-        "metadata without operator",
-        "MachineMetadata=rack",
-        "MachineMetadata=rack: expected key=value",
-    ),
-    ("metadata without key", "MachineMetadata==a", "expected key=value"),
-    ("metadata without value", "MachineMetadata=rack=", "no value after '='"),
-    ("metadata ==", "MachineMetadata=rack==a", "malformed operator"),
-    ("metadata =>", "MachineMetadata=cores=>4", "malformed operator"),
-    ("metadata bad key", "MachineMetadata=ra/ck=a", "expected key=value"),
-    ("metadata >= text", "MachineMetadata=cores>=many", "cores>=many: >= needs a number"),
-    ("metadata < text", "MachineMetadata=cores<x", "< needs a number"),
-    ("metadata > nan", "MachineMetadata=cores>nan", "needs a number"),
-    ("Conflicts bad name", "Conflicts=db", "Conflicts=db: 'db': no type suffix"),
-    ("Conflicts bad glob char", "Conflicts=db$*.service", "invalid character '$'"),
-    ("Conflicts glob with slash", "Conflicts=../*.service", "may not contain '/'"),
-    ("Conflicts unbalanced bracket", "Conflicts=db[0-9.service", "unbalanced"),
-    ("Global not bool", "Global=maybe", "Global=maybe: not a boolean"),
-    ("Global two words", "Global=true false", "Global takes one value"),
+    # keys fleet did not have: a wrong value would reserve the wrong amount or fence wrongly
     ("AtMostOnce not bool", "AtMostOnce=2", "AtMostOnce=2: not a boolean"),
-    ("Replaces itself", "Replaces=web@*.service", "a unit cannot replace itself"),
-    ("Replaces bad name", "Replaces=old", "no type suffix"),
+    ("AtMostOnce two words", "AtMostOnce=true false", "AtMostOnce takes one value"),
     ("CPUReservation text", "CPUReservation=lots", "CPUReservation=lots: not a CPU amount"),
     ("CPUReservation negative", "CPUReservation=-1", "not a CPU amount"),
     ("CPUReservation too fine", "CPUReservation=0.0001", "finer than a millicore"),
@@ -238,9 +218,9 @@ REJECTED: list[tuple[str, str, str]] = [
     ),
     ("MemoryReservation unit", "MemoryReservation=5X", "not a memory size"),
     ("MemoryReservation negative", "MemoryReservation=-5M", "not a memory size"),
-    ("unknown specifier", "MachineOf=%H.service", "MachineOf=%H.service: unknown specifier %H"),
-    ("lone percent", "MachineMetadata=load=5%", "lone '%'"),
-    ("unbalanced quote", 'Conflicts="a.service', "unbalanced double quote"),
+    # echoed in placement reasons and listings: never a terminal escape
+    ("control character", "MachineOf=a\x1b[2J.service", "control characters are not allowed"),
+    ("control character quoted", 'Conflicts="a\x07b"', "control characters are not allowed"),
     # forbidden combinations (fleet's), each naming both keys
     (
         "MachineID+MachineOf",
@@ -290,6 +270,154 @@ def test_rejected(fleet: str, message: str) -> None:
     with pytest.raises(InvalidRequirements) as info:
         reqs(fleet)
     assert message in str(info.value)
+
+
+# --- accepted with a warning: what fleet v1.0 accepted, read as fleet read it ------------------
+
+WARNED: list[tuple[str, str, str, dict[str, Any]]] = [
+    # name, [X-Fleet] lines, a substring of the warning, the requirements fleet's reading gives
+    ("unknown key", "Foo=bar", "unknown [X-Fleet] key 'Foo'; ignored", {}),
+    ("unknown key lists valid ones", "Foo=bar", "valid keys: MachineID, MachineOf", {}),
+    ("unknown key suggestion", "MachineOff=a.service", "did you mean MachineOf?", {}),
+    ("key names are case-sensitive", "global=true", "unknown [X-Fleet] key 'global'", {}),
+    (
+        "MachineID not hex",
+        "MachineID=xyz12345",
+        "MachineID=xyz12345: not a machine ID",
+        {"machine_id": "xyz12345"},
+    ),
+    (
+        "MachineID wrong length",
+        "MachineID=0123abcd0",
+        "starts with '0123abcd0' can take the unit",
+        {"machine_id": "0123abcd0"},
+    ),
+    (
+        "MachineID two values: the first, as fleet",
+        "MachineID=0123abcd 89abcdef",
+        "the first, 0123abcd, is used",
+        {"machine_id": "0123abcd"},
+    ),
+    (
+        "MachineID two lines",
+        "MachineID=0123abcd\nMachineID=89abcdef",
+        "pinned to one machine only",
+        {"machine_id": "0123abcd"},
+    ),
+    (
+        "MachineOf without suffix",
+        "MachineOf=db",
+        "MachineOf=db: 'db': no type suffix",
+        {"machine_of": ("db",)},
+    ),
+    (
+        "MachineOf with a slash",
+        "MachineOf=../db.service",
+        "no unit has this name",
+        {"machine_of": ("../db.service",)},
+    ),
+    (
+        "MachineOf itself",
+        "MachineOf=%n",
+        "a unit cannot follow itself; it will not be placed",
+        {"machine_of": ("web@1.service",)},
+    ),
+    ("metadata without operator", "MachineMetadata=rack", "expected key=value", {}),
+    ("metadata without key", "MachineMetadata==a", "ignored, as fleet did", {}),
+    ("metadata without value", "MachineMetadata=rack=", "no value after '='", {}),
+    ("metadata ==", "MachineMetadata=rack==a", "malformed operator", {}),
+    (
+        "metadata =>",
+        "MachineMetadata=cores=>4",
+        "metadata 'cores' must be '>4'",
+        {"metadata": (cond("cores", "=", ">4"),)},
+    ),
+    (
+        "metadata bad key",
+        "MachineMetadata=ra/ck=a",
+        "expected key=value",
+        {"metadata": (cond("ra/ck", "=", "a"),)},
+    ),
+    (
+        "metadata >= text",
+        "MachineMetadata=cores>=many",
+        "cores>=many: >= needs a number",
+        {"metadata": (cond("cores>", "=", "many"),)},
+    ),
+    ("metadata < text", "MachineMetadata=cores<x", "< needs a number", {}),
+    ("metadata > nan", "MachineMetadata=cores>nan", "needs a number", {}),
+    (
+        "Conflicts without suffix: fleet's glob, matching only that name",
+        "Conflicts=apache",
+        "did you mean apache.service or apache*?",
+        {"conflicts": ("apache",)},
+    ),
+    (
+        "Conflicts bad glob char",
+        "Conflicts=db$*.service",
+        "invalid character '$'",
+        {"conflicts": ("db$*.service",)},
+    ),
+    (
+        "Conflicts glob with slash",
+        "Conflicts=../*.service",
+        "may not contain '/'",
+        {"conflicts": ("../*.service",)},
+    ),
+    (
+        "Conflicts unbalanced bracket",
+        "Conflicts=db[0-9.service",
+        "malformed pattern",
+        {"conflicts": ("db[0-9.service",)},
+    ),
+    ("Global not bool", "Global=maybe", "Global=maybe: not a boolean", {}),
+    ("Global two words", "Global=true false", "Global takes one value", {}),
+    (
+        "Global two quoted words: the last",
+        'Global="false" "on"',
+        "taken as true",
+        {"global_": True},
+    ),
+    (
+        "Replaces itself",
+        "Replaces=web@*.service",
+        "matches web@1.service itself",
+        {"replaces": ("web@*.service",)},
+    ),
+    ("Replaces without suffix", "Replaces=old", "no type suffix", {"replaces": ("old",)}),
+    (
+        "unknown specifier: kept, as fleet",
+        "MachineOf=%H-%p.service",
+        "unknown specifier %H",
+        {"machine_of": ("%H-web.service",)},
+    ),
+    (
+        "lone percent",
+        "MachineMetadata=load=5%",
+        "lone '%'",
+        {"metadata": (cond("load", "=", "5%"),)},
+    ),
+    (
+        "unbalanced quote: read whole, as fleet",
+        'Conflicts="a.service',
+        "unbalanced double quote",
+        {"conflicts": ('"a.service',)},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fleet", "warning", "fields"), [c[1:] for c in WARNED], ids=[c[0] for c in WARNED]
+)
+def test_warned(fleet: str, warning: str, fields: dict[str, Any]) -> None:
+    got, warnings = read(fleet)
+    assert any(warning in w for w in warnings), warnings
+    assert got == Requirements(**fields)
+
+
+def test_each_suspect_value_warns_once() -> None:
+    _, warnings = read("Conflicts=apache\nMachineOf=db\nFoo=1")
+    assert len(warnings) == 3
 
 
 # --- reservation defaults ---------------------------------------------------------------------
@@ -342,10 +470,11 @@ def test_no_defaults_means_zero() -> None:
         ("MemoryLimit=1Q", "[Service] MemoryLimit=1Q: not a memory size"),
     ],
 )
-def test_bad_service_limits(service: str, message: str) -> None:
-    with pytest.raises(InvalidRequirements) as info:
-        reqs("", name="web.service", extra=f"[Service]\n{service}\n")
-    assert message in str(info.value)
+def test_bad_service_limits_warn(service: str, message: str) -> None:
+    """systemd ignores a limit it cannot parse: so does the reservation (the default applies)."""
+    got, warnings = read("", name="web.service", extra=f"[Service]\n{service}\n", defaults=DEFAULTS)
+    assert [w for w in warnings if message in w and "systemd ignores it" in w]
+    assert (got.cpu_millis, got.memory_bytes) == (DEFAULTS.cpu_millis, DEFAULTS.memory_bytes)
 
 
 # --- quantities -------------------------------------------------------------------------------
@@ -509,6 +638,24 @@ def test_metadata_condition_str() -> None:
         ("db[^0-9].service", "dbx.service", True),
         ("db[^0-9].service", "db3.service", False),
         ("*.service", "web.socket", False),
+        # Go's path.Match, as fleet: no suffix added, '!' is no negation, '\\' escapes
+        ("apache", "apache.service", False),
+        ("apache", "apache", True),
+        ("monitor*", "monitor@1.service", True),
+        ("monitor*", "monitor.timer", True),
+        ("db[!0-9].service", "db!.service", True),
+        ("db[!0-9].service", "dbx.service", False),
+        ("web\\*", "web*", True),
+        ("web\\*", "web.service", False),
+        ("srv-www\\\\x2d*", "srv-www\\x2dassets.mount", True),
+        ("a?c.service", "a@c.service", True),
+        ("[a-c]b.service", "cb.service", True),
+        ("[c-a]b.service", "bb.service", False),
+        # a malformed pattern matches nothing (fleet ignored path.Match's error)
+        ("db[0-9.service", "db1.service", False),
+        ("[]a].service", "a.service", False),
+        ("[-a].service", "a.service", False),
+        ("web\\", "web\\", False),
     ],
 )
 def test_glob_matches(pattern: str, name: str, matches: bool) -> None:
@@ -538,9 +685,10 @@ def test_parse_unit() -> None:
     ("name", "text", "error", "message"),
     [
         ("web", "[Service]\nExecStart=/bin/true\n", InvalidUnitName, "no type suffix"),
-        ("web.service", "ExecStart=/bin/true\n", InvalidUnitFile, "outside of any [Section]"),
+        ("web.service", "ExecStart=/bin/true\n", InvalidUnitFile, "has no options"),
         ("web.service", "# only a comment\n", InvalidUnitFile, "has no options"),
-        ("web.service", "[X-Fleet]\nGlobal=perhaps\n", InvalidRequirements, "not a boolean"),
+        ("web.service", "[X-Fleet]\nAtMostOnce=perhaps\n", InvalidRequirements, "not a boolean"),
+        ("a@.mount", "[Mount]\nWhat=x\n", InvalidUnitName, "only service, socket"),
     ],
 )
 def test_parse_unit_rejects(name: str, text: str, error: type[Exception], message: str) -> None:
