@@ -201,7 +201,7 @@ async def test_refused_writes_leave_no_version(api: Api) -> None:
     await api.put("web.service", text(1))
     r = await api.put("web.service", text(2), replace="false")
     assert r.status_code == 409
-    bad = text(2, "\n[X-Fleet]\nBogus=1\n")
+    bad = text(2, "\n[X-Fleet]\nAtMostOnce=maybe\n")
     assert (await api.put("web.service", bad)).status_code == 400
     assert (await api.put("new.service", bad)).status_code == 400
     items = [{"name": "ok.service", **body(text(5))}, {"name": "t@.service", **body(text(6))}]
