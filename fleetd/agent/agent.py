@@ -30,8 +30,9 @@ from fleetd.agent.fencing import Fence, default_margin
 from fleetd.agent.presence import Presence
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Reconciler
-from fleetd.agent.systemd import SystemdManager, UnitStatus
+from fleetd.agent.systemd import SystemdManager
 from fleetd.agent.unitdir import UnitDirectory
+from fleetd.agent.units import UnitManager, UnitStatus
 from fleetd.config import Config
 from fleetd.errors import FleetError, RegistryError, SystemdError
 from fleetd.model import Machine, SystemdLink
@@ -79,7 +80,10 @@ class Agent:
         wall: Callable[[], float] = time.time,
         fence_margin: float | None = None,
         reconcile_interval: float = 30.0,
+        units: UnitManager | None = None,
     ) -> None:
+        """``units``: systemd as the agent drives it; by default ``SystemdManager`` on
+        ``bus_address`` (the system bus)."""
         if machine is None:
             machine = machine_from_config(config, machine_id or host.machine_id())
         self.machine = machine = replace(machine, systemd_connected=False)
@@ -94,9 +98,8 @@ class Agent:
         self.publisher = Publisher(
             store=store, machine=machine.id, wall=wall, on_recovered=self._resync_soon
         )
-        self.manager = SystemdManager(
-            on_change=self._on_status, on_shutdown=self._on_shutdown, bus_address=bus_address
-        )
+        self.manager: UnitManager = units or SystemdManager(bus_address=bus_address)
+        self.manager.subscribe(self._on_status, self._on_shutdown)
         self.presence = Presence(
             store=store,
             machine=machine,

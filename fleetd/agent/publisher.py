@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from fleetd.agent.systemd import UnitStatus
+from fleetd.agent.units import UnitStatus
 from fleetd.errors import RegistryError
 from fleetd.model import UnitState
 from fleetd.registry.store import Store

@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from fleetd.agent.desired import Bodies, ScheduleView
 from fleetd.agent.plan import CurrentUnit, DesiredUnit, Task, TaskKind, phases, plan
 from fleetd.agent.publisher import Publisher
-from fleetd.agent.systemd import SystemdManager, UnitStatus
 from fleetd.agent.unitdir import UnitDirectory
+from fleetd.agent.units import UnitManager, not_found
 from fleetd.errors import FleetError, SystemdError, SystemdUnavailable
 from fleetd.model import DesiredState
 
 log = logging.getLogger(__name__)
 
-RUNTIME_UNIT_DIR = Path("/run/systemd/system")
 RUNNING = frozenset({"active", "activating", "reloading"})
-_NOT_FOUND = UnitStatus("", "not-found", "inactive", "dead")
 
 
 class PhaseFailed(FleetError):
@@ -44,7 +40,7 @@ class Reconciler:
     def __init__(
         self,
         *,
-        manager: SystemdManager,
+        manager: UnitManager,
         unitdir: UnitDirectory,
         bodies: Bodies,
         schedule: ScheduleView,
@@ -53,7 +49,6 @@ class Reconciler:
         interval: float = 30.0,
         debounce: float = 0.005,
         max_delay: float = 0.25,
-        runtime_dir: Path = RUNTIME_UNIT_DIR,
     ) -> None:
         self.manager = manager
         self.unitdir = unitdir
@@ -64,7 +59,6 @@ class Reconciler:
         self.interval = interval
         self.debounce = debounce
         self.max_delay = max_delay
-        self.runtime_dir = runtime_dir
         self.files: dict[str, str] = {}  # name -> hash of the file in units_directory
         self.started: dict[str, str] = {}  # name -> hash the agent started
         self.passes = 0
@@ -251,9 +245,8 @@ class Reconciler:
         await self.manager.enable(install)
         names = [t.unit for t in tasks]
         await self.manager.track(names)
-        unseen = [
-            n for n in names if self.manager.status.get(n, _NOT_FOUND).load_state == "not-found"
-        ]
+        status = self.manager.status
+        unseen = [n for n in names if status.get(n, not_found(n)).load_state == "not-found"]
         if unseen:  # systemd kept an old "not found" for them: make it read its directories
             log.info("reload reason=%r", f"systemd did not see {len(unseen)} new unit files")
             await self.manager.reload()
@@ -268,15 +261,9 @@ class Reconciler:
             log.warning("disable units=%s: %s (%s)", ",".join(names), exc, exc.name)
         for name in names:
             await self.manager.reset_failed(name)
-            self._unlink(name)
+            self.manager.unlink(str(self.unitdir.file(name)))
             self.unitdir.remove(name)
             self.files.pop(name, None)
             self.started.pop(name, None)
             self.publisher.unmanaged(name)
         self.manager.untrack(names)
-
-    def _unlink(self, name: str) -> None:
-        """Remove the runtime link ``LinkUnitFiles`` made, if it still points at our file."""
-        link = self.runtime_dir / name
-        if link.is_symlink() and Path(os.readlink(link)) == self.unitdir.file(name):
-            link.unlink()

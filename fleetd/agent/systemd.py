@@ -1,6 +1,7 @@
 """systemd's D-Bus API (org.freedesktop.systemd1) over dbus-fast, without introspection.
 
-``SystemdManager`` owns one connection to the system bus.  It subscribes to
+``SystemdManager`` is the real ``UnitManager`` (units.py): it owns one
+connection to the system bus.  It subscribes to
 systemd's signals (``JobRemoved``, ``JobNew``, ``PropertiesChanged`` of unit
 objects) and keeps the load/active/sub state of the units it was asked to
 track, reporting every change through ``on_change``; ``resync`` reads them all
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from fleetd.agent.units import NO_SUCH_UNIT, UnitStatus, UnitTracker
 from fleetd.errors import SystemdError, SystemdUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 SHUTDOWN_TARGETS = frozenset(
     {"shutdown.target", "poweroff.target", "reboot.target", "halt.target", "kexec.target"}
 )
-NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
+RUNTIME_UNIT_DIR = Path("/run/systemd/system")
 _MATCHES = (
     f"type='signal',sender='{DEST}',interface='{MANAGER}',member='JobRemoved'",
     f"type='signal',sender='{DEST}',interface='{PROPERTIES}',member='PropertiesChanged',"
@@ -58,12 +62,7 @@ _MAX_PENDING_CALLS = 64
 _ESCAPED = re.compile(r"_([0-9a-f]{2})")
 
 
-@dataclass(frozen=True, slots=True)
-class UnitStatus:
-    name: str
-    load_state: str
-    active_state: str
-    sub_state: str
+__all__ = ["NO_SUCH_UNIT", "RUNTIME_UNIT_DIR", "SystemdManager", "UnitStatus"]
 
 
 def unit_path_label(name: str) -> str:
@@ -77,8 +76,11 @@ def unit_name_from_path(path: str) -> str:
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), label)
 
 
-class SystemdManager:
-    """One D-Bus connection to systemd; ``connect()`` before use, again after a disconnect."""
+class SystemdManager(UnitTracker):
+    """One D-Bus connection to systemd; ``connect()`` before use, again after a disconnect.
+
+    ``runtime_dir`` is where ``LinkUnitFiles(runtime)`` puts its links, as this
+    process sees it."""
 
     def __init__(
         self,
@@ -87,16 +89,15 @@ class SystemdManager:
         on_shutdown: Callable[[], None] = lambda: None,
         bus_address: str | None = None,
         job_timeout: float = 90.0,
+        runtime_dir: Path = RUNTIME_UNIT_DIR,
     ) -> None:
-        self._on_change = on_change
-        self._on_shutdown = on_shutdown
+        super().__init__(on_change, on_shutdown)
         self._bus_address = bus_address
         self._job_timeout = job_timeout
+        self.runtime_dir = runtime_dir
         self._bus: MessageBus | None = None
         self._jobs_done: OrderedDict[str, str] = OrderedDict()
         self._job_waiters: dict[str, asyncio.Future[str]] = {}
-        self.status: dict[str, UnitStatus] = {}
-        self._tracked: set[str] = set()
         self._calls = asyncio.Semaphore(_MAX_PENDING_CALLS)
 
     # --- connection -------------------------------------------------------
@@ -187,6 +188,12 @@ class SystemdManager:
         if paths:
             await self._manager("LinkUnitFiles", "asbb", list(paths), True, True)
 
+    def unlink(self, path: str) -> None:
+        """Remove the runtime link ``link`` made for ``path``, if it still points there."""
+        link = self.runtime_dir / Path(path).name
+        if link.is_symlink() and Path(os.readlink(link)) == Path(path):
+            link.unlink()
+
     async def enable(self, names_or_paths: Sequence[str]) -> None:
         """``EnableUnitFiles(runtime, force)`` for units whose file has an ``[Install]`` section."""
         if names_or_paths:
@@ -249,32 +256,6 @@ class SystemdManager:
         """The manager's ``SystemState`` (``running``, ``degraded``, ``stopping``…)."""
         (value,) = await self._call(DEST, PATH, PROPERTIES, "Get", "ss", [MANAGER, "SystemState"])
         return str(value.value if isinstance(value, Variant) else value)
-
-    # --- tracking ---------------------------------------------------------
-
-    async def track(self, names: Iterable[str]) -> None:
-        """Track ``names`` from now on and read their status now (reported if changed)."""
-        wanted = set(names)
-        self._tracked |= wanted
-        if wanted:
-            await self.resync(wanted)
-
-    def untrack(self, names: Iterable[str]) -> None:
-        for name in names:
-            self._tracked.discard(name)
-            self.status.pop(name, None)
-
-    async def resync(self, names: Iterable[str] | None = None) -> None:
-        """Re-read the status of tracked units with one ``ListUnitsByNames``."""
-        wanted = sorted(self._tracked if names is None else set(names) & self._tracked)
-        for status in (await self.list_units(wanted)).values():
-            self._update(status)
-
-    def _update(self, status: UnitStatus) -> None:
-        if status.name not in self._tracked or self.status.get(status.name) == status:
-            return
-        self.status[status.name] = status
-        self._on_change(status)
 
     def _on_message(self, msg: Message) -> bool:
         if msg.message_type is not MessageType.SIGNAL:

@@ -10,7 +10,7 @@ import pytest
 
 from fleetd.agent.desired import Bodies, ScheduleView
 from fleetd.agent.publisher import BURST_WINDOW, Publisher, coalesce_delay
-from fleetd.agent.systemd import UnitStatus
+from fleetd.agent.units import UnitStatus
 from fleetd.model import DesiredState, ScheduleEntry, Unit
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry

@@ -13,10 +13,10 @@ from fleetd.agent.systemd import (
     UNIT,
     UNIT_PATH_PREFIX,
     SystemdManager,
-    UnitStatus,
     unit_name_from_path,
     unit_path_label,
 )
+from fleetd.agent.units import UnitStatus
 
 
 def signal(path: str, iface: str, member: str, sig: str, body: list[Any]) -> Message:
