@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -36,6 +36,11 @@ class CliError(FleetError):
 _RETRIES = 4
 BATCH_UNITS = 500
 BATCH_BYTES = 768 * 1024  # under the API's 1 MiB body limit, with room for framing
+
+
+IN_PROCESS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {}
+"""Endpoints served inside this process (an in-process cluster in tests, see
+``fleetd.testing``): ``ApiBackend`` reaches them through the transport made here."""
 
 
 class Unavailable(CliError):
@@ -135,6 +140,8 @@ class ApiBackend:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
+        if transport is None and endpoint in IN_PROCESS:
+            transport = IN_PROCESS[endpoint]()
         headers = {"User-Agent": "fleetctl (fleetd)"}
         if token:
             if not (token.isascii() and token.isprintable()) or " " in token:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,20 @@ class FakeSystemd:
         if not up:
             for connection in list(self.connections):
                 connection.lost()
+
+    def power_off(self) -> None:
+        """The machine stops: every process ends, connections drop, ``<root>/run`` is
+        emptied (a tmpfs).  ``boot()`` brings the bus back."""
+        self.set_bus(False)
+        for unit in self.units.values():
+            if unit.job is not None:
+                unit.job.cancel()
+        self.units.clear()
+        self.stopping = False
+        shutil.rmtree(self.root / "run", ignore_errors=True)
+
+    def boot(self) -> None:
+        self.bus_up = True
 
     def shutdown(self) -> None:
         """The machine begins to shut down (a job for poweroff.target appears)."""

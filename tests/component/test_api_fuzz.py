@@ -1,8 +1,9 @@
 """Schema-driven fuzzing (schemathesis) of the API against its own OpenAPI: no 5xx, ever.
 
-The API runs for real (uvicorn, token-guarded TCP) over MemoryRegistry, with
-two registered machines and the autopilot placing units, so that generated
-requests reach every handler with data behind it.
+The API runs for real (uvicorn, token-guarded TCP) on the in-process cluster of
+clikit.py: two machines whose real engine and agents place and run (on fake
+systemd) what the requests submit, so that they reach every handler with data
+behind it.
 """
 
 from __future__ import annotations

@@ -114,15 +114,17 @@ def test_start_reports_failure_and_unplaceable(server: ServerThread, units: Path
     )  # fmt: skip
     assert r.exit_code == 1
     assert "Unit bad.service failed on m1 (10.0.0.1)" in r.stderr
-    assert "Unit big.service could not be placed: no machine has role=none" in r.stderr
-    assert "Unit web.service started on m1 (10.0.0.1)" in r.stdout
+    why = "m1: metadata role=none wanted, role=m1; m2: metadata role=none wanted, role=m2"
+    assert f"Unit big.service could not be placed: {why}" in r.stderr
+    # ties go to the machine with fewer units: bad.service took m1
+    assert "Unit web.service started on m2 (10.0.0.2)" in r.stdout
     r = fleetctl(server, "list-units")
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["UNIT", "MACHINE", "ACTIVE", "SUB", "REASON"]
     assert lines[2].split("\t")[0] == "big.service"
-    assert lines[2].endswith("no machine has role=none")
+    assert lines[2].endswith(why)
     r = fleetctl(server, "list-unit-files", "--no-legend")
-    assert any(x.endswith("no machine has role=none") for x in r.stdout.splitlines())
+    assert any(x.endswith(why) for x in r.stdout.splitlines())
 
 
 def test_no_block_and_json(server: ServerThread, units: Path) -> None:

@@ -35,8 +35,7 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
 
 
 def _requests(server: ServerThread, method: str, route: str) -> int:
-    transport = httpx.HTTPTransport(uds=str(server.socket))
-    with httpx.Client(transport=transport, base_url="http://fleetd") as client:
+    with server.client() as client:
         text = client.get("/metrics").text
     total = 0
     for line in text.splitlines():
