@@ -250,12 +250,18 @@ class Cluster:
         return client
 
     async def submit(
-        self, name: str, text: str, desired: DesiredState = DesiredState.LAUNCHED
+        self,
+        name: str,
+        text: str,
+        desired: DesiredState = DesiredState.LAUNCHED,
+        *,
+        replace: bool = False,
     ) -> None:
         """``PUT /units/<name>`` with the file's options and ``desired``."""
         options = UnitFile.from_text(text).to_dicts()
         body = {"name": name, "desiredState": desired.value, "options": options}
-        response = await self.api.put(f"/units/{name}", json=body)
+        params = {"replace": "true"} if replace else {}
+        response = await self.api.put(f"/units/{name}", json=body, params=params)
         response.raise_for_status()
 
     async def set_desired(self, name: str, desired: DesiredState) -> None:
