@@ -1,11 +1,11 @@
 """systemd's D-Bus API (org.freedesktop.systemd1) over dbus-fast, without introspection.
 
 ``SystemdManager`` is the real ``UnitManager`` (units.py): it owns one
-connection to the system bus.  It subscribes to
-systemd's signals (``JobRemoved``, ``JobNew``, ``PropertiesChanged`` of unit
-objects) and keeps the load/active/sub state of the units it was asked to
-track, reporting every change through ``on_change``; ``resync`` reads them all
-at once with ``ListUnitsByNames``.  Nothing is polled per unit.
+connection to the system bus, subscribes to systemd's signals (``JobRemoved``,
+``JobNew``, ``PropertiesChanged`` of unit objects) and keeps the
+load/active/sub state of the units it was asked to track, reporting every
+change through ``on_change``; ``resync`` reads them all at once with
+``ListUnitsByNames``.  Nothing is polled per unit.
 
 Jobs: ``StartUnit``/``StopUnit`` return a job path and the result arrives as a
 ``JobRemoved`` signal, which can be processed before the method reply
@@ -60,9 +60,6 @@ _JOB_MEMORY = 65536
 # dbus-daemon allows 128 pending replies per connection (max_replies_per_connection).
 _MAX_PENDING_CALLS = 64
 _ESCAPED = re.compile(r"_([0-9a-f]{2})")
-
-
-__all__ = ["NO_SUCH_UNIT", "RUNTIME_UNIT_DIR", "SystemdManager", "UnitStatus"]
 
 
 def unit_path_label(name: str) -> str:

@@ -5,7 +5,7 @@ and wait for what they expect with ``wait_for``; a pass takes milliseconds.
 
 Time: the registry, the engine and the agents share ``clock`` (a ``ManualClock`` by
 default): leases expire and the AtMostOnce grace runs out only when the test advances
-it (then ``expire_leases()``/``nudge()``).  Sleeps inside the parts are real but short
+it (``advance()``).  Sleeps inside the parts are real but short
 (debounce and coalescing of a few milliseconds).
 
 Supervision: every part runs as a named task of the cluster; a part that fails makes
@@ -61,10 +61,13 @@ class ManualClock:
 class Node:
     """One machine: its fake systemd, its agent (while fleetd runs) and its API."""
 
-    def __init__(self, cluster: Cluster, machine: Machine, inspector: UnitInspector | None):
+    def __init__(
+        self, cluster: Cluster, machine: Machine, inspector: UnitInspector | None
+    ) -> None:
         self.cluster = cluster
         self.machine = machine
         self.id = machine.id
+        self.task = f"agent-{machine.hostname or machine.id}"
         self.root = cluster.root / machine.id
         self.systemd = FakeSystemd(self.root)
         self.agent: Agent | None = None
@@ -96,7 +99,7 @@ class Node:
             lease_file=self.root / "run/fleet/lease",
             units=FakeConnection(self.systemd, job_timeout=c.job_timeout),
         )
-        c.spawn(f"agent-{self.machine.hostname or self.id}", self._run(self.agent))
+        c.spawn(self.task, self._run(self.agent))
 
     async def _run(self, agent: Agent) -> None:
         try:
@@ -107,7 +110,7 @@ class Node:
 
     async def stop(self) -> None:
         """Stop fleetd (a restart or a crash): its units keep running, its lease stays."""
-        await self.cluster.cancel(f"agent-{self.machine.hostname or self.id}")
+        await self.cluster.cancel(self.task)
         self.agent = None
 
     async def restart(self) -> None:
@@ -162,7 +165,7 @@ class Cluster:
         self.engine: Engine | None = None
         self.nodes: dict[str, Node] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._failures: list[BaseException] = []
+        self._failures: list[tuple[str, BaseException]] = []
         self._clients: list[httpx.AsyncClient] = []
 
     # --- parts ------------------------------------------------------------
@@ -179,9 +182,10 @@ class Cluster:
     def _done(self, task: asyncio.Task[None]) -> None:
         if self._tasks.get(task.get_name()) is task:
             del self._tasks[task.get_name()]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("cluster part %s failed", task.get_name(), exc_info=task.exception())
-            self._failures.append(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("cluster part %s failed", task.get_name(), exc_info=error)
+            self._failures.append((task.get_name(), error))
 
     async def cancel(self, name: str) -> None:
         task = self._tasks.get(name)
@@ -191,9 +195,10 @@ class Cluster:
                 await task
 
     def check(self) -> None:
-        """Raise the first error of a part that failed."""
+        """Fail (AssertionError, caused by its error) if a part of the cluster failed."""
         if self._failures:
-            raise RuntimeError("a part of the cluster failed") from self._failures[0]
+            name, error = self._failures[0]
+            raise AssertionError(f"cluster part {name} failed: {error!r}") from error
 
     async def add_machine(
         self,
@@ -314,8 +319,12 @@ class Cluster:
                 raise AssertionError(f"not reached within {within}s: {what}")
             await asyncio.sleep(0.002)
 
-    def nudge(self) -> None:
-        """After the clock moved: look at leases and timers now."""
+    def advance(self, seconds: float) -> None:
+        """Move the ``ManualClock`` on, then let leases expire and the engine look at its
+        timers at once."""
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("only a cluster on a ManualClock can advance time")
+        self.clock.advance(seconds)
         self.registry.expire_leases()
         if self.engine is not None:
             self.engine.trigger()

@@ -57,8 +57,7 @@ async def test_a_lost_machine_s_units_move_and_at_most_once_waits_for_the_grace(
         await c.wait_for(lambda: c.running("web.service") == ["m2"], "web moved to m2")
         assert c.running("once.service") == []
         assert "AtMostOnce" in await c.reason("once.service")
-        c.clock.advance(5.0)  # type: ignore[attr-defined]
-        c.nudge()
+        c.advance(5.0)
         await c.wait_for(lambda: c.running("once.service") == ["m2"], "once moved after grace")
 
 
