@@ -156,6 +156,9 @@ async def test_a_service_whose_program_fails_ends_failed(backend: Backend) -> No
     name = await linked(backend, "fails", FAILS)
     assert await backend.manager.start(name) == "done"  # a simple service: started, then failed
     await reaches(backend, name, "failed", "failed")
+    assert await backend.manager.stop(name) == "done"  # not running: nothing to stop
+    await backend.manager.resync()
+    assert state(backend, name) == ("loaded", "failed", "failed")
     await backend.manager.reset_failed(name)
     await reaches(backend, name, "inactive", "dead")
     await backend.manager.reset_failed(backend.name("unknown"))  # no such unit: no error

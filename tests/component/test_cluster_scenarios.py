@@ -123,3 +123,16 @@ async def test_a_failed_unit_is_published_and_not_restarted(tmp_path: Path) -> N
         await c.wait_for(lambda: c.running("next.service") == ["m1"], "more passes ran")
         starts = [a for m, a in c.nodes["m1"].systemd.calls if m == "StartUnit"]
         assert starts.count("bad.service") == 1
+
+
+async def test_status_and_journal_come_from_the_unit_s_machine(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=2) as c:
+        await c.nodes["m1"].stop()
+        await c.submit("web.service", unit())
+        await c.wait_for(lambda: c.running("web.service") == ["m2"], "web on m2")
+        api = c.client("m1")  # m1 forwards to m2's API
+        status = (await api.get("/units/web.service/status")).json()
+        assert status["machineID"] == "m2" and status["exitCode"] == 0
+        assert status["output"].startswith("● web.service - web\n")
+        journal = await api.get("/units/web.service/journal", params={"lines": 2})
+        assert journal.text.splitlines() == ["Starting web...", "Started web."]
