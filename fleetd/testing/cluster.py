@@ -61,9 +61,7 @@ class ManualClock:
 class Node:
     """One machine: its fake systemd, its agent (while fleetd runs) and its API."""
 
-    def __init__(
-        self, cluster: Cluster, machine: Machine, inspector: UnitInspector | None
-    ) -> None:
+    def __init__(self, cluster: Cluster, machine: Machine, inspector: UnitInspector | None) -> None:
         self.cluster = cluster
         self.machine = machine
         self.id = machine.id
