@@ -114,3 +114,20 @@ async def test_a_unit_with_an_install_section_is_enabled_and_disabled(tmp_path: 
         await c.wait_for(lambda: systemd.unit("web.service") is None, "web unloaded")
         assert not wants.is_symlink()
         assert not (systemd.runtime_dir / "web.service").is_symlink()
+
+
+async def test_a_machine_whose_agent_cannot_reach_systemd_gets_no_new_units(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, machines=2) as c:
+        c.nodes["m1"].systemd.set_bus(False)
+
+        async def unreachable() -> bool:
+            machine = await c.store.get_machine("m1")
+            return machine is not None and not machine.systemd_connected
+
+        await c.wait_for(unreachable, "m1 says it cannot reach systemd")
+        for i in range(3):
+            await c.submit(f"web@{i}.service", SERVICE.format(version=i))
+        names = [f"web@{i}.service" for i in range(3)]
+        await c.wait_for(lambda: all(c.running(n) == ["m2"] for n in names), "all on m2")
