@@ -4,7 +4,8 @@ with its API) on an event loop in a background thread.
 
 fleetctl reaches the first machine's API at ``endpoint`` (``unix://<tmp>/fleet.sock``)
 without a socket: the endpoint is mounted in ``fleetd.cli.backend.IN_PROCESS`` and
-served by ``LoopTransport`` (httpx's ASGITransport on the cluster's loop).  Only with a
+served by ``LoopTransport`` (httpx's ASGITransport on the cluster's loop), with the
+caller the unix socket's.  Only with a
 ``token`` is there a real server: uvicorn on ``tcp_endpoint`` with bearer
 authentication, the part that tests of tokens are about.
 
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from fleetd.api.auth import Identified
 from fleetd.api.inspector import UnitInspector
 from fleetd.api.serve import ApiServer
 from fleetd.cli import backend
 
+from fleetd.caller import UNIX_SOCKET
 from fleetd.testing.cluster import Cluster
 from fleetd.testing.transport import LoopTransport
 
@@ -62,7 +65,9 @@ class ServerThread:
     def start(self) -> ServerThread:
         self.thread.start()
         self.call(self._start())
-        transport = LoopTransport(self.cluster.nodes[M1].app, self.loop)
+        # served as the unix socket listener serves it: the caller is "unix socket"
+        app = Identified(self.cluster.nodes[M1].app, UNIX_SOCKET.name, remote=False)
+        transport = LoopTransport(app, self.loop)
         backend.IN_PROCESS[self.endpoint] = lambda: transport
         return self
 
