@@ -19,6 +19,8 @@ import anyio
 
 from fleetd.errors import FleetError
 
+from .models import JOURNAL_OUTPUTS
+
 STATUS_TIMEOUT = 15.0
 MAX_JOURNAL_LINES = 10_000
 REAP_TIMEOUT = 5.0
@@ -33,8 +35,11 @@ class UnitInspector(Protocol):
         """``(exit code, output)`` of ``systemctl status`` (3 = not active, 4 = no such unit)."""
         ...
 
-    def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[bytes]:
-        """The last ``lines`` journal lines of the unit, then new ones while ``follow``."""
+    def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[bytes]:
+        """The last ``lines`` journal lines of the unit, then new ones while ``follow``,
+        in journalctl's ``output`` mode (one of ``models.JOURNAL_OUTPUTS``)."""
         ...
 
 
@@ -75,9 +80,13 @@ class SystemdInspector:
             await _reap(proc)
         return proc.returncode or 0, out.decode("utf-8", "replace")
 
-    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[bytes]:
+    async def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[bytes]:
+        if output not in JOURNAL_OUTPUTS:
+            raise InspectorError(f"unknown journal output mode {output!r}")
         lines = max(0, min(lines, MAX_JOURNAL_LINES))
-        argv = [*self.journalctl, "--no-pager", "--output=short", f"--unit={name}"]
+        argv = [*self.journalctl, "--no-pager", f"--output={output}", f"--unit={name}"]
         argv.append(f"--lines={lines}")
         if follow:
             argv.append("--follow")

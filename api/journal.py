@@ -107,15 +107,20 @@ async def unit_journal(
     name: str,
     lines: Annotated[int, Query(ge=0, le=MAX_JOURNAL_LINES, description="last N lines")] = 10,
     follow: Annotated[bool, Query(description="keep streaming new lines")] = False,
+    output: Annotated[
+        models.JournalOutput, Query(description="journalctl's output mode (--output)")
+    ] = "short",
     machine_id: MachineParam = None,
 ) -> StreamingResponse:
     """Extension: the unit's journal from its machine (``journalctl -u``), optionally followed."""
     machine = await _target(ctx, request, name, machine_id)
     source: AsyncIterator[bytes]
     if machine is None:
-        source = _local(ctx).journal(name, lines, follow)
+        source = _local(ctx).journal(name, lines, follow, output)
     else:
         params = {"lines": str(lines), "follow": "true" if follow else "false"}
+        if output != "short":
+            params["output"] = output
         params["machineID"] = machine.id
         source = ctx.peers.stream(machine, f"/fleet/v1/units/{name}/journal", params)
     # Wait briefly for the first chunk before answering, so that a failure becomes

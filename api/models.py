@@ -8,11 +8,20 @@ optional fields are left out of responses, as Go's ``omitempty`` did.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DesiredStateName = Literal["inactive", "loaded", "launched"]
+
+
+# journalctl's --output modes (systemd 252); fleetctl journal --output passes one through.
+JournalOutput = Literal[
+    "short", "short-full", "short-iso", "short-iso-precise", "short-precise",
+    "short-monotonic", "short-delta", "short-unix", "verbose", "export", "json",
+    "json-pretty", "json-sse", "json-seq", "cat", "with-unit",
+]  # fmt: skip
+JOURNAL_OUTPUTS: tuple[str, ...] = get_args(JournalOutput)
 
 
 class Wire(BaseModel):

@@ -91,7 +91,9 @@ class Backend(Protocol):
 
     async def status(self, name: str) -> models.UnitStatus: ...
 
-    def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]: ...
+    def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[str]: ...
 
     async def versions(self, name: str) -> models.UnitVersionList:
         """The kept versions of unit ``name`` (NotFound if it has none and does not exist)."""
@@ -332,8 +334,12 @@ class ApiBackend:
     async def version(self, name: str, number: int) -> models.UnitVersion:
         return await self._get(f"/units/{quote(name)}/versions/{number}", models.UnitVersion)
 
-    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
+    async def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[str]:
         params = {"lines": str(lines), "follow": "true" if follow else "false"}
+        if output != "short":
+            params["output"] = output
         # A followed journal may be quiet for hours: no read timeout then.
         timeout = httpx.Timeout(self._client.timeout.connect, read=None)
         try:
@@ -482,6 +488,8 @@ class StoreBackend:
     async def status(self, name: str) -> models.UnitStatus:
         raise CliError("status needs the API (--driver api): it is served by the unit's machine")
 
-    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[str]:
+    async def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[str]:
         raise CliError("journal needs the API (--driver api): it is served by the unit's machine")
         yield ""  # pragma: no cover - makes this an async generator

@@ -18,7 +18,9 @@ from fleetd.api import models
 from fleetd import versiondiff, versions
 from fleetd.unitname import UnitName
 
+from . import completion
 from .backend import Backend, CliError
+from .helptext import Command
 from .options import Output, options, run
 from .table import echo_json, echo_table, printable
 from .unitargs import unit_name
@@ -33,7 +35,15 @@ Diff = Annotated[
         show_default=False,
     ),
 ]
-Unit = Annotated[str, typer.Argument(help="a unit name (or unit file path)", show_default=False)]
+Unit = Annotated[
+    str,
+    typer.Argument(
+        help="a unit name (or unit file path)",
+        metavar="UNIT",
+        show_default=False,
+        autocompletion=completion.units,
+    ),
+]
 
 
 def _by(version: models.UnitVersionInfo) -> str:
@@ -90,7 +100,12 @@ async def _diff(backend: Backend, name: str, number: int) -> tuple[int | None, s
 
 
 def history(ctx: typer.Context, unit: Unit, diff: Diff = None) -> None:
-    """List the kept versions of a unit's file (the last 20), or diff one (--diff N)."""
+    """List the kept versions of a unit's file (the last 20), or diff one (--diff N).
+
+    Examples:
+      fleetctl history web.service
+      fleetctl history --diff 3 web.service
+    """
     name = unit_name(unit)
     as_json = options(ctx).output is Output.JSON
     if diff is not None:
@@ -121,4 +136,4 @@ def history(ctx: typer.Context, unit: Unit, diff: Diff = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("history")(history)
+    app.command("history", cls=Command)(history)

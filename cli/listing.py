@@ -1,4 +1,4 @@
-"""list-units, list-unit-files, list-machines (fleet's columns) and cordon/uncordon/drain.
+"""list-units, list-unit-files, list-machines: fleet's columns, or JSON (``shapes.py``).
 
 Default columns are fleet's; a REASON column is added when some unit could
 not be placed, and list-machines adds capacity and allocation.  ``--fields``
@@ -17,14 +17,21 @@ from fleetd.api import models
 
 from fleetd.quantity import format_cpu, format_memory
 
-from .backend import Backend, CliError
+from . import shapes
+from .backend import Backend
+from .helptext import Command
 from .options import Output, options, run
 from .progress import readable_reason
 from .table import echo_json, echo_table, select
 
 Fields = Annotated[
     str | None,
-    typer.Option("--fields", envvar="FLEETCTL_FIELDS", help="comma-separated columns to show"),
+    typer.Option(
+        "--fields",
+        envvar="FLEETCTL_FIELDS",
+        metavar="FIELDS",
+        help="comma-separated columns to show",
+    ),
 ]
 Full = Annotated[
     bool, typer.Option("--full", envvar="FLEETCTL_FULL", help="do not shorten ids and hashes")
@@ -45,20 +52,6 @@ def machine_legend(
     if with_ip and machine is not None and machine.primaryIP:
         label = f"{label}/{machine.primaryIP}"
     return label
-
-
-def _description(unit: models.Unit) -> str:
-    for option in unit.options:
-        if option.section == "Unit" and option.name == "Description":
-            return option.value
-    return "-"
-
-
-def _is_global(unit: models.Unit) -> bool:
-    return any(
-        o.section == "X-Fleet" and o.name == "Global" and o.value.strip().lower() == "true"
-        for o in unit.options
-    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +76,15 @@ def _print(
 def list_units(
     ctx: typer.Context, fields: Fields = None, full: Full = False, no_legend: NoLegend = False
 ) -> None:
-    """List the units' states on their machines (and units that could not be placed)."""
+    """List the units' states on their machines (and units that could not be placed).
+
+    Fields: unit, machine, active, sub, load, hash, dstate, reason.
+
+    Examples:
+      fleetctl list-units
+      fleetctl list-units --fields unit,machine,active --no-legend
+      fleetctl -o json list-units
+    """
 
     async def work(
         backend: Backend,
@@ -97,14 +98,6 @@ def list_units(
     states, units, machine_list = run(ctx, work)
     by_name = {u.name: u for u in units}
     unplaced = [u for u in units if u.reason]
-    if options(ctx).output is Output.JSON:
-        echo_json(
-            {
-                "states": [s.model_dump(mode="json") for s in states],
-                "unplaceable": [{"name": u.name, "reason": u.reason} for u in unplaced],
-            }
-        )
-        return
     machines = {m.id: m for m in machine_list}
     columns: dict[str, Callable[[_Row], str]] = {
         "unit": lambda r: r.unit.name if r.unit else r.state.name if r.state else "-",
@@ -125,6 +118,16 @@ def list_units(
     ]
     rows += [_Row(u, None) for u in unplaced]
     rows.sort(key=lambda r: r.unit.name if r.unit else r.state.name if r.state else "")
+    if options(ctx).output is Output.JSON:
+        echo_json(
+            [
+                shapes.unit_state(
+                    r.state, r.unit, machines.get(r.state.machineID) if r.state else None
+                )
+                for r in rows
+            ]
+        )
+        return
     default = ["unit", "machine", "active", "sub"] + (["reason"] if unplaced else [])
     _print(ctx, columns, default, rows, fields, not no_legend)
 
@@ -138,20 +141,27 @@ def _hash(value: str, full: bool) -> str:
 def list_unit_files(
     ctx: typer.Context, fields: Fields = None, full: Full = False, no_legend: NoLegend = False
 ) -> None:
-    """List the submitted units: hash, desired and current state, target machine."""
+    """List the submitted units: hash, desired and current state, target machine.
+
+    Fields: unit, hash, dstate, state, target, tmachine, global, desc, reason.
+
+    Examples:
+      fleetctl list-unit-files
+      fleetctl list-unit-files --fields unit,desc --full
+    """
 
     async def work(backend: Backend) -> tuple[list[models.Unit], list[models.Machine]]:
         return await backend.list_units(), await backend.list_machines()
 
     units, machine_list = run(ctx, work)
     if options(ctx).output is Output.JSON:
-        echo_json([u.model_dump(mode="json", exclude_none=True) for u in units])
+        echo_json([shapes.unit_file(u) for u in sorted(units, key=lambda u: u.name)])
         return
     machines = {m.id: m for m in machine_list}
 
     def target(row: _Row) -> str:
         assert row.unit is not None
-        if _is_global(row.unit):
+        if shapes.is_global(row.unit):
             return "global"
         return machine_legend(row.unit.machineID, machines, full)
 
@@ -159,13 +169,15 @@ def list_unit_files(
         "unit": lambda r: r.unit.name if r.unit else "-",
         "hash": lambda r: _hash(r.unit.hash or "" if r.unit else "", full),
         "dstate": lambda r: r.unit.desiredState if r.unit else "-",
-        "state": lambda r: "-" if r.unit is None or _is_global(r.unit) else r.unit.currentState,
+        "state": lambda r: (
+            "-" if r.unit is None or shapes.is_global(r.unit) else r.unit.currentState
+        ),
         "target": target,
         "tmachine": lambda r: machine_legend(
             r.unit.machineID if r.unit else None, machines, full, with_ip=False
         ),
-        "global": lambda r: "true" if r.unit and _is_global(r.unit) else "false",
-        "desc": lambda r: _description(r.unit) if r.unit else "-",
+        "global": lambda r: "true" if r.unit and shapes.is_global(r.unit) else "false",
+        "desc": lambda r: (shapes.description(r.unit) or "-") if r.unit else "-",
         "reason": lambda r: (
             readable_reason(r.unit.reason, machines, full) if r.unit and r.unit.reason else "-"
         ),
@@ -189,14 +201,21 @@ def _resources(used: models.Resources | None, total: models.Resources | None, cp
 def list_machines(
     ctx: typer.Context, fields: Fields = None, full: Full = False, no_legend: NoLegend = False
 ) -> None:
-    """List the machines with their metadata, capacity and allocation."""
+    """List the machines with their metadata, capacity and allocation.
+
+    Fields: machine, ip, metadata, hostname, cpu, memory, units, status.
+
+    Examples:
+      fleetctl list-machines
+      fleetctl list-machines --fields hostname,ip,status --full
+    """
 
     async def work(backend: Backend) -> list[models.Machine]:
         return await backend.list_machines()
 
     machine_list = run(ctx, work)
     if options(ctx).output is Output.JSON:
-        echo_json([m.model_dump(mode="json", exclude_none=True) for m in machine_list])
+        echo_json([shapes.machine(m) for m in sorted(machine_list, key=lambda m: m.id)])
         return
 
     def status(m: models.Machine) -> str:
@@ -227,38 +246,7 @@ def list_machines(
     echo_table([c.upper() for c in chosen], rows, not no_legend)
 
 
-def _machine_command(action: str, done: str) -> Callable[..., None]:
-    def command(
-        ctx: typer.Context,
-        machine: Annotated[str, typer.Argument(help="machine id (or a unique prefix)")],
-    ) -> None:
-        async def work(backend: Backend) -> models.MachineFlags:
-            ids = [m.id for m in await backend.list_machines()]
-            matches = [i for i in ids if i == machine] or [i for i in ids if i.startswith(machine)]
-            if not matches:
-                raise CliError(f"machine {machine} not found")
-            if len(matches) > 1:
-                raise CliError(f"machine prefix {machine} is ambiguous ({len(matches)} machines)")
-            return await backend.machine_action(matches[0], action)
-
-        flags = run(ctx, work)
-        if options(ctx).output is Output.JSON:
-            echo_json(flags.model_dump(mode="json"))
-        else:
-            typer.echo(f"Machine {flags.id} {done}")
-
-    command.__doc__ = {
-        "cordon": "Keep new units off a machine (its units keep running).",
-        "uncordon": "Let units be placed on a machine again (ends a drain).",
-        "drain": "Cordon a machine and move its units to other machines.",
-    }[action]
-    return command
-
-
 def register(app: typer.Typer) -> None:
-    app.command("list-units")(list_units)
-    app.command("list-unit-files")(list_unit_files)
-    app.command("list-machines")(list_machines)
-    app.command("cordon")(_machine_command("cordon", "cordoned"))
-    app.command("uncordon")(_machine_command("uncordon", "uncordoned"))
-    app.command("drain")(_machine_command("drain", "drained: its units are moving elsewhere"))
+    app.command("list-units", cls=Command)(list_units)
+    app.command("list-unit-files", cls=Command)(list_unit_files)
+    app.command("list-machines", cls=Command)(list_machines)

@@ -1,33 +1,42 @@
 """``fleetctl``: the typer app.
 
 Each group of commands lives in its own module of ``fleetd.cli`` and exposes
-``register(app)``; this module only builds the app and lists the modules.
+``register(app)``; this module only builds the app, lists the modules and
+runs it (``main``): global options are put in front of the command first
+(``argv.reorder``), and every error is printed without a secret in it.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated
 
 import typer
-from fleetd.cli import history, listing, units, validate
-from fleetd.cli.options import DEFAULT_ENDPOINT, GLOBAL_FLAGS, Driver, GlobalOptions, Output
+from fleetd.cli import history, inspection, listing, machines, restart, units, validate
+from fleetd.cli.argv import redact, reorder, secrets
+from fleetd.cli.helptext import Command, Group
+from fleetd.cli.options import DEFAULT_ENDPOINT, Driver, GlobalOptions, Output
 
 from fleetd import __version__
 
+__all__ = ["app", "main", "reorder"]
+
 app = typer.Typer(
     name="fleetctl",
-    help="Drive a fleetd cluster: submit, start and inspect systemd units.",
+    cls=Group,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"fleetctl {__version__}")
+        typer.echo(f"fleetctl version {__version__}")
         raise typer.Exit()
 
 
@@ -39,32 +48,68 @@ def _root(
     ),
     endpoint: str = typer.Option(
         DEFAULT_ENDPOINT,
+        "--endpoint",
         envvar="FLEETCTL_ENDPOINT",
+        metavar="URL",
         help="fleetd API: unix:///path or http(s)://host:port",
     ),
     driver: Annotated[
         Driver,
-        typer.Option(envvar="FLEETCTL_DRIVER", help="api (fleetd's API) or etcd (the registry)"),
+        typer.Option(
+            "--driver",
+            envvar="FLEETCTL_DRIVER",
+            metavar="api|etcd",
+            help="api (fleetd's API) or etcd (the registry)",
+        ),
     ] = Driver.API,
     etcd_endpoints: str = typer.Option(
         "http://127.0.0.1:2379",
+        "--etcd-endpoints",
         envvar="FLEETCTL_ETCD_ENDPOINTS",
+        metavar="URLS",
         help="etcd URLs, comma separated (--driver etcd)",
     ),
     etcd_key_prefix: str = typer.Option(
-        "/fleet/", envvar="FLEETCTL_ETCD_KEY_PREFIX", help="registry key prefix (--driver etcd)"
+        "/fleet/",
+        "--etcd-key-prefix",
+        envvar="FLEETCTL_ETCD_KEY_PREFIX",
+        metavar="PREFIX",
+        help="registry key prefix (--driver etcd)",
     ),
     token: str | None = typer.Option(
-        None, envvar="FLEETCTL_TOKEN", help="bearer token for a TCP endpoint", show_default=False
+        None,
+        "--token",
+        envvar="FLEETCTL_TOKEN",
+        metavar="TOKEN",
+        help="bearer token for a TCP endpoint",
+        show_default=False,
     ),
     request_timeout: float = typer.Option(
-        30.0, envvar="FLEETCTL_REQUEST_TIMEOUT", min=0.1, help="seconds per request"
+        30.0,
+        "--request-timeout",
+        envvar="FLEETCTL_REQUEST_TIMEOUT",
+        min=0.1,
+        metavar="SECONDS",
+        help="seconds per request",
     ),
     output: Annotated[
-        Output, typer.Option("--output", "-o", envvar="FLEETCTL_OUTPUT", help="table or json")
+        Output,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="FLEETCTL_OUTPUT",
+            metavar="table|json",
+            help="table, or json (shapes: api/README.md)",
+        ),
     ] = Output.TABLE,
 ) -> None:
-    """Drive a fleetd cluster: submit, start and inspect systemd units."""
+    """fleetctl drives a fleetd cluster: submit, start and inspect systemd units.
+
+    Examples:
+      fleetctl start web.service
+      fleetctl --endpoint http://10.0.0.1:14002 --token "$TOKEN" list-units
+      fleetctl list-machines -o json
+    """
     ctx.obj = GlobalOptions(
         endpoint=endpoint,
         driver=driver,
@@ -76,44 +121,42 @@ def _root(
     )
 
 
-for _module in (validate, units, listing, history):
+def version() -> None:
+    """Print fleetctl's version and exit.
+
+    Example:
+      fleetctl version
+    """
+    typer.echo(f"fleetctl version {__version__}")
+
+
+for _module in (validate, units, restart, inspection, history, listing, machines):
     _module.register(app)
+app.command("version", cls=Command)(version)
 
 
-def reorder(argv: Sequence[str]) -> list[str]:
-    """Move global options written after the command in front of it (fleet accepted both)."""
-    args = list(argv)
-    command = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-    if command is None:
-        return args
-    head, tail = args[:command], args[command:]
-    moved: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(tail):
-        arg = tail[i]
-        if arg == "--":
-            rest.extend(tail[i:])
-            break
-        name = arg.split("=", 1)[0]
-        if name in GLOBAL_FLAGS and i > 0:
-            moved.append(arg)
-            if "=" not in arg and i + 1 < len(tail):
-                moved.append(tail[i + 1])
-                i += 1
-        else:
-            rest.append(arg)
-        i += 1
-    return head + moved + rest
+def _message(exc: typer.TyperException) -> str:
+    buffer = io.StringIO()
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show(file=buffer)
+    else:
+        buffer.write(f"Error: {exc.format_message()}\n")
+    return buffer.getvalue()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``fleetctl`` script: exit 0 on success, 1 on any failure
-    (click's usage errors, normally 2, included), with the message on stderr."""
-    args = reorder(sys.argv[1:] if argv is None else argv)
+    (click's usage errors, normally 2, included), with the message on stderr; a
+    command may exit with another status of its own (``status``: systemctl's)."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    hidden = secrets(raw, os.environ)
     try:
-        app(args=args, prog_name="fleetctl")
-    except SystemExit as exc:
-        if exc.code == 2:
-            sys.exit(1)
-        raise
+        result = app(args=reorder(raw), prog_name="fleetctl", standalone_mode=False)
+    except typer.TyperException as exc:
+        sys.stderr.write(redact(_message(exc), hidden))
+        sys.exit(1)
+    except typer.Abort:
+        sys.stderr.write("Aborted.\n")
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -2,7 +2,7 @@
 
 Every option can also come from ``FLEETCTL_<FLAG>`` in the environment
 (``FLEETCTL_ENDPOINT``, ``FLEETCTL_TOKEN``, ...), as in fleet.  Global options
-may be written before or after the command (``main.reorder`` moves them).
+may be written before or after the command (``argv.reorder`` moves them).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import typer
 
 from fleetd.errors import ConfigError, FleetError
 
+from .argv import redact
 from .backend import ApiBackend, Backend, CliError, StoreBackend
 from .table import printable
 
@@ -65,26 +66,15 @@ class GlobalOptions:
         return ApiBackend(self.endpoint, token=self.token, timeout=self.request_timeout)
 
 
-# name -> takes a value (for moving global options in front of the command)
-GLOBAL_FLAGS = {
-    "--endpoint": True,
-    "--driver": True,
-    "--etcd-endpoints": True,
-    "--etcd-key-prefix": True,
-    "--token": True,
-    "--request-timeout": True,
-    "--output": True,
-    "-o": True,
-}
-
-
 def options(ctx: typer.Context) -> GlobalOptions:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
 
 
-def fail(message: str) -> typer.Exit:
-    typer.echo(printable(message, keep="\n\t"), err=True)
+def fail(message: str, opts: GlobalOptions | None = None) -> typer.Exit:
+    """Print ``message`` on stderr (no secret in it) and return the exit to raise."""
+    hidden = [opts.token] if opts is not None and opts.token else []
+    typer.echo(printable(redact(message, hidden), keep="\n\t"), err=True)
     return typer.Exit(1)
 
 
@@ -103,7 +93,7 @@ def run(ctx: typer.Context, work: Callable[[Backend], Awaitable[T]]) -> T:
     try:
         return _run(go())
     except (FleetError, ConfigError) as exc:
-        raise fail(str(exc) or type(exc).__name__) from None
+        raise fail(str(exc) or type(exc).__name__, opts) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -45,16 +45,6 @@ class Outcome:
     machine: str | None = None
     reason: str | None = None
 
-    def as_json(self) -> dict[str, object]:
-        data: dict[str, object] = {"name": self.name, "ok": self.ok, "message": self.message}
-        if self.state:
-            data["currentState"] = self.state
-        if self.machine:
-            data["machineID"] = self.machine
-        if self.reason:
-            data["reason"] = self.reason
-        return data
-
 
 def legend(machine_id: str | None, machines: dict[str, models.Machine], full: bool = False) -> str:
     """``m2 (10.0.0.2)``: the machine's hostname (or short id) and IP."""

@@ -1,5 +1,4 @@
-"""fleetctl's unit commands: submit, load, start, stop, unload, restart, destroy, cat,
-status, journal."""
+"""fleetctl's unit commands: submit, load, start, stop, unload, destroy (restart: restart.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +13,9 @@ from fleetd.api.commands import UnitChange
 
 from fleetd.model import DesiredState
 
-from . import unitargs
+from . import completion, shapes, unitargs
 from .backend import Backend, CliError
+from .helptext import Command
 from .options import Output, options, run, stderr_is_tty
 from .progress import Outcome, Waiter
 from .table import echo_json
@@ -24,7 +24,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 CONCURRENCY = 32
 BULK = 20  # more unit arguments than this: list the units once
-Units = Annotated[list[str], typer.Argument(help="unit files or unit names", show_default=False)]
+Units = Annotated[
+    list[str],
+    typer.Argument(
+        help="unit files or unit names",
+        metavar="UNIT...",
+        show_default=False,
+        autocompletion=completion.units,
+    ),
+]
 Replace = Annotated[
     bool,
     typer.Option(
@@ -39,6 +47,7 @@ BlockAttempts = Annotated[
         "--block-attempts",
         envvar="FLEETCTL_BLOCK_ATTEMPTS",
         min=0,
+        metavar="N",
         help="wait until the units reach their state, checking N times; 0 = for ever",
     ),
 ]
@@ -165,7 +174,7 @@ async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState)
     await _each(names, one)
 
 
-async def _existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
+async def existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
     units = []
     for arg in args:
         name = unitargs.unit_name(arg)
@@ -176,18 +185,18 @@ async def _existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
     return units
 
 
-def _report(ctx: typer.Context, outcomes: list[Outcome]) -> None:
+def report(ctx: typer.Context, outcomes: list[Outcome]) -> None:
     if options(ctx).output is Output.JSON:
-        echo_json([o.as_json() for o in outcomes])
+        echo_json([shapes.outcome(o) for o in outcomes])
     if not all(o.ok for o in outcomes):
         raise typer.Exit(1)
 
 
-def _printer(ctx: typer.Context) -> _Print:
-    return _Print(options(ctx).output is Output.TABLE)
+def printer(ctx: typer.Context) -> Print:
+    return Print(options(ctx).output is Output.TABLE)
 
 
-class _Print:
+class Print:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
@@ -211,14 +220,19 @@ async def _set_and_wait(
         action = _TRIGGERED.get(verb, verb)
         outcomes = [Outcome(n, True, f"Triggered unit {n} {action}") for n in names]
         for outcome in outcomes:
-            _printer(ctx)(outcome)
+            printer(ctx)(outcome)
         return outcomes
     waiter = Waiter(backend, target, verb=verb, attempts=attempts, live=stderr_is_tty())
-    return await waiter.wait(names, _printer(ctx))
+    return await waiter.wait(names, printer(ctx))
 
 
 def submit(ctx: typer.Context, units: Units, replace: Replace = False) -> None:
-    """Upload unit files to the cluster without loading or starting them."""
+    """Upload unit files to the cluster without loading or starting them.
+
+    Examples:
+      fleetctl submit web.service
+      fleetctl submit --replace units/*.service
+    """
 
     async def work(backend: Backend) -> None:
         for name in await ensure_units(backend, units, replace):
@@ -246,7 +260,7 @@ def _lifecycle(
             ctx, backend, names, target, verb, attempts, no_block, already=created
         )
 
-    _report(ctx, run(ctx, work))
+    report(ctx, run(ctx, work))
 
 
 def load(
@@ -256,7 +270,12 @@ def load(
     block_attempts: BlockAttempts = 0,
     no_block: NoBlock = False,
 ) -> None:
-    """Schedule units onto machines and load them into systemd, without starting them."""
+    """Schedule units onto machines and load them into systemd, without starting them.
+
+    Examples:
+      fleetctl load web.service
+      fleetctl load --no-block web@1 web@2
+    """
     _lifecycle(ctx, units, DesiredState.LOADED, "loaded", replace, block_attempts, no_block)
 
 
@@ -267,7 +286,16 @@ def start(
     block_attempts: BlockAttempts = 0,
     no_block: NoBlock = False,
 ) -> None:
-    """Submit (if needed), schedule and start units; waits until they run."""
+    """Submit (if needed), schedule and start units; waits until they run.
+
+    Each unit ends with one line: where it started, that it failed, or why it
+    could not be placed (exit status 1).
+
+    Examples:
+      fleetctl start web.service
+      fleetctl start --block-attempts 60 web@{1..3}.service
+      fleetctl start --no-block units/*.service
+    """
     _lifecycle(ctx, units, DesiredState.LAUNCHED, "started", replace, block_attempts, no_block)
 
 
@@ -277,11 +305,16 @@ def stop(
     block_attempts: BlockAttempts = 0,
     no_block: NoBlock = False,
 ) -> None:
-    """Stop units; they stay loaded on their machines."""
+    """Stop units; they stay loaded on their machines.
+
+    Examples:
+      fleetctl stop web.service
+      fleetctl stop --no-block web@1 web@2
+    """
 
     async def work(backend: Backend) -> list[Outcome]:
         targets = []
-        for unit in await _existing(backend, units):
+        for unit in await existing(backend, units):
             if unit.desiredState == "inactive":
                 typer.echo(f"Unit {unit.name} is not loaded; nothing to stop", err=True)
                 continue
@@ -290,7 +323,7 @@ def stop(
             ctx, backend, targets, DesiredState.LOADED, "stopped", block_attempts, no_block
         )
 
-    _report(ctx, run(ctx, work))
+    report(ctx, run(ctx, work))
 
 
 def unload(
@@ -299,46 +332,27 @@ def unload(
     block_attempts: BlockAttempts = 0,
     no_block: NoBlock = False,
 ) -> None:
-    """Stop units and remove them from their machines; they stay submitted."""
+    """Stop units and remove them from their machines; they stay submitted.
+
+    Example:
+      fleetctl unload web.service
+    """
 
     async def work(backend: Backend) -> list[Outcome]:
-        names = [u.name for u in await _existing(backend, units)]
+        names = [u.name for u in await existing(backend, units)]
         return await _set_and_wait(
             ctx, backend, names, DesiredState.INACTIVE, "unloaded", block_attempts, no_block
         )
 
-    _report(ctx, run(ctx, work))
-
-
-def restart(
-    ctx: typer.Context,
-    units: Units,
-    block_attempts: BlockAttempts = 0,
-    no_block: NoBlock = False,
-) -> None:
-    """Stop, then start units again (each step waits unless --no-block)."""
-
-    async def work(backend: Backend) -> list[Outcome]:
-        names = [u.name for u in await _existing(backend, units)]
-        quiet = _Print(False)
-        await _set_all(backend, names, DesiredState.LOADED)
-        if not no_block:
-            waiter = Waiter(backend, DesiredState.LOADED, "stopped", block_attempts)
-            stopped = await waiter.wait(names, quiet)
-            failed = [o for o in stopped if not o.ok]
-            if failed:
-                for outcome in failed:
-                    _printer(ctx)(outcome)
-                return stopped
-        return await _set_and_wait(
-            ctx, backend, names, DesiredState.LAUNCHED, "restarted", block_attempts, no_block
-        )
-
-    _report(ctx, run(ctx, work))
+    report(ctx, run(ctx, work))
 
 
 def destroy(ctx: typer.Context, units: Units) -> None:
-    """Remove units from the cluster entirely (stopping and unloading them)."""
+    """Remove units from the cluster entirely (stopping and unloading them).
+
+    Example:
+      fleetctl destroy web.service web@1.service
+    """
 
     async def work(backend: Backend) -> list[dict[str, object]]:
         done = []
@@ -355,62 +369,6 @@ def destroy(ctx: typer.Context, units: Units) -> None:
         echo_json(result)
 
 
-def cat(ctx: typer.Context, unit: Annotated[str, typer.Argument(help="unit name")]) -> None:
-    """Print the unit file as the cluster has it."""
-    name = unitargs.unit_name(unit)
-
-    async def work(backend: Backend) -> models.Unit:
-        found = await backend.get_unit(name)
-        if found is None:
-            raise CliError(f"unit {name} not found")
-        return found
-
-    found = run(ctx, work)
-    if options(ctx).output is Output.JSON:
-        echo_json(found.model_dump(mode="json", exclude_none=True))
-        return
-    from fleetd.unitfile import UnitFile
-
-    text = UnitFile.from_options([(o.section, o.name, o.value) for o in found.options]).to_text()
-    typer.echo(text, nl=False)
-
-
-def status(ctx: typer.Context, units: Units) -> None:
-    """Show ``systemctl status`` of units, from the machines that run them (no SSH)."""
-
-    async def work(backend: Backend) -> list[models.UnitStatus]:
-        return [await backend.status(unitargs.unit_name(u)) for u in units]
-
-    found = run(ctx, work)
-    if options(ctx).output is Output.JSON:
-        echo_json([s.model_dump(mode="json") for s in found])
-        return
-    for index, item in enumerate(found):
-        if index:
-            typer.echo("")
-        typer.echo(item.output, nl=not item.output.endswith("\n"))
-
-
-def journal(
-    ctx: typer.Context,
-    unit: Annotated[str, typer.Argument(help="unit name")],
-    lines: Annotated[
-        int, typer.Option("--lines", "-n", envvar="FLEETCTL_LINES", min=0, help="last N lines")
-    ] = 10,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", envvar="FLEETCTL_FOLLOW", help="keep printing")
-    ] = False,
-) -> None:
-    """Print a unit's journal from the machine that runs it (no SSH)."""
-    name = unitargs.unit_name(unit)
-
-    async def work(backend: Backend) -> None:
-        async for line in backend.journal(name, lines, follow):
-            typer.echo(line)
-
-    run(ctx, work)
-
-
 def register(app: typer.Typer) -> None:
-    for command in (submit, load, start, stop, unload, restart, destroy, cat, status, journal):
-        app.command(command.__name__)(command)
+    for command in (submit, load, start, stop, unload, destroy):
+        app.command(command.__name__, cls=Command)(command)

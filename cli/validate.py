@@ -10,6 +10,11 @@ import typer
 from fleetd.errors import InvalidInput
 from fleetd.unitcheck import check_unit
 
+from . import shapes
+from .helptext import Command
+from .options import Output, options
+from .table import echo_json
+
 
 def verdict(path: Path) -> tuple[str, str | None, tuple[str, ...]]:
     """``(unit name, None, warnings)`` if the file at ``path`` is a valid unit, else
@@ -30,30 +35,41 @@ def verdict(path: Path) -> tuple[str, str | None, tuple[str, ...]]:
 
 
 def validate(
+    ctx: typer.Context,
     files: Annotated[
         list[Path],
-        typer.Argument(help="unit files; each unit is named after its file", show_default=False),
+        typer.Argument(
+            help="unit files; each unit is named after its file",
+            metavar="FILE...",
+            show_default=False,
+        ),
     ],
 ) -> None:
     """Check unit files: name, syntax, systemd's rules for the type, [X-Fleet] requirements.
 
-    Prints "OK <name>" or "<name>: <reason>" per file; exits 1 if any file is invalid.
-    What fleet accepted but looks like a mistake is accepted, with "WARNING: <name>:
-    <warning>" on stderr (docs/unit-files.md lists the rules).
+    Prints "OK NAME" or "NAME: REASON" per file (with --output json, one
+    object per file); exits 1 if any file is invalid.  What fleet accepted
+    but looks like a mistake is accepted, with "WARNING: NAME: WARNING" on
+    stderr (docs/unit-files.md lists the rules).  No cluster is needed.
+
+    Examples:
+      fleetctl validate web.service
+      fleetctl validate units/*.service
     """
-    failed = False
+    results = []
     for path in files:
         name, reason, warnings = verdict(path)
         for warning in warnings:
             typer.echo(f"WARNING: {name}: {warning}", err=True)
-        if reason is None:
-            typer.echo(f"OK {name}")
-        else:
-            failed = True
-            typer.echo(f"{name}: {reason}")
-    if failed:
+        results.append((name, str(path), reason, warnings))
+    if options(ctx).output is Output.JSON:
+        echo_json([shapes.verdict(*result) for result in results])
+    else:
+        for name, _, reason, _ in results:
+            typer.echo(f"OK {name}" if reason is None else f"{name}: {reason}")
+    if any(reason is not None for _, _, reason, _ in results):
         raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
+    app.command("validate", cls=Command)(validate)

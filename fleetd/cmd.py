@@ -9,33 +9,32 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fleetd import __version__, config
+from fleetd import __version__, config, flags
 from fleetd.errors import FleetError
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetd",
+        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox ...",
         description="fleetd: agent, engine candidate and REST API of one machine. "
         "Subcommand: `fleetd sandbox --help` for a local cluster of systemd machines.",
         epilog="Every option can also be set in the config file (key = value) or as "
         "FLEETD_<OPTION> in the environment; flags win over the environment, which wins "
         "over the file.",
     )
-    parser.add_argument("--config", help=f"config file (default {config.DEFAULT_CONFIG_FILE})")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"config file (default: {config.DEFAULT_CONFIG_FILE})"
+    )
     parser.add_argument("--version", action="version", version=f"fleetd {__version__}")
-    for name, text in config.describe():
-        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, help=text)
+    flags.add_options(parser)
     return parser
 
 
 def run_daemon(argv: Sequence[str]) -> int:
     args = _daemon_parser().parse_args(list(argv))
-    flags = {
-        name: value for name, value in vars(args).items() if name != "config" and value is not None
-    }
     try:
-        cfg = config.load(args.config, env=os.environ, flags=flags)
+        cfg = config.load(args.config, env=os.environ, flags=flags.given(args))
     except FleetError as exc:
         print(f"fleetd: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,16 +195,28 @@ OPTIONS: tuple[Option, ...] = (
     Option("etcd_password", _str, "etcd password"),
     Option("etcd_request_timeout", _positive_duration, "timeout of one etcd request"),
     Option("metadata", parse_metadata, "machine metadata, k=v,k2=v2"),
-    Option("public_ip", _ip, "IP address other machines reach this one on"),
+    Option(
+        "public_ip",
+        _ip,
+        "IP address other machines reach this one on; empty = the default route's interface's",
+    ),
     Option("agent_ttl", _positive_duration, "machine lease TTL (e.g. 30s)"),
     Option("engine_reconcile_interval", _positive_duration, "engine safety-pass interval"),
     Option("units_directory", _absolute, "where the agent writes unit files"),
     Option("disable_engine", _bool, "never become the engine leader"),
     Option("token_limit", _int, "page size of API listings"),
     Option(
-        "capacity_cpu", _cpu, "CPU capacity override (cores or millicores)", "capacity_cpu_millis"
+        "capacity_cpu",
+        _cpu,
+        "CPU capacity override (cores or millicores); none = the host's",
+        "capacity_cpu_millis",
     ),
-    Option("capacity_memory", _memory, "memory capacity override", "capacity_memory_bytes"),
+    Option(
+        "capacity_memory",
+        _memory,
+        "memory capacity override (e.g. 4G); none = the host's",
+        "capacity_memory_bytes",
+    ),
     Option("reserved_cpu", _cpu, "CPU kept for the host", "reserved_cpu_millis"),
     Option("reserved_memory", _memory, "memory kept for the host", "reserved_memory_bytes"),
     Option("scheduler_strategy", _strategy, "binpack or spread"),
@@ -288,8 +300,3 @@ def load(
         except (ValueError, InvalidInput) as exc:
             raise ConfigError(f"{source}: option {name}: {exc}") from exc
     return dataclasses.replace(Config(), **values)
-
-
-def describe() -> Sequence[tuple[str, str]]:
-    """(option, help) pairs for --help and the README."""
-    return [(opt.name, opt.help) for opt in OPTIONS]

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from fleetd import config
+from fleetd import config, flags
 from fleetd.agent.agent import DEFAULT_LEASE_FILE, Agent
 from fleetd.errors import FleetError
 from fleetd.registry.etcd import EtcdRegistry
@@ -27,12 +27,13 @@ from fleetd.registry.store import Store
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fleetd.agent", description=__doc__)
-    parser.add_argument("--config", help=f"config file (default {config.DEFAULT_CONFIG_FILE})")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"config file (default: {config.DEFAULT_CONFIG_FILE})"
+    )
     parser.add_argument(
         "--lease-file", default=DEFAULT_LEASE_FILE, help="where the lease id is kept"
     )
-    for name, text in config.describe():
-        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, help=text)
+    flags.add_options(parser)
     return parser
 
 
@@ -53,11 +54,8 @@ async def _run(cfg: config.Config, lease_file: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    flags = {
-        k: v for k, v in vars(args).items() if k not in ("config", "lease_file") and v is not None
-    }
     try:
-        cfg = config.load(args.config, env=os.environ, flags=flags)
+        cfg = config.load(args.config, env=os.environ, flags=flags.given(args))
     except FleetError as exc:
         print(f"fleetd agent: {exc}", file=sys.stderr)
         return 2
