@@ -30,6 +30,9 @@ GLOBAL_OPTIONS: dict[str, bool] = {
 COMMAND_OPTIONS: dict[str, frozenset[str]] = {"journal": frozenset({"--output", "-o"})}
 SECRET_OPTIONS = frozenset({"--token"})
 SECRET_ENV = ("FLEETCTL_TOKEN",)
+# Options whose URLs may carry ``user:password@``.
+URL_OPTIONS = frozenset({"--endpoint", "--etcd-endpoints"})
+URL_ENV = ("FLEETCTL_ENDPOINT", "FLEETCTL_ETCD_ENDPOINTS")
 _SHORT = {"-o": "--output"}
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -93,17 +96,31 @@ def reorder(argv: Sequence[str]) -> list[str]:
     return head + moved + rest
 
 
+def url_secrets(urls: str) -> list[str]:
+    """The ``user:password`` parts (and passwords) of the URLs in ``urls``."""
+    found = []
+    for match in re.finditer(r"://([^/@\s]+)@", urls):
+        found.append(match.group(1))
+        _, sep, password = match.group(1).partition(":")
+        if sep and password:
+            found.append(password)
+    return found
+
+
 def secrets(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     """The secret values on this command line and in the environment."""
     found = [env[name] for name in SECRET_ENV if env.get(name)]
+    for name in URL_ENV:
+        found.extend(url_secrets(env.get(name, "")))
     for index, arg in enumerate(argv):
         name, value = _split(arg)
-        if name not in SECRET_OPTIONS:
+        if name not in SECRET_OPTIONS and name not in URL_OPTIONS:
             continue
         if value is None and index + 1 < len(argv):
             value = argv[index + 1]
-        if value:
-            found.append(value)
+        if not value:
+            continue
+        found.extend(url_secrets(value) if name in URL_OPTIONS else [value])
     return found
 
 

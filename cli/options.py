@@ -19,7 +19,7 @@ import typer
 
 from fleetd.errors import ConfigError, FleetError
 
-from .argv import redact
+from .argv import redact, url_secrets
 from .backend import ApiBackend, Backend, CliError, StoreBackend
 from .table import printable
 
@@ -73,7 +73,9 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 def fail(message: str, opts: GlobalOptions | None = None) -> typer.Exit:
     """Print ``message`` on stderr (no secret in it) and return the exit to raise."""
-    hidden = [opts.token] if opts is not None and opts.token else []
+    hidden = []
+    if opts is not None:
+        hidden = [opts.token or "", *url_secrets(f"{opts.endpoint} {opts.etcd_endpoints}")]
     typer.echo(printable(redact(message, hidden), keep="\n\t"), err=True)
     return typer.Exit(1)
 
