@@ -1,0 +1,175 @@
+"""fleetctl cordon/uncordon/drain by hostname or id prefix, drain's wait, and the JSON
+shape of every listing (documented in api/README.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clikit import M1, M2, ServerThread
+from clirun import fleetctl, inspector, unit_files
+
+from fleetd import model
+
+M3 = "5e6f0000" + "1" * 24
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    thread = ServerThread(tmp_path, inspector=inspector(tmp_path)).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def run(
+    server: ServerThread,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):  # type: ignore[no-untyped-def]
+    units = unit_files(tmp_path)
+    monkeypatch.chdir(units)
+
+    def go(*args: str):  # type: ignore[no-untyped-def]
+        return fleetctl(capsys, monkeypatch, args, {"FLEETCTL_ENDPOINT": server.endpoint})
+
+    return go
+
+
+def _add_machine(server: ServerThread, machine_id: str, hostname: str) -> None:
+    async def add() -> None:
+        lease = await server.store.registry.grant_lease(3600)
+        await server.store.register_machine(
+            model.Machine(machine_id, hostname, "10.0.0.3", (), model.Capacity(1000, 1 << 30), ""),
+            lease,
+        )
+
+    server.call(add())
+
+
+def _flags(server: ServerThread, machine: str) -> model.MachineFlags:
+    return server.call(server.store.get_machine_flags(machine))
+
+
+def test_machines_by_hostname_or_id_prefix(run, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    r = run("cordon", "m2")
+    assert r.code == 0 and r.stdout.strip() == f"Machine {M2} cordoned"
+    assert _flags(server, M2).unschedulable
+    r = run("uncordon", "m2")
+    assert r.code == 0 and not _flags(server, M2).unschedulable
+    assert run("cordon", "5e6f").code == 0
+    assert run("uncordon", M2).code == 0
+    r = run("cordon", "m9")
+    assert r.code == 1 and "m9" in r.stderr and "not found" in r.stderr
+
+
+def test_an_ambiguous_name_lists_the_candidates(run, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    _add_machine(server, M3, "m2")
+    for name in ("m2", "5e6f"):
+        r = run("cordon", name)
+        assert r.code == 1, r
+        assert "ambiguous" in r.stderr
+        assert f"{M2} (m2, 10.0.0.2)" in r.stderr and f"{M3} (m2, 10.0.0.3)" in r.stderr
+    assert not _flags(server, M2).unschedulable and not _flags(server, M3).unschedulable
+    assert run("cordon", "5e6f7").code == 0
+    assert _flags(server, M2).unschedulable
+
+
+def test_drain_waits_until_the_machine_holds_no_units(run, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    assert run("start", "--block-attempts", "50", "web.service").code == 0  # Autopilot: on m1
+    r = run("drain", "m2")
+    assert r.code == 0, r
+    assert r.stdout.strip() == f"Machine {M2} (m2, 10.0.0.2) drained: it holds no units"
+    assert _flags(server, M2).draining
+    # Autopilot never moves units: the wait runs out and says what is left.
+    r = run("drain", "--block-attempts", "3", "m1")
+    assert r.code == 1
+    assert "still holds web.service after 3 attempt(s)" in r.stderr
+    r = run("drain", "--no-block", "m1")
+    assert r.code == 0 and "draining" in r.stdout
+    r = run("-o", "json", "drain", "--no-block", "m1")
+    assert json.loads(r.stdout) == {
+        "id": M1,
+        "unschedulable": True,
+        "draining": True,
+        "drained": False,
+    }
+
+
+UNIT_STATE_KEYS = {
+    "name", "machineID", "machineIP", "hash", "desiredState", "systemdLoadState",
+    "systemdActiveState", "systemdSubState", "reason",
+}  # fmt: skip
+UNIT_FILE_KEYS = {
+    "name", "hash", "desiredState", "currentState", "machineID", "global", "description",
+    "reason", "options",
+}  # fmt: skip
+MACHINE_KEYS = {
+    "id", "hostname", "primaryIP", "metadata", "capacity", "allocated", "units",
+    "unschedulable", "draining", "version",
+}  # fmt: skip
+
+
+def test_json_shapes(run, server: ServerThread, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    big = Path("big.service")
+    big.write_text("[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nMachineMetadata=role=none\n")
+    run("start", "--block-attempts", "50", "web.service")
+    run("start", "--block-attempts", "5", "big.service")
+    run("submit", "a.service")
+
+    rows = json.loads(run("-o", "json", "list-units").stdout)
+    assert [set(r) for r in rows] == [UNIT_STATE_KEYS] * 2
+    assert rows[0] == {
+        "name": "big.service",
+        "machineID": None,
+        "machineIP": None,
+        "hash": rows[0]["hash"],
+        "desiredState": "launched",
+        "systemdLoadState": None,
+        "systemdActiveState": None,
+        "systemdSubState": None,
+        "reason": "no machine has role=none",
+    }
+    assert rows[1]["name"] == "web.service" and rows[1]["machineID"] == M1
+    assert rows[1]["machineIP"] == "10.0.0.1" and rows[1]["systemdActiveState"] == "active"
+    assert rows[1]["reason"] is None
+
+    rows = json.loads(run("list-unit-files", "--output=json").stdout)
+    assert [r["name"] for r in rows] == ["a.service", "big.service", "web.service"]
+    assert all(set(r) == UNIT_FILE_KEYS for r in rows)
+    assert rows[2]["description"] == "Web server" and rows[2]["global"] is False
+    assert rows[0]["machineID"] is None and rows[0]["reason"] is None
+
+    rows = json.loads(run("list-machines", "-o", "json").stdout)
+    assert [r["id"] for r in rows] == [M1, M2]
+    assert all(set(r) == MACHINE_KEYS for r in rows)
+    assert rows[0]["hostname"] == "m1" and rows[0]["units"] == 1
+    assert rows[0]["capacity"] == {"cpuMillis": 2000, "memoryBytes": 4 << 30}
+
+    cat = json.loads(run("-o", "json", "cat", "web.service").stdout)
+    assert set(cat) == UNIT_FILE_KEYS
+
+    Path("broken.service").write_text("[X-Fleet]\nBogus=1\n")
+    r = run("-o", "json", "validate", "web.service", "broken.service")
+    assert r.code == 1
+    rows = json.loads(r.stdout)
+    assert rows[0] == {"name": "web.service", "file": "web.service", "ok": True, "reason": None}
+    assert rows[1]["name"] == "broken.service" and rows[1]["ok"] is False
+    assert "Bogus" in rows[1]["reason"]
+
+    r = run("-o", "json", "stop", "--block-attempts", "50", "web.service")
+    assert json.loads(r.stdout) == [
+        {
+            "name": "web.service",
+            "ok": True,
+            "message": "Unit web.service stopped on m1 (10.0.0.1)",
+            "currentState": "loaded",
+            "machineID": M1,
+            "reason": None,
+        }
+    ]
