@@ -80,6 +80,7 @@ def machine(m: models.Machine) -> dict[str, object]:
         "unschedulable": bool(m.unschedulable),
         "draining": bool(m.draining),
         "version": m.version,
+        "systemdConnected": m.systemdConnected,
     }
 
 

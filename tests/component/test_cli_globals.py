@@ -103,6 +103,9 @@ POSITIONS = {
     "before": lambda opt: [*opt, "list-machines", "--no-legend"],
     "after-command": lambda opt: ["list-machines", *opt, "--no-legend"],
     "at-the-end": lambda opt: ["list-machines", "--no-legend", *opt],
+    # after another global option that takes a value (where a value was read as the command)
+    "after-another-before": lambda opt: ["--output", "table", *opt, "list-machines", "--no-legend"],
+    "after-another-after": lambda opt: ["list-machines", "-o", "table", *opt, "--no-legend"],
 }
 
 

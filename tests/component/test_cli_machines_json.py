@@ -111,7 +111,7 @@ UNIT_FILE_KEYS = {
 }  # fmt: skip
 MACHINE_KEYS = {
     "id", "hostname", "primaryIP", "metadata", "capacity", "allocated", "units",
-    "unschedulable", "draining", "version",
+    "unschedulable", "draining", "version", "systemdConnected",
 }  # fmt: skip
 
 
