@@ -81,15 +81,24 @@ def test_an_ambiguous_name_lists_the_candidates(run, server: ServerThread) -> No
 
 
 def test_drain_waits_until_the_machine_holds_no_units(run, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
-    assert run("start", "--block-attempts", "50", "web.service").code == 0  # Autopilot: on m1
+    assert run("start", "--block-attempts", "50", "web.service").code == 0
     r = run("drain", "m2")
     assert r.code == 0, r
     assert r.stdout.strip() == f"Machine {M2} (m2, 10.0.0.2) drained: it holds no units"
     assert _flags(server, M2).draining
-    # Autopilot never moves units: the wait runs out and says what is left.
+    # web.service is on m1 now, and cannot leave it while m2 drains: the wait runs out
+    # and says what is left.
     r = run("drain", "--block-attempts", "3", "m1")
     assert r.code == 1
     assert "still holds web.service after 3 attempt(s)" in r.stderr
+    # once m2 takes units again, m1's units move there and the drain ends
+    assert run("uncordon", "m2").code == 0
+    r = run("drain", "m1")
+    assert r.code == 0, r
+    assert r.stdout.strip() == f"Machine {M1} (m1, 10.0.0.1) drained: it holds no units"
+    placed = server.call(server.store.list_all_schedule())
+    assert [(e.machine, e.name) for e in placed] == [(M2, "web.service")]
+    assert run("uncordon", "m1").code == 0
     r = run("drain", "--no-block", "m1")
     assert r.code == 0 and "draining" in r.stdout
     r = run("-o", "json", "drain", "--no-block", "m1")
@@ -133,8 +142,9 @@ def test_json_shapes(run, server: ServerThread, tmp_path: Path) -> None:  # type
         "systemdLoadState": None,
         "systemdActiveState": None,
         "systemdSubState": None,
-        "reason": "no machine has role=none",
+        "reason": rows[0]["reason"],
     }
+    assert "role=none" in rows[0]["reason"]
     assert rows[1]["name"] == "web.service" and rows[1]["machineID"] == M1
     assert rows[1]["machineIP"] == "10.0.0.1" and rows[1]["systemdActiveState"] == "active"
     assert rows[1]["reason"] is None
@@ -154,13 +164,22 @@ def test_json_shapes(run, server: ServerThread, tmp_path: Path) -> None:  # type
     cat = json.loads(run("-o", "json", "cat", "web.service").stdout)
     assert set(cat) == UNIT_FILE_KEYS
 
-    Path("broken.service").write_text("[X-Fleet]\nBogus=1\n")
-    r = run("-o", "json", "validate", "web.service", "broken.service")
+    Path("broken.service").write_text("[X-Fleet]\nAtMostOnce=maybe\n")
+    Path("odd.service").write_text("[Service]\nExecStart=/bin/true\n[X-Fleet]\nBogus=1\n")
+    r = run("-o", "json", "validate", "web.service", "broken.service", "odd.service")
     assert r.code == 1
     rows = json.loads(r.stdout)
-    assert rows[0] == {"name": "web.service", "file": "web.service", "ok": True, "reason": None}
+    assert rows[0] == {
+        "name": "web.service",
+        "file": "web.service",
+        "ok": True,
+        "reason": None,
+        "warnings": [],
+    }
     assert rows[1]["name"] == "broken.service" and rows[1]["ok"] is False
-    assert "Bogus" in rows[1]["reason"]
+    assert "AtMostOnce" in rows[1]["reason"] and rows[1]["warnings"] == []
+    assert rows[2]["ok"] is True and rows[2]["reason"] is None
+    assert any("Bogus" in w for w in rows[2]["warnings"])
 
     r = run("-o", "json", "stop", "--block-attempts", "50", "web.service")
     assert json.loads(r.stdout) == [
