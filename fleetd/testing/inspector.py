@@ -30,7 +30,11 @@ class FakeInspector:
         lines += ["", *unit.journal[-10:]]
         return (0 if unit.active_state == "active" else 3), "\n".join(lines) + "\n"
 
-    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[bytes]:
+    async def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[bytes]:
+        """The unit's messages; the fake journal has only messages, so every ``output``
+        mode prints them as ``cat`` would."""
         unit = self.systemd.unit(name)
         journal = unit.journal if unit is not None else []
         sent = max(0, len(journal) - lines)
