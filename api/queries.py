@@ -1,7 +1,7 @@
 """Reads over the Store that build wire views (no FastAPI: ``fleetctl --driver etcd`` uses it).
 
 The API keeps no mirror of the registry (a watch on every key in every
-fleetd is what the design rules out); each request reads what it needs.
+fleetd is what docs/registry.md rules out); each request reads what it needs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Domain values -> wire models (pure; shared by the API and ``fleetctl --driver etcd``).
 
-A unit's ``currentState`` is derived, as the design says, from the schedule
+A unit's ``currentState`` is derived (docs/design.md) from the schedule
 and what the agent of the scheduled machine published:
 
 - not scheduled anywhere: ``inactive``;

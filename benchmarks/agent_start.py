@@ -11,7 +11,7 @@ all N schedule entries at once (as the engine would) and reports:
 * the agent's CPU over ``--steady`` seconds with the N units running and
   nothing changing (utime+stime of its process, as a share of one core).
 
-Targets (DESIGN.md section 10): 500 units active in <= 3 s; steady state < 2%.
+Targets (benchmarks/README.md): 500 units active in <= 3 s; steady state < 2%.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ whom it was written, its hash and what changed since the version before it
 (``+3 -1 lines; [Service] ExecStart changed``).  ``--diff N`` prints the
 unified diff of version N against version N-1 (version 1 against nothing).
 With ``-o json`` the listing is the API's ``UnitVersionList`` and the diff
-``{"name", "version", "previous", "diff"}`` (api/README.md).
+``{"name", "version", "previous", "diff"}`` (cli/README.md).
 """
 
 from __future__ import annotations

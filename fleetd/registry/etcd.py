@@ -1,6 +1,6 @@
 """EtcdRegistry: the Registry protocol over etcd v3 (etcd3aio / grpc.aio).
 
-Traps this module handles so nothing above it has to (DESIGN.md section 3):
+Traps this module handles so nothing above it has to (docs/dependencies.md):
 
 * etcd3aio retries failed unary calls by itself; transactions are sent with
   ``max_attempts=1`` so a compare-and-swap is never applied twice.

@@ -1,4 +1,4 @@
-"""The registry key layout (DESIGN.md section 4), pure.
+"""The registry key layout (docs/registry.md), pure.
 
 Every key lives under a cluster prefix (default ``/fleet/``).  Per-machine
 keys (``schedule/<machine>/``, ``states/<machine>/``) are grouped by machine

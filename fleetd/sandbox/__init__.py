@@ -1,4 +1,4 @@
-"""A cluster of real systemd machines on one host, in Linux namespaces (DESIGN.md section 9).
+"""A cluster of real systemd machines on one host, in Linux namespaces (docs/sandbox.md).
 
 ``Sandbox.up(SandboxSpec(machines=3))`` boots m1..m3 (systemd as PID 1, own
 network/PID/mount/UTS/cgroup namespaces, an overlay of the host's root),

@@ -1,7 +1,7 @@
 """Fault injection on a cluster of 3 real systemd machines with a 3-member etcd
-(DESIGN.md section 11): fleetd killed (leader during a burst, an agent), a machine
-powered off and booted, partitioned and healed, an etcd member lost, etcd restarted,
-fleetd restarted under a blocking ``fleetctl start``.
+(docs/design.md, "Bad input and faults"): fleetd killed (leader during a burst, an
+agent), a machine powered off and booted, partitioned and healed, an etcd member lost,
+etcd restarted, fleetd restarted under a blocking ``fleetctl start``.
 
 Each test asserts the end state inside the machines, with systemctl, not only in
 the registry.  The sandbox (``flt``, agent TTL 10 s) is shared by this module only.
