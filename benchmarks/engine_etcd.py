@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import machines, units
 
 from fleetd.engine.engine import Engine, EngineSettings
-from fleetd.engine.scheduler import Strategy
+from fleetd.engine.index import Strategy
 from fleetd.etcd_server import EtcdServer
 from fleetd.model import DesiredState, Unit
 from fleetd.registry import codec

@@ -13,8 +13,8 @@ long the engine takes to decide what to write after
 - one machine is lost (median of 5; its units move elsewhere),
 
 once with a full ``plan()`` of a fresh snapshot (what every event cost
-before) and once with the scoped pass (engine/scope.py over the machine
-slots the model keeps, engine/fleet.py).  No I/O: the etcd writes are the
+before) and once with the scoped pass (engine/scope.py, over the machine
+slots the model keeps, engine/slots.py).  No I/O: the etcd writes are the
 same either way (see engine_etcd.py).
 """
 
@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import machines, units
 
+from fleetd.engine.changes import Change
+from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import Plan, UnitSpec, plan
-from fleetd.engine.scheduler import Strategy
-from fleetd.engine.scope import plan_scope
+from fleetd.engine.scope import Scope, plan_scope
 from fleetd.model import DesiredState
 from fleetd.requirements import Requirements
 
@@ -49,9 +50,9 @@ def _full(model: ClusterModel, strategy: Strategy) -> Plan:
 
 def _scoped(model: ClusterModel, strategy: Strategy) -> Plan:
     change = model.change()
-    assert change is not None, "this change needs a full pass"
+    assert isinstance(change, Change), change
     found = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
-    assert found is not None, "this change needs a full pass"
+    assert isinstance(found, Scope), found
     return plan_scope(found)
 
 
@@ -69,21 +70,22 @@ def run(n_units: int, n_machines: int, strategy: Strategy) -> None:
     for name, req in units(n_units, fleet):
         model.set_unit(name, UnitSpec(name, "h", DesiredState.LAUNCHED, req))
     started = time.process_time()
-    model.rebuild_index()
+    model.rebuild_ledger()
     index_ms = (time.process_time() - started) * 1000
     first = _full(model, strategy)
     model.apply_tasks(first.tasks)
-    model.change()  # the engine resets its journal with every pass
+    model.change()  # every pass takes what changed from the model's change log
     started = time.process_time()
-    model.kept_fleet(strategy)  # as the engine does after a full pass (in a thread)
+    model.kept_slots(strategy)  # as the engine does after a full pass (in a thread)
     fleet_ms = (time.process_time() - started) * 1000
     print(
         f"{n_units:>7} units / {n_machines:>5} machines [{strategy}]: "
         f"{first.placed} placed, {first.unplaceable} unplaceable; "
-        f"index built in {index_ms:.0f} CPU ms, kept machine slots in {fleet_ms:.0f} CPU ms"
+        f"ledger built in {index_ms:.0f} CPU ms, kept machine slots in {fleet_ms:.0f} CPU ms"
     )
     counter = iter(range(1_000_000))
-    running = sorted(n for n in model.index.machines_of if n.startswith("u"))
+    assert model.ledger is not None
+    running = sorted(n for n in model.ledger.machines_of if n.startswith("u"))
 
     def submit() -> None:
         name = f"new{next(counter)}.service"

@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import machines, units
 
-from fleetd.engine.scheduler import Job, Strategy, schedule
+from fleetd.engine.decision import Job
+from fleetd.engine.index import Strategy
+from fleetd.engine.scheduler import schedule
 
 SIZES = ((10_000, 1_000), (100_000, 5_000))
 

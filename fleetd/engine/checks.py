@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fleetd.engine.groups import MetadataGroups
-from fleetd.engine.index import Slot
 from fleetd.engine.occupancy import Occupancy
+from fleetd.engine.slot import Slot
 from fleetd.requirements import Requirements, format_cpu, format_memory
 
 MAX_LISTED = 8

@@ -5,22 +5,20 @@ task, and while this process leads, the five registry mirrors and the
 reconcile loop (in a nested TaskGroup that ends when leadership is lost).
 A follower watches nothing but the leader key.
 
-Reconcile: any model change sets a flag; the loop waits a few milliseconds
-to coalesce a burst, snapshots the model, runs the pure ``plan()`` in a
-worker thread (it can take a second with 100,000 units, and the leader
-lease must keep being renewed meanwhile), then applies the tasks in
-transactions of at most 128 operations, each guarded by the create revision
-of ``engine/leader``.
+Reconcile: any model change wakes the loop, which waits a few milliseconds
+to coalesce a burst, then runs one pass (``reconcile``):
 
-Events get an incremental pass; a full pass runs when a timer is due (a held
-AtMostOnce unit's grace, the next drain batch, a moved AtMostOnce unit to
-look at) and as a safety pass that catches whatever the incremental passes
-missed: at least ``interval`` seconds apart, stretched so that it costs at
-most ``safety_budget`` of a core.  Once a full pass found nothing to do and
-the model has not changed since, another one would plan the same input (the
-plan is a pure function, and time enters it only through the timers above),
-so the safety pass then waits ``idle_interval`` (an insurance against a
-change the engine failed to notice).
+1. choose: what changed since the last pass (the model's ChangeLog, see
+   engine/changes.py) gets a scoped pass (engine/scope.py) unless a change,
+   a due timer or the safety pass (engine/cadence.py) asks for a full one;
+   every full pass has a reason (``last_full_reason``, and the log line);
+2. plan: the pure ``plan()`` of the scope, or of a snapshot of the whole
+   model in a worker thread (it can take a second with 100,000 units, and
+   the leader lease must keep being renewed meanwhile);
+3. apply: the tasks in transactions of at most 128 operations, each guarded
+   by the create revision of ``engine/leader``; a failure asks for a full
+   pass, and the loop retries;
+4. record: timers, the kept machine slots after a full pass, metrics.
 """
 
 from __future__ import annotations
@@ -29,11 +27,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from fleetd.engine.cadence import Cadence
+from fleetd.engine.changes import Cause, FullReason
 from fleetd.engine.leader import Leadership
-from fleetd.engine.model import ClusterModel, Collection, Parsed, collections_for
-from fleetd.engine.plan import Action, Plan, Task, plan
-from fleetd.engine.scope import plan_scope
+from fleetd.engine.mirrors import Collection, Parsed, collections_for
+from fleetd.engine.model import ClusterModel
+from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, plan
+from fleetd.engine.scope import Scope, plan_scope
 from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
 from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
@@ -45,6 +47,16 @@ log = logging.getLogger(__name__)
 
 _INLINE_EVENTS = 64
 """Mirror batches larger than this are applied in a worker thread."""
+
+REQUESTED = FullReason(Cause.REQUESTED, "a full pass was asked for")
+
+
+@dataclass(frozen=True, slots=True)
+class FullPass:
+    """A pass over the whole model, and why it runs."""
+
+    snapshot: ClusterSnapshot
+    reason: FullReason
 
 
 class _Deposed(Exception):
@@ -73,12 +85,8 @@ class Engine:
         self._dirty = asyncio.Event()
         self._loaded = asyncio.Event()
         self._own_writes = 0
-        self._drain_due: float | None = None
-        self._wake_at: float | None = None
-        self._full_at = float("-inf")  # when the last full pass started
-        self._full_seconds = 0.0  # how long it took
-        self._changes = 0  # model changes (mirrors, own writes, failed passes)
-        self._settled = -1  # _changes when a full pass last found nothing to do
+        self.cadence = Cadence(self.settings)
+        self.last_full_reason: FullReason | None = None  # why the last full pass ran
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
 
     def trigger(self) -> None:
@@ -129,11 +137,7 @@ class Engine:
         self.model = ClusterModel()
         self._loaded.clear()
         self._own_writes = 0
-        self._wake_at = None
-        self._drain_due = None
-        self._full_at = float("-inf")
-        self._full_seconds = 0.0
-        self._changes, self._settled = 0, -1
+        self.cadence = Cadence(self.settings)
 
     async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
         delay = 0.1
@@ -149,7 +153,7 @@ class Engine:
                         else:
                             changed = collection.apply(item)
                     if changed:
-                        self._changes += 1
+                        self.cadence.changed()
                         self._dirty.set()
                     if not self._loaded.is_set() and all(c.loaded for c in every):
                         self._loaded.set()
@@ -167,16 +171,17 @@ class Engine:
         while True:
             woken = True
             try:
-                async with asyncio.timeout(self._idle_timeout()):
+                async with asyncio.timeout(self.cadence.wait(self.clock())):
                     await self._dirty.wait()
             except TimeoutError:
                 woken = False
             await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
             self._dirty.clear()
-            # Events get an incremental pass; due timers a full one.
-            full = not woken or self._idle_timeout() == 0
+            due = self.cadence.due(self.clock())
+            if due is None and not woken:
+                due = FullReason(Cause.SAFETY, "safety pass")
             try:
-                await self.reconcile(revision, full=full)
+                await self.reconcile(revision, due=due)
                 delay = 0.1
             except RegistryError as exc:
                 # Chunks written before the failure come back through the mirrors.
@@ -185,102 +190,112 @@ class Engine:
                 delay = min(delay * 2, 5.0)
                 self._dirty.set()
 
-    def _idle_timeout(self) -> float:
-        """Seconds until the next full pass is due: a timer or the safety pass."""
-        s = self.settings
-        gap = max(s.interval, self._full_seconds / s.safety_budget)
-        if self._settled == self._changes:
-            gap = max(gap, s.idle_interval)
-        due = min(d for d in (self._full_at + gap, self._wake_at, self._drain_due) if d is not None)
-        return max(0.0, due - self.clock())
+    async def reconcile(self, revision: int, *, due: FullReason | None = REQUESTED) -> Plan:
+        """One pass: choose it, plan, apply the fenced writes, record it.
 
-    async def reconcile(self, revision: int, *, full: bool = True) -> Plan | None:
-        """One pass: snapshot, plan, fenced writes.  None if this process is not leading.
-
-        With ``full=False`` only what changed since the last pass is planned (see
-        engine/scope.py), unless the change needs a full pass."""
+        ``due``: why a full pass is due regardless of what changed (None: a scoped
+        pass of what changed since the last pass, unless a change needs a full one)."""
         if self.leadership.leading() != revision:
             self.leadership.step_down("lease deadline passed before a reconcile")
             raise _Deposed
-        started = time.perf_counter()
-        changes = self._changes
+        started, changes = time.perf_counter(), self.cadence.changes
         await self._forget_stopped()
         now = self.clock()
+        work = await self._choose(now, due)
+        try:
+            result = await self._plan(work)
+            self.metrics.plan_seconds = time.perf_counter() - started
+            await self._apply(result.tasks, revision)
+        except BaseException:
+            # What changed was not (all) written: look at everything next time.
+            self.model.changes.full(Cause.FAILED, "the last pass did not finish")
+            self.cadence.changed()
+            raise
+        await self._record(work, result, now, started, changes)
+        return result
+
+    async def _choose(self, now: float, due: FullReason | None) -> Scope | FullPass:
+        """A scoped pass of what changed, or a snapshot of everything with the reason (a
+        change that needs it comes first, then ``due``, then why no scope would do)."""
         s = self.settings
         async with self._model_lock:
             model = self.model
             change = model.change()
-            scoped = None
-            if change is not None and not full:
-                scoped = model.scope(
+            if isinstance(change, FullReason):
+                due = change
+            elif due is None:
+                found = model.scope(
                     change, now, wall=self.wall(), grace=s.at_most_once_grace, strategy=s.strategy
                 )
-            if scoped is None:
-                if model.stale:  # after a full read: O(units), off the event loop
-                    await asyncio.to_thread(model.rebuild_index)
-                snap = model.snapshot(
-                    now,
-                    wall=self.wall(),
-                    grace=s.at_most_once_grace,
-                    strategy=s.strategy,
-                    drain_batch=s.drain_batch
-                    if self._drain_due is None or now >= self._drain_due
-                    else 0,
-                )
-        try:
-            if scoped is not None:
-                result = plan_scope(scoped)  # small: no thread hop
-            else:
-                self._full_at = now
-                run = asyncio.to_thread(plan, snap) if s.plan_in_thread else None
-                result = await run if run is not None else plan(snap)
-            self.metrics.plan_seconds = time.perf_counter() - started
-            if result.tasks:
-                await self._apply(result.tasks, revision)
-        except BaseException:
-            self.model.full = True  # what changed was not (all) written: look at everything
-            self._changes += 1
-            raise
-        self.model.stopping.update(result.stopping)
-        if scoped is None:
-            # More may be left to drain: the next batch is due after drain_interval.
-            self._drain_due = now + s.drain_interval if result.drained else None
-            self._wake_at = result.wake_at
-        elif result.wake_at is not None:
-            self._wake_at = min(result.wake_at, self._wake_at or result.wake_at)
-        if self.model.stopping:  # states are not watched: look again soon
-            soon = now + s.stop_poll
-            self._wake_at = soon if self._wake_at is None else min(self._wake_at, soon)
+                if isinstance(found, Scope):
+                    return found
+                due = found
+            if model.ledger is None:  # after a read: O(units), off the event loop
+                await asyncio.to_thread(model.rebuild_ledger)
+            snap = model.snapshot(
+                now,
+                wall=self.wall(),
+                grace=s.at_most_once_grace,
+                strategy=s.strategy,
+                drain_batch=self.cadence.drain_batch(now),
+            )
+        return FullPass(snap, due)
+
+    async def _plan(self, work: Scope | FullPass) -> Plan:
+        if isinstance(work, Scope):
+            return plan_scope(work)  # small: no thread hop
+        if self.settings.plan_in_thread:
+            return await asyncio.to_thread(plan, work.snapshot)
+        return plan(work.snapshot)
+
+    async def _record(
+        self, work: Scope | FullPass, result: Plan, now: float, started: float, changes: int
+    ) -> None:
+        """What a successful pass leaves behind: AtMostOnce units being stopped, the kept
+        machine slots (rebuilt after a full pass, off the loop), timers, then its report."""
+        model = self.model
+        model.stopping.update(result.stopping)
+        full = isinstance(work, FullPass)
         async with self._model_lock:
-            self.model.forget_machines()
-            if scoped is None:  # machine slots for the next scoped passes, off the loop
-                await asyncio.to_thread(self.model.kept_fleet, s.strategy)
+            model.forget_machines()
+            if full:
+                await asyncio.to_thread(model.kept_slots, self.settings.strategy)
         elapsed = time.perf_counter() - started
+        self.cadence.passed(
+            now, result, full=full, seconds=elapsed, changes=changes, stopping=bool(model.stopping)
+        )
+        self._report(work, result, elapsed)
+
+    def _report(self, work: Scope | FullPass, result: Plan, elapsed: float) -> None:
+        """Metrics, why the last full pass ran, and the log line of a pass."""
         m = self.metrics
         m.reconciles_total += 1
         m.reconcile_seconds = elapsed
         m.reconcile_seconds_total += elapsed
-        if scoped is None:
+        if isinstance(work, FullPass):
             m.full_reconciles_total += 1
-            self._full_seconds = elapsed
-            if not result.tasks and changes == self._changes and not self.model.stopping:
-                self._settled = changes
+            self.last_full_reason = work.reason
             self._unplaceable = set(result.decision.unplaceable)
+            kind = f"full, {work.reason}"
+            routine = work.reason.cause in (Cause.TIMER, Cause.SAFETY)
         else:  # a scoped pass decided only about its own units
-            self._unplaceable -= scoped.units
+            self._unplaceable -= work.units
             self._unplaceable.update(result.decision.unplaceable)
+            kind, routine = f"scoped, units: {len(work.units)}", True
         m.unplaceable = len(self._unplaceable)
-        if result.tasks:
-            log.info(
-                "engine: pass %d: %d tasks (%d placed, %d unplaceable) in %.3fs (plan %.3fs)",
-                m.reconciles_total,
-                len(result.tasks),
-                result.placed,
-                result.unplaceable,
-                elapsed,
-                m.plan_seconds,
-            )
-        return result
+        # Passes that found nothing to do stay quiet, unless a change forced a full one.
+        quiet = routine and not result.tasks
+        log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "engine: pass %d (%s): %d tasks (%d placed, %d unplaceable) in %.3fs (plan %.3fs)",
+            m.reconciles_total,
+            kind,
+            len(result.tasks),
+            result.placed,
+            result.unplaceable,
+            elapsed,
+            m.plan_seconds,
+        )
 
     async def _forget_stopped(self) -> None:
         """Drop AtMostOnce units from ``stopping`` once their old machine no longer runs
@@ -304,6 +319,8 @@ class Engine:
                 model.stopped(unit)
 
     async def _apply(self, tasks: tuple[Task, ...], revision: int) -> None:
+        if not tasks:
+            return
         ops = [self._op(task) for task in tasks]
         # Mirrors wait until the model has these writes and _own_writes their revision:
         # an echo that came back before the last write did would count as someone
@@ -316,7 +333,7 @@ class Engine:
                 self.leadership.step_down(str(exc))
                 raise _Deposed from exc
             self.model.apply_tasks(tasks)
-            self._changes += 1
+            self.cadence.changed()
         m = self.metrics
         m.write_ops_total += len(ops)
         m.write_transactions_total += -(-len(ops) // MAX_TXN_OPS)

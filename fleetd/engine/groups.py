@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetd.engine.index import Conditions, Signature, Slot
+from fleetd.engine.slot import Conditions, Signature, Slot
 from fleetd.requirements import MetadataOp, metadata_matches
 
 

@@ -1,28 +1,23 @@
-"""Machine slots and free-capacity classes for the scheduler (pure).
+"""Free-capacity classes of machine slots: where a reservation fits best (pure).
 
 Each distinct metadata condition set that jobs use gets a *class*: the
 schedulable machines it admits, kept in lists sorted by free capacity
 (binpack) or by unit count and free capacity (spread), so a placement is a
-bisect plus a short walk instead of a scan of every machine.  The engine
-keeps one index across scoped passes (engine/fleet.py), which see it through
-a copy-on-write OverlayIndex (engine/overlay.py).
+bisect plus a short walk instead of a scan of every machine.  The index
+knows which classes admit each slot; slots know nothing of the index.  The
+engine keeps one index across scoped passes (engine/slots.py), which see it
+through a copy-on-write OverlayIndex (engine/overlay.py).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from enum import StrEnum
 from math import pow as _pow
-from typing import TYPE_CHECKING
 
-from fleetd.requirements import MetadataCondition
-
-if TYPE_CHECKING:
-    from fleetd.engine.groups import MetadataGroups
-
-Conditions = tuple[MetadataCondition, ...]
-Signature = tuple[tuple[str, str], ...]
+from fleetd.engine.groups import MetadataGroups
+from fleetd.engine.slot import Conditions, Slot
 
 BINPACK_CANDIDATES = 8
 """How many of the closest fits binpack scores (Nomad limits its candidates too)."""
@@ -31,64 +26,6 @@ BINPACK_CANDIDATES = 8
 class Strategy(StrEnum):
     BINPACK = "binpack"
     SPREAD = "spread"
-
-
-class Slot:
-    """One machine as the scheduler sees it during a pass (mutable, internal)."""
-
-    __slots__ = (
-        "cap_cpu",
-        "cap_mem",
-        "classes",
-        "count",
-        "draining",
-        "free_cpu",
-        "free_mem",
-        "id",
-        "index",
-        "signature",
-        "systemd_connected",
-        "unschedulable",
-    )
-
-    def __init__(
-        self,
-        machine_id: str,
-        signature: Signature,
-        cpu: int,
-        mem: int,
-        unschedulable: bool = False,
-        draining: bool = False,
-        systemd_connected: bool = True,
-    ) -> None:
-        self.id = machine_id
-        self.index = 0  # position in machine-id order, set by the scheduler
-        self.signature = signature
-        self.cap_cpu = self.free_cpu = cpu
-        self.cap_mem = self.free_mem = mem
-        self.count = 0
-        self.unschedulable = unschedulable
-        self.draining = draining
-        self.systemd_connected = systemd_connected
-        self.classes: list[CapacityClass] = []
-
-    @property
-    def schedulable(self) -> bool:
-        return self.systemd_connected and not (self.unschedulable or self.draining)
-
-    def fits(self, cpu: int, mem: int) -> bool:
-        return cpu <= self.free_cpu and mem <= self.free_mem
-
-    def copy(self) -> Slot:
-        """A copy a pass may change (class memberships are shared, not copied)."""
-        new = Slot.__new__(Slot)
-        new.id, new.index, new.signature = self.id, self.index, self.signature
-        new.cap_cpu, new.cap_mem = self.cap_cpu, self.cap_mem
-        new.free_cpu, new.free_mem, new.count = self.free_cpu, self.free_mem, self.count
-        new.unschedulable, new.draining = self.unschedulable, self.draining
-        new.systemd_connected = self.systemd_connected
-        new.classes = self.classes
-        return new
 
 
 def binpack_score(slot: Slot, cpu: int, mem: int) -> float:
@@ -103,14 +40,7 @@ class CapacityClass:
 
     __slots__ = ("by_cpu", "by_mem", "counts", "levels", "levels_cpu", "members")
 
-    def __init__(
-        self,
-        members: list[Slot],
-        strategy: Strategy,
-        floor: tuple[int, int],
-        register: bool = True,
-    ) -> None:
-        """``register``: add the class to its members' ``classes``."""
+    def __init__(self, members: list[Slot], strategy: Strategy, floor: tuple[int, int]) -> None:
         self.members = sorted(members, key=_by_id)
         self.by_mem: list[int] = []
         self.by_cpu: list[int] = []
@@ -130,9 +60,6 @@ class CapacityClass:
                 for level in levels.values():
                     level.sort()
             self.counts = sorted(self.levels)
-        if register:
-            for slot in members:
-                slot.classes.append(self)
 
     def copy(self) -> CapacityClass:
         """A copy whose sorted lists a pass may change (``members`` is shared)."""
@@ -164,7 +91,7 @@ class CapacityClass:
 
 
 # Sort keys are packed into one int (compared in C, unlike tuples):
-# by_mem = free memory | free CPU | unit count | slot index, by_cpu swaps the
+# by_mem = free memory | free CPU | unit count | slot number, by_cpu swaps the
 # first two.  Offsets keep fields >= 0.
 _MEM_OFF = 1 << 62
 _CPU_OFF = 1 << 31
@@ -176,7 +103,7 @@ def mem_key(s: Slot) -> int:
         ((s.free_mem + _MEM_OFF) << 96)
         | ((s.free_cpu + _CPU_OFF) << 64)
         | (s.count << 32)
-        | s.index
+        | s.number
     )
 
 
@@ -185,7 +112,7 @@ def cpu_key(s: Slot) -> int:
         ((s.free_cpu + _CPU_OFF) << 128)
         | ((s.free_mem + _MEM_OFF) << 64)
         | (s.count << 32)
-        | s.index
+        | s.number
     )
 
 
@@ -212,7 +139,7 @@ class CapacityIndex:
         slots: list[Slot],
         floor: tuple[int, int] = (0, 0),
     ) -> None:
-        """``slots`` in index order (``slots[i].index == i``).
+        """``slots`` by number (``slots[i].number == i``); ``groups`` over the same slots.
 
         ``floor`` is the smallest (cpu, mem) any job of the pass needs: spread
         leaves machines without that much room out of its list, so full
@@ -223,6 +150,7 @@ class CapacityIndex:
         self._groups = groups
         self._strategy = strategy
         self._classes: dict[Conditions, CapacityClass] = {}
+        self._admitted: dict[int, list[CapacityClass]] = {}  # slot number -> its classes
 
     def members(self, conditions: Conditions) -> list[Slot]:
         """The schedulable machines ``conditions`` admit, sorted by id."""
@@ -230,13 +158,13 @@ class CapacityIndex:
 
     def detach(self, slot: Slot) -> Slot:
         """Take ``slot`` out of the sorted lists; returns the slot to change (itself here)."""
-        self._unsort(slot, slot.classes)
+        self._unsort(slot, self._admitted.get(slot.number, ()))
         return slot
 
     def attach(self, slot: Slot) -> None:
-        self._sort(slot, slot.classes)
+        self._sort(slot, self._admitted.get(slot.number, ()))
 
-    def _unsort(self, slot: Slot, classes: list[CapacityClass]) -> None:
+    def _unsort(self, slot: Slot, classes: Sequence[CapacityClass]) -> None:
         """Take ``slot``'s keys out of the sorted lists of ``classes``."""
         if not classes:
             return
@@ -250,7 +178,7 @@ class CapacityIndex:
             for cls in classes:
                 cls.level_remove(slot.count, mem, cpu)
 
-    def _sort(self, slot: Slot, classes: list[CapacityClass]) -> None:
+    def _sort(self, slot: Slot, classes: Sequence[CapacityClass]) -> None:
         """Put ``slot``'s keys into the sorted lists of ``classes``."""
         if not classes:
             return
@@ -273,7 +201,7 @@ class CapacityIndex:
             return _least_loaded(cls, self._slots, cpu, mem, avoid)
         return _best_fit(cls, self._slots, cpu, mem, avoid)
 
-    # --- kept across passes (engine/fleet.py) ---
+    # --- kept across passes (engine/slots.py) ---
 
     @property
     def classes(self) -> Mapping[Conditions, CapacityClass]:
@@ -291,6 +219,10 @@ class CapacityIndex:
     def floor(self) -> tuple[int, int]:
         return self._floor
 
+    def classes_of(self, slot: Slot) -> Sequence[CapacityClass]:
+        """The classes that admit ``slot`` (by its number)."""
+        return self._admitted.get(slot.number, ())
+
     def prepare(self, conditions: Conditions) -> None:
         """Build the class of ``conditions`` now (a pass over kept slots only reads them)."""
         self._class(conditions)
@@ -303,19 +235,28 @@ class CapacityIndex:
             for conditions, cls in self._classes.items()
             if slot.schedulable and self._groups.reason(conditions, slot) is None
         ]
-        for cls in slot.classes:
+        had = self._admitted.pop(slot.number, [])
+        for cls in had:
             if cls not in wanted:
                 del cls.members[bisect.bisect_left(cls.members, slot.id, key=_by_id)]
         for cls in wanted:
-            if cls not in slot.classes:
+            if cls not in had:
                 bisect.insort(cls.members, slot, key=_by_id)
-        slot.classes = wanted
+        if wanted:
+            self._admitted[slot.number] = wanted
 
     def _class(self, conditions: Conditions) -> CapacityClass:
         cls = self._classes.get(conditions)
         if cls is None:
             members = [s for s in self._groups.matching(conditions) if s.schedulable]
-            cls = self._classes[conditions] = CapacityClass(members, self._strategy, self._floor)
+            cls = self._classes[conditions] = self._admit(members)
+        return cls
+
+    def _admit(self, members: list[Slot]) -> CapacityClass:
+        """A new class of ``members``, recorded as admitting each of them."""
+        cls = CapacityClass(members, self._strategy, self._floor)
+        for slot in members:
+            self._admitted.setdefault(slot.number, []).append(cls)
         return cls
 
 

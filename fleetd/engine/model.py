@@ -1,39 +1,37 @@
-"""The engine's in-memory cluster model, fed by mirrors of the registry.
+"""The engine's in-memory cluster model, and what it keeps for scoped passes.
 
-One ``Collection`` per watched prefix (units, machines, machine flags,
-schedule, placement reasons); each takes the mirror's Snapshot/Changes
-values and keeps decoded items.  Units are parsed once per (name, hash).
-The engine's own writes (schedule, placement) are applied to the model as
-soon as they succeed, and their echoes from the watch are skipped by
-revision, so a pass never plans against a state older than its own writes.
+The mirrors (engine/mirrors.py) feed it registry changes; the engine's own
+writes are applied as soon as they succeed.  Each method that changes it
+records the change in its ChangeLog (engine/changes.py), where a pass takes
+what changed, or why it must plan everything.
+
+For a full pass the model hands out a ClusterSnapshot (plain data, safe in
+a worker thread).  For a scoped pass it keeps, across passes, a Ledger of
+every unit and placement (engine/ledger.py) and machine slots carrying the
+room of every placed unit (engine/slots.py), and hands out a Scope
+(engine/scope.py): the snapshot of the units the change touches and the
+Baseline they are planned against.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fleetd.engine.placements import ScopeIndex
+from fleetd.engine.changes import Cause, Change, ChangeLog, FullReason
+from fleetd.engine.index import Strategy
+from fleetd.engine.ledger import Ledger
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
-from fleetd.engine.scheduler import Fleet, Strategy
-from fleetd.engine.scope import Change, Scope, scope
-from fleetd.errors import FleetError
+from fleetd.engine.scope import Scope, scope
+from fleetd.engine.slots import Slots
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
-from fleetd.registry.base import EventType
-from fleetd.registry.store import Changes, Snapshot, Store
-from fleetd.requirements import Requirements, ReservationDefaults
-from fleetd.unitcheck import parse_unit
-from fleetd.unittypes import TEMPLATE_TYPES
-
-log = logging.getLogger(__name__)
 
 _FEW = 64
 """Up to this many changed machines (or a quarter of them) are updated in place."""
 _MAX_CLASSES = 256
-"""A new kept fleet gets a capacity class for every metadata condition set units use
-while there are at most this many; one that has more (built for scoped passes since)
-is built anew, dropping those no unit uses any more."""
+"""New kept slots get a capacity class for every metadata condition set units use
+while there are at most this many; kept slots with more (built for scoped passes since)
+are built anew, dropping those no unit uses any more."""
 
 
 @dataclass(slots=True)
@@ -48,98 +46,24 @@ class ClusterModel:
     lost: dict[str, float] = field(default_factory=dict)  # machine -> when seen gone
     # AtMostOnce units taken off a live machine, until seen stopped there: unit -> machine
     stopping: dict[str, str] = field(default_factory=dict)
-    # What changed since the last pass, for an incremental one (see engine/scope.py).
-    index: ScopeIndex = field(default_factory=ScopeIndex)
-    changed: set[str] = field(default_factory=set)  # units whose spec changed or vanished
-    gone: set[str] = field(default_factory=set)  # machines that left
-    full: bool = True  # something an incremental pass does not handle happened
-    stale: bool = True  # ``index`` must be rebuilt (after a full read)
-    # Machine slots kept for scoped passes (None: build anew), and the machines whose
-    # slot may be out of date (besides ``index.touched``).
-    fleet: Fleet | None = None
-    dirty: set[str] = field(default_factory=set)
+    changes: ChangeLog = field(default_factory=ChangeLog)
+    # Kept for scoped passes; None: to be built (the ledger by a full pass, after a read).
+    ledger: Ledger | None = None
+    _slots: Slots | None = None
 
-    def change(self) -> Change | None:
-        """What changed since the last call (None: a full pass is needed); resets it."""
-        found = (
-            None
-            if self.full or self.stale
-            else Change(frozenset(self.changed), frozenset(self.gone))
-        )
-        self.changed.clear()
-        self.gone.clear()
-        self.full = False
+    # --- what a pass plans with ---
+
+    def change(self) -> Change | FullReason:
+        """What changed since the last call, or why the next pass must be full."""
+        found = self.changes.take()
+        if self.ledger is None and isinstance(found, Change):
+            return FullReason(Cause.LOADED, "the ledger is rebuilt")
         return found
 
-    def rebuild_index(self) -> None:
-        """Recompute ``index`` from the units and the schedule (after a full read)."""
-        self.index = ScopeIndex.build(self.units, self.schedule)
-        self.stale = False
-        self.fleet = None
-
-    def scope(
-        self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
-    ) -> Scope | None:
-        """A snapshot of what ``change`` touches (None: plan everything).
-
-        The snapshot refers to the kept fleet: plan it before the model changes."""
-        kept = self.kept_fleet(strategy)
-        found = scope(
-            self.index,
-            change,
-            units=self.units,
-            machines=dict(self.machines),
-            schedule=self.schedule,
-            flags=dict(self.flags),
-            placements=self.placements,
-            # Machines with entries that are not live are in ``lost`` already (from
-            # drop_machine, or from the full pass after whoever wrote those entries).
-            lost=self._lost(now, change.gone),
-            stopping=self.stopping,
-            now=now,
-            wall=wall,
-            grace=grace,
-            strategy=strategy,
-            fleet=kept,
-        )
-        if found is not None:
-            # Capacity classes the pass will search are built (and then kept) here.
-            for conditions in {s.requirements.metadata for s in found.snapshot.units.values()}:
-                kept.index.prepare(conditions)
-        return found
-
-    def kept_fleet(self, strategy: Strategy) -> Fleet:
-        """The machine slots kept across scoped passes, brought up to date: per machine
-        that changed since the last call, or built anew (after a join, a full read, a
-        change of strategy, or when most machines changed, e.g. after a full pass)."""
-        changed = self.dirty | self.index.touched
-        self.dirty = set()
-        self.index.touched = set()
-        fleet = self.fleet
-        if (
-            fleet is not None
-            and fleet.strategy is strategy
-            and (len(changed) <= _FEW or len(changed) <= len(self.machines) // 4)
-            and len(fleet.index.classes) <= _MAX_CLASSES
-            and all(
-                fleet.update(m, self.machines.get(m), self.flags.get(m), self.index.load.get(m))
-                for m in changed
-            )
-        ):
-            return fleet
-        fleet = self.fleet = Fleet(self.machines.values(), self.flags, self.index.load, strategy)
-        if len(self.index.conditions) <= _MAX_CLASSES:
-            for conditions in self.index.conditions:  # every condition set units use
-                fleet.index.prepare(conditions)
-        return fleet
-
-    def _lost(self, now: float, used: Iterable[str] | None = None) -> dict[str, float]:
-        """Loss times of machines that still have schedule entries (``used``: those
-        machines, or some of them; default: read from the schedule)."""
-        for machine in (m for m, _ in self.schedule) if used is None else used:
-            if machine not in self.machines:
-                self.lost.setdefault(machine, now)
-        return dict(self.lost)
+    def rebuild_ledger(self) -> None:
+        """Recompute the ledger from the units and the schedule (after a read)."""
+        self.ledger = Ledger.build(self.units, self.schedule)
+        self._slots = None
 
     def snapshot(
         self,
@@ -150,7 +74,7 @@ class ClusterModel:
         strategy: Strategy,
         drain_batch: int | None,
     ) -> ClusterSnapshot:
-        """An immutable copy to plan with (safe to hand to a worker thread)."""
+        """An immutable copy to plan everything with (safe to hand to a worker thread)."""
         lost = self._lost(now)
         return ClusterSnapshot(
             units=dict(self.units),
@@ -167,6 +91,73 @@ class ClusterModel:
             stopping=dict(self.stopping),
         )
 
+    def scope(
+        self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
+    ) -> Scope | FullReason:
+        """The scoped pass that reacts to ``change``, or why a full pass should instead.
+
+        Its baseline is made of what the model keeps: plan it before the model changes."""
+        if self.ledger is None:
+            return FullReason(Cause.LOADED, "the ledger is rebuilt")
+        slots = self.kept_slots(strategy)
+        found = scope(
+            self.ledger,
+            change,
+            units=self.units,
+            machines=dict(self.machines),
+            schedule=self.schedule,
+            flags=dict(self.flags),
+            placements=self.placements,
+            # Machines with entries that are not live are in ``lost`` already (from
+            # drop_machine, or from the full pass after whoever wrote those entries).
+            lost=self._lost(now, change.gone),
+            stopping=self.stopping,
+            now=now,
+            wall=wall,
+            grace=grace,
+            slots=slots,
+        )
+        if isinstance(found, Scope):
+            # Capacity classes the pass will search are built (and then kept) here.
+            for conditions in {s.requirements.metadata for s in found.snapshot.units.values()}:
+                slots.index.prepare(conditions)
+        return found
+
+    def kept_slots(self, strategy: Strategy) -> Slots:
+        """The machine slots kept across scoped passes, brought up to date: per machine
+        that changed since the last call, or built anew (after a join, a read, a change
+        of strategy, or when most machines changed, e.g. after a full pass)."""
+        assert self.ledger is not None, "a full pass builds the ledger first"
+        changed = self.changes.take_slots()
+        load = self.ledger.load
+        slots = self._slots
+        if (
+            slots is not None
+            and slots.strategy is strategy
+            and (len(changed) <= _FEW or len(changed) <= len(self.machines) // 4)
+            and len(slots.index.classes) <= _MAX_CLASSES
+            and all(
+                slots.update(m, self.machines.get(m), self.flags.get(m), load.get(m))
+                for m in changed
+            )
+        ):
+            return slots
+        slots = self._slots = Slots(self.machines.values(), self.flags, load, strategy)
+        if len(self.ledger.conditions) <= _MAX_CLASSES:
+            for conditions in self.ledger.conditions:  # every condition set units use
+                slots.index.prepare(conditions)
+        return slots
+
+    def _lost(self, now: float, used: Iterable[str] | None = None) -> dict[str, float]:
+        """Loss times of machines that still have schedule entries (``used``: those
+        machines, or some of them; default: read from the schedule)."""
+        for machine in (m for m, _ in self.schedule) if used is None else used:
+            if machine not in self.machines:
+                self.lost.setdefault(machine, now)
+        return dict(self.lost)
+
+    # --- changes ---
+
     def apply_tasks(self, tasks: Iterable[Task]) -> None:
         """Reflect the engine's own successful writes."""
         for task in tasks:
@@ -180,17 +171,18 @@ class ClusterModel:
                 self.placements.pop(task.unit, None)
 
     def set_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
-        """Put (or with None, drop) one schedule entry, keeping ``index`` up to date."""
+        """Put (or with None, drop) one schedule entry."""
         if entry is None:
             if self.schedule.pop((machine, unit), None) is None:
                 return
         else:
             self.schedule[(machine, unit)] = entry
-        if not self.stale:
-            self.index.set_entry(machine, unit, self.units.get(unit), entry is not None)
+        if self.ledger is not None:
+            self.ledger.set_entry(machine, unit, self.units.get(unit), entry is not None)
+            self.changes.slots((machine,))
 
     def set_unit(self, name: str, spec: UnitSpec | None) -> None:
-        """Put (or with None, drop) one unit; a changed spec marks it for the next pass."""
+        """Put (or with None, drop) one unit."""
         old = self.units.get(name)
         if old == spec:
             return
@@ -198,25 +190,29 @@ class ClusterModel:
             del self.units[name]
         else:
             self.units[name] = spec
-        self.changed.add(name)
-        if old is not None and spec is not None and old.requirements != spec.requirements:
-            # Where it runs, it may now push out others (room, conflicts) in name order.
-            self.full = self.full or name in self.index.machines_of or self.stale
-        if not self.stale:
-            self.index.set_unit(name, old, spec)
+        self.changes.unit(name)
+        if self.ledger is None:
+            return  # a full pass is due (the read that dropped the ledger asked for it)
+        where = self.ledger.machines_of.get(name, ())
+        # Where it runs, new requirements may push out others (room, conflicts).
+        if where and old is not None and spec is not None and old.requirements != spec.requirements:
+            self.changes.full(Cause.REQUIREMENTS, f"{name} changed where it runs")
+        self.ledger.set_unit(name, old, spec)
+        self.changes.slots(where)
 
     def put_machine(self, machine: Machine) -> None:
-        if self.machines.get(machine.id) != machine:
-            self.full = True  # a new or changed machine: every unit may go there
-            self.dirty.add(machine.id)
+        old = self.machines.get(machine.id)
+        if old != machine:  # a new or changed machine: every unit may go there
+            what = "joined" if old is None else "changed"
+            self.changes.full(Cause.MACHINE, f"machine {machine.id} {what}")
+            self.changes.slots((machine.id,))
         self.machines[machine.id] = machine
         self.lost.pop(machine.id, None)
 
     def drop_machine(self, machine: str, now: float) -> None:
         if self.machines.pop(machine, None) is not None:
             self.lost[machine] = now
-            self.gone.add(machine)
-            self.dirty.add(machine)
+            self.changes.left(machine)
 
     def set_flags(self, machine: str, flags: MachineFlags | None) -> None:
         """Put (or with None, drop) a machine's flags: a full pass follows."""
@@ -224,13 +220,28 @@ class ClusterModel:
             self.flags.pop(machine, None)
         else:
             self.flags[machine] = flags
-        self.full = True
-        self.dirty.add(machine)
+        self.changes.full(Cause.FLAGS, f"flags of machine {machine} changed")
+        self.changes.slots((machine,))
+
+    def foreign_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
+        """``set_entry`` for an entry written by another process than this engine."""
+        self.set_entry(machine, unit, entry)
+        self.changes.full(Cause.FOREIGN_WRITE, f"schedule entry of {unit} on {machine}")
+
+    def foreign_placement(self, name: str, placement: Placement | None) -> None:
+        """Put (or with None, drop) a placement reason written by another process."""
+        if placement is None:
+            self.placements.pop(name, None)
+        else:
+            self.placements[name] = placement
+            if placement.summary.startswith(STOPPING):  # a previous leader was moving it
+                self.stopping.setdefault(name, placement.summary[len(STOPPING) :])
+        self.changes.full(Cause.FOREIGN_WRITE, f"placement reason of {name}")
 
     def stopped(self, unit: str) -> None:
         """An AtMostOnce unit was seen stopped on the machine it left: place it again."""
         if self.stopping.pop(unit, None) is not None:
-            self.changed.add(unit)
+            self.changes.unit(unit)
 
     def forget_machines(self) -> None:
         """Machines no longer referenced anywhere need no loss time."""
@@ -238,159 +249,30 @@ class ClusterModel:
         for machine in [m for m in self.lost if m not in used or m in self.machines]:
             del self.lost[machine]
 
+    # --- a mirror read a whole prefix again ---
 
-class Collection:
-    """Applies one prefix's mirror output to the model; ``on_change`` fires on any change."""
+    def clear_units(self) -> None:
+        self.units.clear()
+        self._drop_kept("units")
 
-    def __init__(
-        self,
-        store: Store,
-        prefix: str,
-        put: Callable[[str, bytes], None],
-        delete: Callable[[str], None],
-        clear: Callable[[], None],
-        own_writes: Callable[[], int] | None = None,
-    ) -> None:
-        """``own_writes`` returns the revision of the engine's last write to this prefix:
-        events up to it are echoes already applied (schedule and placement only)."""
-        self.store = store
-        self.prefix = prefix
-        self._put = put
-        self._delete = delete
-        self._clear = clear
-        self._own_writes = own_writes
-        self.revision = 0
-        self.loaded = False
+    def clear_schedule(self) -> None:
+        self.schedule.clear()
+        self._drop_kept("schedule")
 
-    def apply(self, item: Snapshot | Changes) -> bool:
-        """Apply a mirror item; True if the model changed."""
-        if isinstance(item, Snapshot):
-            self._clear()
-            for key, kv in item.items.items():
-                self._safe(self._put, key, kv.value)
-            self.revision = item.revision
-            self.loaded = True
-            return True
-        skip_to = max(self.revision, self._own_writes() if self._own_writes else 0)
-        changed = False
-        for event in item.events:
-            if event.mod_revision <= skip_to:
-                continue
-            changed = True
-            if event.type is EventType.DELETE:
-                self._safe(self._delete, event.key)
-            else:
-                self._safe(self._put, event.key, event.value)
-        self.revision = max(self.revision, item.revision)
-        return changed
+    def clear_machines(self) -> None:
+        self.machines.clear()
+        self._slots = None
+        self.changes.full(Cause.LOADED, "machines read")
 
-    def _safe(self, fn: Callable[..., None], *args: object) -> None:
-        try:
-            fn(*args)
-        except (FleetError, ValueError, KeyError) as exc:
-            log.error("engine: ignoring %s: %s", args[0], exc)
+    def clear_flags(self) -> None:
+        self.flags.clear()
+        self._slots = None
+        self.changes.full(Cause.LOADED, "machine flags read")
 
+    def clear_placements(self) -> None:
+        self.placements.clear()
+        self.changes.full(Cause.LOADED, "placement reasons read")
 
-Parsed = dict[tuple[str, str], tuple[Requirements, str]]
-"""Parsed requirements (or the parse error) by (hash, name or type): parsing is the
-costly part of loading the model."""
-
-
-def collections_for(
-    model: ClusterModel,
-    store: Store,
-    defaults: ReservationDefaults,
-    now: Callable[[], float],
-    own_writes: Callable[[], int],
-    parsed: Parsed,
-) -> list[Collection]:
-    """The five mirrors the engine keeps, wired to ``model``."""
-    keys = store.keys
-
-    def put_unit(key: str, value: bytes) -> None:
-        unit = store.unit_from(key, value)
-        # Without specifiers (%n %i ...) the requirements depend only on the file and the
-        # unit type (reservation defaults), so instances of one template parse once.  The
-        # types that cannot be templates have rules tying the name to the file (mount).
-        suffix = unit.name.rpartition(".")[2]
-        by_type = "%" not in unit.text and suffix in TEMPLATE_TYPES
-        cache_key = (unit.hash, "." + suffix if by_type else unit.name)
-        found = parsed.get(cache_key)
-        if found is None:
-            if len(parsed) > 2 * len(model.units) + 1024:
-                parsed.clear()  # forget files no unit uses any more
-            try:
-                found = (parse_unit(unit.name, unit.text, defaults)[2], "")
-            except FleetError as exc:
-                found = (Requirements(), str(exc))
-            parsed[cache_key] = found
-        reqs, error = found
-        model.set_unit(unit.name, UnitSpec(unit.name, unit.hash, unit.desired, reqs, error))
-
-    def delete_unit(key: str) -> None:
-        model.set_unit(key[len(keys.units) :], None)
-
-    def clear_units() -> None:
-        model.units.clear()
-        model.stale = model.full = True
-
-    def clear_machines() -> None:
-        model.machines.clear()
-        model.full = True
-        model.fleet = None
-
-    def clear_flags() -> None:
-        model.flags.clear()
-        model.full = True
-        model.fleet = None
-
-    def clear_schedule() -> None:
-        model.schedule.clear()
-        model.stale = model.full = True
-
-    def clear_placements() -> None:
-        model.placements.clear()
-        model.full = True
-
-    def put_machine(key: str, value: bytes) -> None:
-        model.put_machine(store.machine_from(key, value))
-
-    def delete_machine(key: str) -> None:
-        model.drop_machine(key[len(keys.machines) :], now())
-
-    def put_flags(key: str, value: bytes) -> None:
-        model.set_flags(*store.flags_from(key, value))
-
-    def delete_flags(key: str) -> None:
-        model.set_flags(key[len(keys.machine_flags) :], None)
-
-    def put_entry(key: str, value: bytes) -> None:
-        entry = store.schedule_from(key, value)
-        model.set_entry(entry.machine, entry.name, entry)
-        model.full = True  # written by someone else than this engine
-
-    def delete_entry(key: str) -> None:
-        machine, name = keys.split(key, keys.schedule)
-        model.set_entry(machine, name, None)
-        model.full = True
-
-    def put_placement(key: str, value: bytes) -> None:
-        placement = store.placement_from(key, value)
-        model.placements[placement.name] = placement
-        model.full = True
-        if placement.summary.startswith(STOPPING):  # a previous leader was moving it
-            model.stopping.setdefault(placement.name, placement.summary[len(STOPPING) :])
-
-    def delete_placement(key: str) -> None:
-        model.placements.pop(key[len(keys.placements) :], None)
-        model.full = True
-
-    return [
-        Collection(store, keys.units, put_unit, delete_unit, clear_units),
-        Collection(store, keys.machines, put_machine, delete_machine, clear_machines),
-        Collection(store, keys.machine_flags, put_flags, delete_flags, clear_flags),
-        Collection(store, keys.schedule, put_entry, delete_entry, clear_schedule, own_writes),
-        Collection(
-            store, keys.placements, put_placement, delete_placement, clear_placements, own_writes
-        ),
-    ]
+    def _drop_kept(self, what: str) -> None:
+        self.ledger = self._slots = None  # rebuilt once the read is complete
+        self.changes.full(Cause.LOADED, f"{what} read")

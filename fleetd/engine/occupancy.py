@@ -11,17 +11,17 @@ from fleetd.requirements import Requirements
 class Occupancy:
     """Units per machine and machines per unit, plus ``Conflicts=``/``Replaces=`` lookups.
 
-    ``jobs`` are every (name, requirements) the pass may place, so that the
-    glob relations know all globs up front.  ``placed`` (a scoped pass): the
-    ``Conflicts=`` relation of every placement the engine keeps across passes;
-    units in ``skip`` (those of the pass, which it places itself) are left out
-    of it.
+    ``jobs``: the requirements of every unit the pass may place or see placed,
+    so that the glob relations know all globs up front.  ``kept_conflicts`` (a
+    scoped pass): the ``Conflicts=`` relation of every placement, kept across
+    passes; units in ``skip`` (those the pass places or adds itself) are left
+    out of it.
     """
 
     def __init__(
         self,
         jobs: Iterable[Requirements],
-        placed: GlobRelation | None = None,
+        kept_conflicts: GlobRelation | None = None,
         skip: Container[str] = (),
     ) -> None:
         conflicts: set[str] = set()
@@ -33,7 +33,7 @@ class Occupancy:
         self.on: dict[str, set[str]] = {}
         self._conflicts = GlobRelation(sorted(conflicts))
         self._replaces = GlobRelation(sorted(replaces))
-        self._placed = placed if placed else None
+        self._kept = kept_conflicts if kept_conflicts else None
         self._skip = skip
 
     def add(self, name: str, req: Requirements, machine: str) -> None:
@@ -59,15 +59,15 @@ class Occupancy:
 
     @property
     def has_globs(self) -> bool:
-        return bool(self._conflicts) or bool(self._replaces) or self._placed is not None
+        return bool(self._conflicts) or bool(self._replaces) or self._kept is not None
 
     def signature(self, name: str) -> tuple[tuple[str, ...], ...]:
         """What other units' globs see of ``name``: units with equal signatures check alike."""
-        placed = self._placed.globs_matching(name) if self._placed is not None else ()
+        kept = self._kept.globs_matching(name) if self._kept is not None else ()
         return (
             self._conflicts.globs_matching(name),
             self._replaces.globs_matching(name),
-            placed,
+            kept,
         )
 
     def machines_of(self, name: str) -> set[str]:
@@ -75,18 +75,18 @@ class Occupancy:
 
     def conflict(self, name: str, req: Requirements, machine: str) -> str | None:
         """Why ``name`` cannot join the units on ``machine`` (symmetric globs), or None."""
-        placed = self._placed
+        kept = self._kept
         if req.conflicts:
             hits = self._conflicts.forward(req.conflicts, machine, name)
-            if placed is not None:
-                kept = placed.forward(req.conflicts, machine, name, self._skip)
-                hits = sorted({*hits, *kept}) if hits else kept
+            if kept is not None:
+                more = kept.forward(req.conflicts, machine, name, self._skip)
+                hits = sorted({*hits, *more}) if hits else more
             if hits:
                 return f"conflicts with {hits[0]}"
-        if self._conflicts or placed is not None:
+        if self._conflicts or kept is not None:
             other = self._conflicts.reverse(name, machine) if self._conflicts else None
-            if placed is not None:
-                first = placed.reverse(name, machine, self._skip)
+            if kept is not None:
+                first = kept.reverse(name, machine, self._skip)
                 if first is not None and (other is None or first < other):
                     other = first
             if other is not None:
@@ -100,8 +100,8 @@ class Occupancy:
     def forbidden(self, name: str, req: Requirements) -> set[str]:
         """Every machine where ``conflict`` would reject ``name`` (the unit is not placed yet)."""
         found = self._conflicts.machines(req.conflicts, name) if self._conflicts else set()
-        if self._placed is not None:
-            found |= self._placed.machines(req.conflicts, name, self._skip)
+        if self._kept is not None:
+            found |= self._kept.machines(req.conflicts, name, self._skip)
         if self._replaces:
             found |= self._replaces.machines((), name)
         return found

@@ -1,12 +1,13 @@
-"""A scoped pass's own view of the fleet the engine keeps across passes (pure).
+"""A scoped pass's own view of the slots the engine keeps across passes (pure).
 
 A scoped pass plans a few units against slots that already carry the room
-of every other unit.  It must not change those slots: the ``Overlay``
-copies a slot the first time the pass changes it, and a capacity class the
-first time one of its sorted lists changes (a list copy, not a rebuild), so
-a pass costs what it places, not what the cluster holds.
+of every other unit (and of its own units where they are placed now: the
+overlay gives that room back first).  It must not change the kept slots:
+the ``Overlay`` copies a slot the first time the pass changes it, and a
+capacity class the first time one of its sorted lists changes (a list copy,
+not a rebuild), so a pass costs what it places, not what the cluster holds.
 
-Slots are reached through the overlay's numbered list, which holds the
+Slots are reached through the overlay's list by number, which holds the
 copies: code holding a slot across a change of that slot must use the one
 ``detach`` returns.
 """
@@ -15,26 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from fleetd.engine.fleet import Fleet
-from fleetd.engine.index import (
-    CapacityClass,
-    CapacityIndex,
-    Conditions,
-    Slot,
-)
+from fleetd.engine.index import CapacityClass, CapacityIndex
+from fleetd.engine.slot import Conditions, Slot
+from fleetd.engine.slots import Load, Slots
 
 
 class SlotView(Mapping[str, Slot]):
     """Machine id -> the pass's current slot."""
 
-    __slots__ = ("_base", "_numbered")
+    __slots__ = ("_base", "_by_number")
 
-    def __init__(self, base: Mapping[str, Slot], numbered: list[Slot]) -> None:
+    def __init__(self, base: Mapping[str, Slot], by_number: list[Slot]) -> None:
         self._base = base
-        self._numbered = numbered
+        self._by_number = by_number
 
     def __getitem__(self, machine_id: str) -> Slot:
-        return self._numbered[self._base[machine_id].index]
+        return self._by_number[self._base[machine_id].number]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._base)
@@ -46,19 +43,17 @@ class SlotView(Mapping[str, Slot]):
 class OverlayIndex(CapacityIndex):
     """A CapacityIndex over a kept one: sorted lists and slots are copied on first change."""
 
-    def __init__(self, base: CapacityIndex, numbered: list[Slot]) -> None:
-        super().__init__(base.groups, base.strategy, numbered, base.floor)
+    def __init__(self, base: CapacityIndex, by_number: list[Slot]) -> None:
+        super().__init__(base.groups, base.strategy, by_number, base.floor)
         self._base = base
         self._copies: dict[CapacityClass, CapacityClass] = {}
         self._own: set[int] = set()  # numbers of the slots copied
-        # Classes the kept index did not have, built for this pass: slot number -> them.
-        self._extra: dict[int, list[CapacityClass]] = {}
 
     def members(self, conditions: Conditions) -> list[Slot]:
-        return [self._slots[s.index] for s in self._class(conditions).members]
+        return [self._slots[s.number] for s in self._class(conditions).members]
 
     def detach(self, slot: Slot) -> Slot:
-        number = slot.index
+        number = slot.number
         slot = self._slots[number]
         if number not in self._own:
             slot = self._slots[number] = slot.copy()
@@ -70,8 +65,8 @@ class OverlayIndex(CapacityIndex):
         self._sort(slot, self._classes_of(slot))
 
     def _classes_of(self, slot: Slot) -> list[CapacityClass]:
-        found = [self._copy(cls) for cls in slot.classes]
-        found.extend(self._extra.get(slot.index, ()))
+        found = [self._copy(cls) for cls in self._base.classes_of(slot)]
+        found.extend(self._admitted.get(slot.number, ()))  # built for this pass (_class)
         return found
 
     def _copy(self, cls: CapacityClass) -> CapacityClass:
@@ -88,30 +83,38 @@ class OverlayIndex(CapacityIndex):
         if cls is None:
             # Not prepared in the kept index: built from this pass's slots, for this pass.
             members = [
-                self._slots[s.index] for s in self._groups.matching(conditions) if s.schedulable
+                self._slots[s.number] for s in self._groups.matching(conditions) if s.schedulable
             ]
-            cls = CapacityClass(members, self._strategy, self._floor, register=False)
-            self._classes[conditions] = cls
-            for slot in members:
-                self._extra.setdefault(slot.index, []).append(cls)
+            cls = self._classes[conditions] = self._admit(members)
         return cls
 
 
 class Overlay:
-    """What a Placer needs of a Fleet, over a kept one it does not change."""
+    """What a Placer needs of Slots, over kept ones it does not change.
 
-    def __init__(self, base: Fleet) -> None:
+    ``give_back``: per machine, the room (cpu, mem, units) the kept slots count for
+    the units of this pass, which it places itself."""
+
+    def __init__(self, base: Slots, give_back: Mapping[str, Load]) -> None:
         self._base = base
         self.strategy = base.strategy
-        self.numbered = list(base.numbered)
-        self.slots: Mapping[str, Slot] = SlotView(base.slots, self.numbered)
+        self.by_number = list(base.by_number)
+        self.by_id: Mapping[str, Slot] = SlotView(base.by_id, self.by_number)
         self.groups = base.groups
-        self.index: CapacityIndex = OverlayIndex(base.index, self.numbered)
+        self.index: CapacityIndex = OverlayIndex(base.index, self.by_number)
+        for machine, (cpu, mem, units) in give_back.items():
+            slot = base.by_id.get(machine)
+            if slot is not None:
+                slot = self.index.detach(slot)
+                slot.free_cpu += cpu
+                slot.free_mem += mem
+                slot.count -= units
+                self.index.attach(slot)
 
     @property
-    def all_slots(self) -> list[Slot]:
+    def ordered(self) -> list[Slot]:
         """Every machine's current slot, in id order."""
-        return [self.numbered[s.index] for s in self._base.all_slots]
+        return [self.by_number[s.number] for s in self._base.ordered]
 
     def pinned(self, prefix: str) -> Sequence[Slot]:
-        return [self.numbered[s.index] for s in self._base.pinned(prefix)]
+        return [self.by_number[s.number] for s in self._base.pinned(prefix)]

@@ -1,9 +1,9 @@
 """One scheduling pass (pure): keep what is valid, place Global units, place the rest.
 
 See ``fleetd.engine.scheduler`` for the rules; this module holds the
-bookkeeping of a pass: the occupancy and the queue of units to place, on
-machine slots and a capacity index it is given (engine/fleet.py: built for
-the pass, or kept across passes and seen through an engine/overlay.py).
+bookkeeping of a pass: the queue of units to place and where they go, on
+the machine slots and occupancy it is given (engine/slots.py built for the
+pass, or the kept slots seen through an engine/overlay.py).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from fleetd.engine.checks import (
     Explanation,
 )
 from fleetd.engine.decision import Decision, Job, Placed, Removal
-from fleetd.engine.fleet import Fleet, Load
-from fleetd.engine.globs import GlobRelation
-from fleetd.engine.index import Slot, Strategy, binpack_score
+from fleetd.engine.index import Strategy, binpack_score
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.order import peer_order
 from fleetd.engine.overlay import Overlay
+from fleetd.engine.slot import Slot
+from fleetd.engine.slots import Slots
 from fleetd.requirements import Requirements
 
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
@@ -41,41 +41,22 @@ def floor(jobs: Sequence[Job]) -> tuple[int, int]:
 class Placer:
     def __init__(
         self,
-        fleet: Fleet | Overlay,
+        slots: Slots | Overlay,
+        occupancy: Occupancy,
         jobs: Iterable[Job],
         drain_batch: int | None,
-        minus: Mapping[str, Load] | None = None,
-        fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
-        placed: GlobRelation | None = None,
     ) -> None:
-        """Places ``jobs`` on ``fleet``'s slots, which it changes (an Overlay copies what
-        it changes).  ``minus``: per machine, room the slots count for this pass's own
-        units (a scoped pass over the kept fleet), given back first.  ``fixed``: units
-        that are not jobs but stay placed (requirements, machines), seen by the checks.
-        ``placed``: the kept ``Conflicts=`` relation of every placement (see Occupancy)."""
-        self.fleet = fleet
-        self.slots = fleet.slots
+        """Places ``jobs`` on ``slots``, which it changes (an Overlay copies what it
+        changes), recording where in ``occupancy`` (which may hold units that are not
+        jobs: they are seen by the checks and never moved)."""
+        self.slots = slots
+        self.by_id = slots.by_id
         self.jobs = {j.name: j.requirements for j in jobs}
-        self.strategy = fleet.strategy
+        self.strategy = slots.strategy
         self.drain_budget = drain_batch
-        self.groups = fleet.groups
-        self.index = fleet.index
-        for machine, less in (minus or {}).items():
-            slot = self.slots.get(machine)
-            if slot is not None:
-                slot = self.index.detach(slot)
-                slot.free_cpu += less[0]
-                slot.free_mem += less[1]
-                slot.count -= less[2]
-                self.index.attach(slot)
-        globs: Iterable[Requirements] = self.jobs.values()
-        if fixed:
-            globs = [*globs, *(req for req, _ in fixed.values())]
-        skip = set(self.jobs).union(fixed) if placed is not None and fixed else self.jobs
-        self.occupancy = Occupancy(globs, placed, skip)
-        for name, (req, machines) in (fixed or {}).items():
-            for machine in machines:
-                self.occupancy.add(name, req, machine)
+        self.groups = slots.groups
+        self.index = slots.index
+        self.occupancy = occupancy
         self.checker = Checker(self.groups, self.occupancy)
         self.order, cycles = peer_order(self.jobs)
         self.rank = {name: i for i, name in enumerate(self.order)}
@@ -98,28 +79,28 @@ class Placer:
         self.current = current
         for name in self.order:
             req = self.jobs[name]
-            kept = False
+            stays = False  # on one of its machines already
             for machine in sorted(current.get(name, ())):
-                reason = self._keep_reason(name, req, machine, kept)
+                reason = self._keep_reason(name, req, machine, stays)
                 if reason is None:
-                    self._put(name, req, self.slots[machine])
-                    kept = True
+                    self._put(name, req, self.by_id[machine])
+                    stays = True
                 elif reason:
                     self.removals[(name, machine)] = reason
             if name in self.unplaceable:
                 continue
             if req.global_:
                 self.globals.append(name)
-            elif not kept:
+            elif not stays:
                 self.pending.append(name)
 
-    def _keep_reason(self, name: str, req: Requirements, machine: str, kept: bool) -> str | None:
-        slot = self.slots.get(machine)
+    def _keep_reason(self, name: str, req: Requirements, machine: str, stays: bool) -> str | None:
+        slot = self.by_id.get(machine)
         if slot is None:
             return f"machine {machine} is gone"
         if name in self.unplaceable:
             return self.unplaceable[name]
-        if kept and not req.global_:
+        if stays and not req.global_:
             return "already placed on another machine"
         for peer in req.machine_of:
             if peer in self.jobs and not self.occupancy.machines_of(peer):
@@ -223,11 +204,11 @@ class Placer:
         if req.machine_of:
             peers = [self.occupancy.machines_of(p) for p in req.machine_of]
             common = set.intersection(*peers) if all(peers) else set()
-            candidates = [self.slots[m] for m in sorted(common)]
+            candidates = [self.by_id[m] for m in sorted(common)]
             best = self._best_of(name, req, candidates, cpu, mem, FOLLOWER_PLACEMENT)
             return best, f"runs with {', '.join(req.machine_of)} (MachineOf)"
         if req.machine_id is not None:
-            pinned = self.fleet.pinned(req.machine_id)
+            pinned = self.slots.pinned(req.machine_id)
             candidates = [s for s in pinned if s.id.startswith(req.machine_id)]
             best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
             return best, "pinned by MachineID"
@@ -255,7 +236,7 @@ class Placer:
     def _evict(self, name: str, machine: str, reason: str) -> list[str]:
         """Drop ``name`` and its MachineOf followers from ``machine``; returns what to re-place."""
         req = self.jobs[name]
-        self._take(name, req, self.slots[machine])
+        self._take(name, req, self.by_id[machine])
         if self.new.pop((name, machine), None) is None:
             self.removals[(name, machine)] = reason
         requeue = [] if req.global_ else [name]
@@ -267,7 +248,7 @@ class Placer:
     # --- bookkeeping ---
 
     def _place(self, name: str, req: Requirements, slot: Slot, why: str) -> Slot:
-        """Returns the slot as changed (``slot`` itself unless the fleet is an Overlay)."""
+        """Returns the slot as changed (``slot`` itself unless the slots are an Overlay)."""
         slot = self._put(name, req, slot)
         # Taken off this machine earlier in the pass and back again: nothing changes.
         if self.removals.pop((name, slot.id), None) is None:
@@ -304,9 +285,9 @@ class Placer:
                 found = memo.get(key)
                 if found is None:
                     slots = (
-                        self.fleet.all_slots
+                        self.slots.ordered
                         if req.machine_id is None
-                        else self.fleet.pinned(req.machine_id)
+                        else self.slots.pinned(req.machine_id)
                     )
                     found = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
                 text = found.text

@@ -14,6 +14,11 @@ entries that exist, and returns the writes that close the gap:
 AtMostOnce units whose machine was lost stay where they are until
 ``lost_at + grace``: the machine may still run them while its agent has not
 noticed it is cut off.  Time is an input (``now``); nothing here reads a clock.
+
+A full pass plans a snapshot of the whole model.  A scoped pass
+(engine/scope.py) plans a snapshot of the few units a change touches, with
+the Baseline they are planned against (engine/baseline.py: the rest of the
+cluster as the engine keeps it), and decides for them what a full pass would.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from fleetd.engine.globs import GlobRelation
-from fleetd.engine.scheduler import Decision, Fleet, Job, Load, Strategy, schedule
+from fleetd.engine.baseline import Baseline
+from fleetd.engine.decision import Decision, Job
+from fleetd.engine.index import Strategy
+from fleetd.engine.scheduler import schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
@@ -50,7 +57,7 @@ class UnitSpec:
 
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
-    """Everything one reconcile pass looks at.
+    """Everything one reconcile pass looks at (plain data).
 
     ``lost`` maps a machine that disappeared to the time it was seen gone; a
     schedule entry on a machine in neither ``machines`` nor ``lost`` counts as
@@ -73,18 +80,6 @@ class ClusterSnapshot:
     stopping: Mapping[str, str] = field(default_factory=dict)
     """AtMostOnce units taken off a live machine and not yet seen stopped there
     (unit -> machine): they are not placed anywhere until then."""
-    kept: Fleet | None = None
-    """A scoped pass: the fleet the engine keeps across passes, whose slots carry the
-    room of every placed unit (the scheduler uses it instead of ``machines`` and
-    ``flags``, and does not change it).  None for a full pass."""
-    minus: Mapping[str, Load] = field(default_factory=dict)
-    """With ``kept``: per machine, the (cpu, mem, units) its slots count for ``units``."""
-    fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] = field(default_factory=dict)
-    """With ``kept``: placed units outside ``units`` that stay where they are (machines)
-    but that the checks of ``units`` must see: MachineOf peers."""
-    placed: GlobRelation | None = None
-    """With ``kept``: where every placement is by the ``Conflicts=`` globs it matches or
-    declares (kept across passes; the units of the pass are left out of it)."""
 
 
 class Action(StrEnum):
@@ -135,8 +130,11 @@ class Plan:
         return self.decision.drained
 
 
-def plan(snap: ClusterSnapshot) -> Plan:
-    """The writes that make the schedule match the snapshot's units and machines."""
+def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
+    """The writes that make the schedule match the snapshot's units and machines.
+
+    ``baseline``: the snapshot holds only some units (a scoped pass, engine/scope.py),
+    planned against the rest of the cluster as the baseline describes it."""
     current: dict[str, dict[str, ScheduleEntry]] = {}
     for entry in snap.schedule:
         current.setdefault(entry.name, {})[entry.machine] = entry
@@ -177,10 +175,7 @@ def plan(snap: ClusterSnapshot) -> Plan:
         flags=snap.flags,
         strategy=snap.strategy,
         drain_batch=snap.drain_batch,
-        kept=snap.kept,
-        minus=snap.minus,
-        fixed=snap.fixed,
-        placed=snap.placed,
+        baseline=baseline,
     )
     moved_from: dict[str, str] = {}
     stopping: dict[str, str] = {}

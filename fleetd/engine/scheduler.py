@@ -23,29 +23,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fleetd.engine.decision import Decision, Job, Placed, Removal
-from fleetd.engine.fleet import Fleet, Load
-from fleetd.engine.globs import GlobRelation
+from fleetd.engine.baseline import Baseline
+from fleetd.engine.decision import Decision, Job
 from fleetd.engine.index import Strategy
+from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.overlay import Overlay
 from fleetd.engine.placer import Placer, floor
+from fleetd.engine.slots import Slots
 from fleetd.model import Machine, MachineFlags
-from fleetd.requirements import Requirements
-
-__all__ = ["Decision", "Fleet", "Job", "Load", "Placed", "Removal", "Strategy", "schedule"]
 
 
 def schedule(
     machines: Iterable[Machine],
     jobs: Iterable[Job],
+    *,
     current: Mapping[str, Iterable[str]] | None = None,
     flags: Mapping[str, MachineFlags] | None = None,
     strategy: Strategy = Strategy.BINPACK,
     drain_batch: int | None = None,
-    kept: Fleet | None = None,
-    minus: Mapping[str, Load] | None = None,
-    fixed: Mapping[str, tuple[Requirements, tuple[str, ...]]] | None = None,
-    placed: GlobRelation | None = None,
+    baseline: Baseline | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
@@ -53,21 +49,19 @@ def schedule(
     for units that are not jobs are ignored).  ``drain_batch`` bounds how
     many units leave draining machines in this pass (None: all).
 
-    ``kept`` (an incremental pass that plans a few units against the rest): the
-    fleet the engine keeps across passes, whose slots carry the room of every
-    placed unit.  It replaces ``machines``, ``flags`` and ``strategy``; ``minus``
-    (per machine, the room it counts for these jobs) is given back first; ``kept``
-    itself is left unchanged.  ``fixed``: placed units that are not jobs, by their
-    (requirements, machines), which the checks of the jobs must see; ``placed``: where
-    every placement is by the ``Conflicts=`` globs it matches or declares (kept across
-    passes, jobs and ``fixed`` left out).
+    ``baseline`` (a scoped pass, which plans a few jobs against the rest of the
+    cluster, see engine/baseline.py) replaces ``machines``, ``flags`` and
+    ``strategy``; it is left unchanged.
     """
     jobs = list(jobs)
-    if kept is not None:
-        run = Placer(Overlay(kept), jobs, drain_batch, minus, fixed, placed)
+    slots: Slots | Overlay
+    if baseline is None:
+        slots = Slots(machines, flags or {}, {}, strategy, floor(jobs))
+        occupancy = Occupancy(job.requirements for job in jobs)
     else:
-        fleet = Fleet(machines, flags or {}, {}, strategy, floor(jobs))
-        run = Placer(fleet, jobs, drain_batch)
+        slots = baseline.overlay()
+        occupancy = baseline.occupancy(jobs)
+    run = Placer(slots, occupancy, jobs, drain_batch)
     run.keep(current or {})
     run.place_globals()
     run.place_pending()

@@ -1,22 +1,22 @@
 """Incremental reconcile: plan only the units a change touches (pure).
 
 A full ``plan()`` visits every unit; reacting to one change that way costs a
-second and more with 100,000 units.  ``ScopeIndex`` (engine/placements.py)
+second and more with 100,000 units.  The ``Ledger`` (engine/ledger.py)
 keeps, across passes, what a scoped pass needs to know about everything
 else: which machines each unit is scheduled on, the (cpu, mem, units) every
 machine carries, MachineOf followers, the units that declare or match each
 ``Conflicts=`` glob and where those placed are.
 
-``scope()`` turns a set of changed units and lost machines into a
-ClusterSnapshot holding only the units that may move (with Conflicts
-partners that wait for room), plus the MachineOf peers the checks need to
-see; placed Conflicts partners are seen through ``ScopeIndex.conflicts``.
-The scheduler plans them on the machine slots the model keeps
-(engine/fleet.py, carrying the room of every placed unit) minus the room of
-these units, so no part of it costs work per machine; ``plan()`` of that
-snapshot then decides exactly as a full pass would for those units.  It returns None
-when a change is better left to a full pass: drains, AtMostOnce units being
-stopped, ``Replaces=``, or a scope larger than ``limit``.
+``scope()`` turns a Change (changed units, machines that left) into a Scope:
+a ClusterSnapshot of only the units that may move (with Conflicts partners
+that wait for room), and the Baseline they are planned against
+(engine/baseline.py): the machine slots the model keeps (engine/slots.py,
+carrying the room of every placed unit) less the room of these units, the
+MachineOf peers the checks must see, and the kept ``Conflicts=`` relation.
+No part of it costs work per machine; ``plan()`` of the snapshot over the
+baseline then decides exactly as a full pass would for those units.  When a
+change is better left to a full pass (a drain, AtMostOnce units being
+stopped, ``Replaces=``, a scope larger than ``limit``) it returns why instead.
 
 Reasons of unplaceable units outside the scope are not refreshed (their
 text may name free capacity that changed); the periodic full pass does that.
@@ -27,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fleetd.engine.index import Slot
-from fleetd.engine.placements import ScopeIndex, counts
+from fleetd.engine.baseline import Baseline
+from fleetd.engine.changes import Cause, Change, FullReason
+from fleetd.engine.ledger import Ledger, is_job
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
-from fleetd.engine.scheduler import Fleet, Load, Strategy
+from fleetd.engine.slot import Slot
+from fleetd.engine.slots import Load, Slots
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
 
@@ -39,25 +41,18 @@ SCOPE_LIMIT = 2000
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """What happened since the last pass: units whose spec changed (or vanished) and
-    machines that left."""
-
-    units: frozenset[str] = frozenset()
-    gone: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
 class Scope:
-    """A scoped snapshot plus the writes decided without the scheduler."""
+    """A scoped pass: the snapshot of its units, what they are planned against, and the
+    writes decided without the scheduler."""
 
     snapshot: ClusterSnapshot
+    baseline: Baseline
     unschedule: tuple[Task, ...] = ()
     units: frozenset[str] = field(default_factory=frozenset)
 
 
 def scope(
-    index: ScopeIndex,
+    ledger: Ledger,
     change: Change,
     *,
     units: Mapping[str, UnitSpec],
@@ -70,40 +65,44 @@ def scope(
     now: float,
     wall: float,
     grace: float,
-    strategy: Strategy,
-    fleet: Fleet,
+    slots: Slots,
     limit: int = SCOPE_LIMIT,
-) -> Scope | None:
-    """The snapshot a pass needs to react to ``change``, or None for a full pass.
+) -> Scope | FullReason:
+    """The pass that reacts to ``change``, or why a full pass should instead.
 
-    ``fleet``: the fleet kept across passes, up to date with ``machines``, ``flags``
-    and ``index.load`` (see ClusterModel.scope); ``strategy`` must be its own."""
-    if stopping or any(f.draining for f in flags.values()):
-        return None
+    ``slots``: the slots kept across passes, up to date with ``machines``, ``flags``
+    and ``ledger.load`` (see ClusterModel.scope); the pass uses their strategy."""
+    if stopping:
+        unit = min(stopping)
+        why = f"AtMostOnce unit {unit} is stopping on {stopping[unit]}"
+        return FullReason(Cause.NOT_SCOPED, why)
+    draining = [m for m, f in flags.items() if f.draining]
+    if draining:
+        return FullReason(Cause.NOT_SCOPED, f"machine {min(draining)} is draining")
 
-    def placed(unit: str) -> bool:
-        return any(m in machines for m in index.machines_of.get(unit, ()))
+    def on_live_machine(unit: str) -> bool:
+        return any(m in machines for m in ledger.machines_of.get(unit, ()))
 
     moving: list[str] = list(change.units)
     unschedule: list[Task] = []
     for machine in sorted(change.gone):
-        for unit in sorted(index.units_on.get(machine, ())):
+        for unit in sorted(ledger.units_on.get(machine, ())):
             spec = units.get(unit)
             global_ = spec is not None and spec.requirements.global_
-            if unit not in change.units and global_ and placed(unit):
+            if unit not in change.units and global_ and on_live_machine(unit):
                 # A Global unit just loses that machine: nothing else of it changes.
                 why = f"machine {machine} is gone"
                 unschedule.append(Task(Action.UNSCHEDULE, unit, why, machine))
             else:
                 moving.append(unit)
-    freed = [m for u in change.units for m in index.machines_of.get(u, ()) if m in machines]
+    freed = [m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines]
     if freed:
         # Room may free up there: units waiting for room that may run there, and Global
         # units missing on such a machine, get another chance (as in a full pass).
-        slots = [fleet.slots[m] for m in set(freed) if m in fleet.slots]
-        moving.extend(w for w in placements if _may_use(units.get(w), slots, index, fleet))
-        for unit in index.globals:
-            if any(unit not in index.units_on.get(m, ()) for m in freed):
+        where = [slots.by_id[m] for m in set(freed) if m in slots.by_id]
+        moving.extend(w for w in placements if _may_use(units.get(w), where, ledger, slots))
+        for unit in ledger.globals:
+            if any(unit not in ledger.units_on.get(m, ()) for m in freed):
                 moving.append(unit)
 
     included: set[str] = set()
@@ -115,14 +114,14 @@ def scope(
         moves.add(unit)
         included.add(unit)
         spec = units.get(unit)
-        if unit in index.replacing or index.replaced(unit):
-            return None
+        if unit in ledger.replacing or ledger.replaced(unit):
+            return FullReason(Cause.NOT_SCOPED, f"{unit} replaces or is replaced (Replaces=)")
         # Followers move with it; peers stay but their placement is checked.  Conflicts
         # partners that wait may find room where it was; placed ones are seen through
-        # ``index.conflicts``.
-        moving.extend(index.followers.get(unit, ()))
-        for other in index.related(unit, spec):
-            if other not in moves and counts(units.get(other)) and not placed(other):
+        # ``ledger.conflicts``.
+        moving.extend(ledger.followers.get(unit, ()))
+        for other in ledger.related(unit, spec):
+            if other not in moves and is_job(units.get(other)) and not on_live_machine(other):
                 moving.append(other)
         peers = list(spec.requirements.machine_of) if spec is not None else []
         while peers:
@@ -130,33 +129,33 @@ def scope(
             if other in included:
                 continue
             other_spec = units.get(other)
-            if counts(other_spec) and not placed(other):
+            if is_job(other_spec) and not on_live_machine(other):
                 moving.append(other)  # it may be placed in this pass: check it fully
                 continue
             included.add(other)
             if other_spec is not None:
                 peers.extend(other_spec.requirements.machine_of)
         if len(included) > limit:
-            return None
+            return FullReason(Cause.NOT_SCOPED, f"the change touches over {limit} units")
 
     # Placed peers that do not move are only looked at (where they are): their room
-    # stays counted in the kept fleet.
-    fixed: dict[str, tuple[Requirements, tuple[str, ...]]] = {}
+    # stays counted in the kept slots.
+    staying: dict[str, tuple[Requirements, tuple[str, ...]]] = {}
     for unit in included - moves:
         spec = units.get(unit)
-        if spec is not None and counts(spec):
-            where = tuple(m for m in index.machines_of.get(unit, ()) if m in machines)
-            fixed[unit] = (spec.requirements, where)
-    planned = [u for u in included if u not in fixed]
+        if spec is not None and is_job(spec):
+            at = tuple(m for m in ledger.machines_of.get(unit, ()) if m in machines)
+            staying[unit] = (spec.requirements, at)
+    planned = [u for u in included if u not in staying]
     entries: list[ScheduleEntry] = []
-    minus: dict[str, Load] = {}
+    give_back: dict[str, Load] = {}
     for unit in planned:
-        for machine in index.machines_of.get(unit, ()):
+        for machine in ledger.machines_of.get(unit, ()):
             entries.append(schedule[(machine, unit)])
-            room = index.counted(machine, unit)
+            room = ledger.counted(machine, unit)
             if room is not None:
-                cpu, mem, count = minus.get(machine, (0, 0, 0))
-                minus[machine] = (cpu + room[0], mem + room[1], count + 1)
+                cpu, mem, count = give_back.get(machine, (0, 0, 0))
+                give_back[machine] = (cpu + room[0], mem + room[1], count + 1)
     snap = ClusterSnapshot(
         units={u: units[u] for u in planned if u in units},
         machines=machines,
@@ -167,42 +166,40 @@ def scope(
         now=now,
         wall=wall,
         at_most_once_grace=grace,
-        strategy=strategy,
+        strategy=slots.strategy,
         drain_batch=None,
-        kept=fleet,
-        minus=minus,
-        fixed=fixed,
-        placed=index.conflicts,
     )
-    return Scope(snap, tuple(unschedule), frozenset(planned))
+    baseline = Baseline(slots, give_back, staying, ledger.conflicts)
+    return Scope(snap, baseline, tuple(unschedule), frozenset(planned))
 
 
-def _may_use(spec: UnitSpec | None, slots: list[Slot], index: ScopeIndex, fleet: Fleet) -> bool:
-    """Whether a waiting unit may be placed on one of ``slots`` by what does not change
-    with room: metadata, MachineID, flags, where its MachineOf peers are.  The other
-    waiting units have no more room anywhere than before (steady), so no pass would
-    place them now."""
-    if spec is None or not counts(spec):
+def _may_use(spec: UnitSpec | None, where: list[Slot], ledger: Ledger, slots: Slots) -> bool:
+    """Whether a waiting unit may be placed on one of the slots ``where`` by what does
+    not change with room: metadata, MachineID, flags, where its MachineOf peers are.
+    The other waiting units have no more room anywhere than before (steady), so no
+    pass would place them now."""
+    if spec is None or not is_job(spec):
         return True  # its reason is cleared or kept: cheap either way
     req = spec.requirements
     if req.machine_of:
-        ids = {slot.id for slot in slots}
+        ids = {slot.id for slot in where}
         return any(
-            not (index.machines_of.get(peer, set()) & fleet.slots.keys())
-            or index.machines_of.get(peer, set()) & ids
+            not (ledger.machines_of.get(peer, set()) & slots.by_id.keys())
+            or ledger.machines_of.get(peer, set()) & ids
             for peer in req.machine_of
         )
     return any(
         slot.schedulable
         and (req.machine_id is None or slot.id.startswith(req.machine_id))
-        and fleet.groups.reason(req.metadata, slot) is None
-        for slot in slots
+        and slots.groups.reason(req.metadata, slot) is None
+        for slot in where
     )
 
 
 def plan_scope(found: Scope) -> Plan:
-    """``plan()`` of the scoped snapshot, with the scope's own unschedules first."""
-    result = plan(found.snapshot)
+    """``plan()`` of the scoped snapshot over its baseline, the scope's own unschedules
+    first."""
+    result = plan(found.snapshot, found.baseline)
     if not found.unschedule:
         return result
     return Plan(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleetd.config import Config
-from fleetd.engine.scheduler import Strategy
+from fleetd.engine.index import Strategy
 from fleetd.requirements import ReservationDefaults
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from fleetd.config import Config
 from fleetd.engine.engine import _Deposed, settings_from_config
+from fleetd.engine.index import Strategy
 from fleetd.engine.leader import Leadership
 from fleetd.engine.plan import Action, Task
-from fleetd.engine.scheduler import Strategy
 from fleetd.errors import NotLeader
 from fleetd.model import DesiredState, MachineFlags, ScheduleEntry, UnitState
 from tests.component.engine_harness import G, harness, unit_text

@@ -6,34 +6,45 @@ advancing it and calling ``trigger()``, never by sleeping.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from fleetd.engine.changes import Cause, FullReason
 from fleetd.engine.engine import Engine
+from fleetd.model import DesiredState, MachineFlags, ScheduleEntry
 from tests.component.engine_harness import Harness, harness, unit_text
 
 
 def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> None:
     engine = Harness().engine(interval=2.0, safety_budget=0.01, idle_interval=600.0)
-    now = engine.clock()
-    assert engine._idle_timeout() == 0.0  # no full pass yet
-    engine._full_at, engine._full_seconds = now, 0.005
-    engine._changes = 1  # something changed since
-    assert engine._idle_timeout() == pytest.approx(2.0)  # cheap: every interval
-    engine._full_seconds = 0.5
-    assert engine._idle_timeout() == pytest.approx(50.0)  # 0.5 s is 1% of 50 s
-    engine._settled = 1  # that pass found nothing to do and nothing changed since
-    assert engine._idle_timeout() == pytest.approx(600.0)
-    engine._wake_at = now + 3.0  # a held AtMostOnce unit may move then
-    assert engine._idle_timeout() == pytest.approx(3.0)
-    engine._drain_due = now + 1.0
-    assert engine._idle_timeout() == pytest.approx(1.0)
-    engine._drain_due = now - 1.0  # overdue
-    assert engine._idle_timeout() == 0.0
+    cadence, now = engine.cadence, engine.clock()
+    assert cadence.wait(now) == 0.0  # no full pass yet
+    assert cadence.due(now) == FullReason(Cause.SAFETY, "no full pass yet")
+    cadence.full_at, cadence.full_seconds = now, 0.005
+    cadence.changed()  # something changed since
+    assert cadence.wait(now) == pytest.approx(2.0)  # cheap: every interval
+    assert cadence.due(now) is None
+    assert cadence.due(now + 2.0) == FullReason(Cause.SAFETY, "safety pass")
+    cadence.full_seconds = 0.5
+    assert cadence.wait(now) == pytest.approx(50.0)  # 0.5 s is 1% of 50 s
+    cadence.settled = 1  # that pass found nothing to do and nothing changed since
+    assert cadence.wait(now) == pytest.approx(600.0)
+    assert cadence.due(now + 600.0) == FullReason(Cause.SAFETY, "insurance pass of a settled model")
+    cadence.wake_at = now + 3.0  # a held AtMostOnce unit may move then
+    assert cadence.wait(now) == pytest.approx(3.0)
+    cadence.drain_due = now + 1.0
+    assert cadence.wait(now) == pytest.approx(1.0)
+    assert cadence.drain_batch(now) == 0  # not yet
+    cadence.drain_due = now - 1.0  # overdue
+    assert cadence.wait(now) == 0.0
+    assert cadence.due(now) == FullReason(Cause.TIMER, "the next drain batch is due")
+    assert cadence.drain_batch(now) == engine.settings.drain_batch
 
 
 async def _settled(h: Harness, engine: Engine) -> None:
     async def quiet() -> bool:
-        return engine._settled == engine._changes and engine._idle_timeout() > 100
+        return engine.cadence.is_settled and engine.cadence.wait(engine.clock()) > 100
 
     await h.wait_for(quiet, "a full pass that found nothing to do")
 
@@ -62,7 +73,7 @@ async def test_a_settled_model_gets_no_safety_pass_until_something_changes() -> 
 
         await h.wait_for(one_more, "the triggered pass")
         assert engine.metrics.full_reconciles_total == full
-        assert engine._idle_timeout() == pytest.approx(600.0)
+        assert engine.cadence.wait(engine.clock()) == pytest.approx(600.0)
 
         # A change: an incremental pass places it, then the safety pass (due after
         # `interval`) looks at everything once and the model is settled again.
@@ -105,7 +116,7 @@ async def test_the_engines_own_writes_coming_back_cost_no_extra_pass() -> None:
         await h.wait_for(placed, "a placed")
         old = (await h.where())["a.service"][0]
         new = two if old == one else one
-        changes, full = engine._changes, engine.metrics.full_reconciles_total
+        changes, full = engine.cadence.changes, engine.metrics.full_reconciles_total
         # A constraint change of a placed unit: one full pass moves it (a delete, then a put).
         await h.submit("a.service", unit_text(MachineID=new))
 
@@ -114,4 +125,55 @@ async def test_the_engines_own_writes_coming_back_cost_no_extra_pass() -> None:
 
         await h.wait_for(moved, f"a moved to {new}")
         assert engine.metrics.full_reconciles_total - full == 1
-        assert engine._changes - changes == 2  # the unit, the pass's writes; not their echoes
+        assert engine.cadence.changes - changes == 2  # the unit, the pass's writes; not echoes
+
+
+async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fleetd.engine.engine")
+    async with harness() as h:
+        await h.machine("m1")
+        await h.submit("a.service")
+        engine = h.engine(interval=1000.0)  # no safety pass in this test
+        h.start(engine)
+
+        async def placed() -> bool:
+            return len(await h.where()) == 1
+
+        await h.wait_for(placed, "a placed")
+        assert engine.last_full_reason == FullReason(Cause.LOADED, "first pass")
+
+        async def full_pass(after: int) -> None:
+            async def ran() -> bool:
+                return engine.metrics.full_reconciles_total > after
+
+            await h.wait_for(ran, "a full pass")
+
+        # Changes a scoped pass does not handle force a full pass, which names them.
+        entry = ScheduleEntry("m2", "b.service", "h", DesiredState.LAUNCHED)  # not the engine's
+        for change, reason in (
+            (h.machine("m2"), FullReason(Cause.MACHINE, "machine m2 joined")),
+            (
+                h.flag("m2", MachineFlags(unschedulable=True)),
+                FullReason(Cause.FLAGS, "flags of machine m2 changed"),
+            ),
+            (
+                h.registry.batch([h.store.schedule_op(entry)]),
+                FullReason(Cause.FOREIGN_WRITE, "schedule entry of b.service on m2"),
+            ),
+        ):
+            full = engine.metrics.full_reconciles_total
+            await change
+            await full_pass(full)
+            assert engine.last_full_reason == reason
+            assert f"(full, {reason}): " in caplog.text
+
+        # A unit submitted needs no full pass: it is planned alone.
+        full, passes = engine.metrics.full_reconciles_total, engine.metrics.reconciles_total
+        await h.submit("c.service")
+
+        async def c_placed() -> bool:
+            return "c.service" in await h.where() and engine.metrics.reconciles_total > passes
+
+        await h.wait_for(c_placed, "c placed")
+        assert engine.metrics.full_reconciles_total == full
+        assert "(scoped, units: 1): 1 tasks" in caplog.text

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from fleetd.engine.index import Strategy
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
-from fleetd.engine.scheduler import Strategy
 from fleetd.model import (
     Capacity,
     DesiredState,

@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from fleetd.engine.changes import Change
+from fleetd.engine.index import Strategy
+from fleetd.engine.ledger import Ledger
 from fleetd.engine.model import ClusterModel
-from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
-from fleetd.engine.scheduler import Strategy
-from fleetd.engine.scope import plan_scope
+from fleetd.engine.scope import Scope, plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements, glob_matches, metadata_matches
 from fleetd.requirements import parse_metadata_condition as cond
@@ -57,11 +58,11 @@ def _unit(rnd: random.Random, i: int, names: list[str], machines: list[str]) -> 
 def _pass(model: ClusterModel, strategy: Strategy, full: bool) -> tuple[Plan, bool]:
     change = model.change()
     scoped = None
-    if change is not None and not full:
+    if isinstance(change, Change) and not full:
         scoped = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
-    if scoped is None:
-        if model.stale:
-            model.rebuild_index()
+    if not isinstance(scoped, Scope):
+        if model.ledger is None:
+            model.rebuild_ledger()
         result = plan(model.snapshot(0.0, wall=0.0, grace=0.0, strategy=strategy, drain_batch=None))
     else:
         result = plan_scope(scoped)
@@ -70,15 +71,16 @@ def _pass(model: ClusterModel, strategy: Strategy, full: bool) -> tuple[Plan, bo
     model.apply_tasks(result.tasks)
     model.stopping.update(result.stopping)
     model.forget_machines()
-    return result, scoped is not None
+    return result, isinstance(scoped, Scope)
 
 
 def _check(model: ClusterModel, strategy: Strategy) -> None:
-    # The index kept up to date event by event equals one built from scratch.
-    fresh = ScopeIndex.build(model.units, model.schedule)
-    assert fresh.load == model.index.load
-    assert fresh.machines_of == model.index.machines_of
-    assert kept_conflicts(fresh, model) == kept_conflicts(model.index, model)
+    # The ledger kept up to date event by event equals one built from scratch.
+    fresh = Ledger.build(model.units, model.schedule)
+    assert model.ledger is not None
+    assert fresh.load == model.ledger.load
+    assert fresh.machines_of == model.ledger.machines_of
+    assert kept_conflicts(fresh, model) == kept_conflicts(model.ledger, model)
     # A full pass agrees: nothing placed moves, nothing is left unrecorded; it may only
     # place units that were waiting for room (as a second full pass may) and refresh
     # the text of their reasons.
@@ -190,9 +192,9 @@ def test_a_new_unit_is_planned_alone() -> None:
     model = _cluster(*(_spec(f"u{i}.service", memory_bytes=G) for i in range(5)), machines=3)
     model.set_unit("new.service", _spec("new.service", memory_bytes=G))
     change = model.change()
-    assert change is not None
+    assert isinstance(change, Change)
     scoped = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK)
-    assert scoped is not None and scoped.units == {"new.service"}
+    assert isinstance(scoped, Scope) and scoped.units == {"new.service"}
     tasks = plan_scope(scoped).tasks
     assert [(t.action, t.unit) for t in tasks] == [(Action.SCHEDULE, "new.service")]
     snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
@@ -225,8 +227,9 @@ def test_a_lost_machine_moves_its_units_and_global_units_just_lose_it() -> None:
         _spec("backup.service", machine_of=("db.service",)),
         _spec("other.service", memory_bytes=2 * G),
     )
-    lost = next(iter(model.index.machines_of["db.service"]))
-    lost_units = model.index.units_on[lost] - {"g.service"}
+    assert model.ledger is not None
+    lost = next(iter(model.ledger.machines_of["db.service"]))
+    lost_units = model.ledger.units_on[lost] - {"g.service"}
     assert {"db.service", "backup.service"} <= lost_units
     model.drop_machine(lost, 0.0)
     result, scoped = _pass(model, Strategy.BINPACK, full=False)
@@ -241,7 +244,8 @@ def test_a_lost_machine_moves_its_units_and_global_units_just_lose_it() -> None:
 
 def test_a_machine_cut_off_from_systemd_gets_nothing_new_in_scoped_passes_either() -> None:
     model = _cluster(*(_spec(f"u{i}.service", memory_bytes=G) for i in range(2)))
-    on_m0 = set(model.index.units_on["m0"])
+    assert model.ledger is not None
+    on_m0 = set(model.ledger.units_on["m0"])
     assert on_m0 == {"u0.service", "u1.service"}  # best fit: m0 would take the next one too
     model.put_machine(replace(model.machines["m0"], systemd_connected=False))
     result, scoped = _pass(model, Strategy.BINPACK, full=False)
@@ -258,7 +262,7 @@ def test_a_machine_cut_off_from_systemd_gets_nothing_new_in_scoped_passes_either
     assert model.placements["p.service"].summary == reason
     snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
     assert plan(snap).tasks == ()  # the full plan decides the same
-    assert set(model.index.units_on["m0"]) == on_m0
+    assert set(model.ledger.units_on["m0"]) == on_m0
     # systemd is back: the machine takes new units again.
     model.put_machine(replace(model.machines["m0"], systemd_connected=True))
     result, _ = _pass(model, Strategy.BINPACK, full=False)

@@ -18,7 +18,8 @@ import pytest
 from fleetd.cli.main import app
 from typer.testing import CliRunner
 
-from fleetd.engine.scheduler import Job, schedule
+from fleetd.engine.decision import Job
+from fleetd.engine.scheduler import schedule
 from fleetd.model import Capacity, Machine
 from fleetd.requirements import MetadataOp, Requirements
 from fleetd.unitcheck import parse_unit

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from fleetd.engine.checks import Reason, summarise
-from fleetd.engine.index import Slot, binpack_score
-from fleetd.engine.scheduler import Decision, Job, Strategy, schedule
+from fleetd.engine.decision import Decision, Job
+from fleetd.engine.index import Strategy, binpack_score
+from fleetd.engine.scheduler import schedule
+from fleetd.engine.slot import Slot
 from fleetd.model import Capacity, Machine, MachineFlags
 from fleetd.requirements import Requirements, parse_metadata_condition
 
@@ -494,7 +496,7 @@ def test_global_units_claim_new_machines_without_moving_others() -> None:
     jobs = [job("agent.service", global_=True, memory_bytes=1 * G), job("u.service")]
     first = schedule([machine("m1"), machine("m2")], jobs)
     assert first.assignments["agent.service"] == ("m1", "m2")
-    later = schedule([machine("m1"), machine("m2"), machine("m3")], jobs, first.assignments)
+    later = schedule([machine("m1"), machine("m2"), machine("m3")], jobs, current=first.assignments)
     assert later.assignments["agent.service"] == ("m1", "m2", "m3")
     assert [(p.unit, p.machine) for p in later.placed] == [("agent.service", "m3")]
     assert not later.removals
@@ -551,7 +553,14 @@ def test_random_clusters_keep_every_invariant(strategy: Strategy, seed: int) -> 
         else:
             jobs.append(job(f"u{i}.service", **res))
     current = {j.name: [rnd.choice(machines).id] for j in jobs if rnd.random() < 0.3}
-    decision = schedule(machines, jobs, current, flags, strategy, rnd.choice((None, 0, 2)))
+    decision = schedule(
+        machines,
+        jobs,
+        current=current,
+        flags=flags,
+        strategy=strategy,
+        drain_batch=rnd.choice((None, 0, 2)),
+    )
 
     reqs = {j.name: j.requirements for j in jobs}
     by_id = {m.id: m for m in machines}
@@ -587,6 +596,13 @@ def test_random_clusters_keep_every_invariant(strategy: Strategy, seed: int) -> 
             assert (unit, mid) not in new or by_id[mid].systemd_connected, (unit, mid)
     # Placed units never move; a second pass may only place units the first could not
     # (when room was freed after their turn, e.g. by an eviction).
-    again = schedule(machines, jobs, decision.assignments, flags, strategy, drain_batch=0)
+    again = schedule(
+        machines,
+        jobs,
+        current=decision.assignments,
+        flags=flags,
+        strategy=strategy,
+        drain_batch=0,
+    )
     assert not again.removals
     assert all(p.unit in decision.unplaceable for p in again.placed), again.placed

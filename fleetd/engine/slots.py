@@ -1,16 +1,16 @@
-"""The machines as the scheduler sees them: slots, metadata groups, capacity classes (pure).
+"""Every machine as the scheduler sees it: slots, metadata groups, capacity index (pure).
 
-A full pass builds a ``Fleet`` of its own and changes it as it places
+A full pass builds ``Slots`` of its own and changes them as it places
 units.  The engine's model also keeps one across passes, carrying the room
 every placed unit takes (``update`` brings one machine up to date after its
 load, capacity, metadata or flags changed, or after it left), so that a
 scoped pass starts from it instead of building slots for every machine:
 it plans on an ``Overlay`` (engine/overlay.py), which copies what it
-changes and leaves the kept fleet as it was.
+changes and leaves the kept slots as they were.
 
 Slots are numbered in machine-id order (the capacity lists break ties by
 that number).  A machine that leaves keeps its number, unused; one that
-joins needs new numbers, so the model rebuilds the fleet then (a join
+joins needs new numbers, so the model builds new slots then (a join
 triggers a full pass anyway).
 """
 
@@ -21,16 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 from fleetd.engine.groups import MetadataGroups
-from fleetd.engine.index import (
-    CapacityIndex,
-    Signature,
-    Slot,
-    Strategy,
-)
+from fleetd.engine.index import CapacityIndex, Strategy
+from fleetd.engine.slot import Signature, Slot
 from fleetd.model import Machine, MachineFlags
 
 Load = tuple[int, int, int]
-"""CPU millis, memory bytes and unit count a machine carries for units outside a pass."""
+"""CPU millis, memory bytes and unit count that units take on one machine."""
 
 
 @lru_cache(maxsize=1 << 14)
@@ -62,8 +58,9 @@ def _by_id(slot: Slot) -> str:
     return slot.id
 
 
-class Fleet:
-    """Every machine's slot, by id and in id order, with its groups and capacity classes."""
+class Slots:
+    """Every machine's slot, by id, in id order and by number, with its metadata groups
+    and capacity index."""
 
     def __init__(
         self,
@@ -74,18 +71,18 @@ class Fleet:
         floor: tuple[int, int] = (0, 0),
     ) -> None:
         """``load``: per machine, the (cpu, mem, units) already placed there.  ``floor``:
-        see CapacityIndex (a kept fleet serves any pass: (0, 0))."""
+        see CapacityIndex (kept slots serve any pass: (0, 0))."""
         self.strategy = strategy
-        self.slots = {m.id: make_slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
-        self.all_slots = sorted(self.slots.values(), key=_by_id)
-        for i, slot in enumerate(self.all_slots):
-            slot.index = i
-        self.numbered = list(self.all_slots)  # by number, with machines that left
+        self.by_id = {m.id: make_slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
+        self.ordered = sorted(self.by_id.values(), key=_by_id)
+        for i, slot in enumerate(self.ordered):
+            slot.number = i
+        self.by_number = list(self.ordered)  # with the machines that left since
         self.by_prefix: dict[str, list[Slot]] = {}
-        for slot in self.all_slots:
+        for slot in self.ordered:
             self.by_prefix.setdefault(slot.id[:8], []).append(slot)
-        self.groups = MetadataGroups(self.all_slots)
-        self.index = CapacityIndex(self.groups, strategy, self.numbered, floor)
+        self.groups = MetadataGroups(self.ordered)
+        self.index = CapacityIndex(self.groups, strategy, self.by_number, floor)
 
     def pinned(self, prefix: str) -> Sequence[Slot]:
         """Machines whose id starts with the same 8 characters as ``prefix``."""
@@ -101,9 +98,9 @@ class Fleet:
         load: Sequence[int] | None,
     ) -> bool:
         """Bring one machine's slot up to date (``machine`` None: it left; ``load`` as in
-        ``__init__``).  False if it cannot be done in place (a machine that joins needs a
-        new fleet)."""
-        slot = self.slots.get(machine_id)
+        ``__init__``).  False if it cannot be done in place (a machine that joins needs
+        new slots)."""
+        slot = self.by_id.get(machine_id)
         if machine is None:
             if slot is not None:
                 self._drop(slot)
@@ -133,8 +130,8 @@ class Fleet:
         slot.unschedulable = True  # admitted by no class from now on
         self.index.readmit(slot)
         self.groups.remove(slot)
-        del self.slots[slot.id]
-        del self.all_slots[bisect.bisect_left(self.all_slots, slot.id, key=_by_id)]
+        del self.by_id[slot.id]
+        del self.ordered[bisect.bisect_left(self.ordered, slot.id, key=_by_id)]
         pinned = self.by_prefix[slot.id[:8]]
         pinned.remove(slot)
         if not pinned:

@@ -1,8 +1,8 @@
-"""The machine slots the engine keeps across scoped passes (engine/fleet.py, overlay.py).
+"""The machine slots the engine keeps across scoped passes (engine/slots.py, overlay.py).
 
 Random event sequences check, after every event and every pass, that the
-kept fleet equals one built from scratch, that a scoped pass leaves it as
-it was, and that from a steady state a scoped pass writes what a full plan
+kept slots equal slots built from scratch, that a scoped pass leaves them as
+they were, and that from a steady state a scoped pass writes what a full plan
 writes.
 """
 
@@ -13,15 +13,18 @@ from dataclasses import replace
 
 import pytest
 
-from fleetd.engine.fleet import Fleet
+from fleetd.engine.baseline import Baseline
+from fleetd.engine.changes import Change
+from fleetd.engine.decision import Job
 from fleetd.engine.globs import GlobRelation
 from fleetd.engine.index import Strategy
+from fleetd.engine.ledger import Ledger
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.occupancy import Occupancy
-from fleetd.engine.placements import ScopeIndex
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
-from fleetd.engine.scheduler import Job, schedule
-from fleetd.engine.scope import plan_scope
+from fleetd.engine.scheduler import schedule
+from fleetd.engine.scope import Scope, plan_scope
+from fleetd.engine.slots import Slots
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
 from fleetd.requirements import Requirements
 from fleetd.requirements import parse_metadata_condition as cond
@@ -31,9 +34,10 @@ G = 1 << 30
 WRITES = (Action.SCHEDULE, Action.UNSCHEDULE, Action.UPDATE)
 
 
-def fresh(model: ClusterModel, kept: Fleet) -> Fleet:
-    """A fleet built from scratch with the same capacity classes as ``kept``."""
-    built = Fleet(model.machines.values(), model.flags, model.index.load, kept.strategy)
+def fresh(model: ClusterModel, kept: Slots) -> Slots:
+    """Slots built from scratch with the same capacity classes as ``kept``."""
+    assert model.ledger is not None
+    built = Slots(model.machines.values(), model.flags, model.ledger.load, kept.strategy)
     for conditions in kept.index.classes:
         built.index.prepare(conditions)
     return built
@@ -120,8 +124,8 @@ def _event(rnd: random.Random, model: ClusterModel, serial: int) -> str:
 
 
 def _full(model: ClusterModel, strategy: Strategy) -> Plan:
-    if model.stale:
-        model.rebuild_index()
+    if model.ledger is None:
+        model.rebuild_ledger()
     return plan(model.snapshot(0.0, wall=0.0, grace=0.0, strategy=strategy, drain_batch=None))
 
 
@@ -139,7 +143,7 @@ def _writes(result: Plan) -> set[tuple[Action, str, str]]:
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 @pytest.mark.parametrize("seed", range(40))
-def test_the_kept_fleet_stays_equal_to_a_fresh_one(strategy: Strategy, seed: int) -> None:
+def test_the_kept_slots_stay_equal_to_fresh_ones(strategy: Strategy, seed: int) -> None:
     rnd = random.Random(seed)
     model = ClusterModel()
     for i in range(rnd.randint(1, 12)):
@@ -164,44 +168,45 @@ def test_the_kept_fleet_stays_equal_to_a_fresh_one(strategy: Strategy, seed: int
         steady = not _writes(again)
         model.change()
         what = _event(rnd, model, 100 + step)
-        kept = model.kept_fleet(strategy)
+        kept = model.kept_slots(strategy)
         assert describe(kept) == describe(fresh(model, kept)), what
         change = model.change()
         found = None
-        if change is not None:
+        if isinstance(change, Change):
             found = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
-        if found is None:
+        if not isinstance(found, Scope):
             _apply(model, _full(model, strategy))
             continue
-        before = describe(found.snapshot.kept or kept)
+        before = describe(found.baseline.slots)
         expected = _full(model, strategy) if steady else None
         result = plan_scope(found)
-        assert describe(found.snapshot.kept or kept) == before, "a scoped pass changed it"
+        assert describe(found.baseline.slots) == before, "a scoped pass changed them"
         if expected is not None:
             assert _writes(result) == _writes(expected), what
             agreed += 1
         scoped += 1
         _apply(model, result)
-        kept = model.kept_fleet(strategy)
+        kept = model.kept_slots(strategy)
         assert describe(kept) == describe(fresh(model, kept)), what
-        rebuilt = ScopeIndex.build(model.units, model.schedule)
-        assert conflicts(rebuilt, model) == conflicts(model.index, model), what
+        rebuilt = Ledger.build(model.units, model.schedule)
+        assert model.ledger is not None
+        assert conflicts(rebuilt, model) == conflicts(model.ledger, model), what
     assert scoped > 0 and agreed > 0
 
 
-def test_a_machine_that_joins_gets_a_new_fleet_one_that_leaves_keeps_it() -> None:
+def test_a_machine_that_joins_gets_new_slots_one_that_leaves_keeps_them() -> None:
     model = ClusterModel()
     for i in range(3):
         model.put_machine(Machine(id=f"m{i}", capacity=Capacity(1000, 4 * G)))
-    model.rebuild_index()
-    kept = model.kept_fleet(Strategy.BINPACK)
+    model.rebuild_ledger()
+    kept = model.kept_slots(Strategy.BINPACK)
     model.drop_machine("m1", 0.0)
-    assert model.kept_fleet(Strategy.BINPACK) is kept
-    assert sorted(kept.slots) == ["m0", "m2"]
+    assert model.kept_slots(Strategy.BINPACK) is kept
+    assert sorted(kept.by_id) == ["m0", "m2"]
     model.put_machine(Machine(id="m3", capacity=Capacity(1000, 4 * G)))
-    joined = model.kept_fleet(Strategy.BINPACK)
-    assert joined is not kept and sorted(joined.slots) == ["m0", "m2", "m3"]
-    assert model.kept_fleet(Strategy.SPREAD) is not joined  # another strategy: built anew
+    joined = model.kept_slots(Strategy.BINPACK)
+    assert joined is not kept and sorted(joined.by_id) == ["m0", "m2", "m3"]
+    assert model.kept_slots(Strategy.SPREAD) is not joined  # another strategy: built anew
 
 
 def test_units_of_the_pass_are_left_out_of_the_kept_conflicts() -> None:
@@ -218,16 +223,17 @@ def test_units_of_the_pass_are_left_out_of_the_kept_conflicts() -> None:
 
 
 @pytest.mark.parametrize("strategy", list(Strategy))
-def test_a_pass_over_a_kept_fleet_decides_as_over_a_fresh_one(strategy: Strategy) -> None:
+def test_a_pass_over_kept_slots_decides_as_over_fresh_ones(strategy: Strategy) -> None:
     rnd = random.Random(7)
     machines = [_machine(rnd, f"m{i:04}") for i in range(8)]
     jobs = [
         Job(spec.name, spec.requirements)
         for spec in (_unit(rnd, i, [], [m.id for m in machines]) for i in range(30))
     ]
-    kept = Fleet(machines, {}, {}, strategy)  # no capacity class prepared: built per pass
+    kept = Slots(machines, {}, {}, strategy)  # no capacity class prepared: built per pass
     before = describe(kept)
-    on_kept = schedule(machines, jobs, strategy=strategy, kept=kept)
+    baseline = Baseline(kept, give_back={}, peers={}, conflicts=GlobRelation(()))
+    on_kept = schedule(machines, jobs, strategy=strategy, baseline=baseline)
     assert on_kept == schedule(machines, jobs, strategy=strategy)
     assert describe(kept) == before
 

@@ -1,10 +1,10 @@
 """What the engine keeps about every unit and placement between passes (pure).
 
-``ScopeIndex`` is updated from each model change (a unit's spec, a schedule
+The ``Ledger`` is updated from each model change (a unit's spec, a schedule
 entry) so that a scoped pass (engine/scope.py) finds at once which units a
 change touches and what everything else occupies: machines per unit, units
 and load per machine, MachineOf followers, ``Conflicts=`` partners, and
-where counted placements are by the globs they match or declare.
+where the placements of jobs are by the globs they match or declare.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from fleetd.engine.globs import GlobRelation, GlobSet
-from fleetd.engine.index import Conditions
 from fleetd.engine.plan import UnitSpec
+from fleetd.engine.slot import Conditions
 from fleetd.model import DesiredState
 
 
-def counts(spec: UnitSpec | None) -> bool:
-    """Whether a schedule entry of this unit takes room in a full pass (it is a job)."""
+def is_job(spec: UnitSpec | None) -> bool:
+    """Whether a full pass plans this unit (so its schedule entries take room)."""
     return (
         spec is not None
         and spec.desired is not DesiredState.INACTIVE
@@ -27,16 +27,16 @@ def counts(spec: UnitSpec | None) -> bool:
     )
 
 
-class ScopeIndex:
+class Ledger:
     """Per-unit and per-machine facts kept up to date from model changes (mutable)."""
 
     def __init__(self) -> None:
         self.machines_of: dict[str, set[str]] = {}
         self.units_on: dict[str, set[str]] = {}
         self.load: dict[str, list[int]] = {}
-        # (machine, unit) -> cpu, mem and Conflicts= globs of a placement that counts
+        # (machine, unit) -> cpu, mem and Conflicts= globs of a placement of a job
         self._counted: dict[tuple[str, str], tuple[int, int, tuple[str, ...]]] = {}
-        # Where counted placements are, by the Conflicts= globs they match or declare.
+        # Where placements of jobs are, by the Conflicts= globs they match or declare.
         self.conflicts = GlobRelation(())
         self.followers: dict[str, set[str]] = {}
         self.globals: set[str] = set()
@@ -46,17 +46,16 @@ class ScopeIndex:
         self._declares: dict[str, set[str]] = {}
         self._matches: dict[str, set[str]] = {}
         self._names: set[str] = set()
-        self.touched: set[str] = set()  # machines whose ``load`` changed (read by the model)
         self.conditions: dict[Conditions, int] = {}  # metadata condition set -> units
 
     @classmethod
-    def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> ScopeIndex:
-        index = cls()
+    def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> Ledger:
+        ledger = cls()
         for name, spec in units.items():
-            index.set_unit(name, None, spec)
+            ledger.set_unit(name, None, spec)
         for machine, unit in entries:
-            index.set_entry(machine, unit, units.get(unit), present=True)
-        return index
+            ledger.set_entry(machine, unit, units.get(unit), present=True)
+        return ledger
 
     # --- updates ---
 
@@ -111,7 +110,6 @@ class ScopeIndex:
         self._recount(machine, unit, spec if present else None)
 
     def _recount(self, machine: str, unit: str, spec: UnitSpec | None) -> None:
-        self.touched.add(machine)
         old = self._counted.pop((machine, unit), None)
         load = self.load.setdefault(machine, [0, 0, 0])
         if old is not None:
@@ -119,7 +117,7 @@ class ScopeIndex:
             load[1] -= old[1]
             load[2] -= 1
             self.conflicts.remove(unit, old[2], machine)
-        if counts(spec):
+        if is_job(spec):
             assert spec is not None
             req = spec.requirements
             new = (req.cpu_millis, req.memory_bytes, req.conflicts)
@@ -150,7 +148,7 @@ class ScopeIndex:
     # --- queries ---
 
     def counted(self, machine: str, unit: str) -> tuple[int, int, tuple[str, ...]] | None:
-        """(cpu, mem, Conflicts= globs) of a placement that counts, else None."""
+        """(cpu, mem, Conflicts= globs) of a placement of a job, else None."""
         return self._counted.get((machine, unit))
 
     def related(self, name: str, spec: UnitSpec | None) -> set[str]:

@@ -1,0 +1,62 @@
+"""What a scoped pass starts from, instead of building anything per machine (pure).
+
+A full pass builds slots for every machine (engine/slots.py) and places
+every unit.  A scoped pass (engine/scope.py) plans a few units and leaves
+everything else where it is; a ``Baseline`` is everything else, as the
+scheduler needs it:
+
+- the machine slots the engine keeps across passes, which carry the room of
+  every placed unit, and the room among it that the pass's own units take
+  now (given back first, on an Overlay: the kept slots do not change);
+- placed units outside the pass that its checks must see where they are
+  (MachineOf peers of its units);
+- where every placement is by the ``Conflicts=`` globs it matches or
+  declares (kept across passes), for the Conflicts checks.
+
+It is built in one place, ``scope()``, and must be planned before the
+model changes again (the kept slots and relation are the model's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fleetd.engine.decision import Job
+from fleetd.engine.globs import GlobRelation
+from fleetd.engine.occupancy import Occupancy
+from fleetd.engine.overlay import Overlay
+from fleetd.engine.slots import Load, Slots
+from fleetd.requirements import Requirements
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The rest of the cluster, as a scoped pass plans against it.
+
+    ``slots``: the kept slots (their strategy is the pass's).  ``give_back``: per
+    machine, the (cpu, mem, units) they count for the pass's own units.  ``peers``:
+    placed units that are not planned but that the checks must see, by their
+    (requirements, machines).  ``conflicts``: the kept ``Conflicts=`` relation of
+    every placement (the units of the pass and ``peers`` are left out of it)."""
+
+    slots: Slots
+    give_back: Mapping[str, Load]
+    peers: Mapping[str, tuple[Requirements, tuple[str, ...]]]
+    conflicts: GlobRelation
+
+    def overlay(self) -> Overlay:
+        """The pass's own copy-on-write view of the kept slots, its units' room given back."""
+        return Overlay(self.slots, self.give_back)
+
+    def occupancy(self, jobs: Iterable[Job]) -> Occupancy:
+        """The pass's occupancy: ``peers`` placed, the kept relation seen for the rest."""
+        jobs = list(jobs)
+        names = {job.name for job in jobs}
+        globs = [*(job.requirements for job in jobs), *(req for req, _ in self.peers.values())]
+        skip = names.union(self.peers) if self.peers else names
+        occupancy = Occupancy(globs, self.conflicts, skip)
+        for name, (req, machines) in self.peers.items():
+            for machine in machines:
+                occupancy.add(name, req, machine)
+        return occupancy

@@ -1,0 +1,113 @@
+"""The model's change log: what a pass takes, and why a pass must be full (engine/changes.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fleetd.engine.changes import Cause, Change, FullReason
+from fleetd.engine.index import Strategy
+from fleetd.engine.model import ClusterModel
+from fleetd.engine.plan import UnitSpec, plan
+from fleetd.engine.scope import Scope
+from fleetd.model import Capacity, DesiredState, Machine, MachineFlags, ScheduleEntry
+from fleetd.requirements import Requirements
+
+G = 1 << 30
+
+
+def _spec(name: str, **req: object) -> UnitSpec:
+    return UnitSpec(name, "h", DesiredState.LAUNCHED, Requirements(**req))  # type: ignore[arg-type]
+
+
+def _placed(*units: UnitSpec) -> ClusterModel:
+    """Two machines, ``units`` placed by a full pass, the log taken."""
+    model = ClusterModel()
+    for mid in ("m0", "m1"):
+        model.put_machine(Machine(id=mid, capacity=Capacity(1000, 4 * G)))
+    for spec in units:
+        model.set_unit(spec.name, spec)
+    assert model.change() == FullReason(Cause.LOADED, "first pass")
+    model.rebuild_ledger()
+    snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
+    model.apply_tasks(plan(snap).tasks)
+    return model
+
+
+def _scope(model: ClusterModel) -> Scope | FullReason:
+    change = model.change()
+    assert isinstance(change, Change), change
+    return model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK)
+
+
+def test_units_and_machines_that_left_are_what_a_scoped_pass_takes() -> None:
+    model = _placed(_spec("a.service"))
+    assert model.change() == Change()
+    model.set_unit("b.service", _spec("b.service"))
+    model.set_unit("a.service", replace(model.units["a.service"], desired=DesiredState.INACTIVE))
+    model.drop_machine("m1", 5.0)
+    assert model.change() == Change(frozenset({"a.service", "b.service"}), frozenset({"m1"}))
+    assert model.change() == Change()  # taken
+
+
+def test_a_full_pass_is_asked_for_with_the_first_reason() -> None:
+    model = _placed(_spec("a.service", memory_bytes=G))
+    model.put_machine(Machine(id="m2", capacity=Capacity(1000, 4 * G)))
+    model.set_flags("m0", MachineFlags(unschedulable=True))
+    assert model.changes.pending == FullReason(Cause.MACHINE, "machine m2 joined")
+    assert model.change() == FullReason(Cause.MACHINE, "machine m2 joined")
+    assert model.change() == Change()
+
+    for change, reason in (
+        (
+            lambda: model.put_machine(Machine(id="m2", capacity=Capacity(2000, 4 * G))),
+            FullReason(Cause.MACHINE, "machine m2 changed"),
+        ),
+        (
+            lambda: model.set_flags("m0", None),
+            FullReason(Cause.FLAGS, "flags of machine m0 changed"),
+        ),
+        (
+            lambda: model.set_unit("a.service", _spec("a.service", memory_bytes=2 * G)),
+            FullReason(Cause.REQUIREMENTS, "a.service changed where it runs"),
+        ),
+        (
+            lambda: model.foreign_entry(
+                "m1", "x.service", ScheduleEntry("m1", "x.service", "h", DesiredState.LAUNCHED)
+            ),
+            FullReason(Cause.FOREIGN_WRITE, "schedule entry of x.service on m1"),
+        ),
+        (lambda: model.clear_units(), FullReason(Cause.LOADED, "units read")),
+    ):
+        change()
+        assert model.change() == reason
+
+    # The read dropped the ledger: no scoped pass until a full one rebuilt it.
+    assert model.ledger is None
+    assert model.change() == FullReason(Cause.LOADED, "the ledger is rebuilt")
+
+
+def test_a_new_unit_that_is_not_placed_yet_changes_requirements_without_a_full_pass() -> None:
+    model = _placed()
+    model.set_unit("a.service", _spec("a.service", memory_bytes=8 * G))  # fits nowhere
+    model.set_unit("a.service", _spec("a.service", memory_bytes=G))
+    assert isinstance(_scope(model), Scope)
+
+
+def test_a_scope_says_why_it_leaves_a_change_to_a_full_pass() -> None:
+    model = _placed(_spec("a.service"), _spec("n.service", replaces=("a.service",)))
+    model.set_unit("a.service", replace(model.units["a.service"], hash="h2"))
+    assert _scope(model) == FullReason(
+        Cause.NOT_SCOPED, "a.service replaces or is replaced (Replaces=)"
+    )
+
+    model = _placed(_spec("a.service"))
+    model.stopping["a.service"] = "m0"
+    model.set_unit("b.service", _spec("b.service"))
+    assert _scope(model) == FullReason(
+        Cause.NOT_SCOPED, "AtMostOnce unit a.service is stopping on m0"
+    )
+
+    model = _placed(_spec("a.service"))
+    model.flags["m1"] = MachineFlags(draining=True)  # as a full pass left it
+    model.set_unit("b.service", _spec("b.service"))
+    assert _scope(model) == FullReason(Cause.NOT_SCOPED, "machine m1 is draining")
