@@ -83,11 +83,11 @@ class GlobRelation:
     def globs_matching(self, name: str) -> tuple[str, ...]:
         return self._globs.matching(name)
 
-    def add_glob(self, glob: str, placed: Iterable[tuple[str, str]]) -> None:
+    def add_glob(self, glob: str, placements: Iterable[tuple[str, str]]) -> None:
         """A new glob, with the (unit, machine) placements whose unit matches it (a
         relation kept across passes learns globs as units declare them)."""
         self._globs.add(glob)
-        for name, machine in placed:
+        for name, machine in placements:
             self._matched.setdefault(glob, {}).setdefault(machine, set()).add(name)
 
     def add(self, name: str, declares: tuple[str, ...], machine: str) -> None:

@@ -137,13 +137,13 @@ class Ledger:
         # A new glob is rare (a new conflict group): one scan of the names.
         probe = GlobSet((glob,))
         self._matches[glob] = {n for n in self._names if probe.matching(n)}
-        placed = [
+        placements = [
             (n, m)
             for n in self._matches[glob]
             for m in self.machines_of.get(n, ())
             if (m, n) in self._counted
         ]
-        self.conflicts.add_glob(glob, placed)
+        self.conflicts.add_glob(glob, placements)
 
     # --- queries ---
 

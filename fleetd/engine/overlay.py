@@ -46,6 +46,7 @@ class OverlayIndex(CapacityIndex):
     def __init__(self, base: CapacityIndex, by_number: list[Slot]) -> None:
         super().__init__(base.groups, base.strategy, by_number, base.floor)
         self._base = base
+        self._kept_admitted = base._admitted  # read only
         self._copies: dict[CapacityClass, CapacityClass] = {}
         self._own: set[int] = set()  # numbers of the slots copied
 
@@ -65,7 +66,7 @@ class OverlayIndex(CapacityIndex):
         self._sort(slot, self._classes_of(slot))
 
     def _classes_of(self, slot: Slot) -> list[CapacityClass]:
-        found = [self._copy(cls) for cls in self._base.classes_of(slot)]
+        found = [self._copy(cls) for cls in self._kept_admitted.get(slot.number, ())]
         found.extend(self._admitted.get(slot.number, ()))  # built for this pass (_class)
         return found
 
