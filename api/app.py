@@ -17,6 +17,8 @@ from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
 from . import bulk, events, journal, machines, state, system, units, versions
+from .access import Authorize
+from .audit import Audit, AuditLog
 from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
@@ -42,7 +44,11 @@ what changed), `/placements`, cordon/uncordon/drain of machines, `/units/{name}/
 and `/journal` (served by the unit's machine, no SSH), `/events` (server-sent
 events), `/metrics` (Prometheus) and `/healthz`.
 
-On TCP every request needs `Authorization: Bearer <token>`.
+On TCP every request needs `Authorization: Bearer <token>` (this page and
+`/openapi.json` excepted), of a token whose role allows the route: `read`
+(every GET), `operate` (desired states, cordon/uncordon/drain, `PUT /units...`
+without a unit file) or `admin` (also unit files and machine metadata).
+A missing or invalid token is a 401, a role too low a 403 naming the role needed.
 """
 
 
@@ -107,8 +113,28 @@ def create_app(
         app.include_router(router, prefix=PREFIX)
     app.include_router(system.fleet, prefix=PREFIX)
     app.include_router(system.root)
+    app.state.audit = AuditLog(ctx.metrics)
+    # Outermost last: count, audit, authorize, then guard the body.
     app.add_middleware(RequestGuards, max_body=max_body)
+    app.add_middleware(Authorize, max_body=max_body)
+    app.add_middleware(Audit, audit=app.state.audit)
     app.add_middleware(
         RequestCounter, metrics=ctx.metrics, templates=lambda: list(app.openapi()["paths"])
     )
     return app
+
+
+def routes_of(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path template) of every route: the API's from its OpenAPI description,
+    the docs pages' from the app's own routes."""
+    found = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]
+    for route in app.routes:
+        methods = getattr(route, "methods", None)
+        path = getattr(route, "path", None)
+        if methods and path:
+            found.extend((method, path) for method in methods)
+    return found

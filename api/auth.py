@@ -1,34 +1,40 @@
 """Who calls the API: bearer-token authentication on TCP, and the caller of each request.
 
 The unix socket is protected by its file mode (0600); its requests are the
-caller ``unix socket`` (``Identified``).  On TCP every request must carry
-``Authorization: Bearer <token>``; a missing or wrong token is a 401 in
-fleet's error shape, and a right one makes the request's caller the token's
-name (``BearerAuth``).  The token is read from the ``api_token_file`` named
-in the configuration; it is named ``token``.  Each wrapper puts the request's
-``Caller`` in the ASGI scope, where ``caller_of`` (a FastAPI dependency)
-finds it; what the request changes is recorded under that name.
+caller ``unix socket`` with every right (``Identified``).  On TCP every
+request must carry ``Authorization: Bearer <token>``, except the public
+routes (the API's description and docs, api/access.py); a missing, unknown,
+removed or expired token is a 401 in fleet's error shape, and a valid one
+makes the request's caller the token's name and role (``BearerAuth``).  The
+tokens come from ``api_tokens_file`` and ``api_token_file`` (fleetd/tokens.py).
+Each wrapper puts the request's ``Caller`` in the ASGI scope, where
+``caller_of`` (a FastAPI dependency) and ``Authorize`` (api/access.py) find it;
+what the request changes is recorded under that name.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleetd.caller import UNIDENTIFIED, Caller
 from fleetd.errors import ConfigError
+from fleetd.tokens import StaticTokens, Verdict, check_secret
 
-from .errors import error_body
+from .access import CALLER, WRITE_METHODS, RouteTable
+from .errors import send_error
 
-MIN_TOKEN_LENGTH = 16
-TOKEN_NAME = "token"  # noqa: S105 - a name, not a secret
-"""The name of the token of ``api_token_file`` (the caller's name in what it changes)."""
-CALLER = "fleetd.caller"
-"""The ASGI scope key holding the request's Caller."""
+TOKEN_HEADER = b"authorization"
+AuditRefusal = Callable[[Scope, int], None]
+"""Called with the scope and status of a write refused before reaching the app."""
+
+
+class Tokens(Protocol):
+    def check(self, secret: str) -> Verdict: ...
 
 
 def remote_of(scope: Scope) -> str:
@@ -50,8 +56,9 @@ async def caller_of(request: Request) -> Caller:
 
 
 class Identified:
-    """Serves every request as ``name``: the unix socket (``remote`` False: a local
-    process has no address), TCP with authentication off (with the client's address)."""
+    """Serves every request as ``name`` with every right: the unix socket (``remote``
+    False: a local process has no address), TCP with authentication off (with the
+    client's address)."""
 
     def __init__(self, app: ASGIApp, name: str, *, remote: bool = True) -> None:
         self.app = app
@@ -73,12 +80,7 @@ def load_token(path: str) -> str:
         raise ConfigError(f"cannot read api_token_file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"api_token_file {path} is not text") from exc
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(
-            f"api_token_file {path}: token must be at least {MIN_TOKEN_LENGTH} characters"
-        )
-    if any(ch.isspace() for ch in token):
-        raise ConfigError(f"api_token_file {path}: token must not contain whitespace")
+    check_secret(token, f"api_token_file {path}")
     return token
 
 
@@ -89,22 +91,42 @@ def bearer_token(header: str) -> str | None:
     return value.strip()
 
 
+def header_of(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 class BearerAuth:
-    """Refuses every HTTP request whose bearer token is not ``token``; the others are
-    served as the caller ``name``."""
+    """Refuses every HTTP request to a route that is not public unless its bearer token
+    is one of ``tokens``; the others are served as the token's name and role.
 
-    def __init__(self, app: ASGIApp, token: str, name: str = TOKEN_NAME) -> None:
-        if not token:
-            raise ValueError("BearerAuth needs a token")
+    ``tokens``: a TokenSource (re-read as the files change), or one secret (an
+    admin token named ``token``).  ``refused``: told of each write refused here
+    (the audit log).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Tokens | str,
+        *,
+        refused: AuditRefusal | None = None,
+        routes: RouteTable | None = None,
+    ) -> None:
+        if isinstance(tokens, str):
+            if not tokens:
+                raise ValueError("BearerAuth needs a token")
+            tokens = StaticTokens.single(tokens)
         self.app = app
-        self._token = token.encode()
-        self._name = name
+        self.tokens = tokens
+        self.refused = refused
+        self.routes = routes or RouteTable()
 
-    def identify(self, given: str) -> str | None:
-        """The name of the token ``given``, or None if it is no valid token."""
-        if hmac.compare_digest(given.encode("latin-1", "replace"), self._token):
-            return self._name
-        return None
+    def identify(self, given: str) -> Verdict:
+        """The token ``given`` is, or why it is refused."""
+        return self.tokens.check(given)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -114,33 +136,22 @@ class BearerAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = ""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
+        header = header_of(scope, TOKEN_HEADER)
         given = bearer_token(header) if header else None
         if given is None:
-            await _reject(send, "missing bearer token (Authorization: Bearer <token>)")
+            verdict = Verdict(None, "missing bearer token (Authorization: Bearer <token>)")
+        else:
+            verdict = self.identify(given)
+        token = verdict.token
+        if token is not None:
+            caller = Caller(token.name, remote_of(scope), token.role)
+            await self.app(with_caller(scope, caller), receive, send)
             return
-        name = self.identify(given)
-        if name is None:
-            await _reject(send, "invalid bearer token")
+        if self.routes.public(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
             return
-        await self.app(with_caller(scope, Caller(name, remote_of(scope))), receive, send)
-
-
-async def _reject(send: Send, message: str) -> None:
-    body = json.dumps(error_body(401, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="fleetd"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        if self.refused is not None and scope["method"] in WRITE_METHODS:
+            self.refused(scope, 401)
+        await send_error(
+            send, 401, verdict.refusal, [(b"www-authenticate", b'Bearer realm="fleetd"')]
+        )

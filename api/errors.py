@@ -9,6 +9,7 @@ validation errors and Starlette's routing errors into that shape.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from fleetd.errors import (
     Conflict,
@@ -55,6 +57,25 @@ def printable(message: str) -> str:
 
 def error_body(code: int, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": printable(message)}}
+
+
+async def send_error(
+    send: Send, code: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with fleet's error body from an ASGI wrapper (outside FastAPI's handlers)."""
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

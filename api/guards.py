@@ -11,11 +11,9 @@ nothing downstream ever sees a partial or oversized body.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import send_error
 
 MAX_BODY = 1024 * 1024
 _BODY_METHODS = frozenset({"PUT", "PATCH", "POST"})
@@ -48,10 +46,10 @@ class RequestGuards:
             try:
                 declared = int(length)
             except ValueError:
-                await _send_error(send, 400, f"invalid Content-Length: {length!r}")
+                await send_error(send, 400, f"invalid Content-Length: {length!r}")
                 return
             if declared > self.max_body:
-                await _send_error(send, 413, self._too_large())
+                await send_error(send, 413, self._too_large())
                 return
         chunks: list[bytes] = []
         size = 0
@@ -63,13 +61,13 @@ class RequestGuards:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await _send_error(send, 413, self._too_large())
+                await send_error(send, 413, self._too_large())
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = b"".join(chunks)
         if body and not is_json(_header(scope, b"content-type")):
-            await _send_error(send, 415, "only acceptable Content-Type is application/json")
+            await send_error(send, 415, "only acceptable Content-Type is application/json")
             return
 
         replayed = False
@@ -85,18 +83,3 @@ class RequestGuards:
 
     def _too_large(self) -> str:
         return f"request body exceeds the limit of {self.max_body} bytes"
-
-
-async def _send_error(send: Send, code: int, message: str) -> None:
-    body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

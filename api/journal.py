@@ -18,6 +18,7 @@ from fleetd.errors import NotFound
 from fleetd.unitfile import UnitName
 
 from . import models, queries
+from .auth import bearer_token
 from .context import ApiContext, get_ctx
 from .errors import ApiError
 from .inspector import MAX_JOURNAL_LINES, InspectorError, UnitInspector
@@ -63,6 +64,11 @@ async def _target(
     return machine
 
 
+def _bearer(request: Request) -> str | None:
+    """The caller's token, to ask the peer as the same caller."""
+    return bearer_token(request.headers.get("authorization", ""))
+
+
 def _local(ctx: ApiContext) -> UnitInspector:
     if ctx.inspector is None:
         raise ApiError(503, "this fleetd runs no agent and cannot inspect units")
@@ -89,7 +95,10 @@ async def unit_status(
         )
     try:
         data = await ctx.peers.get_json(
-            machine, f"/fleet/v1/units/{name}/status", {"machineID": machine.id}
+            machine,
+            f"/fleet/v1/units/{name}/status",
+            {"machineID": machine.id},
+            _bearer(request),
         )
     except PeerError as exc:
         raise _peer_error(exc) from exc
@@ -122,7 +131,9 @@ async def unit_journal(
         if output != "short":
             params["output"] = output
         params["machineID"] = machine.id
-        source = ctx.peers.stream(machine, f"/fleet/v1/units/{name}/journal", params)
+        source = ctx.peers.stream(
+            machine, f"/fleet/v1/units/{name}/journal", params, _bearer(request)
+        )
     # Wait briefly for the first chunk before answering, so that a failure becomes
     # an error status; a followed journal with nothing in it yet starts streaming.
     first: asyncio.Future[bytes] = asyncio.ensure_future(anext(source, b""))

@@ -40,6 +40,7 @@ class ApiMetrics:
     bucket_counts: list[int] = field(default_factory=lambda: [0] * len(_BUCKETS))
     duration_sum: float = 0.0
     duration_count: int = 0
+    writes: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, str(status))] += 1
@@ -48,6 +49,10 @@ class ApiMetrics:
         for i, bound in enumerate(_BUCKETS):
             if seconds <= bound:
                 self.bucket_counts[i] += 1
+
+    def write(self, caller: str, method: str, route: str, status: int) -> None:
+        """One audited write (api/audit.py)."""
+        self.writes[(caller, method, route, str(status))] += 1
 
     def render(self) -> Iterable[str]:
         yield "# HELP fleetd_api_requests_total API requests by method, route and status."
@@ -64,6 +69,13 @@ class ApiMetrics:
         yield f'fleetd_api_request_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}'
         yield f"fleetd_api_request_duration_seconds_sum {self.duration_sum:.6f}"
         yield f"fleetd_api_request_duration_seconds_count {self.duration_count}"
+        yield "# HELP fleetd_api_writes_total Audited writes by caller, method, route and status."
+        yield "# TYPE fleetd_api_writes_total counter"
+        for (caller, method, route, status), count in sorted(self.writes.items()):
+            yield (
+                "fleetd_api_writes_total"
+                f"{labels(caller=caller, method=method, route=route, code=status)} {count}"
+            )
 
 
 def cluster_gauges(snap: views.Snapshot) -> Iterable[str]:

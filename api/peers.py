@@ -1,8 +1,10 @@
 """Forwarding ``status``/``journal`` to the fleetd API of the machine that runs the unit.
 
 Every fleetd serves the same API; the peer's address is its ``public_ip`` and
-the cluster's API port (the same configuration on every machine), with the
-cluster's bearer token.  A forwarded request carries ``FORWARD_HEADER`` so a
+the cluster's API port (the same configuration on every machine).  The request
+carries the caller's own bearer token (the same tokens are valid on every
+machine, so the peer checks the same role and audits the same name), or, for
+a caller without one (the unix socket), this machine's ``api_token_file`` token.  A forwarded request carries ``FORWARD_HEADER`` so a
 peer never forwards again (no loops when machines disagree).
 """
 
@@ -37,7 +39,7 @@ class Peers:
     token: str | None = None
     transport_for: Callable[[model.Machine], httpx.AsyncBaseTransport] | None = None
 
-    def _client(self, machine: model.Machine) -> httpx.AsyncClient:
+    def _client(self, machine: model.Machine, bearer: str | None) -> httpx.AsyncClient:
         if self.port is None and self.transport_for is None:
             raise PeerError(
                 f"unit is on machine {machine.id}, and this fleetd has no TCP API port "
@@ -50,8 +52,9 @@ class Peers:
         if ":" in host:
             host = f"[{host}]"
         headers = {FORWARD_HEADER: "1"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        token = bearer or self.token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         transport = self.transport_for(machine) if self.transport_for else None
         return httpx.AsyncClient(
             base_url=f"http://{host}:{self.port or 80}",
@@ -61,9 +64,14 @@ class Peers:
         )
 
     async def get_json(
-        self, machine: model.Machine, path: str, params: dict[str, str]
+        self,
+        machine: model.Machine,
+        path: str,
+        params: dict[str, str],
+        bearer: str | None = None,
     ) -> dict[str, Any]:
-        async with self._client(machine) as client:
+        """GET ``path`` from ``machine``'s API as the caller with token ``bearer``."""
+        async with self._client(machine, bearer) as client:
             try:
                 response = await client.get(path, params=params)
             except httpx.HTTPError as exc:
@@ -75,9 +83,13 @@ class Peers:
             return data
 
     async def stream(
-        self, machine: model.Machine, path: str, params: dict[str, str]
+        self,
+        machine: model.Machine,
+        path: str,
+        params: dict[str, str],
+        bearer: str | None = None,
     ) -> AsyncIterator[bytes]:
-        async with self._client(machine) as client:
+        async with self._client(machine, bearer) as client:
             try:
                 async with client.stream("GET", path, params=params) as response:
                     if response.status_code >= 400:

@@ -30,9 +30,10 @@ from fleetd.errors import ConfigError
 from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
+from fleetd.tokens import TokenSource
 
 from .app import create_app
-from .auth import BearerAuth, Identified, load_token
+from .auth import AuditRefusal, BearerAuth, Identified, Tokens, load_token
 from .inspector import SystemdInspector
 from .pagination import DEFAULT_PAGE_SIZE
 from .peers import Peers
@@ -149,20 +150,23 @@ class ApiServer:
         app: ASGIApp,
         listen: Sequence[str],
         *,
-        token: str | None = None,
+        tokens: Tokens | str | None = None,
         auth_disabled: bool = False,
+        refused: AuditRefusal | None = None,
     ) -> None:
         self.app = app
         self.listeners = [Listener.parse(a) for a in listen]
         if not self.listeners:
             raise ConfigError("api_listen: no address to serve the API on")
         has_tcp = any(lst.unix_path is None for lst in self.listeners)
-        if has_tcp and not token and not auth_disabled:
+        if has_tcp and not tokens and not auth_disabled:
             raise ConfigError(
-                "api_listen has a TCP address: set api_token_file (or api_auth_disabled = true)"
+                "api_listen has a TCP address: set api_tokens_file or api_token_file "
+                "(or api_auth_disabled = true)"
             )
-        self.token = token
+        self.tokens = tokens
         self.auth_disabled = auth_disabled
+        self.refused = refused
         self._sockets: list[tuple[Listener, socket.socket]] = []
 
     def bind(self) -> None:
@@ -195,8 +199,13 @@ class ApiServer:
             return Identified(self.app, UNIX_SOCKET.name, remote=False)
         if self.auth_disabled:
             return Identified(self.app, ANONYMOUS)
-        assert self.token is not None
-        return BearerAuth(self.app, self.token)
+        assert self.tokens
+        return BearerAuth(self.app, self.tokens, refused=self.refused)
+
+    def reload_tokens(self) -> None:
+        """Re-read the tokens files now (SIGHUP)."""
+        if isinstance(self.tokens, TokenSource):
+            self.tokens.reload()
 
     async def run(self) -> None:
         if not self._sockets:
@@ -242,10 +251,14 @@ def for_fleetd(
 ) -> ApiServer:
     """The API of one fleetd as its configuration says (what server.py runs).
 
-    The token (``api_token_file``) guards the TCP listener and is also sent to
-    other machines' APIs when forwarding status/journal requests to them.
+    The tokens (``api_tokens_file``, ``api_token_file``) guard the TCP listener; the
+    token of ``api_token_file`` is also sent to other machines' APIs when forwarding
+    status/journal requests of a caller that came without one (the unix socket).
     """
     token = load_token(config.api_token_file) if config.api_token_file else None
+    tokens = None
+    if config.api_tokens_file or config.api_token_file:
+        tokens = TokenSource(config.api_tokens_file or None, config.api_token_file or None)
     app = create_app(
         store,
         machine_id=machine_id,
@@ -258,4 +271,10 @@ def for_fleetd(
         extra_metrics=extra_metrics,
         systemd=systemd,
     )
-    return ApiServer(app, config.api_listen, token=token, auth_disabled=config.api_auth_disabled)
+    return ApiServer(
+        app,
+        config.api_listen,
+        tokens=tokens,
+        auth_disabled=config.api_auth_disabled,
+        refused=app.state.audit.refused,
+    )

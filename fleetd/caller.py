@@ -5,7 +5,7 @@ request: the name of the token it presented, ``unix socket`` for the local
 socket (guarded by its file mode), ``anonymous`` on a TCP listener with
 authentication disabled.  ``fleetctl --driver etcd`` writes the registry
 directly and names itself ``etcd driver (user@host)``.  The name is what a
-unit version records as its author.
+unit version records as its author; the role is what the caller may do.
 """
 
 from __future__ import annotations
@@ -14,17 +14,47 @@ import getpass
 import os
 import socket
 from dataclasses import dataclass
+from enum import IntEnum
 
 MAX_NAME = 200
+
+
+class Role(IntEnum):
+    """What a caller may do; each role includes the ones below it.
+
+    ``read``: every GET (units, states, machines, events, status, journal,
+    metrics); ``operate``: also desired-state changes (start, stop, load, unload,
+    restart) and cordon/uncordon/drain; ``admin``: also unit files (submit,
+    replace, destroy) and machine metadata.
+    """
+
+    READ = 1
+    OPERATE = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, word: str) -> Role:
+        """``read``/``operate``/``admin`` -> Role; ValueError naming the choices."""
+        try:
+            return cls[word.strip().upper()]
+        except KeyError:
+            choices = ", ".join(r.label for r in cls)
+            raise ValueError(f"unknown role {word!r} (choose {choices})") from None
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     """``name``: who (a token's name, ``unix socket``, ...); ``remote``: the client's
-    address when it came over the network (empty otherwise)."""
+    address when it came over the network (empty otherwise); ``role``: what it may do
+    (the token's role; the unix socket and the etcd driver have every right)."""
 
     name: str
     remote: str = ""
+    role: Role = Role.ADMIN
 
     def __post_init__(self) -> None:
         if not self.name:

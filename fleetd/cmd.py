@@ -31,6 +31,20 @@ def _daemon_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging(verbose: bool) -> None:
+    """To the journal with structured fields under systemd (the audit log's fields,
+    api/audit.py), else timestamped lines on stderr."""
+    from fleetd.journald import JournalHandler, under_journald
+
+    level = logging.DEBUG if verbose else logging.INFO
+    if under_journald():
+        handler: logging.Handler = JournalHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler])
+        return
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def run_daemon(argv: Sequence[str]) -> int:
     args = _daemon_parser().parse_args(list(argv))
     try:
@@ -38,10 +52,7 @@ def run_daemon(argv: Sequence[str]) -> int:
     except FleetError as exc:
         print(f"fleetd: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if cfg.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _setup_logging(cfg.verbose)
     from fleetd.server import Server
 
     try:

@@ -50,6 +50,7 @@ class Config:
     default_memory_reservation_bytes: int = 0
     api_listen: tuple[str, ...] = ("unix:///var/run/fleet.sock",)
     api_token_file: str = ""
+    api_tokens_file: str = ""
     api_auth_disabled: bool = False
     state_dir: str = "/var/lib/fleetd"
     embedded_etcd_listen: str = "127.0.0.1:2379"
@@ -233,7 +234,13 @@ OPTIONS: tuple[Option, ...] = (
         "default_memory_reservation_bytes",
     ),
     Option("api_listen", _listen, "API listen addresses: unix:///path, tcp://host:port"),
-    Option("api_token_file", _absolute, "file holding the API bearer token (TCP)"),
+    Option("api_token_file", _absolute, "file holding one API bearer token (admin, TCP)"),
+    Option(
+        "api_tokens_file",
+        _absolute,
+        "file of API tokens, one a line: NAME ROLE SECRET (roles read, operate, admin); "
+        "re-read on change or SIGHUP",
+    ),
     Option("api_auth_disabled", _bool, "serve TCP without a token (warned at start)"),
     Option("state_dir", _absolute, "fleetd state (embedded etcd data)"),
     Option("embedded_etcd_listen", _str, "host:port of the embedded etcd"),

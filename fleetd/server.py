@@ -5,7 +5,8 @@ registry client, the agent, the engine candidate (unless ``disable_engine``)
 and the REST API.  They run as named tasks of one TaskGroup; the first one to
 fail stops the others, and fleetd exits non-zero so systemd restarts it.
 
-Stopping: SIGTERM/SIGINT cancel everything.  The agent keeps its lease on a
+SIGHUP re-reads the API's tokens files (they are also re-read when they
+change).  Stopping: SIGTERM/SIGINT cancel everything.  The agent keeps its lease on a
 plain stop, so units keep running and the next fleetd adopts them; only a
 machine shutdown (seen by the agent) revokes the lease.
 """
@@ -50,6 +51,7 @@ class Server:
         self.etcd: EtcdServer | None = None
         self.store: Store | None = None
         self._stop = asyncio.Event()
+        self._reloads: list[Callable[[], None]] = []
 
     def _endpoints(self) -> tuple[str, ...]:
         if not self.config.embedded_etcd:
@@ -90,6 +92,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         endpoints = await asyncio.to_thread(self._endpoints)
         registry = self._registry(endpoints)
         store = self.store = Store(registry, Keys(self.config.etcd_key_prefix))
@@ -140,7 +143,13 @@ class Server:
             systemd=lambda: agent.systemd,
         )
         server.bind()
+        self._reloads.append(server.reload_tokens)
         await server.run()
+
+    def _reload(self) -> None:
+        log.info("SIGHUP: re-reading the API's tokens")
+        for reload in self._reloads:
+            reload()
 
     async def _agent(self, agent: Any) -> None:
         await agent.run()

@@ -81,7 +81,7 @@ async def test_unix_socket_is_0600_and_serves(tmp_path: Path) -> None:
 async def test_tcp_needs_token(tmp_path: Path) -> None:
     store = new_store()
     server = ApiServer(
-        make_app(store), [f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:0"], token=TOKEN
+        make_app(store), [f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:0"], tokens=TOKEN
     )
     server.bind()
     tcp = next(a for a in server.addresses if a.startswith("tcp://"))
