@@ -241,4 +241,3 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-

@@ -4,8 +4,9 @@ Every fleetd serves the same API; the peer's address is its ``public_ip`` and
 the cluster's API port (the same configuration on every machine).  The request
 carries the caller's own bearer token (the same tokens are valid on every
 machine, so the peer checks the same role and audits the same name), or, for
-a caller without one (the unix socket), this machine's ``api_token_file`` token.  A forwarded request carries ``FORWARD_HEADER`` so a
-peer never forwards again (no loops when machines disagree).
+a caller without one (the unix socket), this machine's ``api_token_file`` token.
+A forwarded request carries ``FORWARD_HEADER`` so a peer never forwards again
+(no loops when machines disagree).
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ from fleetd.errors import FleetError
 def _daemon_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetd",
-        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox ...",
+        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox ... | fleetd token ...",
         description="fleetd: agent, engine candidate and REST API of one machine. "
-        "Subcommand: `fleetd sandbox --help` for a local cluster of systemd machines.",
+        "Subcommands: `fleetd sandbox --help` (a local cluster of systemd machines), "
+        "`fleetd token --help` (the API's scoped tokens).",
         epilog="Every option can also be set in the config file (key = value) or as "
         "FLEETD_<OPTION> in the environment; flags win over the environment, which wins "
         "over the file.",
@@ -70,5 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from fleetd.sandbox.cli import app as sandbox_app
 
         sandbox_app(args[1:], prog_name="fleetd sandbox")
+        return
+    if args and args[0] == "token":
+        from fleetd.tokencmd import app as token_app
+
+        token_app(args[1:], prog_name="fleetd token")
         return
     sys.exit(run_daemon(args))

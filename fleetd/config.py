@@ -235,12 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("api_listen", _listen, "API listen addresses: unix:///path, tcp://host:port"),
     Option("api_token_file", _absolute, "file holding one API bearer token (admin, TCP)"),
-    Option(
-        "api_tokens_file",
-        _absolute,
-        "file of API tokens, one a line: NAME ROLE SECRET (roles read, operate, admin); "
-        "re-read on change or SIGHUP",
-    ),
+    Option("api_tokens_file", _absolute, "file of API tokens, one a line: NAME ROLE SECRET"),
     Option("api_auth_disabled", _bool, "serve TCP without a token (warned at start)"),
     Option("state_dir", _absolute, "fleetd state (embedded etcd data)"),
     Option("embedded_etcd_listen", _str, "host:port of the embedded etcd"),

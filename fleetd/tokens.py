@@ -85,7 +85,7 @@ class Token:
         return f"{self.name} {self.role.label} {DIGEST_PREFIX}{self.digest}{end}"
 
 
-def _expiry(raw: str, where: str) -> datetime:
+def parse_expiry(raw: str, where: str) -> datetime:
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:
@@ -126,7 +126,7 @@ def parse_line(line: str, where: str) -> Token | None:
         if key != "expires" or not sep:
             # Not quoted: a stray field may be a secret pasted in the wrong place.
             raise ConfigError(f"{where}: unexpected field after the secret (only expires=WHEN)")
-        expires = _expiry(value, where)
+        expires = parse_expiry(value, where)
     return Token(name, role, hexed, expires)
 
 
@@ -141,7 +141,8 @@ def parse_tokens(text: str, source: str) -> tuple[Token, ...]:
         if token is None:
             continue
         if token.name in names:
-            raise ConfigError(f"{where}: token name {token.name!r} already on line {names[token.name]}")
+            first = names[token.name]
+            raise ConfigError(f"{where}: token name {token.name!r} already on line {first}")
         if token.digest in digests:
             raise ConfigError(f"{where}: the same secret as line {digests[token.digest]}")
         names[token.name] = digests[token.digest] = number

@@ -44,7 +44,9 @@ class Inspector:
     async def status(self, name: str) -> tuple[int, str]:
         return 0, f"* {name} - demo\n   Active: active (running)\n"
 
-    async def journal(self, name: str, lines: int, follow: bool) -> AsyncIterator[bytes]:
+    async def journal(
+        self, name: str, lines: int, follow: bool, output: str = "short"
+    ) -> AsyncIterator[bytes]:
         yield f"{name}: hello\n".encode()
 
 
@@ -143,9 +145,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     tokens_file.write_text(tokens_text(list(SECRETS)))
     source = TokenSource(str(tokens_file), poll=0.0)
     app = make_app(new_store(), machine_id=M1, inspector=Inspector())
-    server = ApiServer(
-        app, ["tcp://127.0.0.1:0"], tokens=source, refused=app.state.audit.refused
-    )
+    server = ApiServer(app, ["tcp://127.0.0.1:0"], tokens=source, refused=app.state.audit.refused)
     server.bind()
     base = "http://" + server.addresses[0][len("tcp://") :]
     # "gone" worked, then was removed from the file.
