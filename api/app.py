@@ -16,16 +16,16 @@ from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
-from . import bulk, events, journal, machines, state, system, units, versions
 from .access import Authorize
 from .audit import Audit, AuditLog
 from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
-from .inspector import UnitInspector
 from .metrics import RequestCounter
-from .pagination import DEFAULT_PAGE_SIZE
-from .peers import Peers
+from .routes import bulk, events, journal, machines, state, system, units, versions
+from .service.inspector import UnitInspector
+from .service.pagination import DEFAULT_PAGE_SIZE
+from .service.peers import Peers
 
 PREFIX = "/fleet/v1"
 

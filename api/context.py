@@ -12,10 +12,10 @@ from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
-from .inspector import UnitInspector
 from .metrics import ApiMetrics
-from .pagination import DEFAULT_PAGE_SIZE
-from .peers import Peers
+from .service.inspector import UnitInspector
+from .service.pagination import DEFAULT_PAGE_SIZE
+from .service.peers import Peers
 
 
 @dataclass

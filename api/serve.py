@@ -34,9 +34,9 @@ from fleetd.tokens import TokenSource
 
 from .app import create_app
 from .auth import AuditRefusal, BearerAuth, Identified, Tokens, load_token
-from .inspector import SystemdInspector
-from .pagination import DEFAULT_PAGE_SIZE
-from .peers import Peers
+from .service.inspector import SystemdInspector
+from .service.pagination import DEFAULT_PAGE_SIZE
+from .service.peers import Peers
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0

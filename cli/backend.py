@@ -1,6 +1,6 @@
 """How fleetctl reaches the cluster: the REST API (httpx) or the registry directly.
 
-Both backends speak the API's wire models (``fleetd.api.models``), so the
+Both backends speak the API's wire models (``fleetd.api.wire``), so the
 commands do not care which one runs.  ``ApiBackend`` talks to
 ``unix:///path`` or ``http(s)://host:port`` (with a bearer token);
 ``StoreBackend`` (``--driver etcd``) uses the typed Store over etcd with the
@@ -16,11 +16,12 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
-from fleetd.api import commands, history, models, queries, unitbatch
-from fleetd.api.unitwarnings import WARNINGS_HEADER, decode_warnings
 from pydantic import BaseModel, ValidationError
 
 from fleetd import model
+from fleetd.api import wire
+from fleetd.api.service import commands, history, queries, unitbatch
+from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
 from fleetd.caller import Caller, etcd_driver
 from fleetd.errors import Conflict, FleetError, InvalidInput, NotFound
 from fleetd.registry.store import Store
@@ -49,14 +50,14 @@ class Unavailable(CliError):
 
 
 class Backend(Protocol):
-    async def list_units(self) -> list[models.Unit]: ...
+    async def list_units(self) -> list[wire.Unit]: ...
 
-    async def get_unit(self, name: str) -> models.Unit | None: ...
+    async def get_unit(self, name: str) -> wire.Unit | None: ...
 
     async def create_unit(
         self,
         name: str,
-        options: Sequence[models.UnitOption],
+        options: Sequence[wire.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
     ) -> tuple[str, ...]:
@@ -81,25 +82,25 @@ class Backend(Protocol):
         """False if there was no such unit."""
         ...
 
-    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]: ...
+    async def list_states(self, names: Sequence[str] | None = None) -> list[wire.UnitState]: ...
 
-    async def list_machines(self) -> list[models.Machine]: ...
+    async def list_machines(self) -> list[wire.Machine]: ...
 
-    async def placement(self, name: str) -> models.Placement: ...
+    async def placement(self, name: str) -> wire.Placement: ...
 
-    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags: ...
+    async def machine_action(self, machine_id: str, action: str) -> wire.MachineFlags: ...
 
-    async def status(self, name: str) -> models.UnitStatus: ...
+    async def status(self, name: str) -> wire.UnitStatus: ...
 
     def journal(
         self, name: str, lines: int, follow: bool, output: str = "short"
     ) -> AsyncIterator[str]: ...
 
-    async def versions(self, name: str) -> models.UnitVersionList:
+    async def versions(self, name: str) -> wire.UnitVersionList:
         """The kept versions of unit ``name`` (NotFound if it has none and does not exist)."""
         ...
 
-    async def version(self, name: str, number: int) -> models.UnitVersion:
+    async def version(self, name: str, number: int) -> wire.UnitVersion:
         """Version ``number`` of unit ``name`` with its text (NotFound if not kept)."""
         ...
 
@@ -227,19 +228,19 @@ class ApiBackend:
                 return pages
         raise CliError(f"fleetd at {self.endpoint} keeps sending pages of {path}")
 
-    async def list_units(self) -> list[models.Unit]:
-        return [u for p in await self._pages("/units", models.UnitPage) for u in p.units]
+    async def list_units(self) -> list[wire.Unit]:
+        return [u for p in await self._pages("/units", wire.UnitPage) for u in p.units]
 
-    async def get_unit(self, name: str) -> models.Unit | None:
+    async def get_unit(self, name: str) -> wire.Unit | None:
         try:
-            return await self._get(f"/units/{quote(name)}", models.Unit)
+            return await self._get(f"/units/{quote(name)}", wire.Unit)
         except NotFound:
             return None
 
     async def create_unit(
         self,
         name: str,
-        options: Sequence[models.UnitOption],
+        options: Sequence[wire.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
     ) -> tuple[str, ...]:
@@ -277,7 +278,7 @@ class ApiBackend:
                 # A fleetd without the extension (or fleet itself): one PUT per unit.
                 return await self._write_each(changes, replace)
             _raise_for(response)
-            for result in _parse(models.UnitBatchResponse, response).units:
+            for result in _parse(wire.UnitBatchResponse, response).units:
                 if result.warnings:
                     warnings[result.name] = tuple(result.warnings)
         return warnings
@@ -309,30 +310,30 @@ class ApiBackend:
         _raise_for(response)
         return True
 
-    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]:
+    async def list_states(self, names: Sequence[str] | None = None) -> list[wire.UnitState]:
         params: dict[str, Any] = {"unitName": list(names)} if names else {}
-        pages = await self._pages("/state", models.UnitStatePage, **params)
+        pages = await self._pages("/state", wire.UnitStatePage, **params)
         return [s for p in pages for s in p.states]
 
-    async def list_machines(self) -> list[models.Machine]:
-        return [m for p in await self._pages("/machines", models.MachinePage) for m in p.machines]
+    async def list_machines(self) -> list[wire.Machine]:
+        return [m for p in await self._pages("/machines", wire.MachinePage) for m in p.machines]
 
-    async def placement(self, name: str) -> models.Placement:
-        return await self._get(f"/units/{quote(name)}/placement", models.Placement)
+    async def placement(self, name: str) -> wire.Placement:
+        return await self._get(f"/units/{quote(name)}/placement", wire.Placement)
 
-    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags:
+    async def machine_action(self, machine_id: str, action: str) -> wire.MachineFlags:
         response = await self._request("POST", f"/machines/{quote(machine_id)}/{action}")
         _raise_for(response)
-        return _parse(models.MachineFlags, response)
+        return _parse(wire.MachineFlags, response)
 
-    async def status(self, name: str) -> models.UnitStatus:
-        return await self._get(f"/units/{quote(name)}/status", models.UnitStatus)
+    async def status(self, name: str) -> wire.UnitStatus:
+        return await self._get(f"/units/{quote(name)}/status", wire.UnitStatus)
 
-    async def versions(self, name: str) -> models.UnitVersionList:
-        return await self._get(f"/units/{quote(name)}/versions", models.UnitVersionList)
+    async def versions(self, name: str) -> wire.UnitVersionList:
+        return await self._get(f"/units/{quote(name)}/versions", wire.UnitVersionList)
 
-    async def version(self, name: str, number: int) -> models.UnitVersion:
-        return await self._get(f"/units/{quote(name)}/versions/{number}", models.UnitVersion)
+    async def version(self, name: str, number: int) -> wire.UnitVersion:
+        return await self._get(f"/units/{quote(name)}/versions/{number}", wire.UnitVersion)
 
     async def journal(
         self, name: str, lines: int, follow: bool, output: str = "short"
@@ -416,10 +417,10 @@ class StoreBackend:
     async def close(self) -> None:
         await self.store.registry.close()
 
-    async def list_units(self) -> list[models.Unit]:
+    async def list_units(self) -> list[wire.Unit]:
         return await queries.list_units(self.store)
 
-    async def get_unit(self, name: str) -> models.Unit | None:
+    async def get_unit(self, name: str) -> wire.Unit | None:
         try:
             return await queries.get_unit(self.store, name)
         except NotFound:
@@ -428,7 +429,7 @@ class StoreBackend:
     async def create_unit(
         self,
         name: str,
-        options: Sequence[models.UnitOption],
+        options: Sequence[wire.UnitOption],
         desired: model.DesiredState | None,
         replace: bool,
     ) -> tuple[str, ...]:
@@ -464,28 +465,28 @@ class StoreBackend:
             return False
         return True
 
-    async def list_states(self, names: Sequence[str] | None = None) -> list[models.UnitState]:
+    async def list_states(self, names: Sequence[str] | None = None) -> list[wire.UnitState]:
         return await queries.list_states(self.store, None, list(names) if names else None)
 
-    async def list_machines(self) -> list[models.Machine]:
+    async def list_machines(self) -> list[wire.Machine]:
         return await queries.list_machines(self.store)
 
-    async def placement(self, name: str) -> models.Placement:
+    async def placement(self, name: str) -> wire.Placement:
         return await queries.get_placement(self.store, name)
 
-    async def machine_action(self, machine_id: str, action: str) -> models.MachineFlags:
+    async def machine_action(self, machine_id: str, action: str) -> wire.MachineFlags:
         flags = await commands.set_schedulable(self.store, machine_id, commands.FlagAction(action))
-        return models.MachineFlags(
+        return wire.MachineFlags(
             id=machine_id, unschedulable=flags.unschedulable, draining=flags.draining
         )
 
-    async def versions(self, name: str) -> models.UnitVersionList:
+    async def versions(self, name: str) -> wire.UnitVersionList:
         return await history.version_list(self.store, name)
 
-    async def version(self, name: str, number: int) -> models.UnitVersion:
+    async def version(self, name: str, number: int) -> wire.UnitVersion:
         return await history.get_version(self.store, name, number)
 
-    async def status(self, name: str) -> models.UnitStatus:
+    async def status(self, name: str) -> wire.UnitStatus:
         raise CliError("status needs the API (--driver api): it is served by the unit's machine")
 
     async def journal(

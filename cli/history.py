@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from fleetd.api import models
 
 from fleetd import versiondiff, versions
+from fleetd.api import wire
 from fleetd.unitname import UnitName
 
 from . import completion
@@ -46,17 +46,17 @@ Unit = Annotated[
 ]
 
 
-def _by(version: models.UnitVersionInfo) -> str:
+def _by(version: wire.UnitVersionInfo) -> str:
     return f"{version.by} ({version.remote})" if version.remote else version.by
 
 
-def _template(version: models.UnitVersionInfo) -> str:
+def _template(version: wire.UnitVersionInfo) -> str:
     if version.template is None:
         return "-"
     return f"{version.template.name} v{version.template.version}"
 
 
-def _print_list(listing: models.UnitVersionList, instance: bool) -> None:
+def _print_list(listing: wire.UnitVersionList, instance: bool) -> None:
     header = ["VERSION", "TIME", "BY", "HASH", *(["TEMPLATE"] if instance else []), "CHANGES"]
     rows = [
         [
@@ -72,7 +72,7 @@ def _print_list(listing: models.UnitVersionList, instance: bool) -> None:
     echo_table(header, rows, legend=True)
 
 
-def _note(listing: models.UnitVersionList, exists: bool) -> str | None:
+def _note(listing: wire.UnitVersionList, exists: bool) -> str | None:
     if not exists:
         return f"{listing.name} does not exist now; these versions are kept from before"
     if listing.current is None:
@@ -121,7 +121,7 @@ def history(ctx: typer.Context, unit: Unit, diff: Diff = None) -> None:
             typer.echo(printable(text, keep="\n\t"), nl=False)
         return
 
-    async def list_work(backend: Backend) -> tuple[models.UnitVersionList, bool]:
+    async def list_work(backend: Backend) -> tuple[wire.UnitVersionList, bool]:
         listing = await backend.versions(name)
         return listing, await backend.get_unit(name) is not None
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from fleetd.api import models
+
+from fleetd.api import wire
 
 from . import completion, shapes, unitargs
 from .backend import Backend, CliError
@@ -41,7 +42,7 @@ def cat(ctx: typer.Context, unit: Unit) -> None:
     """
     name = unitargs.unit_name(unit)
 
-    async def work(backend: Backend) -> models.Unit:
+    async def work(backend: Backend) -> wire.Unit:
         found = await backend.get_unit(name)
         if found is None:
             raise CliError(f"unit {name} not found")
@@ -70,8 +71,8 @@ def status(ctx: typer.Context, units: UnitList) -> None:
     """
     table = options(ctx).output is Output.TABLE
 
-    async def work(backend: Backend) -> list[models.UnitStatus]:
-        found: list[models.UnitStatus] = []
+    async def work(backend: Backend) -> list[wire.UnitStatus]:
+        found: list[wire.UnitStatus] = []
         for arg in units:
             item = await backend.status(unitargs.unit_name(arg))
             if table:
@@ -110,7 +111,7 @@ def journal(
             "--output",
             "-o",
             metavar="MODE",
-            help="journalctl's output mode: " + ", ".join(models.JOURNAL_OUTPUTS),
+            help="journalctl's output mode: " + ", ".join(wire.JOURNAL_OUTPUTS),
         ),
     ] = "short",
 ) -> None:
@@ -125,10 +126,8 @@ def journal(
       fleetctl journal --output=cat web.service
     """
     name = unitargs.unit_name(unit)
-    if output not in models.JOURNAL_OUTPUTS:
-        raise fail(
-            f"--output {output!r}: journalctl's modes are {', '.join(models.JOURNAL_OUTPUTS)}"
-        )
+    if output not in wire.JOURNAL_OUTPUTS:
+        raise fail(f"--output {output!r}: journalctl's modes are {', '.join(wire.JOURNAL_OUTPUTS)}")
 
     async def work(backend: Backend) -> None:
         async for line in backend.journal(name, lines, follow, output):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
-from fleetd.api import models
 
+from fleetd.api import wire
 from fleetd.quantity import format_cpu, format_memory
 
 from . import shapes
@@ -42,7 +42,7 @@ NoLegend = Annotated[
 
 
 def machine_legend(
-    machine_id: str | None, machines: dict[str, models.Machine], full: bool, with_ip: bool = True
+    machine_id: str | None, machines: dict[str, wire.Machine], full: bool, with_ip: bool = True
 ) -> str:
     """fleet's ``abcd1234.../10.0.0.1`` (``--full``: the whole id)."""
     if not machine_id:
@@ -56,8 +56,8 @@ def machine_legend(
 
 @dataclass(frozen=True)
 class _Row:
-    unit: models.Unit | None
-    state: models.UnitState | None
+    unit: wire.Unit | None
+    state: wire.UnitState | None
 
 
 def _print(
@@ -88,7 +88,7 @@ def list_units(
 
     async def work(
         backend: Backend,
-    ) -> tuple[list[models.UnitState], list[models.Unit], list[models.Machine]]:
+    ) -> tuple[list[wire.UnitState], list[wire.Unit], list[wire.Machine]]:
         return (
             await backend.list_states(),
             await backend.list_units(),
@@ -150,7 +150,7 @@ def list_unit_files(
       fleetctl list-unit-files --fields unit,desc --full
     """
 
-    async def work(backend: Backend) -> tuple[list[models.Unit], list[models.Machine]]:
+    async def work(backend: Backend) -> tuple[list[wire.Unit], list[wire.Machine]]:
         return await backend.list_units(), await backend.list_machines()
 
     units, machine_list = run(ctx, work)
@@ -189,7 +189,7 @@ def list_unit_files(
     _print(ctx, columns, default, rows, fields, not no_legend)
 
 
-def _resources(used: models.Resources | None, total: models.Resources | None, cpu: bool) -> str:
+def _resources(used: wire.Resources | None, total: wire.Resources | None, cpu: bool) -> str:
     if total is None:
         return "-"
     fmt = format_cpu if cpu else format_memory
@@ -210,7 +210,7 @@ def list_machines(
       fleetctl list-machines --fields hostname,ip,status --full
     """
 
-    async def work(backend: Backend) -> list[models.Machine]:
+    async def work(backend: Backend) -> list[wire.Machine]:
         return await backend.list_machines()
 
     machine_list = run(ctx, work)
@@ -218,7 +218,7 @@ def list_machines(
         echo_json([shapes.machine(m) for m in sorted(machine_list, key=lambda m: m.id)])
         return
 
-    def status(m: models.Machine) -> str:
+    def status(m: wire.Machine) -> str:
         parts = []
         if m.draining:
             parts.append("draining")
@@ -228,7 +228,7 @@ def list_machines(
             parts.append("systemd-unreachable")
         return ",".join(parts) or "ready"
 
-    columns: dict[str, Callable[[models.Machine], str]] = {
+    columns: dict[str, Callable[[wire.Machine], str]] = {
         "machine": lambda m: m.id if full else f"{m.id[:8]}...",
         "ip": lambda m: m.primaryIP or "-",
         "metadata": lambda m: ",".join(f"{k}={v}" for k, v in sorted(m.metadata.items())) or "-",

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 import typer
-from fleetd.api import models
 from rich.console import Console
 from rich.status import Status
 
+from fleetd.api import wire
 from fleetd.errors import RegistryUnavailable
 
 from . import completion, shapes
@@ -40,13 +40,13 @@ Machine = Annotated[
 ]
 
 
-def describe(machine: models.Machine) -> str:
+def describe(machine: wire.Machine) -> str:
     """``<id> (<hostname>, <ip>)``: how a machine is named in messages."""
     parts = [p for p in (machine.hostname, machine.primaryIP) if p]
     return f"{machine.id} ({', '.join(parts)})" if parts else machine.id
 
 
-def resolve(arg: str, machines: list[models.Machine]) -> models.Machine:
+def resolve(arg: str, machines: list[wire.Machine]) -> wire.Machine:
     """The one machine ``arg`` names: its whole id, its hostname or a prefix of its id."""
     exact = [m for m in machines if m.id == arg]
     if exact:
@@ -86,9 +86,7 @@ async def _left(backend: Backend, machine_id: str) -> list[str] | None:
     return sorted(names)
 
 
-async def wait_drained(
-    backend: Backend, machine: models.Machine, attempts: int
-) -> tuple[bool, str]:
+async def wait_drained(backend: Backend, machine: wire.Machine, attempts: int) -> tuple[bool, str]:
     """Wait until ``machine`` holds no units: (done, the line that says so or what is left)."""
     label = machine.hostname or machine.id[:8]
     delay = FIRST_DELAY
@@ -115,7 +113,7 @@ async def wait_drained(
 
 def _command(action: str, done: str, doc: str) -> Callable[..., None]:
     def command(ctx: typer.Context, machine: Machine) -> None:
-        async def work(backend: Backend) -> tuple[models.Machine, models.MachineFlags]:
+        async def work(backend: Backend) -> tuple[wire.Machine, wire.MachineFlags]:
             target = resolve(machine, await backend.list_machines())
             return target, await backend.machine_action(target.id, action)
 
@@ -146,7 +144,7 @@ def drain(
       fleetctl drain --no-block 5e6f7a8b
     """
 
-    async def work(backend: Backend) -> tuple[models.Machine, models.MachineFlags, bool, str]:
+    async def work(backend: Backend) -> tuple[wire.Machine, wire.MachineFlags, bool, str]:
         target = resolve(machine, await backend.list_machines())
         flags = await backend.machine_action(target.id, "drain")
         if no_block:

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+
+from fleetd import __version__
 from fleetd.cli import history, inspection, listing, machines, restart, units, validate
 from fleetd.cli.argv import redact, reorder, secrets
 from fleetd.cli.helptext import Command, Group
 from fleetd.cli.options import DEFAULT_ENDPOINT, Driver, GlobalOptions, Output
-
-from fleetd import __version__
 
 __all__ = ["app", "main", "reorder"]
 

@@ -16,10 +16,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from fleetd.api import models, views
 from rich.console import Console
 from rich.status import Status
 
+from fleetd.api import wire
+from fleetd.api.service import views
 from fleetd.errors import InvalidInput, RegistryUnavailable
 from fleetd.model import DesiredState
 from fleetd.unitfile import UnitFile
@@ -46,7 +47,7 @@ class Outcome:
     reason: str | None = None
 
 
-def legend(machine_id: str | None, machines: dict[str, models.Machine], full: bool = False) -> str:
+def legend(machine_id: str | None, machines: dict[str, wire.Machine], full: bool = False) -> str:
     """``m2 (10.0.0.2)``: the machine's hostname (or short id) and IP."""
     if not machine_id:
         return "-"
@@ -62,7 +63,7 @@ def legend(machine_id: str | None, machines: dict[str, models.Machine], full: bo
 _MACHINE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
-def readable_reason(text: str, machines: dict[str, models.Machine], full: bool = False) -> str:
+def readable_reason(text: str, machines: dict[str, wire.Machine], full: bool = False) -> str:
     """A placement reason with each full machine id shown as its hostname (or short id)."""
     if full:
         return text
@@ -88,20 +89,20 @@ class Waiter:
         self.verb = verb or _VERBS[target]
         self.attempts = attempts
         self.live = live
-        self._machines: dict[str, models.Machine] | None = None
+        self._machines: dict[str, wire.Machine] | None = None
 
-    async def _machine_map(self) -> dict[str, models.Machine]:
+    async def _machine_map(self) -> dict[str, wire.Machine]:
         if self._machines is None:
             self._machines = {m.id: m for m in await self.backend.list_machines()}
         return self._machines
 
-    async def _units(self, names: set[str]) -> dict[str, models.Unit]:
+    async def _units(self, names: set[str]) -> dict[str, wire.Unit]:
         if len(names) > _BULK:
             return {u.name: u for u in await self.backend.list_units() if u.name in names}
         found = await asyncio.gather(*(self.backend.get_unit(n) for n in sorted(names)))
         return {u.name: u for u in found if u is not None}
 
-    async def _states(self, units: list[models.Unit]) -> dict[tuple[str, str], models.UnitState]:
+    async def _states(self, units: list[wire.Unit]) -> dict[tuple[str, str], wire.UnitState]:
         """States of the units that reached ``launched`` (one request for all of them)."""
         names = [u.name for u in units]
         if not names:
@@ -112,8 +113,8 @@ class Waiter:
     async def _outcome(
         self,
         name: str,
-        unit: models.Unit | None,
-        states: dict[tuple[str, str], models.UnitState],
+        unit: wire.Unit | None,
+        states: dict[tuple[str, str], wire.UnitState],
     ) -> Outcome | None:
         """The final outcome for ``name``, or None while it is still on its way."""
         if unit is None:
@@ -147,7 +148,7 @@ class Waiter:
             name, True, f"Unit {name} {self.verb}{where}", unit.currentState, unit.machineID
         )
 
-    def _reached(self, unit: models.Unit) -> bool:
+    def _reached(self, unit: wire.Unit) -> bool:
         current = unit.currentState
         if self.target is DesiredState.LAUNCHED:
             return current == "launched"
@@ -162,7 +163,7 @@ class Waiter:
         outcomes: dict[str, Outcome] = {}
         delay = FIRST_DELAY
         attempt = 0
-        last: dict[str, models.Unit] = {}
+        last: dict[str, wire.Unit] = {}
         outage = False
         with self._status() as status:
             while pending and (self.attempts <= 0 or attempt < self.attempts):
@@ -205,7 +206,7 @@ class Waiter:
         pending: list[str],
         outcomes: dict[str, Outcome],
         on_done: Callable[[Outcome], None],
-    ) -> dict[str, models.Unit]:
+    ) -> dict[str, wire.Unit]:
         """Read the pending units once; settle (remove from ``pending``) those that got there."""
         last = await self._units(set(pending))
         launched = [
@@ -229,7 +230,7 @@ class Waiter:
         else:
             print(message, file=sys.stderr, flush=True)
 
-    def _summary(self, pending: list[str], units: dict[str, models.Unit]) -> str:
+    def _summary(self, pending: list[str], units: dict[str, wire.Unit]) -> str:
         shown = []
         for name in pending[:5]:
             unit = units.get(name)
@@ -247,7 +248,7 @@ class Waiter:
             yield status
 
 
-def _runs_once(unit: models.Unit) -> bool:
+def _runs_once(unit: wire.Unit) -> bool:
     """See ``views.runs_once``: such a unit is ``inactive`` again once it ran."""
     try:
         return views.file_runs_once(

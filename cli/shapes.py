@@ -9,13 +9,13 @@ to them is a change of fleetctl's interface.
 
 from __future__ import annotations
 
-from fleetd.api import models
+from fleetd.api import wire
 
 from .progress import Outcome
 
 
 def unit_state(
-    state: models.UnitState | None, unit: models.Unit | None, machine: models.Machine | None
+    state: wire.UnitState | None, unit: wire.Unit | None, machine: wire.Machine | None
 ) -> dict[str, object]:
     """A row of ``list-units``: a unit on a machine, or (``state`` None) one not placed."""
     name = state.name if state else unit.name if unit else ""
@@ -32,21 +32,21 @@ def unit_state(
     }
 
 
-def description(unit: models.Unit) -> str | None:
+def description(unit: wire.Unit) -> str | None:
     for option in unit.options:
         if option.section == "Unit" and option.name == "Description":
             return option.value
     return None
 
 
-def is_global(unit: models.Unit) -> bool:
+def is_global(unit: wire.Unit) -> bool:
     return any(
         o.section == "X-Fleet" and o.name == "Global" and o.value.strip().lower() == "true"
         for o in unit.options
     )
 
 
-def unit_file(unit: models.Unit) -> dict[str, object]:
+def unit_file(unit: wire.Unit) -> dict[str, object]:
     """A row of ``list-unit-files`` (and ``cat``): a submitted unit."""
     return {
         "name": unit.name,
@@ -61,13 +61,13 @@ def unit_file(unit: models.Unit) -> dict[str, object]:
     }
 
 
-def _resources(value: models.Resources | None) -> dict[str, int] | None:
+def _resources(value: wire.Resources | None) -> dict[str, int] | None:
     if value is None:
         return None
     return {"cpuMillis": value.cpuMillis, "memoryBytes": value.memoryBytes}
 
 
-def machine(m: models.Machine) -> dict[str, object]:
+def machine(m: wire.Machine) -> dict[str, object]:
     """A row of ``list-machines``."""
     return {
         "id": m.id,
@@ -84,12 +84,12 @@ def machine(m: models.Machine) -> dict[str, object]:
     }
 
 
-def machine_flags(flags: models.MachineFlags) -> dict[str, object]:
+def machine_flags(flags: wire.MachineFlags) -> dict[str, object]:
     """What ``cordon``/``uncordon``/``drain`` print."""
     return {"id": flags.id, "unschedulable": flags.unschedulable, "draining": flags.draining}
 
 
-def unit_status(status: models.UnitStatus) -> dict[str, object]:
+def unit_status(status: wire.UnitStatus) -> dict[str, object]:
     """An item of ``status``."""
     return {
         "name": status.name,

@@ -14,15 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetd.api import models
-
+from fleetd.api import wire
 from fleetd.errors import InvalidInput
 from fleetd.unitcheck import check_file
 from fleetd.unitfile import UNIT_TYPES, UnitFile, UnitName
 
 from .backend import Backend, CliError
 
-# The API's limits (api/guards.py MAX_BODY, api/models.py UnitRequest.options): checked
+# The API's limits (api/guards.py MAX_BODY, api/wire.py UnitRequest.options): checked
 # before parsing, so that a huge file is refused at once rather than after seconds of work.
 MAX_FILE = 1024 * 1024
 MAX_OPTIONS = 10_000
@@ -37,11 +36,11 @@ def unit_name(arg: str) -> str:
     return base
 
 
-def options_of(unit: UnitFile) -> list[models.UnitOption]:
-    return [models.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
+def options_of(unit: UnitFile) -> list[wire.UnitOption]:
+    return [wire.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
 
 
-def read_unit_file(path: Path, name: str) -> tuple[list[models.UnitOption], tuple[str, ...]]:
+def read_unit_file(path: Path, name: str) -> tuple[list[wire.UnitOption], tuple[str, ...]]:
     """The file's options after every check a submission must pass, and the warnings
     about the lines its options leave out (before any section)."""
     try:
@@ -63,7 +62,7 @@ def read_unit_file(path: Path, name: str) -> tuple[list[models.UnitOption], tupl
     return options_of(unit), dropped
 
 
-def warnings_of(name: str, options: list[models.UnitOption]) -> tuple[str, ...]:
+def warnings_of(name: str, options: list[wire.UnitOption]) -> tuple[str, ...]:
     """What ``fleetctl validate`` would warn about unit ``name`` with ``options``
     (nothing if fleetd would refuse it: the server says why)."""
     try:
@@ -76,7 +75,7 @@ def warnings_of(name: str, options: list[models.UnitOption]) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class Source:
     name: str
-    options: list[models.UnitOption]
+    options: list[wire.UnitOption]
     origin: str  # a path, or "template foo@.service"
     notes: tuple[str, ...] = ()  # warnings about lines of the file its options leave out
 
@@ -115,7 +114,7 @@ def _template_file(arg: str, template: str) -> Source | None:
 async def find_source(
     backend: Backend,
     arg: str,
-    known: Mapping[str, models.Unit] | None = None,
+    known: Mapping[str, wire.Unit] | None = None,
     siblings: Mapping[str, Source] | None = None,
 ) -> Source:
     """Where to create ``arg`` from (CliError naming what was looked for).
@@ -164,8 +163,8 @@ def local_source(arg: str) -> Source | None:
     return _template_file(arg, template) if template else None
 
 
-def same_options(a: list[models.UnitOption], b: list[models.UnitOption]) -> bool:
-    def file_of(options: list[models.UnitOption]) -> UnitFile:
+def same_options(a: list[wire.UnitOption], b: list[wire.UnitOption]) -> bool:
+    def file_of(options: list[wire.UnitOption]) -> UnitFile:
         return UnitFile.from_options([(o.section, o.name, o.value) for o in options])
 
     return file_of(a).hash == file_of(b).hash

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
-from fleetd.api import models
-from fleetd.api.commands import UnitChange
 
+from fleetd.api import wire
+from fleetd.api.service.commands import UnitChange
 from fleetd.model import DesiredState
 
 from . import completion, shapes, unitargs
@@ -94,7 +94,7 @@ async def ensure_units(
     ``desired`` (one request instead of two) and their names added to ``created``.
     """
 
-    known: dict[str, models.Unit] | None = None
+    known: dict[str, wire.Unit] | None = None
     if len(args) > BULK:
         known = {u.name: u for u in await backend.list_units()}
 
@@ -158,7 +158,7 @@ class _Step:
     """What ``ensure_units`` does for one argument: write ``options`` (None: nothing)."""
 
     name: str
-    options: list[models.UnitOption] | None
+    options: list[wire.UnitOption] | None
     replacing: bool
     notes: tuple[str, ...] = ()
 
@@ -174,7 +174,7 @@ async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState)
     await _each(names, one)
 
 
-async def existing(backend: Backend, args: Sequence[str]) -> list[models.Unit]:
+async def existing(backend: Backend, args: Sequence[str]) -> list[wire.Unit]:
     units = []
     for arg in args:
         name = unitargs.unit_name(arg)

@@ -30,8 +30,8 @@ from fleetd.agent.agent import Agent
 from fleetd.agent.fakebus import FakeConnection
 from fleetd.agent.fakesystemd import FakeSystemd
 from fleetd.api.app import create_app
-from fleetd.api.inspector import UnitInspector
-from fleetd.api.peers import Peers
+from fleetd.api.service.inspector import UnitInspector
+from fleetd.api.service.peers import Peers
 from fleetd.config import Config
 from fleetd.engine.engine import Engine, EngineSettings
 from fleetd.model import Capacity, DesiredState, Machine, UnitState

@@ -1,5 +1,5 @@
 """``systemctl status`` and ``journalctl -u`` of a ``FakeSystemd`` machine, for the API
-(``fleetd.api.inspector.UnitInspector``): exit codes and text shaped like systemctl's."""
+(``fleetd.api.service.inspector.UnitInspector``): exit codes and text shaped like systemctl's."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from fleetd.api.app import create_app
 
 from fleetd import model
+from fleetd.api.app import create_app
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from fleetd.api.auth import Identified
-from fleetd.api.inspector import UnitInspector
-from fleetd.api.serve import ApiServer
-from fleetd.cli import backend
 
+from fleetd.api.auth import Identified
+from fleetd.api.serve import ApiServer
+from fleetd.api.service.inspector import UnitInspector
 from fleetd.caller import UNIX_SOCKET
+from fleetd.cli import backend
 from fleetd.testing.cluster import Cluster
 from fleetd.testing.transport import LoopTransport
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from clikit import ServerThread
-from fleetd.api.inspector import SystemdInspector
-from fleetd.cli.main import main
 
+from fleetd.api.service.inspector import SystemdInspector
+from fleetd.cli.main import main
 from fleetd.registry.base import EventType
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"

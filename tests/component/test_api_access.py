@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from apikit import make_app, new_store, options_of
+from hostile import M1, SERVICE, dump, seed
+
 from fleetd.api.access import ACCESS, RouteTable, check_table
 from fleetd.api.app import routes_of
 from fleetd.api.serve import ApiServer
-from hostile import M1, SERVICE, dump, seed
-
 from fleetd.caller import Role
 from fleetd.registry.store import Store
 from fleetd.tokens import TokenSource, digest

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 from apikit import make_app, new_store, options_of
-from fleetd.api.audit import AUDIT_MESSAGE_ID
-from fleetd.api.serve import ApiServer
 from hostile import M1, SERVICE, seed
 
+from fleetd.api.audit import AUDIT_MESSAGE_ID
+from fleetd.api.serve import ApiServer
 from fleetd.tokens import TokenSource, digest
 
 V1 = "/fleet/v1"

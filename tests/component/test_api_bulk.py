@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from apikit import SERVICE, client_for, error_of, make_app, new_store, options_of, submit
-from fleetd.api import unitbatch
-from fleetd.api.commands import SetResult, UnitChange
 
+from fleetd.api.service import unitbatch
+from fleetd.api.service.commands import SetResult, UnitChange
 from fleetd.caller import Caller
 from fleetd.errors import Conflict
 from fleetd.model import DesiredState
@@ -164,7 +164,7 @@ class RacingStore(Store):
 
 
 def _create(name: str, text: str) -> UnitChange:
-    from fleetd.api.models import UnitOption
+    from fleetd.api.wire import UnitOption
 
     opts = [UnitOption(section="Service", name="ExecStart", value=f"/bin/echo {text}")]
     return UnitChange(name, options=opts)

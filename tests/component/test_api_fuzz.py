@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import schemathesis
 from clikit import ServerThread
-from fleetd.api.app import create_app
-from fleetd.api.inspector import SystemdInspector
 from hypothesis import HealthCheck, settings
 
+from fleetd.api.app import create_app
+from fleetd.api.service.inspector import SystemdInspector
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
 

@@ -15,8 +15,8 @@ from apikit import (
     schedule,
     submit,
 )
-from fleetd.api.auth import BearerAuth
 
+from fleetd.api.auth import BearerAuth
 from fleetd.model import MachineFlags, SystemdLink
 from fleetd.registry.store import Store
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from apikit import add_machine, client_for, error_of, make_app, new_store, schedule, submit
-from fleetd.api.inspector import SystemdInspector
-from fleetd.api.peers import FORWARD_HEADER, Peers
-from fleetd.api.serve import ApiServer, tcp_port
 
+from fleetd.api.serve import ApiServer, tcp_port
+from fleetd.api.service.inspector import SystemdInspector
+from fleetd.api.service.peers import FORWARD_HEADER, Peers
 from fleetd.errors import ConfigError
 
 M1 = "a" * 32

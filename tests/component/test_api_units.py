@@ -19,8 +19,8 @@ from apikit import (
     submit,
     unplaceable,
 )
-from fleetd.api.unitwarnings import MAX_WARNINGS, WARNINGS_HEADER, decode_warnings
 
+from fleetd.api.service.unitwarnings import MAX_WARNINGS, WARNINGS_HEADER, decode_warnings
 from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from apikit import SERVICE, error_of, make_app, options_of
-from fleetd.api.auth import BearerAuth, Identified
 
+from fleetd.api.auth import BearerAuth, Identified
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys

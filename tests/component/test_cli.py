@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from clikit import M1, M2, ServerThread
-from fleetd.api.inspector import SystemdInspector
-from fleetd.cli.main import app, main, reorder
 from typer.testing import CliRunner
 
+from fleetd.api.service.inspector import SystemdInspector
+from fleetd.cli.main import app, main, reorder
 from fleetd.unitfile import UnitFile
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"
@@ -381,8 +381,8 @@ def test_no_warning_for_a_unit_already_there(server: ServerThread, units: Path) 
 
 def test_api_backend_returns_the_servers_warnings(server: ServerThread) -> None:
     """The wire: the header of PUT /units/{name}, the items of PUT /units."""
-    from fleetd.api.commands import UnitChange
-    from fleetd.api.models import UnitOption
+    from fleetd.api.service.commands import UnitChange
+    from fleetd.api.wire import UnitOption
     from fleetd.cli.backend import ApiBackend
 
     options = [

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from apikit import make_app, new_store
 from clikit import ServerThread
-from fleetd.api.commands import UnitChange
-from fleetd.api.models import UnitOption
-from fleetd.cli import backend as backend_module
-from fleetd.cli.backend import ApiBackend, StoreBackend
-from fleetd.cli.main import app
 from starlette.types import Receive, Scope, Send
 from typer.testing import CliRunner
 
+from fleetd.api.service.commands import UnitChange
+from fleetd.api.wire import UnitOption
+from fleetd.cli import backend as backend_module
+from fleetd.cli.backend import ApiBackend, StoreBackend
+from fleetd.cli.main import app
 from fleetd.errors import InvalidInput
 from fleetd.model import DesiredState
 

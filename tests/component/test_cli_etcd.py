@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fleetd.cli.main import app
 from typer.testing import CliRunner
 
+from fleetd.cli.main import app
 from fleetd.etcd_server import EtcdServer
 from fleetd.unitfile import UnitFile
 

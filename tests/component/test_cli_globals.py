@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from clikit import ServerThread
 from clirun import TOKEN, Result, fleetctl, inspector
+
 from fleetd.cli.argv import redact, reorder
 
 

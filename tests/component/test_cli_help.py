@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from clikit import M1, M2, ServerThread
 from clirun import fleetctl, inspector, unit_files
-from fleetd.cli.main import app
 
 from fleetd import __version__, config
+from fleetd.cli.main import app
 from fleetd.cmd import _daemon_parser
 from fleetd.flags import given
 

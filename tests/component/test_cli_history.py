@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from clikit import ServerThread
-from fleetd.cli.main import app, main
 from typer.testing import CliRunner
 
+from fleetd.cli.main import app, main
 from fleetd.etcd_server import EtcdServer
 from fleetd.unitfile import UnitFile
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from apikit import SERVICE, add_machine, make_app, new_store, options_of, report, schedule
+
 from fleetd.cli.backend import _RETRIES, ApiBackend, CliError, Unavailable
 from fleetd.cli.progress import Outcome, Waiter
-
 from fleetd.model import DesiredState
 
 M1 = "a" * 32

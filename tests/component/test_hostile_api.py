@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from apikit import make_app, new_store, schedule
-from fleetd.api.auth import BearerAuth
-from fleetd.api.inspector import SystemdInspector
-from fleetd.api.serve import ApiServer
 from hostile import GOOD_BODY, M1, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
 
+from fleetd.api.auth import BearerAuth
+from fleetd.api.serve import ApiServer
+from fleetd.api.service.inspector import SystemdInspector
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
@@ -219,7 +219,7 @@ async def test_forged_page_tokens_only_move_the_cursor() -> None:
 
 
 def _token(after: str) -> str:
-    from fleetd.api.pagination import PageToken
+    from fleetd.api.service.pagination import PageToken
 
     return PageToken(after).encode()
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from clikit import M1, ServerThread
-from fleetd.cli.main import app
 from hostile import dump
 from typer.testing import CliRunner
 
 from fleetd import model
+from fleetd.cli.main import app
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys

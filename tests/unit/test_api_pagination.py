@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fleetd.api.pagination import PageToken, paginate, parse_token
 
+from fleetd.api.service.pagination import PageToken, paginate, parse_token
 from fleetd.errors import InvalidInput
 
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from fleetd.api import models
+from fleetd.api import wire
 from fleetd.cli.progress import readable_reason
 
 M1 = "d91c0246f0b04805a47c1549af82687c"
 M2 = "551247bd65bc43a0b6106b3e1b9e13a5"
-MACHINES = {M1: models.Machine(id=M1, primaryIP="10.0.0.1", metadata={}, hostname="m1")}
+MACHINES = {M1: wire.Machine(id=M1, primaryIP="10.0.0.1", metadata={}, hostname="m1")}
 
 
 def test_known_machine_ids_become_hostnames_unknown_ones_short_ids() -> None:

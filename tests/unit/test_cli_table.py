@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import typer
+
 from fleetd.cli.table import render, select
 from fleetd.cli.unitargs import unit_name
 

@@ -166,8 +166,9 @@ def fleetctl_commands(code: str) -> set[str]:
 
 @pytest.mark.parametrize("doc", [ROOT / "README.md", ROOT / "cli" / "README.md"], ids=_ids)
 def test_fleetctl_commands_named_in_the_docs_exist(doc: Path) -> None:
-    from fleetd.cli.main import app
     from typer.main import get_command
+
+    from fleetd.cli.main import app
 
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]
     text = doc.read_text()

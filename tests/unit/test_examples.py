@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fleetd.cli.main import app
 from typer.testing import CliRunner
 
+from fleetd.cli.main import app
 from fleetd.engine.decision import Job
 from fleetd.engine.scheduler import schedule
 from fleetd.model import Capacity, Machine

@@ -244,8 +244,9 @@ def test_bad_settings_are_refused_by_name(
 
 
 def test_the_readme_names_only_real_commands_options_and_settings() -> None:
-    from fleetd.cli.main import app
     from typer.main import get_command
+
+    from fleetd.cli.main import app
 
     readme = (VAGRANT_DIR / "README.md").read_text()
     script = (VAGRANT_DIR / "provision.sh").read_text()

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fleetd.cli.main import app
 from typer.testing import CliRunner
+
+from fleetd.cli.main import app
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 runner = CliRunner()

@@ -17,7 +17,8 @@ from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 from fleetd.unitfile import UnitName
 
-from . import models, views
+from .. import wire
+from . import views
 from .pagination import Page, PageToken, paginate
 
 T = TypeVar("T")
@@ -60,19 +61,19 @@ async def _no_flags() -> dict[str, model.MachineFlags]:
     return {}
 
 
-async def list_units(store: Store) -> list[models.Unit]:
+async def list_units(store: Store) -> list[wire.Unit]:
     snap = await snapshot(store, units=True, schedule=True, states=True, placements=True)
     return views.unit_views(snap)
 
 
-async def unit_page(store: Store, token: PageToken | None, size: int) -> Page[models.Unit]:
+async def unit_page(store: Store, token: PageToken | None, size: int) -> Page[wire.Unit]:
     """One page of units; only the page's unit files are parsed into views."""
     snap = await snapshot(store, units=True, schedule=True, states=True, placements=True)
     page = paginate(snap.units, lambda u: u.name, token, size)
     return Page(views.unit_views(replace(snap, units=page.items)), page.next_token)
 
 
-async def get_unit(store: Store, name: str) -> models.Unit:
+async def get_unit(store: Store, name: str) -> wire.Unit:
     """One unit with its current state; NotFound if it does not exist."""
     UnitName.parse(name)
     unit = await store.get_unit(name)
@@ -111,7 +112,7 @@ async def _entries_of(store: Store, name: str) -> list[model.ScheduleEntry]:
 
 async def list_states(
     store: Store, machine: str | None = None, names: list[str] | None = None
-) -> list[models.UnitState]:
+) -> list[wire.UnitState]:
     found = await store.list_states(machine)
     wanted = set(names) if names else None
     return [views.state_view(s) for s in found if wanted is None or s.name in wanted]
@@ -119,32 +120,32 @@ async def list_states(
 
 async def list_machines(
     store: Store, defaults: ReservationDefaults | None = None
-) -> list[models.Machine]:
+) -> list[wire.Machine]:
     snap = await snapshot(store, units=True, schedule=True, machines=True, flags=True)
     return views.machine_views(snap, defaults)
 
 
 async def get_machine(
     store: Store, machine_id: str, defaults: ReservationDefaults | None = None
-) -> models.Machine:
+) -> wire.Machine:
     for machine in await list_machines(store, defaults):
         if machine.id == machine_id:
             return machine
     raise NotFound(f"machine {machine_id} is not registered")
 
 
-async def get_placement(store: Store, name: str) -> models.Placement:
+async def get_placement(store: Store, name: str) -> wire.Placement:
     """Why ``name`` is not placed; empty reasons if it is placed or not yet considered."""
     UnitName.parse(name)
     unit, placement = await asyncio.gather(store.get_unit(name), store.get_placement(name))
     if unit is None:
         raise NotFound(f"unit {name} does not exist")
     if placement is None:
-        return models.Placement(name=name, summary="", reasons={})
+        return wire.Placement(name=name, summary="", reasons={})
     return views.placement_view(placement)
 
 
-async def list_placements(store: Store) -> list[models.Placement]:
+async def list_placements(store: Store) -> list[wire.Placement]:
     return [views.placement_view(p) for p in await store.list_placements()]
 
 

@@ -19,7 +19,7 @@ import anyio
 
 from fleetd.errors import FleetError
 
-from .models import JOURNAL_OUTPUTS
+from ..wire import JOURNAL_OUTPUTS
 
 STATUS_TIMEOUT = 15.0
 MAX_JOURNAL_LINES = 10_000

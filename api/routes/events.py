@@ -24,7 +24,7 @@ from fleetd.errors import FleetError, InvalidInput, WatchCompacted
 from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
 
-from .context import ApiContext, get_ctx
+from ..context import ApiContext, get_ctx
 
 router = APIRouter(tags=["events"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]

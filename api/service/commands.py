@@ -35,7 +35,7 @@ from fleetd.unitcheck import check_file
 from fleetd.unitfile import UnitFile, UnitName
 from fleetd.versions import Head, versions_for
 
-from . import models
+from .. import wire
 
 # A machine id is one registry key segment and a key is a metadata key; both are
 # printable ASCII so that neither can smuggle control characters into keys or output.
@@ -50,7 +50,7 @@ class SetResult(StrEnum):
 
 
 def build_unit_file(
-    name: UnitName, options: Sequence[models.UnitOption]
+    name: UnitName, options: Sequence[wire.UnitOption]
 ) -> tuple[UnitFile, tuple[str, ...]]:
     """The unit file for ``options`` and its warnings; InvalidInput if it is refused."""
     unit = UnitFile.from_options([(o.section, o.name, o.value) for o in options])
@@ -70,7 +70,7 @@ def _check_template(name: UnitName, desired: model.DesiredState) -> None:
 @dataclass(frozen=True, slots=True)
 class UnitChange:
     name: str
-    options: Sequence[models.UnitOption] | None = None
+    options: Sequence[wire.UnitOption] | None = None
     desired: model.DesiredState | None = None
 
 
@@ -221,7 +221,7 @@ class MetadataEdit:
     value: str | None  # None: remove the override
 
 
-def parse_metadata_ops(ops: Sequence[models.MetadataOp]) -> list[MetadataEdit]:
+def parse_metadata_ops(ops: Sequence[wire.MetadataOp]) -> list[MetadataEdit]:
     """Validate every JSON-Patch operation first (fleet's rules); InvalidInput on the first bad."""
     edits = []
     for index, op in enumerate(ops):
@@ -242,7 +242,7 @@ def parse_metadata_ops(ops: Sequence[models.MetadataOp]) -> list[MetadataEdit]:
     return edits
 
 
-async def patch_metadata(store: Store, ops: Sequence[models.MetadataOp]) -> None:
+async def patch_metadata(store: Store, ops: Sequence[wire.MetadataOp]) -> None:
     """Apply metadata overrides in order; they persist while a machine is away."""
     edits = parse_metadata_ops(ops)
     by_machine: dict[str, list[MetadataEdit]] = {}

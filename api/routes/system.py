@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from fleetd.errors import FleetError
 
-from . import models, queries
-from .context import ApiContext, get_ctx
-from .discovery import discovery_document
-from .metrics import agent_gauges, cluster_gauges
+from .. import wire
+from ..context import ApiContext, get_ctx
+from ..metrics import agent_gauges, cluster_gauges
+from ..service import queries
+from ..service.discovery import discovery_document
 
 log = logging.getLogger(__name__)
 root = APIRouter(tags=["operations"])
@@ -26,11 +27,11 @@ HEALTH_TIMEOUT = 3.0
 
 @root.get(
     "/healthz",
-    response_model=models.Health,
+    response_model=wire.Health,
     response_model_exclude_none=True,
     responses={
         503: {
-            "model": models.Health,
+            "model": wire.Health,
             "description": "registry unreachable, or this machine's agent cannot reach systemd",
         }
     },
@@ -55,7 +56,7 @@ async def healthz(ctx: Ctx) -> JSONResponse:
         registry = "unavailable"
         why = str(exc) or f"no answer within {HEALTH_TIMEOUT:g}s"
         reasons.append(f"registry unavailable: {why}")
-    body = models.Health(
+    body = wire.Health(
         status="degraded" if reasons else "ok",
         machineID=ctx.machine_id,
         leader=leader.machine if leader else None,

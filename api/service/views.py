@@ -24,7 +24,7 @@ from fleetd.errors import InvalidInput
 from fleetd.requirements import Requirements, ReservationDefaults, parse_requirements
 from fleetd.unitfile import UnitFile, UnitName
 
-from . import models
+from .. import wire
 
 # systemd ActiveStates that mean "a start was issued": the unit runs or ran.
 LAUNCHED_ACTIVE_STATES = frozenset({"active", "activating", "reloading", "deactivating", "failed"})
@@ -39,10 +39,10 @@ def short_hash(value: str) -> str:
     return value[:7]
 
 
-def options_of(text: str) -> list[models.UnitOption]:
+def options_of(text: str) -> list[wire.UnitOption]:
     """A stored unit file as fleet's option list."""
     unit = UnitFile.from_text(text)
-    return [models.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
+    return [wire.UnitOption(section=o.section, name=o.name, value=o.value) for o in unit.options]
 
 
 @lru_cache(maxsize=65536)
@@ -128,7 +128,7 @@ def unit_view(
     states: Mapping[tuple[str, str], model.UnitState],
     placement: model.Placement | None,
     global_: bool,
-) -> models.Unit:
+) -> wire.Unit:
     current = model.DesiredState.INACTIVE
     if entries:
         once = runs_once(unit)
@@ -140,7 +140,7 @@ def unit_view(
     reason = None
     if placement is not None and unit.desired != model.DesiredState.INACTIVE and not entries:
         reason = placement.summary
-    return models.Unit(
+    return wire.Unit(
         name=unit.name,
         options=options_of(unit.text),
         desiredState=unit.desired.value,
@@ -151,7 +151,7 @@ def unit_view(
     )
 
 
-def unit_views(snap: Snapshot, names: Iterable[str] | None = None) -> list[models.Unit]:
+def unit_views(snap: Snapshot, names: Iterable[str] | None = None) -> list[wire.Unit]:
     wanted = None if names is None else set(names)
     by_unit: dict[str, list[model.ScheduleEntry]] = {}
     for entry in snap.schedule:
@@ -174,8 +174,8 @@ def unit_views(snap: Snapshot, names: Iterable[str] | None = None) -> list[model
     return out
 
 
-def state_view(state: model.UnitState) -> models.UnitState:
-    return models.UnitState(
+def state_view(state: model.UnitState) -> wire.UnitState:
+    return wire.UnitState(
         name=state.name,
         hash=state.hash,
         machineID=state.machine,
@@ -195,7 +195,7 @@ def merged_metadata(machine: model.Machine, flags: model.MachineFlags | None) ->
 
 def machine_views(
     snap: Snapshot, defaults: ReservationDefaults | None = None
-) -> list[models.Machine]:
+) -> list[wire.Machine]:
     units = {u.name: u for u in snap.units}
     allocated: dict[str, model.Capacity] = {}
     counts: dict[str, int] = {}
@@ -213,18 +213,16 @@ def machine_views(
         flags = snap.flags.get(machine.id)
         used = allocated.get(machine.id, model.Capacity())
         out.append(
-            models.Machine(
+            wire.Machine(
                 id=machine.id,
                 primaryIP=machine.public_ip,
                 metadata=merged_metadata(machine, flags),
                 hostname=machine.hostname or None,
-                capacity=models.Resources(
+                capacity=wire.Resources(
                     cpuMillis=machine.capacity.cpu_millis,
                     memoryBytes=machine.capacity.memory_bytes,
                 ),
-                allocated=models.Resources(
-                    cpuMillis=used.cpu_millis, memoryBytes=used.memory_bytes
-                ),
+                allocated=wire.Resources(cpuMillis=used.cpu_millis, memoryBytes=used.memory_bytes),
                 units=counts.get(machine.id, 0),
                 unschedulable=bool(flags and (flags.unschedulable or flags.draining)),
                 draining=bool(flags and flags.draining),
@@ -235,14 +233,9 @@ def machine_views(
     return out
 
 
-def placement_view(placement: model.Placement) -> models.Placement:
-    return models.Placement(
+def placement_view(placement: model.Placement) -> wire.Placement:
+    return wire.Placement(
         name=placement.name,
         summary=placement.summary,
         reasons=dict(placement.rejections),
     )
-
-
-def wire(obj: models.Wire) -> dict[str, object]:
-    """A wire model as the JSON object the API sends (empty optionals left out)."""
-    return obj.model_dump(mode="json", exclude_none=True)

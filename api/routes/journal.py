@@ -1,7 +1,7 @@
 """Extension: ``/units/{name}/status`` and ``/units/{name}/journal`` without SSH.
 
 The fleetd on the unit's machine runs ``systemctl status`` / ``journalctl``
-itself; any other fleetd forwards the request there (``peers.py``).
+itself; any other fleetd forwards the request there (``service/peers.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from fleetd import model
 from fleetd.errors import NotFound
 from fleetd.unitfile import UnitName
 
-from . import models, queries
-from .auth import bearer_token
-from .context import ApiContext, get_ctx
-from .errors import ApiError
-from .inspector import MAX_JOURNAL_LINES, InspectorError, UnitInspector
-from .peers import FORWARD_HEADER, PeerError
+from .. import wire
+from ..auth import bearer_token
+from ..context import ApiContext, get_ctx
+from ..errors import ApiError
+from ..service import queries
+from ..service.inspector import MAX_JOURNAL_LINES, InspectorError, UnitInspector
+from ..service.peers import FORWARD_HEADER, PeerError
 
 router = APIRouter(tags=["units"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -32,9 +33,9 @@ MachineParam = Annotated[
 ]
 FIRST_CHUNK_WAIT = 2.0
 _RESPONSES: dict[int | str, dict[str, object]] = {
-    404: {"model": models.ErrorResponse, "description": "no such unit or machine"},
-    409: {"model": models.ErrorResponse, "description": "the unit is not scheduled"},
-    502: {"model": models.ErrorResponse, "description": "the unit's machine did not answer"},
+    404: {"model": wire.ErrorResponse, "description": "no such unit or machine"},
+    409: {"model": wire.ErrorResponse, "description": "the unit is not scheduled"},
+    502: {"model": wire.ErrorResponse, "description": "the unit's machine did not answer"},
 }
 
 
@@ -79,10 +80,10 @@ def _peer_error(exc: PeerError) -> ApiError:
     return ApiError(exc.status, str(exc))
 
 
-@router.get("/units/{name}/status", response_model=models.UnitStatus, responses=_RESPONSES)
+@router.get("/units/{name}/status", response_model=wire.UnitStatus, responses=_RESPONSES)
 async def unit_status(
     ctx: Ctx, request: Request, name: str, machine_id: MachineParam = None
-) -> models.UnitStatus:
+) -> wire.UnitStatus:
     """Extension: ``systemctl status`` of the unit on its machine."""
     machine = await _target(ctx, request, name, machine_id)
     if machine is None:
@@ -90,7 +91,7 @@ async def unit_status(
             code, output = await _local(ctx).status(name)
         except InspectorError as exc:
             raise ApiError(503, str(exc)) from exc
-        return models.UnitStatus(
+        return wire.UnitStatus(
             name=name, machineID=ctx.machine_id or "", output=output, exitCode=code
         )
     try:
@@ -102,7 +103,7 @@ async def unit_status(
         )
     except PeerError as exc:
         raise _peer_error(exc) from exc
-    return models.UnitStatus.model_validate(data)
+    return wire.UnitStatus.model_validate(data)
 
 
 @router.get(
@@ -117,7 +118,7 @@ async def unit_journal(
     lines: Annotated[int, Query(ge=0, le=MAX_JOURNAL_LINES, description="last N lines")] = 10,
     follow: Annotated[bool, Query(description="keep streaming new lines")] = False,
     output: Annotated[
-        models.JournalOutput, Query(description="journalctl's output mode (--output)")
+        wire.JournalOutput, Query(description="journalctl's output mode (--output)")
     ] = "short",
     machine_id: MachineParam = None,
 ) -> StreamingResponse:

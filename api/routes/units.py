@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Query, Response
 from fleetd import model
 from fleetd.caller import Caller
 
-from . import commands, models, queries
-from .auth import caller_of
-from .context import ApiContext, get_ctx
-from .errors import ApiError
-from .pagination import paginate, parse_token
-from .unitwarnings import WARNINGS_HEADER, encode_warnings
+from .. import wire
+from ..auth import caller_of
+from ..context import ApiContext, get_ctx
+from ..errors import ApiError
+from ..service import commands, queries
+from ..service.pagination import paginate, parse_token
+from ..service.unitwarnings import WARNINGS_HEADER, encode_warnings
 
 router = APIRouter(tags=["units"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -30,25 +31,25 @@ HEADERS = {
     }
 }
 ERRORS: dict[int | str, dict[str, object]] = {
-    400: {"model": models.ErrorResponse, "description": "invalid input"},
+    400: {"model": wire.ErrorResponse, "description": "invalid input"},
 }
 
 
-@router.get("/units", response_model=models.UnitPage, response_model_exclude_none=True)
-async def list_units(ctx: Ctx, next_page_token: PageTokenParam = None) -> models.UnitPage:
+@router.get("/units", response_model=wire.UnitPage, response_model_exclude_none=True)
+async def list_units(ctx: Ctx, next_page_token: PageTokenParam = None) -> wire.UnitPage:
     """A page of units, sorted by name."""
     token = parse_token(next_page_token or [])
     page = await queries.unit_page(ctx.store, token, ctx.page_size)
-    return models.UnitPage(units=page.items, nextPageToken=page.next_token)
+    return wire.UnitPage(units=page.items, nextPageToken=page.next_token)
 
 
 @router.get(
     "/units/{name}",
-    response_model=models.Unit,
+    response_model=wire.Unit,
     response_model_exclude_none=True,
-    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+    responses={**ERRORS, 404: {"model": wire.ErrorResponse, "description": "no such unit"}},
 )
-async def get_unit(ctx: Ctx, name: str) -> models.Unit:
+async def get_unit(ctx: Ctx, name: str) -> wire.Unit:
     return await queries.get_unit(ctx.store, name)
 
 
@@ -61,19 +62,19 @@ async def get_unit(ctx: Ctx, name: str) -> models.Unit:
         204: {"description": "desired state changed (or options replaced)", "headers": HEADERS},
         **ERRORS,
         409: {
-            "model": models.ErrorResponse,
+            "model": wire.ErrorResponse,
             "description": "creating without options, updating without desiredState, "
             "or different options with replace=false",
         },
-        413: {"model": models.ErrorResponse, "description": "body over 1 MiB"},
-        415: {"model": models.ErrorResponse, "description": "not application/json"},
+        413: {"model": wire.ErrorResponse, "description": "body over 1 MiB"},
+        415: {"model": wire.ErrorResponse, "description": "not application/json"},
     },
 )
 async def set_unit(
     ctx: Ctx,
     caller: Annotated[Caller, Depends(caller_of)],
     name: str,
-    body: models.UnitRequest,
+    body: wire.UnitRequest,
     replace: Annotated[
         bool,
         Query(
@@ -103,7 +104,7 @@ async def set_unit(
     "/units/{name}",
     status_code=204,
     response_class=Response,
-    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+    responses={**ERRORS, 404: {"model": wire.ErrorResponse, "description": "no such unit"}},
 )
 async def destroy_unit(ctx: Ctx, name: str) -> Response:
     await commands.destroy_unit(ctx.store, name)
@@ -112,19 +113,19 @@ async def destroy_unit(ctx: Ctx, name: str) -> Response:
 
 @router.get(
     "/units/{name}/placement",
-    response_model=models.Placement,
-    responses={**ERRORS, 404: {"model": models.ErrorResponse, "description": "no such unit"}},
+    response_model=wire.Placement,
+    responses={**ERRORS, 404: {"model": wire.ErrorResponse, "description": "no such unit"}},
 )
-async def get_placement(ctx: Ctx, name: str) -> models.Placement:
+async def get_placement(ctx: Ctx, name: str) -> wire.Placement:
     """Extension: why the unit is not placed, per machine (empty when it is placed)."""
     return await queries.get_placement(ctx.store, name)
 
 
-@router.get("/placements", response_model=models.PlacementPage, response_model_exclude_none=True)
-async def list_placements(ctx: Ctx, next_page_token: PageTokenParam = None) -> models.PlacementPage:
+@router.get("/placements", response_model=wire.PlacementPage, response_model_exclude_none=True)
+async def list_placements(ctx: Ctx, next_page_token: PageTokenParam = None) -> wire.PlacementPage:
     """Extension: every unit the engine could not place, with the reasons."""
     token = parse_token(next_page_token or [])
     page = paginate(
         await queries.list_placements(ctx.store), lambda p: p.name, token, ctx.page_size
     )
-    return models.PlacementPage(placements=page.items, nextPageToken=page.next_token)
+    return wire.PlacementPage(placements=page.items, nextPageToken=page.next_token)

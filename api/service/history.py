@@ -23,7 +23,7 @@ from fleetd.registry.store import Store
 from fleetd.unitname import UnitName
 from fleetd.versions import Version
 
-from . import models
+from .. import wire
 
 
 def rfc3339(seconds: float | None) -> str | None:
@@ -42,10 +42,10 @@ def _summary(version: Version, previous: Version | None) -> versiondiff.Summary 
 
 
 def _info(
-    version: Version, previous: Version | None, template: models.TemplateVersion | None
-) -> models.UnitVersionInfo:
+    version: Version, previous: Version | None, template: wire.TemplateVersion | None
+) -> wire.UnitVersionInfo:
     summary = _summary(version, previous)
-    return models.UnitVersionInfo(
+    return wire.UnitVersionInfo(
         version=version.number,
         hash=version.hash,
         time=rfc3339(version.time),
@@ -65,7 +65,7 @@ async def _template_versions(store: Store, name: UnitName) -> dict[str, int]:
     return {v.hash: v.number for v in await store.list_versions(name.template)}
 
 
-async def version_list(store: Store, name: str) -> models.UnitVersionList:
+async def version_list(store: Store, name: str) -> wire.UnitVersionList:
     """The kept versions of unit ``name``, oldest first; NotFound if the name has
     neither a unit nor a version."""
     parsed = UnitName.parse(name)
@@ -82,14 +82,12 @@ async def version_list(store: Store, name: str) -> models.UnitVersionList:
     for version in kept:
         template = None
         if version.hash in of_template and parsed.template is not None:
-            template = models.TemplateVersion(
-                name=parsed.template, version=of_template[version.hash]
-            )
+            template = wire.TemplateVersion(name=parsed.template, version=of_template[version.hash])
         infos.append(_info(version, by_number.get(version.number - 1), template))
-    return models.UnitVersionList(name=parsed.name, current=current, versions=infos)
+    return wire.UnitVersionList(name=parsed.name, current=current, versions=infos)
 
 
-async def get_version(store: Store, name: str, number: int) -> models.UnitVersion:
+async def get_version(store: Store, name: str, number: int) -> wire.UnitVersion:
     """Version ``number`` of unit ``name`` with its text; InvalidInput for a number
     below 1, NotFound (saying which versions are kept) if it is not kept."""
     parsed = UnitName.parse(name)
@@ -106,7 +104,7 @@ async def get_version(store: Store, name: str, number: int) -> models.UnitVersio
             f"versions {window.start}-{last} are" if window.start < last else f"version {last} is"
         )
         raise NotFound(f"unit {parsed.name} has no version {number} ({which} kept)")
-    return models.UnitVersion(
+    return wire.UnitVersion(
         name=parsed.name,
         version=version.number,
         hash=version.hash,

@@ -6,20 +6,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from . import models, queries
-from .context import ApiContext, get_ctx
-from .pagination import paginate, parse_token
+from .. import wire
+from ..context import ApiContext, get_ctx
+from ..service import queries
+from ..service.pagination import paginate, parse_token
 from .units import PageTokenParam
 
 router = APIRouter(tags=["state"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
-def _key(state: models.UnitState) -> str:
+def _key(state: wire.UnitState) -> str:
     return f"{state.name}/{state.machineID}"
 
 
-@router.get("/state", response_model=models.UnitStatePage, response_model_exclude_none=True)
+@router.get("/state", response_model=wire.UnitStatePage, response_model_exclude_none=True)
 async def list_states(
     ctx: Ctx,
     next_page_token: PageTokenParam = None,
@@ -29,13 +30,13 @@ async def list_states(
     unit_name: Annotated[
         list[str] | None, Query(alias="unitName", description="only states of these units")
     ] = None,
-) -> models.UnitStatePage:
+) -> wire.UnitStatePage:
     """A page of unit states, sorted by unit name then machine."""
     token = parse_token(next_page_token or [])
     machine = machine_id or None
     if machine is not None and "/" in machine:
         # A machine id is one registry key segment; no such machine can exist.
-        return models.UnitStatePage(states=[])
+        return wire.UnitStatePage(states=[])
     states = await queries.list_states(ctx.store, machine, unit_name or None)
     page = paginate(states, _key, token, ctx.page_size)
-    return models.UnitStatePage(states=page.items, nextPageToken=page.next_token)
+    return wire.UnitStatePage(states=page.items, nextPageToken=page.next_token)
