@@ -77,6 +77,21 @@ class UnitState(Wire):
     systemdLoadState: str
     systemdActiveState: str
     systemdSubState: str
+    health: Literal["healthy", "unhealthy", "unknown"] | None = Field(
+        default=None,
+        description="extension: healthy (active and its HealthCheck= passed, or it has none), "
+        "unhealthy (active and its check failed after HealthCheckGrace=), unknown (not active, "
+        "not yet checked, or failing within the grace period)",
+    )
+    healthMessage: str | None = Field(
+        default=None,
+        description="extension: the last failed check's message while not healthy (absent if none)",
+    )
+    healthSince: str | None = Field(
+        default=None,
+        description="extension: when the health took its value, RFC 3339 in UTC "
+        "(absent: never judged)",
+    )
 
 
 class UnitStatePage(Wire):

@@ -78,7 +78,9 @@ def list_units(
 ) -> None:
     """List the units' states on their machines (and units that could not be placed).
 
-    Fields: unit, machine, active, sub, load, hash, dstate, reason.
+    Fields: unit, machine, active, sub, load, hash, dstate, reason, health (healthy,
+    unhealthy or unknown: the unit's HealthCheck= as its machine's agent runs it),
+    healthmsg (the last failed check's message).
 
     Examples:
       fleetctl list-units
@@ -112,6 +114,8 @@ def list_units(
             if r.unit and r.unit.reason and not r.state
             else "-"
         ),
+        "health": lambda r: r.state.health or "-" if r.state else "-",
+        "healthmsg": lambda r: r.state.healthMessage or "-" if r.state else "-",
     }
     rows = [
         _Row(by_name.get(s.name), s) for s in sorted(states, key=lambda s: (s.name, s.machineID))

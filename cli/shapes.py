@@ -28,6 +28,9 @@ def unit_state(
         "systemdLoadState": state.systemdLoadState if state else None,
         "systemdActiveState": state.systemdActiveState if state else None,
         "systemdSubState": state.systemdSubState if state else None,
+        "health": state.health if state else None,
+        "healthMessage": state.healthMessage if state else None,
+        "healthSince": state.healthSince if state else None,
         "reason": unit.reason if unit and not state else None,
     }
 

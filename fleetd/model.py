@@ -83,9 +83,35 @@ class ScheduleEntry:
     desired: DesiredState
 
 
+class Health(StrEnum):
+    """A unit's health as the agent of its machine judges it (``fleetd.unithealth``).
+
+    ``healthy``: active, and its health check (if it has one) passed last time;
+    ``unhealthy``: active, and its check failed after the grace period;
+    ``unknown``: not active, or active and not yet judged (no check result yet,
+    or only failures within the grace period), or reported by a fleetd without
+    health checks.
+    """
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitHealth:
+    """``message``: the last failed check's message while not healthy (else empty);
+    ``since``: wall time at which ``health`` took its value (0: never judged)."""
+
+    health: Health = Health.UNKNOWN
+    message: str = ""
+    since: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class UnitState:
-    """What an agent saw systemd report for a unit (``states/<machine>/<name>``)."""
+    """What an agent saw systemd report for a unit (``states/<machine>/<name>``), with the
+    unit's health (``health``, ``health_message``, ``health_since`` as in UnitHealth)."""
 
     machine: str
     name: str
@@ -94,6 +120,13 @@ class UnitState:
     active_state: str
     sub_state: str
     since: float = 0.0
+    health: Health = Health.UNKNOWN
+    health_message: str = ""
+    health_since: float = 0.0
+
+    @property
+    def unit_health(self) -> UnitHealth:
+        return UnitHealth(self.health, self.health_message, self.health_since)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fleetd import fleetcompat
 from fleetd.constraints import glob_matches, parse_bool
 from fleetd.errors import InvalidInput, InvalidRequirements, InvalidUnitFile
+from fleetd.healthcheck import HEALTH_KEYS, HealthCheck, read_health_check
 from fleetd.metadata import (
     MetadataCondition,
     MetadataOp,
@@ -58,6 +59,7 @@ class Requirements:
     cpu_millis: int = 0  # reserved CPU in millicores
     memory_bytes: int = 0  # reserved memory in bytes
     at_most_once: bool = False
+    health: HealthCheck | None = None  # run by the agent of the unit's machine
 
     def allows_machine_id(self, machine_id: str) -> bool:
         """``MachineID=`` is a full id or a prefix of one (fleetctl shows 8 characters)."""
@@ -93,7 +95,7 @@ ALIASES = {
     "Conflicts": ("X-Conflicts",),
 }
 _CANONICAL = {alias: key for key, aliases in ALIASES.items() for alias in aliases}
-_CANONICAL |= {key: key for key in KEYS}
+_CANONICAL |= {key: key for key in (*KEYS, *HEALTH_KEYS)}
 _MERGED = frozenset({"MachineMetadata", "Conflicts", "MachineOf"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Where systemd reads CPUQuota=/MemoryMax= for each unit type with a cgroup.
@@ -188,6 +190,7 @@ def read_requirements(
         cpu_millis=_cpu(unit, name, used["CPUReservation"], defaults, notes),
         memory_bytes=_memory(unit, name, used["MemoryReservation"], defaults, notes),
         at_most_once=_flag(keys["AtMostOnce"], _scalar(used["AtMostOnce"])),
+        health=read_health_check(unit, name, notes),
     )
     _check_combinations(reqs, keys)
     return reqs, tuple(notes)
@@ -199,6 +202,8 @@ def _settings(unit: UnitFile, name: UnitName, notes: list[str]) -> list[_Setting
         if option.name not in _CANONICAL:
             notes.append(_unknown_key(option.name))
             continue
+        if option.name in HEALTH_KEYS:
+            continue  # read whole by read_health_check (a command is not a list of words)
         where = f"{option.name}={option.value}"
         try:
             raw = split_fleet_values(option.value)
@@ -222,7 +227,8 @@ def _unknown_key(key: str) -> str:
     if close:
         message += f" (did you mean {close[0]}?)"
     deprecated = ", ".join(a for aliases in ALIASES.values() for a in aliases)
-    return f"{message}; ignored; valid keys: {', '.join(KEYS)} (deprecated: {deprecated})"
+    valid = ", ".join((*KEYS, *HEALTH_KEYS))
+    return f"{message}; ignored; valid keys: {valid} (deprecated: {deprecated})"
 
 
 def _resolve(settings: list[_Setting], key: str) -> tuple[str, list[_Setting]] | None:

@@ -25,6 +25,7 @@ from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
 
 from ..context import ApiContext, get_ctx
+from ..service.views import state_view
 
 router = APIRouter(tags=["events"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -59,13 +60,9 @@ def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | No
             machine, name = keys.split(key, keys.states)
             data.update(name=name, machineID=machine)
             if not deleted:
-                state = store.state_from(key, event.value)
-                data.update(
-                    hash=state.hash,
-                    systemdLoadState=state.load_state,
-                    systemdActiveState=state.active_state,
-                    systemdSubState=state.sub_state,
-                )
+                # the fields of GET /state, health included
+                view = state_view(store.state_from(key, event.value))
+                data.update(view.model_dump(exclude_none=True, exclude={"name", "machineID"}))
             return "state", data
         if key.startswith(keys.machine_flags):
             data["machineID"] = keys.split(key, keys.machine_flags)[0]

@@ -25,6 +25,7 @@ from fleetd.requirements import Requirements, ReservationDefaults, parse_require
 from fleetd.unitfile import UnitFile, UnitName
 
 from .. import wire
+from .history import rfc3339
 
 # systemd ActiveStates that mean "a start was issued": the unit runs or ran.
 LAUNCHED_ACTIVE_STATES = frozenset({"active", "activating", "reloading", "deactivating", "failed"})
@@ -182,6 +183,9 @@ def state_view(state: model.UnitState) -> wire.UnitState:
         systemdLoadState=state.load_state,
         systemdActiveState=state.active_state,
         systemdSubState=state.sub_state,
+        health=state.health.value,
+        healthMessage=state.health_message or None,
+        healthSince=rfc3339(state.health_since) if state.health_since else None,
     )
 
 

@@ -1,5 +1,5 @@
-"""The agent: composes presence, schedule watch, systemd manager, reconciler, publisher and
-fence, and supervises them all in one TaskGroup.
+"""The agent: composes presence, schedule watch, systemd manager, reconciler, publisher,
+health checks and fence, and supervises them all in one TaskGroup.
 
 Whether the agent can reach systemd (``systemd``, a SystemdLink) is part of
 the machine's registration (``Machine.systemd_connected``): while it cannot,
@@ -27,6 +27,7 @@ from fleetd import __version__
 from fleetd.agent import host
 from fleetd.agent.desired import Bodies, ScheduleView
 from fleetd.agent.fencing import Fence, default_margin
+from fleetd.agent.health import HealthMonitor
 from fleetd.agent.presence import Presence
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Reconciler
@@ -41,6 +42,8 @@ from fleetd.registry.store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_FILE = "/run/fleet/lease"
+CHECKED_STATES = frozenset({"active", "reloading"})
+"""A unit's health check runs while systemd reports one of these."""
 FIRST_CONTACT = 5.0
 """The first registration waits at most this long for the first attempt to reach systemd."""
 
@@ -98,6 +101,12 @@ class Agent:
         self.publisher = Publisher(
             store=store, machine=machine.id, wall=wall, on_recovered=self._resync_soon
         )
+        self.health = HealthMonitor(
+            host=host.specifier_facts(machine.id, machine.hostname),
+            on_change=self.publisher.health,
+            clock=clock,
+            wall=wall,
+        )
         self.manager: UnitManager = units or SystemdManager(bus_address=bus_address)
         self.manager.subscribe(self._on_status, self._on_shutdown)
         self.presence = Presence(
@@ -136,6 +145,12 @@ class Agent:
 
     def _on_status(self, status: UnitStatus) -> None:
         self.publisher.status(status)
+        body = self.reconciler.bodies.get(self.reconciler.files.get(status.name, ""))
+        self.health.observe(
+            status.name,
+            status.active_state in CHECKED_STATES,
+            body.health if body is not None else None,
+        )
 
     def _on_lease(self, lease: int) -> None:
         self.publisher.set_lease(lease)
@@ -190,6 +205,7 @@ class Agent:
                 group.create_task(self.schedule.run(), name="schedule")
                 group.create_task(self.reconciler.run(self._ready), name="reconciler")
                 group.create_task(self.publisher.run(), name="publisher")
+                group.create_task(self.health.run(), name="health-checks")
                 group.create_task(self.fence.run(), name="fence")
                 group.create_task(self._resyncer(), name="resync")
                 group.create_task(self._watch_shutdown(), name="shutdown")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fleetd.errors import FleetError, InvalidInput, RegistryError
+from fleetd.healthcheck import HealthCheck
 from fleetd.model import ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
@@ -30,12 +31,13 @@ class Body:
     text: str
     has_install: bool
     at_most_once: bool
+    health: HealthCheck | None = None
 
 
 def body_of(name: str, text: str) -> Body:
     """Parse ``text`` (the file of unit ``name``); raises InvalidInput if it is not valid."""
     _, unit, reqs = parse_unit(name, text)
-    return Body(unit.hash, text, "Install" in unit.sections, reqs.at_most_once)
+    return Body(unit.hash, text, "Install" in unit.sections, reqs.at_most_once, reqs.health)
 
 
 class Bodies:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fleetd.errors import ConfigError
 from fleetd.model import Capacity
+from fleetd.specifiers import HostFacts
 
 _MACHINE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -28,6 +29,24 @@ def machine_id(path: str | Path = "/etc/machine-id") -> str:
 
 def hostname() -> str:
     return socket.gethostname()
+
+
+def boot_id(path: str | Path = "/proc/sys/kernel/random/boot_id") -> str:
+    """This boot's id as systemd writes it (32 hex digits), or ``""`` if unreadable."""
+    try:
+        return Path(path).read_text(encoding="ascii").strip().replace("-", "")
+    except OSError:
+        return ""
+
+
+def specifier_facts(machine_id: str, host_name: str = "") -> HostFacts:
+    """What ``%m %H %l %b %v`` expand to here (the machine id as the agent registers it)."""
+    return HostFacts(
+        hostname=host_name or hostname(),
+        machine_id=machine_id,
+        boot_id=boot_id(),
+        kernel_release=os.uname().release,
+    )
 
 
 def default_route_ip(route_table: str | Path = "/proc/net/route") -> str:

@@ -1,4 +1,5 @@
-"""Publishes what systemd reports about managed units to ``states/<machine>/<name>``.
+"""Publishes what systemd reports about managed units to ``states/<machine>/<name>``,
+with each unit's health (from ``agent.health.HealthMonitor``).
 
 Every key is written under the machine lease, so everything a dead machine
 published disappears with it.  Changes are coalesced for ``coalesce``
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from fleetd.agent.units import UnitStatus
 from fleetd.errors import RegistryError
-from fleetd.model import UnitState
+from fleetd.model import UnitHealth, UnitState
 from fleetd.registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Publisher:
         self.hashes: dict[str, str] = {}
         self.statuses: dict[str, UnitStatus] = {}
         self._since: dict[str, float] = {}
+        self._health: dict[str, UnitHealth] = {}
         self._published: dict[str, UnitState] = {}
         self._dirty: set[str] = set()
         self._sweep = False
@@ -91,6 +93,7 @@ class Publisher:
         if self.hashes.pop(name, None) is not None or name in self._published:
             self.statuses.pop(name, None)
             self._since.pop(name, None)
+            self._health.pop(name, None)
             self._dirty.add(name)
             self._poke()
 
@@ -101,6 +104,13 @@ class Publisher:
         self.statuses[status.name] = status
         self._dirty.add(status.name)
         self._poke()
+
+    def health(self, name: str, health: UnitHealth) -> None:
+        """The unit's health changed (``HealthMonitor``); ignored for units not managed."""
+        if name in self.hashes and self._health.get(name) != health:
+            self._health[name] = health
+            self._dirty.add(name)
+            self._poke()
 
     def stop(self) -> None:
         """Publish nothing more (the machine is shutting down)."""
@@ -117,6 +127,7 @@ class Publisher:
         hash_, status = self.hashes.get(name), self.statuses.get(name)
         if hash_ is None or status is None:
             return None
+        health = self._health.get(name, UnitHealth())
         return UnitState(
             self.machine,
             name,
@@ -125,6 +136,9 @@ class Publisher:
             status.active_state,
             status.sub_state,
             self._since.get(name, 0.0),
+            health.health,
+            health.message,
+            health.since,
         )
 
     async def flush(self) -> None:

@@ -15,6 +15,7 @@ from fleetd.errors import RegistryError
 from fleetd.model import (
     Capacity,
     DesiredState,
+    Health,
     Machine,
     MachineFlags,
     Placement,
@@ -156,6 +157,9 @@ def encode_state(state: UnitState) -> bytes:
             "active": state.active_state,
             "sub": state.sub_state,
             "since": state.since,
+            "health": state.health,
+            "health_msg": state.health_message,
+            "health_since": state.health_since,
         }
     )
 
@@ -170,7 +174,19 @@ def decode_state(machine: str, name: str, key: str, data: bytes) -> UnitState:
         active_state=_get(obj, "active", str, key),
         sub_state=_get(obj, "sub", str, key),
         since=_get(obj, "since", float, key, 0.0),
+        # Absent from records of fleetds without health checks; a value this fleetd does
+        # not know (a newer one's) says as little: both are "unknown".
+        health=_health(_get(obj, "health", str, key, Health.UNKNOWN.value)),
+        health_message=_get(obj, "health_msg", str, key, ""),
+        health_since=_get(obj, "health_since", float, key, 0.0),
     )
+
+
+def _health(raw: str) -> Health:
+    try:
+        return Health(raw)
+    except ValueError:
+        return Health.UNKNOWN
 
 
 # -- machine-flags/<machine> -------------------------------------------------------

@@ -318,14 +318,17 @@ class Cluster:
             await asyncio.sleep(0.002)
 
     def advance(self, seconds: float) -> None:
-        """Move the ``ManualClock`` on, then let leases expire and the engine look at its
-        timers at once."""
+        """Move the ``ManualClock`` on, then let leases expire and the engine and the agents'
+        health checks look at their timers at once."""
         if not isinstance(self.clock, ManualClock):
             raise TypeError("only a cluster on a ManualClock can advance time")
         self.clock.advance(seconds)
         self.registry.expire_leases()
         if self.engine is not None:
             self.engine.trigger()
+        for node in self.nodes.values():
+            if node.agent is not None:
+                node.agent.health.nudge()
 
 
 @contextlib.asynccontextmanager

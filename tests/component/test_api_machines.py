@@ -75,6 +75,7 @@ async def test_state_lists_and_filters(client, store) -> None:
         "systemdLoadState",
         "systemdActiveState",
         "systemdSubState",
+        "health",  # extension; healthMessage and healthSince only when there is one
     }
     assert (await client.get("/fleet/v1/state?machineID=a/b")).json() == {"states": []}
     r = await client.get("/fleet/v1/state", params={"nextPageToken": "zzz"})

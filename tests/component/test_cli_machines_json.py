@@ -112,7 +112,8 @@ def test_drain_waits_until_the_machine_holds_no_units(run, server: ServerThread)
 
 UNIT_STATE_KEYS = {
     "name", "machineID", "machineIP", "hash", "desiredState", "systemdLoadState",
-    "systemdActiveState", "systemdSubState", "reason",
+    "systemdActiveState", "systemdSubState", "health", "healthMessage", "healthSince",
+    "reason",
 }  # fmt: skip
 UNIT_FILE_KEYS = {
     "name", "hash", "desiredState", "currentState", "machineID", "global", "description",
@@ -142,6 +143,9 @@ def test_json_shapes(run, server: ServerThread, tmp_path: Path) -> None:  # type
         "systemdLoadState": None,
         "systemdActiveState": None,
         "systemdSubState": None,
+        "health": None,
+        "healthMessage": None,
+        "healthSince": None,
         "reason": rows[0]["reason"],
     }
     assert "role=none" in rows[0]["reason"]

@@ -10,11 +10,13 @@ from fleetd.errors import RegistryError
 from fleetd.model import (
     Capacity,
     DesiredState,
+    Health,
     Machine,
     MachineFlags,
     Placement,
     ScheduleEntry,
     Unit,
+    UnitHealth,
     UnitState,
 )
 from fleetd.registry import codec
@@ -83,3 +85,25 @@ def test_bad_nested_values() -> None:
         codec.decode_machine("k", b'{"v":1,"id":"m","metadata":{"a":"b"}}')
     with pytest.raises(RegistryError, match="'unschedulable' must be bool"):
         codec.decode_flags("k", b'{"v":1,"unschedulable":"yes"}')
+
+
+def test_unit_states_carry_health() -> None:
+    state = UnitState(
+        "m1", "a.service", "f00", "loaded", "active", "running", 17.25,
+        Health.UNHEALTHY, "connection refused", 18.5,
+    )  # fmt: skip
+    data = codec.encode_state(state)
+    assert json.loads(data)["health"] == "unhealthy"
+    assert codec.decode_state("m1", "a.service", "k", data) == state
+    assert state.unit_health == UnitHealth(Health.UNHEALTHY, "connection refused", 18.5)
+
+
+def test_a_state_from_a_fleetd_without_health_checks_decodes_as_unknown() -> None:
+    old = b'{"v":1,"hash":"f00","load":"loaded","active":"active","sub":"running","since":3}'
+    state = codec.decode_state("m1", "a.service", "k", old)
+    assert state == UnitState("m1", "a.service", "f00", "loaded", "active", "running", 3.0)
+    assert (state.health, state.health_message, state.health_since) == (Health.UNKNOWN, "", 0.0)
+    newer = old[:-1] + b',"health":"degraded"}'
+    assert codec.decode_state("m1", "a.service", "k", newer).health is Health.UNKNOWN
+    with pytest.raises(RegistryError, match="'health_msg' must be str"):
+        codec.decode_state("m1", "a.service", "k", old[:-1] + b',"health_msg":1}')
