@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fleetd.api.events import classify
 from healthkit import HttpService, closed_port
 
+from fleetd.api.routes.events import classify
 from fleetd.model import DesiredState, Health, UnitState
 from fleetd.registry.base import WatchEvent
 from fleetd.testing.cluster import Cluster, cluster

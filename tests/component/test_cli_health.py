@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from clikit import ServerThread
-from fleetd.cli.main import app
 from healthkit import closed_port
 from typer.testing import CliRunner
+
+from fleetd.cli.main import app
 
 SERVICE = "[Unit]\nDescription=web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
