@@ -3,7 +3,10 @@
 The unix socket is protected by its mode (its requests' caller is ``unix
 socket``); the TCP listener wraps the app in ``BearerAuth`` unless
 authentication is explicitly disabled (then a warning is logged at start and
-the caller is ``anonymous``).  Sockets are bound here, before uvicorn starts, so a
+the caller is ``anonymous``).  TCP is HTTPS (``api_cert_file``,
+``api_key_file``; client certificates required with ``api_client_ca_file``);
+plain HTTP only when asked for by name (``api_insecure_http``), with a
+warning at every start.  Sockets are bound here, before uvicorn starts, so a
 bind failure is a ConfigError naming the address (uvicorn would exit the
 process instead).  fleetd owns the signal handling, not uvicorn.
 """
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from fleetd.errors import ConfigError
 from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
+from fleetd.tls import TlsFiles, client_context, server_context
 from fleetd.tokens import TokenSource
 
 from .app import create_app
@@ -129,7 +134,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: ASGIApp) -> _Server:
+def _server(app: ASGIApp, tls: ssl.SSLContext | None = None) -> _Server:
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -139,6 +144,9 @@ def _server(app: ASGIApp) -> _Server:
         proxy_headers=False,
         server_header=False,
     )
+    config.load()
+    # Our own context (fleetd/tls.py: files checked, TLS 1.2 at least), not uvicorn's.
+    config.ssl = tls
     return _Server(config)
 
 
@@ -153,6 +161,8 @@ class ApiServer:
         tokens: Tokens | str | None = None,
         auth_disabled: bool = False,
         refused: AuditRefusal | None = None,
+        tls: TlsFiles | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self.app = app
         self.listeners = [Listener.parse(a) for a in listen]
@@ -164,6 +174,14 @@ class ApiServer:
                 "api_listen has a TCP address: set api_tokens_file or api_token_file "
                 "(or api_auth_disabled = true)"
             )
+        if has_tcp and tls is None and not insecure_http:
+            raise ConfigError(
+                "api_listen has a TCP address: set api_cert_file and api_key_file (HTTPS), "
+                "or api_insecure_http = true to serve plain HTTP"
+            )
+        if tls is not None and insecure_http:
+            raise ConfigError("api_insecure_http = true and api_cert_file: choose one")
+        self.tls = server_context(tls) if tls is not None else None
         self.tokens = tokens
         self.auth_disabled = auth_disabled
         self.refused = refused
@@ -210,10 +228,23 @@ class ApiServer:
     async def run(self) -> None:
         if not self._sockets:
             self.bind()
-        servers = [(_server(self._app_for(lst)), sock) for lst, sock in self._sockets]
+        servers = [
+            (_server(self._app_for(lst), None if lst.unix_path else self.tls), sock)
+            for lst, sock in self._sockets
+        ]
         for address in self.addresses:
-            log.info("API listening on %s", address)
-            if address.startswith("tcp://") and self.auth_disabled:
+            if not address.startswith("tcp://"):
+                log.info("API listening on %s", address)
+                continue
+            scheme = "https" if self.tls is not None else "http"
+            log.info("API listening on %s (%s)", address, scheme)
+            if self.tls is None:
+                log.warning(
+                    "API on %s serves plain HTTP (api_insecure_http = true): tokens and "
+                    "unit files cross the network in clear",
+                    address,
+                )
+            if self.auth_disabled:
                 log.warning("API on %s accepts requests without a token (auth disabled)", address)
         tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in servers]
         try:
@@ -256,6 +287,11 @@ def for_fleetd(
     status/journal requests of a caller that came without one (the unix socket).
     """
     token = load_token(config.api_token_file) if config.api_token_file else None
+    tls = None
+    if config.api_cert_file or config.api_key_file:
+        tls = TlsFiles(config.api_cert_file, config.api_key_file, config.api_client_ca_file)
+    elif config.api_client_ca_file:
+        raise ConfigError("api_client_ca_file needs api_cert_file and api_key_file (HTTPS)")
     tokens = None
     if config.api_tokens_file or config.api_token_file:
         tokens = TokenSource(config.api_tokens_file or None, config.api_token_file or None)
@@ -267,7 +303,11 @@ def for_fleetd(
             config.default_cpu_reservation_millis, config.default_memory_reservation_bytes
         ),
         inspector=SystemdInspector(),
-        peers=Peers(port=tcp_port(config.api_listen), token=token),
+        peers=Peers(
+            port=tcp_port(config.api_listen),
+            token=token,
+            tls=peer_context(tls) if tls is not None else None,
+        ),
         extra_metrics=extra_metrics,
         systemd=systemd,
     )
@@ -277,4 +317,15 @@ def for_fleetd(
         tokens=tokens,
         auth_disabled=config.api_auth_disabled,
         refused=app.state.audit.refused,
+        tls=tls,
+        insecure_http=config.api_insecure_http,
+    )
+
+
+def peer_context(tls: TlsFiles) -> ssl.SSLContext:
+    """How this fleetd reaches other machines' APIs over HTTPS: it trusts the cluster's
+    CA (``api_client_ca_file``, else the system's) and presents its own certificate."""
+    return client_context(
+        TlsFiles(tls.cert, tls.key, tls.ca),
+        ("api_client_ca_file", "api_cert_file", "api_key_file"),
     )

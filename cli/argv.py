@@ -21,6 +21,11 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "--etcd-endpoints": True,
     "--etcd-key-prefix": True,
     "--token": True,
+    "--ca-file": True,
+    "--cert-file": True,
+    "--key-file": True,
+    "--etcd-username": True,
+    "--etcd-password": True,
     "--request-timeout": True,
     "--output": True,
     "-o": True,
@@ -28,8 +33,8 @@ GLOBAL_OPTIONS: dict[str, bool] = {
 }
 # Options of a command that share a global option's name: they belong to the command.
 COMMAND_OPTIONS: dict[str, frozenset[str]] = {"journal": frozenset({"--output", "-o"})}
-SECRET_OPTIONS = frozenset({"--token"})
-SECRET_ENV = ("FLEETCTL_TOKEN",)
+SECRET_OPTIONS = frozenset({"--token", "--etcd-password"})
+SECRET_ENV = ("FLEETCTL_TOKEN", "FLEETCTL_ETCD_PASSWORD")
 # Options whose URLs may carry ``user:password@``.
 URL_OPTIONS = frozenset({"--endpoint", "--etcd-endpoints"})
 URL_ENV = ("FLEETCTL_ENDPOINT", "FLEETCTL_ETCD_ENDPOINTS")

@@ -23,8 +23,9 @@ from fleetd.api import wire
 from fleetd.api.service import commands, history, queries, unitbatch
 from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
 from fleetd.caller import Caller, etcd_driver
-from fleetd.errors import Conflict, FleetError, InvalidInput, NotFound
+from fleetd.errors import ConfigError, Conflict, FleetError, InvalidInput, NotFound
 from fleetd.registry.store import Store
+from fleetd.tls import TlsFiles, client_context
 
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/fleet/v1"
@@ -141,6 +142,7 @@ class ApiBackend:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.endpoint = endpoint
         if transport is None and endpoint in IN_PROCESS:
@@ -168,6 +170,12 @@ class ApiBackend:
                 raise CliError(f"--endpoint {endpoint!r}: {exc}") from exc
             if port is not None and not 0 < port < 65536:
                 raise CliError(f"--endpoint {endpoint!r}: port {port} is not in 1..65535")
+            if endpoint.startswith("https://") and transport is None:
+                try:
+                    verify = client_context(tls or TlsFiles())
+                except ConfigError as exc:
+                    raise CliError(str(exc)) from exc
+                transport = httpx.AsyncHTTPTransport(verify=verify)
         else:
             raise CliError(f"--endpoint {endpoint!r}: expected unix:///path or http(s)://host:port")
         try:

@@ -84,6 +84,46 @@ def _root(
         help="bearer token for a TCP endpoint",
         show_default=False,
     ),
+    ca_file: str = typer.Option(
+        "",
+        "--ca-file",
+        envvar="FLEETCTL_CA_FILE",
+        metavar="FILE",
+        help="CA to verify an https:// endpoint (and etcd) with; default: the system's",
+        show_default=False,
+    ),
+    cert_file: str = typer.Option(
+        "",
+        "--cert-file",
+        envvar="FLEETCTL_CERT_FILE",
+        metavar="FILE",
+        help="client certificate for an https:// endpoint (and etcd)",
+        show_default=False,
+    ),
+    key_file: str = typer.Option(
+        "",
+        "--key-file",
+        envvar="FLEETCTL_KEY_FILE",
+        metavar="FILE",
+        help="key of --cert-file",
+        show_default=False,
+    ),
+    etcd_username: str = typer.Option(
+        "",
+        "--etcd-username",
+        envvar="FLEETCTL_ETCD_USERNAME",
+        metavar="USER",
+        help="etcd user (--driver etcd)",
+        show_default=False,
+    ),
+    etcd_password: str = typer.Option(
+        "",
+        "--etcd-password",
+        envvar="FLEETCTL_ETCD_PASSWORD",
+        metavar="PASSWORD",
+        help="etcd password (--driver etcd; better: FLEETCTL_ETCD_PASSWORD)",
+        show_default=False,
+    ),
     request_timeout: float = typer.Option(
         30.0,
         "--request-timeout",
@@ -118,6 +158,11 @@ def _root(
         token=token or None,
         request_timeout=request_timeout,
         output=output,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        etcd_username=etcd_username,
+        etcd_password=etcd_password,
     )
 
 

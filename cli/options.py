@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import typer
 
 from fleetd.errors import ConfigError, FleetError
+from fleetd.tls import TlsFiles
 
 from .argv import redact, url_secrets
 from .backend import ApiBackend, Backend, CliError, StoreBackend
@@ -46,6 +47,17 @@ class GlobalOptions:
     token: str | None = None
     request_timeout: float = 30.0
     output: Output = Output.TABLE
+    # TLS (fleet's --ca-file/--cert-file/--key-file): the https:// endpoint and,
+    # with --driver etcd, etcd; etcd's own authentication.
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    etcd_username: str = ""
+    etcd_password: str = ""
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.cert_file, self.key_file, self.ca_file)
 
     def backend(self) -> Backend:
         if self.driver is Driver.ETCD:
@@ -61,9 +73,23 @@ class GlobalOptions:
                 keys = Keys(prefix)
             except ValueError as exc:
                 raise CliError(f"--etcd-key-prefix: {exc}") from exc
-            registry = EtcdRegistry(endpoints, timeout=self.request_timeout)
+            if bool(self.etcd_username) != bool(self.etcd_password):
+                raise CliError("--etcd-username and --etcd-password must be given together")
+            if bool(self.cert_file) != bool(self.key_file):
+                raise CliError("--cert-file and --key-file must be given together")
+            registry = EtcdRegistry(
+                endpoints,
+                ca_file=self.ca_file or None,
+                cert_file=self.cert_file or None,
+                key_file=self.key_file or None,
+                username=self.etcd_username or None,
+                password=self.etcd_password or None,
+                timeout=self.request_timeout,
+            )
             return StoreBackend(Store(registry, keys))
-        return ApiBackend(self.endpoint, token=self.token, timeout=self.request_timeout)
+        return ApiBackend(
+            self.endpoint, token=self.token, timeout=self.request_timeout, tls=self.tls
+        )
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -75,7 +101,11 @@ def fail(message: str, opts: GlobalOptions | None = None) -> typer.Exit:
     """Print ``message`` on stderr (no secret in it) and return the exit to raise."""
     hidden = []
     if opts is not None:
-        hidden = [opts.token or "", *url_secrets(f"{opts.endpoint} {opts.etcd_endpoints}")]
+        hidden = [
+            opts.token or "",
+            opts.etcd_password,
+            *url_secrets(f"{opts.endpoint} {opts.etcd_endpoints}"),
+        ]
     typer.echo(printable(redact(message, hidden), keep="\n\t"), err=True)
     return typer.Exit(1)
 

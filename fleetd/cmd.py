@@ -16,10 +16,11 @@ from fleetd.errors import FleetError
 def _daemon_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetd",
-        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox ... | fleetd token ...",
+        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox|token|pki ...",
         description="fleetd: agent, engine candidate and REST API of one machine. "
         "Subcommands: `fleetd sandbox --help` (a local cluster of systemd machines), "
-        "`fleetd token --help` (the API's scoped tokens).",
+        "`fleetd token --help` (the API's scoped tokens), `fleetd pki --help` (the "
+        "cluster's CA and certificates).",
         epilog="Every option can also be set in the config file (key = value) or as "
         "FLEETD_<OPTION> in the environment; flags win over the environment, which wins "
         "over the file.",
@@ -76,5 +77,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from fleetd.tokencmd import app as token_app
 
         token_app(args[1:], prog_name="fleetd token")
+        return
+    if args and args[0] == "pki":
+        from fleetd.pkicmd import app as pki_app
+
+        pki_app(args[1:], prog_name="fleetd pki")
         return
     sys.exit(run_daemon(args))

@@ -51,6 +51,10 @@ class Config:
     api_listen: tuple[str, ...] = ("unix:///var/run/fleet.sock",)
     api_token_file: str = ""
     api_tokens_file: str = ""
+    api_cert_file: str = ""
+    api_key_file: str = ""
+    api_client_ca_file: str = ""
+    api_insecure_http: bool = False
     api_auth_disabled: bool = False
     state_dir: str = "/var/lib/fleetd"
     embedded_etcd_listen: str = "127.0.0.1:2379"
@@ -236,6 +240,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_listen", _listen, "API listen addresses: unix:///path, tcp://host:port"),
     Option("api_token_file", _absolute, "file holding one API bearer token (admin, TCP)"),
     Option("api_tokens_file", _absolute, "file of API tokens, one a line: NAME ROLE SECRET"),
+    Option("api_cert_file", _absolute, "certificate of the API's HTTPS listener (PEM)"),
+    Option("api_key_file", _absolute, "private key of api_cert_file (PEM)"),
+    Option("api_client_ca_file", _absolute, "CA whose client certificates the API requires"),
+    Option("api_insecure_http", _bool, "serve TCP as plain HTTP (warned at every start)"),
     Option("api_auth_disabled", _bool, "serve TCP without a token (warned at start)"),
     Option("state_dir", _absolute, "fleetd state (embedded etcd data)"),
     Option("embedded_etcd_listen", _str, "host:port of the embedded etcd"),

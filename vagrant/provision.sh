@@ -410,6 +410,7 @@ etcd_servers = $ETCD_SERVERS
 metadata = $META
 public_ip = $NODE_IP
 api_listen = unix:///var/run/fleet.sock,tcp://$NODE_IP:$API_PORT
+api_insecure_http = true
 api_token_file = $TOKEN_PATH
 EOF
 [ "$CHANGED" = no ] || FLEETD_RESTART=yes

@@ -11,6 +11,7 @@ A forwarded request carries ``FORWARD_HEADER`` so a peer never forwards again
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ class Peers:
 
     port: int | None = None
     token: str | None = None
+    # HTTPS to the peers (fleetd/tls.py), None: plain HTTP.
+    tls: ssl.SSLContext | None = None
     transport_for: Callable[[model.Machine], httpx.AsyncBaseTransport] | None = None
 
     def _client(self, machine: model.Machine, bearer: str | None) -> httpx.AsyncClient:
@@ -57,11 +60,13 @@ class Peers:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         transport = self.transport_for(machine) if self.transport_for else None
+        scheme = "https" if self.tls is not None else "http"
         return httpx.AsyncClient(
-            base_url=f"http://{host}:{self.port or 80}",
+            base_url=f"{scheme}://{host}:{self.port or 80}",
             headers=headers,
             timeout=TIMEOUT,
             transport=transport,
+            verify=self.tls if self.tls is not None else False,
         )
 
     async def get_json(

@@ -99,6 +99,7 @@ class SandboxSpec:
             f"public_ip = {ip}",
             f"agent_ttl = {self.agent_ttl:g}s",
             f"api_listen = unix:///var/run/fleet.sock,tcp://{ip}:{API_PORT}",
+            "api_insecure_http = true",
             "units_directory = /run/fleet/units",
         ]
         lines.append(f"api_token_file = {token_file}" if self.auth else "api_auth_disabled = true")

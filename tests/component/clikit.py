@@ -91,7 +91,9 @@ class ServerThread:
         await cluster.wait_for(self._registered, "both machines registered")
         cluster.start_engine()
         if self.token:
-            server = ApiServer(cluster.nodes[M1].app, ["tcp://127.0.0.1:0"], tokens=self.token)
+            server = ApiServer(
+                cluster.nodes[M1].app, ["tcp://127.0.0.1:0"], tokens=self.token, insecure_http=True
+            )
             server.bind()
             self.tcp_endpoint = "http://" + server.addresses[0][len("tcp://") :]
             cluster.spawn("api-tcp", server.run())

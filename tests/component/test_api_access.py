@@ -145,7 +145,13 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     tokens_file.write_text(tokens_text(list(SECRETS)))
     source = TokenSource(str(tokens_file), poll=0.0)
     app = make_app(new_store(), machine_id=M1, inspector=Inspector())
-    server = ApiServer(app, ["tcp://127.0.0.1:0"], tokens=source, refused=app.state.audit.refused)
+    server = ApiServer(
+        app,
+        ["tcp://127.0.0.1:0"],
+        tokens=source,
+        refused=app.state.audit.refused,
+        insecure_http=True,
+    )
     server.bind()
     base = "http://" + server.addresses[0][len("tcp://") :]
     # "gone" worked, then was removed from the file.

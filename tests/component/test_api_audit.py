@@ -35,6 +35,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         [f"unix://{sock}", "tcp://127.0.0.1:0"],
         tokens=TokenSource(str(tokens)),
         refused=app.state.audit.refused,
+        insecure_http=True,
     )
     server.bind()
     tcp = next(a for a in server.addresses if a.startswith("tcp://"))

@@ -81,7 +81,10 @@ async def test_unix_socket_is_0600_and_serves(tmp_path: Path) -> None:
 async def test_tcp_needs_token(tmp_path: Path) -> None:
     store = new_store()
     server = ApiServer(
-        make_app(store), [f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:0"], tokens=TOKEN
+        make_app(store),
+        [f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:0"],
+        tokens=TOKEN,
+        insecure_http=True,
     )
     server.bind()
     tcp = next(a for a in server.addresses if a.startswith("tcp://"))
@@ -107,7 +110,7 @@ def test_tcp_without_token_is_refused_unless_disabled(tmp_path: Path) -> None:
     app = make_app(new_store())
     with pytest.raises(ConfigError, match="api_token_file"):
         ApiServer(app, ["tcp://127.0.0.1:0"])
-    ApiServer(app, ["tcp://127.0.0.1:0"], auth_disabled=True)
+    ApiServer(app, ["tcp://127.0.0.1:0"], auth_disabled=True, insecure_http=True)
     with pytest.raises(ConfigError, match="unix"):
         ApiServer(app, ["http://x"])
     assert tcp_port(["unix:///a", "tcp://0.0.0.0:4002"]) == 4002

@@ -355,3 +355,37 @@ async def test_auth_role_limits_are_reported(
     with pytest.raises(RegistryError, match=r"(?i)refused|permission") as info:
         await registry.put("/fleet/units/x.service", b"{}")
     assert not isinstance(info.value, RegistryUnavailable)
+
+
+# --- fleetctl --driver etcd -----------------------------------------------------------------
+
+
+def test_fleetctl_driver_etcd_with_tls_and_with_a_password(
+    tls_etcd: str,
+    auth_etcd: str,
+    pki: Pki,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clirun import fleetctl
+
+    tls = ["--driver", "etcd", "--etcd-endpoints", tls_etcd, "--request-timeout", "3"]
+    files = [
+        "--ca-file", pki["ca.crt"], "--cert-file", pki["client.crt"],
+        "--key-file", pki["client.key"],
+    ]  # fmt: skip
+    ok = fleetctl(capsys, monkeypatch, [*tls, *files, "list-units"])
+    assert ok.code == 0, ok.stderr
+    refused = fleetctl(capsys, monkeypatch, [*tls, "--ca-file", pki["ca.crt"], "list-units"])
+    assert refused.code == 1 and "TLS with etcd failed" in refused.stderr
+    auth = ["--driver", "etcd", "--etcd-endpoints", auth_etcd, "--request-timeout", "3"]
+    env = {"FLEETCTL_ETCD_USERNAME": "root", "FLEETCTL_ETCD_PASSWORD": ROOT_PASSWORD}
+    assert fleetctl(capsys, monkeypatch, [*auth, "list-units"], env).code == 0
+    wrong = fleetctl(
+        capsys, monkeypatch, [*auth, "--etcd-username", "root", "--etcd-password",
+                              ROOT_PASSWORD + "x", "list-units"],
+    )  # fmt: skip
+    assert wrong.code == 1 and "invalid user ID or password" in wrong.stderr
+    assert ROOT_PASSWORD not in wrong.output
+    half = fleetctl(capsys, monkeypatch, [*auth, "--etcd-username", "root", "list-units"])
+    assert half.code == 1 and "must be given together" in half.stderr

@@ -232,7 +232,7 @@ TOKEN = "hostile-token-0123456789abcdef"
 async def test_tcp_refuses_every_path_without_the_right_token(tmp_path: Path) -> None:
     store = new_store()
     await seed(store)
-    server = ApiServer(make_app(store), ["tcp://127.0.0.1:0"], tokens=TOKEN)
+    server = ApiServer(make_app(store), ["tcp://127.0.0.1:0"], tokens=TOKEN, insecure_http=True)
     server.bind()
     host_port = server.addresses[0][len("tcp://") :]
     task = asyncio.create_task(server.run())
