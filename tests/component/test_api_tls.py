@@ -14,8 +14,8 @@ import httpx
 import pytest
 from apikit import make_app, new_store
 from clirun import fleetctl
-from fleetd.api.serve import ApiServer
 
+from fleetd.api.serve import ApiServer
 from fleetd.errors import ConfigError
 from fleetd.pki import Pki
 from fleetd.tls import TlsFiles, client_context
