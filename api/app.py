@@ -7,7 +7,7 @@ wrapped in ``BearerAuth``, on TCP.  OpenAPI is at ``/openapi.json``, docs at ``/
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
@@ -18,6 +18,8 @@ from fleetd.requirements import ReservationDefaults
 
 from .access import Authorize
 from .audit import Audit, AuditLog
+from .census import CLUSTER_TTL, Census
+from .collectors import AgentCollector, AgentReading, EngineCollector, EngineView
 from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
@@ -60,19 +62,25 @@ def create_app(
     defaults: ReservationDefaults | None = None,
     inspector: UnitInspector | None = None,
     peers: Peers | None = None,
-    extra_metrics: Sequence[Callable[[], str]] = (),
     systemd: Callable[[], SystemdLink] | None = None,
+    agent: Callable[[], AgentReading] | None = None,
+    engine: EngineView | None = None,
+    cluster_ttl: float = CLUSTER_TTL,
     max_body: int = MAX_BODY,
     clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The API over ``store``.
 
     ``machine_id``/``inspector``: this machine and how to inspect its units
     (None on a fleetd without an agent); ``peers``: how to reach other
-    machines' APIs for status/journal; ``extra_metrics``: callables returning
-    Prometheus text appended to ``/metrics``; ``systemd``: this machine's agent's
+    machines' APIs for status/journal; ``systemd``: this machine's agent's
     connection to systemd, for ``/healthz`` and ``/metrics`` (None: no agent here);
-    ``clock``: wall-clock seconds, the time unit versions record.
+    ``agent``/``engine``: what ``/metrics`` shows of this machine's agent and this
+    process's engine (fleetd/readings.py); ``cluster_ttl``: how long a registry read
+    of the cluster serves ``/metrics`` where the engine does not lead (census.py);
+    ``clock``: wall-clock seconds, the time unit versions record; ``monotonic``: the
+    clock of ``cluster_ttl``.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -90,16 +98,19 @@ def create_app(
     )
     ctx = ApiContext(
         store=store,
+        census=Census(store, engine=engine, ttl=cluster_ttl, clock=monotonic),
         machine_id=machine_id,
         page_size=page_size,
         defaults=defaults or ReservationDefaults(),
         inspector=inspector,
         peers=peers or Peers(),
-        extra_metrics=tuple(extra_metrics),
         systemd=systemd,
         clock=clock,
     )
     app.state.ctx = ctx
+    ctx.metrics.add(AgentCollector(systemd, agent))
+    if engine is not None:
+        ctx.metrics.add(EngineCollector(engine))
     install_error_handlers(app)
     for router in (
         units.router,

@@ -34,7 +34,7 @@ from fleetd.caller import Caller
 from .access import CALLER, WRITE_METHODS, RouteTable
 from .auth import remote_of
 from .errors import printable
-from .metrics import ApiMetrics
+from .metrics import Metrics
 
 log = logging.getLogger("fleetd.audit")
 AUDIT_MESSAGE_ID = "6c1f0b7e3a2d4c59a8e1f2b3c4d5e6f7"
@@ -84,7 +84,7 @@ def _value(text: str) -> str:
 class AuditLog:
     """Logs and counts audit records (one per app, shared by its listeners)."""
 
-    def __init__(self, metrics: ApiMetrics, routes: RouteTable | None = None) -> None:
+    def __init__(self, metrics: Metrics, routes: RouteTable | None = None) -> None:
         self.metrics = metrics
         self.routes = routes or RouteTable()
 

@@ -12,7 +12,8 @@ from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
-from .metrics import ApiMetrics
+from .census import Census
+from .metrics import Metrics
 from .service.inspector import UnitInspector
 from .service.pagination import DEFAULT_PAGE_SIZE
 from .service.peers import Peers
@@ -21,14 +22,13 @@ from .service.peers import Peers
 @dataclass
 class ApiContext:
     store: Store
+    census: Census  # cluster-wide counts for /metrics
     machine_id: str | None = None
     page_size: int = DEFAULT_PAGE_SIZE
     defaults: ReservationDefaults = field(default_factory=ReservationDefaults)
     inspector: UnitInspector | None = None
     peers: Peers = field(default_factory=Peers)
-    metrics: ApiMetrics = field(default_factory=ApiMetrics)
-    # Extra Prometheus text (engine, agent) appended to /metrics.
-    extra_metrics: tuple[Callable[[], str], ...] = ()
+    metrics: Metrics = field(default_factory=Metrics)
     # This machine's agent's connection to systemd now (None: no agent in this process).
     systemd: Callable[[], SystemdLink] | None = None
     # Wall-clock seconds: the time unit versions record.

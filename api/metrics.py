@@ -1,125 +1,114 @@
-"""Prometheus text exposition: API request counters and cluster gauges.
+"""Prometheus exposition of one API app, in its own prometheus-client CollectorRegistry.
 
-Request metrics are counted by an ASGI wrapper (``RequestCounter``) per
-method, route template and status.  Cluster gauges are read from the
-registry at scrape time; agent gauges from this machine's agent.  Other parts
-of fleetd (engine, agent) add their own text through ``ApiContext.extra_metrics``.
+A scrape shows:
+
+- HTTP requests, counted by ``RequestCounter``: a counter and a latency
+  histogram by method, route template (``/fleet/v1/units/{name}``, never the
+  raw path, so the label set is bounded) and status code;
+- this process: prometheus-client's process, platform and GC collectors;
+- this machine's agent and this process's engine (collectors.py), read from
+  their objects at scrape time;
+- cluster-wide gauges (census.py), passed to ``render`` per scrape.
+
+Each app has its own registry rather than prometheus-client's global one, so
+that several apps in one process (tests) count separately.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetd import model
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OTHER_ROUTE = "other"
+"""The route label of a request that matched no route (a 404 for an unknown path)."""
 
-from .service import views
-
-_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def labels(**pairs: str) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(pairs.items())) + "}"
+# A ``_created`` sample per label set would double every request series; nothing
+# here uses them (Prometheus sees counter resets by itself).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-@dataclass
-class ApiMetrics:
-    requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(_BUCKETS))
-    duration_sum: float = 0.0
-    duration_count: int = 0
-    writes: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+class Metrics:
+    """One app's collector registry: request metrics, process metrics, added collectors."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        labels = ("method", "route", "code")
+        self._requests = Counter(
+            "fleetd_api_requests",
+            "API requests by method, route template and status code.",
+            labels,
+            registry=self.registry,
+        )
+        self._durations = Histogram(
+            "fleetd_api_request_duration_seconds",
+            "Time to answer an API request, by method, route template and status code.",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._writes = Counter(
+            "fleetd_api_writes",
+            "Audited writes by caller, method, route template and status code.",
+            ("caller", *labels),
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, str(status))] += 1
-        self.duration_sum += seconds
-        self.duration_count += 1
-        for i, bound in enumerate(_BUCKETS):
-            if seconds <= bound:
-                self.bucket_counts[i] += 1
+        code = str(status)
+        self._requests.labels(method, route, code).inc()
+        self._durations.labels(method, route, code).observe(seconds)
 
     def write(self, caller: str, method: str, route: str, status: int) -> None:
         """One audited write (api/audit.py)."""
-        self.writes[(caller, method, route, str(status))] += 1
+        self._writes.labels(caller, method, route, str(status)).inc()
 
-    def render(self) -> Iterable[str]:
-        yield "# HELP fleetd_api_requests_total API requests by method, route and status."
-        yield "# TYPE fleetd_api_requests_total counter"
-        for (method, route, status), count in sorted(self.requests.items()):
-            yield (
-                "fleetd_api_requests_total"
-                f"{labels(method=method, route=route, code=status)} {count}"
-            )
-        yield "# HELP fleetd_api_request_duration_seconds Time to answer an API request."
-        yield "# TYPE fleetd_api_request_duration_seconds histogram"
-        for bound, count in zip(_BUCKETS, self.bucket_counts, strict=True):
-            yield f'fleetd_api_request_duration_seconds_bucket{{le="{bound}"}} {count}'
-        yield f'fleetd_api_request_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}'
-        yield f"fleetd_api_request_duration_seconds_sum {self.duration_sum:.6f}"
-        yield f"fleetd_api_request_duration_seconds_count {self.duration_count}"
-        yield "# HELP fleetd_api_writes_total Audited writes by caller, method, route and status."
-        yield "# TYPE fleetd_api_writes_total counter"
-        for (caller, method, route, status), count in sorted(self.writes.items()):
-            yield (
-                "fleetd_api_writes_total"
-                f"{labels(caller=caller, method=method, route=route, code=status)} {count}"
-            )
+    def add(self, collector: Collector) -> None:
+        """Collect from ``collector`` at every scrape (an agent's, an engine's)."""
+        self.registry.register(collector)
+
+    def render(self, extra: Sequence[Metric] = ()) -> bytes:
+        """The text exposition (format 0.0.4) of the registry, then ``extra``."""
+        return generate_latest(_Joined(self.registry, extra))
 
 
-def cluster_gauges(snap: views.Snapshot) -> Iterable[str]:
-    by_desired = Counter(u.desired.value for u in snap.units)
-    yield "# HELP fleetd_units Submitted units by desired state."
-    yield "# TYPE fleetd_units gauge"
-    for state in model.DesiredState:
-        yield f"fleetd_units{labels(desired=state.value)} {by_desired.get(state.value, 0)}"
-    active = Counter(s.active_state for s in snap.states)
-    yield "# HELP fleetd_unit_states Unit copies reported by agents, by systemd ActiveState."
-    yield "# TYPE fleetd_unit_states gauge"
-    for state_name, count in sorted(active.items()):
-        yield f"fleetd_unit_states{labels(active=state_name)} {count}"
-    yield "# HELP fleetd_machines Machines present in the cluster."
-    yield "# TYPE fleetd_machines gauge"
-    yield f"fleetd_machines {len(snap.machines)}"
-    cordoned = sum(1 for f in snap.flags.values() if f.unschedulable or f.draining)
-    yield "# HELP fleetd_machines_unschedulable Machines cordoned or draining."
-    yield "# TYPE fleetd_machines_unschedulable gauge"
-    yield f"fleetd_machines_unschedulable {cordoned}"
-    cut_off = sum(1 for m in snap.machines if not m.systemd_connected)
-    yield "# HELP fleetd_machines_systemd_unreachable Machines whose agent cannot reach systemd."
-    yield "# TYPE fleetd_machines_systemd_unreachable gauge"
-    yield f"fleetd_machines_systemd_unreachable {cut_off}"
-    yield "# HELP fleetd_units_unplaceable Units the engine could not place."
-    yield "# TYPE fleetd_units_unplaceable gauge"
-    yield f"fleetd_units_unplaceable {len(snap.placements)}"
-    yield "# HELP fleetd_scheduled_units Schedule entries (unit copies assigned to machines)."
-    yield "# TYPE fleetd_scheduled_units gauge"
-    yield f"fleetd_scheduled_units {len(snap.schedule)}"
+class _Joined:
+    """A registry's metrics followed by families made for one scrape."""
 
+    def __init__(self, registry: CollectorRegistry, extra: Sequence[Metric]) -> None:
+        self._registry = registry
+        self._extra = extra
 
-def agent_gauges(link: model.SystemdLink) -> Iterable[str]:
-    """This machine's agent, as it sees itself now."""
-    yield "# HELP fleetd_agent_systemd_connected Whether this machine's agent reaches systemd."
-    yield "# TYPE fleetd_agent_systemd_connected gauge"
-    yield f"fleetd_agent_systemd_connected {int(link.connected)}"
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+        yield from self._extra
 
 
 class RequestCounter:
     """ASGI wrapper that records each HTTP request in ``metrics`` under its route template."""
 
     def __init__(
-        self, app: ASGIApp, metrics: ApiMetrics, templates: Callable[[], Iterable[str]]
+        self, app: ASGIApp, metrics: Metrics, templates: Callable[[], Iterable[str]]
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -136,7 +125,7 @@ class RequestCounter:
         for pattern, template in self._patterns:
             if pattern.match(path):
                 return template
-        return "other"
+        return OTHER_ROUTE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,25 +145,3 @@ class RequestCounter:
         finally:
             route = self.route_of(scope["path"])
             self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
-
-
-def render_fields(prefix: str, values: object, help_text: str = "") -> str:
-    """Prometheus text for the numeric fields of a dataclass (e.g. the engine's metrics).
-
-    ``fleetd_engine`` + field ``placements`` -> ``fleetd_engine_placements``;
-    fields ending in ``_total`` are counters, the others gauges; non-numeric
-    fields are skipped.  For ``ApiContext.extra_metrics``.
-    """
-    if not dataclasses.is_dataclass(values) or isinstance(values, type):
-        raise TypeError("render_fields needs a dataclass instance")
-    lines = []
-    for f in dataclasses.fields(values):
-        value = getattr(values, f.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        name = f"{prefix}_{f.name}"
-        kind = "counter" if f.name.endswith("_total") else "gauge"
-        lines.append(f"# HELP {name} {help_text or prefix.replace('_', ' ')}: {f.name}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.append(f"{name} {value}")
-    return "\n".join(lines) + ("\n" if lines else "")

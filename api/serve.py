@@ -39,6 +39,7 @@ from fleetd.tokens import TokenSource
 
 from .app import create_app
 from .auth import AuditRefusal, BearerAuth, Identified, Tokens, load_token
+from .collectors import AgentReading, EngineView
 from .service.inspector import SystemdInspector
 from .service.pagination import DEFAULT_PAGE_SIZE
 from .service.peers import Peers
@@ -277,8 +278,9 @@ def for_fleetd(
     store: Store,
     *,
     machine_id: str | None,
-    extra_metrics: Sequence[Callable[[], str]] = (),
     systemd: Callable[[], SystemdLink] | None = None,
+    agent: Callable[[], AgentReading] | None = None,
+    engine: EngineView | None = None,
 ) -> ApiServer:
     """The API of one fleetd as its configuration says (what server.py runs).
 
@@ -308,8 +310,9 @@ def for_fleetd(
             token=token,
             tls=peer_context(tls) if tls is not None else None,
         ),
-        extra_metrics=extra_metrics,
         systemd=systemd,
+        agent=agent,
+        engine=engine,
     )
     return ApiServer(
         app,

@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetd.config import Config
 from fleetd.errors import FleetError, RegistryError
@@ -29,6 +29,9 @@ from fleetd.notify import notify
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
 from fleetd.registry.store import Store
+
+if TYPE_CHECKING:
+    from fleetd.readings import EngineReadings
 
 log = logging.getLogger("fleetd")
 
@@ -120,27 +123,29 @@ class Server:
             "agent": self._agent(agent),
             "ready": self._ready(agent),
         }
-        extra_metrics: list[Callable[[], str]] = []
+        engine: EngineReadings | None = None
         if not self.config.disable_engine:
-            from fleetd.api.metrics import render_fields
             from fleetd.engine.engine import Engine, settings_from_config
+            from fleetd.readings import EngineReadings
 
             settings = settings_from_config(self.config)
-            engine = Engine(store, agent.machine.id, clock=self.clock, settings=settings)
-            parts["engine"] = engine.run()
-            extra_metrics.append(lambda: render_fields("fleetd_engine", engine.metrics))
-        parts["api"] = self._api(store, agent, extra_metrics)
+            running = Engine(store, agent.machine.id, clock=self.clock, settings=settings)
+            parts["engine"] = running.run()
+            engine = EngineReadings(running)
+        parts["api"] = self._api(store, agent, engine)
         return parts
 
-    async def _api(self, store: Store, agent: Any, extra_metrics: list[Callable[[], str]]) -> None:
+    async def _api(self, store: Store, agent: Any, engine: EngineReadings | None) -> None:
         from fleetd.api.serve import for_fleetd
+        from fleetd.readings import agent_reading
 
         server = for_fleetd(
             self.config,
             store,
             machine_id=agent.machine.id,
-            extra_metrics=extra_metrics,
             systemd=lambda: agent.systemd,
+            agent=lambda: agent_reading(agent),
+            engine=engine,
         )
         server.bind()
         self._reloads.append(server.reload_tokens)

@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fleetd.errors import FleetError
 
 from .. import wire
+from ..collectors import cluster_families
 from ..context import ApiContext, get_ctx
-from ..metrics import agent_gauges, cluster_gauges
-from ..service import queries
+from ..metrics import CONTENT_TYPE
 from ..service.discovery import discovery_document
 
 log = logging.getLogger(__name__)
@@ -69,35 +69,21 @@ async def healthz(ctx: Ctx) -> JSONResponse:
 
 @root.get("/metrics", response_class=PlainTextResponse)
 async def metrics(ctx: Ctx) -> PlainTextResponse:
-    """Prometheus text: API requests, cluster gauges and engine/agent metrics."""
-    lines = list(ctx.metrics.render())
-    if ctx.systemd is not None:
-        lines.extend(agent_gauges(ctx.systemd()))
+    """Prometheus text: API requests, this process, this machine's agent, this process's
+    engine and cluster gauges (counted without reading the whole registry each time)."""
     try:
-        snap = await queries.snapshot(
-            ctx.store,
-            units=True,
-            schedule=True,
-            states=True,
-            machines=True,
-            flags=True,
-            placements=True,
-        )
-        lines.extend(cluster_gauges(snap))
-        up = 1
-    except FleetError as exc:
+        await asyncio.wait_for(ctx.store.current_leader(), HEALTH_TIMEOUT)
+        up = True
+    except (FleetError, TimeoutError) as exc:
         log.warning("metrics: registry unavailable: %s", exc)
-        up = 0
-    lines.append("# HELP fleetd_registry_up Whether the registry answered this scrape.")
-    lines.append("# TYPE fleetd_registry_up gauge")
-    lines.append(f"fleetd_registry_up {up}")
-    for extra in ctx.extra_metrics:
-        text = extra().rstrip("\n")
-        if text:
-            lines.append(text)
-    return PlainTextResponse(
-        "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+        up = False
+    try:
+        counts = await ctx.census.counts(may_read=up)
+    except FleetError as exc:
+        log.warning("metrics: cannot count the cluster: %s", exc)
+        counts = None
+    body = ctx.metrics.render(cluster_families(counts, up))
+    return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
 
 @fleet.get("/discovery")

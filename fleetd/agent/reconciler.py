@@ -62,6 +62,7 @@ class Reconciler:
         self.files: dict[str, str] = {}  # name -> hash of the file in units_directory
         self.started: dict[str, str] = {}  # name -> hash the agent started
         self.passes = 0
+        self.errors = 0  # passes that failed (each is retried)
         self.idle = asyncio.Event()  # set after a pass that found nothing left to do
         self._wake = asyncio.Event()
         self._last_tasks: list[Task] = []
@@ -151,6 +152,7 @@ class Reconciler:
                 await self.reconcile_once()
                 delay = 0.1
             except FleetError as exc:
+                self.errors += 1
                 log.warning("pass failed: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

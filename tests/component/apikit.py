@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd import model
 from fleetd.api.app import create_app
@@ -20,6 +21,17 @@ JSON = {"Content-Type": "application/json"}
 
 def options_of(text: str) -> list[dict[str, str]]:
     return UnitFile.from_text(text).to_dicts()
+
+
+def samples(text: str) -> dict[str, float]:
+    """A Prometheus text exposition, parsed by prometheus-client's parser: each sample as
+    ``name{label="value",...}`` (labels sorted; no braces without labels) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            pairs = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{pairs}}}" if pairs else sample.name] = sample.value
+    return found
 
 
 def new_store() -> Store:

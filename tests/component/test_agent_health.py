@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from apikit import client_for, make_app
+from apikit import client_for, make_app, samples
 
 from fleetd.agent.agent import Agent
 from fleetd.config import Config
@@ -84,6 +84,6 @@ async def test_its_fleetd_reports_it_in_healthz_metrics_and_machines(agent: Agen
         assert "cannot connect to the system bus" in body["reason"]
         (machine,) = (await client.get("/fleet/v1/machines")).json()["machines"]
         assert machine["id"] == MACHINE.id and machine["systemdConnected"] is False
-        text = (await client.get("/metrics")).text
-        assert "\nfleetd_agent_systemd_connected 0\n" in text
-        assert "\nfleetd_machines_systemd_unreachable 1\n" in text
+        metrics = samples((await client.get("/metrics")).text)
+        assert metrics["fleetd_agent_systemd_connected"] == 0
+        assert metrics["fleetd_machines_systemd_unreachable"] == 1

@@ -132,7 +132,7 @@ async def test_a_machine_without_dbus_says_so_gets_nothing_new_and_keeps_its_uni
     assert "agent cannot reach systemd since" in body["reason"]
     assert "system bus" in body["reason"]
     text = (await health.get("/metrics")).text
-    assert "\nfleetd_agent_systemd_connected 0\n" in text
+    assert "\nfleetd_agent_systemd_connected 0.0\n" in text
 
     async def listed() -> dict[str, Any] | None:
         proc = await asyncio.to_thread(fleetctl, health.sandbox, "-o", "json", "list-machines")

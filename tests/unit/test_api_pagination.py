@@ -49,23 +49,3 @@ def test_cursor_survives_removed_items() -> None:
     assert page.items == ["c", "d"]
     page = paginate(["a", "c", "d"], str, PageToken("b"), 10)
     assert page.items == ["c", "d"]
-
-
-def test_render_fields_of_a_metrics_dataclass() -> None:
-    from dataclasses import dataclass
-
-    from fleetd.api.metrics import render_fields
-
-    @dataclass
-    class EngineMetrics:
-        placements_total: int = 7
-        unplaceable: int = 2
-        reconcile_seconds: float = 0.25
-        leader: bool = True
-        name: str = "x"
-
-    text = render_fields("fleetd_engine", EngineMetrics())
-    assert "# TYPE fleetd_engine_placements_total counter\nfleetd_engine_placements_total 7" in text
-    assert "fleetd_engine_unplaceable 2" in text
-    assert "fleetd_engine_reconcile_seconds 0.25" in text
-    assert "leader" not in text and "name" not in text

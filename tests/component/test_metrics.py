@@ -1,0 +1,261 @@
+"""``/metrics``: what the exposition names and counts, that prometheus-client's parser reads
+it, and that a scrape reads no range of the registry where the engine leads (and at most
+one set per TTL elsewhere).
+
+The engine is the real one over the in-memory registry (engine_harness.py); the agent is
+the real one whose system bus address names a socket nobody listens on
+(test_agent_health.py).  Range reads are counted by wrapping the registry's
+``get_prefix``, the only range read the Registry protocol has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from apikit import SERVICE, add_machine, client_for, make_app, new_store, samples, submit
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleetd.agent.agent import Agent
+from fleetd.agent.systemd import UnitStatus
+from fleetd.config import Config
+from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
+from fleetd.readings import EngineReadings, agent_reading
+from fleetd.registry.base import KeyValue
+from fleetd.registry.memory import MemoryRegistry
+from fleetd.registry.store import Store
+from fleetd.unitfile import UnitFile
+from tests.component.engine_harness import Harness, ManualClock, harness, unit_text
+
+UNIT = "a.service"
+ROUTE = "/fleet/v1/units/{name}"
+
+
+def range_reads(registry: MemoryRegistry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The prefixes ``registry`` is range-read under from now on (appended as they are)."""
+    reads: list[str] = []
+    read = registry.get_prefix
+
+    async def counted(prefix: str) -> tuple[list[KeyValue], int]:
+        reads.append(prefix)
+        return await read(prefix)
+
+    monkeypatch.setattr(registry, "get_prefix", counted)
+    return reads
+
+
+async def test_requests_are_counted_and_timed_by_route_template_in_each_apps_registry() -> None:
+    store = new_store()
+    app, other = make_app(store), make_app(store)
+    async with client_for(app) as client, client_for(other) as other_client:
+        assert (await client.get(f"/fleet/v1/units/{UNIT}")).status_code == 404
+        assert (await submit(client, UNIT)).status_code == 201
+        assert (await client.get(f"/fleet/v1/units/{UNIT}")).status_code == 200
+        assert (await client.get("/no/such/path")).status_code == 404
+        text = (await client.get("/metrics")).text
+        other_text = (await other_client.get("/metrics")).text
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["fleetd_api_requests"].type == "counter"
+    assert families["fleetd_api_request_duration_seconds"].type == "histogram"
+    metrics = samples(text)
+    for code, method in (("404", "GET"), ("201", "PUT"), ("200", "GET")):
+        labels = f'code="{code}",method="{method}",route="{ROUTE}"'
+        assert metrics[f"fleetd_api_requests_total{{{labels}}}"] == 1
+        assert metrics[f"fleetd_api_request_duration_seconds_count{{{labels}}}"] == 1
+        assert metrics[f'fleetd_api_request_duration_seconds_bucket{{{labels},le="+Inf"}}'] == 1
+    assert metrics['fleetd_api_requests_total{code="404",method="GET",route="other"}'] == 1
+    routes = {
+        s.labels["route"] for f in families.values() for s in f.samples if "route" in s.labels
+    }
+    assert routes == {ROUTE, "other"}  # never a raw path (no unbounded label values)
+    assert not any(name.endswith("_created") for name in metrics)
+    # This process, from prometheus-client's collectors.
+    assert metrics["process_cpu_seconds_total"] > 0
+    assert metrics["process_resident_memory_bytes"] > 0
+    assert any(name.startswith("python_info{") for name in metrics)
+    # The other app counted only its own scrape.
+    other_routes = {
+        key for key in samples(other_text) if key.startswith("fleetd_api_requests_total")
+    }
+    assert other_routes == set()
+
+
+async def started(h: Harness) -> EngineReadings:
+    """Two machines, four units (one not placeable), an engine that placed them."""
+    await h.machine("m1")
+    await h.machine("m2")
+    for i in range(3):
+        await h.submit(f"web@{i}.service", unit_text(Conflicts="web@*"))
+    await h.submit("idle.service", desired=DesiredState.LOADED)
+    engine = h.engine()
+    h.start(engine)
+
+    async def settled() -> bool:
+        done = engine.metrics.reconciles_total > 0
+        return done and len(await h.where()) == 3 and len(await h.reasons()) == 1
+
+    await h.wait_for(settled, "3 units placed, 1 with a reason")
+    return EngineReadings(engine)
+
+
+async def test_where_the_engine_leads_a_scrape_reads_no_range_of_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with harness() as h:
+        readings = await started(h)
+        app = make_app(h.store, engine=readings)
+        await h.flag("m2", MachineFlags(unschedulable=True))
+        async with client_for(app) as client:
+
+            async def flagged() -> bool:
+                text = (await client.get("/metrics")).text
+                return samples(text).get("fleetd_machines_unschedulable") == 1
+
+            await h.wait_for(flagged, "the engine's model has m2 cordoned")
+            reads = range_reads(h.registry, monkeypatch)
+            metrics = samples((await client.get("/metrics")).text)
+            assert reads == []
+            assert metrics['fleetd_units{desired="launched"}'] == 3
+            assert metrics['fleetd_units{desired="loaded"}'] == 1
+            assert metrics['fleetd_units{desired="inactive"}'] == 0
+            assert metrics["fleetd_machines"] == 2
+            assert metrics["fleetd_scheduled_units"] == 3
+            assert metrics["fleetd_units_unplaceable"] == 1
+            assert metrics["fleetd_registry_up"] == 1
+            assert metrics["fleetd_engine_leader"] == 1
+            assert metrics["fleetd_engine_leader_changes_total"] == 1
+            assert metrics["fleetd_engine_units_placed_total"] == 3
+            assert metrics["fleetd_engine_units_unplaceable"] == 1
+            assert metrics["fleetd_engine_tasks_applied_total"] == 4  # 3 entries, 1 reason
+
+            await h.submit("b.service")
+
+            async def placed() -> bool:
+                return "b.service" in await h.where()
+
+            await h.wait_for(placed, "b.service placed")
+            reads.clear()
+            metrics = samples((await client.get("/metrics")).text)
+            assert reads == []
+        m = readings.engine.metrics
+        assert metrics['fleetd_units{desired="launched"}'] == 4
+        assert metrics["fleetd_scheduled_units"] == 4
+        assert metrics["fleetd_engine_units_placed_total"] == m.placements_total == 4
+        full, scoped = m.full_reconciles_total, m.reconciles_total - m.full_reconciles_total
+        assert metrics['fleetd_engine_passes_total{kind="full"}'] == full >= 1
+        assert metrics['fleetd_engine_passes_total{kind="scoped"}'] == scoped
+        assert metrics["fleetd_engine_pass_seconds_count"] == full + scoped
+        assert metrics["fleetd_engine_pass_seconds_sum"] == pytest.approx(m.reconcile_seconds_total)
+        assert metrics["fleetd_engine_write_transactions_total"] == m.write_transactions_total
+
+
+async def test_elsewhere_the_cluster_is_read_once_per_ttl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = new_store()
+    clock = ManualClock()
+    registry = store.registry
+    assert isinstance(registry, MemoryRegistry)
+    await add_machine(store, "1" * 32)
+    async with harness() as h:  # an engine that never led: the registry is read
+        app = make_app(store, engine=EngineReadings(h.engine()), cluster_ttl=10, monotonic=clock)
+        async with client_for(app) as client:
+            await submit(client, UNIT, desired="launched")
+            reads = range_reads(registry, monkeypatch)
+            first, second = await asyncio.gather(client.get("/metrics"), client.get("/metrics"))
+            assert len(reads) == 5  # units, schedule, machines, flags, placements: once
+            for r in (first, second):
+                assert samples(r.text)['fleetd_units{desired="launched"}'] == 1
+
+            await submit(client, "b.service", desired="launched")
+            reads.clear()
+            clock.advance(9.9)
+            metrics = samples((await client.get("/metrics")).text)
+            assert reads == []
+            assert metrics['fleetd_units{desired="launched"}'] == 1  # as read 9.9 s ago
+
+            clock.advance(0.1)
+            metrics = samples((await client.get("/metrics")).text)
+            assert len(reads) == 5
+            assert metrics['fleetd_units{desired="launched"}'] == 2
+            assert metrics["fleetd_engine_leader"] == 0
+
+            registry.set_available(False)
+            clock.advance(10)
+            metrics = samples((await client.get("/metrics")).text)
+            assert metrics["fleetd_registry_up"] == 0
+            assert "fleetd_machines" not in metrics  # not counted, rather than stale
+
+
+MACHINE = Machine("c" * 32, "host-c", "10.0.0.3", (), Capacity(2000, 1 << 30), "1")
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
+    """The real agent without systemd; one unit file is already in its directory."""
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / UNIT).write_text(SERVICE)
+    store = Store(MemoryRegistry())
+    agent = Agent(
+        config=Config(units_directory=str(units), agent_ttl=10.0),
+        store=store,
+        clock=ManualClock(),
+        machine=MACHINE,
+        lease_file=tmp_path / "lease",
+        bus_address=f"unix:path={tmp_path / 'no-bus'}",
+    )
+    task = asyncio.create_task(agent.run())
+    try:
+        yield agent
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.registry.close()
+
+
+async def test_agent_metrics_follow_the_agent(agent: Agent) -> None:
+    app = make_app(
+        agent.store,
+        machine_id=MACHINE.id,
+        systemd=lambda: agent.systemd,
+        agent=lambda: agent_reading(agent),
+    )
+    clock = agent.presence.clock
+    assert isinstance(clock, ManualClock)
+    async with client_for(app) as client:
+
+        async def scrape() -> dict[str, float]:
+            return samples((await client.get("/metrics")).text)
+
+        async with asyncio.timeout(10):
+            await agent.presence.registered.wait()
+        metrics = await scrape()
+        assert metrics["fleetd_agent_systemd_connected"] == 0
+        assert metrics["fleetd_agent_lease_ttl_seconds"] == 10
+        assert metrics["fleetd_agent_lease_age_seconds"] == 0
+        # Adopted from the units directory; systemd has said nothing of it yet.
+        assert metrics['fleetd_agent_units{active="unknown"}'] == 1
+        assert metrics["fleetd_agent_reconcile_passes_total"] == 0
+        assert metrics["fleetd_agent_reconcile_errors_total"] == 0
+
+        clock.advance(4.5)  # no keep-alive since (the next is due at TTL/2)
+        agent.publisher.status(UnitStatus(UNIT, "loaded", "active", "running"))
+        metrics = await scrape()
+        assert metrics["fleetd_agent_lease_age_seconds"] == 4.5
+        assert metrics['fleetd_agent_units{active="active"}'] == 1
+        assert 'fleetd_agent_units{active="unknown"}' not in metrics
+
+        agent.reconciler.errors += 2  # as two failed passes leave it
+        metrics = await scrape()
+        assert metrics["fleetd_agent_reconcile_errors_total"] == 2
+
+
+def test_an_adopted_unit_is_known_by_its_hash() -> None:
+    # The fixture's unit file is valid: the agent adopts it rather than discarding it.
+    assert UnitFile.from_text(SERVICE).hash
