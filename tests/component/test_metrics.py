@@ -3,32 +3,27 @@ it, and that a scrape reads no range of the registry where the engine leads (and
 one set per TTL elsewhere).
 
 The engine is the real one over the in-memory registry (engine_harness.py); the agent is
-the real one whose system bus address names a socket nobody listens on
-(test_agent_health.py).  Range reads are counted by wrapping the registry's
-``get_prefix``, the only range read the Registry protocol has.
+the real one in the in-process cluster, on fake systemd (fleetd/testing/cluster.py).
+Range reads are counted by wrapping the registry's ``get_prefix``, the only range read
+the Registry protocol has.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from apikit import SERVICE, add_machine, client_for, make_app, new_store, samples, submit
+from apikit import add_machine, client_for, make_app, new_store, samples, submit
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.agent.agent import Agent
-from fleetd.agent.systemd import UnitStatus
-from fleetd.config import Config
-from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
+from fleetd.model import DesiredState, MachineFlags
 from fleetd.readings import EngineReadings, agent_reading
 from fleetd.registry.base import KeyValue
 from fleetd.registry.memory import MemoryRegistry
-from fleetd.registry.store import Store
-from fleetd.unitfile import UnitFile
-from tests.component.engine_harness import Harness, ManualClock, harness, unit_text
+from fleetd.testing.cluster import ManualClock, cluster
+from tests.component.engine_harness import Harness, harness, unit_text
 
 UNIT = "a.service"
 ROUTE = "/fleet/v1/units/{name}"
@@ -66,7 +61,8 @@ async def test_requests_are_counted_and_timed_by_route_template_in_each_apps_reg
         labels = f'code="{code}",method="{method}",route="{ROUTE}"'
         assert metrics[f"fleetd_api_requests_total{{{labels}}}"] == 1
         assert metrics[f"fleetd_api_request_duration_seconds_count{{{labels}}}"] == 1
-        assert metrics[f'fleetd_api_request_duration_seconds_bucket{{{labels},le="+Inf"}}'] == 1
+        bucket = f'code="{code}",le="+Inf",method="{method}",route="{ROUTE}"'
+        assert metrics[f"fleetd_api_request_duration_seconds_bucket{{{bucket}}}"] == 1
     assert metrics['fleetd_api_requests_total{code="404",method="GET",route="other"}'] == 1
     routes = {
         s.labels["route"] for f in families.values() for s in f.samples if "route" in s.labels
@@ -191,71 +187,61 @@ async def test_elsewhere_the_cluster_is_read_once_per_ttl(
             assert "fleetd_machines" not in metrics  # not counted, rather than stale
 
 
-MACHINE = Machine("c" * 32, "host-c", "10.0.0.3", (), Capacity(2000, 1 << 30), "1")
+WEB = "[Unit]\nDescription=web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
 
-@pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
-    """The real agent without systemd; one unit file is already in its directory."""
-    units = tmp_path / "units"
-    units.mkdir()
-    (units / UNIT).write_text(SERVICE)
-    store = Store(MemoryRegistry())
-    agent = Agent(
-        config=Config(units_directory=str(units), agent_ttl=10.0),
-        store=store,
-        clock=ManualClock(),
-        machine=MACHINE,
-        lease_file=tmp_path / "lease",
-        bus_address=f"unix:path={tmp_path / 'no-bus'}",
-    )
-    task = asyncio.create_task(agent.run())
-    try:
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await store.registry.close()
+async def test_agent_metrics_follow_the_agent_and_its_systemd(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=1) as c:
+        node = c.nodes["m1"]
+        assert isinstance(c.clock, ManualClock) and c.engine is not None
 
+        def agent() -> Agent:
+            assert node.agent is not None
+            return node.agent
 
-async def test_agent_metrics_follow_the_agent(agent: Agent) -> None:
-    app = make_app(
-        agent.store,
-        machine_id=MACHINE.id,
-        systemd=lambda: agent.systemd,
-        agent=lambda: agent_reading(agent),
-    )
-    clock = agent.presence.clock
-    assert isinstance(clock, ManualClock)
-    async with client_for(app) as client:
+        app = make_app(
+            c.store,
+            machine_id="m1",
+            systemd=lambda: agent().systemd,
+            agent=lambda: agent_reading(agent()),
+            engine=EngineReadings(c.engine),
+        )
+        async with client_for(app) as client:
 
-        async def scrape() -> dict[str, float]:
-            return samples((await client.get("/metrics")).text)
+            async def scrape() -> dict[str, float]:
+                return samples((await client.get("/metrics")).text)
 
-        async with asyncio.timeout(10):
-            await agent.presence.registered.wait()
-        metrics = await scrape()
-        assert metrics["fleetd_agent_systemd_connected"] == 0
-        assert metrics["fleetd_agent_lease_ttl_seconds"] == 10
-        assert metrics["fleetd_agent_lease_age_seconds"] == 0
-        # Adopted from the units directory; systemd has said nothing of it yet.
-        assert metrics['fleetd_agent_units{active="unknown"}'] == 1
-        assert metrics["fleetd_agent_reconcile_passes_total"] == 0
-        assert metrics["fleetd_agent_reconcile_errors_total"] == 0
+            node.systemd.fail("LinkUnitFiles", "org.freedesktop.DBus.Error.AccessDenied")
+            await c.submit("web.service", WEB)
+            await c.wait_for(lambda: c.running("web.service") == ["m1"], "web runs after a retry")
 
-        clock.advance(4.5)  # no keep-alive since (the next is due at TTL/2)
-        agent.publisher.status(UnitStatus(UNIT, "loaded", "active", "running"))
-        metrics = await scrape()
-        assert metrics["fleetd_agent_lease_age_seconds"] == 4.5
-        assert metrics['fleetd_agent_units{active="active"}'] == 1
-        assert 'fleetd_agent_units{active="unknown"}' not in metrics
+            async def reported(state: str) -> bool:
+                return (await scrape()).get(f'fleetd_agent_units{{active="{state}"}}') == 1
 
-        agent.reconciler.errors += 2  # as two failed passes leave it
-        metrics = await scrape()
-        assert metrics["fleetd_agent_reconcile_errors_total"] == 2
+            await c.wait_for(lambda: reported("active"), "web active in m1's metrics")
+            metrics = await scrape()
+            assert metrics["fleetd_agent_systemd_connected"] == 1
+            assert metrics["fleetd_agent_reconcile_errors_total"] == 1  # the failed link
+            assert metrics["fleetd_agent_reconcile_passes_total"] == agent().reconciler.passes
+            assert metrics["fleetd_agent_reconcile_passes_total"] >= 2
+            assert metrics["fleetd_agent_lease_ttl_seconds"] == c.ttl
+            age = metrics["fleetd_agent_lease_age_seconds"]
+            assert 0 <= age < c.ttl / 2  # a keep-alive is due every TTL/2
 
+            c.clock.advance(7.5)  # the manual clock: no keep-alive came meanwhile
+            assert (await scrape())["fleetd_agent_lease_age_seconds"] == age + 7.5
 
-def test_an_adopted_unit_is_known_by_its_hash() -> None:
-    # The fixture's unit file is valid: the agent adopts it rather than discarding it.
-    assert UnitFile.from_text(SERVICE).hash
+            node.systemd.kill("web.service")
+            await c.wait_for(lambda: reported("failed"), "web failed in m1's metrics")
+            assert 'fleetd_agent_units{active="active"}' not in await scrape()
+
+            node.systemd.set_bus(False)
+
+            async def cut_off() -> bool:
+                metrics = await scrape()
+                return (
+                    metrics["fleetd_agent_systemd_connected"] == 0
+                    and metrics["fleetd_machines_systemd_unreachable"] == 1
+                )
+
+            await c.wait_for(cut_off, "m1 cut off from systemd, in the agent and the cluster")
