@@ -11,7 +11,8 @@ from fleetd.requirements import ReservationDefaults
 
 @dataclass(slots=True)
 class EngineMetrics:
-    """What the API exposes (Prometheus names: ``fleetd_engine_<field>``; ``_total`` = counter).
+    """What the engine counts; ``/metrics`` shows it as ``fleetd_engine_*`` (read through
+    fleetd/readings.py, named in api/README.md).
 
     Only the engine writes these; everyone else reads.
     """
