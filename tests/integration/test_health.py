@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from cluster_helpers import fleetctl, unit_properties
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetd.model import DesiredState, Unit
 from fleetd.registry.etcd import EtcdRegistry
@@ -44,6 +45,15 @@ async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -
             return result
     except TimeoutError:
         raise AssertionError(f"not within {within}s: {what}") from None
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name{labels}`` in a Prometheus text exposition, if present."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None
 
 
 class Health:
@@ -120,6 +130,14 @@ async def test_a_machine_without_dbus_says_so_gets_nothing_new_and_keeps_its_uni
         await until(lambda n=name: health.active_on_victim(n), 60, f"{name} active on {VICTIM}")
     before = await health.main_pids(running)
     assert (await health.get("/healthz")).status_code == 200
+    text = (await health.get("/metrics")).text
+    assert sample(text, "fleetd_agent_systemd_connected") == 1
+    assert (sample(text, "fleetd_agent_units", active="active") or 0) >= len(running)
+    age, ttl = (sample(text, f"fleetd_agent_lease_{m}_seconds") for m in ("age", "ttl"))
+    assert age is not None and ttl is not None and 0 <= age < ttl
+    assert sample(text, "fleetd_machines_systemd_unreachable") == 0
+    assert sample(text, "fleetd_engine_leader") in (0, 1)
+    assert (sample(text, "process_cpu_seconds_total") or 0) > 0
 
     health.dbus("stop")
 
@@ -132,7 +150,7 @@ async def test_a_machine_without_dbus_says_so_gets_nothing_new_and_keeps_its_uni
     assert "agent cannot reach systemd since" in body["reason"]
     assert "system bus" in body["reason"]
     text = (await health.get("/metrics")).text
-    assert "\nfleetd_agent_systemd_connected 0.0\n" in text
+    assert sample(text, "fleetd_agent_systemd_connected") == 0
 
     async def listed() -> dict[str, Any] | None:
         proc = await asyncio.to_thread(fleetctl, health.sandbox, "-o", "json", "list-machines")
