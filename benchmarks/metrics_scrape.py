@@ -27,8 +27,8 @@ import time
 from typing import Any
 
 import httpx
-from fleetd.api.app import create_app
 
+from fleetd.api.app import create_app
 from fleetd.engine.engine import Engine, EngineSettings
 from fleetd.model import Capacity, DesiredState, Machine, Placement, ScheduleEntry, Unit, UnitState
 from fleetd.readings import EngineReadings
