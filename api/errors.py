@@ -1,10 +1,12 @@
-"""fleet's error shape and the mapping from fleetd's exception tree to HTTP statuses.
+"""fleet's error shape, and the API's answer to each error of fleetd's exception tree.
 
 Every error the API sends is ``{"error": {"code": N, "message": "..."}}`` with
 ``Content-Type: application/json`` — what fleet sent and what the Go client
-(googleapi) parses.  Handlers raise ``ApiError`` or let a ``FleetError`` through;
-the handlers installed by ``install_error_handlers`` turn both, FastAPI's
-validation errors and Starlette's routing errors into that shape.
+(googleapi) parses.  Handlers raise a ``FleetError`` (``ApiError`` for a status
+no other type stands for); the handlers installed by ``install_error_handlers``
+answer it with the status of the tree's one table (``fleetd.errors.http_status``,
+which fleetctl reads back with ``error_for_status``), and turn FastAPI's
+validation errors and Starlette's routing errors into the same shape.
 """
 
 from __future__ import annotations
@@ -21,25 +23,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
-from fleetd.errors import (
-    Conflict,
-    FleetError,
-    InvalidInput,
-    NotFound,
-    NotLeader,
-    RegistryUnavailable,
-)
+from fleetd.errors import FleetError, http_status
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """An HTTP error with fleet's body; ``code`` is the HTTP status."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # Control characters, bidi overrides and lone surrogates: a message often quotes the
@@ -82,19 +68,6 @@ def error_response(code: int, message: str, headers: dict[str, str] | None = Non
     return JSONResponse(error_body(code, message), status_code=code, headers=headers)
 
 
-def status_for(exc: FleetError) -> int:
-    """The HTTP status a domain error maps to."""
-    if isinstance(exc, InvalidInput):
-        return 400
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, RegistryUnavailable | NotLeader):
-        return 503
-    return 500
-
-
 def describe_validation(errors: Sequence[Any]) -> str:
     """FastAPI/pydantic validation errors as one readable line naming each field."""
     parts: list[str] = []
@@ -124,13 +97,9 @@ _STATUS_MESSAGES = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.code, exc.message)
-
     @app.exception_handler(FleetError)
     async def _fleet_error(_: Request, exc: FleetError) -> JSONResponse:
-        code = status_for(exc)
+        code = http_status(exc)
         if code >= 500:
             log.error("request failed: %s", exc, exc_info=exc)
         return error_response(code, str(exc) or type(exc).__name__)

@@ -20,10 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from fleetd import model
 from fleetd.api import wire
-from fleetd.api.service import commands, history, queries, unitbatch
+from fleetd.api.service import answers, commands, history, queries, unitbatch
 from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
 from fleetd.caller import Caller, etcd_driver
-from fleetd.errors import ConfigError, Conflict, FleetError, InvalidInput, NotFound
+from fleetd.errors import ApiError, ConfigError, FleetError, NotFound, Unavailable, error_for_status
 from fleetd.registry.store import Store
 from fleetd.tls import TlsFiles, client_context
 
@@ -43,11 +43,6 @@ BATCH_BYTES = 768 * 1024  # under the API's 1 MiB body limit, with room for fram
 IN_PROCESS: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {}
 """Endpoints served inside this process (an in-process cluster in tests, see
 ``fleetd.testing``): ``ApiBackend`` reaches them through the transport made here."""
-
-
-class Unavailable(CliError):
-    """fleetd could not be reached or could not answer now (a restart, a lost etcd):
-    the same request may succeed later, so blocking waits retry it."""
 
 
 class Backend(Protocol):
@@ -108,30 +103,18 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        text = response.text.strip()
-        return text or f"HTTP {response.status_code}"
+def _answer(status: int, message: str) -> FleetError:
+    """fleetd's error answer as the error the API answered it for (the one table)."""
+    if status == 401:
+        message = f"{message} (pass --token or set FLEETCTL_TOKEN)"
+    error = error_for_status(status, message)
+    if status >= 500 or isinstance(error, ApiError):
+        return error_for_status(status, f"fleetd answered {status}: {message}")
+    return error
 
 
 def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    message = _error_message(response)
-    if response.status_code == 404:
-        raise NotFound(message)
-    if response.status_code == 409:
-        raise Conflict(message)
-    if response.status_code in (400, 413, 415):
-        raise InvalidInput(message)
-    if response.status_code == 401:
-        raise CliError(f"{message} (pass --token or set FLEETCTL_TOKEN)")
-    if response.status_code in (502, 503, 504):
-        raise Unavailable(f"fleetd answered {response.status_code}: {message}")
-    raise CliError(f"fleetd answered {response.status_code}: {message}")
+    answers.raise_for(response, _answer)
 
 
 class ApiBackend:

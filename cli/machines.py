@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.status import Status
 
 from fleetd.api import wire
-from fleetd.errors import RegistryUnavailable
+from fleetd.errors import Unavailable
 
 from . import completion, shapes
-from .backend import Backend, CliError, Unavailable
+from .backend import Backend, CliError
 from .helptext import Command
 from .options import Output, options, run, stderr_is_tty
 from .progress import FIRST_DELAY, MAX_DELAY
@@ -79,7 +79,7 @@ async def _left(backend: Backend, machine_id: str) -> list[str] | None:
     try:
         units = await backend.list_units()
         states = await backend.list_states()
-    except (Unavailable, RegistryUnavailable):
+    except Unavailable:
         return None
     names = {u.name for u in units if u.machineID == machine_id}
     names.update(s.name for s in states if s.machineID == machine_id)

@@ -21,11 +21,11 @@ from rich.status import Status
 
 from fleetd.api import wire
 from fleetd.api.service import views
-from fleetd.errors import InvalidInput, RegistryUnavailable
+from fleetd.errors import InvalidInput, Unavailable
 from fleetd.model import DesiredState
 from fleetd.unitfile import UnitFile
 
-from .backend import Backend, Unavailable
+from .backend import Backend
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 0.5
@@ -170,7 +170,7 @@ class Waiter:
                 attempt += 1
                 try:
                     last = await self._attempt(pending, outcomes, on_done)
-                except (Unavailable, RegistryUnavailable) as exc:
+                except Unavailable as exc:
                     # As fleet's fleetctl: a fleetd restarting (or etcd electing a leader)
                     # is waited for, with one warning per outage; the attempt counts.
                     if not outage:

@@ -18,10 +18,10 @@ import asyncio
 
 import typer
 
-from fleetd.errors import RegistryUnavailable
+from fleetd.errors import Unavailable
 from fleetd.model import DesiredState
 
-from .backend import Backend, CliError, Unavailable
+from .backend import Backend, CliError
 from .helptext import Command
 from .options import run, stderr_is_tty
 from .progress import FIRST_DELAY, MAX_DELAY, Outcome, Waiter
@@ -40,7 +40,7 @@ async def _stopped(backend: Backend, name: str, attempts: int) -> Outcome:
         attempt += 1
         try:
             states = [s for s in await backend.list_states([name]) if s.name == name]
-        except (Unavailable, RegistryUnavailable):
+        except Unavailable:
             last = "unknown (fleetd did not answer)"
         else:
             running = [s for s in states if s.systemdActiveState not in STOPPED]

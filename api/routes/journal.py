@@ -14,16 +14,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from fleetd import model
-from fleetd.errors import NotFound
+from fleetd.errors import Conflict, FleetError, NotFound, Unavailable
 from fleetd.unitfile import UnitName
 
 from .. import wire
 from ..auth import bearer_token
 from ..context import ApiContext, get_ctx
-from ..errors import ApiError
 from ..service import queries
-from ..service.inspector import MAX_JOURNAL_LINES, InspectorError, UnitInspector
-from ..service.peers import FORWARD_HEADER, PeerError
+from ..service.inspector import MAX_JOURNAL_LINES, UnitInspector
+from ..service.peers import FORWARD_HEADER
 
 router = APIRouter(tags=["units"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -57,11 +56,11 @@ async def _target(
     else:
         machine = await queries.unit_machine(ctx.store, name)
         if machine is None:
-            raise ApiError(409, f"unit {name} is not scheduled to any machine")
+            raise Conflict(f"unit {name} is not scheduled to any machine")
     if machine.id == ctx.machine_id:
         return None
     if request.headers.get(FORWARD_HEADER):
-        raise ApiError(409, f"unit {name} is not on machine {ctx.machine_id or '(unknown)'}")
+        raise Conflict(f"unit {name} is not on machine {ctx.machine_id or '(unknown)'}")
     return machine
 
 
@@ -72,12 +71,8 @@ def _bearer(request: Request) -> str | None:
 
 def _local(ctx: ApiContext) -> UnitInspector:
     if ctx.inspector is None:
-        raise ApiError(503, "this fleetd runs no agent and cannot inspect units")
+        raise Unavailable("this fleetd runs no agent and cannot inspect units")
     return ctx.inspector
-
-
-def _peer_error(exc: PeerError) -> ApiError:
-    return ApiError(exc.status, str(exc))
 
 
 @router.get("/units/{name}/status", response_model=wire.UnitStatus, responses=_RESPONSES)
@@ -87,22 +82,13 @@ async def unit_status(
     """Extension: ``systemctl status`` of the unit on its machine."""
     machine = await _target(ctx, request, name, machine_id)
     if machine is None:
-        try:
-            code, output = await _local(ctx).status(name)
-        except InspectorError as exc:
-            raise ApiError(503, str(exc)) from exc
+        code, output = await _local(ctx).status(name)
         return wire.UnitStatus(
             name=name, machineID=ctx.machine_id or "", output=output, exitCode=code
         )
-    try:
-        data = await ctx.peers.get_json(
-            machine,
-            f"/fleet/v1/units/{name}/status",
-            {"machineID": machine.id},
-            _bearer(request),
-        )
-    except PeerError as exc:
-        raise _peer_error(exc) from exc
+    data = await ctx.peers.get_json(
+        machine, f"/fleet/v1/units/{name}/status", {"machineID": machine.id}, _bearer(request)
+    )
     return wire.UnitStatus.model_validate(data)
 
 
@@ -140,12 +126,7 @@ async def unit_journal(
     first: asyncio.Future[bytes] = asyncio.ensure_future(anext(source, b""))
     await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
     if first.done():
-        try:
-            first.result()
-        except PeerError as exc:
-            raise _peer_error(exc) from exc
-        except InspectorError as exc:
-            raise ApiError(503, str(exc)) from exc
+        first.result()  # a failure before the first chunk is the answer's status
     return StreamingResponse(_chain(first, source), media_type="text/plain; charset=utf-8")
 
 
@@ -156,7 +137,7 @@ async def _chain(first: asyncio.Future[bytes], rest: AsyncIterator[bytes]) -> As
             yield chunk
             async for chunk in rest:
                 yield chunk
-    except (PeerError, InspectorError) as exc:
+    except FleetError as exc:
         yield f"\n-- {exc} --\n".encode()
     finally:
         if not first.done():

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from fleetd import model
 from fleetd.caller import Caller
+from fleetd.errors import InvalidInput
 
 from .. import wire
 from ..auth import caller_of
 from ..context import ApiContext, get_ctx
-from ..errors import ApiError
 from ..service import commands, queries
 from ..service.pagination import paginate, parse_token
 from ..service.unitwarnings import WARNINGS_HEADER, encode_warnings
@@ -86,8 +86,8 @@ async def set_unit(
     """Create a unit (needs ``options``) or change its ``desiredState``.  A new file is
     kept as the unit's next version, by the request's caller."""
     if body.name and body.name != name:
-        raise ApiError(
-            400, f"name in URL {name!r} differs from unit name in request body {body.name!r}"
+        raise InvalidInput(
+            f"name in URL {name!r} differs from unit name in request body {body.name!r}"
         )
     desired = model.DesiredState(body.desiredState) if body.desiredState else None
     change = commands.UnitChange(name=name, options=body.options, desired=desired)

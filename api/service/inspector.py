@@ -17,7 +17,7 @@ from typing import Protocol
 
 import anyio
 
-from fleetd.errors import FleetError
+from fleetd.errors import Unavailable
 
 from ..wire import JOURNAL_OUTPUTS
 
@@ -26,8 +26,8 @@ MAX_JOURNAL_LINES = 10_000
 REAP_TIMEOUT = 5.0
 
 
-class InspectorError(FleetError):
-    """systemctl or journalctl could not be run."""
+class InspectorError(Unavailable):
+    """systemctl or journalctl could not be run (the API answers 503)."""
 
 
 class UnitInspector(Protocol):
@@ -39,7 +39,7 @@ class UnitInspector(Protocol):
         self, name: str, lines: int, follow: bool, output: str = "short"
     ) -> AsyncIterator[bytes]:
         """The last ``lines`` journal lines of the unit, then new ones while ``follow``,
-        in journalctl's ``output`` mode (one of ``models.JOURNAL_OUTPUTS``)."""
+        in journalctl's ``output`` mode (one of ``wire.JOURNAL_OUTPUTS``)."""
         ...
 
 

@@ -19,18 +19,12 @@ from typing import Any
 import httpx
 
 from fleetd import model
-from fleetd.errors import FleetError
+from fleetd.errors import FleetError, PeerUnreachable, Unavailable, error_for_status
+
+from .answers import raise_for
 
 FORWARD_HEADER = "X-Fleetd-Forwarded"
 TIMEOUT = httpx.Timeout(15.0, read=None)
-
-
-class PeerError(FleetError):
-    """A peer fleetd could not be reached or refused; ``status`` is what to answer."""
-
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -45,13 +39,12 @@ class Peers:
 
     def _client(self, machine: model.Machine, bearer: str | None) -> httpx.AsyncClient:
         if self.port is None and self.transport_for is None:
-            raise PeerError(
+            raise Unavailable(
                 f"unit is on machine {machine.id}, and this fleetd has no TCP API port "
-                "configured to reach other machines",
-                503,
+                "configured to reach other machines"
             )
         if not machine.public_ip and self.transport_for is None:
-            raise PeerError(f"machine {machine.id} published no IP address", 503)
+            raise Unavailable(f"machine {machine.id} published no IP address")
         host = machine.public_ip or machine.id
         if ":" in host:
             host = f"[{host}]"
@@ -81,11 +74,11 @@ class Peers:
             try:
                 response = await client.get(path, params=params)
             except httpx.HTTPError as exc:
-                raise PeerError(f"cannot reach fleetd on {machine.id}: {exc}") from exc
-            _raise_for(response, machine)
+                raise PeerUnreachable(f"cannot reach fleetd on {machine.id}: {exc}") from exc
+            raise_for(response, _answer_of(machine))
             data = response.json()
             if not isinstance(data, dict):
-                raise PeerError(f"fleetd on {machine.id} sent an unexpected answer")
+                raise PeerUnreachable(f"fleetd on {machine.id} sent an unexpected answer")
             return data
 
     async def stream(
@@ -100,20 +93,20 @@ class Peers:
                 async with client.stream("GET", path, params=params) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        _raise_for(response, machine)
+                        raise_for(response, _answer_of(machine))
                     async for chunk in response.aiter_bytes():
                         yield chunk
             except httpx.HTTPError as exc:
-                raise PeerError(f"cannot reach fleetd on {machine.id}: {exc}") from exc
+                raise PeerUnreachable(f"cannot reach fleetd on {machine.id}: {exc}") from exc
 
 
-def _raise_for(response: httpx.Response, machine: model.Machine) -> None:
-    if response.status_code < 400:
-        return
-    message = f"fleetd on {machine.id} answered {response.status_code}"
-    try:
-        body = response.json()
-        message = str(body["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise PeerError(message, response.status_code if response.status_code < 500 else 502)
+def _answer_of(machine: model.Machine) -> Callable[[int, str], FleetError]:
+    """A peer's refusal is answered as the peer answered it (the caller asked for that
+    unit there); a peer's own failure is this request's failed gateway."""
+
+    def error(status: int, message: str) -> FleetError:
+        if status >= 500:
+            return PeerUnreachable(f"fleetd on {machine.id} answered {status}: {message}")
+        return error_for_status(status, message)
+
+    return error

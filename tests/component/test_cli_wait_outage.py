@@ -7,8 +7,9 @@ import httpx
 import pytest
 from apikit import SERVICE, add_machine, make_app, new_store, options_of, report, schedule
 
-from fleetd.cli.backend import _RETRIES, ApiBackend, CliError, Unavailable
+from fleetd.cli.backend import _RETRIES, ApiBackend
 from fleetd.cli.progress import Outcome, Waiter
+from fleetd.errors import ApiError, Unavailable
 from fleetd.model import DesiredState
 
 M1 = "a" * 32
@@ -86,11 +87,11 @@ async def test_other_errors_still_end_the_wait() -> None:
     app, name = await _launched_unit()
     backend = ApiBackend("http://fleet:1", transport=Flaky(app, {1}, "500"))
     try:
-        with pytest.raises(CliError) as caught:
+        with pytest.raises(ApiError) as caught:
             await Waiter(backend, DesiredState.LAUNCHED, attempts=10).wait([name], print)
     finally:
         await backend.close()
-    assert not isinstance(caught.value, Unavailable)
+    assert not isinstance(caught.value, Unavailable) and caught.value.status == 500
 
 
 async def test_a_refused_connection_is_retried_within_one_request() -> None:
