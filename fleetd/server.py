@@ -29,6 +29,7 @@ from fleetd.notify import notify
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
 from fleetd.registry.store import Store
+from fleetd.retry import Backoff, retrying
 
 if TYPE_CHECKING:
     from fleetd.readings import EngineReadings
@@ -81,15 +82,8 @@ class Server:
 
     async def _connect(self, store: Store) -> None:
         """Wait for the registry (with backoff) and check its schema version."""
-        delay = 0.2
-        while True:
-            try:
-                await store.ensure_schema()
-                return
-            except RegistryError as exc:
-                log.warning("registry not reachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        backoff = Backoff("registry not reachable", log, first=0.2)
+        await retrying(store.ensure_schema, backoff, RegistryError)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

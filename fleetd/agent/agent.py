@@ -38,6 +38,7 @@ from fleetd.config import Config
 from fleetd.errors import FleetError, RegistryError, SystemdError
 from fleetd.model import Machine, SystemdLink
 from fleetd.registry.store import Store
+from fleetd.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
 
@@ -246,19 +247,12 @@ class Agent:
         await self.presence.registered.wait()
         await self.schedule.ready.wait()
         await self.systemd_connected.wait()
-        delay = 0.1
-        while True:  # act on a schedule read after registering (see fencing)
-            try:
-                await self.schedule.refresh()
-                return
-            except RegistryError as exc:
-                log.warning("reading the schedule failed: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        # act on a schedule read after registering (see fencing)
+        await retrying(self.schedule.refresh, Backoff("reading the schedule", log), RegistryError)
 
     async def _systemd(self) -> None:
         """Keep a D-Bus connection: connect with backoff, resync, wait for a disconnect."""
-        delay = 0.1
+        backoff = Backoff("systemd", log)
         while True:
             try:
                 await self.manager.connect()
@@ -266,12 +260,10 @@ class Agent:
                 if await self.manager.system_state() == "stopping":
                     self._on_shutdown()
             except SystemdError as exc:
-                log.warning("systemd: %s; retrying in %.1fs", exc, delay)
                 self._systemd_link(False, str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
                 continue
-            delay = 0.1
+            backoff.succeeded()
             log.info("connected to systemd")
             self._systemd_link(True)
             self.systemd_connected.set()

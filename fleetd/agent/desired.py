@@ -17,6 +17,7 @@ from fleetd.healthcheck import HealthCheck
 from fleetd.model import ScheduleEntry
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
+from fleetd.retry import Backoff
 from fleetd.unitcheck import parse_unit
 from fleetd.unitname import UnitName
 
@@ -113,19 +114,17 @@ class ScheduleView:
 
     async def run(self) -> None:
         """Mirror the prefix forever; registry outages are retried with backoff."""
-        delay = 0.1
+        backoff = Backoff("schedule watch", log)
         while True:
             try:
                 async for item in self.store.mirror(self.prefix):
-                    delay = 0.1
+                    backoff.succeeded()
                     if isinstance(item, Snapshot):
                         self._replace({k: kv.value for k, kv in item.items.items()}, item.revision)
                     else:
                         self._apply(item)
             except RegistryError as exc:
-                log.warning("schedule watch: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
 
     def _decode(self, key: str, value: bytes) -> ScheduleEntry | None:
         try:

@@ -26,6 +26,7 @@ from fleetd.agent.units import UnitStatus
 from fleetd.errors import RegistryError
 from fleetd.model import UnitHealth, UnitState
 from fleetd.registry.store import Store
+from fleetd.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class Publisher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = 0.1
+        backoff = Backoff("publishing states", log)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -191,13 +192,10 @@ class Publisher:
             try:
                 await self.flush()
             except RegistryError as exc:
-                log.warning("publishing states failed: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
                 self._wake.set()
                 continue
-            if delay > 0.1:
-                delay = 0.1
+            if backoff.succeeded():
                 self.on_recovered()
             if not self._dirty:
                 self.flushed.set()

@@ -26,6 +26,7 @@ from fleetd.agent.unitdir import UnitDirectory
 from fleetd.agent.units import UnitManager, not_found
 from fleetd.errors import FleetError, SystemdError, SystemdUnavailable
 from fleetd.model import DesiredState
+from fleetd.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Reconciler:
         """Wait for ``ready()`` (registered, schedule read, systemd connected), then pass
         after every trigger and every ``interval``; failed passes retry with backoff."""
         await ready()
-        delay = 0.1
+        backoff = Backoff("agent pass", log)
         while True:
             try:
                 async with asyncio.timeout(self.interval):
@@ -150,12 +151,10 @@ class Reconciler:
             await self._settle()
             try:
                 await self.reconcile_once()
-                delay = 0.1
+                backoff.succeeded()
             except FleetError as exc:
                 self.errors += 1
-                log.warning("pass failed: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
                 self._wake.set()
 
     async def _settle(self) -> None:

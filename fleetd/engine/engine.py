@@ -40,6 +40,7 @@ from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_
 from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
 from fleetd.registry.store import Snapshot, Store
+from fleetd.retry import Backoff
 
 __all__ = ["Engine", "EngineMetrics", "EngineSettings", "settings_from_config"]
 
@@ -140,11 +141,11 @@ class Engine:
         self.cadence = Cadence(self.settings)
 
     async def _mirror(self, collection: Collection, every: list[Collection]) -> None:
-        delay = 0.1
+        backoff = Backoff(f"engine: mirror {collection.prefix}", log)
         while True:
             try:
                 async for item in self.store.mirror(collection.prefix):
-                    delay = 0.1
+                    backoff.succeeded()
                     async with self._model_lock:
                         # Parsing many unit files would stall the loop (and the lease).
                         big = isinstance(item, Snapshot) or len(item.events) > _INLINE_EVENTS
@@ -158,16 +159,12 @@ class Engine:
                     if not self._loaded.is_set() and all(c.loaded for c in every):
                         self._loaded.set()
             except RegistryError as exc:
-                log.warning(
-                    "engine: mirror %s: %s; retrying in %.1fs", collection.prefix, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
 
     async def _reconcile_loop(self, revision: int) -> None:
         await self._loaded.wait()
         self._dirty.set()
-        delay = 0.1
+        backoff = Backoff("engine: reconcile", log)
         while True:
             woken = True
             try:
@@ -182,12 +179,10 @@ class Engine:
                 due = FullReason(Cause.SAFETY, "safety pass")
             try:
                 await self.reconcile(revision, due=due)
-                delay = 0.1
+                backoff.succeeded()
             except RegistryError as exc:
                 # Chunks written before the failure come back through the mirrors.
-                log.warning("engine: reconcile failed: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
                 self._dirty.set()
 
     async def reconcile(self, revision: int, *, due: FullReason | None = REQUESTED) -> Plan:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from fleetd.errors import FleetError, LeaseExpired, RegistryError
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Store
+from fleetd.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +152,11 @@ class Leadership:
         return self._refreshed_at + self.ttl - self.margin
 
     async def _watch_leader_key(self) -> None:
-        delay = 0.1
+        backoff = Backoff("engine: leader watch", log)
         while True:
             try:
                 async for item in self.store.mirror(self.store.keys.leader):
-                    delay = 0.1
+                    backoff.succeeded()
                     if isinstance(item, Changes):
                         gone = any(e.type is EventType.DELETE for e in item.events)
                     else:
@@ -163,9 +164,7 @@ class Leadership:
                     if gone:
                         self._vacant.set()
             except RegistryError as exc:
-                log.warning("engine: leader watch: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.failed(exc)
 
     async def _resign(self) -> None:
         revision, lease = self.revision, self.lease
