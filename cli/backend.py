@@ -10,7 +10,10 @@ same read/write rules the API applies.  Neither imports FastAPI.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -22,7 +25,7 @@ from fleetd import model
 from fleetd.api import wire
 from fleetd.api.service import answers, commands, history, queries, unitbatch
 from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
-from fleetd.caller import Caller, etcd_driver
+from fleetd.caller import Caller
 from fleetd.errors import ApiError, ConfigError, FleetError, NotFound, Unavailable, error_for_status
 from fleetd.registry.store import Store
 from fleetd.tls import TlsFiles, client_context
@@ -395,6 +398,15 @@ def _reason(exc: httpx.HTTPError) -> str:
             return cause.strerror
         cause = cause.__cause__ or cause.__context__
     return str(exc) or type(exc).__name__
+
+
+def etcd_driver() -> Caller:
+    """``fleetctl --driver etcd``: the local user and host, as honestly as they are known."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid {os.getuid()}"
+    return Caller(f"etcd driver ({user}@{socket.gethostname()})")
 
 
 class StoreBackend:

@@ -4,15 +4,12 @@ The API's authentication layer (api/auth.py) decides the caller of each
 request: the name of the token it presented, ``unix socket`` for the local
 socket (guarded by its file mode), ``anonymous`` on a TCP listener with
 authentication disabled.  ``fleetctl --driver etcd`` writes the registry
-directly and names itself ``etcd driver (user@host)``.  The name is what a
+directly and names itself ``etcd driver (user@host)`` (cli/backend.py).  The name is what a
 unit version records as its author; the role is what the caller may do.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -70,12 +67,3 @@ ANONYMOUS = "anonymous"
 UNIDENTIFIED = Caller("unidentified")
 """The caller of a request that reached the app without any authentication layer
 (only in-process: every listener fleetd serves has one)."""
-
-
-def etcd_driver() -> Caller:
-    """``fleetctl --driver etcd``: the local user and host, as honestly as they are known."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid {os.getuid()}"
-    return Caller(f"etcd driver ({user}@{socket.gethostname()})")
