@@ -141,13 +141,21 @@ def status(
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
         return
-    typer.echo(f"{'MACHINE':8} {'IP':15} {'SYSTEMD':10} {'FLEETD':10} {'REGISTERED':10} NOTE")
+    typer.echo(
+        f"{'MACHINE':8} {'IP':15} {'SYSTEMD':10} {'FLEETD':10} {'REGISTERED':10} {'BOOTS':5} NOTE"
+    )
     for m in result.machines:
         note = " ".join(
-            [*(["partitioned"] if m.partitioned else []), *(f"failed:{u}" for u in m.failed_units)]
+            [
+                *(["rebooting"] if m.rebooting else []),
+                *(["partitioned"] if m.partitioned else []),
+                *(f"failed:{u}" for u in m.failed_units),
+            ]
         )
         registered = "yes" if m.registered else "no"
-        typer.echo(f"{m.name:8} {m.ip:15} {m.systemd:10} {m.fleetd:10} {registered:10} {note}")
+        typer.echo(
+            f"{m.name:8} {m.ip:15} {m.systemd:10} {m.fleetd:10} {registered:10} {m.boots:<5} {note}"
+        )
     for endpoint, healthy in result.etcd:
         typer.echo(f"etcd {endpoint}: {'healthy' if healthy else 'UNHEALTHY'}")
     typer.echo(f"api {result.api_endpoint} ({'token' if result.auth else 'no auth'})")

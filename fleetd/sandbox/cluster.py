@@ -266,15 +266,54 @@ class Sandbox:
         return result
 
     def running(self, name: str) -> bool:
-        return host.alive(self.machine(name).systemd_pid, "systemd")
+        return self.systemd_pid(name) is not None
+
+    def boots(self, name: str) -> int:
+        """How many times ``name`` was booted (``up`` and ``boot`` count, and every reboot)."""
+        self.machine(name)  # an unknown name is an error
+        return machine.boots(self._machine_dir(name))
+
+    def systemd_pid(self, name: str) -> int | None:
+        """The host PID of ``name``'s systemd now (None while off or between two boots).
+
+        A reboot inside the machine gives it a new PID 1: the state file is updated."""
+        state = self._state()
+        ms = state.machine(name)
+        if host.alive(ms.systemd_pid, "systemd"):
+            return ms.systemd_pid
+        pid = machine.current_systemd(ms.launcher_pid)
+        if pid is not None:
+            self._save(state.with_machine(dataclasses.replace(ms, systemd_pid=pid)))
+        return pid
 
     def _pid(self, name: str) -> int:
-        pid = self.machine(name).systemd_pid
-        if pid is None or not host.alive(pid, "systemd"):
+        pid = self.systemd_pid(name)
+        if pid is None:
+            ms = self.machine(name)
+            if host.alive(ms.launcher_pid, machine.LAUNCHER):
+                raise SandboxError(f"machine {name} is rebooting")
             raise SandboxError(
                 f"machine {name} is not running (boot it with `fleetd sandbox boot`)"
             )
         return pid
+
+    def wait_rebooted(self, name: str, boots: int, timeout: float = 60.0) -> None:
+        """Wait until ``name`` was booted more than ``boots`` times, is up again and (unless
+        partitioned) its fleetd has registered."""
+        deadline = time.monotonic() + timeout
+        while self.boots(name) <= boots or self.systemd_pid(name) is None:
+            if time.monotonic() >= deadline:
+                raise SandboxError(
+                    f"machine {name} did not boot again within {timeout:.0f}s "
+                    f"(boots: {self.boots(name)})"
+                )
+            time.sleep(0.05)
+        pid = self.systemd_pid(name)
+        assert pid is not None
+        machine.wait_booted(name, pid, max(1.0, deadline - time.monotonic()))
+        state = self._state()
+        if state.fleetd and not state.machine(name).partitioned:
+            self.wait_registered([name], max(1.0, deadline - time.monotonic()))
 
     def exec(
         self, name: str, *cmd: str, timeout: float = 60.0, input: str | None = None
@@ -288,7 +327,7 @@ class Sandbox:
 
     def status(self) -> SandboxStatus:
         """Machines (running, systemd and fleetd state, registered), etcd health."""
-        return collect(self._state(), self.api_endpoint)
+        return collect(self._state(), self.api_endpoint, self.state_dir / "machines")
 
     # --- fault injection --------------------------------------------------------------
 
@@ -309,11 +348,11 @@ class Sandbox:
 
     def poweroff(self, name: str, timeout: float = 15.0) -> None:
         """systemd power-off of ``name`` (SIGRTMIN+4); its disk and network stay for `boot`."""
+        if not self.running(name):
+            raise SandboxError(f"machine {name} is not running")
         state = self._state()
         ms = state.machine(name)
-        if not host.alive(ms.systemd_pid, "systemd"):
-            raise SandboxError(f"machine {name} is not running")
-        machine.poweroff(ms.launcher_pid, ms.systemd_pid, timeout)
+        machine.poweroff(ms.launcher_pid, timeout)
         host.cgroup_remove(Path(state.cgroup) / name)
         self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=None, systemd_pid=None)))
 
@@ -325,7 +364,7 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         state = self._state()
         ms = state.machine(name)
-        if host.alive(ms.systemd_pid, "systemd"):
+        if host.alive(ms.launcher_pid, machine.LAUNCHER):
             raise SandboxError(f"machine {name} is already running")
         self._launch(name)
         self._wait_booted([name], deadline)

@@ -1,5 +1,11 @@
 """One sandbox machine: booting it (boot.sh), running commands in it, power-off.
 
+The launcher (boot.sh's "outer" part, a host process) supervises the machine: a
+``systemctl reboot`` inside ends the machine's PID 1 with a reboot request and
+the launcher boots it again, with the same identity, disk and address; each
+boot is counted in ``boots`` of the machine's directory.  The machine's PID 1
+therefore changes at every reboot: ``find_systemd`` finds the current one.
+
 A machine is systemd as PID 1 in its own PID, mount, UTS, cgroup and network
 namespaces, on an overlay of the host's root whose upper layer lives in
 ``disks/<name>`` (so it survives a power-off, like a disk).  ``seed/``
@@ -20,6 +26,8 @@ from fleetd.errors import SandboxError
 from fleetd.sandbox import host
 
 BOOT_SCRIPT = Path(__file__).with_name("boot.sh")
+LAUNCHER = "sh"
+"""The launcher's process name (boot.sh under /bin/sh)."""
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -43,23 +51,45 @@ def launch(
     launchers = cgroup.parent / "launchers"
     launchers.mkdir(exist_ok=True)
     relative = cgroup.relative_to(host.cgroup2_root())
-    args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(launchers), str(relative), netns]
+    args = ["/bin/sh", str(BOOT_SCRIPT), "outer", str(launchers), str(cgroup), str(relative), netns]
     return host.spawn(
         [*args, str(machine_dir), str(disk_dir), name, *install_args], machine_dir / "boot.log"
     )
+
+
+def current_systemd(launcher: int | None) -> int | None:
+    """The host PID of the machine's systemd now (None: not running, e.g. rebooting).
+
+    The launcher's child is ``unshare``, whose child is PID 1 once boot.sh exec'd systemd.
+    """
+    if launcher is None or not host.alive(launcher, LAUNCHER):
+        return None
+    for child in host.children(launcher):
+        for pid in host.children(child):
+            if host.alive(pid, "systemd"):
+                return pid
+    return None
 
 
 def find_systemd(launcher: int, log: Path, timeout: float = 10.0) -> int:
     """The host PID of the machine's systemd, once boot.sh has exec'd it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for pid in host.children(launcher):
-            if host.alive(pid, "systemd"):
-                return pid
+        pid = current_systemd(launcher)
+        if pid is not None:
+            return pid
         if not host.alive(launcher):
             break
         time.sleep(0.02)
     raise SandboxError(f"machine did not start systemd; boot log {log}:\n{tail(log)}")
+
+
+def boots(machine_dir: Path) -> int:
+    """How many times the machine was booted (its launchers count them)."""
+    try:
+        return int((machine_dir / "boots").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -142,8 +172,12 @@ def journal_tail(systemd_pid: int, lines: int = 40) -> str:
     return proc.stdout.strip() or proc.stderr.strip()
 
 
-def poweroff(launcher: int | None, systemd_pid: int | None, timeout: float = 15.0) -> None:
-    """Power off as `systemctl poweroff` would (SIGRTMIN+4); SIGKILL the machine if stuck."""
+def poweroff(launcher: int | None, timeout: float = 15.0) -> None:
+    """Power off as `systemctl poweroff` would (SIGRTMIN+4); SIGKILL the machine if stuck.
+
+    The launcher is stopped first, so a machine caught rebooting is not booted again."""
+    systemd_pid = current_systemd(launcher)
+    host.signal_pid(launcher, signal.SIGKILL, LAUNCHER)
     host.signal_pid(systemd_pid, signal.SIGRTMIN + 4, "systemd")
     if not host.wait_gone([systemd_pid, launcher], timeout):
         kill(launcher, systemd_pid)
@@ -151,6 +185,6 @@ def poweroff(launcher: int | None, systemd_pid: int | None, timeout: float = 15.
 
 def kill(launcher: int | None, systemd_pid: int | None) -> None:
     """Pull the plug: SIGKILL to PID 1 ends every process of the machine's PID namespace."""
+    host.signal_pid(launcher, signal.SIGKILL, LAUNCHER)
     host.signal_pid(systemd_pid, signal.SIGKILL, "systemd")
-    host.signal_pid(launcher, signal.SIGKILL, "unshare")
     host.wait_gone([systemd_pid, launcher], 5.0)

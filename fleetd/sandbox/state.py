@@ -75,8 +75,8 @@ class MachineState:
     machine_id: str
     netns: str
     veth: str
-    launcher_pid: int | None = None  # the host-side `unshare` process
-    systemd_pid: int | None = None  # the machine's PID 1, as seen from the host
+    launcher_pid: int | None = None  # the host-side supervisor (boot.sh outer)
+    systemd_pid: int | None = None  # the machine's PID 1 as last seen from the host
     partitioned: bool = False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fleetd.errors import SandboxError
 from fleetd.registry.keys import Keys
@@ -22,6 +23,8 @@ class MachineStatus:
     fleetd: str  # is-active fleetd.service, or "off"
     registered: bool  # /fleet/machines/<machine-id> exists in etcd
     failed_units: tuple[str, ...] = ()
+    boots: int = 0  # times it was booted: by up and boot, and every reboot inside
+    rebooting: bool = False  # its launcher is booting it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +35,22 @@ class SandboxStatus:
     auth: bool
 
 
-def collect(state: SandboxState, api_endpoint: str) -> SandboxStatus:
+def collect(state: SandboxState, api_endpoint: str, machines_dir: Path) -> SandboxStatus:
+    """``machines_dir``: where each machine's directory (its boot count) is."""
     try:
         registered = set(etcd.keys(state.etcd_endpoints, Keys().machines, timeout=1.0))
     except SandboxError:
         registered = set()
     machines = []
     for ms in state.machines:
-        running = host.alive(ms.systemd_pid, "systemd")
+        pid = machine.current_systemd(ms.launcher_pid)
+        running = pid is not None
         systemd = fleetd = "off"
         failed: list[str] = []
-        if running and ms.systemd_pid is not None:
-            systemd = _query(ms.systemd_pid, ["systemctl", "is-system-running"])
-            fleetd = _query(ms.systemd_pid, ["systemctl", "is-active", FLEETD_UNIT])
-            failed = machine.failed_units(ms.systemd_pid)
+        if pid is not None:
+            systemd = _query(pid, ["systemctl", "is-system-running"])
+            fleetd = _query(pid, ["systemctl", "is-active", FLEETD_UNIT])
+            failed = machine.failed_units(pid)
         machines.append(
             MachineStatus(
                 name=ms.name,
@@ -57,6 +62,8 @@ def collect(state: SandboxState, api_endpoint: str) -> SandboxStatus:
                 fleetd=fleetd,
                 registered=Keys().machine(ms.machine_id) in registered,
                 failed_units=tuple(failed),
+                boots=machine.boots(machines_dir / ms.name),
+                rebooting=not running and host.alive(ms.launcher_pid, machine.LAUNCHER),
             )
         )
     health = tuple((ep, etcd.healthy(ep)) for ep in state.etcd_endpoints)

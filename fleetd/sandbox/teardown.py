@@ -25,13 +25,18 @@ def teardown(name: str | Instance | None = None) -> list[str]:
     except SandboxError:
         state = None
     machines = state.machines if state else ()
-    running = [m for m in machines if host.alive(m.systemd_pid, "systemd")]
+    # Each machine's PID 1 as it is now (a reboot changes it); then its launcher goes
+    # first, so that no machine is booted again.
+    pid1 = {m.name: machine.current_systemd(m.launcher_pid) for m in machines}
+    for ms in machines:
+        host.signal_pid(ms.launcher_pid, signal.SIGKILL, machine.LAUNCHER)
+    running = [m for m in machines if host.alive(pid1[m.name], "systemd")]
     for ms in running:
-        host.signal_pid(ms.systemd_pid, signal.SIGRTMIN + 4, "systemd")
-    pids = [p for m in machines for p in (m.systemd_pid, m.launcher_pid)]
+        host.signal_pid(pid1[ms.name], signal.SIGRTMIN + 4, "systemd")
+    pids = [p for m in machines for p in (pid1[m.name], m.launcher_pid)]
     if not host.wait_gone(pids, 10.0):
         for ms in machines:
-            machine.kill(ms.launcher_pid, ms.systemd_pid)
+            machine.kill(ms.launcher_pid, pid1[ms.name])
     removed += [f"machine {m.name}" for m in running]
     if state and host.alive(state.etcd_pid, "etcd"):
         host.stop_pid(state.etcd_pid, "etcd")

@@ -182,6 +182,41 @@ def test_poweroff_and_boot_keep_the_machine_identity(sandbox: Sandbox, wait_for:
         sandbox.boot("m3")
 
 
+def test_systemctl_reboot_inside_boots_the_machine_again(sandbox: Sandbox) -> None:
+    def boot_id() -> str:
+        return sandbox.exec("m2", "cat", "/proc/sys/kernel/random/boot_id").stdout.strip()
+
+    before = sandbox.machine("m2")
+    boots = sandbox.boots("m2")
+    first = boot_id()
+    assert first and first != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    marker = sandbox.exec("m2", "sh", "-c", "echo kept > /var/tmp/disk; echo gone > /run/volatile")
+    assert marker.returncode == 0
+    old_pid1 = sandbox.systemd_pid("m2")
+
+    sandbox.exec("m2", "systemctl", "reboot")
+    sandbox.wait_rebooted("m2", boots, timeout=60)
+
+    assert sandbox.boots("m2") == boots + 1
+    assert sandbox.systemd_pid("m2") not in (None, old_pid1)
+    assert not host.alive(old_pid1)
+    assert boot_id() not in ("", first)
+    boots_seen = sandbox.exec("m2", "journalctl", "--list-boots", "--no-pager").stdout
+    assert first.replace("-", "") in boots_seen
+    # Same identity, disk and address; a fresh /run; fleetd started again.
+    assert sandbox.exec("m2", "cat", "/etc/machine-id").stdout.strip() == before.machine_id
+    assert sandbox.exec("m2", "hostname").stdout.strip() == "m2"
+    assert sandbox.exec("m2", "cat", "/var/tmp/disk").stdout.strip() == "kept"
+    assert sandbox.exec("m2", "test", "-e", "/run/volatile").returncode == 1
+    address = sandbox.exec("m2", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert f" {before.ip}/" in address
+    assert sandbox.exec("m2", "systemctl", "is-active", "fleetd").stdout.strip() == "active"
+    assert Keys().machine(before.machine_id) in etcd.keys(sandbox.etcd_endpoints, Keys().machines)
+    assert sandbox.machine("m2").launcher_pid == before.launcher_pid  # the same supervisor
+    status = {m.name: m for m in sandbox.status().machines}
+    assert status["m2"].boots == boots + 1 and not status["m2"].rebooting
+
+
 def test_a_partitioned_machine_boots_and_registers_once_healed(
     sandbox: Sandbox, wait_for: WaitFor
 ) -> None:
