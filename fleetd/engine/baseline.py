@@ -19,7 +19,7 @@ model changes again (the kept slots and relation are the model's own).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetd.engine.decision import Job
@@ -49,12 +49,13 @@ class Baseline:
         """The pass's own copy-on-write view of the kept slots, its units' room given back."""
         return Overlay(self.slots, self.give_back)
 
-    def occupancy(self, jobs: Iterable[Job]) -> Occupancy:
+    def occupancy(self, jobs: Sequence[Job]) -> Occupancy:
         """The pass's occupancy: ``peers`` placed, the kept relation seen for the rest."""
-        jobs = list(jobs)
-        names = {job.name for job in jobs}
-        globs = [*(job.requirements for job in jobs), *(req for req, _ in self.peers.values())]
-        skip = names.union(self.peers) if self.peers else names
+        skip = {job.name for job in jobs}
+        globs = [job.requirements for job in jobs]
+        if self.peers:
+            skip.update(self.peers)
+            globs.extend(req for req, _ in self.peers.values())
         occupancy = Occupancy(globs, self.conflicts, skip)
         for name, (req, machines) in self.peers.items():
             for machine in machines:

@@ -82,8 +82,12 @@ class ChangeLog:
         self._gone.add(machine)
         self._slots.add(machine)
 
+    def slot(self, machine: str) -> None:
+        """The slot of ``machine`` may be out of date (load, capacity, metadata, flags)."""
+        self._slots.add(machine)
+
     def slots(self, machines: Iterable[str]) -> None:
-        """The slots of ``machines`` may be out of date (load, capacity, metadata, flags)."""
+        """``slot`` for each of ``machines``."""
         self._slots.update(machines)
 
     def full(self, cause: Cause, detail: str) -> None:

@@ -179,7 +179,7 @@ class ClusterModel:
             self.schedule[(machine, unit)] = entry
         if self.ledger is not None:
             self.ledger.set_entry(machine, unit, self.units.get(unit), entry is not None)
-            self.changes.slots((machine,))
+            self.changes.slot(machine)
 
     def set_unit(self, name: str, spec: UnitSpec | None) -> None:
         """Put (or with None, drop) one unit."""
@@ -198,14 +198,15 @@ class ClusterModel:
         if where and old is not None and spec is not None and old.requirements != spec.requirements:
             self.changes.full(Cause.REQUIREMENTS, f"{name} changed where it runs")
         self.ledger.set_unit(name, old, spec)
-        self.changes.slots(where)
+        if where:
+            self.changes.slots(where)
 
     def put_machine(self, machine: Machine) -> None:
         old = self.machines.get(machine.id)
         if old != machine:  # a new or changed machine: every unit may go there
             what = "joined" if old is None else "changed"
             self.changes.full(Cause.MACHINE, f"machine {machine.id} {what}")
-            self.changes.slots((machine.id,))
+            self.changes.slot(machine.id)
         self.machines[machine.id] = machine
         self.lost.pop(machine.id, None)
 
@@ -221,7 +222,7 @@ class ClusterModel:
         else:
             self.flags[machine] = flags
         self.changes.full(Cause.FLAGS, f"flags of machine {machine} changed")
-        self.changes.slots((machine,))
+        self.changes.slot(machine)
 
     def foreign_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
         """``set_entry`` for an entry written by another process than this engine."""
