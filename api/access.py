@@ -3,8 +3,9 @@
 ``ACCESS`` maps each route (method, path template) to the role a caller
 needs (``fleetd.caller.Role``): ``read`` for every GET; ``operate`` for
 desired-state changes (start, stop, load, unload; ``PUT /units...`` without a
-unit file) and cordon/uncordon/drain; ``admin`` for unit files (a ``PUT``
-whose body carries ``options``, ``DELETE``) and machine metadata.  ``None``
+unit file), cordon/uncordon/drain and the control of rollouts (pause, resume,
+promote, abort); ``admin`` for unit files (a ``PUT`` whose body carries
+``options``, ``DELETE``, starting a rollout) and machine metadata.  ``None``
 (``PUBLIC``) is the API's description and its docs page, served without a
 token so that ``/docs`` opens in a browser (they describe the API, no data).
 A route missing from the table is answered as absent (404/405) to every caller
@@ -64,6 +65,14 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", f"{PREFIX}/units/{{name}}/versions"): READ,
     ("GET", f"{PREFIX}/units/{{name}}/versions/{{version}}"): READ,
     ("GET", f"{PREFIX}/placements"): READ,
+    # rollouts: starting one writes a unit file (a new one, or a kept version's)
+    ("POST", f"{PREFIX}/rollouts"): ADMIN,
+    ("GET", f"{PREFIX}/rollouts"): READ,
+    ("GET", f"{PREFIX}/rollouts/{{unit}}"): READ,
+    ("POST", f"{PREFIX}/rollouts/{{unit}}/pause"): OPERATE,
+    ("POST", f"{PREFIX}/rollouts/{{unit}}/resume"): OPERATE,
+    ("POST", f"{PREFIX}/rollouts/{{unit}}/promote"): OPERATE,
+    ("POST", f"{PREFIX}/rollouts/{{unit}}/abort"): OPERATE,
     ("GET", f"{PREFIX}/state"): READ,
     ("GET", f"{PREFIX}/events"): READ,
     ("GET", f"{PREFIX}/discovery"): READ,

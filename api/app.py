@@ -24,7 +24,7 @@ from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
 from .metrics import RequestCounter
-from .routes import bulk, events, journal, machines, state, system, units, versions
+from .routes import bulk, events, journal, machines, rollouts, state, system, units, versions
 from .service.inspector import UnitInspector
 from .service.pagination import DEFAULT_PAGE_SIZE
 from .service.peers import Peers
@@ -42,9 +42,10 @@ pass a response's `nextPageToken` back as the `nextPageToken` query parameter.
 capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
 `/units/{name}/placement`,
 `/units/{name}/versions` (the last 20 versions of a unit's file, who wrote them and
-what changed), `/placements`, cordon/uncordon/drain of machines, `/units/{name}/status`
-and `/journal` (served by the unit's machine, no SSH), `/events` (server-sent
-events), `/metrics` (Prometheus) and `/healthz`.
+what changed), `/rollouts` (rolling updates driven by the engine), `/placements`,
+cordon/uncordon/drain of machines, `/units/{name}/status` and `/journal` (served by
+the unit's machine, no SSH), `/events` (server-sent events), `/metrics` (Prometheus)
+and `/healthz`.
 
 On TCP every request needs `Authorization: Bearer <token>` (this page and
 `/openapi.json` excepted), of a token whose role allows the route: `read`
@@ -92,6 +93,7 @@ def create_app(
             {"name": "units", "description": "fleet v1 units (and extensions)"},
             {"name": "state", "description": "fleet v1 unit states"},
             {"name": "machines", "description": "fleet v1 machines (and extensions)"},
+            {"name": "rollouts", "description": "extension: rolling updates"},
             {"name": "events", "description": "extension: server-sent events"},
             {"name": "operations", "description": "health and metrics"},
         ],
@@ -115,6 +117,7 @@ def create_app(
     for router in (
         units.router,
         versions.router,
+        rollouts.router,
         bulk.router,
         journal.router,
         state.router,

@@ -4,9 +4,10 @@ A write is a request with a method that may change something (PUT, PATCH,
 POST, DELETE), whatever its outcome: done, refused (401, 403) or failed.
 Its record names the caller (the token's name, ``unix socket``, or ``-``
 when no valid token came), the client's address, the method, the path, the
-units it names (the path's unit, or each item's name of a ``PUT /units``) and
-the status answered.  It is logged on the ``fleetd.audit`` logger as one
-line of ``key=value`` pairs (values with blanks or quotes JSON-quoted)::
+units it names (the path's unit, each item's name of a ``PUT /units``, the
+unit of a ``POST /rollouts``) and the status answered.  It is logged on the
+``fleetd.audit`` logger as one line of ``key=value`` pairs (values with blanks
+or quotes JSON-quoted)::
 
     audit caller=ci remote=10.0.0.5 method=PUT path=/fleet/v1/units/web.service
       units=web.service status=204
@@ -42,6 +43,7 @@ NO_CALLER = "-"
 MAX_UNITS = 50
 _BARE = re.compile(r"^[A-Za-z0-9_.:@/\\%+,=-]*$")
 _BATCH = "/fleet/v1/units"
+_ROLLOUTS = "/fleet/v1/rollouts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +111,21 @@ class AuditLog:
 
 
 def _path_units(template: str, path: str) -> tuple[str, ...]:
-    if "/units/{name}" not in template:
+    for marker, collection in (("/units/{name}", "/units/"), ("/rollouts/{unit}", "/rollouts/")):
+        if marker in template:
+            rest = path.split(collection, 1)[1]
+            return (rest.split("/", 1)[0],)
+    return ()
+
+
+def rollout_unit(body: bytes) -> tuple[str, ...]:
+    """The unit of a ``POST /rollouts`` body (none if it names none)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
         return ()
-    rest = path.split("/units/", 1)[1]
-    return (rest.split("/", 1)[0],)
+    unit = data.get("unit") if isinstance(data, dict) else None
+    return (unit,) if isinstance(unit, str) else ()
 
 
 def batch_names(body: bytes) -> tuple[str, ...]:
@@ -144,11 +157,14 @@ class Audit:
             return
         status = 500
         body: list[bytes] = []
-        batch = scope["method"] == "PUT" and scope["path"].rstrip("/") == _BATCH
+        path = scope["path"].rstrip("/")
+        batch = scope["method"] == "PUT" and path == _BATCH
+        started = scope["method"] == "POST" and path == _ROLLOUTS
+        keep = batch or started
 
         async def tee() -> Message:
             message = await receive()
-            if batch and message["type"] == "http.request":
+            if keep and message["type"] == "http.request":
                 body.append(message.get("body", b""))
             return message
 
@@ -159,7 +175,9 @@ class Audit:
             await send(message)
 
         try:
-            await self.app(scope, tee if batch else receive, seen)
+            await self.app(scope, tee if keep else receive, seen)
         finally:
             units = batch_names(b"".join(body)) if batch else ()
+            if started:
+                units = rollout_unit(b"".join(body))
             self.audit.record(scope, status, units)

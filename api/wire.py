@@ -270,3 +270,95 @@ class UnitVersion(Wire):
     previous: int | None = Field(
         description="the version before it, if it is still kept (what a diff compares with)"
     )
+
+
+class RolloutSettings(Wire):
+    """Extension: how a rollout proceeds (times in seconds)."""
+
+    maxParallel: int = Field(default=1, description="targets updated at once (at least 1)")
+    minHealthyTime: float = Field(
+        default=10.0,
+        description="a target counts as updated once active and healthy this long",
+    )
+    healthyDeadline: float = Field(
+        default=300.0,
+        description="a target not updated this long after it was given the new file fails "
+        "the rollout (longer than minHealthyTime)",
+    )
+    autoRevert: bool = Field(
+        default=False,
+        description="when the rollout fails, roll every target already updated back",
+    )
+    canary: int = Field(
+        default=0, description="update this many targets, then wait for a promotion (0: none)"
+    )
+    startFirst: bool = Field(
+        default=False,
+        description="a plain unit: start the new copy and wait for it to be healthy before "
+        "the old one stops",
+    )
+
+
+class RolloutRequest(RolloutSettings):
+    """Extension: body of ``POST /rollouts``: roll ``unit`` out to a new file (``options``)
+    or to the text of one of its kept versions (``version``: a rollback)."""
+
+    unit: str = Field(max_length=1024, description="a template, a Global unit or a plain unit")
+    options: list[UnitOption] | None = Field(
+        default=None, max_length=10_000, description="the new unit file"
+    )
+    version: int | None = Field(
+        default=None, description="roll out the text of this kept version of the unit instead"
+    )
+
+
+class RolloutTarget(Wire):
+    """Extension: one target of a rollout: an instance, a machine, or the unit itself."""
+
+    name: str
+    state: Literal["pending", "updating", "healthy", "done", "failed", "skipped"]
+    hash: str = Field(description="the hash it has been given")
+    oldHash: str = Field(description="its hash before the rollout")
+    started: str | None = Field(description="when it was given the hash it moves to")
+    since: str | None = Field(description="since when it is healthy, or when it settled")
+    message: str = Field(description="what it waits for, why it failed or was skipped")
+
+
+class Rollout(RolloutSettings):
+    """Extension: a rollout and its progress."""
+
+    id: str
+    unit: str
+    kind: Literal["template", "global", "unit"]
+    phase: Literal[
+        "running",
+        "paused",
+        "awaiting-promotion",
+        "reverting",
+        "succeeded",
+        "failed",
+        "reverted",
+        "aborted",
+    ]
+    fromVersion: int
+    fromHash: str
+    toVersion: int
+    toHash: str
+    targets: list[RolloutTarget]
+    startedBy: str
+    created: str | None
+    updated: str | None
+    message: str = Field(description="what it waits for, or how it ended")
+    failure: str = Field(description="why it failed (empty if it did not)")
+    promoted: bool
+    reverting: bool = Field(description="its targets are going back to their old files")
+    revertVersion: int | None = Field(
+        description="the version the unit's file was written back as by the revert"
+    )
+    active: bool
+
+
+class RolloutList(Wire):
+    """Extension: ``GET /rollouts``: the last rollout of each unit, by unit name."""
+
+    rollouts: list[Rollout]

@@ -23,11 +23,12 @@ from pydantic import BaseModel, ValidationError
 
 from fleetd import model
 from fleetd.api import wire
-from fleetd.api.service import answers, commands, history, queries, unitbatch
+from fleetd.api.service import answers, commands, history, queries, rollouts, unitbatch
 from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
 from fleetd.caller import Caller
 from fleetd.errors import ApiError, ConfigError, FleetError, NotFound, Unavailable, error_for_status
 from fleetd.registry.store import Store
+from fleetd.rollouts.control import Control
 from fleetd.tls import TlsFiles, client_context
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,6 +102,20 @@ class Backend(Protocol):
 
     async def version(self, name: str, number: int) -> wire.UnitVersion:
         """Version ``number`` of unit ``name`` with its text (NotFound if not kept)."""
+        ...
+
+    async def start_rollout(self, body: wire.RolloutRequest) -> wire.Rollout:
+        """Start a rollout (the API's checks; nothing is written when it is refused)."""
+        ...
+
+    async def rollout(self, unit: str) -> wire.Rollout:
+        """The last rollout of ``unit`` (NotFound if it never had one)."""
+        ...
+
+    async def rollouts(self) -> list[wire.Rollout]: ...
+
+    async def control_rollout(self, unit: str, action: str) -> wire.Rollout:
+        """pause, resume, promote or abort the rollout of ``unit``."""
         ...
 
     async def close(self) -> None: ...
@@ -329,6 +344,23 @@ class ApiBackend:
     async def version(self, name: str, number: int) -> wire.UnitVersion:
         return await self._get(f"/units/{quote(name)}/versions/{number}", wire.UnitVersion)
 
+    async def start_rollout(self, body: wire.RolloutRequest) -> wire.Rollout:
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = await self._request("POST", "/rollouts", json=payload)
+        _raise_for(response)
+        return _parse(wire.Rollout, response)
+
+    async def rollout(self, unit: str) -> wire.Rollout:
+        return await self._get(f"/rollouts/{quote(unit)}", wire.Rollout)
+
+    async def rollouts(self) -> list[wire.Rollout]:
+        return (await self._get("/rollouts", wire.RolloutList)).rollouts
+
+    async def control_rollout(self, unit: str, action: str) -> wire.Rollout:
+        response = await self._request("POST", f"/rollouts/{quote(unit)}/{action}")
+        _raise_for(response)
+        return _parse(wire.Rollout, response)
+
     async def journal(
         self, name: str, lines: int, follow: bool, output: str = "short"
     ) -> AsyncIterator[str]:
@@ -488,6 +520,28 @@ class StoreBackend:
 
     async def version(self, name: str, number: int) -> wire.UnitVersion:
         return await history.get_version(self.store, name, number)
+
+    async def start_rollout(self, body: wire.RolloutRequest) -> wire.Rollout:
+        spec = rollouts.RolloutSpec(
+            unit=body.unit,
+            settings=rollouts.settings_of(body),
+            options=body.options,
+            version=body.version,
+        )
+        record = await rollouts.start_rollout(self.store, spec, caller=self.caller)
+        return rollouts.view(record)
+
+    async def rollout(self, unit: str) -> wire.Rollout:
+        return await rollouts.get_rollout(self.store, unit)
+
+    async def rollouts(self) -> list[wire.Rollout]:
+        return (await rollouts.list_rollouts(self.store)).rollouts
+
+    async def control_rollout(self, unit: str, action: str) -> wire.Rollout:
+        record = await rollouts.control_rollout(
+            self.store, unit, Control(action), caller=self.caller
+        )
+        return rollouts.view(record)
 
     async def status(self, name: str) -> wire.UnitStatus:
         raise CliError("status needs the API (--driver api): it is served by the unit's machine")

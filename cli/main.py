@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from fleetd import __version__
-from fleetd.cli import history, inspection, listing, machines, restart, units, validate
+from fleetd.cli import history, inspection, listing, machines, restart, rollouts, units, validate
 from fleetd.cli.argv import redact, reorder, secrets
 from fleetd.cli.helptext import Command, Group
 from fleetd.cli.options import DEFAULT_ENDPOINT, Driver, GlobalOptions, Output
@@ -175,7 +175,7 @@ def version() -> None:
     typer.echo(f"fleetctl version {__version__}")
 
 
-for _module in (validate, units, restart, inspection, history, listing, machines):
+for _module in (validate, units, restart, rollouts, inspection, history, listing, machines):
     _module.register(app)
 app.command("version", cls=Command)(version)
 

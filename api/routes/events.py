@@ -3,7 +3,7 @@
 ``GET /fleet/v1/events`` watches the registry from now (or from ``since`` /
 ``Last-Event-ID``, a registry revision) and sends one event per changed key:
 ``event:`` is the kind (unit, schedule, state, machine, machine-flags,
-placement, leader), ``id:`` the revision, ``data:`` a JSON object.  A comment
+placement, rollout, leader), ``id:`` the revision, ``data:`` a JSON object.  A comment
 line is sent every ``KEEPALIVE`` seconds so dead clients are noticed.  If the
 history was compacted past the resume point, a ``resync`` event is sent and
 the stream ends: the client re-reads the collections and reconnects.
@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from fleetd.errors import FleetError, InvalidInput, WatchCompacted
 from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
+from fleetd.rollouts.record import State
 
 from ..context import ApiContext, get_ctx
 from ..service.views import state_view
@@ -30,7 +31,16 @@ from ..service.views import state_view
 router = APIRouter(tags=["events"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 KEEPALIVE = 15.0
-KINDS = ("unit", "schedule", "state", "machine", "machine-flags", "placement", "leader")
+KINDS = (
+    "unit",
+    "schedule",
+    "state",
+    "machine",
+    "machine-flags",
+    "placement",
+    "rollout",
+    "leader",
+)
 
 
 def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | None:
@@ -76,6 +86,22 @@ def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | No
                 found = store.machine_from(key, event.value)
                 data.update(primaryIP=found.public_ip, systemdConnected=found.systemd_connected)
             return "machine", data
+        if key.startswith(keys.rollouts):
+            data["unit"] = keys.split(key, keys.rollouts)[0]
+            if not deleted:
+                record = store.rollout_from(key, event.value)
+                counts = record.counts()
+                data.update(
+                    id=record.id,
+                    phase=record.phase.value,
+                    toVersion=record.to_version,
+                    done=counts[State.DONE],
+                    skipped=counts[State.SKIPPED],
+                    total=len(record.targets),
+                    reverting=record.reverting,
+                    message=record.message,
+                )
+            return "rollout", data
         if key.startswith(keys.placements):
             data["name"] = keys.split(key, keys.placements)[0]
             if not deleted:

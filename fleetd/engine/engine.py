@@ -5,6 +5,9 @@ task, and while this process leads, the five registry mirrors and the
 reconcile loop (in a nested TaskGroup that ends when leadership is lost).
 A follower watches nothing but the leader key.
 
+Rolling updates are driven by the leader too: ``RolloutDriver``
+(fleetd/rollouts/driver.py) runs in the same nested TaskGroup.
+
 Reconcile: any model change wakes the loop, which waits a few milliseconds
 to coalesce a burst, then runs one pass (``reconcile``):
 
@@ -41,6 +44,7 @@ from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
 from fleetd.registry.store import Snapshot, Store
 from fleetd.retry import Backoff
+from fleetd.rollouts.driver import RolloutDriver
 
 __all__ = ["Engine", "EngineMetrics", "EngineSettings", "settings_from_config"]
 
@@ -89,10 +93,12 @@ class Engine:
         self.cadence = Cadence(self.settings)
         self.last_full_reason: FullReason | None = None  # why the last full pass ran
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
+        self.rollouts = RolloutDriver(store, wall=wall)
 
     def trigger(self) -> None:
         """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
         self._dirty.set()
+        self.rollouts.trigger()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -129,6 +135,15 @@ class Engine:
             for collection in collections:
                 group.create_task(self._mirror(collection, collections), name="engine-mirror")
             group.create_task(self._reconcile_loop(revision), name="engine-reconcile")
+            group.create_task(self._drive_rollouts(revision), name="engine-rollouts")
+
+    async def _drive_rollouts(self, revision: int) -> None:
+        try:
+            await self.rollouts.run(revision)
+        except NotLeader as exc:
+            self.metrics.fenced_writes_total += 1
+            self.leadership.step_down(str(exc))
+            raise _Deposed from exc
 
     async def _until_deposed(self) -> None:
         await self.leadership.deposed.wait()

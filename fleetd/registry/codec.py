@@ -9,6 +9,7 @@ missing/mistyped field with a RegistryError that names the key.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from fleetd.errors import RegistryError
@@ -24,9 +25,11 @@ from fleetd.model import (
     UnitState,
 )
 from fleetd.registry.keys import SCHEMA_VERSION
+from fleetd.rollouts.record import Kind, Options, Phase, Rollout, State, Target
 from fleetd.versions import Head, Version
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
@@ -273,6 +276,99 @@ def decode_version_head(key: str, data: bytes) -> Head:
     if number < 1:
         raise RegistryError(f"value at {key}: field 'number' must be at least 1")
     return Head(number, _get(obj, "hash", str, key))
+
+
+# -- rollouts/<unit> ----------------------------------------------------------------
+
+
+def encode_rollout(rollout: Rollout) -> bytes:
+    o = rollout.options
+    return _encode(
+        {
+            "id": rollout.id,
+            "kind": rollout.kind,
+            "from_version": rollout.from_version,
+            "from_hash": rollout.from_hash,
+            "to_version": rollout.to_version,
+            "to_hash": rollout.to_hash,
+            "options": {
+                "max_parallel": o.max_parallel,
+                "min_healthy_time": o.min_healthy_time,
+                "healthy_deadline": o.healthy_deadline,
+                "auto_revert": o.auto_revert,
+                "canary": o.canary,
+                "start_first": o.start_first,
+            },
+            "phase": rollout.phase,
+            "targets": [
+                [t.name, t.old, t.current, t.state, t.started, t.since, t.message]
+                for t in rollout.targets
+            ],
+            "by": rollout.by,
+            "created": rollout.created,
+            "updated": rollout.updated,
+            "message": rollout.message,
+            "failure": rollout.failure,
+            "promoted": rollout.promoted,
+            "reverting": rollout.reverting,
+            "revert_version": rollout.revert_version,
+        }
+    )
+
+
+def _enum(kind: type[E], raw: str, what: str, key: str) -> E:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise RegistryError(f"value at {key}: unknown {what} {raw!r}") from None
+
+
+def _target(raw: object, key: str) -> Target:
+    if not (
+        isinstance(raw, list)
+        and len(raw) == 7
+        and all(isinstance(x, str) for x in (raw[0], raw[1], raw[2], raw[3], raw[6]))
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw[4:6])
+    ):
+        raise RegistryError(
+            f"value at {key}: a target must be [name, old, current, state, started, since, message]"
+        )
+    state = _enum(State, raw[3], "target state", key)
+    return Target(raw[0], raw[1], raw[2], state, float(raw[4]), float(raw[5]), raw[6])
+
+
+def decode_rollout(unit: str, key: str, data: bytes) -> Rollout:
+    obj = _decode(key, data)
+    opts = _get(obj, "options", dict, key, {})
+    targets = _get(obj, "targets", list, key, [])
+    revert_version = obj.get("revert_version")
+    return Rollout(
+        id=_get(obj, "id", str, key),
+        unit=unit,
+        kind=_enum(Kind, _get(obj, "kind", str, key), "rollout kind", key),
+        from_version=_get(obj, "from_version", int, key),
+        from_hash=_get(obj, "from_hash", str, key),
+        to_version=_get(obj, "to_version", int, key),
+        to_hash=_get(obj, "to_hash", str, key),
+        options=Options(
+            max_parallel=_get(opts, "max_parallel", int, key, 1),
+            min_healthy_time=_get(opts, "min_healthy_time", float, key, 0.0),
+            healthy_deadline=_get(opts, "healthy_deadline", float, key, 0.0),
+            auto_revert=_get(opts, "auto_revert", bool, key, False),
+            canary=_get(opts, "canary", int, key, 0),
+            start_first=_get(opts, "start_first", bool, key, False),
+        ),
+        phase=_enum(Phase, _get(obj, "phase", str, key), "rollout phase", key),
+        targets=tuple(_target(t, key) for t in targets),
+        by=_get(obj, "by", str, key, ""),
+        created=_get(obj, "created", float, key, 0.0),
+        updated=_get(obj, "updated", float, key, 0.0),
+        message=_get(obj, "message", str, key, ""),
+        failure=_get(obj, "failure", str, key, ""),
+        promoted=_get(obj, "promoted", bool, key, False),
+        reverting=_get(obj, "reverting", bool, key, False),
+        revert_version=None if revert_version is None else _get(obj, "revert_version", int, key),
+    )
 
 
 # -- engine/leader and version -----------------------------------------------------

@@ -107,6 +107,15 @@ class Keys:
     def version_head(self, name: str) -> str:
         return f"{self.version_heads}{name}"
 
+    # rollouts/<unit>: the last rollout of a unit, its progress (API creates, engine leader
+    # drives; both compare-and-swap)
+    @property
+    def rollouts(self) -> str:
+        return f"{self.prefix}rollouts/"
+
+    def rollout(self, unit: str) -> str:
+        return f"{self.rollouts}{unit}"
+
     # engine/leader: leader machine id, under the leader lease (engine)
     @property
     def leader(self) -> str:

@@ -41,6 +41,7 @@ from fleetd.model import (
 )
 from fleetd.registry import codec
 from fleetd.registry.base import (
+    MAX_TXN_OPS,
     Compare,
     CompareTarget,
     Delete,
@@ -54,6 +55,7 @@ from fleetd.registry.batching import Group, chunk_groups
 from fleetd.registry.keys import Keys
 from fleetd.registry.keys import segment as _segment
 from fleetd.registry.unitput import UnitPut, unit_group
+from fleetd.rollouts.record import Rollout
 from fleetd.versions import Head, Version
 
 log = logging.getLogger(__name__)
@@ -259,6 +261,78 @@ class Store:
     async def get_version(self, name: str, number: int) -> Version | None:
         kv = await self.registry.get(self.keys.unit_version(_segment("unit name", name), number))
         return self.version_from(kv.key, kv.value) if kv else None
+
+    # -- rollouts ------------------------------------------------------------------------
+
+    def rollout_from(self, key: str, value: bytes) -> Rollout:
+        return codec.decode_rollout(self.keys.split(key, self.keys.rollouts)[0], key, value)
+
+    async def get_rollout(self, unit: str) -> tuple[Rollout, int] | None:
+        """The last rollout of ``unit`` and its mod revision (for compare-and-swap)."""
+        kv = await self.registry.get(self.keys.rollout(_segment("unit name", unit)))
+        return (self.rollout_from(kv.key, kv.value), kv.mod_revision) if kv else None
+
+    async def list_rollouts(self) -> list[Rollout]:
+        items, _ = await self.registry.get_prefix(self.keys.rollouts)
+        return [self.rollout_from(kv.key, kv.value) for kv in items]
+
+    def _rollout_group(self, rollout: Rollout, expected_revision: int) -> Group:
+        key = self.keys.rollout(_segment("unit name", rollout.unit))
+        return Group(
+            (Compare(key, CompareTarget.MOD, expected_revision),),
+            (Put(key, codec.encode_rollout(rollout)),),
+        )
+
+    async def start_rollout(self, put: UnitPut, rollout: Rollout, expected_revision: int) -> int:
+        """Write a unit's new text (``put``, with its versions) and the rollout record in
+        one transaction, if the unit, its version head and ``rollouts/<unit>`` (mod
+        revision ``expected_revision``, 0: absent) are as read; else Conflict."""
+        if put.unit.name != rollout.unit:
+            raise ValueError(f"rollout of {rollout.unit} started with a write of {put.unit.name}")
+        unit = unit_group(self.keys, put)
+        record = self._rollout_group(rollout, expected_revision)
+        result = await self.registry.txn(
+            [*unit.compares, *record.compares], [*unit.ops, *record.ops]
+        )
+        if not result.succeeded:
+            raise Conflict(f"unit {rollout.unit} or its rollout was changed meanwhile; try again")
+        return result.revision
+
+    async def put_rollout(self, rollout: Rollout, expected_revision: int) -> int:
+        """Replace the record if its mod revision is still ``expected_revision``."""
+        group = self._rollout_group(rollout, expected_revision)
+        result = await self.registry.txn(group.compares, group.ops)
+        if not result.succeeded:
+            raise Conflict(f"the rollout of {rollout.unit} was changed meanwhile")
+        return result.revision
+
+    async def advance_rollout(
+        self,
+        writes: Sequence[UnitPut],
+        rollout: Rollout,
+        expected_revision: int,
+        leader_revision: int,
+    ) -> int:
+        """The engine leader's step of a rollout: unit texts (each with its versions) and
+        then the record, in as few transactions as etcd takes, each guarded by the
+        leader's fence and by the record's mod revision still being ``expected_revision``
+        (so a pause or an abort stops it).  NotLeader if the fence failed, Conflict if
+        anything else did (transactions before it stay applied)."""
+        groups = [unit_group(self.keys, put) for put in writes]
+        groups.append(self._rollout_group(rollout, expected_revision))
+        guard = [self.leader_guard(leader_revision), groups[-1].compares[0]]
+        revision = 0
+        for run in chunk_groups(groups, MAX_TXN_OPS - len(guard)):
+            compares = [*guard, *(c for i in run for c in groups[i].compares)]
+            ops = [op for i in run for op in groups[i].ops]
+            result = await self.registry.txn(list(dict.fromkeys(compares)), ops)
+            if not result.succeeded:
+                leader = await self.current_leader()
+                if leader is None or leader.revision != leader_revision:
+                    raise NotLeader(f"engine leadership (revision {leader_revision}) was lost")
+                raise Conflict(f"the rollout of {rollout.unit} or one of its units changed")
+            revision = result.revision
+        return revision
 
     # -- schedule and placement (engine, fenced) -----------------------------------------
 

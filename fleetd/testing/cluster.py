@@ -58,6 +58,17 @@ class ManualClock:
         self.now += seconds
 
 
+class ManualWall:
+    """Wall-clock seconds that move with a ManualClock (``advance`` moves both)."""
+
+    def __init__(self, clock: ManualClock, epoch: float = 1_700_000_000.0) -> None:
+        self.clock = clock
+        self.epoch = epoch
+
+    def __call__(self) -> float:
+        return self.epoch + self.clock.now
+
+
 class Node:
     """One machine: its fake systemd, its agent (while fleetd runs) and its API."""
 
@@ -75,6 +86,7 @@ class Node:
             inspector=inspector or FakeInspector(self.systemd),
             peers=Peers(transport_for=cluster.transport_for),
             page_size=cluster.page_size,
+            clock=cluster.wall,
         )
 
     @property
@@ -142,15 +154,18 @@ class Cluster:
         root: Path,
         *,
         clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
         ttl: float = 30.0,
         job_timeout: float = 5.0,
         page_size: int = 100,
         **engine: Any,
     ) -> None:
         """``engine``: ``EngineSettings`` fields to override (debounce and leader TTL are
-        set for tests already)."""
+        set for tests already); ``wall``: the wall clock of the engine and the APIs
+        (what unit versions and rollouts record; default: the real one)."""
         self.root = root
         self.clock = clock or ManualClock()
+        self.wall = wall or time.time
         self.ttl = ttl
         self.job_timeout = job_timeout
         self.page_size = page_size
@@ -225,7 +240,9 @@ class Cluster:
 
     def start_engine(self) -> Engine:
         """The engine candidate (one is enough: leadership has its own tests)."""
-        self.engine = Engine(self.store, "engine", clock=self.clock, settings=self.settings)
+        self.engine = Engine(
+            self.store, "engine", clock=self.clock, wall=self.wall, settings=self.settings
+        )
         self.spawn("engine", self.engine.run())
         return self.engine
 

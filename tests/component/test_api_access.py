@@ -90,6 +90,19 @@ CASES = [
         404,
     ),
     Case("GET", f"{V1}/placements", f"{V1}/placements", 200),
+    Case(
+        "POST",
+        f"{V1}/rollouts",
+        f"{V1}/rollouts",
+        201,
+        {"unit": "web.service", "options": options_of(SERVICE.replace("demo", "v2"))},
+    ),
+    Case("GET", f"{V1}/rollouts", f"{V1}/rollouts", 200),
+    Case("GET", f"{V1}/rollouts/{{unit}}", f"{V1}/rollouts/web.service", 404),
+    *(
+        Case("POST", f"{V1}/rollouts/{{unit}}/{action}", f"{V1}/rollouts/web.service/{action}", 404)
+        for action in ("pause", "resume", "promote", "abort")
+    ),
     Case("GET", f"{V1}/state", f"{V1}/state", 200),
     Case("GET", f"{V1}/events", f"{V1}/events", 200),
     Case("GET", f"{V1}/discovery", f"{V1}/discovery", 200),

@@ -83,11 +83,17 @@ async def test_writes_are_audited_reads_are_not(
         assert r.status_code == 409
         r = await client.post(f"{V1}/machines/{M1}/cordon", headers=as_ops)
         assert r.status_code == 200
+        r = await client.post(f"{V1}/rollouts", json={"unit": "web.service"}, headers=as_ops)
+        assert r.status_code == 403
+        r = await client.post(f"{V1}/rollouts/web.service/pause", headers=as_ops)
+        assert r.status_code == 404
         metrics = (await client.get("/metrics", headers=as_ops)).text
     transport = httpx.AsyncHTTPTransport(uds=sock)
     async with httpx.AsyncClient(transport=transport, base_url="http://fleet") as client:
         r = await client.put(f"{V1}/units/new.service", json={"options": options_of(SERVICE)})
         assert r.status_code == 201
+        r = await client.post(f"{V1}/rollouts", json={"unit": "new.service", "maxParallel": 0})
+        assert r.status_code == 400
 
     messages = [r.getMessage() for r in records(caplog)]
     assert messages == [
@@ -101,8 +107,13 @@ async def test_writes_are_audited_reads_are_not(
         "units=web.service,x.service status=409",
         f"audit caller=ops remote=127.0.0.1 method=POST path={V1}/machines/{M1}/cordon "
         "units=- status=200",
+        f"audit caller=ops remote=127.0.0.1 method=POST path={V1}/rollouts units=- status=403",
+        f"audit caller=ops remote=127.0.0.1 method=POST path={V1}/rollouts/web.service/pause "
+        "units=web.service status=404",
         f'audit caller="unix socket" remote=- method=PUT path={V1}/units/new.service '
         "units=new.service status=201",
+        f'audit caller="unix socket" remote=- method=POST path={V1}/rollouts '
+        "units=new.service status=400",
     ]
     fields = records(caplog)[0].journal_fields  # type: ignore[attr-defined]
     assert fields == {

@@ -267,3 +267,54 @@ async def test_fenced_batch_over_etcd(etcd_registry: EtcdRegistry, key_prefix: s
         assert len(await store.list_schedule("m1")) == 500
     finally:
         await etcd_registry.revoke_lease(lease)
+
+
+async def test_rollout_steps_are_fenced_and_stop_at_a_changed_record(any_store: Store) -> None:
+    from fleetd.caller import Caller
+    from fleetd.registry.unitput import UnitPut
+    from fleetd.rollouts.record import Kind, Phase, Rollout
+    from fleetd.versions import versions_for
+
+    store = any_store
+    names = [f"web@{i}.service" for i in range(60)]  # 60 units with versions: 3 transactions
+    for name in names:
+        await store.put_unit(unit(name))
+    record = Rollout("r1", "web@.service", Kind.TEMPLATE, 1, "h", 2, "h2")
+    await store.put_rollout(record, 0)
+    found = await store.get_rollout("web@.service")
+    assert found is not None and found[0] == record
+
+    async def writes() -> list[UnitPut]:
+        puts = []
+        for name in names:
+            got = await store.get_unit_with_revision(name)
+            assert got is not None
+            old, revision = got
+            text = "[Service]\nExecStart=/bin/true\n"
+            added = versions_for(name, text, "h2", old, None, Caller("rollout by ops"), 1.0)
+            puts.append(UnitPut(Unit(name, text, "h2", old.desired), revision, added, 0))
+        return puts
+
+    lease = await store.registry.grant_lease(10)
+    fence = await store.campaign("m1", lease)
+    assert fence is not None
+    paused = Rollout("r1", "web@.service", Kind.TEMPLATE, 1, "h", 2, "h2", phase=Phase.PAUSED)
+    await store.put_rollout(paused, found[1])  # a pause between the read and the step
+    with pytest.raises(Conflict):
+        await store.advance_rollout(await writes(), record, found[1], fence)
+    assert {u.hash for u in await store.list_units()} == {"abc123"}
+
+    found = await store.get_rollout("web@.service")
+    assert found is not None
+    moved = Rollout("r1", "web@.service", Kind.TEMPLATE, 1, "h", 2, "h2", message="step")
+    await store.advance_rollout(await writes(), moved, found[1], fence)
+    assert {u.hash for u in await store.list_units()} == {"h2"}
+    assert len(await store.list_versions(names[-1])) == 2
+    after = await store.get_rollout("web@.service")
+    assert after is not None and after[0] == moved
+
+    await store.registry.revoke_lease(lease)  # deposed
+    with pytest.raises(NotLeader):
+        await store.advance_rollout([], record, after[1], fence)
+    with pytest.raises(Conflict):
+        await store.put_rollout(record, found[1])

@@ -107,3 +107,44 @@ def test_a_state_from_a_fleetd_without_health_checks_decodes_as_unknown() -> Non
     assert codec.decode_state("m1", "a.service", "k", newer).health is Health.UNKNOWN
     with pytest.raises(RegistryError, match="'health_msg' must be str"):
         codec.decode_state("m1", "a.service", "k", old[:-1] + b',"health_msg":1}')
+
+
+def test_rollout_records_round_trip_and_bad_ones_are_refused() -> None:
+    from fleetd.rollouts.record import Kind, Options, Phase, Rollout, State, Target
+
+    record = Rollout(
+        "abc",
+        "web@.service",
+        Kind.TEMPLATE,
+        3,
+        "o" * 40,
+        4,
+        "n" * 40,
+        Options(2, 1.5, 30.0, True, 1, False),
+        Phase.REVERTING,
+        (
+            Target("web@1.service", "o" * 40, "n" * 40, State.HEALTHY, 10.0, 12.5, ""),
+            Target("web@2.service", "o" * 40, "o" * 40, State.SKIPPED, 0.0, 13.0, "not updated"),
+        ),
+        by="ops (10.0.0.9)",
+        created=1.0,
+        updated=2.0,
+        message="m",
+        failure="f",
+        promoted=True,
+        reverting=True,
+        revert_version=5,
+    )
+    data = codec.encode_rollout(record)
+    assert codec.decode_rollout("web@.service", "k", data) == record
+    obj = json.loads(data)
+    obj["targets"][0][3] = "sleeping"
+    with pytest.raises(RegistryError, match="k: unknown target state 'sleeping'"):
+        codec.decode_rollout("web@.service", "k", json.dumps(obj).encode())
+    obj["targets"][0] = ["web@1.service"]
+    with pytest.raises(RegistryError, match="a target must be"):
+        codec.decode_rollout("web@.service", "k", json.dumps(obj).encode())
+    obj = json.loads(data)
+    obj["phase"] = "dancing"
+    with pytest.raises(RegistryError, match="unknown rollout phase 'dancing'"):
+        codec.decode_rollout("web@.service", "k", json.dumps(obj).encode())

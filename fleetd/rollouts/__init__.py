@@ -1,0 +1,1 @@
+"""Rolling updates of units, driven by the engine leader (docs/rollouts.md)."""
