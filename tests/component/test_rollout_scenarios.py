@@ -420,3 +420,37 @@ async def test_progress_is_on_the_event_stream(tmp_path: Path) -> None:
             "message": "2 of 2 updated: all on version 2",
         }
         assert [e["done"] for e in seen] == sorted(e["done"] for e in seen)
+
+
+async def test_an_instance_counts_only_once_its_health_check_passes(tmp_path: Path) -> None:
+    from healthkit import HttpService
+
+    http = HttpService()
+    http.status["/v2/web@1"] = "503 Service Unavailable"
+    async with http.running(), manual(tmp_path) as c:
+        checked = f"HealthCheck=http://127.0.0.1:{http.port}/{{}}/%p@%i\n"
+        v1 = V1 + "\n[X-Fleet]\n" + checked.format("v1")
+        v2 = V2 + "\n[X-Fleet]\n" + checked.format("v2")
+        names = await start_instances(c, 2, v1)
+        await rollout(c, "web@.service", v2, minHealthyTime=1, healthyDeadline=30, autoRevert=True)
+
+        async def unhealthy() -> bool:
+            targets = (await record(c, "web@.service"))["targets"]
+            return bool(targets) and targets[0]["message"].startswith(
+                "unhealthy: HTTP 503 Service Unavailable"
+            )
+
+        await c.wait_for(unhealthy, "the first instance active but unhealthy")
+        assert c.running(names[0])
+        c.advance(30)
+        await c.wait_for(lambda: http.requests.get("/v1/web@1", 0) > 1, "checked on v1 again")
+
+        async def back() -> bool:
+            found = await record(c, "web@.service")
+            return found["phase"] == "reverting" and found["targets"][0]["state"] == "healthy"
+
+        await c.wait_for(back, "the first instance healthy on v1 again")
+        c.advance(1)
+        found = await wait_phase(c, "web@.service", "reverted")
+        assert "unhealthy: HTTP 503 Service Unavailable" in found["failure"]
+        assert http.requests.get("/v2/web@2", 0) == 0
