@@ -26,11 +26,11 @@ from rich.status import Status
 
 from fleetd.api import wire
 from fleetd.config import parse_duration
-from fleetd.errors import RegistryUnavailable
+from fleetd.errors import Unavailable
 from fleetd.rollouts.record import DEFAULT_DEADLINE, DEFAULT_MIN_HEALTHY, Options
 
 from . import unitargs
-from .backend import Backend, CliError, Unavailable
+from .backend import Backend, CliError
 from .helptext import Command
 from .options import Output, fail, options, run, stderr_is_tty
 from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
@@ -266,7 +266,7 @@ async def follow(backend: Backend, units: Sequence[str], live: bool) -> list[wir
         while pending:
             try:
                 found = await asyncio.gather(*(backend.rollout(u) for u in pending))
-            except (Unavailable, RegistryUnavailable) as exc:
+            except Unavailable as exc:
                 if not outage:
                     _say(status, f"WARNING: {exc}; still following")
                 outage = True

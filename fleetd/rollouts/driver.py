@@ -26,10 +26,18 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fleetd.caller import Caller
-from fleetd.errors import Conflict, FleetError, NotFound, NotLeader, RegistryError, WatchCompacted
+from fleetd.errors import (
+    Conflict,
+    FleetError,
+    InvalidInput,
+    NotFound,
+    NotLeader,
+    RegistryError,
+)
 from fleetd.model import Unit
 from fleetd.registry.store import Snapshot, Store
 from fleetd.registry.unitput import UnitPut
+from fleetd.retry import Backoff
 from fleetd.rollouts.plan import Step, Task, plan_rollout
 from fleetd.rollouts.record import Phase, Rollout
 from fleetd.rollouts.view import ClusterView, records_of
@@ -68,18 +76,16 @@ class RolloutDriver:
     async def run(self, fence: int) -> None:
         """Drive rollouts for ever as the leader elected at ``fence``; NotLeader when a
         write finds leadership lost."""
-        delay = 0.1
+        backoff = Backoff("rollouts", log)
         while True:
             try:
                 await self._until_active()
                 await self._session(fence)
-                delay = 0.1
-            except (RegistryError, WatchCompacted) as exc:
-                if isinstance(exc, NotLeader):
-                    raise
-                log.warning("rollouts: %s; again in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                backoff.succeeded()
+            except NotLeader:
+                raise
+            except RegistryError as exc:  # WatchCompacted included: a fresh view next
+                await backoff.failed(exc)
 
     async def _until_active(self) -> None:
         """Return once some rollout is active (watching ``rollouts/`` only)."""
@@ -144,19 +150,23 @@ class RolloutDriver:
             writes = [
                 w for task in step.tasks if (w := await self._write(record, task)) is not None
             ]
-        except NotFound as exc:
-            record = replace(record, phase=Phase.FAILED, failure=str(exc), message=f"failed: {exc}")
-            writes = []
-        if not writes and not step.changed:
-            return 0
-        own = next((w for w in writes if w.unit.name == record.unit and w.versions), None)
-        if own is not None and record.reverting and record.revert_version is None:
-            record = replace(record, revert_version=own.versions[-1].number)
-        try:
+            if not writes and not step.changed:
+                return 0
+            own = next((w for w in writes if w.unit.name == record.unit and w.versions), None)
+            if own is not None and record.reverting and record.revert_version is None:
+                record = replace(record, revert_version=own.versions[-1].number)
             written = await self.store.advance_rollout(writes, record, revision, fence)
         except Conflict as exc:
             log.info("rollouts: %s: %s; the step is taken again", record.unit, exc)
             return 0
+        except (NotFound, InvalidInput) as exc:
+            # A text no longer kept, or too large to be written with its version: this
+            # rollout cannot go on.
+            record = replace(record, phase=Phase.FAILED, failure=str(exc), message=f"failed: {exc}")
+            try:
+                written = await self.store.advance_rollout([], record, revision, fence)
+            except Conflict:
+                return 0
         self.writes_total += 1
         if record.phase is not before.phase:
             log.info("rollouts: %s: %s: %s", record.unit, record.phase, record.message)
