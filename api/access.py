@@ -165,9 +165,9 @@ def carries_unit_file(body: bytes) -> bool:
     )
 
 
-def _refusal(caller_role: Role, needed: Role, name: str, what: str) -> str:
+def _refusal(caller_role: Role, needed: Role, name: str, what: str, detail: str = "") -> str:
     return (
-        f"{what} needs the {needed.label} role; the caller {name!r} has the "
+        f"{what} needs the {needed.label} role{detail}; the caller {name!r} has the "
         f"{caller_role.label} role"
     )
 
@@ -205,7 +205,9 @@ class Authorize:
         assert needed is not None
         what = f"{route.method} {route.template}"
         if role < needed:
-            await send_error(send, 403, _refusal(role, needed, name, what))
+            unit_file = route.access.unit_file
+            detail = f" ({unit_file.label} with a unit file)" if unit_file else ""
+            await send_error(send, 403, _refusal(role, needed, name, what, detail))
             return
         unit_file = route.access.unit_file
         if unit_file is None or role >= unit_file:

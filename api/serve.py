@@ -308,7 +308,7 @@ def for_fleetd(
         peers=Peers(
             port=tcp_port(config.api_listen),
             token=token,
-            tls=peer_context(tls) if tls is not None else None,
+            tls=peer_context(tls, config.api_ca_file) if tls is not None else None,
         ),
         systemd=systemd,
         agent=agent,
@@ -325,10 +325,11 @@ def for_fleetd(
     )
 
 
-def peer_context(tls: TlsFiles) -> ssl.SSLContext:
-    """How this fleetd reaches other machines' APIs over HTTPS: it trusts the cluster's
-    CA (``api_client_ca_file``, else the system's) and presents its own certificate."""
+def peer_context(tls: TlsFiles, ca_file: str = "") -> ssl.SSLContext:
+    """How this fleetd reaches other machines' APIs over HTTPS: it trusts ``ca_file``
+    (``api_ca_file``), else ``api_client_ca_file``, else the system's CAs, and presents
+    its own certificate (for machines that require client certificates)."""
     return client_context(
-        TlsFiles(tls.cert, tls.key, tls.ca),
-        ("api_client_ca_file", "api_cert_file", "api_key_file"),
+        TlsFiles(tls.cert, tls.key, ca_file or tls.ca),
+        ("api_ca_file" if ca_file else "api_client_ca_file", "api_cert_file", "api_key_file"),
     )

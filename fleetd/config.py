@@ -54,6 +54,7 @@ class Config:
     api_cert_file: str = ""
     api_key_file: str = ""
     api_client_ca_file: str = ""
+    api_ca_file: str = ""
     api_insecure_http: bool = False
     api_auth_disabled: bool = False
     state_dir: str = "/var/lib/fleetd"
@@ -243,6 +244,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_cert_file", _absolute, "certificate of the API's HTTPS listener (PEM)"),
     Option("api_key_file", _absolute, "private key of api_cert_file (PEM)"),
     Option("api_client_ca_file", _absolute, "CA whose client certificates the API requires"),
+    Option("api_ca_file", _absolute, "CA of the other machines' API certificates"),
     Option("api_insecure_http", _bool, "serve TCP as plain HTTP (warned at every start)"),
     Option("api_auth_disabled", _bool, "serve TCP without a token (warned at start)"),
     Option("state_dir", _absolute, "fleetd state (embedded etcd data)"),

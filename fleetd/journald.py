@@ -97,6 +97,10 @@ class JournalHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            if self._sock.fileno() == -1:
+                # logging.config.dictConfig (uvicorn's setup) closes every handler it
+                # finds, though they stay in use: open the socket again.
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.sendto(encode(self.fields(record)), self.path)
         except OSError:
             # Too large for a datagram, or journald is restarting: keep the line.

@@ -216,6 +216,11 @@ class EtcdConnection:
             await self.authenticate()
         raise AssertionError("unreachable")
 
+    def auth_service(self) -> AuthService:
+        """etcd's Auth API (users, roles, enabling authentication); connect() first."""
+        assert self._auth is not None, "not connected"
+        return self._auth
+
     def services(self) -> tuple[KVService, LeaseService]:
         assert self._kv is not None and self._lease is not None, "not connected"
         return self._kv, self._lease

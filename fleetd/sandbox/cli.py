@@ -74,6 +74,14 @@ def up(
     no_auth: Annotated[bool, typer.Option("--no-auth", help="serve the API without a token")] = (
         False
     ),
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS everywhere with client certificates, etcd authentication (a role "
+            "limited to the registry prefix), HTTPS API with a token per role",
+        ),
+    ] = False,
     no_fleetd: Annotated[
         bool, typer.Option("--no-fleetd", help="machines and etcd only; fleetd not started")
     ] = False,
@@ -92,6 +100,7 @@ def up(
             subnet=subnet,
             auth=not no_auth,
             fleetd=not no_fleetd,
+            secure=secure,
             metadata=parse_metadata(metadata or []),
             capacity=parse_capacity(capacity or []),
         )
@@ -118,10 +127,16 @@ def down(ctx: typer.Context) -> None:
 
 
 @app.command()
-def env(ctx: typer.Context) -> None:
+def env(
+    ctx: typer.Context,
+    role: Annotated[
+        str,
+        typer.Option(help="--secure: the token of this role (read, operate, admin)"),
+    ] = "admin",
+) -> None:
     """Print `export` lines so fleetctl on the host talks to the sandbox."""
     try:
-        values = _sandbox(ctx).env()
+        values = _sandbox(ctx).env(role)
     except FleetError as exc:
         _fail(exc)
     for key, value in values.items():

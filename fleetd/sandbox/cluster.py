@@ -20,12 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleetd.errors import SandboxError
+from fleetd.pki import Pki
 from fleetd.registry.keys import Keys
-from fleetd.sandbox import etcd, host, install, machine, network, seed
+from fleetd.sandbox import etcd, host, install, machine, network, security, seed
 from fleetd.sandbox import state as st
 from fleetd.sandbox.install import Install
 from fleetd.sandbox.seed import FLEETD_UNIT
-from fleetd.sandbox.spec import API_PORT, SandboxSpec
+from fleetd.sandbox.spec import API_PORT, TOKENS_FILE, SandboxSpec
 from fleetd.sandbox.state import Instance, MachineState, SandboxState, instance
 from fleetd.sandbox.status import SandboxStatus, collect
 from fleetd.sandbox.teardown import teardown
@@ -91,6 +92,7 @@ class Sandbox:
         self, spec: SandboxSpec, installed: Install, timeout: float, say: Callable[[str], None]
     ) -> None:
         deadline = time.monotonic() + timeout
+        tokens = security.make_tokens() if spec.secure else {}
         state = SandboxState(
             subnet=spec.subnet,
             bridge=self.instance.bridge,
@@ -99,10 +101,12 @@ class Sandbox:
             etcd_members=spec.etcd_members,
             cgroup=str(host.cgroup2_root() / self.instance.cgroup_name),
             disks=str(self.state_dir / "disks"),
-            token=secrets.token_urlsafe(32) if spec.auth else None,
+            token=(tokens.get("machine") or secrets.token_urlsafe(32)) if spec.auth else None,
             fleetd=spec.fleetd,
             spec=dataclasses.asdict(spec),
             binds=installed.binds,
+            secure=spec.secure,
+            tokens=tokens,
         )
         st.save(self.state_dir, state)
         state = self._save(dataclasses.replace(state, disks_mounted=True))
@@ -110,12 +114,18 @@ class Sandbox:
         host.run(["mount", "-t", "tmpfs", "-o", "mode=700", "fleetd-sandbox", state.disks])
         say(f"bridge {state.bridge} {state.bridge_ip}/{spec.network.prefixlen}")
         network.create_bridge(state.bridge, state.bridge_ip, spec.network.prefixlen)
+        if spec.secure:
+            say("PKI: CA, machine and client certificates; tokens per role")
+            security.make_pki(
+                self.state_dir, {n: spec.machine_ip(n) for n in spec.names}, state.bridge_ip
+            )
         if spec.etcd_members == 1:
             pid = etcd.start_host_member(
                 state.bridge_ip,
                 Path(state.disks) / "etcd",
                 Path(state.cgroup) / "etcd",
                 self.state_dir / "etcd.log",
+                security.host_etcd_tls(self.state_dir) if spec.secure else None,
             )
             state = self._save(dataclasses.replace(state, etcd_pid=pid))
         for name in spec.names:
@@ -130,7 +140,11 @@ class Sandbox:
             network.create_machine_net(
                 state.bridge, ms.netns, ms.veth, ms.ip, spec.network.prefixlen, state.bridge_ip
             )
-            files, enabled = seed.machine_files(spec, ms, state.token, installed.fleetd)
+            extra = None
+            if spec.secure:
+                extra = security.machine_files(self.state_dir, name)
+                extra[TOKENS_FILE] = (security.tokens_file(tokens), 0o600)
+            files, enabled = seed.machine_files(spec, ms, state.token, installed.fleetd, extra)
             seed.write_seed(
                 self._machine_dir(name) / "seed",
                 files=files,
@@ -142,7 +156,11 @@ class Sandbox:
             self._launch(name)
         self._wait_booted(spec.names, deadline)
         say(f"etcd {','.join(state.etcd_endpoints)}")
-        etcd.wait_healthy(state.etcd_endpoints, max(1.0, deadline - time.monotonic()))
+        access = self.etcd_access
+        etcd.wait_healthy(state.etcd_endpoints, max(1.0, deadline - time.monotonic()), access)
+        if access is not None:
+            say("etcd: authentication on, fleetd may only touch the registry prefix")
+            security.enable_auth(access, state.etcd_endpoints, Keys().prefix)
         if spec.fleetd:
             say("waiting for fleetd to register on every machine")
             self.wait_registered(spec.names, max(1.0, deadline - time.monotonic()))
@@ -192,7 +210,7 @@ class Sandbox:
         gave_up = False
         while time.monotonic() < deadline and not gave_up:
             try:
-                present = set(etcd.keys(state.etcd_endpoints, prefix))
+                present = set(etcd.keys(state.etcd_endpoints, prefix, access=self.etcd_access))
             except SandboxError:
                 present = set()
             missing = [
@@ -253,15 +271,49 @@ class Sandbox:
 
     @property
     def api_endpoint(self) -> str:
-        return f"http://{self._state().machines[0].ip}:{API_PORT}"
+        state = self._state()
+        scheme = "https" if state.secure else "http"
+        return f"{scheme}://{state.machines[0].ip}:{API_PORT}"
 
-    def env(self) -> dict[str, str]:
-        """Environment for fleetctl on the host (REST endpoint, token, etcd endpoints)."""
+    @property
+    def secure(self) -> bool:
+        return self._state().secure
+
+    @property
+    def etcd_access(self) -> etcd.Access | None:
+        """How to reach etcd as its root (``--secure``), None for a plain sandbox."""
+        state = self._state()
+        if not state.secure:
+            return None
+        return security.root_access(self.state_dir)
+
+    def role_token(self, role: str) -> str:
+        """The API token of ``role`` (read, operate, admin) of a ``--secure`` sandbox."""
+        state = self._state()
+        if not state.secure:
+            raise SandboxError("only a --secure sandbox has tokens per role")
+        if role not in ("read", "operate", "admin"):
+            raise SandboxError(f"unknown role {role!r} (choose read, operate, admin)")
+        return state.tokens[role]
+
+    def env(self, role: str = "admin") -> dict[str, str]:
+        """Environment for fleetctl on the host (REST endpoint, token, etcd endpoints); in a
+        ``--secure`` sandbox the token of ``role`` and the CA, and for ``admin`` also the
+        client certificate of etcd's root (``--driver etcd``)."""
+        state = self._state()
         result = {
             "FLEETCTL_ENDPOINT": self.api_endpoint,
             "FLEETCTL_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints),
         }
-        if self.token is not None:
+        if state.secure:
+            pki = Pki(security.pki_dir(self.state_dir))
+            result["FLEETCTL_TOKEN"] = self.role_token(role)
+            result["FLEETCTL_CA_FILE"] = str(pki.ca_cert)
+            if role == "admin":
+                cert, key = pki.client("root")
+                result["FLEETCTL_CERT_FILE"] = str(cert)
+                result["FLEETCTL_KEY_FILE"] = str(key)
+        elif self.token is not None:
             result["FLEETCTL_TOKEN"] = self.token
         return result
 
@@ -327,7 +379,9 @@ class Sandbox:
 
     def status(self) -> SandboxStatus:
         """Machines (running, systemd and fleetd state, registered), etcd health."""
-        return collect(self._state(), self.api_endpoint, self.state_dir / "machines")
+        return collect(
+            self._state(), self.api_endpoint, self.state_dir / "machines", self.etcd_access
+        )
 
     # --- fault injection --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from fleetd.sandbox import etcd, host
+from fleetd.sandbox import etcd, host, security
 from fleetd.sandbox.spec import SandboxSpec
 from fleetd.sandbox.state import MachineState
 
@@ -122,9 +122,14 @@ def command(path: Path) -> str:
 
 
 def machine_files(
-    spec: SandboxSpec, ms: MachineState, token: str | None, fleetd_bin: Path
+    spec: SandboxSpec,
+    ms: MachineState,
+    token: str | None,
+    fleetd_bin: Path,
+    secure: dict[str, tuple[str, int]] | None = None,
 ) -> tuple[list[SeedFile], list[str]]:
-    """The seed files of machine ``ms`` and the units to enable there."""
+    """The seed files of machine ``ms`` and the units to enable there; ``secure``: the
+    PKI files and tokens file of ``--secure`` (path inside -> text, mode)."""
     hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     hosts += [f"{spec.machine_ip(n)} {n}" for n in spec.names]
     template = resources.files("fleetd.share").joinpath("fleetd.service").read_text()
@@ -139,10 +144,13 @@ def machine_files(
     ]
     if token is not None:
         files.append(SeedFile(TOKEN_FILE, token + "\n", 0o600))
+    for path, (text, mode) in (secure or {}).items():
+        files.append(SeedFile(path, text, mode))
     enabled = [FLEETD_UNIT] if spec.fleetd else []
     members = [(n, spec.machine_ip(n)) for n in spec.names[:3]]
     if spec.etcd_members == 3 and ms.name in dict(members):
-        unit = etcd.member_unit(ms.name, ms.ip, members)
+        tls = security.IN_MACHINE if spec.secure else None
+        unit = etcd.member_unit(ms.name, ms.ip, members, tls)
         files.append(SeedFile(f"/etc/systemd/system/{etcd.MEMBER_UNIT}", unit))
         enabled.append(etcd.MEMBER_UNIT)
     return files, enabled

@@ -21,6 +21,14 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 DEFAULT_SUBNET = "10.87.0.0/24"
 DEFAULT_AGENT_TTL = 10.0
+# --secure: where a machine keeps its certificates and tokens (security.py makes them).
+PKI_DIR = "/etc/fleet/pki"
+CA = f"{PKI_DIR}/ca.crt"
+MACHINE_CERT = f"{PKI_DIR}/machine.crt"
+MACHINE_KEY = f"{PKI_DIR}/machine.key"
+ETCD_CLIENT_CERT = f"{PKI_DIR}/etcd-client.crt"
+ETCD_CLIENT_KEY = f"{PKI_DIR}/etcd-client.key"
+TOKENS_FILE = "/etc/fleet/api-tokens"
 
 _MACHINE = re.compile(r"^m([1-9]\d*)$")
 _META_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -37,6 +45,8 @@ class SandboxSpec:
     subnet: str = ""  # empty: the first free 10.87.N.0/24, chosen by `up`
     auth: bool = True
     fleetd: bool = True
+    # TLS everywhere, client certificates, etcd authentication, scoped tokens (security.py).
+    secure: bool = False
     # machine name -> extra metadata pairs / capacity (keys "cpu", "memory")
     metadata: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     capacity: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
@@ -50,6 +60,8 @@ class SandboxSpec:
             raise InvalidInput(f"--etcd-members must be 1 or 3, got {self.etcd_members}")
         if self.etcd_members == 3 and self.machines < 3:
             raise InvalidInput("--etcd-members 3 needs at least 3 machines (members run on m1..m3)")
+        if self.secure and not self.auth:
+            raise InvalidInput("--secure and --no-auth exclude each other")
         if self.agent_ttl <= 0:
             raise InvalidInput(f"--agent-ttl must be greater than zero, got {self.agent_ttl}")
         network = self.network
@@ -76,11 +88,15 @@ class SandboxSpec:
     def machine_ip(self, name: str) -> str:
         return str(self.network.network_address + 10 + machine_index(name))
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.secure else "http"
+
     def etcd_endpoints(self) -> tuple[str, ...]:
         if self.etcd_members == 1:
-            return (f"http://{self.bridge_ip()}:{ETCD_CLIENT_PORT}",)
+            return (f"{self.scheme}://{self.bridge_ip()}:{ETCD_CLIENT_PORT}",)
         return tuple(
-            f"http://{self.machine_ip(name)}:{ETCD_CLIENT_PORT}" for name in self.names[:3]
+            f"{self.scheme}://{self.machine_ip(name)}:{ETCD_CLIENT_PORT}" for name in self.names[:3]
         )
 
     def machine_metadata(self, name: str) -> tuple[tuple[str, str], ...]:
@@ -99,9 +115,20 @@ class SandboxSpec:
             f"public_ip = {ip}",
             f"agent_ttl = {self.agent_ttl:g}s",
             f"api_listen = unix:///var/run/fleet.sock,tcp://{ip}:{API_PORT}",
-            "api_insecure_http = true",
             "units_directory = /run/fleet/units",
         ]
+        if self.secure:
+            lines += [
+                f"etcd_cafile = {CA}",
+                f"etcd_certfile = {ETCD_CLIENT_CERT}",
+                f"etcd_keyfile = {ETCD_CLIENT_KEY}",
+                f"api_cert_file = {MACHINE_CERT}",
+                f"api_key_file = {MACHINE_KEY}",
+                f"api_ca_file = {CA}",
+                f"api_tokens_file = {TOKENS_FILE}",
+            ]
+        else:
+            lines.append("api_insecure_http = true")
         lines.append(f"api_token_file = {token_file}" if self.auth else "api_auth_disabled = true")
         for key, value in self.capacity.get(name, ()):
             lines.append(f"capacity_{key} = {value}")

@@ -98,6 +98,9 @@ class SandboxState:
     disks_mounted: bool = False
     complete: bool = False  # `up` finished successfully
     machines: tuple[MachineState, ...] = ()
+    secure: bool = False
+    # --secure: the API's token per role (read, operate, admin) and the machines' own.
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def machine(self, name: str) -> MachineState:
         for machine in self.machines:

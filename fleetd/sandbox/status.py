@@ -35,10 +35,18 @@ class SandboxStatus:
     auth: bool
 
 
-def collect(state: SandboxState, api_endpoint: str, machines_dir: Path) -> SandboxStatus:
-    """``machines_dir``: where each machine's directory (its boot count) is."""
+def collect(
+    state: SandboxState,
+    api_endpoint: str,
+    machines_dir: Path,
+    access: etcd.Access | None = None,
+) -> SandboxStatus:
+    """``machines_dir``: where each machine's directory (its boot count) is; ``access``:
+    how to reach a ``--secure`` etcd."""
     try:
-        registered = set(etcd.keys(state.etcd_endpoints, Keys().machines, timeout=1.0))
+        registered = set(
+            etcd.keys(state.etcd_endpoints, Keys().machines, timeout=1.0, access=access)
+        )
     except SandboxError:
         registered = set()
     machines = []
@@ -66,7 +74,7 @@ def collect(state: SandboxState, api_endpoint: str, machines_dir: Path) -> Sandb
                 rebooting=not running and host.alive(ms.launcher_pid, machine.LAUNCHER),
             )
         )
-    health = tuple((ep, etcd.healthy(ep)) for ep in state.etcd_endpoints)
+    health = tuple((ep, etcd.healthy(ep, access=access)) for ep in state.etcd_endpoints)
     return SandboxStatus(tuple(machines), health, api_endpoint, state.token is not None)
 
 

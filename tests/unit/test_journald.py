@@ -45,6 +45,8 @@ def test_handler_sends_record_fields(tmp_path: Path) -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        # dictConfig (as uvicorn runs it) closes every handler, which stays in use.
+        handler.close()
         logger.warning("hello %s", "there", extra={"journal_fields": {"FLEETD_STATUS": 403}})
         journal.settimeout(5)
         fields = decode(journal.recv(65536))

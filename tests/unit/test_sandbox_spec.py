@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from fleetd import config
 from fleetd.errors import InvalidInput
 from fleetd.sandbox.spec import SandboxSpec, parse_capacity, parse_metadata
 
@@ -35,8 +38,26 @@ def test_fleet_conf_carries_metadata_capacity_and_token() -> None:
     assert "agent_ttl = 5s" in conf
     assert "api_listen = unix:///var/run/fleet.sock,tcp://10.87.0.12:49153" in conf
     assert "api_token_file = /etc/fleet/api-token" in conf
+    assert "api_insecure_http = true" in conf
     assert "capacity_cpu = 2" in conf and "capacity_memory = 4G" in conf
     assert not [line for line in spec.fleet_conf("m1", "/t").splitlines() if "capacity" in line]
+
+
+def test_secure_is_tls_everywhere_with_tokens_per_role(tmp_path: Path) -> None:
+    spec = SandboxSpec(machines=3, secure=True, etcd_members=3)
+    assert spec.etcd_endpoints() == tuple(f"https://10.87.0.1{i}:2379" for i in (1, 2, 3))
+    conf = spec.fleet_conf("m2", "/etc/fleet/api-token")
+    path = tmp_path / "fleet.conf"
+    path.write_text(conf)
+    cfg = config.load(str(path))
+    assert cfg.etcd_servers[0].startswith("https://")
+    assert (cfg.etcd_cafile, cfg.api_ca_file) == ("/etc/fleet/pki/ca.crt",) * 2
+    assert cfg.etcd_certfile == "/etc/fleet/pki/etcd-client.crt"
+    assert cfg.api_cert_file == "/etc/fleet/pki/machine.crt"
+    assert cfg.api_tokens_file == "/etc/fleet/api-tokens"
+    assert not cfg.api_insecure_http
+    with pytest.raises(InvalidInput, match="--secure and --no-auth"):
+        SandboxSpec(secure=True, auth=False)
 
 
 def test_no_auth_disables_the_token() -> None:

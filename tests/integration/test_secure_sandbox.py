@@ -1,0 +1,198 @@
+"""``fleetd sandbox up --secure``: the cluster as a real host runs it, attacked from the host.
+
+Plain HTTP to the API and to etcd is refused, etcd without a client certificate
+too, and fleetd's own etcd user may not touch keys outside the registry prefix;
+fleetctl with a read token lists but cannot start (exit 1, a message naming the
+role, nothing changed); a token removed from the tokens file stops working within
+2 s without a restart; the audit record of a start names the token; no token's
+secret appears in any log of the run, in an error message or in ``--help``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetd.api.audit import AUDIT_MESSAGE_ID
+from fleetd.errors import FleetError
+from fleetd.pki import Pki
+from fleetd.registry.etcd import EtcdRegistry
+from fleetd.sandbox import security
+from fleetd.sandbox.cluster import Sandbox, teardown
+from fleetd.sandbox.spec import API_PORT, TOKENS_FILE, SandboxSpec
+from fleetd.sandbox.state import Instance
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+UNIT = "[Unit]\nDescription=secure demo\n\n[Service]\nExecStart=/bin/sleep 100000\n"
+REMOVED_WITHIN = 2.0
+
+
+def _free_instance() -> Instance:
+    for digit in range(10):
+        candidate = Instance(f"sc{digit}")
+        if not candidate.state_dir.exists():
+            return candidate
+    raise RuntimeError("no free sandbox name sc0..sc9 (stale sandboxes? `fleetd sandbox down`)")
+
+
+@pytest.fixture(scope="module")
+def secure() -> Iterator[Sandbox]:
+    name = _free_instance()
+    sandbox = Sandbox.up(SandboxSpec(machines=2, secure=True), name=name, timeout=120)
+    try:
+        yield sandbox
+    finally:
+        teardown(name)
+
+
+@pytest.fixture(scope="module")
+def outputs() -> list[str]:
+    """Everything the tests saw printed (checked for secrets at the end)."""
+    return []
+
+
+def fleetctl(
+    sandbox: Sandbox, role: str, *args: str, seen: list[str]
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCTL_")}
+    env.update(sandbox.env(role))
+    proc = subprocess.run(
+        [str(BIN / "fleetctl"), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    seen.extend((proc.stdout, proc.stderr))
+    return proc
+
+
+def _api(sandbox: Sandbox, path: str, token: str) -> int:
+    pki = Pki(security.pki_dir(sandbox.state_dir))
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    request = urllib.request.Request(
+        f"{sandbox.api_endpoint}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_plain_http_and_etcd_without_a_certificate_are_refused(secure: Sandbox) -> None:
+    m1 = secure.machines[0].ip
+    for url in (f"http://{m1}:{API_PORT}/fleet/v1/units", f"{secure.etcd_endpoints[0]}/health"):
+        plain = url.replace("https://", "http://")
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(plain, timeout=5).read()
+    # TLS to etcd, trusting its CA, but without a client certificate: the handshake fails.
+    pki = Pki(security.pki_dir(secure.state_dir))
+    no_cert = ssl.create_default_context(cafile=str(pki.ca_cert))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(
+            f"{secure.etcd_endpoints[0]}/health", context=no_cert, timeout=5
+        ).read()
+
+    async def as_fleetd() -> None:
+        cert, key = pki.client(security.ETCD_USER)
+        registry = EtcdRegistry(
+            secure.etcd_endpoints,
+            ca_file=str(pki.ca_cert),
+            cert_file=str(cert),
+            key_file=str(key),
+            timeout=5,
+        )
+        try:
+            items, _ = await registry.get_prefix("/fleet/machines/")
+            assert len(items) == 2
+            with pytest.raises(FleetError, match="permission denied"):
+                await registry.put("/outside-the-prefix", b"x")
+            with pytest.raises(FleetError, match="permission denied"):
+                await registry.get_prefix("/")
+        finally:
+            await registry.close()
+
+    asyncio.run(as_fleetd())
+
+
+def test_a_read_token_lists_but_cannot_start(secure: Sandbox, outputs: list[str]) -> None:
+    unit = secure.state_dir / "read-only.service"
+    unit.write_text(UNIT)
+    listed = fleetctl(secure, "read", "list-machines", seen=outputs)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("hostname=m") == 2
+    before = fleetctl(secure, "read", "list-unit-files", seen=outputs).stdout
+    refused = fleetctl(secure, "read", "start", "--no-block", str(unit), seen=outputs)
+    assert refused.returncode == 1
+    assert "403" in refused.stderr and "needs the operate role" in refused.stderr
+    assert "'read' has the read role" in refused.stderr
+    assert fleetctl(secure, "read", "list-unit-files", seen=outputs).stdout == before
+    assert "read-only.service" not in before
+
+
+def test_a_start_is_audited_with_the_token_name(secure: Sandbox, outputs: list[str]) -> None:
+    unit = secure.state_dir / "audited.service"
+    unit.write_text(UNIT)
+    started = fleetctl(secure, "admin", "start", str(unit), seen=outputs)
+    assert started.returncode == 0, started.stderr
+    journal = secure.exec(
+        "m1",
+        "journalctl", "--no-pager", "-o", "verbose", f"MESSAGE_ID={AUDIT_MESSAGE_ID}",
+        "FLEETD_UNITS=audited.service",
+    ).stdout  # fmt: skip
+    outputs.append(journal)
+    assert "FLEETD_CALLER=admin" in journal
+    assert "FLEETD_METHOD=PUT" in journal and "FLEETD_STATUS=201" in journal
+    assert "SYSLOG_IDENTIFIER=fleetd" in journal
+    # Its status is served by the machine it runs on, reached over HTTPS with the token.
+    status = fleetctl(secure, "read", "status", "audited.service", seen=outputs)
+    assert status.returncode == 0, status.stderr
+    assert "active (running)" in status.stdout
+
+
+def test_a_removed_token_stops_working_without_a_restart(secure: Sandbox) -> None:
+    token = secure.role_token("operate")
+    assert _api(secure, "/fleet/v1/units", token) == 200
+    pid = secure.exec("m1", "systemctl", "show", "-P", "MainPID", "fleetd").stdout.strip()
+    edit = secure.exec("m1", "sed", "-i", "/^operate /d", TOKENS_FILE)
+    assert edit.returncode == 0, edit.stderr
+    removed = time.monotonic()
+    while _api(secure, "/fleet/v1/units", token) != 401:
+        assert time.monotonic() - removed <= REMOVED_WITHIN, "the removed token still works"
+        time.sleep(0.05)
+    assert time.monotonic() - removed <= REMOVED_WITHIN
+    assert secure.exec("m1", "systemctl", "show", "-P", "MainPID", "fleetd").stdout.strip() == pid
+    assert _api(secure, "/fleet/v1/units", secure.role_token("read")) == 200
+
+
+def test_no_secret_in_any_log_or_help(secure: Sandbox, outputs: list[str]) -> None:
+    """Runs last in this module: every journal and log of the run, and every help text."""
+    secrets = [secure.role_token(role) for role in ("read", "operate", "admin")]
+    secrets.append(secure.token or "")
+    texts = list(outputs)
+    for machine in secure.machines:
+        texts.append(secure.exec(machine.name, "journalctl", "--no-pager", "-o", "verbose").stdout)
+    texts.extend(p.read_text(errors="replace") for p in secure.state_dir.glob("*.log"))
+    for command in (
+        [str(BIN / "fleetctl"), "--help"],
+        [str(BIN / "fleetctl"), "start", "--help"],
+        [str(BIN / "fleetd"), "--help"],
+        [str(BIN / "fleetd"), "token", "--help"],
+        [str(BIN / "fleetd"), "sandbox", "env", "--help"],
+    ):
+        env = {**os.environ, **secure.env("admin")}
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        texts.append(proc.stdout + proc.stderr)
+    assert sum(len(t) for t in texts) > 10_000  # the journals are there
+    for secret in filter(None, secrets):
+        for text in texts:
+            assert secret not in text
