@@ -133,7 +133,7 @@ def test_a_read_token_lists_but_cannot_start(secure: Sandbox, outputs: list[str]
     before = fleetctl(secure, "read", "list-unit-files", seen=outputs).stdout
     refused = fleetctl(secure, "read", "start", "--no-block", str(unit), seen=outputs)
     assert refused.returncode == 1
-    assert "403" in refused.stderr and "needs the operate role" in refused.stderr
+    assert "needs the operate role" in refused.stderr
     assert "'read' has the read role" in refused.stderr
     assert fleetctl(secure, "read", "list-unit-files", seen=outputs).stdout == before
     assert "read-only.service" not in before
