@@ -127,8 +127,8 @@ def update(
     """Roll units out to new versions of their files, a few targets at a time.
 
     Each FILE becomes a new version of its unit, rolled out by the engine: a
-    template's launched instances, or a plain unit in place, each counted once
-    it has been active and healthy for --min-healthy-time.  A target not
+    template's launched instances, a Global unit's machines, or a plain unit
+    in place, each counted once active and healthy for --min-healthy-time.  A target not
     there within --healthy-deadline fails the rollout (--auto-revert: the
     updated ones go back).  fleetctl shows the progress and exits non-zero if
     a rollout does not succeed; the rollout goes on if fleetctl exits.

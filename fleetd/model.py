@@ -65,12 +65,21 @@ class SystemdLink:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A submitted unit (``units/<name>``): the file text, its hash and the desired state."""
+    """A submitted unit (``units/<name>``): the file text, its hash and the desired state.
+
+    ``pinned``: machines that keep another hash than the text's, ``(machine, hash)``
+    pairs (sorted): a Global unit's machines not yet moved by a rolling update
+    (docs/rollouts.md).  A new text written outside a rollout drops them."""
 
     name: str
     text: str
     hash: str
     desired: DesiredState = DesiredState.INACTIVE
+    pinned: tuple[tuple[str, str], ...] = ()
+
+    def hash_on(self, machine: str) -> str:
+        """The hash ``machine`` is scheduled with."""
+        return next((h for m, h in self.pinned if m == machine), self.hash)
 
 
 @dataclass(frozen=True, slots=True)

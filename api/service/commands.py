@@ -154,7 +154,7 @@ def _plan(
     _check_template(name, change.desired)
     if current.desired is change.desired:
         return None
-    unit = model.Unit(current.name, current.text, current.hash, change.desired)
+    unit = replace(current, desired=change.desired)
     return UnitWrite(UnitPut(unit, revision), SetResult.UPDATED)
 
 

@@ -20,6 +20,7 @@ drives the rest.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from .commands import build_unit_file
 from .history import rfc3339
 
 _CAS_ATTEMPTS = 10
+_READS_AT_ONCE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +103,23 @@ async def start_rollout(
     added = versions_for(
         name.name, text, unit_file.hash, current, head[0] if head else None, caller, now
     )
+    targets: tuple[Target, ...] = ()
+    pinned: tuple[tuple[str, str], ...] = ()
+    if kind is Kind.UNIT:
+        targets = (Target(name.name, current.hash, unit_file.hash, State.UPDATING, started=now),)
+    elif kind is Kind.GLOBAL:
+        # Every machine keeps the file it runs until the engine moves it.
+        where = await _scheduled(store, name.name)
+        if not where:
+            raise Conflict(f"Global unit {name.name} is scheduled on no machine: nothing to roll")
+        targets = tuple(Target(m, h, h) for m, h in sorted(where.items()))
+        pinned = tuple((m, h) for m, h in sorted(where.items()) if h != unit_file.hash)
     put = UnitPut(
-        model.Unit(name.name, text, unit_file.hash, current.desired),
+        model.Unit(name.name, text, unit_file.hash, current.desired, pinned),
         revision,
         added,
         head[1] if head else 0,
     )
-    targets: tuple[Target, ...] = ()
-    if kind is Kind.UNIT:
-        targets = (Target(name.name, current.hash, unit_file.hash, State.UPDATING, started=now),)
     record = Rollout(
         id=uuid.uuid4().hex[:12],
         unit=name.name,
@@ -174,11 +184,7 @@ async def _kind(
         )
     if current.hash == new_hash:
         raise Conflict(f"unit {name.name} already has this file (hash {new_hash[:7]})")
-    if global_:
-        raise InvalidInput(
-            f"rollout of {name.name}: rolling updates of Global units are not supported yet"
-        )
-    return Kind.UNIT
+    return Kind.GLOBAL if global_ else Kind.UNIT
 
 
 async def _launched_instances(store: Store, template: UnitName) -> list[model.Unit]:
@@ -193,6 +199,21 @@ async def _launched_instances(store: Store, template: UnitName) -> list[model.Un
             and unit.desired is model.DesiredState.LAUNCHED
         ):
             found.append(unit)
+    return found
+
+
+async def _scheduled(store: Store, name: str) -> dict[str, str]:
+    """The machines (registered now) with an entry for unit ``name``, and its hash there."""
+    machines = [m.id for m in await store.list_machines()]
+    found: dict[str, str] = {}
+    for start in range(0, len(machines), _READS_AT_ONCE):
+        batch = machines[start : start + _READS_AT_ONCE]
+        keys = [store.keys.scheduled(m, name) for m in batch]
+        for machine, kv in zip(
+            batch, await asyncio.gather(*(store.registry.get(k) for k in keys)), strict=True
+        ):
+            if kv is not None:
+                found[machine] = store.schedule_from(kv.key, kv.value).hash
     return found
 
 

@@ -1,8 +1,10 @@
 """Desired state: this machine's ``schedule/<id>/`` (watched) and the unit bodies it names.
 
 The agent watches only its own schedule prefix, never a shared one.  Unit
-bodies come from ``units/<name>`` and are cached by hash: a body is fetched
-once per hash, and bodies of files already on disk never need a fetch.
+bodies come from ``units/<name>`` (or, for a hash that is not the unit's
+text now, its kept versions ``versions/<name>/``) and are cached by hash: a
+body is fetched once per hash, and bodies of files already on disk never need
+a fetch.
 """
 
 from __future__ import annotations
@@ -61,14 +63,20 @@ class Bodies:
         return body
 
     async def fetch(self, name: str, hash_: str) -> Body | None:
-        """The body of ``name`` at ``hash_``; None if ``units/<name>`` holds another version."""
+        """The body of ``name`` at ``hash_``: from ``units/<name>``, else from the unit's
+        kept versions (a Global unit's machine a rolling update has not moved yet runs an
+        older text than the unit's); None if neither has it."""
         found = self._by_hash.get(hash_)
         if found is not None:
             return found
         unit = await self.store.get_unit(name)
-        if unit is None or unit.hash != hash_:
+        text = unit.text if unit is not None and unit.hash == hash_ else None
+        if text is None:
+            kept = await self.store.list_versions(name)
+            text = next((v.text for v in reversed(kept) if v.hash == hash_), None)
+        if text is None:
             return None
-        body = self.remember(name, unit.text)
+        body = self.remember(name, text)
         if body is not None and body.hash != hash_:
             log.warning("unit %s: its text hashes to %s, not %s", name, body.hash, hash_)
             return None

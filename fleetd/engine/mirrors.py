@@ -113,7 +113,8 @@ def collections_for(
                 found = (Requirements(), str(exc))
             parsed[cache_key] = found
         reqs, error = found
-        model.set_unit(unit.name, UnitSpec(unit.name, unit.hash, unit.desired, reqs, error))
+        spec = UnitSpec(unit.name, unit.hash, unit.desired, reqs, error, unit.pinned)
+        model.set_unit(unit.name, spec)
 
     def delete_unit(key: str) -> None:
         model.set_unit(key[len(keys.units) :], None)

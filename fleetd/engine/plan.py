@@ -46,6 +46,8 @@ class UnitSpec:
 
     ``error`` says why the stored file could not be parsed: such a unit is
     neither placed nor moved, and the error is recorded as its placement reason.
+    ``pinned``: machines scheduled with another hash than ``hash`` (a Global unit's
+    machines a rolling update has not moved yet; see fleetd.model.Unit).
     """
 
     name: str
@@ -53,6 +55,13 @@ class UnitSpec:
     desired: DesiredState
     requirements: Requirements = field(default_factory=Requirements)
     error: str = ""
+    pinned: tuple[tuple[str, str], ...] = ()
+
+    def hash_on(self, machine: str) -> str:
+        """The hash the unit's entry on ``machine`` carries."""
+        if not self.pinned:
+            return self.hash
+        return next((h for m, h in self.pinned if m == machine), self.hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +246,7 @@ def _schedule_writes(
         spec = snap.units[name]
         existing = current.get(name, {})
         for machine in machines:
-            entry = ScheduleEntry(machine, name, spec.hash, spec.desired)
+            entry = ScheduleEntry(machine, name, spec.hash_on(machine), spec.desired)
             old = existing.get(machine)
             if old is None:
                 why = new.get((name, machine), "placed")

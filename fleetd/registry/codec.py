@@ -84,9 +84,15 @@ def _desired(obj: dict[str, Any], key: str) -> DesiredState:
 
 
 def encode_unit(unit: Unit) -> bytes:
-    return _encode(
-        {"name": unit.name, "text": unit.text, "hash": unit.hash, "desired": unit.desired}
-    )
+    fields: dict[str, Any] = {
+        "name": unit.name,
+        "text": unit.text,
+        "hash": unit.hash,
+        "desired": unit.desired,
+    }
+    if unit.pinned:  # only while a rolling update moves a Global unit
+        fields["pinned"] = [list(p) for p in unit.pinned]
+    return _encode(fields)
 
 
 def decode_unit(key: str, data: bytes) -> Unit:
@@ -96,6 +102,7 @@ def decode_unit(key: str, data: bytes) -> Unit:
         text=_get(obj, "text", str, key),
         hash=_get(obj, "hash", str, key),
         desired=_desired(obj, key),
+        pinned=_pairs(obj, "pinned", key),
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetd.errors import (
     Conflict,
@@ -207,7 +207,7 @@ class Store:
             unit, revision = found
             if unit.desired is desired:
                 return unit
-            changed = Unit(unit.name, unit.text, unit.hash, desired)
+            changed = replace(unit, desired=desired)
             try:
                 await self.put_unit(changed, expected_revision=revision)
             except Conflict:
@@ -316,11 +316,16 @@ class Store:
         """The engine leader's step of a rollout: unit texts (each with its versions) and
         then the record, in as few transactions as etcd takes, each guarded by the
         leader's fence and by the record's mod revision still being ``expected_revision``
-        (so a pause or an abort stops it).  NotLeader if the fence failed, Conflict if
+        (so a pause or an abort stops it); a write of the rolled unit itself goes in the
+        record's transaction.  NotLeader if the fence failed, Conflict if
         anything else did (transactions before it stay applied)."""
-        groups = [unit_group(self.keys, put) for put in writes]
-        groups.append(self._rollout_group(rollout, expected_revision))
-        guard = [self.leader_guard(leader_revision), groups[-1].compares[0]]
+        record = self._rollout_group(rollout, expected_revision)
+        groups = [unit_group(self.keys, put) for put in writes if put.unit.name != rollout.unit]
+        for own in (unit_group(self.keys, put) for put in writes if put.unit.name == rollout.unit):
+            # The rolled unit's own text and pins go with the record, never apart from it.
+            record = Group((*own.compares, *record.compares), (*own.ops, *record.ops))
+        groups.append(record)
+        guard = [self.leader_guard(leader_revision), record.compares[-1]]
         revision = 0
         for run in chunk_groups(groups, MAX_TXN_OPS - len(guard)):
             compares = [*guard, *(c for i in run for c in groups[i].compares)]

@@ -38,7 +38,7 @@ from fleetd.model import Unit
 from fleetd.registry.store import Snapshot, Store
 from fleetd.registry.unitput import UnitPut
 from fleetd.retry import Backoff
-from fleetd.rollouts.plan import Step, Task, plan_rollout
+from fleetd.rollouts.plan import Action, Step, Task, plan_rollout
 from fleetd.rollouts.record import Phase, Rollout
 from fleetd.rollouts.view import ClusterView, records_of
 from fleetd.versions import versions_for
@@ -147,8 +147,13 @@ class RolloutDriver:
         for task in step.tasks:
             log.info("rollouts: %s: %s", record.unit, task.reason)
         try:
+            by_unit: dict[str, list[Task]] = {}
+            for task in step.tasks:
+                by_unit.setdefault(task.unit, []).append(task)
             writes = [
-                w for task in step.tasks if (w := await self._write(record, task)) is not None
+                w
+                for unit, tasks in by_unit.items()
+                if (w := await self._write(record, unit, tasks)) is not None
             ]
             if not writes and not step.changed:
                 return 0
@@ -172,20 +177,26 @@ class RolloutDriver:
             log.info("rollouts: %s: %s: %s", record.unit, record.phase, record.message)
         return written
 
-    async def _write(self, record: Rollout, task: Task) -> UnitPut | None:
-        found = await self.store.get_unit_with_revision(task.unit)
+    async def _write(self, record: Rollout, name: str, tasks: list[Task]) -> UnitPut | None:
+        """The write of unit ``name`` that ``tasks`` ask for: a new text (WRITE, with the
+        version it adds), the Global unit's pins (PIN), or both; None if it has them."""
+        found = await self.store.get_unit_with_revision(name)
         if found is None:
             return None  # destroyed meanwhile: the next step sees it gone
         unit, unit_revision = found
-        if unit.hash == task.hash:
+        hash_ = next((t.hash for t in tasks if t.action is Action.WRITE), unit.hash)
+        pinned = record.pins() if name == record.unit else unit.pinned
+        if hash_ == unit.hash and pinned == unit.pinned:
             return None
-        text = await self._text(record, task.unit, task.hash)
-        head = await self.store.get_version_head(task.unit)
+        if hash_ == unit.hash:
+            return UnitPut(replace(unit, pinned=pinned), unit_revision)
+        text = await self._text(record, name, hash_)
+        head = await self.store.get_version_head(name)
         caller = Caller(f"rollout by {record.by or 'unknown'}")
         added = versions_for(
-            task.unit, text, task.hash, unit, head[0] if head else None, caller, self.wall()
+            name, text, hash_, unit, head[0] if head else None, caller, self.wall()
         )
-        changed = Unit(unit.name, text, task.hash, unit.desired)
+        changed = Unit(unit.name, text, hash_, unit.desired, pinned)
         return UnitPut(changed, unit_revision, added, head[1] if head else 0)
 
     async def _text(self, record: Rollout, unit: str, hash_: str) -> str:

@@ -27,8 +27,9 @@ A step, for an active rollout:
    ``succeeded``/``reverted`` once no target is pending or in flight.
 
 A target's hash is assigned by writing its unit's text (a template's
-instance, a plain unit) or, for a Global unit's machine, by the record
-alone (the engine schedules each machine with the hash the record gives it).
+instance, a plain unit) or, for a Global unit's machine, by a PIN: the unit
+record lists the machines that keep another hash (``Rollout.pins()``), and
+the engine schedules each machine with the hash it gives it.
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ class Situation:
 
 class Action(StrEnum):
     WRITE = "write"
+    PIN = "pin"
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """Write the file with hash ``hash`` as unit ``unit``'s text (with a new version)."""
+    """WRITE: the file with hash ``hash`` as unit ``unit``'s text (with a new version);
+    PIN: the Global unit ``unit``'s machines keep the hashes ``Rollout.pins()`` gives
+    them (in the same write as its text, if it has one)."""
 
     action: Action
     unit: str
@@ -120,6 +124,10 @@ def plan_rollout(s: Situation) -> Step:
         r, started = _start(r, s.now)
         tasks.extend(started)
     r = _settle(r)
+    if r.kind is Kind.GLOBAL and r.pins() != before.pins():
+        moved = len(before.pins()) - len(r.pins())
+        why = f"{abs(moved)} machine(s) {'moved' if moved > 0 else 'held'}"
+        tasks.append(Task(Action.PIN, r.unit, "", f"{why}: {len(r.pins())} keep another file"))
     r = replace(r, message=_message(r))
     changed = r != before
     if changed:

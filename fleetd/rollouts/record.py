@@ -8,7 +8,8 @@ where the previous one stopped.  Times are wall-clock seconds (the record
 outlives the machine that wrote it).
 
 Targets: the launched instances of a template (``web@1.service``), the
-machines of a Global unit, or the unit itself for a plain unit.  A target's
+machines of a Global unit (which keep their hash through ``pins()`` until
+moved), or the unit itself for a plain unit.  A target's
 ``current`` is the hash it has been assigned; it is *ready* when its
 machine runs that hash, active and healthy, and *done* once it has been
 ready for ``min_healthy_time`` without a break.
@@ -165,6 +166,21 @@ class Rollout:
 
     def with_targets(self, targets: tuple[Target, ...]) -> Rollout:
         return replace(self, targets=targets)
+
+    def pins(self) -> tuple[tuple[str, str], ...]:
+        """A Global unit's machines that keep another hash than the unit's text now
+        (``(machine, hash)``, sorted): the unit record carries them for the engine.
+        Skipped targets (their machine left) get the text's hash if they come back."""
+        if self.kind is not Kind.GLOBAL:
+            return ()
+        text = self.text_hash
+        return tuple(
+            sorted(
+                (t.name, t.current)
+                for t in self.targets
+                if t.current != text and t.state is not State.SKIPPED
+            )
+        )
 
     def counts(self) -> dict[State, int]:
         found = dict.fromkeys(State, 0)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 class UnitInfo:
     hash: str
     desired: DesiredState
+    pinned: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -104,7 +105,7 @@ class ClusterView:
                 self.rollouts[record.unit] = (record, revision)
             elif key.startswith(k.units):
                 unit = self.store.unit_from(key, value)
-                self.units[unit.name] = UnitInfo(unit.hash, unit.desired)
+                self.units[unit.name] = UnitInfo(unit.hash, unit.desired, unit.pinned)
                 template = _template_of(unit.name)
                 if template is not None:
                     self.instances.setdefault(template, set()).add(unit.name)
@@ -156,13 +157,21 @@ class ClusterView:
         return Situation(record, unit.hash if unit else None, seen, now, candidates)
 
     def _seen(self, record: Rollout, target: str) -> Seen:
-        name = record.unit if record.kind is Kind.UNIT else target
+        name = target if record.kind is Kind.TEMPLATE else record.unit
         unit = self.units.get(name)
         if unit is None:
             return Seen(gone="destroyed")
         if unit.desired is not DesiredState.LAUNCHED:
             return Seen(gone=f"no longer launched (desired state {unit.desired})")
-        machines = sorted(self.placed.get(name, ()))
+        placed = self.placed.get(name, set())
+        if record.kind is Kind.GLOBAL:
+            # A target is a machine: the unit record says which hash it gets.
+            if target not in placed:
+                return Seen(gone=f"no longer scheduled on {target} (the machine left)")
+            assigned = dict(unit.pinned).get(target, unit.hash)
+            up, detail = ready(self.states.get((target, name)), assigned)
+            return Seen(assigned, up, "" if up else f"{detail} on {target}")
+        machines = sorted(placed)
         if not machines:
             return Seen(unit.hash, detail="not scheduled")
         for machine in machines:

@@ -79,6 +79,31 @@ async def test_bodies_fetched_once_per_hash_and_checked(store: Store) -> None:
     assert await bodies.fetch_all([("other.service", "f" * 40)]) == {"other.service"}
 
 
+async def test_a_body_that_is_not_the_unit_s_text_comes_from_its_versions(store: Store) -> None:
+    from fleetd.caller import Caller
+    from fleetd.registry.unitput import UnitPut
+    from fleetd.versions import versions_for
+
+    old, new = UnitFile.from_text(TEXT), UnitFile.from_text(AMO)
+    written: Unit | None = None
+    for unit_file in (old, new):
+        head = await store.get_version_head("g.service")
+        found = await store.get_unit_with_revision("g.service")
+        unit = Unit("g.service", unit_file.to_text(), unit_file.hash, DesiredState.LAUNCHED)
+        added = versions_for(
+            unit.name, unit.text, unit.hash, written, head[0] if head else None, Caller("t"), 1.0
+        )
+        await store.write_unit(
+            UnitPut(unit, found[1] if found else 0, added, head[1] if head else 0)
+        )
+        written = unit
+    bodies = Bodies(store)
+    body = await bodies.fetch("g.service", old.hash)  # pinned to the old text
+    assert body is not None and body.text == old.to_text() and not body.at_most_once
+    assert (await bodies.fetch("g.service", new.hash)).at_most_once  # type: ignore[union-attr]
+    assert await bodies.fetch("g.service", "f" * 40) is None
+
+
 async def test_publisher_batches_removes_and_sweeps(store: Store) -> None:
     pub = Publisher(store=store, machine=M, wall=lambda: 123.0)
     task = asyncio.create_task(pub.run())

@@ -454,3 +454,79 @@ async def test_an_instance_counts_only_once_its_health_check_passes(tmp_path: Pa
         found = await wait_phase(c, "web@.service", "reverted")
         assert "unhealthy: HTTP 503 Service Unavailable" in found["failure"]
         assert http.requests.get("/v2/web@2", 0) == 0
+
+
+GLOBAL = "\n[X-Fleet]\nGlobal=true\n"
+
+
+async def entry_hashes(c: Cluster, name: str) -> dict[str, str]:
+    return {e.machine: e.hash for e in await c.store.list_all_schedule() if e.name == name}
+
+
+async def test_a_global_unit_rolls_machine_by_machine(tmp_path: Path) -> None:
+    async with manual(tmp_path, machines=3) as c:
+        await c.submit("g.service", V1 + GLOBAL)
+        await c.wait_for(lambda: len(c.running("g.service")) == 3, "g on every machine")
+        old, new = hash_of(V1 + GLOBAL), hash_of(V2 + GLOBAL)
+        started = await rollout(c, "g.service", V2 + GLOBAL, minHealthyTime=2, healthyDeadline=30)
+        assert [t["name"] for t in started["targets"]] == ["m1", "m2", "m3"]
+        unit = await c.store.get_unit("g.service")
+        assert unit is not None and unit.hash == new
+        for moved in range(1, 4):
+
+            async def one_more(moved: int = moved) -> bool:
+                found = await record(c, "g.service")
+                healthy = [t["name"] for t in found["targets"] if t["state"] == "healthy"]
+                return (
+                    len(healthy) == 1
+                    and list((await entry_hashes(c, "g.service")).values()).count(new) == moved
+                )
+
+            await c.wait_for(one_more, f"{moved} machine(s) on the new file")
+            assert sorted((await entry_hashes(c, "g.service")).values()) == sorted(
+                [new] * moved + [old] * (3 - moved)
+            )
+            assert len(c.running("g.service")) == 3
+            c.advance(2)
+        found = await wait_phase(c, "g.service", "succeeded")
+        assert set((await entry_hashes(c, "g.service")).values()) == {new}
+        unit = await c.store.get_unit("g.service")
+        assert unit is not None and unit.pinned == ()
+        states = await c.states("g.service")
+        assert {s.hash for s in states.values()} == {new} and len(states) == 3
+        assert found["message"] == "3 of 3 updated: all on version 2"
+
+
+async def test_a_global_unit_s_broken_version_is_reverted(tmp_path: Path) -> None:
+    async with manual(tmp_path, machines=3) as c:
+        await c.submit("g.service", V1 + GLOBAL)
+        await c.wait_for(lambda: len(c.running("g.service")) == 3, "g on every machine")
+        old = hash_of(V1 + GLOBAL)
+        await rollout(
+            c,
+            "g.service",
+            BROKEN + GLOBAL,
+            minHealthyTime=1,
+            healthyDeadline=20,
+            autoRevert=True,
+        )
+
+        async def m1_failing() -> bool:
+            found = await record(c, "g.service")
+            return "failed/failed on m1" in found["targets"][0]["message"]
+
+        await c.wait_for(m1_failing, "the broken file failing on m1")
+        assert sorted(c.running("g.service")) == ["m2", "m3"]
+        c.advance(20)
+        await c.wait_for(lambda: len(c.running("g.service")) == 3, "m1 back on the old file")
+
+        async def m1_healthy() -> bool:
+            return (await record(c, "g.service"))["targets"][0]["state"] == "healthy"
+
+        await c.wait_for(m1_healthy, "m1 healthy again in the revert")
+        c.advance(1)
+        found = await wait_phase(c, "g.service", "reverted")
+        assert set((await entry_hashes(c, "g.service")).values()) == {old}
+        unit = await c.store.get_unit("g.service")
+        assert unit is not None and unit.hash == old and unit.pinned == ()
+        assert states_of(found) == {"m1": "done", "m2": "skipped", "m3": "skipped"}

@@ -148,3 +148,16 @@ def test_rollout_records_round_trip_and_bad_ones_are_refused() -> None:
     obj["phase"] = "dancing"
     with pytest.raises(RegistryError, match="unknown rollout phase 'dancing'"):
         codec.decode_rollout("web@.service", "k", json.dumps(obj).encode())
+
+
+def test_a_unit_s_pins_round_trip_and_are_left_out_when_none() -> None:
+    pinned = Unit("g.service", "[Service]\nExecStart=/bin/true\n", "new", DesiredState.LAUNCHED,
+                  (("m1", "old"), ("m2", "old")))  # fmt: skip
+    data = codec.encode_unit(pinned)
+    assert json.loads(data)["pinned"] == [["m1", "old"], ["m2", "old"]]
+    assert codec.decode_unit("k", data) == pinned
+    assert pinned.hash_on("m1") == "old" and pinned.hash_on("m3") == "new"
+    plain = Unit("g.service", "x", "h", DesiredState.LAUNCHED)
+    assert "pinned" not in json.loads(codec.encode_unit(plain))
+    with pytest.raises(RegistryError, match="'pinned' must be a list of"):
+        codec.decode_unit("k", data.replace(b'"old"]', b"1]", 1))

@@ -107,6 +107,9 @@ def _check(model: ClusterModel, strategy: Strategy) -> None:
             assert req.machine_id is None or mid.startswith(req.machine_id)
             for peer in req.machine_of:
                 assert mid in where.get(peer, ()), (name, peer)
+    for (mid, name), entry in model.schedule.items():  # pinned machines keep their hash
+        if mid in machines and name in units:
+            assert entry.hash == units[name].hash_on(mid), (mid, name, entry.hash)
     for mid, names in on.items():
         cap = machines[mid].capacity
         assert sum(units[n].requirements.cpu_millis for n in names) <= cap.cpu_millis
@@ -151,6 +154,15 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
             spec = model.units[name]
             more = replace(spec.requirements, memory_bytes=rnd.choice((0, 1, 3)) * G)
             model.set_unit(name, replace(spec, hash=spec.hash + "'", requirements=more))
+        elif event < 0.82 and (
+            globals_ := [n for n in names if model.units[n].requirements.global_]
+        ):
+            # A rolling update moves a Global unit machine by machine (or it ends).
+            name = rnd.choice(globals_)
+            spec = model.units[name]
+            some = [m for m in sorted(model.machines) if rnd.random() < 0.5]
+            pins = tuple((m, spec.hash + "-old") for m in some)
+            model.set_unit(name, replace(spec, hash=spec.hash + "+", pinned=pins))
         elif event < 0.88 and model.machines:
             model.drop_machine(rnd.choice(sorted(model.machines)), 0.0)
         elif event < 0.94:
@@ -239,6 +251,28 @@ def test_a_lost_machine_moves_its_units_and_global_units_just_lose_it() -> None:
         (Action.UNSCHEDULE, "g.service"),
         *((a, u) for a in (Action.UNSCHEDULE, Action.SCHEDULE) for u in lost_units),
     }
+    _check(model, Strategy.BINPACK)
+
+
+def test_a_global_unit_s_pinned_machines_keep_their_hash_in_both_passes() -> None:
+    model = _cluster(_spec("g.service", global_=True), machines=3)
+    assert {e.hash for e in model.schedule.values()} == {"h"}
+    spec = model.units["g.service"]
+    model.set_unit("g.service", replace(spec, hash="new", pinned=(("m1", "h"), ("m2", "h"))))
+    result, scoped = _pass(model, Strategy.BINPACK, full=False)
+    assert scoped
+    assert [(t.action, t.machine, t.entry.hash if t.entry else "") for t in result.tasks] == [
+        (Action.UPDATE, "m0", "new")
+    ]
+    assert result.tasks[0].reason == "unit file changed (h -> new)"
+    model.set_unit("g.service", replace(model.units["g.service"], pinned=(("m2", "h"),)))
+    result, _ = _pass(model, Strategy.BINPACK, full=True)
+    assert [(t.action, t.machine) for t in result.tasks] == [(Action.UPDATE, "m1")]
+    model.put_machine(Machine(id="m3", capacity=Capacity(1000, 4 * G)))
+    result, _ = _pass(model, Strategy.BINPACK, full=False)  # a new machine: the text's hash
+    assert [(t.action, t.machine, t.entry.hash) for t in result.tasks if t.entry] == [
+        (Action.SCHEDULE, "m3", "new")
+    ]
     _check(model, Strategy.BINPACK)
 
 

@@ -299,14 +299,81 @@ def test_a_plain_unit_is_its_only_target_and_reverts_by_its_own_text() -> None:
     assert r.phase is Phase.REVERTED
 
 
-def test_a_global_unit_s_targets_move_by_the_record_alone() -> None:
-    machines = ("m1", "m2")
-    targets = tuple(Target(m, OLD, OLD) for m in machines)
-    r = replace(template(), kind=Kind.GLOBAL, unit="g.service", targets=targets)
-    seen = {m: Seen(OLD, True) for m in machines}
-    step = plan_rollout(Situation(r, NEW, seen, T0))
-    assert step.tasks == () and step.changed
-    assert [t.current for t in step.record.targets] == [NEW, OLD]
+class Machines:
+    """A Global unit's machines as the driver sees them: each runs the hash the unit
+    record gives it (its text's, or a pin), moved by the step's WRITE and PIN tasks."""
+
+    def __init__(self, *machines: str) -> None:
+        self.unit_hash = NEW
+        self.pinned = dict.fromkeys(machines, OLD)
+        self.up = dict.fromkeys(machines, True)
+
+    def step(self, record: Rollout, now: float) -> Step:
+        seen = {
+            m: Seen(self.pinned.get(m, self.unit_hash), self.up[m], "" if self.up[m] else "down")
+            for m in self.up
+        }
+        step = plan_rollout(Situation(record, self.unit_hash, seen, now))
+        for task in step.tasks:
+            assert task.unit == "g.service"
+            if task.action is Action.WRITE:
+                self.unit_hash = task.hash
+            else:
+                self.pinned = dict(step.record.pins())
+        return step
+
+
+def global_rollout(*machines: str, **options: object) -> Rollout:
+    r = replace(template(**options), kind=Kind.GLOBAL, unit="g.service")
+    return r.with_targets(tuple(Target(m, OLD, OLD) for m in machines))
+
+
+def test_a_global_unit_moves_machine_by_machine_through_its_pins() -> None:
+    w = Machines("m1", "m2", "m3")
+    r = global_rollout("m1", "m2", "m3")
+    assert r.pins() == (("m1", OLD), ("m2", OLD), ("m3", OLD))
+    step = w.step(r, T0)
+    assert [(t.action, t.reason) for t in step.tasks] == [
+        (Action.PIN, "1 machine(s) moved: 2 keep another file")
+    ]
+    assert w.pinned == {"m2": OLD, "m3": OLD}
+    r = w.step(step.record, T0 + 1).record
+    assert states(r) == ["healthy", "pending", "pending"]
+    r = w.step(r, T0 + 11).record
+    assert states(r) == ["done", "updating", "pending"] and w.pinned == {"m3": OLD}
+    r = w.step(w.step(r, T0 + 12).record, T0 + 22).record
+    r = w.step(w.step(r, T0 + 23).record, T0 + 33).record
+    assert r.phase is Phase.SUCCEEDED and w.pinned == {} and r.pins() == ()
+
+
+def test_a_global_unit_s_revert_writes_its_old_text_and_pins_the_updated_machines() -> None:
+    w = Machines("m1", "m2", "m3")
+    r = global_rollout("m1", "m2", "m3", auto_revert=True)
+    r = w.step(r, T0).record
+    r = w.step(r, T0 + 1).record
+    r = w.step(r, T0 + 11).record  # m1 done, m2 updating
+    w.up["m2"] = False
+    step = w.step(r, T0 + 71)
+    r = step.record
+    assert r.phase is Phase.REVERTING
+    assert [(t.action, t.hash) for t in step.tasks] == [(Action.WRITE, OLD), (Action.PIN, "")]
+    # The text is the old one again; m1 moves back first (max_parallel 1), m2 waits on NEW.
+    assert w.unit_hash == OLD and w.pinned == {"m2": NEW}
+    assert states(r) == ["updating", "pending", "skipped"]
+    w.up["m2"] = True
+    r = w.step(w.step(r, T0 + 72).record, T0 + 82).record
+    assert w.pinned == {}
+    r = w.step(w.step(r, T0 + 83).record, T0 + 93).record
+    assert r.phase is Phase.REVERTED
+
+
+def test_a_failed_global_rollout_keeps_the_machines_not_moved_on_their_old_file() -> None:
+    w = Machines("m1", "m2")
+    r = w.step(global_rollout("m1", "m2"), T0).record
+    w.up["m1"] = False
+    r = w.step(r, T0 + 60).record
+    assert r.phase is Phase.FAILED and r.pins() == (("m2", OLD),)
+    assert w.pinned == {"m2": OLD}  # nothing else written: m2 stays where it was
 
 
 def test_the_message_does_not_change_with_the_time_alone() -> None:
