@@ -287,6 +287,7 @@ class RolloutSettings(Wire):
     )
     autoRevert: bool = Field(
         default=False,
+        strict=True,
         description="when the rollout fails, roll every target already updated back",
     )
     canary: int = Field(
@@ -294,6 +295,7 @@ class RolloutSettings(Wire):
     )
     startFirst: bool = Field(
         default=False,
+        strict=True,
         description="a plain unit: start the new copy and wait for it to be healthy before "
         "the old one stops",
     )
@@ -308,7 +310,10 @@ class RolloutRequest(RolloutSettings):
         default=None, max_length=10_000, description="the new unit file"
     )
     version: int | None = Field(
-        default=None, description="roll out the text of this kept version of the unit instead"
+        default=None,
+        ge=1,
+        le=2**53,
+        description="roll out the text of this kept version of the unit instead",
     )
 
 

@@ -17,11 +17,14 @@ ready for ``min_healthy_time`` without a break.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 DEFAULT_MIN_HEALTHY = 10.0
 DEFAULT_DEADLINE = 300.0
+MAX_SECONDS = 7 * 86400.0
+MAX_COUNT = 100_000
 
 
 class Phase(StrEnum):
@@ -91,6 +94,16 @@ class Options:
         found = []
         if self.max_parallel < 1:
             found.append(f"max-parallel must be at least 1, got {self.max_parallel}")
+        if self.max_parallel > MAX_COUNT or self.canary > MAX_COUNT:
+            found.append(f"max-parallel and canary are at most {MAX_COUNT}")
+        for what, value in (
+            ("min-healthy-time", self.min_healthy_time),
+            ("healthy-deadline", self.healthy_deadline),
+        ):
+            if not math.isfinite(value) or value > MAX_SECONDS:
+                found.append(f"{what} must be at most {MAX_SECONDS:g}s (a week), got {value:g}")
+        if found:
+            return found
         if self.min_healthy_time < 0:
             found.append(f"min-healthy-time cannot be negative, got {self.min_healthy_time:g}s")
         if self.healthy_deadline <= self.min_healthy_time:

@@ -576,9 +576,62 @@ def _queries() -> Iterator[Hostile]:
         yield Hostile(f"{method} {path}", method, path, b"{}", expect=405)
 
 
+def _rollouts() -> Iterator[Hostile]:
+    """Rollouts: hostile units, settings and versions; the seeded web.service is launched."""
+    start = f"{V1}/rollouts"
+    new = options_of(SERVICE.replace("demo", "v2"))
+
+    def post(id_: str, data: Any, expect: int | None = 400) -> Hostile:
+        raw = data if isinstance(data, bytes) else _json(data)
+        return Hostile(f"rollout {id_}", "POST", start, raw, expect=expect)
+
+    yield post("no unit", {"options": new})
+    yield post("unit null", {"unit": None, "options": new})
+    yield post("unit with a slash", {"unit": "a/b.service", "options": new})
+    yield post("unit with ESC", {"unit": "x[2J.service", "options": new})
+    yield post("unit ..", {"unit": "..", "options": new})
+    yield post("neither file nor version", {"unit": "web.service"})
+    yield post("file and version", {"unit": "web.service", "options": new, "version": 1})
+    for field, value in (
+        ("maxParallel", 0),
+        ("maxParallel", -5),
+        ("maxParallel", 2**63),
+        ("maxParallel", "two"),
+        ("maxParallel", 1.5),
+        ("canary", -1),
+        ("minHealthyTime", -1),
+        ("minHealthyTime", 1e308),
+        ("healthyDeadline", 0),
+        ("autoRevert", "yes"),
+        ("startFirst", 1),
+    ):
+        yield post(f"{field}={value!r}", {"unit": "web.service", "options": new, field: value})
+    yield post("healthyDeadline Infinity", b'{"unit":"web.service","healthyDeadline":Infinity}')
+    yield post("minHealthyTime NaN", b'{"unit":"web.service","minHealthyTime":NaN}')
+    yield post("version 0", {"unit": "web.service", "version": 0})
+    yield post("version -1", {"unit": "web.service", "version": -1})
+    yield post("version 7", {"unit": "web.service", "version": 7}, expect=404)
+    yield post("version 2**70", {"unit": "web.service", "version": 2**70})
+    yield post("template not launched", {"unit": "app@.service", "options": new}, expect=409)
+    yield post("no such unit", {"unit": "nope.service", "options": new}, expect=404)
+    yield post("same file", {"unit": "web.service", "options": options_of(SERVICE)}, expect=409)
+    yield post(
+        "turns Global on",
+        {"unit": "web.service", "options": [*new, _option("X-Fleet", "Global", "true")]},
+    )
+    yield post("malformed JSON", b'{"unit": "web.service",', expect=400)
+    for raw in ("a%2Fb.service", "..", "x%1B%5B2J.service", "x" * 300 + ".service"):
+        for action in ("pause", "resume", "promote", "abort"):
+            yield Hostile(
+                f"rollout {action} {raw[:20]}", "POST", f"{V1}/rollouts/{raw}/{action}", b""
+            )
+        yield Hostile(f"rollout status {raw[:20]}", "GET", f"{V1}/rollouts/{raw}", headers=())
+
+
 def corpus() -> list[Hostile]:
     return [
         *_names(),
+        *_rollouts(),
         *_unit_bodies(),
         *_sizes(),
         *_content_types(),

@@ -384,3 +384,21 @@ def test_the_message_does_not_change_with_the_time_alone() -> None:
     assert r.message == "0 of 2 updated; waiting for web@1.service (failed/failed)"
     for now in (T0 + 2, T0 + 30, T0 + 59):
         assert not w.step(r, now).changed
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"max_parallel": 0}, "max-parallel must be at least 1, got 0"),
+        ({"max_parallel": 10**9}, "max-parallel and canary are at most 100000"),
+        ({"min_healthy_time": -1.0}, "min-healthy-time cannot be negative, got -1s"),
+        ({"healthy_deadline": float("inf")}, "healthy-deadline must be at most 604800s"),
+        ({"min_healthy_time": float("nan")}, "min-healthy-time must be at most 604800s"),
+        ({"min_healthy_time": 300.0}, "healthy-deadline (300s) must be longer than"),
+        ({"canary": -1}, "canary cannot be negative, got -1"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, object], problem: str) -> None:
+    found = Options(**options).problems()  # type: ignore[arg-type]
+    assert any(p.startswith(problem) for p in found), found
+    assert Options().problems() == []
