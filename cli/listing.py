@@ -99,7 +99,11 @@ def list_units(
 
     states, units, machine_list = run(ctx, work)
     by_name = {u.name: u for u in units}
-    unplaced = [u for u in units if u.reason]
+    reported = {s.name for s in states}
+    # A unit with a reason and no state gets a row of its own; one that runs (moving,
+    # or unable to leave a draining machine) shows it on its rows.
+    unplaced = [u for u in units if u.reason and u.name not in reported]
+    explained = any(u.reason for u in units)
     machines = {m.id: m for m in machine_list}
     columns: dict[str, Callable[[_Row], str]] = {
         "unit": lambda r: r.unit.name if r.unit else r.state.name if r.state else "-",
@@ -110,9 +114,7 @@ def list_units(
         "hash": lambda r: _hash(r.state.hash if r.state else "", full),
         "dstate": lambda r: r.unit.desiredState if r.unit else "-",
         "reason": lambda r: (
-            readable_reason(r.unit.reason, machines, full)
-            if r.unit and r.unit.reason and not r.state
-            else "-"
+            readable_reason(r.unit.reason, machines, full) if r.unit and r.unit.reason else "-"
         ),
         "health": lambda r: r.state.health or "-" if r.state else "-",
         "healthmsg": lambda r: r.state.healthMessage or "-" if r.state else "-",
@@ -132,7 +134,7 @@ def list_units(
             ]
         )
         return
-    default = ["unit", "machine", "active", "sub"] + (["reason"] if unplaced else [])
+    default = ["unit", "machine", "active", "sub"] + (["reason"] if explained else [])
     _print(ctx, columns, default, rows, fields, not no_legend)
 
 

@@ -31,7 +31,7 @@ def unit_state(
         "health": state.health if state else None,
         "healthMessage": state.healthMessage if state else None,
         "healthSince": state.healthSince if state else None,
-        "reason": unit.reason if unit and not state else None,
+        "reason": unit.reason if unit else None,
     }
 
 

@@ -84,12 +84,18 @@ class Unit:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleEntry:
-    """One line of a machine's work list (``schedule/<machine>/<name>``)."""
+    """One line of a machine's work list (``schedule/<machine>/<name>``).
+
+    ``moving_from``: a start-first move of the unit to this machine is under way:
+    its entry on that machine stays until this copy is active and healthy (see
+    fleetd/engine/handover.py); empty otherwise.  Agents ignore it.
+    """
 
     machine: str
     name: str
     hash: str
     desired: DesiredState
+    moving_from: str = ""
 
 
 class Health(StrEnum):

@@ -60,6 +60,9 @@ class Requirements:
     memory_bytes: int = 0  # reserved memory in bytes
     at_most_once: bool = False
     health: HealthCheck | None = None  # run by the agent of the unit's machine
+    # How many units of its group (a template's instances) a drain or a maintenance
+    # may take down at once (None: no limit); see fleetd/engine/budget.py.
+    max_unavailable: int | None = None
 
     def allows_machine_id(self, machine_id: str) -> bool:
         """``MachineID=`` is a full id or a prefix of one (fleetctl shows 8 characters)."""
@@ -84,6 +87,7 @@ KEYS = (
     "CPUReservation",
     "MemoryReservation",
     "AtMostOnce",
+    "MaxUnavailable",
 )
 # Deprecated names fleet still read.  As in fleet, the lists (MachineMetadata,
 # Conflicts, MachineOf) take the values of a key and of its aliases; for
@@ -191,6 +195,7 @@ def read_requirements(
         memory_bytes=_memory(unit, name, used["MemoryReservation"], defaults, notes),
         at_most_once=_flag(keys["AtMostOnce"], _scalar(used["AtMostOnce"])),
         health=read_health_check(unit, name, notes),
+        max_unavailable=_count(keys["MaxUnavailable"], _scalar(used["MaxUnavailable"])),
     )
     _check_combinations(reqs, keys)
     return reqs, tuple(notes)
@@ -261,6 +266,21 @@ def _scalar(found: tuple[str, list[_Setting]] | None) -> str | None:
 
 def _flag(key: str, value: str | None) -> bool:
     return value is not None and parse_bool(value, key)
+
+
+MAX_COUNT = 1_000_000
+
+
+def _count(key: str, value: str | None) -> int | None:
+    """A count of units (``MaxUnavailable=``): a whole number from 0."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_COUNT:
+        raise InvalidRequirements(
+            f"{key}={value}: must be a whole number of units from 0 to {MAX_COUNT} "
+            "(0: none may be taken down by a drain or a maintenance)"
+        )
+    return int(value)
 
 
 def _cpu(

@@ -10,7 +10,9 @@ and what the agent of the scheduled machine published:
 - scheduled but not yet reported by the agent: ``inactive``.
 
 A global unit is scheduled to many machines; its ``currentState`` is the
-least advanced state among them and it has no ``machineID``.
+least advanced state among them and it has no ``machineID``.  A unit in a
+start-first move is scheduled to two machines: its ``machineID`` is the one it
+moves to, and its ``reason`` says so.
 """
 
 from __future__ import annotations
@@ -138,8 +140,13 @@ def unit_view(
             key=lambda s: _ORDER[s],
         )
     machine = entries[0].machine if len(entries) == 1 and not global_ else None
+    moving = [e for e in entries if e.moving_from] if not global_ else []
+    if len(entries) == 2 and len(moving) == 1:
+        machine = moving[0].machine  # a start-first move: where it goes
     reason = None
-    if placement is not None and unit.desired != model.DesiredState.INACTIVE and not entries:
+    if placement is not None and unit.desired != model.DesiredState.INACTIVE:
+        # Not placed, or placed but not as it should be: moving, cannot leave a
+        # draining machine, waiting for a disruption budget.
         reason = placement.summary
     return wire.Unit(
         name=unit.name,

@@ -50,7 +50,7 @@ class Cadence:
     def due(self, now: float) -> FullReason | None:
         """Why a full pass is due at ``now``, or None."""
         if self.wake_at is not None and now >= self.wake_at:
-            return FullReason(Cause.TIMER, "an AtMostOnce unit is due to move or be checked")
+            return FullReason(Cause.TIMER, "a unit is due to move or be checked")
         if self.drain_due is not None and now >= self.drain_due:
             return FullReason(Cause.TIMER, "the next drain batch is due")
         if now >= self._safety_at():
@@ -71,24 +71,28 @@ class Cadence:
         seconds: float,
         changes: int,
         stopping: bool,
+        moving: bool = False,
     ) -> None:
         """Record a pass that started at ``now`` (``changes`` then) and took ``seconds``.
 
         ``stopping``: AtMostOnce units are being stopped (their states are not
-        watched: the engine looks again after ``stop_poll``)."""
+        watched: the engine looks again after ``stop_poll``).  ``moving``: units move
+        start-first, are asked to move, or wait for a disruption budget (the engine
+        looks again after ``move_poll``)."""
         s = self.settings
         if full:
             self.full_at, self.full_seconds = now, seconds
             # More may be left to drain: the next batch is due after drain_interval.
             self.drain_due = now + s.drain_interval if result.drained else None
             self.wake_at = result.wake_at
-            if not result.tasks and changes == self.changes and not stopping:
+            if not result.tasks and changes == self.changes and not (stopping or moving):
                 self.settled = changes
         elif result.wake_at is not None:
             self.wake_at = min(result.wake_at, self.wake_at or result.wake_at)
-        if stopping:
-            soon = now + s.stop_poll
-            self.wake_at = soon if self.wake_at is None else min(self.wake_at, soon)
+        for busy, poll in ((stopping, s.stop_poll), (moving, s.move_poll)):
+            if busy:
+                soon = now + poll
+                self.wake_at = soon if self.wake_at is None else min(self.wake_at, soon)
 
     def _safety_at(self) -> float:
         s = self.settings

@@ -40,11 +40,19 @@ class Decision:
     unit -> per-machine reasons, one bounded message; ``rejections`` a bounded
     sample of (machine, reason) pairs behind it.  A unit that cannot leave a
     draining machine stays assigned there and is listed here too.
+
+    ``handovers``: units that leave a machine start-first in this pass (unit -> that
+    machine, whose removal is listed; engine/handover.py).  ``waiting``: units that
+    would leave a machine but stay for now, with why (a disruption budget).
+    ``refused``: move requests that cannot be met now, with why (the unit stays).
     """
 
     assignments: Mapping[str, tuple[str, ...]]
     placed: tuple[Placed, ...]
     removals: tuple[Removal, ...]
     unplaceable: Mapping[str, str]
-    drained: int = 0  # units that leave draining machines in this pass
+    drained: int = 0  # units that leave draining machines stop-first in this pass
     rejections: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    handovers: Mapping[str, str] = field(default_factory=dict)
+    waiting: Mapping[str, str] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fleetd.engine.cadence import Cadence
@@ -41,6 +41,7 @@ from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, plan
 from fleetd.engine.scope import Scope, plan_scope
 from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
 from fleetd.errors import FleetError, NotLeader, RegistryError
+from fleetd.model import UnitState
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
 from fleetd.registry.store import Snapshot, Store
 from fleetd.retry import Backoff
@@ -94,6 +95,7 @@ class Engine:
         self.last_full_reason: FullReason | None = None  # why the last full pass ran
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
         self.rollouts = RolloutDriver(store, wall=wall)
+        self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
 
     def trigger(self) -> None:
         """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
@@ -210,8 +212,9 @@ class Engine:
             raise _Deposed
         started, changes = time.perf_counter(), self.cadence.changes
         await self._forget_stopped()
+        states = await self._read_states()
         now = self.clock()
-        work = await self._choose(now, due)
+        work = await self._choose(now, due, states)
         try:
             result = await self._plan(work)
             self.metrics.plan_seconds = time.perf_counter() - started
@@ -224,7 +227,30 @@ class Engine:
         await self._record(work, result, now, started, changes)
         return result
 
-    async def _choose(self, now: float, due: FullReason | None) -> Scope | FullPass:
+    async def _read_states(self) -> dict[tuple[str, str], UnitState]:
+        """What the machines a full pass must hear from report (ClusterModel.state_machines):
+        one read per machine, only while units move or a machine drains."""
+        found: dict[tuple[str, str], UnitState] = {}
+        for machine in sorted(self.model.state_machines()):
+            for state in await self.store.list_states(machine):
+                found[(state.name, state.machine)] = state
+        return found
+
+    def request_moves(self, moves: Mapping[str, str]) -> None:
+        """Ask for units to be moved (unit -> machine), start-first unless AtMostOnce; a
+        move that cannot be made now is in ``refused`` after the next full pass.  The
+        requests replace the previous ones and last while this process leads."""
+        model = self.model
+        if dict(moves) == model.moves:
+            return
+        model.moves = dict(moves)
+        model.changes.full(Cause.REQUESTED, f"{len(moves)} unit(s) asked to move")
+        self.cadence.changed()
+        self._dirty.set()
+
+    async def _choose(
+        self, now: float, due: FullReason | None, states: Mapping[tuple[str, str], UnitState]
+    ) -> Scope | FullPass:
         """A scoped pass of what changed, or a snapshot of everything with the reason (a
         change that needs it comes first, then ``due``, then why no scope would do)."""
         s = self.settings
@@ -248,6 +274,7 @@ class Engine:
                 grace=s.at_most_once_grace,
                 strategy=s.strategy,
                 drain_batch=self.cadence.drain_batch(now),
+                states=states,
             )
         return FullPass(snap, due)
 
@@ -271,8 +298,16 @@ class Engine:
             if full:
                 await asyncio.to_thread(model.kept_slots, self.settings.strategy)
         elapsed = time.perf_counter() - started
+        if full:
+            self.refused = dict(result.decision.refused)
         self.cadence.passed(
-            now, result, full=full, seconds=elapsed, changes=changes, stopping=bool(model.stopping)
+            now,
+            result,
+            full=full,
+            seconds=elapsed,
+            changes=changes,
+            stopping=bool(model.stopping),
+            moving=bool(model.marked or model.moves or result.decision.waiting),
         )
         self._report(work, result, elapsed)
 

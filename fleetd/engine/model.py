@@ -15,7 +15,7 @@ Baseline they are planned against.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.engine.changes import Cause, Change, ChangeLog, FullReason
@@ -24,7 +24,7 @@ from fleetd.engine.ledger import Ledger
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scope import Scope, scope
 from fleetd.engine.slots import Slots
-from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry, UnitState
 
 _FEW = 64
 """Up to this many changed machines (or a quarter of them) are updated in place."""
@@ -46,6 +46,10 @@ class ClusterModel:
     lost: dict[str, float] = field(default_factory=dict)  # machine -> when seen gone
     # AtMostOnce units taken off a live machine, until seen stopped there: unit -> machine
     stopping: dict[str, str] = field(default_factory=dict)
+    # Entries marked as the new copy of a start-first move: (machine, unit) -> old machine
+    marked: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Units asked to move (unit -> machine), by whoever drives the engine (maintenance)
+    moves: dict[str, str] = field(default_factory=dict)
     changes: ChangeLog = field(default_factory=ChangeLog)
     # Kept for scoped passes; None: to be built (the ledger by a full pass, after a read).
     ledger: Ledger | None = None
@@ -73,8 +77,11 @@ class ClusterModel:
         grace: float,
         strategy: Strategy,
         drain_batch: int | None,
+        states: Mapping[tuple[str, str], UnitState] | None = None,
     ) -> ClusterSnapshot:
-        """An immutable copy to plan everything with (safe to hand to a worker thread)."""
+        """An immutable copy to plan everything with (safe to hand to a worker thread).
+
+        ``states``: what the machines report for the units ``state_machines`` names."""
         lost = self._lost(now)
         return ClusterSnapshot(
             units=dict(self.units),
@@ -89,7 +96,22 @@ class ClusterModel:
             strategy=strategy,
             drain_batch=drain_batch,
             stopping=dict(self.stopping),
+            states=dict(states or {}),
+            moves=dict(self.moves),
         )
+
+    def state_machines(self) -> set[str]:
+        """Machines whose unit states a full pass needs (engine/plan.py, ``states``): the new
+        machines of start-first moves; while a machine drains or units are asked to move,
+        the machines of every unit with a disruption budget (engine/budget.py)."""
+        needed = {machine for machine, _ in self.marked}
+        if self.moves or any(f.draining for f in self.flags.values()):
+            budgeted = {
+                n for n, spec in self.units.items() if spec.requirements.max_unavailable is not None
+            }
+            if budgeted:
+                needed.update(m for m, unit in self.schedule if unit in budgeted)
+        return {m for m in needed if m in self.machines}
 
     def scope(
         self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
@@ -99,6 +121,12 @@ class ClusterModel:
         Its baseline is made of what the model keeps: plan it before the model changes."""
         if self.ledger is None:
             return FullReason(Cause.LOADED, "the ledger is rebuilt")
+        if self.marked:
+            machine, unit = min(self.marked)
+            return FullReason(Cause.NOT_SCOPED, f"{unit} is moving start-first to {machine}")
+        if self.moves:
+            unit = min(self.moves)
+            return FullReason(Cause.NOT_SCOPED, f"{unit} is asked to move to {self.moves[unit]}")
         slots = self.kept_slots(strategy)
         found = scope(
             self.ledger,
@@ -175,8 +203,13 @@ class ClusterModel:
         if entry is None:
             if self.schedule.pop((machine, unit), None) is None:
                 return
+            self.marked.pop((machine, unit), None)
         else:
             self.schedule[(machine, unit)] = entry
+            if entry.moving_from:
+                self.marked[(machine, unit)] = entry.moving_from
+            else:
+                self.marked.pop((machine, unit), None)
         if self.ledger is not None:
             self.ledger.set_entry(machine, unit, self.units.get(unit), entry is not None)
             self.changes.slot(machine)
@@ -258,6 +291,7 @@ class ClusterModel:
 
     def clear_schedule(self) -> None:
         self.schedule.clear()
+        self.marked.clear()
         self._drop_kept("schedule")
 
     def clear_machines(self) -> None:

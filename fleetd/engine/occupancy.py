@@ -57,6 +57,12 @@ class Occupancy:
         if self._replaces:
             self._replaces.remove(name, req.replaces, machine)
 
+    def linger(self, name: str, req: Requirements, machine: str) -> None:
+        """``name`` still runs on ``machine``, which it leaves start-first (engine/handover.py):
+        ``Conflicts=`` see it there until it stops, but it is not placed there."""
+        if self._conflicts:
+            self._conflicts.add(name, req.conflicts, machine)
+
     @property
     def has_globs(self) -> bool:
         return bool(self._conflicts) or bool(self._replaces) or self._kept is not None

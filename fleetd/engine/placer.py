@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from fleetd.engine.budget import Budget
 from fleetd.engine.checks import (
     FOLLOWER_PLACEMENT,
     KEEP_PLACEMENT,
@@ -45,10 +46,22 @@ class Placer:
         occupancy: Occupancy,
         jobs: Iterable[Job],
         drain_batch: int | None,
+        *,
+        lingering: Mapping[str, str] | None = None,
+        moves: Mapping[str, str] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         """Places ``jobs`` on ``slots``, which it changes (an Overlay copies what it
         changes), recording where in ``occupancy`` (which may hold units that are not
-        jobs: they are seen by the checks and never moved)."""
+        jobs: they are seen by the checks and never moved).
+
+        ``lingering``: units in a start-first move (engine/handover.py) -> the machine
+        their old copy still runs on; planned on their new machine (their current
+        placement), not moved again by a drain or a move request until the move
+        finished; one whose new placement is no longer valid is a unit on its old
+        machine again.  ``moves``: unit -> the machine it is asked to move to (it moves
+        only there, and only if it may run there); ``budget``: the disruption budgets
+        that stop-first moves take from."""
         self.slots = slots
         self.by_id = slots.by_id
         self.jobs = {j.name: j.requirements for j in jobs}
@@ -69,8 +82,14 @@ class Placer:
         self.unplaceable: dict[str, str] = dict(cycles)
         self.pending: list[str] = []
         self.globals: list[str] = []
-        self.leaving: dict[str, str] = {}  # unit -> draining machine it may leave
-        self.drained = 0
+        self.leaving: dict[str, tuple[str, str]] = {}  # unit -> (machine it may leave, why)
+        self.drained = 0  # stop-first moves off draining machines
+        self.lingering = dict(lingering or {})
+        self.moves: Mapping[str, str] = moves or {}
+        self.budget = budget
+        self.handovers: dict[str, str] = {}  # unit -> machine it leaves start-first
+        self.waiting: dict[str, str] = {}  # unit -> why it does not leave yet
+        self.refused: dict[str, str] = {}  # unit -> why its move request cannot be met
         self.current: Mapping[str, Iterable[str]] = {}
 
     # --- phase 1: keep what is still valid ---
@@ -81,6 +100,15 @@ class Placer:
             req = self.jobs[name]
             stays = False  # on one of its machines already
             for machine in sorted(current.get(name, ())):
+                reason = self._keep_reason(name, req, machine, stays)
+                if reason is None:
+                    self._put(name, req, self.by_id[machine])
+                    stays = True
+                elif reason:
+                    self.removals[(name, machine)] = reason
+            if not stays and name in self.lingering:
+                # Its new placement is gone: the move is off, it is on its old machine.
+                machine = self.lingering.pop(name)
                 reason = self._keep_reason(name, req, machine, stays)
                 if reason is None:
                     self._put(name, req, self.by_id[machine])
@@ -112,13 +140,41 @@ class Placer:
             return f"no longer allowed on {machine}: {found.text}"
         if slot.draining and req.global_:
             return f"machine {machine} is draining"  # a Global unit has nowhere to go
-        if slot.draining and not req.machine_of and self.drain_budget != 0:
+        if req.machine_of or req.global_ or name in self.lingering:
+            return None  # followers move with their peer; a moving unit finishes first
+        if slot.draining:
+            why = f"machine {machine} is draining"
+        elif self.moves.get(name, machine) != machine:
+            why = f"asked to move to {self.moves[name]}"
+        else:
+            return None
+        if req.at_most_once:
+            # Stop-first: paced (drain batches) and within the group's budget.
+            if self.drain_budget == 0:
+                return None
+            if self.budget is not None and not self.budget.take(name):
+                self.waiting[name] = f"waits to leave {machine}: {self.budget.why(name)}"
+                return None
             if self.drain_budget is not None:
                 self.drain_budget -= 1
-            self.leaving[name] = machine
-            self.pending.append(name)
-            return None  # stays (and keeps its room) until a new machine is found
-        return None
+        self.leaving[name] = (machine, why)
+        self.pending.append(name)
+        return None  # stays (and keeps its room) until a new machine is found
+
+    def linger(self) -> None:
+        """The room of the old copies of start-first moves in flight is taken: after the
+        kept placements (whose room they never take away), before anything new is placed."""
+        for name, machine in self.lingering.items():
+            slot = self.by_id.get(machine)
+            req = self.jobs.get(name)
+            if slot is None or req is None:
+                continue
+            slot = self.index.detach(slot)
+            slot.free_cpu -= req.cpu_millis
+            slot.free_mem -= req.memory_bytes
+            slot.count += 1
+            self.index.attach(slot)
+            self.occupancy.linger(name, req, machine)
 
     # --- phase 2: Global units on every matching machine ---
 
@@ -150,15 +206,33 @@ class Placer:
             if name in self.unplaceable or (self.occupancy.machines_of(name) and not leaving):
                 continue
             req = self.jobs[name]
-            cpu, mem = self._need(name, req, leaving)
-            slot, why = self._choose(name, req, cpu, mem)
+            old, reason = leaving if leaving is not None else (None, "")
+            cpu, mem = self._need(name, req, old)
+            target = self.moves.get(name)
+            slot: Slot | None = None
+            why = ""
+            if target is not None and target != old:
+                slot, why = self._target(name, req, target, cpu, mem)
+            requested = leaving is not None and reason.startswith("asked")
+            if slot is None and not requested:
+                slot, why = self._choose(name, req, cpu, mem)
             if slot is None:
-                self.unplaceable[name] = ""  # a unit leaving a draining machine stays there
+                if self.budget is not None and leaving is not None and req.at_most_once:
+                    self.budget.give_back(name)
+                if requested:
+                    self.refused[name] = why  # it stays where it is
+                else:
+                    self.unplaceable[name] = ""  # one leaving a draining machine stays there
                 continue
-            if leaving is not None:
-                # It kept its room on the draining machine until a new one was found.
-                queue.extend(self._evict(name, leaving, f"machine {leaving} is draining"))
-                self.drained += 1
+            if old is not None:
+                # It kept its room on the machine it leaves until a new one was found; a
+                # start-first move keeps it until the old copy stops (engine/handover.py).
+                start_first = not req.at_most_once
+                queue.extend(self._evict(name, old, reason, keep_room=start_first))
+                if start_first:
+                    self.handovers[name] = old
+                elif not requested:
+                    self.drained += 1
             slot = self._place(name, req, slot, why)
             replaced = self.occupancy.replaced_by(name, req, slot.id)
             for other in replaced:
@@ -215,6 +289,18 @@ class Placer:
         avoid = self.occupancy.forbidden(name, req) if self.occupancy.has_globs else set()
         return self.index.best(req.metadata, cpu, mem, avoid), _WHY[self.strategy]
 
+    def _target(
+        self, name: str, req: Requirements, target: str, cpu: int, mem: int
+    ) -> tuple[Slot | None, str]:
+        """The machine ``name`` is asked to move to, if it may go there now (else why not)."""
+        slot = self.by_id.get(target)
+        if slot is None:
+            return None, f"machine {target} is not registered"
+        found = self.checker.first(NEW_PLACEMENT, name, req, slot, cpu, mem)
+        if found is not None:
+            return None, f"{target}: {found.text}"
+        return slot, f"moved to {target} as asked"
+
     def _best_of(
         self,
         name: str,
@@ -233,10 +319,17 @@ class Placer:
             return min(fitting, key=lambda s: (s.count, s.id))
         return min(fitting, key=lambda s: (-binpack_score(s, cpu, mem), s.count, s.id))
 
-    def _evict(self, name: str, machine: str, reason: str) -> list[str]:
-        """Drop ``name`` and its MachineOf followers from ``machine``; returns what to re-place."""
+    def _evict(self, name: str, machine: str, reason: str, keep_room: bool = False) -> list[str]:
+        """Drop ``name`` and its MachineOf followers from ``machine``; returns what to re-place.
+
+        ``keep_room``: the unit keeps running there for a while (a start-first move), so
+        its room stays taken in this pass."""
         req = self.jobs[name]
-        self._take(name, req, self.by_id[machine])
+        if keep_room:
+            self.occupancy.remove(name, req, machine)
+            self.occupancy.linger(name, req, machine)
+        else:
+            self._take(name, req, self.by_id[machine])
         if self.new.pop((name, machine), None) is None:
             self.removals[(name, machine)] = reason
         requeue = [] if req.global_ else [name]
@@ -308,4 +401,19 @@ class Placer:
                 if machine not in self.occupancy.machines_of(name):
                     self.removals.setdefault((name, machine), "no longer placed here")
         removals = tuple(Removal(u, m, why) for (u, m), why in self.removals.items())
-        return Decision(assignments, placed, removals, reasons, self.drained, rejections)
+        handovers = {
+            name: old
+            for name, old in self.handovers.items()
+            if (name, old) in self.removals and assignments.get(name)
+        }
+        return Decision(
+            assignments,
+            placed,
+            removals,
+            reasons,
+            self.drained,
+            rejections,
+            handovers=handovers,
+            waiting=dict(self.waiting),
+            refused=dict(self.refused),
+        )

@@ -6,10 +6,18 @@ entries that exist, and returns the writes that close the gap:
 
 1. ``UNSCHEDULE`` entries first (machine gone, unit destroyed or inactive,
    draining, a constraint that now forbids it, replaced), so a unit that
-   moves is removed from its old machine before it appears on the new one;
+   moves is removed from its old machine before it appears on the new one
+   -- except a start-first move (engine/handover.py): a unit that is not
+   ``AtMostOnce`` leaving a draining machine, or asked to move, is scheduled
+   on its new machine first and unscheduled from the old one once it is up
+   there;
 2. ``SCHEDULE`` new entries and ``UPDATE`` entries whose hash or desired
-   state changed;
+   state changed (or whose start-first mark comes or goes);
 3. ``RECORD``/``CLEAR`` placement reasons (``placement/<name>``).
+
+Stop-first moves off a draining machine (``AtMostOnce`` units) take from their
+group's disruption budget (``MaxUnavailable=``, engine/budget.py); a unit whose
+budget is spent stays where it is for now and its placement reason says why.
 
 AtMostOnce units whose machine was lost stay where they are until
 ``lost_at + grace``: the machine may still run them while its agent has not
@@ -29,10 +37,12 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from fleetd.engine.baseline import Baseline
+from fleetd.engine.budget import Budget, Member, budget
 from fleetd.engine.decision import Decision, Job
+from fleetd.engine.handover import Handover, finished, in_flight, waiting_reason
 from fleetd.engine.index import Strategy
 from fleetd.engine.scheduler import schedule
-from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry, UnitState
 from fleetd.requirements import Requirements
 
 STOPPING = "AtMostOnce: waiting for it to stop on "
@@ -89,6 +99,11 @@ class ClusterSnapshot:
     stopping: Mapping[str, str] = field(default_factory=dict)
     """AtMostOnce units taken off a live machine and not yet seen stopped there
     (unit -> machine): they are not placed anywhere until then."""
+    states: Mapping[tuple[str, str], UnitState] = field(default_factory=dict)
+    """(unit, machine) -> what that machine reports, for the new copies of start-first
+    moves and the units of groups with a disruption budget (others are not needed)."""
+    moves: Mapping[str, str] = field(default_factory=dict)
+    """unit -> the machine it is asked to move to (e.g. back after a maintenance)."""
 
 
 class Action(StrEnum):
@@ -118,6 +133,8 @@ class Plan:
     ``wake_at``: the earliest time a held AtMostOnce unit may move (None: none held).
     ``stopping``: AtMostOnce units this plan takes off a live machine (unit, machine):
     they are placed elsewhere only once they are seen stopped there.
+    ``moving``: units in a start-first move once this plan is applied (the engine
+    looks again soon whether they are up on their new machine).
     """
 
     tasks: tuple[Task, ...]
@@ -125,6 +142,7 @@ class Plan:
     held: tuple[str, ...] = ()
     wake_at: float | None = None
     stopping: tuple[tuple[str, str], ...] = ()
+    moving: tuple[str, ...] = ()
 
     @property
     def placed(self) -> int:
@@ -145,8 +163,16 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     ``baseline``: the snapshot holds only some units (a scoped pass, engine/scope.py),
     planned against the rest of the cluster as the baseline describes it."""
     current: dict[str, dict[str, ScheduleEntry]] = {}
+    marked: list[str] = []
     for entry in snap.schedule:
         current.setdefault(entry.name, {})[entry.machine] = entry
+        if entry.moving_from:
+            marked.append(entry.name)
+    handovers: dict[str, Handover] = {}
+    for name in marked:
+        found = in_flight(current[name], snap.machines)
+        if found is not None:
+            handovers[name] = found
 
     jobs: list[Job] = []
     held: dict[str, str] = {}
@@ -177,18 +203,33 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         for machine in sorted(entries):
             unschedule.append(Task(Action.UNSCHEDULE, name, why, machine))
 
+    # A unit in a start-first move is planned on its new machine; its old copy's room
+    # stays taken until it stops.
+    seen: dict[str, list[str]] = {}
+    for job in jobs:
+        handover = handovers.get(job.name)
+        machines = list(current.get(job.name, {}))
+        if handover is not None:
+            machines.remove(handover.old)
+        seen[job.name] = machines
     decision = schedule(
         snap.machines.values(),
         jobs,
-        current={job.name: list(current.get(job.name, {})) for job in jobs},
+        current=seen,
         flags=snap.flags,
         strategy=snap.strategy,
         drain_batch=snap.drain_batch,
         baseline=baseline,
+        lingering={n: h.old for n, h in handovers.items() if n in seen},
+        moves=snap.moves,
+        budget=_budget(snap, jobs, current),
     )
+    marks, moving, finishing = _moves(snap, decision, handovers)
     moved_from: dict[str, str] = {}
     stopping: dict[str, str] = {}
     for removal in decision.removals:
+        if decision.handovers.get(removal.unit) == removal.machine:
+            continue  # a start-first move: the old entry stays until the new copy is up
         unschedule.append(Task(Action.UNSCHEDULE, removal.unit, removal.reason, removal.machine))
         moved_from.setdefault(removal.unit, f"{removal.machine} ({removal.reason})")
         # Never two at once: an AtMostOnce unit leaving a live machine must stop there
@@ -197,15 +238,63 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
             stopping[removal.unit] = removal.machine
             held[removal.unit] = STOPPING + removal.machine
 
-    writes = _schedule_writes(snap, decision, current, moved_from, stopping)
-    records = _placement_writes(snap, decision, held)
+    writes = _schedule_writes(snap, decision, current, moved_from, stopping, marks)
+    records = _placement_writes(snap, decision, {**decision.waiting, **moving, **held})
     return Plan(
-        (*unschedule, *writes, *records),
+        (*unschedule, *finishing, *writes, *records),
         decision,
         tuple(sorted(held)),
         wake_at,
         tuple(sorted(stopping.items())),
+        tuple(sorted(marks)),
     )
+
+
+def _budget(
+    snap: ClusterSnapshot, jobs: Sequence[Job], current: Mapping[str, Mapping[str, ScheduleEntry]]
+) -> Budget | None:
+    """The disruption budgets of the groups among ``jobs`` (None: no group has one); every
+    unit of such a group counts, the held ones (down) too."""
+    if not any(job.requirements.max_unavailable is not None for job in jobs):
+        return None
+    members = [
+        Member(name, spec.hash, spec.desired, spec.requirements, tuple(current.get(name, ())))
+        for name, spec in snap.units.items()
+        if spec.requirements.max_unavailable is not None and not spec.error
+    ]
+    return budget(members, snap.states, snap.stopping)
+
+
+def _moves(
+    snap: ClusterSnapshot, decision: Decision, handovers: Mapping[str, Handover]
+) -> tuple[dict[str, str], dict[str, str], list[Task]]:
+    """Start-first moves after this pass: the mark each unit's new entry carries (unit ->
+    old machine), their placement reasons, and the old entries that go now."""
+    marks: dict[str, str] = {}
+    moving: dict[str, str] = {}
+    finishing: list[Task] = []
+    for name, handover in handovers.items():
+        spec = snap.units.get(name)
+        assigned = decision.assignments.get(name, ())
+        if spec is None or not assigned or handover.old in assigned:
+            continue  # not wanted, or it stays on its old machine (the move is off)
+        if handover.new not in assigned:
+            # Its new entry goes (machine lost, constraint): the next machine takes over.
+            handover = Handover(name, handover.old, assigned[0])
+            marks[name] = handover.old
+            moving[name] = waiting_reason(handover, None)
+            continue
+        state = snap.states.get((name, handover.new))
+        if finished(handover, spec.desired, spec.hash, state):
+            why = f"moved start-first to {handover.new}, where it is active and healthy"
+            finishing.append(Task(Action.UNSCHEDULE, name, why, handover.old))
+        else:
+            marks[name] = handover.old
+            moving[name] = waiting_reason(handover, state)
+    for name, old in decision.handovers.items():
+        marks[name] = old
+        moving[name] = waiting_reason(Handover(name, old, decision.assignments[name][0]), None)
+    return marks, moving, finishing
 
 
 def _hold_until(
@@ -237,6 +326,7 @@ def _schedule_writes(
     current: Mapping[str, Mapping[str, ScheduleEntry]],
     moved_from: Mapping[str, str],
     stopping: Mapping[str, str],
+    marks: Mapping[str, str],
 ) -> list[Task]:
     tasks: list[Task] = []
     new = {(p.unit, p.machine): p.reason for p in decision.placed}
@@ -245,12 +335,15 @@ def _schedule_writes(
             continue
         spec = snap.units[name]
         existing = current.get(name, {})
+        mark = marks.get(name, "")
         for machine in machines:
-            entry = ScheduleEntry(machine, name, spec.hash_on(machine), spec.desired)
+            entry = ScheduleEntry(machine, name, spec.hash_on(machine), spec.desired, mark)
             old = existing.get(machine)
             if old is None:
                 why = new.get((name, machine), "placed")
-                if name in moved_from:
+                if mark:
+                    why = f"{why}; moving start-first from {mark}"
+                elif name in moved_from:
                     why = f"{why}; moved from {moved_from[name]}"
                 tasks.append(Task(Action.SCHEDULE, name, why, machine, entry))
             elif old != entry:
@@ -264,6 +357,11 @@ def _update_reason(old: ScheduleEntry, new: ScheduleEntry) -> str:
         parts.append(f"desired state {old.desired} -> {new.desired}")
     if old.hash != new.hash:
         parts.append(f"unit file changed ({old.hash[:7]} -> {new.hash[:7]})")
+    if old.moving_from != new.moving_from:
+        if new.moving_from:
+            parts.append(f"moving start-first from {new.moving_from}")
+        else:
+            parts.append(f"start-first move from {old.moving_from} done")
     return ", ".join(parts)
 
 

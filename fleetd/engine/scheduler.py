@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from fleetd.engine.baseline import Baseline
+from fleetd.engine.budget import Budget
 from fleetd.engine.decision import Decision, Job
 from fleetd.engine.index import Strategy
 from fleetd.engine.occupancy import Occupancy
@@ -42,6 +43,9 @@ def schedule(
     strategy: Strategy = Strategy.BINPACK,
     drain_batch: int | None = None,
     baseline: Baseline | None = None,
+    lingering: Mapping[str, str] | None = None,
+    moves: Mapping[str, str] | None = None,
+    budget: Budget | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
@@ -52,6 +56,11 @@ def schedule(
     ``baseline`` (a scoped pass, which plans a few jobs against the rest of the
     cluster, see engine/baseline.py) replaces ``machines``, ``flags`` and
     ``strategy``; it is left unchanged.
+
+    ``lingering``, ``moves``, ``budget``: see Placer.  ``lingering`` (unit -> machine)
+    names the old copies of start-first moves in flight (full passes only): the pass
+    does not place them there, but new placements do not get their room and
+    ``Conflicts=`` see them.
     """
     jobs = list(jobs)
     slots: Slots | Overlay
@@ -61,8 +70,11 @@ def schedule(
     else:
         slots = baseline.overlay()
         occupancy = baseline.occupancy(jobs)
-    run = Placer(slots, occupancy, jobs, drain_batch)
+    run = Placer(
+        slots, occupancy, jobs, drain_batch, lingering=lingering, moves=moves, budget=budget
+    )
     run.keep(current or {})
+    run.linger()
     run.place_globals()
     run.place_pending()
     return run.decision()

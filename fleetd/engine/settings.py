@@ -45,6 +45,7 @@ class EngineSettings:
     drain_batch: int = 10
     drain_interval: float = 5.0
     stop_poll: float = 0.5  # how often to look whether a moved AtMostOnce unit stopped
+    move_poll: float = 0.2  # how often to look whether units moving start-first are up
     plan_in_thread: bool = True
     write_concurrency: int = 8  # fenced transactions in flight at once
 

@@ -110,12 +110,21 @@ def decode_unit(key: str, data: bytes) -> Unit:
 
 
 def encode_schedule(entry: ScheduleEntry) -> bytes:
-    return _encode({"hash": entry.hash, "desired": entry.desired})
+    payload: dict[str, Any] = {"hash": entry.hash, "desired": entry.desired}
+    if entry.moving_from:
+        payload["from"] = entry.moving_from
+    return _encode(payload)
 
 
 def decode_schedule(machine: str, name: str, key: str, data: bytes) -> ScheduleEntry:
     obj = _decode(key, data)
-    return ScheduleEntry(machine, name, _get(obj, "hash", str, key), _desired(obj, key))
+    return ScheduleEntry(
+        machine,
+        name,
+        _get(obj, "hash", str, key),
+        _desired(obj, key),
+        _get(obj, "from", str, key, ""),
+    )
 
 
 # -- machines/<machine> ------------------------------------------------------------

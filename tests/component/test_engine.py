@@ -113,12 +113,13 @@ async def test_machine_loss_moves_units_at_once_and_at_most_once_after_grace() -
 
 
 async def test_drain_moves_units_off_in_batches_and_cordon_keeps_them() -> None:
+    """AtMostOnce units: they move stop-first, in batches (others move start-first)."""
     async with harness() as h:
         await h.machine("m1")
         await h.machine("m2")
         await h.flag("m2", MachineFlags(unschedulable=True))
         for i in range(6):
-            await h.submit(f"u{i}.service")
+            await h.submit(f"u{i}.service", unit_text(AtMostOnce="true"))
         engine = h.engine(drain_batch=2, drain_interval=0.0)
         # Unschedules per finished pass, taken from the pass's own plan: the metrics'
         # counters move at different moments of a pass (writes, then the report).
