@@ -90,7 +90,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/docs/assets/{path:path}"): PUBLIC,
 }
 WRITE_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 

@@ -16,6 +16,7 @@ from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
+from . import docs
 from .access import Authorize
 from .audit import Audit, AuditLog
 from .census import CLUSTER_TTL, Census
@@ -89,6 +90,8 @@ def create_app(
         title="fleetd API",
         version=__version__,
         description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "units", "description": "fleet v1 units (and extensions)"},
             {"name": "state", "description": "fleet v1 unit states"},
@@ -114,6 +117,7 @@ def create_app(
     if engine is not None:
         ctx.metrics.add(EngineCollector(engine))
     install_error_handlers(app)
+    docs.install(app)
     for router in (
         units.router,
         versions.router,
