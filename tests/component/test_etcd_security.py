@@ -20,7 +20,7 @@ import pytest
 
 from fleetd import model
 from fleetd.errors import ConfigError, FleetError, RegistryError, RegistryUnavailable
-from fleetd.etcd_server import EtcdServer, find_etcd_binary, free_port
+from fleetd.etcd_server import EtcdServer, find_etcdctl, free_port
 from fleetd.registry.base import EventType
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
@@ -135,7 +135,7 @@ def auth_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ``reader``, who may only read keys under ``/fleet/``."""
     server, url = _server(tmp_path_factory.mktemp("etcd-auth") / "data", [], "http")
     server.start()
-    etcdctl = str(find_etcd_binary().with_name("etcdctl"))
+    etcdctl = str(find_etcdctl())
 
     def ctl(*args: str) -> None:
         subprocess.run(

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from fleetd.errors import ConfigError, EtcdBinaryNotFound, RegistryError, RegistryUnavailable
-from fleetd.etcd_server import EtcdServer, EtcdStartError, _alive, find_etcd_binary, free_port
+from fleetd.etcd_server import (
+    EtcdServer,
+    EtcdStartError,
+    _alive,
+    find_etcd_binary,
+    find_etcdctl,
+    free_port,
+)
 from fleetd.registry.etcd import EtcdRegistry
 
 
@@ -135,7 +142,7 @@ async def test_three_member_cluster(tmp_path: Path) -> None:
 @pytest.fixture
 def etcd_with_auth(tmp_path: Path) -> Iterator[EtcdServer]:
     """A separate etcd with auth enabled, a user root:s3cret and tokens that expire in 1s."""
-    etcdctl = find_etcd_binary().with_name("etcdctl")
+    etcdctl = find_etcdctl()
     server = EtcdServer(tmp_path / "etcd", unsafe_no_fsync=True, extra_args=["--auth-token-ttl=1"])
     server.start()
     try:

@@ -69,7 +69,14 @@ class Backend:
             await asyncio.sleep(0.1)
 
 
-@pytest.fixture(params=["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("etcd", marks=pytest.mark.etcd),
+        # Debian's maintained etcd 3.4 (production) as well as the bundled 3.5.1 (development).
+        pytest.param("etcd-3.4", marks=pytest.mark.etcd),
+    ]
+)
 async def backend(
     request: pytest.FixtureRequest, key_prefix: str, clock: FakeClock
 ) -> AsyncIterator[Backend]:
@@ -78,7 +85,8 @@ async def backend(
         yield Backend(registry, key_prefix, clock=clock)
         await registry.close()
     else:
-        server = request.getfixturevalue("etcd_server")
+        fixture = "etcd_server" if request.param == "etcd" else "debian_etcd_server"
+        server = request.getfixturevalue(fixture)
         etcd = EtcdRegistry([server.endpoint], timeout=5.0)
         yield Backend(etcd, key_prefix, server=server)
         await etcd.close()
