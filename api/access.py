@@ -1,7 +1,8 @@
 """Who may call which route: the one table of every route's role, and its enforcement.
 
 ``ACCESS`` maps each route (method, path template) to the role a caller
-needs (``fleetd.caller.Role``): ``read`` for every GET; ``operate`` for
+needs (``fleetd.caller.Role``): ``read`` for every GET and for ``POST /plan``
+(a dry run, which writes nothing); ``operate`` for
 desired-state changes (start, stop, load, unload; ``PUT /units...`` without a
 unit file), cordon/uncordon/drain and the control of rollouts (pause, resume,
 promote, abort); ``admin`` for unit files (a ``PUT`` whose body carries
@@ -73,6 +74,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", f"{PREFIX}/rollouts/{{unit}}/resume"): OPERATE,
     ("POST", f"{PREFIX}/rollouts/{{unit}}/promote"): OPERATE,
     ("POST", f"{PREFIX}/rollouts/{{unit}}/abort"): OPERATE,
+    ("POST", f"{PREFIX}/plan"): READ,  # a dry run: it writes nothing
     ("GET", f"{PREFIX}/state"): READ,
     ("GET", f"{PREFIX}/events"): READ,
     ("GET", f"{PREFIX}/discovery"): READ,

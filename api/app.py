@@ -12,6 +12,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from fleetd import __version__
+from fleetd.engine.settings import EngineSettings
 from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
@@ -25,7 +26,18 @@ from .context import ApiContext
 from .errors import install_error_handlers
 from .guards import MAX_BODY, RequestGuards
 from .metrics import RequestCounter
-from .routes import bulk, events, journal, machines, rollouts, state, system, units, versions
+from .routes import (
+    bulk,
+    events,
+    journal,
+    machines,
+    plan,
+    rollouts,
+    state,
+    system,
+    units,
+    versions,
+)
 from .service.inspector import UnitInspector
 from .service.pagination import DEFAULT_PAGE_SIZE
 from .service.peers import Peers
@@ -44,14 +56,15 @@ capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
 `/units/{name}/placement`,
 `/units/{name}/versions` (the last 20 versions of a unit's file, who wrote them and
 what changed), `/rollouts` (rolling updates driven by the engine), `/placements`,
-cordon/uncordon/drain of machines, `/units/{name}/status` and `/journal` (served by
+`POST /plan` (what unit changes would do, writing nothing), cordon/uncordon/drain
+of machines, `/units/{name}/status` and `/journal` (served by
 the unit's machine, no SSH), `/events` (server-sent events), `/metrics` (Prometheus)
 and `/healthz`.
 
 On TCP every request needs `Authorization: Bearer <token>` (this page and
 `/openapi.json` excepted), of a token whose role allows the route: `read`
-(every GET), `operate` (desired states, cordon/uncordon/drain, `PUT /units...`
-without a unit file) or `admin` (also unit files and machine metadata).
+(every GET, and `POST /plan`), `operate` (desired states, cordon/uncordon/drain,
+`PUT /units...` without a unit file) or `admin` (also unit files and machine metadata).
 A missing or invalid token is a 401, a role too low a 403 naming the role needed.
 """
 
@@ -71,6 +84,7 @@ def create_app(
     max_body: int = MAX_BODY,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    scheduling: EngineSettings | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -82,7 +96,8 @@ def create_app(
     process's engine (fleetd/readings.py); ``cluster_ttl``: how long a registry read
     of the cluster serves ``/metrics`` where the engine does not lead (census.py);
     ``clock``: wall-clock seconds, the time unit versions record; ``monotonic``: the
-    clock of ``cluster_ttl``.
+    clock of ``cluster_ttl``; ``scheduling``: the engine settings ``POST /plan`` plans
+    with (the engine's defaults if None).
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -111,6 +126,7 @@ def create_app(
         peers=peers or Peers(),
         systemd=systemd,
         clock=clock,
+        scheduling=scheduling or EngineSettings(defaults=defaults or ReservationDefaults()),
     )
     app.state.ctx = ctx
     ctx.metrics.add(AgentCollector(systemd, agent))
@@ -123,6 +139,7 @@ def create_app(
         versions.router,
         rollouts.router,
         bulk.router,
+        plan.router,
         journal.router,
         state.router,
         machines.router,

@@ -1,7 +1,8 @@
 """The audit log: one record for every write sent to the API, on this machine's journal.
 
 A write is a request with a method that may change something (PUT, PATCH,
-POST, DELETE), whatever its outcome: done, refused (401, 403) or failed.
+POST, DELETE), whatever its outcome: done, refused (401, 403) or failed;
+``POST /plan``, a read for roles (it writes nothing), is not one.
 Its record names the caller (the token's name, ``unix socket``, or ``-``
 when no valid token came), the client's address, the method, the path, the
 units it names (the path's unit, each item's name of a ``PUT /units``, the
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetd.caller import Caller
 
-from .access import CALLER, WRITE_METHODS, RouteTable
+from .access import CALLER, READ, WRITE_METHODS, RouteTable
 from .auth import remote_of
 from .errors import printable
 from .metrics import Metrics
@@ -151,8 +152,15 @@ class Audit:
         self.app = app
         self.audit = audit
 
+    def _writes(self, scope: Scope) -> bool:
+        """A write method, to a route that is not a read (``POST /plan`` writes nothing)."""
+        if scope["method"] not in WRITE_METHODS:
+            return False
+        route = self.audit.routes.match(scope["method"], scope["path"])
+        return route is None or route.access != READ
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+        if scope["type"] != "http" or not self._writes(scope):
             await self.app(scope, receive, send)
             return
         status = 500

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from fleetd.engine.mirrors import Parsed
+from fleetd.engine.settings import EngineSettings
 from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
@@ -33,6 +35,11 @@ class ApiContext:
     systemd: Callable[[], SystemdLink] | None = None
     # Wall-clock seconds: the time unit versions record.
     clock: Callable[[], float] = time.time
+    # The engine's scheduling settings (strategy, reservation defaults, AtMostOnce grace),
+    # as this fleetd's engine would plan with them: what POST /plan plans with.
+    scheduling: EngineSettings = field(default_factory=EngineSettings)
+    # Unit files parsed by POST /plan, kept between requests as the engine keeps them.
+    parsed: Parsed = field(default_factory=dict)
 
 
 async def get_ctx(request: Request) -> ApiContext:

@@ -30,10 +30,10 @@ from starlette.types import ASGIApp
 
 from fleetd.caller import ANONYMOUS, UNIX_SOCKET
 from fleetd.config import Config
+from fleetd.engine.settings import settings_from_config
 from fleetd.errors import ConfigError
 from fleetd.model import SystemdLink
 from fleetd.registry.store import Store
-from fleetd.requirements import ReservationDefaults
 from fleetd.tls import TlsFiles, client_context, server_context
 from fleetd.tokens import TokenSource
 
@@ -297,13 +297,13 @@ def for_fleetd(
     tokens = None
     if config.api_tokens_file or config.api_token_file:
         tokens = TokenSource(config.api_tokens_file or None, config.api_token_file or None)
+    scheduling = settings_from_config(config)
     app = create_app(
         store,
         machine_id=machine_id,
         page_size=config.token_limit or DEFAULT_PAGE_SIZE,
-        defaults=ReservationDefaults(
-            config.default_cpu_reservation_millis, config.default_memory_reservation_bytes
-        ),
+        defaults=scheduling.defaults,
+        scheduling=scheduling,
         inspector=SystemdInspector(),
         peers=Peers(
             port=tcp_port(config.api_listen),

@@ -367,3 +367,78 @@ class RolloutList(Wire):
     """Extension: ``GET /rollouts``: the last rollout of each unit, by unit name."""
 
     rollouts: list[Rollout]
+
+
+class PlanRequest(Wire):
+    """Extension: body of ``POST /plan``: the changes to plan, each item meaning what it
+    means in ``PUT /units`` (at most 1000 distinct units, 1 MiB)."""
+
+    units: list[UnitBatchItem] = Field(min_length=1, max_length=1000)
+
+
+class PlanUnit(Wire):
+    """Extension: one unit of a plan, as the cluster would have it."""
+
+    name: str
+    result: Literal["created", "replaced", "updated", "unchanged"] = Field(
+        description="what the unit's record would undergo, as in PUT /units"
+    )
+    hash: str
+    previousHash: str | None = Field(description="the hash the cluster has now (null: new)")
+    desiredState: DesiredStateName
+    previousDesiredState: DesiredStateName | None
+    machineIDs: list[str] = Field(description="where it would be scheduled (empty: nowhere)")
+    reason: str | None = Field(
+        description="why it would not be placed, or what it waits for (null: neither)"
+    )
+    warnings: list[str] = Field(description="what fleetd suspects is a mistake in the file")
+
+
+class PlanChange(Wire):
+    """Extension: one schedule entry the plan changes, as the engine would write it."""
+
+    action: Literal["schedule", "unschedule", "update"]
+    unit: str
+    machineID: str
+    hostname: str | None = Field(description="the machine's hostname (null: unknown, gone)")
+    reason: str = Field(description="the engine's reason for the write")
+    effect: str = Field(
+        description="what the machine's agent would do: 'load and start', 'stop and unload', "
+        "'restart with the new file', ..."
+    )
+    hash: str | None = Field(description="the entry's hash afterwards (null: unscheduled)")
+    previousHash: str | None = Field(description="the entry's hash now (null: new entry)")
+    desiredState: DesiredStateName | None
+    previousDesiredState: DesiredStateName | None
+
+
+class PlanUnplaceable(Wire):
+    """Extension: a unit the engine would not place (a planned unit, or one the plan
+    pushes out), with why not on each machine."""
+
+    name: str
+    reason: str
+    reasons: dict[str, str] = Field(description="machine id -> why it was rejected")
+
+
+class PlanWaiting(Wire):
+    """Extension: a unit that would be placed only later (AtMostOnce, after a lost
+    machine's grace period)."""
+
+    name: str
+    reason: str
+
+
+class PlanResponse(Wire):
+    """Extension: what ``POST /plan`` found; nothing was written."""
+
+    units: list[PlanUnit] = Field(description="the planned units, in request order")
+    changes: list[PlanChange] = Field(description="unschedules first, then by unit")
+    unplaceable: list[PlanUnplaceable]
+    waiting: list[PlanWaiting]
+    pending: int = Field(
+        description="schedule entries the engine would change regardless of these units "
+        "(a drain in progress, a unit about to move): left out of changes"
+    )
+    changed: bool = Field(description="whether a unit record or a schedule entry would change")
+    strategy: Literal["binpack", "spread"] = Field(description="the strategy planned with")

@@ -82,6 +82,12 @@ class Backend(Protocol):
         """False if there was no such unit."""
         ...
 
+    async def plan(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> wire.PlanResponse:
+        """What ``write_units(changes, replace)`` would make the engine do; writes nothing."""
+        ...
+
     async def list_states(self, names: Sequence[str] | None = None) -> list[wire.UnitState]: ...
 
     async def list_machines(self) -> list[wire.Machine]: ...
@@ -312,6 +318,23 @@ class ApiBackend:
         await asyncio.gather(*(one(c) for c in changes))
         return warnings
 
+    async def plan(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> wire.PlanResponse:
+        response = await self._request(
+            "POST",
+            "/plan",
+            json={"units": [_batch_item(c) for c in changes]},
+            params={"replace": "true" if replace else "false"},
+        )
+        if response.status_code in (404, 405):
+            raise CliError(
+                f"fleetd at {self.endpoint} cannot plan (no POST {PREFIX}/plan: an older "
+                "fleetd, or fleet)"
+            )
+        _raise_for(response)
+        return _parse(wire.PlanResponse, response)
+
     async def destroy(self, name: str) -> bool:
         response = await self._request("DELETE", f"/units/{quote(name)}")
         if response.status_code == 404:
@@ -441,6 +464,13 @@ def etcd_driver() -> Caller:
     return Caller(f"etcd driver ({user}@{socket.gethostname()})")
 
 
+SCHEDULING_NOTE = (
+    "planned with the engine's default settings (strategy binpack, default reservations): "
+    "--driver etcd cannot read the cluster's configuration; a cluster configured "
+    "otherwise may place differently (--driver api plans with fleetd's own)"
+)
+
+
 class StoreBackend:
     """``--driver etcd``: the registry directly, with the API's rules.  What it writes
     is recorded as written by ``caller`` (``etcd driver (user@host)``)."""
@@ -492,6 +522,23 @@ class StoreBackend:
                 if outcome.warnings:
                     warnings[change.name] = outcome.warnings
         return warnings
+
+    async def plan(
+        self, changes: Sequence[commands.UnitChange], replace: bool
+    ) -> wire.PlanResponse:
+        """Planned with the engine's default settings: the cluster's configuration is
+        not in the registry (``SCHEDULING_NOTE``)."""
+        # The engine's modules load only for a plan: other commands start faster without.
+        from fleetd.api.service import dryrun
+        from fleetd.engine.settings import EngineSettings
+
+        return await dryrun.plan_units(
+            self.store,
+            changes,
+            settings=EngineSettings(),
+            caller=self.caller,
+            replace_options=replace,
+        )
 
     async def destroy(self, name: str) -> bool:
         try:

@@ -17,7 +17,17 @@ from typing import Annotated
 import typer
 
 from fleetd import __version__
-from fleetd.cli import history, inspection, listing, machines, restart, rollouts, units, validate
+from fleetd.cli import (
+    history,
+    inspection,
+    listing,
+    machines,
+    plan,
+    restart,
+    rollouts,
+    units,
+    validate,
+)
 from fleetd.cli.argv import redact, reorder, secrets
 from fleetd.cli.helptext import Command, Group
 from fleetd.cli.options import DEFAULT_ENDPOINT, Driver, GlobalOptions, Output
@@ -175,7 +185,7 @@ def version() -> None:
     typer.echo(f"fleetctl version {__version__}")
 
 
-for _module in (validate, units, restart, rollouts, inspection, history, listing, machines):
+for _module in (validate, units, plan, restart, rollouts, inspection, history, listing, machines):
     _module.register(app)
 app.command("version", cls=Command)(version)
 
@@ -193,14 +203,15 @@ def _message(exc: typer.TyperException) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``fleetctl`` script: exit 0 on success, 1 on any failure
     (click's usage errors, normally 2, included), with the message on stderr; a
-    command may exit with another status of its own (``status``: systemctl's)."""
+    command may exit with another status of its own (``status``: systemctl's;
+    ``plan``: 3 for every failure, usage errors included)."""
     raw = list(sys.argv[1:] if argv is None else argv)
     hidden = secrets(raw, os.environ)
     try:
         result = app(args=reorder(raw), prog_name="fleetctl", standalone_mode=False)
     except typer.TyperException as exc:
         sys.stderr.write(redact(_message(exc), hidden))
-        sys.exit(1)
+        sys.exit(getattr(exc, "fleetctl_status", 1))
     except typer.Abort:
         sys.stderr.write("Aborted.\n")
         sys.exit(1)

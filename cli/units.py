@@ -94,32 +94,9 @@ async def ensure_units(
     ``desired`` (one request instead of two) and their names added to ``created``.
     """
 
-    known: dict[str, wire.Unit] | None = None
-    if len(args) > BULK:
-        known = {u.name: u for u in await backend.list_units()}
+    plan = await resolve_units(backend, args, replace)
 
-    siblings = unitargs.template_files(args)
-
-    async def resolve(arg: str) -> _Step:
-        name = unitargs.unit_name(arg)
-        existing = known.get(name) if known is not None else await backend.get_unit(name)
-        if existing is None:
-            source = await unitargs.find_source(backend, arg, known, siblings)
-            return _Step(name, source.options, False, source.notes)
-        local = unitargs.local_source(arg)
-        if local is not None and not unitargs.same_options(local.options, existing.options):
-            if replace:
-                return _Step(name, local.options, True, local.notes)
-            typer.echo(
-                f"WARNING: Unit {name} in the cluster differs from local unit file "
-                f"{arg}. Add --replace to override.",
-                err=True,
-            )
-        return _Step(name, None, False)
-
-    plan = await _each(list(dict.fromkeys(args)), resolve)
-
-    def done(step: _Step, remote: Sequence[str]) -> None:
+    def done(step: Step, remote: Sequence[str]) -> None:
         local = (*step.notes, *unitargs.warnings_of(step.name, step.options or []))
         for warning in dict.fromkeys((*local, *remote)):
             typer.echo(f"WARNING: {step.name}: {warning}", err=True)
@@ -128,7 +105,7 @@ async def ensure_units(
         elif created is not None:
             created.add(step.name)
 
-    async def write(step: _Step) -> None:
+    async def write(step: Step) -> None:
         remote = await backend.create_unit(
             step.name,
             step.options or [],
@@ -154,13 +131,45 @@ async def ensure_units(
 
 
 @dataclass(frozen=True, slots=True)
-class _Step:
-    """What ``ensure_units`` does for one argument: write ``options`` (None: nothing)."""
+class Step:
+    """What ``ensure_units`` does for one argument: write ``options`` (None: nothing),
+    ``replacing`` the unit's file; ``notes``: warnings about the local file."""
 
     name: str
     options: list[wire.UnitOption] | None
     replacing: bool
     notes: tuple[str, ...] = ()
+
+
+async def resolve_units(backend: Backend, args: Sequence[str], replace: bool) -> list[Step]:
+    """fleet's lazy creation, decided and not done: for each distinct argument, the file
+    to write (from a local file or a template) or none (the unit exists as it is).
+    A local file that differs from the unit in the cluster is written only if
+    ``replace`` (else a warning).  CliError names the first argument not found."""
+    known: dict[str, wire.Unit] | None = None
+    if len(args) > BULK:
+        known = {u.name: u for u in await backend.list_units()}
+
+    siblings = unitargs.template_files(args)
+
+    async def resolve(arg: str) -> Step:
+        name = unitargs.unit_name(arg)
+        existing = known.get(name) if known is not None else await backend.get_unit(name)
+        if existing is None:
+            source = await unitargs.find_source(backend, arg, known, siblings)
+            return Step(name, source.options, False, source.notes)
+        local = unitargs.local_source(arg)
+        if local is not None and not unitargs.same_options(local.options, existing.options):
+            if replace:
+                return Step(name, local.options, True, local.notes)
+            typer.echo(
+                f"WARNING: Unit {name} in the cluster differs from local unit file "
+                f"{arg}. Add --replace to override.",
+                err=True,
+            )
+        return Step(name, None, False)
+
+    return await _each(list(dict.fromkeys(args)), resolve)
 
 
 async def _set_all(backend: Backend, names: Sequence[str], target: DesiredState) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from fleetd import model
 from fleetd.caller import Caller
@@ -67,19 +68,26 @@ async def _read_heads(store: Store, names: Sequence[str]) -> dict[str, tuple[Hea
     return found
 
 
-async def set_units(
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What a batch of changes means, decided against one read of the registry: for
+    each change in order, its write (None: nothing to write) and its outcome."""
+
+    writes: tuple[UnitWrite | None, ...]
+    outcomes: tuple[SetOutcome, ...]
+
+
+async def check_units(
     store: Store,
     changes: Sequence[UnitChange],
     *,
     caller: Caller,
     replace_options: bool = True,
     clock: Callable[[], float] = time.time,
-) -> list[SetOutcome]:
-    """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results (with each
-    unit file's warnings) in order.  New texts are recorded as versions by ``caller``.
+) -> Checked:
+    """Every check ``set_units`` makes, writing nothing (``fleetctl plan`` shares it).
 
-    InvalidInput/Conflict name the first bad item and nothing is written then.
-    """
+    InvalidInput/Conflict name the first bad item."""
     if len(changes) > MAX_BATCH_UNITS:
         raise InvalidInput(
             f"too many units in one request: {len(changes)} > {MAX_BATCH_UNITS}; "
@@ -100,8 +108,8 @@ async def set_units(
     with_text = [n.name for n, c in zip(names, changes, strict=True) if c.options]
     heads = await _read_heads(store, with_text)
     author = Author(caller, clock())
-    writes: list[UnitWrite] = []
-    results: list[SetOutcome] = []
+    writes: list[UnitWrite | None] = []
+    outcomes: list[SetOutcome] = []
     for index, (name, change) in enumerate(zip(names, changes, strict=True)):
         try:
             write, warnings = plan_change(
@@ -114,13 +122,33 @@ async def set_units(
             )
         except FleetError as exc:
             raise _labelled(index, name.name, exc) from exc
-        result = SetResult.UNCHANGED if write is None else write.result
-        results.append(SetOutcome(result, warnings))
-        if write is not None:
-            writes.append(write)
+        writes.append(write)
+        outcomes.append(
+            SetOutcome(SetResult.UNCHANGED if write is None else write.result, warnings)
+        )
+    return Checked(tuple(writes), tuple(outcomes))
+
+
+async def set_units(
+    store: Store,
+    changes: Sequence[UnitChange],
+    *,
+    caller: Caller,
+    replace_options: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> list[SetOutcome]:
+    """Apply ``changes`` (distinct names, at most MAX_BATCH_UNITS); results (with each
+    unit file's warnings) in order.  New texts are recorded as versions by ``caller``.
+
+    InvalidInput/Conflict name the first bad item and nothing is written then.
+    """
+    checked = await check_units(
+        store, changes, caller=caller, replace_options=replace_options, clock=clock
+    )
+    writes = [w for w in checked.writes if w is not None]
     lost = await store.put_units([w.put for w in writes])
     by_name = {w.unit.name: w for w in writes}
     for put in lost:
         # A transaction lost a race: each of its writes on its own, as a single PUT.
         await apply_write(store, by_name[put.unit.name])
-    return results
+    return list(checked.outcomes)

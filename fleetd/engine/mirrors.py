@@ -8,16 +8,21 @@ placement) are applied to the model as soon as they succeed, and their
 echoes from the watch are skipped by revision, so a pass never plans
 against a state older than its own writes; any other write there is
 someone else's, and the model then asks for a full pass.
+
+``read_model`` reads each prefix once through the same collections: the
+model a plan of proposed changes starts from (``fleetctl plan``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import UnitSpec
 from fleetd.errors import FleetError
+from fleetd.model import Unit
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
 from fleetd.requirements import Requirements, ReservationDefaults
@@ -25,6 +30,9 @@ from fleetd.unitcheck import parse_unit
 from fleetd.unittypes import TEMPLATE_TYPES
 
 log = logging.getLogger(__name__)
+
+_INLINE_ITEMS = 64
+"""``read_model`` applies larger prefixes in a worker thread."""
 
 
 class Collection:
@@ -84,6 +92,45 @@ Parsed = dict[tuple[str, str], tuple[Requirements, str]]
 costly part of loading the model."""
 
 
+def unit_spec(unit: Unit, defaults: ReservationDefaults, parsed: Parsed, units: int) -> UnitSpec:
+    """The unit as the engine plans with it, its file parsed through ``parsed`` (a cache
+    kept for a model of about ``units`` units)."""
+    # Without specifiers (%n %i ...) the requirements depend only on the file and the
+    # unit type (reservation defaults), so instances of one template parse once.  The
+    # types that cannot be templates have rules tying the name to the file (mount).
+    suffix = unit.name.rpartition(".")[2]
+    by_type = "%" not in unit.text and suffix in TEMPLATE_TYPES
+    cache_key = (unit.hash, "." + suffix if by_type else unit.name)
+    found = parsed.get(cache_key)
+    if found is None:
+        if len(parsed) > 2 * units + 1024:
+            parsed.clear()  # forget files no unit uses any more
+        try:
+            found = (parse_unit(unit.name, unit.text, defaults)[2], "")
+        except FleetError as exc:
+            found = (Requirements(), str(exc))
+        parsed[cache_key] = found
+    reqs, error = found
+    return UnitSpec(unit.name, unit.hash, unit.desired, reqs, error, unit.pinned)
+
+
+async def read_model(
+    store: Store, defaults: ReservationDefaults, now: Callable[[], float], parsed: Parsed
+) -> ClusterModel:
+    """The model a new leader starts from: each prefix read once and applied through the
+    collections the engine mirrors it with (``fleetctl plan`` plans on it).  The prefixes
+    are read one after the other, each as of its own revision, as the mirrors' first
+    snapshots are."""
+    model = ClusterModel()
+    for collection in collections_for(model, store, defaults, now, lambda: 0, parsed):
+        snapshot = await store.read(collection.prefix)
+        if len(snapshot.items) > _INLINE_ITEMS:  # parsing many files would stall the loop
+            await asyncio.to_thread(collection.apply, snapshot)
+        else:
+            collection.apply(snapshot)
+    return model
+
+
 def collections_for(
     model: ClusterModel,
     store: Store,
@@ -97,24 +144,7 @@ def collections_for(
 
     def put_unit(key: str, value: bytes) -> None:
         unit = store.unit_from(key, value)
-        # Without specifiers (%n %i ...) the requirements depend only on the file and the
-        # unit type (reservation defaults), so instances of one template parse once.  The
-        # types that cannot be templates have rules tying the name to the file (mount).
-        suffix = unit.name.rpartition(".")[2]
-        by_type = "%" not in unit.text and suffix in TEMPLATE_TYPES
-        cache_key = (unit.hash, "." + suffix if by_type else unit.name)
-        found = parsed.get(cache_key)
-        if found is None:
-            if len(parsed) > 2 * len(model.units) + 1024:
-                parsed.clear()  # forget files no unit uses any more
-            try:
-                found = (parse_unit(unit.name, unit.text, defaults)[2], "")
-            except FleetError as exc:
-                found = (Requirements(), str(exc))
-            parsed[cache_key] = found
-        reqs, error = found
-        spec = UnitSpec(unit.name, unit.hash, unit.desired, reqs, error, unit.pinned)
-        model.set_unit(unit.name, spec)
+        model.set_unit(unit.name, unit_spec(unit, defaults, parsed, len(model.units)))
 
     def delete_unit(key: str) -> None:
         model.set_unit(key[len(keys.units) :], None)

@@ -13,7 +13,8 @@ values (codec.py) over any Registry.  Contracts worth knowing:
   version appear together or not at all.  ``put_unit`` writes the record
   alone: desired-state changes, and tests that seed units.
 * ``mirror(prefix)`` yields a Snapshot, then Changes; after a compaction it
-  yields a fresh Snapshot, so callers never see WatchCompacted.
+  yields a fresh Snapshot, so callers never see WatchCompacted.  ``read(prefix)``
+  is its first Snapshot alone (a one-time read of what the engine mirrors).
 """
 
 from __future__ import annotations
@@ -491,6 +492,11 @@ class Store:
 
     # -- mirroring a prefix -------------------------------------------------------------
 
+    async def read(self, prefix: str) -> Snapshot:
+        """Every key under ``prefix`` now: what ``mirror`` yields first."""
+        items, revision = await self.registry.get_prefix(prefix)
+        return Snapshot({kv.key: kv for kv in items}, revision)
+
     async def mirror(self, prefix: str) -> AsyncIterator[Snapshot | Changes]:
         """Snapshot of ``prefix``, then its Changes; a new Snapshot after a compaction.
 
@@ -498,9 +504,9 @@ class Store:
         survives reconnects.
         """
         while True:
-            items, revision = await self.registry.get_prefix(prefix)
-            yield Snapshot({kv.key: kv for kv in items}, revision)
-            watch = self.registry.watch_prefix(prefix, revision + 1)
+            snapshot = await self.read(prefix)
+            yield snapshot
+            watch = self.registry.watch_prefix(prefix, snapshot.revision + 1)
             try:
                 async for events in watch:
                     yield Changes(tuple(events), events[-1].mod_revision)

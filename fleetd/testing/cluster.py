@@ -87,6 +87,7 @@ class Node:
             peers=Peers(transport_for=cluster.transport_for),
             page_size=cluster.page_size,
             clock=cluster.wall,
+            scheduling=cluster.settings,
         )
 
     @property
