@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ from typer.testing import CliRunner
 
 from fleetd.cli.main import app
 from fleetd.etcd_server import EtcdServer
+from fleetd.model import Capacity, Machine
+from fleetd.registry.etcd import EtcdRegistry
+from fleetd.registry.keys import Keys
+from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile
 
 pytestmark = pytest.mark.etcd
@@ -76,3 +81,44 @@ def test_etcd_driver_warns_and_accepts(
         "apache.service",
         "web.service",
     ]
+
+
+def test_etcd_driver_plans_writing_nothing(
+    etcd_server: EtcdServer, key_prefix: str, tmp_path: Path
+) -> None:
+    """``plan`` reads the registry as an engine leader would, with the engine's default
+    settings (it says so), and writes nothing."""
+
+    async def registry_state(register: bool) -> tuple[list[object], int]:
+        registry = EtcdRegistry([etcd_server.endpoint], timeout=5.0)
+        try:
+            store = Store(registry, Keys(key_prefix))
+            if register:
+                machine = Machine("m1", "host-m1", "10.0.0.1", (), Capacity(2000, 1 << 30))
+                await store.register_machine(machine, await registry.grant_lease(60))
+            items, revision = await registry.get_prefix(key_prefix)
+            return [(kv.key, kv.value) for kv in items], revision
+        finally:
+            await registry.close()
+
+    before = asyncio.run(registry_state(register=True))
+    (tmp_path / "web.service").write_text(SERVICE)
+    (tmp_path / "big.service").write_text(SERVICE + "\n[X-Fleet]\nMemoryReservation=2G\n")
+    env = {
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
+    }
+    runner = CliRunner()
+    r = runner.invoke(app, ["plan", str(tmp_path / "web.service")], env=env)
+    assert r.exit_code == 1, r.output
+    assert r.stdout.splitlines() == [
+        "+ unit web.service (new, launched)",
+        "+ schedule web.service on host-m1: load and start (best fit (binpack))",
+        "Plan: 1 to schedule, 0 to update, 0 to unschedule.",
+    ]
+    assert "note: planned with the engine's default settings" in r.stderr
+    r = runner.invoke(app, ["plan", str(tmp_path / "big.service")], env=env)
+    assert r.exit_code == 2, r.output
+    assert "! unplaceable big.service: m1: needs 2G memory, 1G free" in r.stdout
+    assert asyncio.run(registry_state(register=False)) == before
