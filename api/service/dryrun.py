@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 from fleetd.caller import Caller
 from fleetd.engine.mirrors import Parsed, read_model, unit_spec
-from fleetd.engine.plan import UnitSpec
+from fleetd.engine.plan import Action, UnitSpec
 from fleetd.engine.preview import Change, Preview, preview
 from fleetd.engine.settings import EngineSettings
 from fleetd.model import Machine
@@ -31,6 +32,12 @@ from fleetd.registry.store import Store
 from .. import wire
 from .commands import SetOutcome, UnitChange
 from .unitbatch import check_units
+
+_ACTIONS: dict[Action, Literal["schedule", "unschedule", "update"]] = {
+    Action.SCHEDULE: "schedule",
+    Action.UNSCHEDULE: "unschedule",
+    Action.UPDATE: "update",
+}
 
 
 async def plan_units(
@@ -119,7 +126,7 @@ def _change(change: Change, machines: Mapping[str, Machine]) -> wire.PlanChange:
     machine = machines.get(change.machine)
     after, before = change.entry, change.previous
     return wire.PlanChange(
-        action=change.action.value,
+        action=_ACTIONS[change.action],
         unit=change.unit,
         machineID=change.machine,
         hostname=machine.hostname or None if machine else None,
