@@ -103,6 +103,17 @@ CASES = [
         Case("POST", f"{V1}/rollouts/{{unit}}/{action}", f"{V1}/rollouts/web.service/{action}", 404)
         for action in ("pause", "resume", "promote", "abort")
     ),
+    Case(  # a read, even with a unit file: it writes nothing
+        "POST",
+        f"{V1}/plan",
+        f"{V1}/plan",
+        200,
+        {
+            "units": [
+                {"name": "new.service", "desiredState": "launched", "options": options_of(SERVICE)}
+            ]
+        },
+    ),
     Case("GET", f"{V1}/state", f"{V1}/state", 200),
     Case("GET", f"{V1}/events", f"{V1}/events", 200),
     Case("GET", f"{V1}/discovery", f"{V1}/discovery", 200),

@@ -1,5 +1,6 @@
-"""The audit log: one record per write request (done or refused), none for reads, and a count
-per caller in /metrics; a record names the token, never holds its secret."""
+"""The audit log: one record per write request (done or refused), none for reads (``POST
+/plan`` included), and a count per caller in /metrics; a record names the token, never holds
+its secret."""
 
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ async def test_writes_are_audited_reads_are_not(
     async with httpx.AsyncClient(base_url=base, verify=False) as client:
         as_ops = {"Authorization": f"Bearer {OPS}"}
         assert (await client.get(f"{V1}/units", headers=as_ops)).status_code == 200
+        r = await client.post(
+            f"{V1}/plan",
+            json={"units": [{"name": "web.service", "desiredState": "launched"}]},
+            headers={"Authorization": f"Bearer {VIEWER}"},
+        )
+        assert r.status_code == 200, r.text  # a plan is a read: it writes nothing
         assert records(caplog) == []
         r = await client.put(
             f"{V1}/units/web.service", json={"desiredState": "launched"}, headers=as_ops
