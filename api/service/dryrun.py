@@ -11,7 +11,9 @@ units are laid over its units, and the engine's own full plan is run on both
 The plan is made with ``settings``: the scheduling settings of the engine
 (strategy, reservation defaults, AtMostOnce grace), as this fleetd's
 configuration sets them; a cluster whose leader is configured otherwise may
-place differently.
+place differently.  Moves asked of the leader in its memory
+(``Engine.request_moves``) are not in the registry and not planned; a drain
+in progress is (as ``pending`` where these units do not change it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from fleetd.caller import Caller
-from fleetd.engine.mirrors import Parsed, read_model, unit_spec
+from fleetd.engine.mirrors import Parsed, read_model, read_states, unit_spec
 from fleetd.engine.plan import Action, UnitSpec
 from fleetd.engine.preview import Change, Preview, preview
 from fleetd.engine.settings import EngineSettings
@@ -58,6 +60,7 @@ async def plan_units(
     )
     cache: Parsed = {} if parsed is None else parsed
     model = await read_model(store, settings.defaults, clock, cache)
+    states = await read_states(store, model)
     now = clock()
     snap = model.snapshot(
         now,
@@ -65,6 +68,7 @@ async def plan_units(
         grace=settings.at_most_once_grace,
         strategy=settings.strategy,
         drain_batch=None,
+        states=states,
     )
     proposed: dict[str, UnitSpec] = {}
     for change, write in zip(changes, checked.writes, strict=True):

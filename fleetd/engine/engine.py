@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from fleetd.engine.cadence import Cadence
 from fleetd.engine.changes import Cause, FullReason
 from fleetd.engine.leader import Leadership
-from fleetd.engine.mirrors import Collection, Parsed, collections_for
+from fleetd.engine.mirrors import Collection, Parsed, collections_for, read_states
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, plan
 from fleetd.engine.scope import Scope, plan_scope
@@ -228,13 +228,8 @@ class Engine:
         return result
 
     async def _read_states(self) -> dict[tuple[str, str], UnitState]:
-        """What the machines a full pass must hear from report (ClusterModel.state_machines):
-        one read per machine, only while units move or a machine drains."""
-        found: dict[tuple[str, str], UnitState] = {}
-        for machine in sorted(self.model.state_machines()):
-            for state in await self.store.list_states(machine):
-                found[(state.name, state.machine)] = state
-        return found
+        """What the machines a full pass must hear from report (``read_states``)."""
+        return await read_states(self.store, self.model)
 
     def request_moves(self, moves: Mapping[str, str]) -> None:
         """Ask for units to be moved (unit -> machine), start-first unless AtMostOnce; a

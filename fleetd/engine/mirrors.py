@@ -9,8 +9,9 @@ echoes from the watch are skipped by revision, so a pass never plans
 against a state older than its own writes; any other write there is
 someone else's, and the model then asks for a full pass.
 
-``read_model`` reads each prefix once through the same collections: the
-model a plan of proposed changes starts from (``fleetctl plan``).
+``read_model`` reads each prefix once through the same collections, and
+``read_states`` the unit states a full pass needs: what a plan of proposed
+changes starts from (``fleetctl plan``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import UnitSpec
 from fleetd.errors import FleetError
-from fleetd.model import Unit
+from fleetd.model import Unit, UnitState
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Snapshot, Store
 from fleetd.requirements import Requirements, ReservationDefaults
@@ -129,6 +130,16 @@ async def read_model(
         else:
             collection.apply(snapshot)
     return model
+
+
+async def read_states(store: Store, model: ClusterModel) -> dict[tuple[str, str], UnitState]:
+    """What the machines a full pass must hear from report (ClusterModel.state_machines):
+    one read per machine, only while units move or a machine drains."""
+    found: dict[tuple[str, str], UnitState] = {}
+    for machine in sorted(model.state_machines()):
+        for state in await store.list_states(machine):
+            found[(state.name, state.machine)] = state
+    return found
 
 
 def collections_for(

@@ -2,11 +2,14 @@
 
 ``preview(snap, proposed)`` runs the engine's own full ``plan()`` twice: on
 the snapshot as it is (the base) and with the ``proposed`` units laid over
-its units.  Each run goes to its end: the tasks of a pass are applied to the
-snapshot and, while the pass took AtMostOnce units off a live machine, the
-result is planned again with those units counted as stopped there (the
-engine gets there over several passes, once the agent reports the stop; any
-other pass over its own result changes nothing).
+its units.  Each run goes to its end, as the engine gets there over several
+passes: the tasks of a pass are applied to the snapshot and, while the pass
+leaves something waiting for the machines (AtMostOnce units taken off a live
+machine, start-first moves, moves held back by a disruption budget), the
+result is planned again as if every machine had done its part: units taken
+off a machine are stopped there, and every launched entry reports its unit
+active and healthy with the entry's file.  Any other pass over the engine's
+own result changes nothing.
 
 A change is a schedule entry (unit, machine) whose final value differs from
 today's and from the base's final value: what the engine would do because
@@ -16,15 +19,15 @@ makes them regardless (a drain in progress, a held unit about to move).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
-from fleetd.model import DesiredState, Placement, ScheduleEntry
+from fleetd.model import DesiredState, Health, Placement, ScheduleEntry, UnitState
 
 MAX_PASSES = 8
-"""A run stops after this many passes (each one after the first frees AtMostOnce units
-the one before took off a machine; a chain of them is short)."""
+"""A run stops after this many passes (each one after the first finishes what the one
+before left to the machines; a chain of them is short)."""
 
 _SCHEDULE_ACTIONS = (Action.SCHEDULE, Action.UNSCHEDULE, Action.UPDATE)
 
@@ -111,10 +114,11 @@ def preview(snap: ClusterSnapshot, proposed: Mapping[str, UnitSpec]) -> Preview:
         for name, reason in sorted(decision.unplaceable.items())
         if name in proposed or name not in base_unplaced
     )
-    base_held = set(base.last.held)
+    base_held = {*base.last.held, *base.last.decision.waiting}
+    held = {n: end.placements[n].summary if n in end.placements else "" for n in end.last.held}
     waiting = {
-        name: end.placements[name].summary if name in end.placements else ""
-        for name in end.last.held
+        name: reason
+        for name, reason in {**held, **end.last.decision.waiting}.items()
         if name in proposed or name not in base_held
     }
     machines: dict[str, list[str]] = {name: [] for name in proposed}
@@ -144,6 +148,8 @@ def effect(before: ScheduleEntry | None, after: ScheduleEntry | None) -> str:
         if after.desired is DesiredState.LAUNCHED:
             return "restart with the new file" if running else "load the new file and start"
         return "stop, load the new file" if running else "load the new file"
+    if before.desired is after.desired:
+        return "none (only a start-first move's mark changes)"
     return "start" if after.desired is DesiredState.LAUNCHED else "stop"
 
 
@@ -157,13 +163,30 @@ def _run(snap: ClusterSnapshot) -> _End:
         passes += 1
         for task in result.tasks:
             _apply(task, schedule, placements, reasons)
-        if not (result.stopping or snap.stopping) or passes >= MAX_PASSES:
+        waits = result.stopping or snap.stopping or result.moving or result.decision.waiting
+        progress = passes == 1 or any(t.action in _SCHEDULE_ACTIONS for t in result.tasks)
+        if not waits or not progress or passes >= MAX_PASSES:
             return _End(schedule, reasons, result, placements, passes)
-        # The units taken off a machine (now or by an earlier pass of the engine) are
-        # stopped there before the next pass.
+        # The machines did their part: what was taken off a machine (now or by an earlier
+        # pass of the engine) stopped there, what is scheduled to run is up.
         snap = replace(
-            snap, schedule=list(schedule.values()), placements=dict(placements), stopping={}
+            snap,
+            schedule=list(schedule.values()),
+            placements=dict(placements),
+            stopping={},
+            states=_up(schedule.values()),
         )
+
+
+def _up(entries: Iterable[ScheduleEntry]) -> dict[tuple[str, str], UnitState]:
+    """Every launched entry's unit active and healthy with the entry's file."""
+    return {
+        (e.name, e.machine): UnitState(
+            e.machine, e.name, e.hash, "loaded", "active", "running", health=Health.HEALTHY
+        )
+        for e in entries
+        if e.desired is DesiredState.LAUNCHED
+    }
 
 
 def _apply(
@@ -173,7 +196,7 @@ def _apply(
     reasons: dict[tuple[str, str], str],
 ) -> None:
     if task.action in _SCHEDULE_ACTIONS:
-        reasons[(task.unit, task.machine)] = task.reason
+        reasons.setdefault((task.unit, task.machine), task.reason)  # why it began
     if task.action is Action.UNSCHEDULE:
         schedule.pop((task.machine, task.unit), None)
     elif task.entry is not None:

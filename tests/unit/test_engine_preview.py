@@ -118,6 +118,8 @@ def test_what_the_engine_does_anyway_is_pending_not_a_change() -> None:
     found = preview(s, {"new.service": unit("new.service")})
     assert diff(found) == [("schedule", "new.service", "m2")]
     assert found.pending == 2  # old.service off m1, onto m2
+    # It moves start-first: onto m2 first, off m1 once it is up there (the second pass).
+    assert found.passes == 2
 
 
 def test_an_at_most_once_unit_pushed_out_is_placed_after_it_stopped() -> None:
