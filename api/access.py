@@ -8,7 +8,8 @@ unit file), cordon/uncordon/drain and the control of rollouts (pause, resume,
 promote, abort); ``admin`` for unit files (a ``PUT`` whose body carries
 ``options``, ``DELETE``, starting a rollout) and machine metadata.  ``None``
 (``PUBLIC``) is the API's description and its docs page, served without a
-token so that ``/docs`` opens in a browser (they describe the API, no data).
+token so that ``/docs`` opens in a browser (they describe the API, no data),
+and the dashboard's files (``/ui/``: its data comes through ``/ui/api``).
 A route missing from the table is answered as absent (404/405) to every caller
 below admin, and ``check_table`` (run by the tests over ``app.routes_of``) names it.
 
@@ -78,6 +79,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", f"{PREFIX}/state"): READ,
     ("GET", f"{PREFIX}/events"): READ,
     ("GET", f"{PREFIX}/discovery"): READ,
+    ("GET", f"{PREFIX}/cluster"): READ,
     # machines
     ("GET", f"{PREFIX}/machines"): READ,
     ("PATCH", f"{PREFIX}/machines"): ADMIN,
@@ -93,6 +95,10 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/docs/assets/{path:path}"): PUBLIC,
+    # the dashboard's files (its data comes through /ui/api, api/ui/gate.py)
+    ("GET", "/ui"): PUBLIC,
+    ("GET", "/ui/"): PUBLIC,
+    ("GET", "/ui/{path:path}"): PUBLIC,
 }
 WRITE_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 

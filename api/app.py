@@ -7,7 +7,8 @@ wrapped in ``BearerAuth``, on TCP.  OpenAPI is at ``/openapi.json``, docs at ``/
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -28,6 +29,7 @@ from .guards import MAX_BODY, RequestGuards
 from .metrics import RequestCounter
 from .routes import (
     bulk,
+    cluster,
     events,
     journal,
     machines,
@@ -35,6 +37,7 @@ from .routes import (
     rollouts,
     state,
     system,
+    ui,
     units,
     versions,
 )
@@ -57,9 +60,10 @@ capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
 `/units/{name}/versions` (the last 20 versions of a unit's file, who wrote them and
 what changed), `/rollouts` (rolling updates driven by the engine), `/placements`,
 `POST /plan` (what unit changes would do, writing nothing), cordon/uncordon/drain
-of machines, `/units/{name}/status` and `/journal` (served by
-the unit's machine, no SSH), `/events` (server-sent events), `/metrics` (Prometheus)
-and `/healthz`.
+of machines, `/units/{name}/status` and `/journal` (served by the unit's machine, no
+SSH), `/events` (server-sent events), `/cluster` (everything a live view shows, in
+one answer), `/metrics` (Prometheus) and `/healthz`.  A web dashboard is served at
+`/ui/`.
 
 On TCP every request needs `Authorization: Bearer <token>` (this page and
 `/openapi.json` excepted), of a token whose role allows the route: `read`
@@ -113,6 +117,7 @@ def create_app(
             {"name": "machines", "description": "fleet v1 machines (and extensions)"},
             {"name": "rollouts", "description": "extension: rolling updates"},
             {"name": "events", "description": "extension: server-sent events"},
+            {"name": "cluster", "description": "extension: the whole cluster, for live views"},
             {"name": "operations", "description": "health and metrics"},
         ],
     )
@@ -144,10 +149,12 @@ def create_app(
         state.router,
         machines.router,
         events.router,
+        cluster.router,
     ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(system.fleet, prefix=PREFIX)
     app.include_router(system.root)
+    app.include_router(ui.router)
     app.state.audit = AuditLog(ctx.metrics)
     # Outermost last: count, audit, authorize, then guard the body.
     app.add_middleware(RequestGuards, max_body=max_body)
@@ -161,15 +168,27 @@ def create_app(
 
 def routes_of(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path template) of every route: the API's from its OpenAPI description,
-    the docs pages' from the app's own routes."""
+    the others (docs pages, the dashboard's files) from the app's own routes."""
     found = [
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     ]
-    for route in app.routes:
+    found.extend(_routes_in(app.routes, ""))
+    return found
+
+
+def _routes_in(routes: Sequence[Any], prefix: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for route in routes:
+        # FastAPI >= 0.160 keeps an included router whole, with its prefix beside it.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            found.extend(_routes_in(included.routes, prefix + getattr(context, "prefix", "")))
+            continue
         methods = getattr(route, "methods", None)
         path = getattr(route, "path", None)
         if methods and path:
-            found.extend((method, path) for method in methods)
+            found.extend((method, prefix + path) for method in methods)
     return found

@@ -43,6 +43,7 @@ from .collectors import AgentReading, EngineView
 from .service.inspector import SystemdInspector
 from .service.pagination import DEFAULT_PAGE_SIZE
 from .service.peers import Peers
+from .ui.gate import FixedCaller, TokenSignIn, UiGate
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0
@@ -214,12 +215,16 @@ class ApiServer:
         return out
 
     def _app_for(self, listener: Listener) -> Any:
+        """The app as ``listener`` serves it: its authentication, and the dashboard's
+        sessions in front (api/ui/gate.py)."""
         if listener.unix_path is not None:
-            return Identified(self.app, UNIX_SOCKET.name, remote=False)
+            inner = Identified(self.app, UNIX_SOCKET.name, remote=False)
+            return UiGate(inner, FixedCaller(UNIX_SOCKET.name), self.refused)
         if self.auth_disabled:
-            return Identified(self.app, ANONYMOUS)
+            return UiGate(Identified(self.app, ANONYMOUS), FixedCaller(ANONYMOUS), self.refused)
         assert self.tokens
-        return BearerAuth(self.app, self.tokens, refused=self.refused)
+        auth = BearerAuth(self.app, self.tokens, refused=self.refused)
+        return UiGate(auth, TokenSignIn(auth.tokens), self.refused)
 
     def reload_tokens(self) -> None:
         """Re-read the tokens files now (SIGHUP)."""

@@ -442,3 +442,43 @@ class PlanResponse(Wire):
     )
     changed: bool = Field(description="whether a unit record or a schedule entry would change")
     strategy: Literal["binpack", "spread"] = Field(description="the strategy planned with")
+
+
+class UnitSummary(Wire):
+    """Extension: a unit without its file, as a live view keeps it (``GET /cluster``, and
+    the data of a ``unit`` event)."""
+
+    name: str
+    desiredState: DesiredStateName
+    hash: str
+    global_: bool = Field(alias="global", description="runs on every matching machine")
+    runsOnce: bool = Field(
+        description="a oneshot service without RemainAfterExit: inactive again once it ran"
+    )
+    cpuMillis: int = Field(description="the CPU it reserves on its machine")
+    memoryBytes: int = Field(description="the memory it reserves on its machine")
+
+
+class ScheduledUnit(Wire):
+    """Extension: one schedule entry: the unit ``name`` is given to ``machineID``."""
+
+    name: str
+    machineID: str
+    desiredState: DesiredStateName
+    hash: str
+
+
+class ClusterView(Wire):
+    """Extension: ``GET /cluster``: everything a live view shows, read from registry
+    revision ``revision`` on; follow ``/events?since=<revision>`` to keep it current."""
+
+    revision: int = Field(
+        description="the registry revision the read started at: every change after it "
+        "comes through /events?since=<revision> (some may already be in this answer)"
+    )
+    leader: str | None = Field(default=None, description="the engine leader's machine")
+    machines: list[Machine]
+    units: list[UnitSummary]
+    schedule: list[ScheduledUnit]
+    states: list[UnitState]
+    placements: list[Placement]

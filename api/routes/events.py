@@ -23,10 +23,12 @@ from fastapi.responses import StreamingResponse
 from fleetd.errors import FleetError, InvalidInput, WatchCompacted
 from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
+from fleetd.requirements import ReservationDefaults
 from fleetd.rollouts.record import State
 
 from ..context import ApiContext, get_ctx
-from ..service.views import state_view
+from ..service.clusterview import current_revision
+from ..service.views import state_view, unit_summary
 
 router = APIRouter(tags=["events"])
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
@@ -43,8 +45,15 @@ KINDS = (
 )
 
 
-def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | None:
-    """The event kind and its JSON data, or None for keys clients do not care about."""
+def classify(
+    store: Store, event: WatchEvent, defaults: ReservationDefaults | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """The event kind and its JSON data, or None for keys clients do not care about.
+
+    A ``put`` carries the key's whole new value as ``GET /cluster`` has it (a unit's
+    summary, a schedule entry, a state, a placement with its reasons), so a live view
+    applies it without reading anything else.
+    """
     keys = store.keys
     key = event.key
     deleted = event.type is EventType.DELETE
@@ -58,13 +67,15 @@ def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | No
             data["name"] = name
             if not deleted:
                 unit = store.unit_from(key, event.value)
-                data.update(desiredState=unit.desired.value, hash=unit.hash)
+                summary = unit_summary(unit, defaults)
+                data.update(summary.model_dump(by_alias=True, exclude={"name"}))
             return "unit", data
         if key.startswith(keys.schedule):
             machine, name = keys.split(key, keys.schedule)
             data.update(name=name, machineID=machine)
             if not deleted:
-                data["desiredState"] = store.schedule_from(key, event.value).desired.value
+                entry = store.schedule_from(key, event.value)
+                data.update(desiredState=entry.desired.value, hash=entry.hash)
             return "schedule", data
         if key.startswith(keys.states):
             machine, name = keys.split(key, keys.states)
@@ -105,7 +116,8 @@ def classify(store: Store, event: WatchEvent) -> tuple[str, dict[str, Any]] | No
         if key.startswith(keys.placements):
             data["name"] = keys.split(key, keys.placements)[0]
             if not deleted:
-                data["summary"] = store.placement_from(key, event.value).summary
+                placement = store.placement_from(key, event.value)
+                data.update(summary=placement.summary, reasons=dict(placement.rejections))
             return "placement", data
         if key == keys.leader:
             if not deleted:
@@ -133,7 +145,11 @@ def parse_kinds(raw: str | None) -> frozenset[str]:
 
 
 async def event_stream(
-    store: Store, start: int, kinds: frozenset[str], keepalive: float = KEEPALIVE
+    store: Store,
+    start: int,
+    kinds: frozenset[str],
+    keepalive: float = KEEPALIVE,
+    defaults: ReservationDefaults | None = None,
 ) -> AsyncIterator[str]:
     queue: asyncio.Queue[list[WatchEvent] | BaseException | None] = asyncio.Queue(maxsize=256)
 
@@ -165,7 +181,7 @@ async def event_stream(
                 yield format_event("error", start, {"reason": str(item)})
                 return
             for event in item:
-                found = classify(store, event)
+                found = classify(store, event, defaults)
                 if found is not None and found[0] in kinds:
                     yield format_event(found[0], event.mod_revision, found[1])
     finally:
@@ -196,10 +212,9 @@ async def events(
             raise InvalidInput(f"Last-Event-ID must be a revision number, got {last_event_id!r}")
         since = int(last_event_id)
     if since is None:
-        _, revision = await ctx.store.registry.get_prefix(ctx.store.keys.version)
-        since = revision
+        since = await current_revision(ctx.store)
     return StreamingResponse(
-        event_stream(ctx.store, since + 1, wanted),
+        event_stream(ctx.store, since + 1, wanted, defaults=ctx.defaults),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

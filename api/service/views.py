@@ -250,3 +250,28 @@ def placement_view(placement: model.Placement) -> wire.Placement:
         summary=placement.summary,
         reasons=dict(placement.rejections),
     )
+
+
+def unit_summary(unit: model.Unit, defaults: ReservationDefaults | None = None) -> wire.UnitSummary:
+    """A unit without its file: what a live view keeps (``GET /cluster``, ``unit`` events)."""
+    reqs = requirements_of(unit, defaults)
+    return wire.UnitSummary.model_validate(
+        {
+            "name": unit.name,
+            "desiredState": unit.desired.value,
+            "hash": unit.hash,
+            "global": reqs.global_,
+            "runsOnce": runs_once(unit),
+            "cpuMillis": reqs.cpu_millis,
+            "memoryBytes": reqs.memory_bytes,
+        }
+    )
+
+
+def scheduled_view(entry: model.ScheduleEntry) -> wire.ScheduledUnit:
+    return wire.ScheduledUnit(
+        name=entry.name,
+        machineID=entry.machine,
+        desiredState=entry.desired.value,
+        hash=entry.hash,
+    )

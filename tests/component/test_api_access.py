@@ -117,6 +117,7 @@ CASES = [
     Case("GET", f"{V1}/state", f"{V1}/state", 200),
     Case("GET", f"{V1}/events", f"{V1}/events", 200),
     Case("GET", f"{V1}/discovery", f"{V1}/discovery", 200),
+    Case("GET", f"{V1}/cluster", f"{V1}/cluster", 200),
     Case("GET", f"{V1}/machines", f"{V1}/machines", 200),
     Case(
         "PATCH",
@@ -135,6 +136,9 @@ CASES = [
     Case("GET", "/docs", "/docs", 200),
     Case("GET", "/docs/oauth2-redirect", "/docs/oauth2-redirect", 200),
     Case("GET", "/docs/assets/{path:path}", "/docs/assets/swagger-ui.css", 200),
+    Case("GET", "/ui", "/ui", 308),
+    Case("GET", "/ui/", "/ui/", 200),
+    Case("GET", "/ui/{path:path}", "/ui/main.js", 200),
 ]
 
 

@@ -1,0 +1,79 @@
+// The last events of the stream as they arrive, newest first.
+
+import { clock, fill, fmtCount, h } from "./dom.js";
+
+function what(event, cluster) {
+  const d = event.data;
+  const machine = d.machineID ? cluster.machineName(d.machineID) : "";
+  const gone = d.action === "delete";
+  switch (event.kind) {
+    case "unit":
+      return gone ? `${d.name} destroyed` : `${d.name} desired ${d.desiredState}`;
+    case "schedule":
+      return gone ? `${d.name} unscheduled from ${machine}` : `${d.name} scheduled to ${machine}`;
+    case "state":
+      return gone
+        ? `${d.name} on ${machine}: no longer reported`
+        : `${d.name} on ${machine}: ${d.systemdActiveState} (${d.systemdSubState})${d.health && d.health !== "unknown" ? `, ${d.health}` : ""}`;
+    case "machine":
+      return gone ? `${machine} left the cluster` : `${machine} registered at ${d.primaryIP || "no address"}`;
+    case "machine-flags":
+      return gone || !(d.unschedulable || d.draining)
+        ? `${machine} schedulable`
+        : `${machine} ${d.draining ? "draining" : "cordoned"}`;
+    case "placement":
+      return gone ? `${d.name} placed` : `${d.name} not placed: ${d.summary}`;
+    case "leader":
+      return gone ? "no engine leader" : `${machine} leads the engine`;
+    default:
+      return JSON.stringify(d);
+  }
+}
+
+export function eventsView(main, live) {
+  const count = h("p", { class: "count" });
+  const body = h("tbody", {});
+  fill(
+    main,
+    h("h1", {}, "Events"),
+    count,
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "events" },
+        h("caption", { class: "sr-only" }, "The last events, newest first"),
+        h("thead", {}, h("tr", {}, ["Time", "Kind", "Revision", "What"].map((t) => h("th", { scope: "col" }, t)))),
+        body,
+      ),
+    ),
+  );
+  let seen = -1;
+  // (re-rendered only when an event came: the model also changes on machine re-reads)
+  return {
+    title: "Events",
+    update(cluster) {
+      if (live.eventCount === seen) return;
+      seen = live.eventCount;
+      count.textContent = `${fmtCount(live.eventCount)} events since this page opened; the last ${live.events.length} below.`;
+      if (live.events.length === 0) {
+        body.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No event yet.")));
+        return;
+      }
+      body.replaceChildren(
+        ...live.events.map((event) =>
+          h(
+            "tr",
+            { dataset: { kind: event.kind } },
+            h("td", { class: "mono" }, clock(event.at)),
+            h("td", {}, event.kind),
+            h("td", { class: "mono" }, String(event.revision)),
+            h("td", {}, what(event, cluster)),
+          ),
+        ),
+      );
+    },
+    unmount() {},
+  };
+}
