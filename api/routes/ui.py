@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import RedirectResponse
 
-from ..errors import ApiError
+from fleetd.errors import NotFound
+
 from ..ui.assets import INDEX, SECURITY_HEADERS, catalogue
 from .cluster import accepts_gzip
 
@@ -39,7 +40,7 @@ async def ui_asset(
 def _serve(name: str, accept_encoding: str, if_none_match: str) -> Response:
     asset = catalogue().get(name)
     if asset is None:
-        raise ApiError(404, f"no such file of the dashboard: {name}")
+        raise NotFound(f"no such file of the dashboard: {name}")
     # Always revalidated (a new fleetd version serves new files under the same names).
     headers = {
         **SECURITY_HEADERS,

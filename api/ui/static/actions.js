@@ -17,6 +17,10 @@ function machineFlag(verb) {
   return (target) => call("POST", `${machinePath(target.id)}/${verb}`);
 }
 
+function rolloutControl(verb) {
+  return (target) => call("POST", `/fleet/v1/rollouts/${encodeURIComponent(target.name)}/${verb}`);
+}
+
 function stoppedEverywhere(cluster, name) {
   const states = cluster.states.get(name);
   if (!states) return true;
@@ -101,6 +105,35 @@ export const ACTIONS = {
     question: (t) => `Drain ${t.label}? It is cordoned and its units move to other machines.`,
     done: (t) => `${t.label} is draining`,
     perform: machineFlag("drain"),
+  },
+  pause: {
+    role: "operate",
+    label: "Pause",
+    question: (t) => `Pause ${t.label}? No new target is started; those in flight are followed.`,
+    done: (t) => `${t.label} paused`,
+    perform: rolloutControl("pause"),
+  },
+  resume: {
+    role: "operate",
+    label: "Resume",
+    question: (t) => `Resume ${t.label}?`,
+    done: (t) => `${t.label} resumed`,
+    perform: rolloutControl("resume"),
+  },
+  promote: {
+    role: "operate",
+    label: "Promote",
+    question: (t) => `Promote ${t.label}? The canaries are good: every target is updated.`,
+    done: (t) => `${t.label} promoted`,
+    perform: rolloutControl("promote"),
+  },
+  abort: {
+    role: "operate",
+    label: "Abort",
+    danger: true,
+    question: (t) => `Abort ${t.label}? Every target keeps the file it has now.`,
+    done: (t) => `${t.label} aborted`,
+    perform: rolloutControl("abort"),
   },
 };
 

@@ -51,6 +51,7 @@ export class Cluster {
     this.schedule = new Map(); // name -> Map(machine -> ScheduledUnit)
     this.states = new Map(); // name -> Map(machine -> UnitState)
     this.placements = new Map(); // name -> Placement
+    this.rollouts = new Map(); // unit -> its rollout's last event (read in full by the unit page)
     this.version = 0;
     this.derived = null;
   }
@@ -117,6 +118,10 @@ export class Cluster {
         } else {
           this.placements.delete(data.name);
         }
+        break;
+      case "rollout":
+        if (put) this.rollouts.set(data.unit, strip(data));
+        else this.rollouts.delete(data.unit);
         break;
       case "leader":
         this.leader = put ? data.machineID : null;

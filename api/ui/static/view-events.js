@@ -23,6 +23,10 @@ function what(event, cluster) {
         : `${machine} ${d.draining ? "draining" : "cordoned"}`;
     case "placement":
       return gone ? `${d.name} placed` : `${d.name} not placed: ${d.summary}`;
+    case "rollout":
+      return gone
+        ? `${d.unit}: rollout record removed`
+        : `${d.unit} rollout ${d.phase}: ${d.done} of ${d.total} done${d.message ? ` (${d.message})` : ""}`;
     case "leader":
       return gone ? "no engine leader" : `${machine} leads the engine`;
     default:

@@ -1,11 +1,13 @@
-// One unit: its state where it runs, why it is not placed, its file, its versions with
-// diffs, `systemctl status` and a live `journalctl` tail from its machine, and actions.
+// One unit: its state where it runs, why it is not placed, its rollout, its file, its
+// versions with diffs, `systemctl status` and a live `journalctl` tail from its machine,
+// and actions.
 
 import { actionButton } from "./actions.js";
 import { ApiError, call, getJSON, unitPath } from "./api.js";
 import { diffLines } from "./diff.js";
 import { fill, h, shortHash } from "./dom.js";
 import { reasonsList, stateLabel } from "./view-machines.js";
+import { rolloutPanel } from "./view-rollout.js";
 import { healthBadge, statusBadge } from "./view-units.js";
 
 const JOURNAL_LINES = 50;
@@ -55,6 +57,7 @@ export function unitView(main, name) {
   const journalButton = h("button", { type: "button", class: "small", "aria-pressed": "true" }, "Following");
   const target = { kind: "unit", name, label: name, cluster: null };
   const actions = h("div", { class: "actions" });
+  const rollout = rolloutPanel(name, signal);
   let known = { hash: null, machines: null, exists: null };
   let journal = null;
   let following = true;
@@ -67,6 +70,7 @@ export function unitView(main, name) {
     actions,
     section("where", "Where it runs", where),
     placement,
+    rollout.element,
     section("file", "Unit file", file),
     section("versions", "Versions", versions, diff),
     section("status", "Status", statusButton, statusText),
@@ -211,6 +215,7 @@ export function unitView(main, name) {
     title: name,
     update(cluster) {
       target.cluster = cluster;
+      rollout.update(cluster);
       const row = cluster.row(name);
       const exists = Boolean(row.unit);
       fill(badgeSlot, exists ? statusBadge(row) : h("span", { class: "badge bad" }, "no such unit"));

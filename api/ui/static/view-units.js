@@ -84,11 +84,11 @@ function rowElement(row, cluster) {
     "tr",
     { class: row.unplaceable ? "unplaceable" : "", dataset: { unit: row.name } },
     h("th", { scope: "row" }, unitLink(row.name)),
-    h("td", { class: "narrow-hide" }, row.desired),
-    h("td", {}, statusBadge(row)),
-    h("td", {}, where(row, cluster)),
-    h("td", {}, healthBadge(row.health, health && health.state.healthMessage)),
-    h("td", { class: "narrow-hide mono" }, shortHash(row.unit && row.unit.hash)),
+    h("td", { class: "narrow-hide", dataset: { label: "Desired" } }, row.desired),
+    h("td", { dataset: { label: "Status" } }, statusBadge(row)),
+    h("td", { dataset: { label: "Machines" } }, where(row, cluster)),
+    h("td", { dataset: { label: "Health" } }, healthBadge(row.health, health && health.state.healthMessage)),
+    h("td", { class: "narrow-hide mono", dataset: { label: "Hash" } }, shortHash(row.unit && row.unit.hash)),
   );
 }
 
@@ -145,6 +145,14 @@ export function unitsView(main, params) {
     STATUSES.map((s) => h("option", { value: s, selected: s === query.status }, s)),
   );
   const machine = h("select", { id: "unit-machine" });
+  const sort = h(
+    "select",
+    { id: "unit-sort" },
+    COLUMNS.flatMap((c) => [
+      h("option", { value: `${c.key}:`, selected: query.sort === c.key && !query.desc }, `${c.label} ▲`),
+      h("option", { value: `${c.key}:1`, selected: query.sort === c.key && query.desc }, `${c.label} ▼`),
+    ]),
+  );
   const count = h("p", { id: "unit-count", class: "count", role: "status" });
   const head = h("tr", {});
   const body = h("tbody", {});
@@ -166,6 +174,12 @@ export function unitsView(main, params) {
   search.addEventListener("input", () => changed("q", search.value));
   status.addEventListener("change", () => changed("status", status.value));
   machine.addEventListener("change", () => changed("machine", machine.value));
+  sort.addEventListener("change", () => {
+    const [key, desc] = sort.value.split(":");
+    query.sort = key;
+    query.desc = desc === "1";
+    render();
+  });
   prev.addEventListener("click", () => {
     query.page -= 1;
     render();
@@ -193,6 +207,7 @@ export function unitsView(main, params) {
       h("div", {}, h("label", { for: "unit-filter" }, "Name contains"), search),
       h("div", {}, h("label", { for: "unit-status" }, "Status"), status),
       h("div", {}, h("label", { for: "unit-machine" }, "Machine"), machine),
+      h("div", {}, h("label", { for: "unit-sort" }, "Sort by"), sort),
     ),
     count,
     h(
@@ -227,6 +242,7 @@ export function unitsView(main, params) {
           ? `No unit matches (of ${fmtCount(total)}).`
           : `Showing ${fmtCount(start + 1)}–${fmtCount(start + shown.length)} of ${fmtCount(rows.length)}` +
             (rows.length === total ? " units." : ` matching units (${fmtCount(total)} in all).`);
+      sort.value = `${query.sort}:${query.desc ? "1" : ""}`;
       for (const th of head.children) {
         const key = th.dataset.col;
         if (key === query.sort) th.setAttribute("aria-sort", query.desc ? "descending" : "ascending");
