@@ -10,15 +10,19 @@ background networking, component updates or sync.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -50,9 +54,24 @@ def missing() -> str | None:
     return None
 
 
+def spki_pin(cert_pem: Path) -> str:
+    """The flag that makes Chromium accept exactly this certificate's key (a sandbox's
+    machine certificate, signed by a CA the browser does not know): base64 of the
+    SHA-256 of its SubjectPublicKeyInfo."""
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return f"--ignore-certificate-errors-spki-list={pin}"
+
+
 @contextmanager
-def chromium(size: tuple[int, int] = DESKTOP) -> Iterator[webdriver.Chrome]:
-    """A headless Chromium with a fresh profile, quit (and its profile removed) at the end."""
+def chromium(
+    size: tuple[int, int] = DESKTOP, flags: Sequence[str] = ()
+) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium with a fresh profile, quit (and its profile removed) at the end;
+    ``flags`` are added to the usual ones."""
     why = missing()
     if why is not None:
         raise RuntimeError(why)
@@ -64,6 +83,8 @@ def chromium(size: tuple[int, int] = DESKTOP) -> Iterator[webdriver.Chrome]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={size[0]},{size[1]}")
+    for flag in flags:
+        options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=str(CHROMEDRIVER))
     driver = webdriver.Chrome(options=options, service=service)

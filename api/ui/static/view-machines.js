@@ -157,8 +157,8 @@ function unplaceable(cluster) {
           "li",
           { dataset: { unplaceable: row.name } },
           unitLink(row.name),
-          h("span", {}, ` — ${row.unplaceable.summary}`),
-          reasonsList(row.unplaceable.reasons, cluster),
+          reasonsList(row.unplaceable.reasons, cluster) ||
+            h("span", {}, ` — ${row.unplaceable.summary}`),
         ),
       ),
     ),

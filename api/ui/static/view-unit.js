@@ -261,7 +261,11 @@ export function unitView(main, name) {
       const reasons = cluster.placements.get(name);
       placement.hidden = !reasons || !row.unplaceable;
       if (reasons && row.unplaceable) {
-        fill(placementBody, h("p", {}, reasons.summary), reasonsList(reasons.reasons, cluster));
+        fill(
+          placementBody,
+          h("p", {}, "It could not be placed. Why not, per machine:"),
+          reasonsList(reasons.reasons, cluster) || h("p", {}, reasons.summary),
+        );
       }
       const hash = exists ? row.unit.hash : "";
       if (hash !== known.hash) {

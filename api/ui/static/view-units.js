@@ -57,7 +57,7 @@ function where(row, cluster) {
     return h(
       "div",
       { class: "not-placed" },
-      h("span", {}, `Not placed: ${row.unplaceable.summary}`),
+      h("span", {}, Object.keys(row.unplaceable.reasons || {}).length ? "Not placed" : `Not placed: ${row.unplaceable.summary}`),
       Object.keys(row.unplaceable.reasons || {}).length
         ? h(
             "details",
