@@ -65,10 +65,10 @@ export function clock(date) {
   return date.toTimeString().slice(0, 8);
 }
 
-/** A meter: "label: used of total" as text and a bar (role=meter for assistive technology). */
-export function meter(label, used, total, format) {
+/** A meter: "label: used of total [unit]" as text and a bar (role=meter for assistive technology). */
+export function meter(label, used, total, format, unit = "") {
   const ratio = total > 0 ? Math.min(used / total, 1) : 0;
-  const text = `${format(used)} of ${format(total)}`;
+  const text = `${format(used)} of ${format(total)}${unit}`;
   const bar = h("span", { class: "bar-fill" });
   bar.style.width = `${(ratio * 100).toFixed(1)}%`;
   const level = ratio >= 0.9 ? "high" : ratio >= 0.7 ? "mid" : "low";

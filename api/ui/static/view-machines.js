@@ -78,7 +78,7 @@ function card(machine, cluster, slot) {
           metadata.map(([k, v]) => h("li", {}, `${k}=${v}`)),
         )
       : null,
-    meter("CPU", slot.cpuMillis, capacity.cpuMillis, (m) => `${fmtCpu(m)} cores`),
+    meter("CPU", slot.cpuMillis, capacity.cpuMillis, fmtCpu, " cores"),
     meter("Memory", slot.memoryBytes, capacity.memoryBytes, fmtBytes),
     h("h4", {}, `Units (${fmtCount(units.length)})`),
     units.length
