@@ -100,3 +100,44 @@ def test_the_token_is_never_put_in_a_url_or_in_storage() -> None:
     assert "localStorage" not in text and "sessionStorage" not in text
     assert "document.cookie" not in text
     assert not re.search(r"[?&]token=", text)
+
+
+def _luminance(hex_colour: str) -> float:
+    value = hex_colour.lstrip("#")
+    channels = [int(value[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+# Text colour on the background it is drawn on, as app.css pairs them.
+TEXT_PAIRS = [
+    ("--fg", "--bg"),
+    ("--fg", "--panel"),
+    ("--muted", "--bg"),
+    ("--muted", "--panel"),
+    ("--accent", "--bg"),
+    ("--ok", "--ok-bg"),
+    ("--warn", "--warn-bg"),
+    ("--bad", "--bad-bg"),
+    ("--bad", "--bg"),
+    ("--ok", "--bg"),
+    ("--fg", "--accent-bg"),
+    ("--fg", "--warn-bg"),
+]
+
+
+def test_text_colours_have_aa_contrast() -> None:
+    css = assets.catalogue()["app.css"].body.decode()
+    colours = dict(re.findall(r"(--[a-z-]+):\s*(#[0-9a-f]{6});", css))
+    for fg, bg in TEXT_PAIRS:
+        ratio = contrast(colours[fg], colours[bg])
+        assert ratio >= 4.5, f"{fg} on {bg}: {ratio:.2f}:1"
+    # White text on the accent (the current page's tab, primary buttons).
+    assert contrast("#ffffff", colours["--accent"]) >= 4.5
+    # Disabled buttons stay legible.
+    assert contrast("#6e7781", "#eaeef2") >= 3.0

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from fleetd.pki import Pki
@@ -304,6 +305,48 @@ def test_a_read_only_token_has_no_enabled_write_button_and_forged_writes_get_403
     with cluster.api("read") as api:
         unit = api.get(f"/fleet/v1/units/{name}")
     assert unit.status_code == 200 and unit.json()["desiredState"] == "inactive"
+
+
+def test_keyboard_alone_reaches_an_action_and_a_dialog_asks_first(
+    cluster: Cluster, page: WebDriver
+) -> None:
+    unlabelled = page.execute_script(
+        """return [...document.querySelectorAll("input, select, button")].filter((el) =>
+             !(el.labels && el.labels.length) && !el.getAttribute("aria-label") &&
+             !el.textContent.trim()).map((el) => el.outerHTML)"""
+    )
+    assert unlabelled == []
+    page.get(f"{cluster.base}/ui/")  # signed in: a fresh page, focus at its start
+    browser.wait_until(lambda: card(page, "m1"), 30, "the cluster page")
+    body = page.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert page.switch_to.active_element.text == "Skip to content"
+    for _ in range(80):
+        if page.switch_to.active_element.get_attribute("data-action") == "cordon":
+            break
+        page.switch_to.active_element.send_keys(Keys.TAB)
+    focused = page.switch_to.active_element
+    assert focused.get_attribute("data-action") == "cordon", "Tab never reached a Cordon button"
+    machine = focused.get_attribute("aria-label").removeprefix("Cordon ")
+    focused.send_keys(Keys.ENTER)
+    browser.wait_until(
+        lambda: page.execute_script("return document.getElementById('confirm').open"),
+        10,
+        "the dialog",
+    )
+    assert page.execute_script(
+        "return document.getElementById('confirm').contains(document.activeElement)"
+    ), "focus is not in the dialog"
+    page.switch_to.active_element.send_keys(Keys.ESCAPE)
+    browser.wait_until(
+        lambda: not page.execute_script("return document.getElementById('confirm').open"),
+        10,
+        "the dialog closed",
+    )
+    with cluster.api() as api:
+        machines = api.get("/fleet/v1/machines").json()["machines"]
+    ip = cluster.sandbox.machine(machine).ip
+    assert [m.get("unschedulable", False) for m in machines if m["primaryIP"] == ip] == [False]
 
 
 def test_phone_sized_pages(cluster: Cluster) -> None:

@@ -67,6 +67,7 @@ async function connect(why) {
   if (view) view.unmount();
   view = null;
   let session = await currentSession();
+  const asked = !session;
   if (!session) {
     setLive("signed out", "offline");
     signOutButton.hidden = true;
@@ -81,7 +82,7 @@ async function connect(why) {
   setLive("connecting", "pending");
   live = new Live(cluster, setLive);
   await live.start();
-  route(false);
+  route(asked); // after signing in, focus moves from the form to the page
 }
 
 async function start(why) {
