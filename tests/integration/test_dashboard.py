@@ -4,8 +4,9 @@ A ``--secure`` sandbox of 3 machines (HTTPS, a token per role) and Debian's head
 Chromium driven by Selenium, served by m1's fleetd at ``https://<m1>:49153/ui/``
 (Chromium trusts exactly m1's certificate key).  The page must list the machines and
 their units, start a unit that systemd inside its machine then runs, show why a unit
-cannot be placed, drop a partitioned machine within TTL + 2 s without a reload, and
-give a read-only token no enabled write button while forged writes get 403.
+cannot be placed, show a rollout on its instances' pages and promote it, be usable by
+keyboard alone, drop a partitioned machine within TTL + 2 s without a reload, and give
+a read-only token no enabled write button while forged writes get 403.
 
 Screenshots of every page are saved under ``build/screenshots/`` (printed at the end).
 """
@@ -32,6 +33,7 @@ from fleetd.sandbox.cluster import Sandbox, teardown
 from fleetd.sandbox.spec import API_PORT, DEFAULT_AGENT_TTL, SandboxSpec
 from fleetd.sandbox.state import Instance
 from fleetd.testing import browser
+from fleetd.unitfile import UnitFile
 
 pytestmark = [
     pytest.mark.integration,
@@ -305,6 +307,51 @@ def test_a_read_only_token_has_no_enabled_write_button_and_forged_writes_get_403
     with cluster.api("read") as api:
         unit = api.get(f"/fleet/v1/units/{name}")
     assert unit.status_code == 200 and unit.json()["desiredState"] == "inactive"
+
+
+def test_a_rollout_shows_on_its_instances_page_and_is_promoted_from_there(
+    cluster: Cluster, page: WebDriver
+) -> None:
+    template = "dash-roll@.service"
+    cluster.submit(template, SERVICE.format(what="roll %i"))
+    cluster.fleetctl("start", "dash-roll@1.service", "dash-roll@2.service")
+    options = UnitFile.from_text(SERVICE.format(what="roll v2 %i")).to_dicts()
+    request = {"unit": template, "options": options, "canary": 1, "minHealthyTime": 1}
+    with cluster.api() as api:
+        started = api.post("/fleet/v1/rollouts", json=request)
+    assert started.status_code == 201, started.text
+    page.get(f"{cluster.base}/ui/#/unit/dash-roll@1.service")
+    panel = browser.wait_until(
+        lambda: [e for e in page.find_elements(By.ID, "rollout") if e.is_displayed()],
+        30,
+        "the rollout on the instance's page",
+    )[0]
+    browser.wait_until(
+        lambda: "awaiting-promotion" in panel.text, 60, "the canary done, a promotion awaited"
+    )
+    assert template in panel.text
+    # The instance's new version, and its diff against the one before.
+    diff = browser.wait_until(
+        lambda: page.find_elements(
+            By.CSS_SELECTOR, 'button[aria-label="Show the changes of version 2"]'
+        ),
+        30,
+        "version 2 in the list",
+    )
+    diff[0].click()
+    browser.wait_until(
+        lambda: "+ Description=dashboard roll v2 %i" in page.find_element(By.ID, "versions").text,
+        30,
+        "the diff",
+    )
+    assert "- Description=dashboard roll %i" in page.find_element(By.ID, "versions").text
+    browser.screenshot(page, SHOTS, "rollout")
+    page.find_element(By.CSS_SELECTOR, '#rollout button[data-action="promote"]').click()
+    confirm(page)
+    browser.wait_until(lambda: "succeeded" in panel.text, 90, "the rollout succeeded on the page")
+    with cluster.api() as api:
+        rollout = api.get(f"/fleet/v1/rollouts/{template}").json()
+    assert rollout["phase"] == "succeeded" and rollout["promoted"] is True
 
 
 def test_keyboard_alone_reaches_an_action_and_a_dialog_asks_first(
