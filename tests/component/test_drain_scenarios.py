@@ -81,6 +81,10 @@ async def test_a_drain_keeps_every_instance_running_and_at_most_once_runs_once(
 
             await c.wait_for(drained, f"{victim} drained")
             await c.wait_for(lambda: not c.nodes[victim].systemd.units, "its units stopped")
+            # AtMostOnce stops first and starts elsewhere after: wait for the second half.
+            await c.wait_for(
+                lambda: bool(c.running("once.service")), "once.service running elsewhere"
+            )
         assert all(c.running(n) and victim not in c.running(n) for n in names)
         assert c.running("once.service") and victim not in c.running("once.service")
         assert on_victim, "the drained machine ran instances"
