@@ -1,6 +1,11 @@
 """End-to-end latency on an idle 3-machine sandbox: one unit, submit -> active in systemd.
 
-    .venv/bin/python benchmarks/e2e_latency.py [--runs 200] [--sandbox bnch]
+    .venv/bin/python benchmarks/e2e_latency.py [--runs 200] [--sandbox bnch] [--secure | --compare]
+
+``--secure`` runs it on a ``sandbox up --secure`` cluster (etcd over TLS with client
+certificates and authentication, the API over HTTPS with an admin token);
+``--compare`` runs both, one after the other on sandboxes of their own, and
+prints them side by side (target: secure at most 10 % slower at p50).
 
 Each run creates ``lat@<i>.service`` through the REST API in its target state
 (``PUT /fleet/v1/units/lat@<i>.service`` with options and
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 import statistics
 import sys
 import time
@@ -144,14 +150,32 @@ async def one_run(
     }
 
 
-async def bench(sb: Sandbox, runs: int, warmup: int, gap: float) -> None:
-    registry = EtcdRegistry(sb.etcd_endpoints, timeout=10.0)
+def _clients(sb: Sandbox) -> tuple[EtcdRegistry, dict[str, str], ssl.SSLContext | bool]:
+    """The registry (etcd's root in a secure sandbox), the API's headers and TLS."""
+    if not sb.secure:
+        headers = {"Authorization": f"Bearer {sb.token}"} if sb.token else {}
+        return EtcdRegistry(sb.etcd_endpoints, timeout=10.0), headers, False
+    env = sb.env("admin")
+    registry = EtcdRegistry(
+        sb.etcd_endpoints,
+        ca_file=env["FLEETCTL_CA_FILE"],
+        cert_file=env["FLEETCTL_CERT_FILE"],
+        key_file=env["FLEETCTL_KEY_FILE"],
+        timeout=10.0,
+    )
+    verify = ssl.create_default_context(cafile=env["FLEETCTL_CA_FILE"])
+    return registry, {"Authorization": f"Bearer {env['FLEETCTL_TOKEN']}"}, verify
+
+
+async def bench(sb: Sandbox, runs: int, warmup: int, gap: float) -> list[float]:
+    registry, headers, verify = _clients(sb)
     timeline = Timeline(registry, PREFIX)
     await timeline.start()
     events = Events(timeline)
-    headers = {"Authorization": f"Bearer {sb.token}"} if sb.token else {}
     results: list[dict[str, float]] = []
-    async with httpx.AsyncClient(base_url=sb.api_endpoint, headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=sb.api_endpoint, headers=headers, timeout=30, verify=verify
+    ) as client:
         for i in range(warmup + runs):
             result = await one_run(sb, client, events, f"lat@{i}.service")
             if i >= warmup:
@@ -163,8 +187,10 @@ async def bench(sb: Sandbox, runs: int, warmup: int, gap: float) -> None:
     await registry.close()
 
     total = [r["total"] for r in results]
+    kind = "secure (TLS, client certificates, etcd auth, tokens)" if sb.secure else "plain"
     print(
-        f"{runs} runs (after {warmup} warm-up), engine leader on {leader}, API on m1; load {load()}"
+        f"{kind}: {runs} runs (after {warmup} warm-up), engine leader on {leader}, API on m1; "
+        f"load {load()}"
     )
     print(f"  submit -> active in systemd: {summary(total)}  (target p50 <= 100, p99 <= 250)")
     print(f"  API response: {summary([r['response'] for r in results])}")
@@ -184,6 +210,7 @@ async def bench(sb: Sandbox, runs: int, warmup: int, gap: float) -> None:
         + ", ".join(f"{p} {statistics.fmean(r[p] for r in slow) * 1000:.0f}" for p in PARTS)
         + " ms (means)"
     )
+    return total
 
 
 def main() -> None:
@@ -193,11 +220,26 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between runs")
     parser.add_argument("--sandbox", default="bnch", help="sandbox name (at most 4 characters)")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--secure", action="store_true", help="on a `sandbox up --secure` cluster")
+    mode.add_argument("--compare", action="store_true", help="plain and secure, side by side")
     args = parser.parse_args()
     print(host_line())
-    with sandbox(args.sandbox, SandboxSpec(machines=3), keep=args.keep) as sb:
-        time.sleep(3)  # let the engine's first passes and the agents' registrations settle
-        asyncio.run(bench(sb, args.runs, args.warmup, args.gap))
+    modes = [False, True] if args.compare else [args.secure]
+    totals: dict[bool, list[float]] = {}
+    for secure in modes:
+        spec = SandboxSpec(machines=3, secure=secure)
+        with sandbox(args.sandbox, spec, keep=args.keep and secure == modes[-1]) as sb:
+            time.sleep(3)  # let the engine's first passes and the agents' registrations settle
+            totals[secure] = asyncio.run(bench(sb, args.runs, args.warmup, args.gap))
+    if args.compare:
+        print("submit -> active, plain vs secure (target: secure p50 at most 10 % slower):")
+        for label, p in (("p50", 50), ("p90", 90), ("p99", 99)):
+            plain, secure = (percentile(totals[k], p) * 1000 for k in (False, True))
+            print(
+                f"  {label}: plain {plain:.1f} ms, secure {secure:.1f} ms "
+                f"({(secure / plain - 1) * 100:+.1f} %)"
+            )
 
 
 if __name__ == "__main__":

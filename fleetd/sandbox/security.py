@@ -24,12 +24,11 @@ import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from etcd3aio import EtcdError, PermissionType, prefix_range_end
-
 from fleetd.caller import Role
 from fleetd.errors import FleetError, SandboxError
+from fleetd.etcd_auth import USER as ETCD_USER
+from fleetd.etcd_auth import ensure_auth
 from fleetd.pki import Pki
-from fleetd.registry.etcd_connection import EtcdConnection
 from fleetd.sandbox import etcd as etcd_access
 from fleetd.sandbox.spec import (
     CA,
@@ -40,8 +39,6 @@ from fleetd.sandbox.spec import (
 )
 from fleetd.tokens import Token, digest, new_secret
 
-ETCD_USER = "fleetd"
-ETCD_ROLE = "fleet"
 HOST_MEMBER = "host"
 
 
@@ -115,33 +112,16 @@ def root_access(state_dir: Path) -> etcd_access.Access:
 
 
 def enable_auth(access: etcd_access.Access, endpoints: Sequence[str], prefix: str) -> None:
-    """etcd's authentication on: ``root`` and ``fleetd``, users without passwords (their
-    client certificates' common names name them), ``fleetd`` with the role ``fleet``
-    that may read and write under ``prefix`` only."""
-
-    async def setup() -> None:
-        connection = EtcdConnection(
-            endpoints, ca_file=access.ca, cert_file=access.cert, key_file=access.key
-        )
-        try:
-            await connection.connect()
-            auth = connection.auth_service()
-            await auth.user_add("root", no_password=True)
-            await auth.user_grant_role("root", "root")
-            await auth.role_add(ETCD_ROLE)
-            await auth.role_grant_permission(
-                ETCD_ROLE,
-                prefix.encode(),
-                prefix_range_end(prefix.encode()),
-                perm_type=PermissionType.READWRITE,
-            )
-            await auth.user_add(ETCD_USER, no_password=True)
-            await auth.user_grant_role(ETCD_USER, ETCD_ROLE)
-            await auth.auth_enable()
-        finally:
-            await connection.close()
-
+    """etcd's authentication on, ``fleetd`` limited to ``prefix`` (fleetd/etcd_auth.py)."""
     try:
-        asyncio.run(setup())
-    except (EtcdError, FleetError) as exc:
-        raise SandboxError(f"cannot turn etcd's authentication on: {exc}") from exc
+        asyncio.run(
+            ensure_auth(
+                endpoints,
+                ca_file=access.ca,
+                cert_file=access.cert,
+                key_file=access.key,
+                prefix=prefix,
+            )
+        )
+    except FleetError as exc:
+        raise SandboxError(str(exc)) from exc

@@ -16,9 +16,9 @@ machine address).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from fleetd import config
+from fleetd.etcd_server import find_etcdctl
 from fleetd.registry.codec import decode_machine
 from fleetd.registry.keys import Keys
 from fleetd.sandbox import etcd
@@ -49,10 +50,16 @@ METADATA = {"m1": "disk=ssd,rack=a,cores=4", "m2": "disk=hdd,rack=b,cores=2", "m
 FILES = (
     "/etc/fleet/fleet.conf",
     "/etc/fleet/api-token",
+    "/etc/fleet/api-tokens",
+    "/etc/fleet/pki/ca.crt",
+    "/etc/fleet/pki/clients/fleetd.crt",
     "/etc/systemd/system/fleetd.service",
     "/etc/systemd/system/etcd-fleet.service",
     "/etc/systemd/system/fleetd.service.d/10-etcd-fleet.conf",
 )
+
+
+PKI = "/etc/fleet/pki"
 
 
 @dataclass
@@ -61,12 +68,41 @@ class Cluster:
     peers: str
     token: str
     outputs: dict[str, subprocess.CompletedProcess[str]]
+    host_pki: Path | None = None
 
     def ip(self, name: str) -> str:
         return self.sandbox.machine(name).ip
 
     def endpoints(self) -> list[str]:
-        return [f"http://{self.ip(n)}:2379" for n in ("m1", "m2", "m3")]
+        return [f"https://{self.ip(n)}:2379" for n in ("m1", "m2", "m3")]
+
+    def fetch_pki(self, into: Path) -> None:
+        """The CA and etcd root's client certificate, from m1 to the host."""
+        for part in ("ca.crt", "clients/root.crt", "clients/root.key"):
+            target = into / part
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.read("m1", f"{PKI}/{part}"))
+            target.chmod(0o600)
+        self.host_pki = into
+
+    @property
+    def access(self) -> etcd.Access:
+        """etcd as its root, as the host sees it."""
+        assert self.host_pki is not None
+        ca, cert, key = (
+            str(self.host_pki / p) for p in ("ca.crt", "clients/root.crt", "clients/root.key")
+        )
+        tls = ssl.create_default_context(cafile=ca)
+        tls.load_cert_chain(cert, key)
+        return etcd.Access(tls, ca, cert, key)
+
+    def etcdctl(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """etcdctl inside ``name`` as etcd's root (its client certificate)."""
+        return self.sandbox.exec(
+            name, str(find_etcdctl()), f"--endpoints=https://{self.ip(name)}:2379",
+            f"--cacert={PKI}/ca.crt", f"--cert={PKI}/clients/root.crt",
+            f"--key={PKI}/clients/root.key", *args,
+        )  # fmt: skip
 
     def provision(
         self, name: str, *args: str, env: dict[str, str] | None = None
@@ -113,7 +149,7 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     name = _free_instance()
     try:
         sandbox = Sandbox.up(SandboxSpec(machines=3, fleetd=False, auth=False), name=name)
@@ -122,28 +158,32 @@ def cluster() -> Iterator[Cluster]:
         c.outputs["m1"] = c.provision("m1", "--no-wait")
         _check(c.outputs["m1"], "provision m1")
         c.token = c.read("m1", "/etc/fleet/api-token").strip()
+        c.fetch_pki(tmp_path_factory.mktemp("pki"))
+        # The cluster's CA goes to the other machines as the token does (--pki-dir).
+        for other in ("m2", "m3"):
+            for part in ("ca.crt", "ca.key"):
+                text = c.read("m1", f"{PKI}/{part}")
+                sandbox.exec(
+                    other,
+                    "sh",
+                    "-c",
+                    f"umask 077; mkdir -p /root/pki; cat >/root/pki/{part}",
+                    input=text,
+                )
         # Without the token m2 must refuse before changing anything (checked in a test).
         c.outputs["m2-no-token"] = c.provision("m2")
         c.outputs["m2-conf-before"] = c.sandbox.exec("m2", "cat", "/etc/fleet/fleet.conf")
-        c.outputs["m2"] = c.provision("m2", env={"FLEET_API_TOKEN": c.token})
+        c.outputs["m2-no-ca"] = c.provision("m2", env={"FLEET_API_TOKEN": c.token})
+        c.outputs["m2"] = c.provision(
+            "m2", "--pki-dir", "/root/pki", env={"FLEET_API_TOKEN": c.token}
+        )
         _check(c.outputs["m2"], "provision m2")
         sandbox.exec("m3", "sh", "-c", "umask 077; cat >/root/token", input=c.token + "\n")
-        c.outputs["m3"] = c.provision("m3", "--token-file", "/root/token")
+        c.outputs["m3"] = c.provision("m3", "--token-file", "/root/token", "--pki-dir", "/root/pki")
         _check(c.outputs["m3"], "provision m3")
         yield c
     finally:
         teardown(name)
-
-
-def _post(endpoint: str, path: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        endpoint + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
 
 
 def test_the_first_machine_does_not_wait_and_makes_the_token(cluster: Cluster) -> None:
@@ -156,10 +196,11 @@ def test_the_first_machine_does_not_wait_and_makes_the_token(cluster: Cluster) -
 
 
 def test_etcd_is_one_cluster_of_three_healthy_members(cluster: Cluster) -> None:
-    for endpoint in cluster.endpoints():
-        assert etcd.healthy(endpoint, timeout=5), endpoint
-        members = _post(endpoint, "/v3/cluster/member/list", {})["members"]
-        assert isinstance(members, list)
+    for name, endpoint in zip(("m1", "m2", "m3"), cluster.endpoints(), strict=True):
+        assert etcd.healthy(endpoint, timeout=5, access=cluster.access), endpoint
+        listed = cluster.etcdctl(name, "member", "list", "-w", "json")
+        assert listed.returncode == 0, listed.stderr
+        members = json.loads(listed.stdout)["members"]
         assert sorted(m["name"] for m in members) == ["m1", "m2", "m3"]
         assert sorted(m["clientURLs"][0] for m in members) == sorted(cluster.endpoints())
     for name in ("m1", "m2", "m3"):
@@ -168,7 +209,7 @@ def test_etcd_is_one_cluster_of_three_healthy_members(cluster: Cluster) -> None:
 
 def test_every_fleetd_is_active_and_registered(cluster: Cluster) -> None:
     wanted = {Keys().machine(cluster.sandbox.machine(n).machine_id) for n in ("m1", "m2", "m3")}
-    registered = set(etcd.keys(cluster.endpoints(), Keys().machines))
+    registered = set(etcd.keys(cluster.endpoints(), Keys().machines, access=cluster.access))
     assert wanted <= registered
     for name in ("m1", "m2", "m3"):
         assert cluster.active(name, "fleetd.service")
@@ -182,10 +223,9 @@ def test_every_fleetd_is_active_and_registered(cluster: Cluster) -> None:
 def test_registered_machines_carry_their_metadata(cluster: Cluster) -> None:
     for name in ("m1", "m2", "m3"):
         key = Keys().machine(cluster.sandbox.machine(name).machine_id)
-        body = {"key": base64.b64encode(key.encode()).decode()}
-        kvs = _post(cluster.endpoints()[0], "/v3/kv/range", body)["kvs"]
-        assert isinstance(kvs, list)
-        machine = decode_machine(key, base64.b64decode(kvs[0]["value"]))
+        got = cluster.etcdctl("m1", "get", "--print-value-only", key)
+        assert got.returncode == 0, got.stderr
+        machine = decode_machine(key, got.stdout.strip().encode())
         assert machine.public_ip == cluster.ip(name)
         expected = [("hostname", name), *(p.split("=") for p in METADATA[name].split(","))]
         assert [list(p) for p in machine.metadata] == [list(p) for p in expected]
@@ -201,7 +241,23 @@ def test_config_token_and_units_are_consistent(cluster: Cluster, tmp_path: Path)
         assert dict(cfg.metadata)["hostname"] == name
         assert f"tcp://{cluster.ip(name)}:49153" in cfg.api_listen
         assert cfg.api_token_file == "/etc/fleet/api-token"
-        assert not cfg.api_auth_disabled
+        assert cfg.api_tokens_file == "/etc/fleet/api-tokens"
+        assert not cfg.api_auth_disabled and not cfg.api_insecure_http
+        assert cfg.api_cert_file == f"{PKI}/machines/{name}.crt"
+        assert (cfg.etcd_cafile, cfg.etcd_certfile) == (
+            f"{PKI}/ca.crt",
+            f"{PKI}/clients/fleetd.crt",
+        )
+        # One CA for the cluster: every machine's certificate verifies against m1's CA.
+        verify = cluster.sandbox.exec(
+            name, "openssl", "verify", "-CAfile", f"{PKI}/ca.crt", cfg.api_cert_file
+        )
+        assert verify.returncode == 0 and cluster.read(name, f"{PKI}/ca.crt") == cluster.read(
+            "m1", f"{PKI}/ca.crt"
+        ), verify.stdout + verify.stderr
+        for key in (f"{PKI}/ca.key", f"{PKI}/machines/{name}.key", "/etc/fleet/api-tokens"):
+            bits = cluster.sandbox.exec(name, "stat", "-c", "%a", key).stdout.strip()
+            assert bits == "600", (key, bits)
         assert cluster.read(name, "/etc/fleet/api-token").strip() == cluster.token
         mode = cluster.sandbox.exec(name, "stat", "-c", "%a %U", "/etc/fleet/api-token")
         assert mode.stdout.split() == ["600", "root"]
@@ -215,12 +271,32 @@ def test_a_machine_without_the_token_is_refused_and_left_alone(cluster: Cluster)
     assert "no API token" in refused.stderr and "m1" in refused.stderr
     # The sandbox's seed config was still there afterwards: nothing was written.
     assert "written by `fleetd sandbox up`" in cluster.outputs["m2-conf-before"].stdout
+    no_ca = cluster.outputs["m2-no-ca"]
+    assert no_ca.returncode == 1
+    assert "no cluster CA" in no_ca.stderr and "--pki-dir" in no_ca.stderr
+
+
+def test_etcd_refuses_plain_http_and_clients_without_a_certificate(cluster: Cluster) -> None:
+    endpoint = cluster.endpoints()[0]
+    assert not etcd.healthy(endpoint.replace("https://", "http://"), timeout=3)
+    assert cluster.host_pki is not None
+    no_cert = etcd.Access(
+        ssl.create_default_context(cafile=str(cluster.host_pki / "ca.crt")), "", "", ""
+    )
+    assert not etcd.healthy(endpoint, timeout=3, access=no_cert)
+    # Authentication is on: the certificate's user is root here, and fleetd's role is
+    # limited to the registry prefix.
+    assert "Authentication Status: true" in cluster.etcdctl("m1", "auth", "status").stdout
+    role = cluster.etcdctl("m1", "role", "get", "fleet").stdout
+    assert "[/fleet/, /fleet0)" in role, role
 
 
 def test_running_it_again_changes_nothing(cluster: Cluster) -> None:
     before = cluster.fingerprint("m2")
     pids = {u: cluster.main_pid("m2", u) for u in ("fleetd.service", "etcd-fleet.service")}
-    again = cluster.provision("m2", env={"FLEET_API_TOKEN": cluster.token})
+    again = cluster.provision(
+        "m2", "--pki-dir", "/root/pki", env={"FLEET_API_TOKEN": cluster.token}
+    )
     _check(again, "second provision of m2")
     assert "restarting" not in again.stdout
     assert cluster.fingerprint("m2") == before
@@ -241,6 +317,7 @@ BAD_INPUT = [
     (["--api-port", "70000"], "not a TCP port"),
     (["--name", "bad name"], "use letters, digits"),
     (["--bogus"], "unknown argument: --bogus"),
+    (["--pki-dir", "/nonexistent"], "no ca.crt and ca.key there"),
 ]
 
 
@@ -250,7 +327,7 @@ def test_bad_input_is_named_and_changes_nothing(
 ) -> None:
     before = cluster.fingerprint("m3")
     # Later options win, so each bad one overrides the usual good value.
-    proc = cluster.provision("m3", "--token-file", "/root/token", *args)
+    proc = cluster.provision("m3", "--token-file", "/root/token", "--pki-dir", "/root/pki", *args)
     assert proc.returncode in (1, 2), proc.stdout
     assert message in proc.stderr, proc.stderr
     assert cluster.fingerprint("m3") == before
@@ -264,10 +341,12 @@ def _api(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
-    url = f"http://{cluster.ip(name)}:49153/fleet/v1{path}"
+    url = f"https://{cluster.ip(name)}:49153/fleet/v1{path}"
     request = urllib.request.Request(url, data, headers, method=method)
+    assert cluster.host_pki is not None
+    tls = ssl.create_default_context(cafile=str(cluster.host_pki / "ca.crt"))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=tls) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else {}
     except urllib.error.HTTPError as exc:
@@ -328,15 +407,15 @@ def test_a_machine_that_powers_off_hands_its_units_over(cluster: Cluster) -> Non
     assert victim is not None, "hello.service should run (see the submission test)"
     survivors = [n for n in ("m1", "m2", "m3") if n != victim]
     key = Keys().machine(cluster.sandbox.machine(victim).machine_id)
-    endpoints = [f"http://{cluster.ip(n)}:2379" for n in survivors]
+    endpoints = [f"https://{cluster.ip(n)}:2379" for n in survivors]
     cluster.sandbox.poweroff(victim)
     wait_for(
-        lambda: key not in etcd.keys(endpoints, Keys().machines),
+        lambda: key not in etcd.keys(endpoints, Keys().machines, access=cluster.access),
         20,
         f"{victim}'s machine key is still registered after its shutdown",
     )
     for endpoint in endpoints:
-        assert etcd.healthy(endpoint, timeout=5), endpoint
+        assert etcd.healthy(endpoint, timeout=5, access=cluster.access), endpoint
     moved = wait_for(
         lambda: _hello_runs_on(cluster, survivors[0]),
         60,

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from fleetd.pki import Outcome, Pki
+
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT_DIR = REPO / "vagrant"
 RUBY = shutil.which("ruby")
@@ -163,6 +165,13 @@ def test_default_cluster_is_three_debian_vms_on_the_private_network(tmp_path: Pa
             assert only(provider, "cpus=")["args"] == [2]
     assert (tmp_path / ".api-token").stat().st_mode & 0o777 == 0o600
     assert re.fullmatch(r"[0-9a-f]{64}\n", (tmp_path / ".api-token").read_text())
+    # The cluster's CA, made once on the host; fleetd pki takes it as its own.
+    pki = tmp_path / ".pki"
+    assert (pki / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert Pki(pki).init_ca().outcome is Outcome.KEPT
+    before = (pki / "ca.crt").read_bytes()
+    configure(tmp_path)
+    assert (pki / "ca.crt").read_bytes() == before
 
 
 @needs_ruby
@@ -176,6 +185,7 @@ def test_provisioning_forms_one_etcd_cluster_and_waits_once_it_can(tmp_path: Pat
         assert opts["--ip"] == f"192.168.56.{10 + index}"
         assert opts["--peers"] == peers
         assert opts["--token-file"] == "/vagrant/vagrant/.api-token"
+        assert opts["--pki-dir"] == "/vagrant/vagrant/.pki"
         assert opts["--source"] == "/vagrant"
         # node1's etcd has no quorum until node2 is up: only it must not wait.
         assert ("--no-wait" in opts) == (index == 1)
