@@ -31,6 +31,7 @@ class Config:
     etcd_cafile: str = ""
     etcd_certfile: str = ""
     etcd_keyfile: str = ""
+    etcd_server_name: str = ""
     etcd_username: str = ""
     etcd_password: str = ""
     etcd_request_timeout: float = 3.0
@@ -197,6 +198,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("etcd_cafile", _absolute, "CA file for etcd TLS"),
     Option("etcd_certfile", _absolute, "client certificate for etcd TLS"),
     Option("etcd_keyfile", _absolute, "client key for etcd TLS"),
+    Option("etcd_server_name", _str, "name every etcd member's certificate carries"),
     Option("etcd_username", _str, "etcd user name"),
     Option("etcd_password", _str, "etcd password"),
     Option("etcd_request_timeout", _positive_duration, "timeout of one etcd request"),

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 
+import grpc.aio
 from etcd3aio import EtcdError, PermissionType, prefix_range_end
 
 from fleetd.errors import FleetError, RegistryError
-from fleetd.registry.etcd_connection import EtcdConnection
+from fleetd.registry.etcd_connection import EtcdConnection, translate
 
 USER = "fleetd"
 ROLE = "fleet"
@@ -26,8 +27,9 @@ ROLE = "fleet"
 async def _unless_there(step: Awaitable[object]) -> None:
     try:
         await step
-    except EtcdError as exc:
-        if "already exists" not in str(exc):
+    except (EtcdError, grpc.aio.AioRpcError) as exc:
+        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        if "already exists" not in (detail or ""):
             raise
 
 
@@ -38,12 +40,18 @@ async def ensure_auth(
     cert_file: str,
     key_file: str,
     prefix: str,
+    server_name: str | None = None,
     request_timeout: float = 10.0,
 ) -> None:
     """Authentication on, with ``fleetd`` limited to ``prefix``; RegistryError if etcd
     refuses (the certificate is not root's, or no quorum)."""
     connection = EtcdConnection(
-        endpoints, ca_file=ca_file, cert_file=cert_file, key_file=key_file, timeout=request_timeout
+        endpoints,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        tls_server_name=server_name,
+        timeout=request_timeout,
     )
     try:
         await connection.connect()
@@ -61,8 +69,10 @@ async def ensure_auth(
         await _unless_there(auth.user_add(USER, no_password=True, timeout=request_timeout))
         await auth.user_grant_role(USER, ROLE, timeout=request_timeout)
         await auth.auth_enable(timeout=request_timeout)
-    except EtcdError as exc:
-        raise RegistryError(f"cannot turn etcd's authentication on: {exc}") from exc
+    except (EtcdError, grpc.aio.AioRpcError) as exc:
+        raise RegistryError(
+            f"cannot turn etcd's authentication on: {translate(exc, 'etcd auth')}"
+        ) from exc
     except FleetError:
         raise
     finally:

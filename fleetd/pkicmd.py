@@ -74,6 +74,9 @@ def etcd_auth(
     directory: DirArg,
     endpoints: Annotated[list[str], typer.Argument(help="etcd client URLs (https://...)")],
     prefix: Annotated[str, typer.Option(help="the registry prefix fleetd may touch")] = "/fleet/",
+    server_name: Annotated[
+        str, typer.Option(help="the name every member's certificate carries (etcd_server_name)")
+    ] = "",
 ) -> None:
     """Turn etcd's authentication on as its root (DIRECTORY's clients/root certificate):
     the user fleetd (its certificate) may only read and write under --prefix.  Idempotent."""
@@ -87,6 +90,7 @@ def etcd_auth(
                 cert_file=str(cert),
                 key_file=str(key),
                 prefix=prefix,
+                server_name=server_name or None,
             )
         )
     except FleetError as exc:

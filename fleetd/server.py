@@ -75,6 +75,7 @@ class Server:
             ca_file=c.etcd_cafile or None,
             cert_file=c.etcd_certfile or None,
             key_file=c.etcd_keyfile or None,
+            tls_server_name=c.etcd_server_name or None,
             username=c.etcd_username or None,
             password=c.etcd_password or None,
             timeout=c.etcd_request_timeout,

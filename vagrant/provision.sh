@@ -374,7 +374,7 @@ if [ -n "$PKI_DIR" ] && [ "$PKI_DIR" != "$PKI" ]; then
     [ "$CHANGED" = no ] || PKI_CHANGED=yes
 fi
 pki_out=$("$VENV/bin/fleetd" pki ca "$PKI" &&
-    "$VENV/bin/fleetd" pki machine "$PKI" "$NODE_NAME" --ip "$NODE_IP" &&
+    "$VENV/bin/fleetd" pki machine "$PKI" "$NODE_NAME" --ip "$NODE_IP" --dns fleetd-etcd &&
     "$VENV/bin/fleetd" pki client "$PKI" fleetd &&
     "$VENV/bin/fleetd" pki client "$PKI" root) || die "fleetd pki failed: $pki_out"
 case $pki_out in *created* | *reissued*) PKI_CHANGED=yes ;; esac
@@ -472,6 +472,7 @@ public_ip = $NODE_IP
 etcd_cafile = $PKI/ca.crt
 etcd_certfile = $PKI/clients/fleetd.crt
 etcd_keyfile = $PKI/clients/fleetd.key
+etcd_server_name = fleetd-etcd
 api_listen = unix:///var/run/fleet.sock,tcp://$NODE_IP:$API_PORT
 api_cert_file = $PKI/machines/$NODE_NAME.crt
 api_key_file = $PKI/machines/$NODE_NAME.key
@@ -534,6 +535,6 @@ until systemctl is-active --quiet fleetd.service; do
 done
 # etcd's authentication, now that it has a quorum (fleetd registered); idempotent.
 # shellcheck disable=SC2086
-auth_out=$("$VENV/bin/fleetd" pki etcd-auth "$PKI" $ETCD_ENDPOINTS 2>&1) ||
+auth_out=$("$VENV/bin/fleetd" pki etcd-auth --server-name fleetd-etcd "$PKI" $ETCD_ENDPOINTS 2>&1) ||
     die "cannot turn etcd's authentication on: $auth_out"
 say "fleetd is active on $NODE_NAME ($NODE_IP); try: fleetctl list-machines"

@@ -141,13 +141,19 @@ class Access:
     ca: str
     cert: str
     key: str
+    server_name: str = ""
 
     def keys(self, endpoints: Sequence[str], prefix: str, timeout: float) -> list[str]:
         from fleetd.registry.etcd import EtcdRegistry
 
         async def listing() -> list[str]:
             registry = EtcdRegistry(
-                endpoints, ca_file=self.ca, cert_file=self.cert, key_file=self.key, timeout=timeout
+                endpoints,
+                ca_file=self.ca,
+                cert_file=self.cert,
+                key_file=self.key,
+                tls_server_name=self.server_name or None,
+                timeout=timeout,
             )
             try:
                 items, _ = await registry.get_prefix(prefix)

@@ -94,7 +94,7 @@ class Cluster:
         )
         tls = ssl.create_default_context(cafile=ca)
         tls.load_cert_chain(cert, key)
-        return etcd.Access(tls, ca, cert, key)
+        return etcd.Access(tls, ca, cert, key, server_name="fleetd-etcd")
 
     def etcdctl(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         """etcdctl inside ``name`` as etcd's root (its client certificate)."""
