@@ -26,6 +26,7 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "--key-file": True,
     "--etcd-username": True,
     "--etcd-password": True,
+    "--etcd-server-name": True,
     "--request-timeout": True,
     "--output": True,
     "-o": True,

@@ -134,6 +134,15 @@ def _root(
         help="etcd password (--driver etcd; better: FLEETCTL_ETCD_PASSWORD)",
         show_default=False,
     ),
+    etcd_server_name: str = typer.Option(
+        "",
+        "--etcd-server-name",
+        envvar="FLEETCTL_ETCD_SERVER_NAME",
+        metavar="NAME",
+        help="name every etcd member's certificate carries (several https:// "
+        "--etcd-endpoints by IP; provision.sh: fleetd-etcd)",
+        show_default=False,
+    ),
     request_timeout: float = typer.Option(
         30.0,
         "--request-timeout",
@@ -173,6 +182,7 @@ def _root(
         key_file=key_file,
         etcd_username=etcd_username,
         etcd_password=etcd_password,
+        etcd_server_name=etcd_server_name,
     )
 
 

@@ -54,6 +54,7 @@ class GlobalOptions:
     key_file: str = ""
     etcd_username: str = ""
     etcd_password: str = ""
+    etcd_server_name: str = ""
 
     @property
     def tls(self) -> TlsFiles:
@@ -84,6 +85,7 @@ class GlobalOptions:
                 key_file=self.key_file or None,
                 username=self.etcd_username or None,
                 password=self.etcd_password or None,
+                tls_server_name=self.etcd_server_name or None,
                 timeout=self.request_timeout,
             )
             return StoreBackend(Store(registry, keys))

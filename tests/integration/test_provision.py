@@ -425,3 +425,22 @@ def test_a_machine_that_powers_off_hands_its_units_over(cluster: Cluster) -> Non
     assert cluster.active(str(moved), "hello.service")
     for name in survivors:
         assert cluster.active(name, "fleetd.service")
+
+
+def test_fleetctl_driver_etcd_reaches_the_members_by_their_common_name(cluster: Cluster) -> None:
+    assert cluster.host_pki is not None
+    pki = cluster.host_pki
+    base = [
+        str(Path(sys.executable).with_name("fleetctl")), "--driver", "etcd",
+        "--etcd-endpoints", ",".join(cluster.endpoints()), "--request-timeout", "5",
+        "--ca-file", str(pki / "ca.crt"), "--cert-file", str(pki / "clients/root.crt"),
+        "--key-file", str(pki / "clients/root.key"),
+    ]  # fmt: skip
+    named = subprocess.run(
+        [*base, "--etcd-server-name", "fleetd-etcd", "list-machines", "--no-legend"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert named.returncode == 0, named.stderr
+    assert len(named.stdout.splitlines()) >= 2
+    unnamed = subprocess.run([*base, "list-machines"], capture_output=True, text=True, timeout=60)
+    assert unnamed.returncode == 1
