@@ -7,6 +7,7 @@ written, so a refused rollout changes nothing:
   than the min healthy time, ...): else InvalidInput (400);
 - the new file passes every check a submission passes (InvalidInput), or the
   version asked for is kept (NotFound);
+- start-first only for a plain unit that is not AtMostOnce (InvalidInput);
 - the unit exists (NotFound), no other rollout of it is active (Conflict,
   409), and it runs: a plain or Global unit is launched, a template has
   launched instances (else Conflict: a rollout replaces running units,
@@ -77,8 +78,6 @@ async def start_rollout(
     """Check ``spec`` and start it (see the module doc); the record as written."""
     name = UnitName.parse(spec.unit)
     problems = spec.settings.problems()
-    if spec.settings.start_first:
-        problems.append("start-first is not supported yet (a plain unit is replaced in place)")
     if problems:
         raise InvalidInput(f"rollout of {name.name}: {'; '.join(problems)}")
     text = await _text_of(store, name, spec)
@@ -98,6 +97,12 @@ async def start_rollout(
             f"{other.by}): wait for it, or abort it (fleetctl rollout abort {name.name})"
         )
     kind = await _kind(store, name, current, reqs.global_, unit_file.hash)
+    held: tuple[tuple[str, str], ...] = ()
+    if spec.settings.start_first:
+        _check_start_first(name, kind, reqs.at_most_once or _at_most_once(current))
+        held = tuple(sorted((await _scheduled(store, name.name)).items()))
+        if not held:
+            raise Conflict(f"unit {name.name} is scheduled on no machine: nothing to start first")
     head = await store.get_version_head(name.name)
     now = clock()
     added = versions_for(
@@ -107,6 +112,7 @@ async def start_rollout(
     pinned: tuple[tuple[str, str], ...] = ()
     if kind is Kind.UNIT:
         targets = (Target(name.name, current.hash, unit_file.hash, State.UPDATING, started=now),)
+        pinned = held  # start-first: the old copy runs on there, the new one starts elsewhere
     elif kind is Kind.GLOBAL:
         # Every machine keeps the file it runs until the engine moves it.
         where = await _scheduled(store, name.name)
@@ -134,9 +140,28 @@ async def start_rollout(
         created=now,
         updated=now,
         message="starting",
+        held=held,
     )
     await store.start_rollout(put, record, existing[1] if existing else 0)
     return record
+
+
+def _check_start_first(name: UnitName, kind: Kind, at_most_once: bool) -> None:
+    """InvalidInput unless ``name`` is a plain unit that may run twice for a while."""
+    if kind is not Kind.UNIT:
+        raise InvalidInput(
+            f"rollout of {name.name}: start-first applies to a plain unit (a {kind} unit's "
+            "targets are replaced in place, max-parallel at a time)"
+        )
+    if at_most_once:
+        raise InvalidInput(
+            f"rollout of {name.name}: start-first runs the old and the new copy at once, "
+            "which AtMostOnce forbids"
+        )
+
+
+def _at_most_once(unit: model.Unit) -> bool:
+    return parse_unit(unit.name, unit.text)[2].at_most_once
 
 
 async def _text_of(store: Store, name: UnitName, spec: RolloutSpec) -> str:

@@ -328,6 +328,7 @@ def encode_rollout(rollout: Rollout) -> bytes:
             "promoted": rollout.promoted,
             "reverting": rollout.reverting,
             "revert_version": rollout.revert_version,
+            "held": [list(p) for p in rollout.held],
         }
     )
 
@@ -384,6 +385,7 @@ def decode_rollout(unit: str, key: str, data: bytes) -> Rollout:
         promoted=_get(obj, "promoted", bool, key, False),
         reverting=_get(obj, "reverting", bool, key, False),
         revert_version=None if revert_version is None else _get(obj, "revert_version", int, key),
+        held=_pairs(obj, "held", key),
     )
 
 

@@ -17,9 +17,10 @@ A step, for an active rollout:
    ``min_healthy_time`` -> ``done``; not done by ``started +
    healthy_deadline`` -> ``failed``; gone (destroyed, no longer launched, its
    machine gone, its file changed by someone else) -> ``skipped``;
-4. a failed target fails the rollout, or with ``auto_revert`` begins the
-   revert leg: every target that was assigned the new hash goes back to its
-   old one, rolling the same way (the unit's own text goes back first);
+4. a failed target fails the rollout, or with ``auto_revert`` (and always
+   with ``start_first``) begins the revert leg: every target that was assigned
+   the new hash goes back to its old one, rolling the same way (the unit's own
+   text goes back first);
 5. while ``running`` or ``reverting``: pending targets are assigned their
    hash, in name order, while fewer than ``max_parallel`` are in flight (and
    before a promotion, no more than ``canary`` in all);
@@ -29,7 +30,9 @@ A step, for an active rollout:
 A target's hash is assigned by writing its unit's text (a template's
 instance, a plain unit) or, for a Global unit's machine, by a PIN: the unit
 record lists the machines that keep another hash (``Rollout.pins()``), and
-the engine schedules each machine with the hash it gives it.
+the engine schedules each machine with the hash it gives it.  A plain unit
+rolled start-first is pinned where its old copy runs while the new copy
+starts elsewhere; the PIN that drops it, once the new copy is done, stops it.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def plan_rollout(s: Situation) -> Step:
         r, started = _start(r, s.now)
         tasks.extend(started)
     r = _settle(r)
-    if r.kind is Kind.GLOBAL and r.pins() != before.pins():
+    if r.pins() != before.pins():
         moved = len(before.pins()) - len(r.pins())
         why = f"{abs(moved)} machine(s) {'moved' if moved > 0 else 'held'}"
         tasks.append(Task(Action.PIN, r.unit, "", f"{why}: {len(r.pins())} keep another file"))
@@ -199,7 +202,8 @@ def _failures(r: Rollout, s: Situation) -> tuple[Rollout, list[Task]]:
     why = "; ".join(f"{t.name}: {t.message}" for t in failed[:3])
     if len(failed) > 3:
         why += f"; and {len(failed) - 3} more"
-    if r.reverting or not r.options.auto_revert:
+    # Start-first: the old copy never stopped; a failure drops the new one (a revert).
+    if r.reverting or not (r.options.auto_revert or r.options.start_first):
         return _fail(r, why), []
     targets = tuple(
         replace(t, state=State.PENDING, started=0.0, since=0.0, message="")

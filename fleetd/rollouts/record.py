@@ -139,6 +139,8 @@ class Rollout:
     ``old`` hash; the phase may be ``reverting``, ``paused``, ``reverted`` or
     ``failed``).  ``failure``: why it failed (kept through the revert).
     ``revert_version``: the version the unit's own text was written back as.
+    ``held``: with ``start_first``, where the plain unit's old copy runs (machine, hash)
+    while its new copy starts elsewhere.
     """
 
     id: str
@@ -159,6 +161,7 @@ class Rollout:
     promoted: bool = False
     reverting: bool = False
     revert_version: int | None = None
+    held: tuple[tuple[str, str], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -181,19 +184,25 @@ class Rollout:
         return replace(self, targets=targets)
 
     def pins(self) -> tuple[tuple[str, str], ...]:
-        """A Global unit's machines that keep another hash than the unit's text now
-        (``(machine, hash)``, sorted): the unit record carries them for the engine.
-        Skipped targets (their machine left) get the text's hash if they come back."""
-        if self.kind is not Kind.GLOBAL:
-            return ()
-        text = self.text_hash
-        return tuple(
-            sorted(
-                (t.name, t.current)
-                for t in self.targets
-                if t.current != text and t.state is not State.SKIPPED
+        """The unit record's ``pinned`` machines this rollout needs now (sorted).
+
+        A Global unit: the machines that keep another hash than the unit's text (skipped
+        targets, whose machine left, get the text's hash if they come back).  A plain
+        unit rolled start-first: where its old copy runs, while the new one is on its
+        way (the engine then starts the new copy elsewhere and keeps the old one)."""
+        if self.kind is Kind.GLOBAL:
+            text = self.text_hash
+            return tuple(
+                sorted(
+                    (t.name, t.current)
+                    for t in self.targets
+                    if t.current != text and t.state is not State.SKIPPED
+                )
             )
-        )
+        starting = self.options.start_first and self.active and not self.reverting
+        if starting and any(t.state.in_flight for t in self.targets):
+            return self.held
+        return ()
 
     def counts(self) -> dict[State, int]:
         found = dict.fromkeys(State, 0)

@@ -530,3 +530,81 @@ async def test_a_global_unit_s_broken_version_is_reverted(tmp_path: Path) -> Non
         unit = await c.store.get_unit("g.service")
         assert unit is not None and unit.hash == old and unit.pinned == ()
         assert states_of(found) == {"m1": "done", "m2": "skipped", "m3": "skipped"}
+
+
+async def test_start_first_runs_the_new_copy_elsewhere_before_the_old_one_stops(
+    tmp_path: Path,
+) -> None:
+    async with manual(tmp_path, machines=2) as c:
+        await c.submit("db.service", V1)
+        await c.wait_for(lambda: len(c.running("db.service")) == 1, "db running")
+        [old] = c.running("db.service")
+        started = await rollout(
+            c, "db.service", V2, startFirst=True, minHealthyTime=5, healthyDeadline=60
+        )
+        assert started["startFirst"] is True
+
+        async def both() -> bool:
+            found = await record(c, "db.service")
+            return len(c.running("db.service")) == 2 and states_of(found) == {
+                "db.service": "healthy"
+            }
+
+        await c.wait_for(both, "the new copy healthy elsewhere, the old one still running")
+        [new] = [m for m in c.running("db.service") if m != old]
+        assert (await entry_hashes(c, "db.service")) == {
+            old: hash_of(V1),
+            new: hash_of(V2),
+        }
+        c.advance(5)
+        await wait_phase(c, "db.service", "succeeded")
+        await c.wait_for(lambda: c.running("db.service") == [new], "the old copy stopped")
+        unit = await c.store.get_unit("db.service")
+        assert unit is not None and unit.pinned == () and unit.hash == hash_of(V2)
+
+
+async def test_a_broken_start_first_never_stops_the_old_copy(tmp_path: Path) -> None:
+    async with manual(tmp_path, machines=2) as c:
+        await c.submit("db.service", V1)
+        await c.wait_for(lambda: len(c.running("db.service")) == 1, "db running")
+        [old] = c.running("db.service")
+        since = c.nodes[old].systemd.unit("db.service")
+        assert since is not None
+        pid = since.main_pid
+        await rollout(
+            c, "db.service", BROKEN, startFirst=True, minHealthyTime=1, healthyDeadline=20
+        )
+
+        async def failing() -> bool:
+            found = await record(c, "db.service")
+            return "failed/failed" in found["targets"][0]["message"]
+
+        await c.wait_for(failing, "the new copy failing on the other machine")
+        assert c.running("db.service") == [old]
+        c.advance(20)
+
+        async def back() -> bool:
+            return states_of(await record(c, "db.service")) == {"db.service": "healthy"}
+
+        await c.wait_for(back, "the old copy counted again")
+        c.advance(1)
+        found = await wait_phase(c, "db.service", "reverted")
+        assert found["failure"].startswith("db.service: not healthy within 20s")
+        assert await entry_hashes(c, "db.service") == {old: hash_of(V1)}
+        unit = c.nodes[old].systemd.unit("db.service")
+        assert unit is not None and unit.main_pid == pid  # never restarted
+
+
+async def test_start_first_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=2) as c:
+        await c.submit("once.service", V1 + "\n[X-Fleet]\nAtMostOnce=true\n")
+        await start_instances(c, 1)
+        for unit, text, words in (
+            ("once.service", V2 + "\n[X-Fleet]\nAtMostOnce=true\n", "which AtMostOnce forbids"),
+            ("web@.service", V2, "start-first applies to a plain unit"),
+        ):
+            response = await c.api.post(
+                "/rollouts", json={"unit": unit, "options": options(text), "startFirst": True}
+            )
+            assert response.status_code == 400, response.text
+            assert words in response.json()["error"]["message"]

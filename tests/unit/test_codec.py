@@ -134,6 +134,7 @@ def test_rollout_records_round_trip_and_bad_ones_are_refused() -> None:
         promoted=True,
         reverting=True,
         revert_version=5,
+        held=(("m1", "o" * 40),),
     )
     data = codec.encode_rollout(record)
     assert codec.decode_rollout("web@.service", "k", data) == record

@@ -402,3 +402,34 @@ def test_bad_options_are_named(options: dict[str, object], problem: str) -> None
     found = Options(**options).problems()  # type: ignore[arg-type]
     assert any(p.startswith(problem) for p in found), found
     assert Options().problems() == []
+
+
+def test_start_first_holds_the_old_copy_until_the_new_one_is_done() -> None:
+    start = Target("db.service", OLD, NEW, State.UPDATING, started=T0)
+    r = replace(
+        template(start_first=True), kind=Kind.UNIT, unit="db.service", targets=(start,),
+        held=(("m1", OLD),),
+    )  # fmt: skip
+    assert r.pins() == (("m1", OLD),)
+
+    def at(now: float, ready: bool, unit_hash: str = NEW, assigned: str = NEW) -> Step:
+        seen = {"db.service": Seen(assigned, ready, "" if ready else "activating/start")}
+        return plan_rollout(Situation(r, unit_hash, seen, now))
+
+    r = at(T0 + 1, True).record
+    assert r.targets[0].state is State.HEALTHY and r.pins() == (("m1", OLD),)
+    step = at(T0 + 11, True)
+    assert step.record.phase is Phase.SUCCEEDED and step.record.pins() == ()
+    assert [t.action for t in step.tasks] == [Action.PIN]  # the old copy goes now
+
+
+def test_a_failed_start_first_drops_the_new_copy_without_auto_revert() -> None:
+    start = Target("db.service", OLD, NEW, State.UPDATING, started=T0)
+    r = replace(
+        template(start_first=True), kind=Kind.UNIT, unit="db.service", targets=(start,),
+        held=(("m1", OLD),),
+    )  # fmt: skip
+    seen = {"db.service": Seen(NEW, False, "failed/failed on m2")}
+    step = plan_rollout(Situation(r, NEW, seen, T0 + 60))
+    assert step.record.phase is Phase.REVERTING and step.record.pins() == ()
+    assert [(t.action, t.hash) for t in step.tasks] == [(Action.WRITE, OLD), (Action.PIN, "")]
