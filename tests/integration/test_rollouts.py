@@ -51,11 +51,19 @@ def service(description: str, port: str, check: str = "/", fleet: str = "") -> s
 
 class Sampler:
     """Every 100 ms: how many of ``targets`` (unit, machine, port) are up, i.e. active in
-    their machine's systemd and answering HTTP there."""
+    their machine's systemd and answering HTTP there; counting starts with the first
+    sample that finds ``up`` of them up (default: all)."""
 
-    def __init__(self, sandbox: Sandbox, pattern: str, targets: list[tuple[str, str, int]]) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        pattern: str,
+        targets: list[tuple[str, str, int]],
+        up: int | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.targets = targets
+        self.first = len(targets) if up is None else up
         self.names = sorted({machine for _, machine, _ in targets})
         self.active: dict[str, set[str]] = {}
         self.samples: list[tuple[float, int]] = []
@@ -116,7 +124,7 @@ class Sampler:
             self.active[name] = set(units)
 
     def _sample(self) -> None:
-        # Counting starts with the first sample that finds every target up (the rollout
+        # Counting starts with the first sample that finds the targets up (the rollout
         # starts after it): the first connections to a machine may be slow to set up.
         counting = False
         with httpx.Client(timeout=0.5) as client:
@@ -132,7 +140,7 @@ class Sampler:
                     except httpx.HTTPError:
                         answered = False
                     up += answered
-                counting = counting or up == len(self.targets)
+                counting = counting or up == self.first
                 if counting:
                     self.samples.append((began, up))
                 self._stop.wait(max(0.0, 0.1 - (time.monotonic() - began)))
@@ -409,3 +417,44 @@ def test_bad_rollouts_are_refused_with_a_clear_error_and_change_nothing(
     finally:
         r = fleetctl(sandbox, "rollout", "abort", group.template)
         assert r.returncode == 0 and ": aborted: aborted by " in r.stdout, r.stdout + r.stderr
+
+
+def test_start_first_serves_throughout_and_moves_to_another_machine(
+    sandbox: Sandbox, tmp_path: Path, wait_for: WaitFor
+) -> None:
+    name = f"rs-{uuid.uuid4().hex[:6]}.service"
+    port = random.randrange(40000, 50000)
+    machines = [m.name for m in sandbox.machines]
+
+    def file(version: str) -> str:
+        path = tmp_path / version / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(service(f"start-first {version}", str(port)))
+        return str(path)
+
+    r = fleetctl(sandbox, "start", "--block-attempts", "240", file("v1"), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        wait_for(lambda: len(where_active(sandbox, name).get(name, [])) == 1, SETTLE, "running")
+        [old] = where_active(sandbox, name)[name]
+        with Sampler(sandbox, name, [(name, m, port) for m in machines], up=1) as sampler:
+            r = fleetctl(
+                sandbox, "update", "--start-first", "--min-healthy-time", "2s",
+                "--healthy-deadline", "90s", file("v2"), timeout=600,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stdout + r.stderr
+            wait_for(
+                lambda: len(where_active(sandbox, name).get(name, [])) == 1, SETTLE, "one copy"
+            )
+        [new] = where_active(sandbox, name)[name]
+        assert new != old
+        print(
+            f"\nstart-first: {len(sampler.samples)} samples, fewest up {sampler.fewest()}, "
+            f"most up {max(up for _, up in sampler.samples)}"
+        )
+        assert sampler.fewest() >= 1, sampler.samples  # never down
+        assert max(up for _, up in sampler.samples) == 2  # both at once for a while
+        props = unit_properties(sandbox, new, [name], ["ActiveState", "Description"])
+        assert props[name] == {"ActiveState": "active", "Description": "start-first v2"}
+    finally:
+        fleetctl(sandbox, "destroy", name)
