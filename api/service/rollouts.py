@@ -32,6 +32,7 @@ from fleetd.caller import Caller
 from fleetd.errors import Conflict, InvalidInput, NotFound
 from fleetd.registry.store import Store
 from fleetd.registry.unitput import UnitPut
+from fleetd.requirements import Requirements
 from fleetd.rollouts.control import Control, controlled
 from fleetd.rollouts.record import Kind, Options, Rollout, State, Target
 from fleetd.unitcheck import check_unit, parse_unit
@@ -99,7 +100,7 @@ async def start_rollout(
     kind = await _kind(store, name, current, reqs.global_, unit_file.hash)
     held: tuple[tuple[str, str], ...] = ()
     if spec.settings.start_first:
-        _check_start_first(name, kind, reqs.at_most_once or _at_most_once(current))
+        _check_start_first(name, kind, reqs, parse_unit(name.name, current.text)[2])
         held = tuple(sorted((await _scheduled(store, name.name)).items()))
         if not held:
             raise Conflict(f"unit {name.name} is scheduled on no machine: nothing to start first")
@@ -146,22 +147,20 @@ async def start_rollout(
     return record
 
 
-def _check_start_first(name: UnitName, kind: Kind, at_most_once: bool) -> None:
-    """InvalidInput unless ``name`` is a plain unit that may run twice for a while."""
+def _check_start_first(name: UnitName, kind: Kind, new: Requirements, old: Requirements) -> None:
+    """InvalidInput unless ``name`` is a plain unit that may run twice for a while, on
+    another machine than now."""
+    why = ""
     if kind is not Kind.UNIT:
-        raise InvalidInput(
-            f"rollout of {name.name}: start-first applies to a plain unit (a {kind} unit's "
-            "targets are replaced in place, max-parallel at a time)"
-        )
-    if at_most_once:
-        raise InvalidInput(
-            f"rollout of {name.name}: start-first runs the old and the new copy at once, "
-            "which AtMostOnce forbids"
-        )
-
-
-def _at_most_once(unit: model.Unit) -> bool:
-    return parse_unit(unit.name, unit.text)[2].at_most_once
+        why = f"start-first applies to a plain unit (a {kind} unit's targets are replaced "
+        why += "in place, max-parallel at a time)"
+    elif new.at_most_once or old.at_most_once:
+        why = "start-first runs the old and the new copy at once, which AtMostOnce forbids"
+    elif new.machine_id or new.machine_of:
+        why = "start-first needs another machine for the new copy: MachineID=/MachineOf= "
+        why += "tie the unit to its machine (it is replaced in place without --start-first)"
+    if why:
+        raise InvalidInput(f"rollout of {name.name}: {why}")
 
 
 async def _text_of(store: Store, name: UnitName, spec: RolloutSpec) -> str:

@@ -224,6 +224,10 @@ class ClusterModel:
         else:
             self.units[name] = spec
         self.changes.unit(name)
+        pinned = spec.pinned if spec is not None and not spec.requirements.global_ else ()
+        if pinned and (old is None or old.pinned != pinned):
+            # A rolling update's start-first move, as a drain's: a full pass plans it.
+            self.changes.full(Cause.NOT_SCOPED, f"{name} starts its new version first")
         if self.ledger is None:
             return  # a full pass is due (the read that dropped the ledger asked for it)
         where = self.ledger.machines_of.get(name, ())

@@ -50,6 +50,7 @@ class Placer:
         lingering: Mapping[str, str] | None = None,
         moves: Mapping[str, str] | None = None,
         budget: Budget | None = None,
+        away: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """Places ``jobs`` on ``slots``, which it changes (an Overlay copies what it
         changes), recording where in ``occupancy`` (which may hold units that are not
@@ -61,7 +62,8 @@ class Placer:
         finished; one whose new placement is no longer valid is a unit on its old
         machine again.  ``moves``: unit -> the machine it is asked to move to (it moves
         only there, and only if it may run there); ``budget``: the disruption budgets
-        that stop-first moves take from."""
+        that stop-first moves take from; ``away``: unit -> machines it leaves
+        start-first for any other (a rolling update's new version, started first)."""
         self.slots = slots
         self.by_id = slots.by_id
         self.jobs = {j.name: j.requirements for j in jobs}
@@ -87,6 +89,7 @@ class Placer:
         self.lingering = dict(lingering or {})
         self.moves: Mapping[str, str] = moves or {}
         self.budget = budget
+        self.away: Mapping[str, frozenset[str]] = away or {}
         self.handovers: dict[str, str] = {}  # unit -> machine it leaves start-first
         self.waiting: dict[str, str] = {}  # unit -> why it does not leave yet
         self.refused: dict[str, str] = {}  # unit -> why its move request cannot be met
@@ -146,6 +149,8 @@ class Placer:
             why = f"machine {machine} is draining"
         elif self.moves.get(name, machine) != machine:
             why = f"asked to move to {self.moves[name]}"
+        elif machine in self.away.get(name, ()):
+            why = f"its new version starts first on another machine than {machine}"
         else:
             return None
         if req.at_most_once:
@@ -287,6 +292,9 @@ class Placer:
             best = self._best_of(name, req, candidates, cpu, mem, NEW_PLACEMENT)
             return best, "pinned by MachineID"
         avoid = self.occupancy.forbidden(name, req) if self.occupancy.has_globs else set()
+        away = self.away.get(name)
+        if away:
+            avoid = avoid | away
         return self.index.best(req.metadata, cpu, mem, avoid), _WHY[self.strategy]
 
     def _target(
@@ -385,7 +393,9 @@ class Placer:
                     found = memo[key] = self.checker.explain(name, req, slots, cpu, mem)
                 text = found.text
                 held = self.occupancy.machines_of(name)
-                if held and not req.global_:
+                if held and not req.global_ and held & self.away.get(name, frozenset()):
+                    text = f"its new version has no machine to start first on: {text}"
+                elif held and not req.global_:
                     text = f"cannot leave draining machine {min(held)}: {text}"
                 rejections[name] = found.rejections
             reasons[name] = text

@@ -57,7 +57,8 @@ class UnitSpec:
     ``error`` says why the stored file could not be parsed: such a unit is
     neither placed nor moved, and the error is recorded as its placement reason.
     ``pinned``: machines scheduled with another hash than ``hash`` (a Global unit's
-    machines a rolling update has not moved yet; see fleetd.model.Unit).
+    machines a rolling update has not moved yet; for any other unit, where its old copy
+    runs while its new version starts first elsewhere: see fleetd.model.Unit).
     """
 
     name: str
@@ -222,6 +223,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         baseline=baseline,
         lingering={n: h.old for n, h in handovers.items() if n in seen},
         moves=snap.moves,
+        away=_away(snap, jobs),
         budget=_budget(snap, jobs, current),
     )
     marks, moving, finishing = _moves(snap, decision, handovers)
@@ -250,6 +252,17 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     )
 
 
+def _away(snap: ClusterSnapshot, jobs: Sequence[Job]) -> dict[str, frozenset[str]]:
+    """Units a rolling update moves start-first (see fleetd.model.Unit): a non-Global
+    unit's pinned machines hold its old copy, which it leaves for any other machine."""
+    found = {}
+    for job in jobs:
+        spec = snap.units[job.name]
+        if spec.pinned and not job.requirements.global_:
+            found[job.name] = frozenset(m for m, _ in spec.pinned)
+    return found
+
+
 def _budget(
     snap: ClusterSnapshot, jobs: Sequence[Job], current: Mapping[str, Mapping[str, ScheduleEntry]]
 ) -> Budget | None:
@@ -273,12 +286,15 @@ def _moves(
     marks: dict[str, str] = {}
     moving: dict[str, str] = {}
     finishing: list[Task] = []
+    gone = {(r.unit, r.machine) for r in decision.removals}
     for name, handover in handovers.items():
         spec = snap.units.get(name)
         assigned = decision.assignments.get(name, ())
         if spec is None or not assigned or handover.old in assigned:
             continue  # not wanted, or it stays on its old machine (the move is off)
         if handover.new not in assigned:
+            if (name, handover.old) in gone:
+                continue  # its old copy goes too (no room for it any more): a plain move
             # Its new entry goes (machine lost, constraint): the next machine takes over.
             handover = Handover(name, handover.old, assigned[0])
             marks[name] = handover.old

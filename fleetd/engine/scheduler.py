@@ -46,6 +46,7 @@ def schedule(
     lingering: Mapping[str, str] | None = None,
     moves: Mapping[str, str] | None = None,
     budget: Budget | None = None,
+    away: Mapping[str, frozenset[str]] | None = None,
 ) -> Decision:
     """Decide where each job runs.
 
@@ -57,7 +58,7 @@ def schedule(
     cluster, see engine/baseline.py) replaces ``machines``, ``flags`` and
     ``strategy``; it is left unchanged.
 
-    ``lingering``, ``moves``, ``budget``: see Placer.  ``lingering`` (unit -> machine)
+    ``lingering``, ``moves``, ``budget``, ``away``: see Placer.  ``lingering`` (unit -> machine)
     names the old copies of start-first moves in flight (full passes only): the pass
     does not place them there, but new placements do not get their room and
     ``Conflicts=`` see them.
@@ -71,7 +72,14 @@ def schedule(
         slots = baseline.overlay()
         occupancy = baseline.occupancy(jobs)
     run = Placer(
-        slots, occupancy, jobs, drain_batch, lingering=lingering, moves=moves, budget=budget
+        slots,
+        occupancy,
+        jobs,
+        drain_batch,
+        lingering=lingering,
+        moves=moves,
+        budget=budget,
+        away=away,
     )
     run.keep(current or {})
     run.linger()

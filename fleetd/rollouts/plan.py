@@ -31,8 +31,9 @@ A target's hash is assigned by writing its unit's text (a template's
 instance, a plain unit) or, for a Global unit's machine, by a PIN: the unit
 record lists the machines that keep another hash (``Rollout.pins()``), and
 the engine schedules each machine with the hash it gives it.  A plain unit
-rolled start-first is pinned where its old copy runs while the new copy
-starts elsewhere; the PIN that drops it, once the new copy is done, stops it.
+rolled start-first is pinned where its old copy runs while its target is in
+flight: the engine starts the new version elsewhere first and stops the old
+copy once the new one is up (a start-first move); the pin goes once it is done.
 """
 
 from __future__ import annotations

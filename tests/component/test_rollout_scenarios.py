@@ -532,6 +532,26 @@ async def test_a_global_unit_s_broken_version_is_reverted(tmp_path: Path) -> Non
         assert states_of(found) == {"m1": "done", "m2": "skipped", "m3": "skipped"}
 
 
+async def schedule_history(c: Cluster, since: int, name: str) -> list[tuple[str, str, str]]:
+    """The schedule writes of ``name`` after revision ``since``: (put|delete, machine, the
+    machine its entry says it moves from)."""
+    _, now = await c.registry.get_prefix("/fleet/version")
+    found: list[tuple[str, str, str]] = []
+    async for batch in c.registry.watch_prefix(c.store.keys.schedule, since + 1):
+        for event in batch:
+            machine, unit = c.store.keys.split(event.key, c.store.keys.schedule)
+            if unit != name:
+                continue
+            if event.value:
+                entry = c.store.schedule_from(event.key, event.value)
+                found.append(("put", machine, entry.moving_from))
+            else:
+                found.append(("delete", machine, ""))
+        if batch[-1].mod_revision >= now:
+            break
+    return found
+
+
 async def test_start_first_runs_the_new_copy_elsewhere_before_the_old_one_stops(
     tmp_path: Path,
 ) -> None:
@@ -539,43 +559,47 @@ async def test_start_first_runs_the_new_copy_elsewhere_before_the_old_one_stops(
         await c.submit("db.service", V1)
         await c.wait_for(lambda: len(c.running("db.service")) == 1, "db running")
         [old] = c.running("db.service")
+        _, since = await c.registry.get_prefix("/fleet/version")
         started = await rollout(
             c, "db.service", V2, startFirst=True, minHealthyTime=5, healthyDeadline=60
         )
         assert started["startFirst"] is True
+        fewest = 1
 
-        async def both() -> bool:
-            found = await record(c, "db.service")
-            return len(c.running("db.service")) == 2 and states_of(found) == {
-                "db.service": "healthy"
-            }
+        async def healthy() -> bool:
+            nonlocal fewest
+            fewest = min(fewest, len(c.running("db.service")))
+            return states_of(await record(c, "db.service")) == {"db.service": "healthy"}
 
-        await c.wait_for(both, "the new copy healthy elsewhere, the old one still running")
-        [new] = [m for m in c.running("db.service") if m != old]
-        assert (await entry_hashes(c, "db.service")) == {
-            old: hash_of(V1),
-            new: hash_of(V2),
-        }
+        await c.wait_for(healthy, "the new copy healthy")
         c.advance(5)
         await wait_phase(c, "db.service", "succeeded")
-        await c.wait_for(lambda: c.running("db.service") == [new], "the old copy stopped")
+        c.advance(1)  # the engine looks at moves in flight on its clock
+        await c.wait_for(lambda: len(c.running("db.service")) == 1, "the old copy stopped")
+        [new] = c.running("db.service")
+        assert new != old and fewest == 1  # never down
+        assert await entry_hashes(c, "db.service") == {new: hash_of(V2)}
+        # The new copy was scheduled first, marked as moving from the old machine, and
+        # the old entry went after it.
+        history = await schedule_history(c, since, "db.service")
+        assert history.index(("put", new, old)) < history.index(("delete", old, ""))
         unit = await c.store.get_unit("db.service")
         assert unit is not None and unit.pinned == () and unit.hash == hash_of(V2)
 
 
-async def test_a_broken_start_first_never_stops_the_old_copy(tmp_path: Path) -> None:
+async def test_a_broken_start_first_keeps_the_unit_up_on_its_old_file(tmp_path: Path) -> None:
     async with manual(tmp_path, machines=2) as c:
         await c.submit("db.service", V1)
         await c.wait_for(lambda: len(c.running("db.service")) == 1, "db running")
         [old] = c.running("db.service")
-        since = c.nodes[old].systemd.unit("db.service")
-        assert since is not None
-        pid = since.main_pid
         await rollout(
             c, "db.service", BROKEN, startFirst=True, minHealthyTime=1, healthyDeadline=20
         )
+        fewest = 1
 
         async def failing() -> bool:
+            nonlocal fewest
+            fewest = min(fewest, len(c.running("db.service")))
             found = await record(c, "db.service")
             return "failed/failed" in found["targets"][0]["message"]
 
@@ -584,15 +608,18 @@ async def test_a_broken_start_first_never_stops_the_old_copy(tmp_path: Path) -> 
         c.advance(20)
 
         async def back() -> bool:
+            nonlocal fewest
+            fewest = min(fewest, len(c.running("db.service")))
             return states_of(await record(c, "db.service")) == {"db.service": "healthy"}
 
-        await c.wait_for(back, "the old copy counted again")
+        await c.wait_for(back, "the unit counted on its old file again")
         c.advance(1)
         found = await wait_phase(c, "db.service", "reverted")
         assert found["failure"].startswith("db.service: not healthy within 20s")
-        assert await entry_hashes(c, "db.service") == {old: hash_of(V1)}
-        unit = c.nodes[old].systemd.unit("db.service")
-        assert unit is not None and unit.main_pid == pid  # never restarted
+        c.advance(1)
+        await c.wait_for(lambda: len(c.running("db.service")) == 1, "one copy left")
+        assert fewest == 1  # the old copy ran until a copy on the old file was up
+        assert set((await entry_hashes(c, "db.service")).values()) == {hash_of(V1)}
 
 
 async def test_start_first_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
@@ -602,6 +629,7 @@ async def test_start_first_is_refused_where_it_cannot_apply(tmp_path: Path) -> N
         for unit, text, words in (
             ("once.service", V2 + "\n[X-Fleet]\nAtMostOnce=true\n", "which AtMostOnce forbids"),
             ("web@.service", V2, "start-first applies to a plain unit"),
+            ("web@1.service", V2 + "\n[X-Fleet]\nMachineOf=once.service\n", "MachineOf="),
         ):
             response = await c.api.post(
                 "/rollouts", json={"unit": unit, "options": options(text), "startFirst": True}

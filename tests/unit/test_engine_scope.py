@@ -13,7 +13,7 @@ from fleetd.engine.ledger import Ledger
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import Action, Plan, UnitSpec, plan
 from fleetd.engine.scope import Scope, plan_scope
-from fleetd.model import Capacity, DesiredState, Machine, MachineFlags
+from fleetd.model import Capacity, DesiredState, Machine, MachineFlags, ScheduleEntry
 from fleetd.requirements import Requirements, glob_matches, metadata_matches
 from fleetd.requirements import parse_metadata_condition as cond
 from tests.unit.kept import conflicts as kept_conflicts
@@ -116,8 +116,11 @@ def _check(model: ClusterModel, strategy: Strategy) -> None:
             assert entry.hash == units[name].hash_on(mid), (mid, name, entry.hash)
     for mid, names in on.items():
         cap = machines[mid].capacity
-        assert sum(units[n].requirements.cpu_millis for n in names) <= cap.cpu_millis
-        assert sum(units[n].requirements.memory_bytes for n in names) <= cap.memory_bytes
+        # An old copy of a start-first move takes room from new placements, never from
+        # those kept (one that grew where it runs stays): it is left out of the sum.
+        counted = [n for n in names if (mid, n) not in leaving]
+        assert sum(units[n].requirements.cpu_millis for n in counted) <= cap.cpu_millis
+        assert sum(units[n].requirements.memory_bytes for n in counted) <= cap.memory_bytes
         for a in names:
             for b in names:
                 conflicts = units[a].requirements.conflicts
@@ -157,7 +160,9 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
             name = rnd.choice(names)
             spec = model.units[name]
             more = replace(spec.requirements, memory_bytes=rnd.choice((0, 1, 3)) * G)
-            model.set_unit(name, replace(spec, hash=spec.hash + "'", requirements=more))
+            # A new text written outside a rollout drops its pins (fleetd.model.Unit).
+            changed = replace(spec, hash=spec.hash + "'", requirements=more, pinned=())
+            model.set_unit(name, changed)
         elif event < 0.82 and (
             globals_ := [n for n in names if model.units[n].requirements.global_]
         ):
@@ -167,6 +172,20 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
             some = [m for m in sorted(model.machines) if rnd.random() < 0.5]
             pins = tuple((m, spec.hash + "-old") for m in some)
             model.set_unit(name, replace(spec, hash=spec.hash + "+", pinned=pins))
+        elif event < 0.85 and (movable := _movable(model)):
+            # A start-first rollout of a plain unit: its old copy's machine is pinned to
+            # the old file while the new version starts elsewhere; then it ends (the pin
+            # goes), or is reverted (the old file again).
+            name = rnd.choice(movable)
+            spec = model.units[name]
+            if spec.pinned:
+                back = spec.hash if rnd.random() < 0.5 else spec.pinned[0][1]
+                model.set_unit(name, replace(spec, hash=back, pinned=()))
+            else:
+                assert model.ledger is not None
+                [where] = model.ledger.machines_of[name]
+                pins = ((where, spec.hash),)
+                model.set_unit(name, replace(spec, hash=spec.hash + "*", pinned=pins))
         elif event < 0.88 and model.machines:
             model.drop_machine(rnd.choice(sorted(model.machines)), 0.0)
         elif event < 0.94:
@@ -188,6 +207,25 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
         _check(model, strategy)
     # Drains, Replaces= and moved AtMostOnce units take full passes; the rest do not.
     assert scoped > 0 or not model.machines or model.flags, "no incremental pass"
+
+
+def _movable(model: ClusterModel) -> list[str]:
+    """Units a start-first rollout may move: placed on one live machine, launched, not
+    Global or AtMostOnce, no MachineID/MachineOf (or under such a rollout already)."""
+    found = []
+    for name, spec in sorted(model.units.items()):
+        req = spec.requirements
+        machines = model.ledger.machines_of.get(name, ()) if model.ledger else ()
+        rolling = bool(spec.pinned) and not req.global_
+        movable = (
+            len(machines) == 1
+            and set(machines) <= model.machines.keys()
+            and spec.desired is DesiredState.LAUNCHED
+            and not (req.global_ or req.at_most_once or req.machine_id or req.machine_of)
+        )
+        if rolling or movable:
+            found.append(name)
+    return found
 
 
 def _cluster(*units: UnitSpec, machines: int = 2) -> ClusterModel:
@@ -278,6 +316,33 @@ def test_a_global_unit_s_pinned_machines_keep_their_hash_in_both_passes() -> Non
         (Action.SCHEDULE, "m3", "new")
     ]
     _check(model, Strategy.BINPACK)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_start_first_schedules_the_new_version_elsewhere_and_keeps_the_old(full: bool) -> None:
+    model = _cluster(_spec("db.service", memory_bytes=G), machines=3)
+    [old] = {m for m, u in model.schedule if u == "db.service"}
+    spec = model.units["db.service"]
+    model.set_unit("db.service", replace(spec, hash="new", pinned=((old, "h"),)))
+    result, scoped = _pass(model, Strategy.BINPACK, full=full)
+    assert not scoped  # a start-first move takes a full pass, as a drain's
+    [task] = [t for t in result.tasks if t.action is not Action.RECORD]
+    assert task.action is Action.SCHEDULE and task.machine != old
+    assert task.entry == ScheduleEntry(task.machine, "db.service", "new", spec.desired, old)
+    assert model.schedule[(old, "db.service")].hash == "h"  # the old copy runs on
+    summary = model.placements["db.service"].summary
+    assert summary.startswith(f"moving from {old} to {task.machine}")
+    _check(model, Strategy.BINPACK)
+
+
+def test_a_start_first_version_with_nowhere_to_go_says_why_and_the_old_one_runs_on() -> None:
+    model = _cluster(_spec("db.service", memory_bytes=G), machines=1)
+    spec = model.units["db.service"]
+    model.set_unit("db.service", replace(spec, hash="new", pinned=(("m0", "h"),)))
+    _pass(model, Strategy.BINPACK, full=False)
+    summary = model.placements["db.service"].summary
+    assert summary.startswith("its new version has no machine to start first on"), summary
+    assert [e.hash for e in model.schedule.values()] == ["h"]
 
 
 def test_a_machine_cut_off_from_systemd_gets_nothing_new_in_scoped_passes_either() -> None:
