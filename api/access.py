@@ -4,9 +4,10 @@
 needs (``fleetd.caller.Role``): ``read`` for every GET and for ``POST /plan``
 (a dry run, which writes nothing); ``operate`` for
 desired-state changes (start, stop, load, unload; ``PUT /units...`` without a
-unit file), cordon/uncordon/drain and the control of rollouts (pause, resume,
-promote, abort); ``admin`` for unit files (a ``PUT`` whose body carries
-``options``, ``DELETE``, starting a rollout) and machine metadata.  ``None``
+unit file), cordon/uncordon/drain, the control of rollouts (pause, resume,
+promote, abort) and maintenance of machines (reboots, commands, reboot
+requests); ``admin`` for unit files (a ``PUT`` whose body carries ``options``,
+``DELETE``, starting a rollout) and machine metadata.  ``None``
 (``PUBLIC``) is the API's description and its docs page, served without a
 token so that ``/docs`` opens in a browser (they describe the API, no data),
 and the dashboard's files (``/ui/``: its data comes through ``/ui/api``).
@@ -76,6 +77,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", f"{PREFIX}/rollouts/{{unit}}/promote"): OPERATE,
     ("POST", f"{PREFIX}/rollouts/{{unit}}/abort"): OPERATE,
     ("POST", f"{PREFIX}/plan"): READ,  # a dry run: it writes nothing
+    # maintenance of machines: cordons, drains, reboots or runs a command on them
+    ("POST", f"{PREFIX}/maintenance"): OPERATE,
+    ("GET", f"{PREFIX}/maintenance"): READ,
+    ("GET", f"{PREFIX}/reboot-requests"): READ,
+    ("POST", f"{PREFIX}/machines/{{machine_id}}/reboot-request"): OPERATE,
     ("GET", f"{PREFIX}/state"): READ,
     ("GET", f"{PREFIX}/events"): READ,
     ("GET", f"{PREFIX}/discovery"): READ,

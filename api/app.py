@@ -33,6 +33,7 @@ from .routes import (
     events,
     journal,
     machines,
+    maintenance,
     plan,
     rollouts,
     state,
@@ -58,7 +59,8 @@ pass a response's `nextPageToken` back as the `nextPageToken` query parameter.
 capacity/allocation/flags on machines, `PUT /units` (many unit changes at once),
 `/units/{name}/placement`,
 `/units/{name}/versions` (the last 20 versions of a unit's file, who wrote them and
-what changed), `/rollouts` (rolling updates driven by the engine), `/placements`,
+what changed), `/rollouts` (rolling updates driven by the engine), `/maintenance`
+(machines rebooted or updated without interrupting the services), `/placements`,
 `POST /plan` (what unit changes would do, writing nothing), cordon/uncordon/drain
 of machines, `/units/{name}/status` and `/journal` (served by the unit's machine, no
 SSH), `/events` (server-sent events), `/cluster` (everything a live view shows, in
@@ -116,6 +118,7 @@ def create_app(
             {"name": "state", "description": "fleet v1 unit states"},
             {"name": "machines", "description": "fleet v1 machines (and extensions)"},
             {"name": "rollouts", "description": "extension: rolling updates"},
+            {"name": "maintenance", "description": "extension: maintenance of machines"},
             {"name": "events", "description": "extension: server-sent events"},
             {"name": "cluster", "description": "extension: the whole cluster, for live views"},
             {"name": "operations", "description": "health and metrics"},
@@ -143,6 +146,7 @@ def create_app(
         units.router,
         versions.router,
         rollouts.router,
+        maintenance.router,
         bulk.router,
         plan.router,
         journal.router,

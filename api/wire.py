@@ -123,6 +123,7 @@ class Machine(Wire):
         default=None,
         description="extension: whether its agent reaches systemd (no new units while not)",
     )
+    bootID: str | None = Field(default=None, description="extension: id of its current boot")
 
 
 class MachinePage(Wire):
@@ -482,3 +483,57 @@ class ClusterView(Wire):
     schedule: list[ScheduledUnit]
     states: list[UnitState]
     placements: list[Placement]
+
+
+class MaintenanceRequest(Wire):
+    """Extension: body of ``POST /maintenance``: take ``machines`` (ids), or every machine
+    (``all``), down ``maxUnavailable`` at a time for a reboot, or to run ``command``."""
+
+    machines: list[str] | None = Field(default=None, max_length=10_000, description="ids")
+    all: bool = Field(default=False, strict=True, description="every registered machine")
+    maxUnavailable: int = Field(
+        default=1, ge=1, le=10_000, description="machines taken down at once (at least 1)"
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="run this argument list on each machine instead of rebooting it (no "
+        "shell; its output goes to the machine's journal)",
+    )
+
+
+class MaintenanceMachine(Wire):
+    """Extension: one machine of a maintenance."""
+
+    id: str
+    phase: Literal["pending", "draining", "acting", "returning", "done", "failed"]
+    detail: str = Field(description="what it does or waits for, or why it failed")
+    since: str | None = Field(description="when it entered its phase")
+    exitStatus: int | None = Field(default=None, description="of the command")
+
+
+class Maintenance(Wire):
+    """Extension: a maintenance of machines and its progress."""
+
+    id: str
+    phase: Literal["running", "stopping", "done", "failed"]
+    action: Literal["reboot", "command"]
+    command: list[str] | None = None
+    maxUnavailable: int
+    startedBy: str
+    started: str | None
+    finished: str | None
+    message: str
+    failure: str = Field(description="which machine failed and why (empty: none)")
+    requested: bool = Field(description="it serves machines' reboot requests")
+    machines: list[MaintenanceMachine]
+
+
+class RebootRequest(Wire):
+    """Extension: a machine's request for a reboot."""
+
+    machineID: str
+    since: str | None
+    reason: str
+    window: str | None = None

@@ -18,6 +18,7 @@ from typing import Any
 
 from fleetd.constraints import parse_bool
 from fleetd.errors import ConfigError, InvalidInput
+from fleetd.maintenance.window import parse_window
 from fleetd.requirements import parse_cpu, parse_memory
 
 DEFAULT_CONFIG_FILE = "/etc/fleet/fleet.conf"
@@ -60,6 +61,8 @@ class Config:
     api_auth_disabled: bool = False
     state_dir: str = "/var/lib/fleetd"
     embedded_etcd_listen: str = "127.0.0.1:2379"
+    reboot_required_file: str = "/run/reboot-required"
+    maintenance_window: str = ""
     verbose: bool = False
 
     @property
@@ -172,6 +175,15 @@ def _absolute(raw: str) -> str:
     return raw
 
 
+def _window(raw: str) -> str:
+    if not raw.strip():
+        return ""
+    try:
+        return str(parse_window(raw))
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _cpu(raw: str) -> int:
     return parse_cpu(raw)
 
@@ -251,6 +263,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_auth_disabled", _bool, "serve TCP without a token (warned at start)"),
     Option("state_dir", _absolute, "fleetd state (embedded etcd data)"),
     Option("embedded_etcd_listen", _str, "host:port of the embedded etcd"),
+    Option(
+        "reboot_required_file",
+        _absolute,
+        "file whose presence makes the machine ask for a reboot (empty: never)",
+    ),
+    Option(
+        "maintenance_window",
+        _window,
+        "when its reboot requests may be served, e.g. 'Sun 03:00 2h' (empty: any time)",
+    ),
     Option("verbose", _bool, "debug logging"),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}

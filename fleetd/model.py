@@ -37,6 +37,8 @@ class Machine:
 
     ``systemd_connected``: whether its agent has a working connection to systemd's
     D-Bus API; a machine without one gets no new units (they could not start there).
+    ``boot_id``: the id of the machine's current boot (systemd's), so that a reboot
+    is seen as one ("" from a fleetd that does not report it).
     """
 
     id: str
@@ -46,6 +48,7 @@ class Machine:
     capacity: Capacity = field(default_factory=Capacity)
     version: str = ""
     systemd_connected: bool = True
+    boot_id: str = ""
 
     def metadata_dict(self) -> dict[str, str]:
         return dict(self.metadata)

@@ -3,10 +3,10 @@
 ``GET /fleet/v1/events`` watches the registry from now (or from ``since`` /
 ``Last-Event-ID``, a registry revision) and sends one event per changed key:
 ``event:`` is the kind (unit, schedule, state, machine, machine-flags,
-placement, rollout, leader), ``id:`` the revision, ``data:`` a JSON object.  A comment
-line is sent every ``KEEPALIVE`` seconds so dead clients are noticed.  If the
-history was compacted past the resume point, a ``resync`` event is sent and
-the stream ends: the client re-reads the collections and reconnects.
+placement, rollout, maintenance, reboot-request, leader), ``id:`` the revision,
+``data:`` a JSON object.  A comment line is sent every ``KEEPALIVE`` seconds so
+dead clients are noticed.  If the history was compacted past the resume point, a
+``resync`` event is sent and the stream ends: the client re-reads the collections and reconnects.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from fleetd.errors import FleetError, InvalidInput, WatchCompacted
+from fleetd.registry import maintcodec
 from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
@@ -41,6 +42,8 @@ KINDS = (
     "machine-flags",
     "placement",
     "rollout",
+    "maintenance",
+    "reboot-request",
     "leader",
 )
 
@@ -113,6 +116,27 @@ def classify(
                     message=record.message,
                 )
             return "rollout", data
+        if key == keys.maintenance:
+            if not deleted:
+                maint = maintcodec.decode_maintenance(key, event.value)
+                data.update(
+                    id=maint.id,
+                    phase=maint.phase.value,
+                    message=maint.message,
+                    failure=maint.failure,
+                    machines=[
+                        {"id": j.machine, "phase": j.phase.value, "detail": j.detail}
+                        for j in maint.jobs
+                    ],
+                )
+            return "maintenance", data
+        if key.startswith(keys.reboot_requests):
+            data["machineID"] = keys.split(key, keys.reboot_requests)[0]
+            if not deleted:
+                data["reason"] = maintcodec.decode_request(
+                    data["machineID"], key, event.value
+                ).reason
+            return "reboot-request", data
         if key.startswith(keys.placements):
             data["name"] = keys.split(key, keys.placements)[0]
             if not deleted:

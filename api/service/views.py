@@ -239,6 +239,7 @@ def machine_views(
                 draining=bool(flags and flags.draining),
                 version=machine.version or None,
                 systemdConnected=machine.systemd_connected,
+                bootID=machine.boot_id or None,
             )
         )
     return out

@@ -1,5 +1,6 @@
 """The agent: composes presence, schedule watch, systemd manager, reconciler, publisher,
-health checks and fence, and supervises them all in one TaskGroup.
+health checks, fence and its part of maintenance (actions, reboot requests), and
+supervises them all in one TaskGroup.
 
 Whether the agent can reach systemd (``systemd``, a SystemdLink) is part of
 the machine's registration (``Machine.systemd_connected``): while it cannot,
@@ -25,9 +26,11 @@ from pathlib import Path
 
 from fleetd import __version__
 from fleetd.agent import host
+from fleetd.agent.actions import ActionRunner, RebootFlag
 from fleetd.agent.desired import Bodies, ScheduleView
 from fleetd.agent.fencing import Fence, default_margin
 from fleetd.agent.health import HealthMonitor
+from fleetd.agent.hostactions import HostActions, SystemdActions
 from fleetd.agent.presence import Presence
 from fleetd.agent.publisher import Publisher
 from fleetd.agent.reconciler import Reconciler
@@ -67,6 +70,7 @@ def machine_from_config(config: Config, machine_id: str) -> Machine:
             reserved_memory_bytes=config.reserved_memory_bytes,
         ),
         version=__version__,
+        boot_id=host.boot_id(),
     )
 
 
@@ -85,9 +89,11 @@ class Agent:
         fence_margin: float | None = None,
         reconcile_interval: float = 30.0,
         units: UnitManager | None = None,
+        host_actions: HostActions | None = None,
     ) -> None:
         """``units``: systemd as the agent drives it; by default ``SystemdManager`` on
-        ``bus_address`` (the system bus)."""
+        ``bus_address`` (the system bus).  ``host_actions``: how a maintenance reboots
+        the machine or runs a command on it (by default with systemd's tools)."""
         if machine is None:
             machine = machine_from_config(config, machine_id or host.machine_id())
         self.machine = machine = replace(machine, systemd_connected=False)
@@ -133,6 +139,16 @@ class Agent:
             publisher=self.publisher,
             fenced=self.fence.is_fenced,
             interval=reconcile_interval,
+        )
+        self.actions = ActionRunner(
+            store, machine.id, machine.boot_id, host_actions or SystemdActions(), wall=wall
+        )
+        self.reboot_flag = RebootFlag(
+            store,
+            machine.id,
+            config.reboot_required_file,
+            window=config.maintenance_window,
+            wall=wall,
         )
         self.systemd_connected = asyncio.Event()
         self._systemd_tried = asyncio.Event()
@@ -210,6 +226,7 @@ class Agent:
                 group.create_task(self.fence.run(), name="fence")
                 group.create_task(self._resyncer(), name="resync")
                 group.create_task(self._watch_shutdown(), name="shutdown")
+                group.create_task(self._maintenance(), name="maintenance")
         except* _MachineShutdown:
             pass
 
@@ -272,6 +289,13 @@ class Agent:
             self.systemd_connected.clear()
             self._systemd_link(False, "lost the connection to the system bus")
             log.warning("lost the connection to systemd; reconnecting")
+
+    async def _maintenance(self) -> None:
+        """Actions and reboot requests once registered (the leader knows the machine)."""
+        await self.presence.registered.wait()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.actions.run(), name="maintenance-actions")
+            group.create_task(self.reboot_flag.run(), name="reboot-flag")
 
     async def _watch_shutdown(self) -> None:
         await self.shutting_down.wait()

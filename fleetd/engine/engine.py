@@ -6,7 +6,10 @@ reconcile loop (in a nested TaskGroup that ends when leadership is lost).
 A follower watches nothing but the leader key.
 
 Rolling updates are driven by the leader too: ``RolloutDriver``
-(fleetd/rollouts/driver.py) runs in the same nested TaskGroup.
+(fleetd/rollouts/driver.py) runs in the same nested TaskGroup, and so does
+the maintenance of machines: ``MaintenanceDriver`` (fleetd/maintenance/driver.py),
+which asks the engine to move units (``request_moves``) and judges drains from
+its model.
 
 Reconcile: any model change wakes the loop, which waits a few milliseconds
 to coalesce a burst, then runs one pass (``reconcile``):
@@ -41,6 +44,7 @@ from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, plan
 from fleetd.engine.scope import Scope, plan_scope
 from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
 from fleetd.errors import FleetError, NotLeader, RegistryError
+from fleetd.maintenance.driver import MaintenanceDriver
 from fleetd.model import UnitState
 from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
 from fleetd.registry.store import Snapshot, Store
@@ -96,11 +100,20 @@ class Engine:
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
         self.rollouts = RolloutDriver(store, wall=wall)
         self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
+        self.maintenance = MaintenanceDriver(
+            store, self, wall=wall, timeouts=self.settings.maintenance_timeouts
+        )
+
+    @property
+    def model_lock(self) -> asyncio.Lock:
+        """Held while the model changes (a mirror applying a batch may do so in a thread)."""
+        return self._model_lock
 
     def trigger(self) -> None:
         """Ask for a reconcile pass soon (e.g. after the injected clock moved)."""
         self._dirty.set()
         self.rollouts.trigger()
+        self.maintenance.trigger()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -138,6 +151,16 @@ class Engine:
                 group.create_task(self._mirror(collection, collections), name="engine-mirror")
             group.create_task(self._reconcile_loop(revision), name="engine-reconcile")
             group.create_task(self._drive_rollouts(revision), name="engine-rollouts")
+            group.create_task(self._drive_maintenance(revision), name="engine-maintenance")
+
+    async def _drive_maintenance(self, revision: int) -> None:
+        await self._loaded.wait()  # it judges drains from the model: a complete one
+        try:
+            await self.maintenance.run(revision)
+        except* NotLeader as errors:
+            self.metrics.fenced_writes_total += 1
+            self.leadership.step_down(str(errors.exceptions[0]))
+            raise _Deposed from None
 
     async def _drive_rollouts(self, revision: int) -> None:
         try:

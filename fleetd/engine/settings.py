@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fleetd.config import Config
 from fleetd.engine.index import Strategy
+from fleetd.maintenance.plan import Timeouts
 from fleetd.requirements import ReservationDefaults
 
 
@@ -48,6 +49,7 @@ class EngineSettings:
     move_poll: float = 0.2  # how often to look whether units moving start-first are up
     plan_in_thread: bool = True
     write_concurrency: int = 8  # fenced transactions in flight at once
+    maintenance_timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 def settings_from_config(config: Config) -> EngineSettings:

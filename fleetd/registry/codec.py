@@ -143,6 +143,7 @@ def encode_machine(machine: Machine) -> bytes:
             },
             "version": machine.version,
             "systemd_connected": machine.systemd_connected,
+            "boot_id": machine.boot_id,
         }
     )
 
@@ -162,6 +163,7 @@ def decode_machine(key: str, data: bytes) -> Machine:
         version=_get(obj, "version", str, key, ""),
         # Absent from records of fleetds that did not report it: taken as connected.
         systemd_connected=_get(obj, "systemd_connected", bool, key, True),
+        boot_id=_get(obj, "boot_id", str, key, ""),
     )
 
 

@@ -116,6 +116,38 @@ class Keys:
     def rollout(self, unit: str) -> str:
         return f"{self.rollouts}{unit}"
 
+    # maintenance/current: the current (or last) maintenance of machines (API creates,
+    # engine leader drives; both compare-and-swap)
+    @property
+    def maintenance_prefix(self) -> str:
+        return f"{self.prefix}maintenance/"
+
+    @property
+    def maintenance(self) -> str:
+        return f"{self.maintenance_prefix}current"
+
+    # machine-actions/<machine>: the action a machine's agent runs (engine leader asks,
+    # the agent reports)
+    @property
+    def machine_actions(self) -> str:
+        return f"{self.prefix}machine-actions/"
+
+    def machine_action(self, machine: str) -> str:
+        return f"{self.machine_actions}{machine}"
+
+    # reboot-requests/<machine>: a machine asks for a reboot (its agent, or the API)
+    @property
+    def reboot_requests(self) -> str:
+        return f"{self.prefix}reboot-requests/"
+
+    def reboot_request(self, machine: str) -> str:
+        return f"{self.reboot_requests}{machine}"
+
+    # cluster/settings: settings of the whole cluster (the reboot semaphore's size)
+    @property
+    def cluster_settings(self) -> str:
+        return f"{self.prefix}cluster/settings"
+
     # engine/leader: leader machine id, under the leader lease (engine)
     @property
     def leader(self) -> str:

@@ -21,6 +21,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from fleetd.engine.engine import Engine, EngineSettings
 from fleetd.model import Capacity, DesiredState, Machine, UnitState
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
+from fleetd.testing.hostactions import FakeHostActions
 from fleetd.testing.inspector import FakeInspector
 from fleetd.unitfile import UnitFile
 
@@ -80,6 +82,8 @@ class Node:
         self.root = cluster.root / machine.id
         self.systemd = FakeSystemd(self.root)
         self.agent: Agent | None = None
+        self.actions = FakeHostActions(self)
+        self.boots = 1
         self.app = create_app(
             cluster.store,
             machine_id=machine.id,
@@ -109,6 +113,7 @@ class Node:
             machine=self.machine,
             lease_file=self.root / "run/fleet/lease",
             units=FakeConnection(self.systemd, job_timeout=c.job_timeout),
+            host_actions=self.actions,
         )
         c.spawn(self.task, self._run(self.agent))
 
@@ -141,8 +146,22 @@ class Node:
         self.systemd.shutdown()
 
     def boot(self) -> None:
+        """Boot the machine again: a new boot id, fleetd started."""
+        self.boots += 1
+        self.machine = replace(self.machine, boot_id=f"{self.id}-boot{self.boots}")
         self.systemd.boot()
         self.start()
+
+    async def reboot(self) -> None:
+        """What ``systemctl reboot`` does: a clean shutdown (the agent revokes its lease),
+        every process ends, a fresh /run, a new boot."""
+        self.shutdown()
+        await self.cluster.wait_for(
+            lambda: self.agent is None and not self.cluster.has(self.task),
+            f"{self.id}'s agent stopped",
+        )
+        self.systemd.power_off()
+        self.boot()
 
     def active(self, name: str) -> bool:
         unit = self.systemd.unit(name)
@@ -201,6 +220,10 @@ class Cluster:
             log.error("cluster part %s failed", task.get_name(), exc_info=error)
             self._failures.append((task.get_name(), error))
 
+    def has(self, name: str) -> bool:
+        """Whether the cluster's task ``name`` runs."""
+        return name in self._tasks
+
     async def cancel(self, name: str) -> None:
         task = self._tasks.get(name)
         if task is not None:
@@ -233,6 +256,7 @@ class Cluster:
             tuple(metadata),
             Capacity(cpu, memory),
             "0.1.0",
+            boot_id=f"{machine_id}-boot1",
         )
         node = self.nodes[machine_id] = Node(self, machine, inspector)
         if start:
