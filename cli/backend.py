@@ -23,7 +23,15 @@ from pydantic import BaseModel, ValidationError
 
 from fleetd import model
 from fleetd.api import wire
-from fleetd.api.service import answers, commands, history, queries, rollouts, unitbatch
+from fleetd.api.service import (
+    answers,
+    commands,
+    history,
+    maintenance,
+    queries,
+    rollouts,
+    unitbatch,
+)
 from fleetd.api.service.unitwarnings import WARNINGS_HEADER, decode_warnings
 from fleetd.caller import Caller
 from fleetd.errors import ApiError, ConfigError, FleetError, NotFound, Unavailable, error_for_status
@@ -123,6 +131,16 @@ class Backend(Protocol):
     async def control_rollout(self, unit: str, action: str) -> wire.Rollout:
         """pause, resume, promote or abort the rollout of ``unit``."""
         ...
+
+    async def start_maintenance(self, body: wire.MaintenanceRequest) -> wire.Maintenance:
+        """Start a maintenance (the API's checks; nothing is written when it is refused)."""
+        ...
+
+    async def maintenance(self) -> wire.Maintenance:
+        """The current or last maintenance (NotFound if none was ever started)."""
+        ...
+
+    async def request_reboot(self, machine_id: str) -> wire.RebootRequest: ...
 
     async def close(self) -> None: ...
 
@@ -384,6 +402,20 @@ class ApiBackend:
         _raise_for(response)
         return _parse(wire.Rollout, response)
 
+    async def start_maintenance(self, body: wire.MaintenanceRequest) -> wire.Maintenance:
+        payload = body.model_dump(mode="json", exclude_none=True)
+        response = await self._request("POST", "/maintenance", json=payload)
+        _raise_for(response)
+        return _parse(wire.Maintenance, response)
+
+    async def maintenance(self) -> wire.Maintenance:
+        return await self._get("/maintenance", wire.Maintenance)
+
+    async def request_reboot(self, machine_id: str) -> wire.RebootRequest:
+        response = await self._request("POST", f"/machines/{quote(machine_id)}/reboot-request")
+        _raise_for(response)
+        return _parse(wire.RebootRequest, response)
+
     async def journal(
         self, name: str, lines: int, follow: bool, output: str = "short"
     ) -> AsyncIterator[str]:
@@ -589,6 +621,24 @@ class StoreBackend:
             self.store, unit, Control(action), caller=self.caller
         )
         return rollouts.view(record)
+
+    async def start_maintenance(self, body: wire.MaintenanceRequest) -> wire.Maintenance:
+        record = await maintenance.start_maintenance(
+            self.store,
+            body.machines,
+            all_machines=body.all,
+            max_unavailable=body.maxUnavailable,
+            command=body.command,
+            caller=self.caller,
+        )
+        return maintenance.view(record)
+
+    async def maintenance(self) -> wire.Maintenance:
+        return maintenance.view(await maintenance.get_maintenance(self.store))
+
+    async def request_reboot(self, machine_id: str) -> wire.RebootRequest:
+        found = await maintenance.request_reboot(self.store, machine_id, caller=self.caller)
+        return maintenance.request_view(found)
 
     async def status(self, name: str) -> wire.UnitStatus:
         raise CliError("status needs the API (--driver api): it is served by the unit's machine")

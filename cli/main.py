@@ -22,6 +22,7 @@ from fleetd.cli import (
     inspection,
     listing,
     machines,
+    maintenance,
     plan,
     restart,
     rollouts,
@@ -195,7 +196,18 @@ def version() -> None:
     typer.echo(f"fleetctl version {__version__}")
 
 
-for _module in (validate, units, plan, restart, rollouts, inspection, history, listing, machines):
+for _module in (
+    validate,
+    units,
+    plan,
+    restart,
+    rollouts,
+    inspection,
+    history,
+    listing,
+    machines,
+    maintenance,
+):
     _module.register(app)
 app.command("version", cls=Command)(version)
 

@@ -214,3 +214,21 @@ async def test_reboot_requests_are_served_one_machine_at_a_time(tmp_path: Path) 
 
         await c.wait_for(waits, "it waits for its window", within=10)
         assert c.nodes["m1"].boots == 1
+
+
+async def test_a_new_leader_goes_on_where_the_last_one_stopped(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=3) as c:
+        await launch(c, [f"u{i}.service" for i in range(6)], unit())
+        await start(c, all=True)
+
+        async def midway() -> bool:
+            jobs = (await status(c))["machines"]
+            return jobs[1]["phase"] in ("draining", "acting")
+
+        await c.wait_for(midway, "m2 taken down", within=20)
+        await c.cancel("engine")  # the leader goes away (it resigns) ...
+        c.start_engine()  # ... and another one takes over, with nothing in memory
+        done = await wait_over(c)
+        assert done["phase"] == "done", done
+        assert [c.nodes[m].boots for m in ("m1", "m2", "m3")] == [2, 2, 2]
+        assert await c.store.list_machine_flags() == {}

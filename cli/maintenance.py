@@ -1,0 +1,274 @@
+"""``fleetctl reboot``: take machines down a few at a time without interrupting the services.
+
+``reboot MACHINE... | --all`` starts a maintenance that the engine leader
+drives: for each machine, ``--max-unavailable`` at a time, cordon, drain
+(units move start-first), reboot it (or run ``--command`` there), wait until
+it is back, uncordon, let its units come back.  fleetctl follows it (exit 1
+if it fails) unless ``--no-block``; it goes on if fleetctl exits.
+``--status`` shows the current or last maintenance, ``--request MACHINE``
+asks for a reboot of one machine as its agent does when the machine needs one
+(served one slot of the cluster's reboot semaphore at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from typing import Annotated
+
+import typer
+
+from fleetd.api import wire
+from fleetd.errors import Unavailable
+
+from . import completion
+from .backend import Backend, CliError
+from .helptext import Command
+from .machines import describe, resolve
+from .options import Output, fail, options, run
+from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
+from .table import echo_json, echo_table, printable
+
+MAX_FOLLOW_DELAY = 2.0
+
+
+def _argv(command: str) -> list[str]:
+    """``--command``'s words, split as a POSIX shell splits them (no shell runs it)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise CliError(f"--command {command!r}: {exc}") from None
+    if not argv:
+        raise CliError("--command is empty: give the program and its arguments")
+    return argv
+
+
+def reboot(
+    ctx: typer.Context,
+    machines: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[MACHINE]...",
+            help="hostnames or machine ids (or unique prefixes), in the order to take them",
+            autocompletion=completion.machines,
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="every registered machine, by hostname")
+    ] = False,
+    max_unavailable: Annotated[
+        int,
+        typer.Option("--max-unavailable", metavar="N", help="machines taken down at once"),
+    ] = 1,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            "--command",
+            metavar="CMD",
+            help="run CMD on each machine instead of rebooting it: its words split as a "
+            "shell would, run without a shell; output in the machine's journal",
+            show_default=False,
+        ),
+    ] = None,
+    no_block: Annotated[
+        bool, typer.Option("--no-block", help="start it and return without following it")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="show the current or last maintenance")
+    ] = False,
+    request: Annotated[
+        str | None,
+        typer.Option(
+            "--request",
+            metavar="MACHINE",
+            help="ask for a reboot of MACHINE, served when a slot is free",
+            autocompletion=completion.machines,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Reboot machines (or run a command on them) without interrupting the services.
+
+    For each machine, --max-unavailable at a time: cordon, drain (every unit
+    that is not AtMostOnce is started elsewhere and healthy before it stops
+    there; MaxUnavailable= budgets are kept), reboot it, wait until it is back
+    (a new boot, its agent connected to systemd), uncordon, and its units come
+    back.  With --command the command runs there instead, through its agent;
+    one that fails stops the maintenance and leaves its machine cordoned.
+    The engine leader drives it: it goes on if fleetctl or the leader's
+    machine goes away.  Ends with "Maintenance ... done", or exit status 1.
+
+    Examples:
+      fleetctl reboot --all
+      fleetctl reboot --max-unavailable 2 m1 m2 m3
+      fleetctl reboot --command "/usr/bin/apt-get -y upgrade" --all
+      fleetctl reboot --status
+      fleetctl reboot --request m2
+    """
+    as_json = options(ctx).output is Output.JSON
+    names = list(machines or ())
+    modes = sum((status, request is not None, bool(names) or every))
+    if modes != 1:
+        raise fail(
+            "give the machines to reboot (MACHINE... or --all), or --status, or --request "
+            "MACHINE: exactly one of them"
+        )
+    if status:
+        _status(ctx, as_json)
+        return
+    if request is not None:
+        _request(ctx, request, as_json)
+        return
+    if every and names:
+        raise fail("give machines or --all, not both")
+    if max_unavailable < 1:
+        raise fail(f"--max-unavailable must be at least 1, got {max_unavailable}")
+    try:
+        argv = _argv(command) if command is not None else None
+    except CliError as exc:
+        raise fail(str(exc)) from None
+
+    async def work(backend: Backend) -> tuple[wire.Maintenance, dict[str, wire.Machine]]:
+        registered = await backend.list_machines()
+        ids = [resolve(name, registered).id for name in names]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise CliError(f"machine {twice[0]} is named more than once")
+        body = wire.MaintenanceRequest(
+            machines=ids or None, all=every, maxUnavailable=max_unavailable, command=argv
+        )
+        record = await backend.start_maintenance(body)
+        by_id = {m.id: m for m in registered}
+        typer.echo(
+            f"Maintenance {record.id} started: {_what(record)} of "
+            f"{', '.join(_name(m.id, by_id) for m in record.machines)}, "
+            f"{record.maxUnavailable} at a time",
+            err=True,
+        )
+        if no_block:
+            return record, by_id
+        return await follow(backend, record.id, by_id), by_id
+
+    record, by_id = run(ctx, work)
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+    elif not no_block:
+        typer.echo(printable(_final(record, by_id)), err=record.phase != "done")
+    if not no_block and record.phase != "done":
+        raise typer.Exit(1)
+
+
+def _what(record: wire.Maintenance) -> str:
+    if record.action == "command" and record.command:
+        return "command " + shlex.join(record.command)
+    return "reboot"
+
+
+def _name(machine_id: str, machines: dict[str, wire.Machine]) -> str:
+    found = machines.get(machine_id)
+    return found.hostname if found is not None and found.hostname else machine_id[:8]
+
+
+def _final(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> str:
+    if record.phase == "done":
+        done = ", ".join(_name(m.id, machines) for m in record.machines if m.phase == "done")
+        return f"Maintenance {record.id} done: {_what(record)} of {done}"
+    failure = readable_reason(record.failure or record.message, machines)
+    return f"Maintenance {record.id} {record.phase}: {failure}"
+
+
+async def follow(
+    backend: Backend, ident: str, machines: dict[str, wire.Machine]
+) -> wire.Maintenance:
+    """Read the maintenance until it is over; each machine's changes are shown, one line
+    each (a maintenance takes minutes: its story stays on the terminal)."""
+    last: dict[str, str] = {}
+    delay = FIRST_DELAY
+    outage = False
+    while True:
+        try:
+            record = await backend.maintenance()
+        except Unavailable as exc:
+            if not outage:  # the API's machine may be the one rebooted
+                _say(f"WARNING: {exc}; still following")
+            outage = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+            continue
+        outage = False
+        if record.id != ident:
+            raise CliError(f"maintenance {ident} is no longer the current one ({record.id} is)")
+        changed = False
+        for job in record.machines:
+            line = f"{job.phase}: {job.detail}"
+            if last.get(job.id) != line:
+                last[job.id] = line
+                changed = True
+                if job.phase != "pending":
+                    text = readable_reason(line, machines)
+                    _say(f"{_name(job.id, machines)}: {text}")
+        if record.phase in ("done", "failed"):
+            return record
+        delay = FIRST_DELAY if changed else min(delay * 2, MAX_FOLLOW_DELAY)
+        await asyncio.sleep(delay)
+
+
+def _say(line: str) -> None:
+    print(printable(line), file=sys.stderr, flush=True)
+
+
+def _status(ctx: typer.Context, as_json: bool) -> None:
+    async def work(backend: Backend) -> tuple[wire.Maintenance, dict[str, wire.Machine]]:
+        record = await backend.maintenance()
+        return record, {m.id: m for m in await backend.list_machines()}
+
+    record, machines = run(ctx, work)
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+        return
+    lines = [
+        f"Maintenance {record.id}: {record.phase}",
+        f"  {_what(record)}, {record.maxUnavailable} machine(s) at a time"
+        + ("; serving reboot requests" if record.requested else ""),
+        f"  started by {record.startedBy} at {record.started or '-'}"
+        + (f"; finished at {record.finished}" if record.finished else ""),
+        f"  {readable_reason(record.message, machines)}",
+    ]
+    if record.failure:
+        lines.append(f"  failure: {readable_reason(record.failure, machines)}")
+    for line in lines:
+        typer.echo(printable(line))
+    rows = [
+        [
+            _name(m.id, machines),
+            m.phase,
+            m.since or "-",
+            "-" if m.exitStatus is None else str(m.exitStatus),
+            printable(readable_reason(m.detail, machines)) or "-",
+        ]
+        for m in record.machines
+    ]
+    echo_table(["MACHINE", "PHASE", "SINCE", "STATUS", "DETAIL"], rows, legend=True)
+
+
+def _request(ctx: typer.Context, machine: str, as_json: bool) -> None:
+    async def work(backend: Backend) -> tuple[wire.Machine, wire.RebootRequest]:
+        target = resolve(machine, await backend.list_machines())
+        return target, await backend.request_reboot(target.id)
+
+    target, found = run(ctx, work)
+    if as_json:
+        echo_json(found.model_dump(mode="json"))
+        return
+    typer.echo(
+        printable(
+            f"Machine {describe(target)} asked for a reboot ({found.reason}): served when a "
+            "slot of the reboot semaphore is free (fleetctl reboot --status)"
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reboot", cls=Command)(reboot)
