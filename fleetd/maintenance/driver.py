@@ -39,7 +39,7 @@ from fleetd.maintenance.record import (
     RebootRequest,
 )
 from fleetd.maintenance.store import MaintenanceStore
-from fleetd.model import MachineFlags, UnitState
+from fleetd.model import DesiredState, MachineFlags, UnitState
 from fleetd.registry.base import Op
 from fleetd.registry.store import Store
 from fleetd.retry import Backoff
@@ -262,7 +262,12 @@ def _units_on(model: ClusterModel) -> dict[str, list[str]]:
 
 
 def _where(model: ClusterModel, units: set[str]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {u: set() for u in units if u in model.units}
+    """Where each of ``units`` that exists and is to run is scheduled."""
+    found: dict[str, set[str]] = {
+        u: set()
+        for u in units
+        if (spec := model.units.get(u)) is not None and spec.desired is not DesiredState.INACTIVE
+    }
     if not found:
         return {}
     for machine, unit in model.schedule:

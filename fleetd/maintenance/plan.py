@@ -82,7 +82,8 @@ class Situation:
     machines: Mapping[str, Seen]
     now: float
     where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """unit -> machines it is scheduled on (the units of returning jobs)."""
+    """unit -> machines it is scheduled on (none for now: ()), for the units of jobs
+    that may take units back; a unit not here is gone or is not to run."""
     refused: Mapping[str, str] = field(default_factory=dict)
     """Moves the engine could not make, with why."""
     requests: Mapping[str, RebootRequest] = field(default_factory=dict)
@@ -284,10 +285,9 @@ def _returns(s: Situation, job: Job) -> list[str]:
     refused is asked again: the machine may just not be uncordoned in its model yet)."""
     left = []
     for unit in job.moved:
-        where = s.where.get(unit, ())
-        if not where or where == (job.machine,):
-            continue
-        left.append(unit)
+        if unit not in s.where or s.where[unit] == (job.machine,):
+            continue  # gone (or not to run any more), or back
+        left.append(unit)  # elsewhere, or nowhere for now (AtMostOnce: it stops first)
     return left
 
 

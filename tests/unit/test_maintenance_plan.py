@@ -189,13 +189,16 @@ def test_timeouts_fail_the_job() -> None:
 
 
 def test_returns_wait_for_the_units_and_say_what_was_refused() -> None:
-    r = record("m1").with_job(Job("m1", JobPhase.RETURNING, since=NOW, moved=("a", "b", "c")))
-    where = {"a": ("m1", "m2"), "b": ("m1",)}  # a still moving back; b back; c gone
+    moved = ("a", "b", "c", "d")
+    r = record("m1").with_job(Job("m1", JobPhase.RETURNING, since=NOW, moved=moved))
+    # a still moving back; b back; c gone; d placed nowhere for now (AtMostOnce: it stops
+    # on its machine first)
+    where = {"a": ("m1", "m2"), "b": ("m1",), "d": ()}
     s = go(r, {"m1": seen("m1")}, where=where, refused={"a": "m1: no room"})
-    assert (
-        s.record.jobs[0].detail == "back; 1 unit to come back: a (refused for now: a: m1: no room)"
+    assert s.record.jobs[0].detail == (
+        "back; 2 units to come back: a, d (refused for now: a: m1: no room)"
     )
-    assert s.moves == {"a": "m1"}
+    assert s.moves == {"a": "m1", "d": "m1"}
     s = go(r, {"m1": seen("m1")}, where={"b": ("m1",)})
     assert s.record.phase is Phase.DONE and s.moves == {}
 
