@@ -30,7 +30,7 @@ from .options import Output, fail, options, run
 from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
 from .table import echo_json, echo_table, printable
 
-MAX_FOLLOW_DELAY = 2.0
+MAX_FOLLOW_DELAY = 0.5
 
 
 def _argv(command: str) -> list[str]:

@@ -328,6 +328,8 @@ class Engine:
             moving=bool(model.marked or model.moves or result.decision.waiting),
         )
         self._report(work, result, elapsed)
+        if result.tasks:
+            self.maintenance.trigger()  # a drain may have moved on
 
     def _report(self, work: Scope | FullPass, result: Plan, elapsed: float) -> None:
         """Metrics, why the last full pass ran, and the log line of a pass."""

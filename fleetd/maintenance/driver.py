@@ -33,6 +33,7 @@ from fleetd.maintenance.drain import budgets_of, drain_status, movable
 from fleetd.maintenance.plan import Kind, Seen, Situation, Step, Timeouts, step
 from fleetd.maintenance.record import (
     Action,
+    ActionKind,
     Job,
     JobPhase,
     Maintenance,
@@ -213,6 +214,7 @@ class MaintenanceDriver:
                         marked=model.marked,
                         states=states[m],
                         budgets=budgets,
+                        running_count=record.action.kind is not ActionKind.REBOOT,
                     )
                 seen[m] = Seen(
                     machine=model.machines.get(m),

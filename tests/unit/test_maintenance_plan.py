@@ -300,6 +300,18 @@ def test_drain_status_names_what_is_left_and_what_stays() -> None:
         "e": "still running there",
     }
     assert drain.blocked == ""
+    # Before a reboot, what still runs there is left to the shutdown.
+    rebooting = drain_status(
+        "m1",
+        units=units,
+        on=["a"],
+        placements={},
+        stopping={},
+        marked={},
+        states=states,
+        running_count=False,
+    )
+    assert rebooting.left == ("a",)
 
 
 def test_a_unit_that_cannot_leave_blocks_the_action_while_its_budget_is_spent() -> None:
