@@ -8,9 +8,10 @@ status`` exits 3 for units named ``down*`` (4 for ``gone*``), 0 otherwise;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,32 @@ def fleetctl(
     code = exited.value.code
     assert "Traceback" not in out.err, out.err
     return Result(code if isinstance(code, int) else 1, out.out, out.err)
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, *, inspected: bool = True) -> Iterator[ServerThread]:
+    """A ``ServerThread`` (with the fake systemctl/journalctl of ``inspector`` unless
+    ``inspected`` is False) for the length of the block."""
+    thread = ServerThread(tmp, inspector=inspector(tmp) if inspected else None).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+def runner(
+    server: ServerThread,
+    units: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., Result]:
+    """``run(*args)``: fleetctl against ``server`` from the directory ``units``."""
+    monkeypatch.chdir(units)
+
+    def go(*args: str) -> Result:
+        return fleetctl(capsys, monkeypatch, args, {"FLEETCTL_ENDPOINT": server.endpoint})
+
+    return go
 
 
 def unit_files(tmp: Path) -> Path:

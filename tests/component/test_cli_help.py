@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from clikit import M1, M2, ServerThread
-from clirun import fleetctl, inspector, unit_files
+from clirun import fleetctl, serving, unit_files
 
 from fleetd import __version__, config
 from fleetd.cli.main import app
@@ -66,11 +66,8 @@ def test_version_command(
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, inspector=inspector(tmp_path)).start()
-    try:
+    with serving(tmp_path) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def _complete(capsys, monkeypatch, endpoint: str, words: str) -> list[str]:  # type: ignore[no-untyped-def]

@@ -4,12 +4,12 @@ shape of every listing (documented in api/README.md)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from clikit import M1, M2, ServerThread
-from clirun import fleetctl, inspector, unit_files
+from clirun import Result, runner, serving, unit_files
 
 from fleetd import model
 
@@ -18,11 +18,8 @@ M3 = "5e6f0000" + "1" * 24
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, inspector=inspector(tmp_path)).start()
-    try:
+    with serving(tmp_path) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
@@ -31,14 +28,8 @@ def run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-):  # type: ignore[no-untyped-def]
-    units = unit_files(tmp_path)
-    monkeypatch.chdir(units)
-
-    def go(*args: str):  # type: ignore[no-untyped-def]
-        return fleetctl(capsys, monkeypatch, args, {"FLEETCTL_ENDPOINT": server.endpoint})
-
-    return go
+) -> Callable[..., Result]:
+    return runner(server, unit_files(tmp_path), capsys, monkeypatch)
 
 
 def _add_machine(server: ServerThread, machine_id: str, hostname: str) -> None:

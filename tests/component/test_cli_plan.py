@@ -5,23 +5,20 @@ diff, its exit status (0 no change, 1 changes, 2 unplaceable, 3 no plan), -o jso
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from clikit import M1, M2, ServerThread
-from clirun import SERVICE, fleetctl, revision
+from clirun import SERVICE, Result, fleetctl, revision, runner, serving
 
 PINNED = SERVICE + "\n[X-Fleet]\nMachineMetadata=role=m1\n"
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path).start()
-    try:
+    with serving(tmp_path, inspected=False) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
@@ -30,7 +27,7 @@ def run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-):  # type: ignore[no-untyped-def]
+) -> Callable[..., Result]:
     units = tmp_path / "units"
     units.mkdir()
     (units / "web.service").write_text(PINNED)
@@ -42,12 +39,7 @@ def run(
         "[Unit]\nDescription=App %i\n\n[Service]\nExecStart=/bin/sleep %i\n"
     )
     (units / "legacy.service").write_text(SERVICE + "\n[X-Fleet]\nConflicts=legacy\n")
-    monkeypatch.chdir(units)
-
-    def go(*args: str):  # type: ignore[no-untyped-def]
-        return fleetctl(capsys, monkeypatch, args, {"FLEETCTL_ENDPOINT": server.endpoint})
-
-    return go
+    return runner(server, units, capsys, monkeypatch)
 
 
 def unchanged(server: ServerThread, since: int) -> bool:

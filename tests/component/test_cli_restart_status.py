@@ -4,21 +4,26 @@ restarts) and fleetctl status (systemctl's exit code), against the in-process cl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from clikit import ServerThread
-from clirun import SERVICE, fleetctl, history, inspector, revision, unit_files
+from clirun import (
+    SERVICE,
+    Result,
+    history,
+    revision,
+    runner,
+    serving,
+    unit_files,
+)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, inspector=inspector(tmp_path)).start()
-    try:
+    with serving(tmp_path) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
@@ -27,14 +32,8 @@ def run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-):  # type: ignore[no-untyped-def]
-    units = unit_files(tmp_path)
-    monkeypatch.chdir(units)
-
-    def go(*args: str):  # type: ignore[no-untyped-def]
-        return fleetctl(capsys, monkeypatch, args, {"FLEETCTL_ENDPOINT": server.endpoint})
-
-    return go
+) -> Callable[..., Result]:
+    return runner(server, unit_files(tmp_path), capsys, monkeypatch)
 
 
 def _units(events: list[tuple[str, str, str]]) -> list[tuple[str, str]]:

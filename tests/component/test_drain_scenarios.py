@@ -5,47 +5,11 @@ budgets (engine/budget.py), move requests."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fleetd.model import DesiredState, MachineFlags
 from fleetd.testing.cluster import Cluster, cluster
-
-SERVICE = "[Service]\nExecStart=/bin/sleep 1000\n"
-
-
-def unit(**fleet: str) -> str:
-    lines = [SERVICE.rstrip("\n")]
-    if fleet:
-        lines.append("[X-Fleet]")
-        lines += [f"{k}={v}" for k, v in fleet.items()]
-    return "\n".join(lines) + "\n"
-
-
-@contextlib.asynccontextmanager
-async def sampling(probe: Callable[[], None]) -> AsyncIterator[None]:
-    """Run ``probe`` (which asserts) every 2 ms until the block ends."""
-    failures: list[BaseException] = []
-
-    async def loop() -> None:
-        while True:
-            try:
-                probe()
-            except AssertionError as exc:
-                failures.append(exc)
-                return
-            await asyncio.sleep(0.002)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    if failures:
-        raise failures[0]
+from tests.component.scenariokit import sampling, unit
 
 
 async def drain(c: Cluster, machine: str) -> None:
