@@ -7,7 +7,7 @@ import dataclasses
 
 from fleetd.engine.budget import Member, budget, group_of
 from fleetd.engine.handover import MOVING
-from fleetd.engine.plan import Action, ClusterSnapshot, Plan, UnitSpec, plan
+from fleetd.engine.plan import Action, UnitSpec, plan
 from fleetd.model import (
     Capacity,
     DesiredState,
@@ -18,15 +18,11 @@ from fleetd.model import (
     UnitState,
 )
 from fleetd.requirements import Requirements
+from tests.unit.plankit import G, actions, apply, machines, snap
 
-G = 1 << 30
 H = "a" * 40
 LAUNCHED = DesiredState.LAUNCHED
 DRAINING = MachineFlags(unschedulable=True, draining=True)
-
-
-def machines(*ids: str, mem: int = 8 * G) -> dict[str, Machine]:
-    return {i: Machine(id=i, capacity=Capacity(4000, mem)) for i in ids}
 
 
 def unit(name: str, desired: DesiredState = LAUNCHED, **req: object) -> UnitSpec:
@@ -39,32 +35,6 @@ def entry(machine: str, name: str, moving_from: str = "") -> ScheduleEntry:
 
 def up(name: str, machine: str, health: Health = Health.HEALTHY) -> UnitState:
     return UnitState(machine, name, H, "loaded", "active", "running", health=health)
-
-
-def snap(units: list[UnitSpec], ms: dict[str, Machine], *entries: ScheduleEntry, **kw: object):  # type: ignore[no-untyped-def]
-    base = ClusterSnapshot(units={u.name: u for u in units}, machines=ms, schedule=list(entries))
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
-
-
-def actions(p: Plan) -> list[tuple[Action, str, str]]:
-    return [(t.action, t.unit, t.machine) for t in p.tasks]
-
-
-def apply(s: ClusterSnapshot, p: Plan) -> ClusterSnapshot:
-    schedule = {(e.machine, e.name): e for e in s.schedule}
-    placements = dict(s.placements)
-    for task in p.tasks:
-        if task.action is Action.UNSCHEDULE:
-            del schedule[(task.machine, task.unit)]
-        elif task.action in (Action.SCHEDULE, Action.UPDATE):
-            assert task.entry is not None
-            schedule[(task.machine, task.unit)] = task.entry
-        elif task.action is Action.RECORD:
-            assert task.placement is not None
-            placements[task.unit] = task.placement
-        else:
-            del placements[task.unit]
-    return dataclasses.replace(s, schedule=list(schedule.values()), placements=placements)
 
 
 def test_a_drain_starts_the_new_copy_first_and_stops_the_old_once_it_is_up() -> None:
