@@ -80,6 +80,22 @@ def sandbox(name: str, spec: SandboxSpec, keep: bool = False) -> Iterator[Sandbo
             teardown(name)
 
 
+FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
+"""The fleetctl of this virtualenv."""
+
+
+def fleetctl(sb: Sandbox, *args: str, cwd: str) -> subprocess.Popen[str]:
+    """``fleetctl ARGS`` against the sandbox ``sb``, started from ``cwd`` (not waited for)."""
+    return subprocess.Popen(
+        [FLEETCTL, *args],
+        env={**os.environ, **sb.env()},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def sh(sb: Sandbox, machine: str, script: str, timeout: float = 60.0) -> str:
     proc = sb.exec(machine, "sh", "-c", script, timeout=timeout)
     if proc.returncode != 0:

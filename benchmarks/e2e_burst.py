@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from _common import (
     Timeline,
     active_since,
     cpu_line,
+    fleetctl,
     host_line,
     leader_name,
     load,
@@ -49,7 +49,6 @@ from fleetd.registry.base import EventType
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.sandbox import Sandbox, SandboxSpec
 
-FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 TEMPLATE = "[Unit]\nDescription=burst %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 PREFIX = "/fleet/"
 
@@ -68,17 +67,6 @@ systemctl stop 'raw@*'
 rm /run/systemd/system/raw@.service
 systemctl daemon-reload
 """
-
-
-def fleetctl(sb: Sandbox, *args: str, cwd: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [FLEETCTL, *args],
-        env={**os.environ, **sb.env()},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def quartiles(times: Iterable[float], origin: float) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import host_line, load, sandbox
+from _common import FLEETCTL, host_line, load, sandbox
 
 from fleetd.errors import FleetError
 from fleetd.maintenance.record import Maintenance
@@ -43,7 +43,6 @@ from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.store import Store
 from fleetd.sandbox import Sandbox, SandboxSpec
 
-FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 TEMPLATE = "[Unit]\nDescription={name} %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 
 

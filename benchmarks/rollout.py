@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,14 +31,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CpuMeter, Timeline, cpu_line, host_line, leader_name, load, sandbox, sh
+from _common import (
+    CpuMeter,
+    Timeline,
+    cpu_line,
+    fleetctl,
+    host_line,
+    leader_name,
+    load,
+    sandbox,
+    sh,
+)
 
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.store import Store
 from fleetd.rollouts.record import Rollout
 from fleetd.sandbox import Sandbox, SandboxSpec
 
-FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
 PREFIX = "/fleet/"
 TEMPLATE = "[Unit]\nDescription=roll %i {version}\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 
@@ -65,17 +73,6 @@ systemctl stop 'raw@*'
 rm /run/systemd/system/raw@.service
 systemctl daemon-reload
 """
-
-
-def fleetctl(sb: Sandbox, *args: str, cwd: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [FLEETCTL, *args],
-        env={**os.environ, **sb.env()},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def run(sb: Sandbox, *args: str, cwd: str, timeout: float = 600) -> str:
