@@ -537,8 +537,11 @@ async def schedule_history(c: Cluster, since: int, name: str) -> list[tuple[str,
     machine its entry says it moves from)."""
     _, now = await c.registry.get_prefix("/fleet/version")
     found: list[tuple[str, str, str]] = []
-    async for batch in c.registry.watch_prefix(c.store.keys.schedule, since + 1):
+    # The whole prefix, so the watch reaches revision ``now`` whichever key was written last.
+    async for batch in c.registry.watch_prefix(c.store.keys.prefix, since + 1):
         for event in batch:
+            if not event.key.startswith(c.store.keys.schedule):
+                continue
             machine, unit = c.store.keys.split(event.key, c.store.keys.schedule)
             if unit != name:
                 continue
