@@ -206,12 +206,14 @@ class RebootFlag:
         self.utc_offset = utc_offset
         self.poll = poll
         self.asked = False
+        self.looks = 0  # how many times the flag was looked for (tests wait on it)
 
     async def run(self) -> None:
         if self.path is None:
             return
         backoff = Backoff("reboot request", log)
         while True:
+            self.looks += 1
             if not self.asked and self.path.exists():
                 try:
                     await self.ask()

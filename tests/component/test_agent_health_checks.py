@@ -72,14 +72,18 @@ async def test_a_unit_without_a_check_is_healthy_and_a_stopped_one_unknown_and_u
     async with cluster(tmp_path, machines=1) as c:
         await c.submit("plain.service", unit())
         await c.submit("web.service", unit(f"HealthCheck=http://127.0.0.1:{http.port}/"))
+        # Checked on the same interval: each of its checks shows a round of due checks ran.
+        await c.submit("beat.service", unit(f"HealthCheck=http://127.0.0.1:{http.port}/beat"))
         await c.wait_for(lambda: health_is(c, "plain.service", Health.HEALTHY), "plain healthy")
         await c.wait_for(lambda: health_is(c, "web.service", Health.HEALTHY), "web healthy")
+        await c.wait_for(lambda: health_is(c, "beat.service", Health.HEALTHY), "beat healthy")
         await c.set_desired("web.service", DesiredState.LOADED)
         await c.wait_for(lambda: health_is(c, "web.service", Health.UNKNOWN), "stopped: unknown")
         checked = http.requests.get("/", 0)
         for _ in range(3):
+            beats = http.requests["/beat"]
             c.advance(5.0)
-            await asyncio.sleep(0.02)
+            await c.wait_for(lambda b=beats: http.requests["/beat"] > b, "beat checked again")
         assert http.requests.get("/", 0) == checked
         state = await state_of(c, "web.service")
         assert state is not None and state.active_state == "inactive"
@@ -95,11 +99,14 @@ async def test_health_is_published_on_change_only_and_the_event_stream_carries_i
         agent = c.nodes["m1"].agent
         assert agent is not None
         batches = agent.publisher.batches
-        for i in range(5):  # five more passing checks: nothing to write
+        for i in range(3):  # three more passing checks: nothing to write
             c.advance(5.0)
             await c.wait_for(lambda i=i: http.requests["/"] == i + 2, "a check ran")
-        await asyncio.sleep(0.05)
-        assert agent.publisher.batches == batches
+        # Then one that fails: its change is the first thing written since "healthy".
+        http.status["/"] = "500 Internal Server Error"
+        c.advance(5.0)
+        await c.wait_for(lambda: health_is(c, "web.service", Health.UNHEALTHY), "unhealthy")
+        assert agent.publisher.batches == batches + 1
 
         events: list[WatchEvent] = []
 
