@@ -24,6 +24,7 @@ from pathlib import Path
 from fleetd.registry.base import EventType
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.sandbox import Sandbox, SandboxSpec, teardown
+from fleetd.testing import unitwatch
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -124,7 +125,7 @@ def active_since(sb: Sandbox, machine: str, pattern: str) -> dict[str, float]:
 
 class ActiveSampler:
     """Active units matching ``pattern`` in every machine, sampled every ``interval`` by one
-    long-lived ``unit_watch.py`` per machine (no process started per sample).
+    long-lived ``fleetd.testing.unitwatch`` per machine (no process started per sample).
 
     ``samples`` holds ``(t, {machine: active units})`` in arrival order: one entry per
     machine report, combined with every other machine's latest report, so two machines
@@ -133,8 +134,7 @@ class ActiveSampler:
 
     def __init__(self, sb: Sandbox, pattern: str, interval: float = 0.1) -> None:
         self.names = [m.name for m in sb.machines]
-        script = str(Path(__file__).with_name("unit_watch.py"))
-        argv = [sys.executable, script, pattern, str(interval)]
+        argv = unitwatch.argv(pattern, interval)
         self.samples: list[tuple[float, dict[str, set[str]]]] = []
         self.per_machine: dict[str, list[float]] = {name: [] for name in self.names}
         self._latest: dict[str, set[str]] = {}

@@ -11,7 +11,7 @@ the network.  Meanwhile:
   is the last time the remaining TTL went up (and, as a check, the deletion
   of ``machines/<id>`` minus the TTL);
 * every 100 ms all machines list their active units (one long-lived
-  ``unit_watch.py`` per machine asking systemd over D-Bus; the achieved interval
+  ``fleetd.testing.unitwatch`` per machine asking systemd over D-Bus; the achieved interval
   is printed), which gives the number of ``AtMostOnce`` units ever active on two
   machines at once (target 0).
 

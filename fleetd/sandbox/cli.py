@@ -14,6 +14,7 @@ import typer
 
 from fleetd.errors import FleetError
 from fleetd.sandbox.cluster import Sandbox, teardown
+from fleetd.sandbox.cuts import Cut
 from fleetd.sandbox.spec import DEFAULT_AGENT_TTL, SandboxSpec, parse_capacity, parse_metadata
 from fleetd.sandbox.state import ENV_NAME, Instance, instance
 
@@ -164,6 +165,7 @@ def status(
             [
                 *(["rebooting"] if m.rebooting else []),
                 *(["partitioned"] if m.partitioned else []),
+                *(f"cut:{c}" for c in m.cuts),
                 *(f"failed:{u}" for u in m.failed_units),
             ]
         )
@@ -198,14 +200,32 @@ def _fault(ctx: typer.Context, action: str, machine: str) -> None:
 
 
 @app.command()
-def partition(ctx: typer.Context, machine: str) -> None:
-    """Cut a machine off the network (it keeps running)."""
-    _fault(ctx, "partition", machine)
+def partition(
+    ctx: typer.Context,
+    machine: str,
+    from_etcd: Annotated[
+        bool, typer.Option("--from-etcd", help="only its processes from etcd's client port")
+    ] = False,
+    etcd_member: Annotated[
+        bool, typer.Option("--etcd-member", help="only its etcd member from the member's peers")
+    ] = False,
+) -> None:
+    """Cut a machine off the network (it keeps running), or only part of its traffic."""
+    if from_etcd and etcd_member:
+        typer.echo("fleetd sandbox: --from-etcd and --etcd-member exclude each other", err=True)
+        raise typer.Exit(2)
+    try:
+        if from_etcd or etcd_member:
+            _sandbox(ctx).cut(machine, Cut.ETCD_CLIENTS if from_etcd else Cut.ETCD_PEERS)
+        else:
+            _sandbox(ctx).partition(machine)
+    except FleetError as exc:
+        _fail(exc)
 
 
 @app.command()
 def heal(ctx: typer.Context, machine: str) -> None:
-    """Reconnect a partitioned machine."""
+    """Reconnect a machine: undo its partition and every cut."""
     _fault(ctx, "heal", machine)
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from fleetd.errors import SandboxError
 from fleetd.pki import Pki
 from fleetd.registry.keys import Keys
-from fleetd.sandbox import etcd, host, install, machine, network, security, seed
+from fleetd.sandbox import cuts, etcd, host, install, machine, network, security, seed
 from fleetd.sandbox import state as st
+from fleetd.sandbox.cuts import Cut
 from fleetd.sandbox.install import Install
 from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.spec import API_PORT, TOKENS_FILE, SandboxSpec
@@ -392,13 +393,30 @@ class Sandbox:
         network.set_link(ms.veth, up=False)
         self._save(state.with_machine(dataclasses.replace(ms, partitioned=True)))
 
+    def hosts_member(self, name: str) -> bool:
+        """Whether ``name`` runs an etcd member (m1..m3 with ``--etcd-members 3``)."""
+        return any(f"//{self.machine(name).ip}:" in e for e in self.etcd_endpoints)
+
+    def cut(self, name: str, cut: Cut) -> None:
+        """Cut only etcd's client or peer traffic of ``name`` (``cuts.py``); `heal` undoes it."""
+        state = self._state()
+        ms = state.machine(name)
+        if cut is Cut.ETCD_PEERS and not self.hosts_member(name):
+            raise SandboxError(f"machine {name} runs no etcd member (see --etcd-members)")
+        if cut.value not in ms.cuts:
+            self._save(state.with_machine(dataclasses.replace(ms, cuts=(*ms.cuts, cut.value))))
+        cuts.apply(ms.netns, cut)
+
     def heal(self, name: str) -> None:
+        """Undo every partition and cut of ``name``."""
         state = self._state()
         ms = state.machine(name)
         network.set_link(ms.veth, up=True)
+        for cut in Cut:
+            cuts.remove(ms.netns, cut)
         others = [m.netns for m in state.machines if m.name != name]
         network.forget_neighbours(state.bridge, ms.netns, others, ms.ip)
-        self._save(state.with_machine(dataclasses.replace(ms, partitioned=False)))
+        self._save(state.with_machine(dataclasses.replace(ms, partitioned=False, cuts=())))
 
     def poweroff(self, name: str, timeout: float = 15.0) -> None:
         """systemd power-off of ``name`` (SIGRTMIN+4); its disk and network stay for `boot`."""

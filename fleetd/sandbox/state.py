@@ -78,6 +78,7 @@ class MachineState:
     launcher_pid: int | None = None  # the host-side supervisor (boot.sh outer)
     systemd_pid: int | None = None  # the machine's PID 1 as last seen from the host
     partitioned: bool = False
+    cuts: tuple[str, ...] = ()  # cuts.Cut values applied in its netns
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,9 @@ def load(state_dir: Path) -> SandboxState | None:
     except (OSError, ValueError) as exc:
         raise SandboxError(f"cannot read sandbox state {path}: {exc}") from exc
     try:
-        machines = tuple(MachineState(**m) for m in raw.pop("machines", []))
+        machines = tuple(
+            MachineState(**{**m, "cuts": tuple(m.get("cuts", ()))}) for m in raw.pop("machines", [])
+        )
         raw["etcd_endpoints"] = tuple(raw.get("etcd_endpoints", ()))
         raw["binds"] = tuple((str(source), str(target)) for source, target in raw.get("binds", ()))
         return SandboxState(**raw, machines=machines)

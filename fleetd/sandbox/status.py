@@ -19,6 +19,7 @@ class MachineStatus:
     machine_id: str
     running: bool
     partitioned: bool
+    cuts: tuple[str, ...]  # cuts.Cut values (etcd-clients, etcd-peers)
     systemd: str  # is-system-running, or "off"
     fleetd: str  # is-active fleetd.service, or "off"
     registered: bool  # /fleet/machines/<machine-id> exists in etcd
@@ -66,6 +67,7 @@ def collect(
                 machine_id=ms.machine_id,
                 running=running,
                 partitioned=ms.partitioned,
+                cuts=ms.cuts,
                 systemd=systemd,
                 fleetd=fleetd,
                 registered=Keys().machine(ms.machine_id) in registered,

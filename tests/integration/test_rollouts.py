@@ -3,7 +3,7 @@
 Units serve HTTP (``python3 -m http.server``) on a port of their own and check themselves
 with ``HealthCheck=``.  While a rollout runs, a sampler on the host asks every 100 ms
 both systemd in each machine (one long-lived D-Bus watcher per machine,
-``benchmarks/unit_watch.py``) and each unit's server (HTTP from the host): a unit counts
+``fleetd/testing/unitwatch.py``) and each unit's server (HTTP from the host): a unit counts
 as up when systemd has it active and it answers.  The end state is read with
 ``systemctl`` inside the machines: the unit file each one runs (its Description says
 the version).
@@ -17,7 +17,6 @@ import json
 import random
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,10 +31,10 @@ from cluster_helpers import finish, fleetctl, fleetctl_process, unit_properties,
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.store import Store
 from fleetd.sandbox.cluster import Sandbox
+from fleetd.testing import unitwatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 WaitFor = Callable[[Callable[[], object], float, str], object]
-WATCH = Path(__file__).resolve().parents[2] / "benchmarks" / "unit_watch.py"
 SETTLE = 120.0
 
 
@@ -68,7 +67,7 @@ class Sampler:
         self.active: dict[str, set[str]] = {}
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
-        argv = [sys.executable, str(WATCH), pattern, "0.1"]
+        argv = unitwatch.argv(pattern)
         self._watchers = {
             name: subprocess.Popen(
                 sandbox.command(name, *argv),

@@ -17,7 +17,8 @@ from fleetd.errors import SandboxError
 from fleetd.registry.keys import Keys
 from fleetd.sandbox import etcd, host, network
 from fleetd.sandbox.cluster import Sandbox, teardown
-from fleetd.sandbox.spec import SandboxSpec
+from fleetd.sandbox.cuts import Cut
+from fleetd.sandbox.spec import API_PORT, SandboxSpec
 from fleetd.sandbox.state import Instance, instance
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,23 @@ def test_partition_cuts_and_heal_restores_connectivity(sandbox: Sandbox, wait_fo
     finally:
         sandbox.heal("m2")
     assert not sandbox.machine("m2").partitioned
+    wait_for(lambda: can_connect(sandbox, "m2", etcd_url), 5, "m2 reaches etcd after heal")
+
+
+def test_cut_from_etcd_leaves_the_rest_of_the_network(sandbox: Sandbox, wait_for: WaitFor) -> None:
+    etcd_url = sandbox.etcd_endpoints[0]
+    m1_api = f"http://{sandbox.machine('m1').ip}:{API_PORT}"
+    sandbox.cut("m2", Cut.ETCD_CLIENTS)
+    try:
+        assert sandbox.machine("m2").cuts == (Cut.ETCD_CLIENTS.value,)
+        assert not can_connect(sandbox, "m2", etcd_url)
+        assert can_connect(sandbox, "m2", m1_api)  # only etcd's client port is cut
+        assert can_connect(sandbox, "m3", etcd_url)
+        with pytest.raises(SandboxError, match="no etcd member"):
+            sandbox.cut("m2", Cut.ETCD_PEERS)  # etcd runs on the host here
+    finally:
+        sandbox.heal("m2")
+    assert sandbox.machine("m2").cuts == ()
     wait_for(lambda: can_connect(sandbox, "m2", etcd_url), 5, "m2 reaches etcd after heal")
 
 
