@@ -270,8 +270,9 @@ fi
 
 # The cluster's CA: given, kept from an earlier run, or made here on the first peer.
 if [ -n "$PKI_DIR" ]; then
-    [ -r "$PKI_DIR/ca.crt" ] && [ -r "$PKI_DIR/ca.key" ] ||
+    if ! { [ -r "$PKI_DIR/ca.crt" ] && [ -r "$PKI_DIR/ca.key" ]; }; then
         die "--pki-dir ${PKI_DIR}: no ca.crt and ca.key there (copy them from ${FIRST_PEER}:$PKI)"
+    fi
 elif [ ! -r "$PKI/ca.key" ] && [ "$NODE_NAME" != "$FIRST_PEER" ]; then
     die "no cluster CA: copy $PKI/ca.crt and $PKI/ca.key from ${FIRST_PEER} into a" \
         "directory and pass it with --pki-dir DIR (every machine needs the same CA)"
