@@ -11,7 +11,11 @@ scheduler needs it:
 - placed units outside the pass that its checks must see where they are
   (MachineOf peers of its units);
 - where every placement is by the ``Conflicts=`` globs it matches or
-  declares (kept across passes), for the Conflicts checks.
+  declares (kept across passes), for the Conflicts checks;
+- Global units the pass plans on a few machines only (a machine joined or
+  changed, or room freed there): the rest of their placements stay as they
+  are, unseen by the pass (such units relate to no other by glob or
+  MachineOf, so no check needs them).
 
 It is built in one place, ``scope()``, and must be planned before the
 model changes again (the kept slots and relation are the model's own).
@@ -20,7 +24,7 @@ model changes again (the kept slots and relation are the model's own).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetd.engine.decision import Job
 from fleetd.engine.globs import GlobRelation
@@ -38,12 +42,15 @@ class Baseline:
     machine, the (cpu, mem, units) they count for the pass's own units.  ``peers``:
     placed units that are not planned but that the checks must see, by their
     (requirements, machines).  ``conflicts``: the kept ``Conflicts=`` relation of
-    every placement (the units of the pass and ``peers`` are left out of it)."""
+    every placement (the units of the pass and ``peers`` are left out of it).
+    ``confined``: Global units of the pass planned only on these machines (unit ->
+    machines), placed on others too."""
 
     slots: Slots
     give_back: Mapping[str, Load]
     peers: Mapping[str, tuple[Requirements, tuple[str, ...]]]
     conflicts: GlobRelation
+    confined: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def overlay(self) -> Overlay:
         """The pass's own copy-on-write view of the kept slots, its units' room given back."""

@@ -1,17 +1,20 @@
 """What changed in the engine's model since the engine last looked (mutable).
 
 Every change that matters to planning is written to one ``ChangeLog``, by
-the model method that makes it, as one of four things:
+the model method that makes it, as one of five things:
 
 - a unit whose spec changed or vanished, or that may be placed again (an
   AtMostOnce unit seen stopped): a scoped pass plans it;
 - a machine that left: a scoped pass moves its units;
+- a machine that joined or changed (metadata, capacity, systemd link,
+  cordon, metadata overrides), or where a placed unit's requirements
+  changed: a scoped pass checks its units again and offers it to units
+  waiting for a machine;
 - a machine whose slot may be out of date (its load, capacity, metadata or
   flags changed, or it left): the kept slots bring it up to date;
 - something a scoped pass does not handle, with why (``FullReason``): a
-  machine joined or changed, flags changed, a placed unit's requirements
-  changed, another process wrote to the schedule, a prefix was re-read, a
-  pass failed.  The next pass is then a full one, and says why.
+  drain begins or ends, another process wrote to the schedule, a prefix was
+  re-read, a pass failed.  The next pass is then a full one, and says why.
 
 Two readers take from it at different moments: each pass (``take``: what
 to plan, or why to plan everything) and the upkeep of the kept slots
@@ -29,9 +32,7 @@ class Cause(StrEnum):
     """Why a pass plans everything: a small fixed set (fit for a metric label)."""
 
     LOADED = "loaded"  # the model was read: a new leader's first pass, a mirror re-read
-    MACHINE = "machine"  # a machine joined, or its capacity or metadata changed
-    FLAGS = "flags"  # a machine was cordoned, drained, relabelled or released
-    REQUIREMENTS = "requirements"  # a placed unit's requirements changed
+    FLAGS = "flags"  # a machine began or stopped draining
     FOREIGN_WRITE = "foreign write"  # another process wrote a schedule entry or reason
     FAILED = "failed pass"  # the last pass did not write everything it decided
     NOT_SCOPED = "not scoped"  # a change a scoped pass leaves to a full one
@@ -54,10 +55,12 @@ class FullReason:
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a scoped pass reacts to: units whose spec changed (or vanished, or that may
-    be placed again) and machines that left."""
+    be placed again), machines that left, and machines whose units are checked again
+    (joined or changed, or a placed unit's requirements changed there)."""
 
     units: frozenset[str] = frozenset()
     gone: frozenset[str] = frozenset()
+    machines: frozenset[str] = frozenset()
 
 
 class ChangeLog:
@@ -70,6 +73,7 @@ class ChangeLog:
     def __init__(self) -> None:
         self._units: set[str] = set()
         self._gone: set[str] = set()
+        self._machines: set[str] = set()
         self._slots: set[str] = set()
         self._full: FullReason | None = FullReason(Cause.LOADED, "first pass")
 
@@ -81,6 +85,17 @@ class ChangeLog:
         """``machine`` left: its units move, its slot goes."""
         self._gone.add(machine)
         self._slots.add(machine)
+
+    def machine(self, machine: str) -> None:
+        """``machine`` joined or changed: its units are checked again, its slot updated."""
+        self._machines.add(machine)
+        self._slots.add(machine)
+
+    def units_changed_on(self, machines: Iterable[str]) -> None:
+        """A placed unit's requirements changed on ``machines``: the units there are
+        checked again (room, conflicts), and units waiting may take what it left."""
+        self._machines.update(machines)
+        self._slots.update(machines)
 
     def slot(self, machine: str) -> None:
         """The slot of ``machine`` may be out of date (load, capacity, metadata, flags)."""
@@ -102,9 +117,12 @@ class ChangeLog:
 
     def take(self) -> Change | FullReason:
         """What changed since the last call, or why the pass must be full; resets both."""
-        found = self._full or Change(frozenset(self._units), frozenset(self._gone))
+        found = self._full or Change(
+            frozenset(self._units), frozenset(self._gone), frozenset(self._machines)
+        )
         self._units.clear()
         self._gone.clear()
+        self._machines.clear()
         self._full = None
         return found
 

@@ -136,10 +136,10 @@ class CapacityIndex:
         self,
         groups: MetadataGroups,
         strategy: Strategy,
-        slots: list[Slot],
+        slots: dict[int, Slot],
         floor: tuple[int, int] = (0, 0),
     ) -> None:
-        """``slots`` by number (``slots[i].number == i``); ``groups`` over the same slots.
+        """``slots`` by number (``slots[n].number == n``); ``groups`` over the same slots.
 
         ``floor`` is the smallest (cpu, mem) any job of the pass needs: spread
         leaves machines without that much room out of its list, so full
@@ -261,7 +261,7 @@ class CapacityIndex:
 
 
 def _least_loaded(
-    cls: CapacityClass, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+    cls: CapacityClass, slots: dict[int, Slot], cpu: int, mem: int, avoid: Container[str]
 ) -> Slot | None:
     # Fewest units first; within a level the tightest fit on the scarcer dimension
     # (then id).  A level where no machine has enough of either costs two comparisons.
@@ -285,7 +285,7 @@ def _least_loaded(
 
 
 def _best_fit(
-    cls: CapacityClass, slots: list[Slot], cpu: int, mem: int, avoid: Container[str]
+    cls: CapacityClass, slots: dict[int, Slot], cpu: int, mem: int, avoid: Container[str]
 ) -> Slot | None:
     # Walk the dimension where fewer machines have room: every entry from the
     # bisect point on fits that dimension, the other one is checked per entry.

@@ -47,6 +47,9 @@ class Ledger:
         self._matches: dict[str, set[str]] = {}
         self._names: set[str] = set()
         self.conditions: dict[Conditions, int] = {}  # metadata condition set -> units
+        # Reservations of jobs -> how many jobs have them (for ``floor``).
+        self._cpus: dict[int, int] = {}
+        self._mems: dict[int, int] = {}
 
     @classmethod
     def build(cls, units: Mapping[str, UnitSpec], entries: Iterable[tuple[str, str]]) -> Ledger:
@@ -61,6 +64,14 @@ class Ledger:
 
     def set_unit(self, name: str, old: UnitSpec | None, new: UnitSpec | None) -> None:
         """``name``'s spec changed from ``old`` to ``new`` (None: absent)."""
+        if is_job(old):
+            assert old is not None
+            _count(self._cpus, old.requirements.cpu_millis, -1)
+            _count(self._mems, old.requirements.memory_bytes, -1)
+        if is_job(new):
+            assert new is not None
+            _count(self._cpus, new.requirements.cpu_millis, 1)
+            _count(self._mems, new.requirements.memory_bytes, 1)
         if old is not None:
             req = old.requirements
             left = self.conditions[req.metadata] - 1
@@ -147,6 +158,11 @@ class Ledger:
 
     # --- queries ---
 
+    @property
+    def floor(self) -> tuple[int, int]:
+        """The smallest (cpu, mem) any job reserves, as a full pass computes it (plan.py)."""
+        return (min(self._cpus, default=0), min(self._mems, default=0))
+
     def counted(self, machine: str, unit: str) -> tuple[int, int, tuple[str, ...]] | None:
         """(cpu, mem, Conflicts= globs) of a placement of a job, else None."""
         return self._counted.get((machine, unit))
@@ -173,3 +189,11 @@ def _discard(sets: dict[str, set[str]], key: str, item: str) -> None:
         members.discard(item)
         if not members:
             del sets[key]
+
+
+def _count(counts: dict[int, int], value: int, step: int) -> None:
+    left = counts.get(value, 0) + step
+    if left:
+        counts[value] = left
+    else:
+        del counts[value]

@@ -159,9 +159,13 @@ class ClusterModel:
         changed = self.changes.take_slots()
         load = self.ledger.load
         slots = self._slots
+        # Spread leaves machines without room for the smallest job out of its lists, as
+        # a full pass does: kept slots are built for the same smallest job.
+        floor = self.ledger.floor if strategy is Strategy.SPREAD else (0, 0)
         if (
             slots is not None
             and slots.strategy is strategy
+            and slots.index.floor == floor
             and (len(changed) <= _FEW or len(changed) <= len(self.machines) // 4)
             and len(slots.index.classes) <= _MAX_CLASSES
             and all(
@@ -170,7 +174,7 @@ class ClusterModel:
             )
         ):
             return slots
-        slots = self._slots = Slots(self.machines.values(), self.flags, load, strategy)
+        slots = self._slots = Slots(self.machines.values(), self.flags, load, strategy, floor)
         if len(self.ledger.conditions) <= _MAX_CLASSES:
             for conditions in self.ledger.conditions:  # every condition set units use
                 slots.index.prepare(conditions)
@@ -231,19 +235,17 @@ class ClusterModel:
         if self.ledger is None:
             return  # a full pass is due (the read that dropped the ledger asked for it)
         where = self.ledger.machines_of.get(name, ())
-        # Where it runs, new requirements may push out others (room, conflicts).
         if where and old is not None and spec is not None and old.requirements != spec.requirements:
-            self.changes.full(Cause.REQUIREMENTS, f"{name} changed where it runs")
+            # Where it runs, new requirements may push out others (room, conflicts).
+            self.changes.units_changed_on(where)
         self.ledger.set_unit(name, old, spec)
         if where:
             self.changes.slots(where)
 
     def put_machine(self, machine: Machine) -> None:
         old = self.machines.get(machine.id)
-        if old != machine:  # a new or changed machine: every unit may go there
-            what = "joined" if old is None else "changed"
-            self.changes.full(Cause.MACHINE, f"machine {machine.id} {what}")
-            self.changes.slot(machine.id)
+        if old is None or _placing(old) != _placing(machine):
+            self.changes.machine(machine.id)  # units waiting may go there, others leave
         self.machines[machine.id] = machine
         self.lost.pop(machine.id, None)
 
@@ -253,13 +255,15 @@ class ClusterModel:
             self.changes.left(machine)
 
     def set_flags(self, machine: str, flags: MachineFlags | None) -> None:
-        """Put (or with None, drop) a machine's flags: a full pass follows."""
-        if flags is None:
-            self.flags.pop(machine, None)
-        else:
+        """Put (or with None, drop) a machine's flags (a drain's are planned by a full pass)."""
+        old = self.flags.pop(machine, None)
+        if flags is not None:
             self.flags[machine] = flags
-        self.changes.full(Cause.FLAGS, f"flags of machine {machine} changed")
-        self.changes.slot(machine)
+        if old == flags:
+            return
+        if (old is not None and old.draining) or (flags is not None and flags.draining):
+            self.changes.full(Cause.FLAGS, f"flags of machine {machine} changed")
+        self.changes.machine(machine)
 
     def foreign_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
         """``set_entry`` for an entry written by another process than this engine."""
@@ -315,3 +319,8 @@ class ClusterModel:
     def _drop_kept(self, what: str) -> None:
         self.ledger = self._slots = None  # rebuilt once the read is complete
         self.changes.full(Cause.LOADED, f"{what} read")
+
+
+def _placing(machine: Machine) -> tuple[object, ...]:
+    """What of a machine its slot is made of (the rest does not change any pass)."""
+    return (machine.metadata, machine.capacity, machine.systemd_connected)

@@ -7,7 +7,7 @@ the ``Overlay`` copies a slot the first time the pass changes it, and a
 capacity class the first time one of its sorted lists changes (a list copy,
 not a rebuild), so a pass costs what it places, not what the cluster holds.
 
-Slots are reached through the overlay's list by number, which holds the
+Slots are reached through the overlay's map by number, which holds the
 copies: code holding a slot across a change of that slot must use the one
 ``detach`` returns.
 """
@@ -26,7 +26,7 @@ class SlotView(Mapping[str, Slot]):
 
     __slots__ = ("_base", "_by_number")
 
-    def __init__(self, base: Mapping[str, Slot], by_number: list[Slot]) -> None:
+    def __init__(self, base: Mapping[str, Slot], by_number: dict[int, Slot]) -> None:
         self._base = base
         self._by_number = by_number
 
@@ -43,7 +43,7 @@ class SlotView(Mapping[str, Slot]):
 class OverlayIndex(CapacityIndex):
     """A CapacityIndex over a kept one: sorted lists and slots are copied on first change."""
 
-    def __init__(self, base: CapacityIndex, by_number: list[Slot]) -> None:
+    def __init__(self, base: CapacityIndex, by_number: dict[int, Slot]) -> None:
         super().__init__(base.groups, base.strategy, by_number, base.floor)
         self._base = base
         self._kept_admitted = base._admitted  # read only
@@ -99,7 +99,7 @@ class Overlay:
     def __init__(self, base: Slots, give_back: Mapping[str, Load]) -> None:
         self._base = base
         self.strategy = base.strategy
-        self.by_number = list(base.by_number)
+        self.by_number = dict(base.by_number)
         self.by_id: Mapping[str, Slot] = SlotView(base.by_id, self.by_number)
         self.groups = base.groups
         self.index: CapacityIndex = OverlayIndex(base.index, self.by_number)

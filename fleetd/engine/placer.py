@@ -31,7 +31,7 @@ from fleetd.requirements import Requirements
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
 
 
-def floor(jobs: Sequence[Job]) -> tuple[int, int]:
+def smallest(jobs: Sequence[Job]) -> tuple[int, int]:
     """The smallest (cpu, mem) any of ``jobs`` needs (see CapacityIndex)."""
     return (
         min((j.requirements.cpu_millis for j in jobs), default=0),
@@ -51,6 +51,7 @@ class Placer:
         moves: Mapping[str, str] | None = None,
         budget: Budget | None = None,
         away: Mapping[str, frozenset[str]] | None = None,
+        confined: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """Places ``jobs`` on ``slots``, which it changes (an Overlay copies what it
         changes), recording where in ``occupancy`` (which may hold units that are not
@@ -63,7 +64,9 @@ class Placer:
         machine again.  ``moves``: unit -> the machine it is asked to move to (it moves
         only there, and only if it may run there); ``budget``: the disruption budgets
         that stop-first moves take from; ``away``: unit -> machines it leaves
-        start-first for any other (a rolling update's new version, started first)."""
+        start-first for any other (a rolling update's new version, started first);
+        ``confined``: Global units placed on other machines, which a scoped pass plans
+        only on these machines (unit -> machines; it stays where else it runs)."""
         self.slots = slots
         self.by_id = slots.by_id
         self.jobs = {j.name: j.requirements for j in jobs}
@@ -90,6 +93,7 @@ class Placer:
         self.moves: Mapping[str, str] = moves or {}
         self.budget = budget
         self.away: Mapping[str, frozenset[str]] = away or {}
+        self.confined: Mapping[str, frozenset[str]] = confined or {}
         self.handovers: dict[str, str] = {}  # unit -> machine it leaves start-first
         self.waiting: dict[str, str] = {}  # unit -> why it does not leave yet
         self.refused: dict[str, str] = {}  # unit -> why its move request cannot be met
@@ -186,7 +190,9 @@ class Placer:
     def place_globals(self) -> None:
         for name in self.globals:
             req = self.jobs[name]
-            for slot in self.index.members(req.metadata):
+            only = self.confined.get(name)
+            where = self.index.members(req.metadata) if only is None else self._admit(req, only)
+            for slot in where:
                 if slot.id in self.occupancy.machines_of(name):
                     continue
                 reason = self.checker.first(
@@ -194,8 +200,17 @@ class Placer:
                 )
                 if reason is None:
                     self._place(name, req, slot, "global unit")
-            if not self.occupancy.machines_of(name):
+            if not self.occupancy.machines_of(name) and only is None:
                 self.unplaceable[name] = ""
+
+    def _admit(self, req: Requirements, machines: frozenset[str]) -> list[Slot]:
+        """The slots of ``machines`` that the capacity class of ``req`` admits, by id."""
+        found = (self.by_id.get(m) for m in sorted(machines))
+        return [
+            s
+            for s in found
+            if s is not None and s.schedulable and self.groups.reason(req.metadata, s) is None
+        ]
 
     # --- phase 3: everything else, MachineOf peers first ---
 
@@ -253,7 +268,9 @@ class Placer:
     def _globals_on(self, slot: Slot) -> None:
         for name in self.globals:
             req = self.jobs[name]
-            if slot.id in self.occupancy.machines_of(name):
+            if slot.id in self.occupancy.machines_of(name) or slot.id not in self.confined.get(
+                name, (slot.id,)
+            ):
                 continue
             reason = self.checker.first(
                 NEW_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes

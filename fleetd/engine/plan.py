@@ -31,7 +31,7 @@ cluster as the engine keeps it), and decides for them what a full pass would.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -216,6 +216,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     decision = schedule(
         snap.machines.values(),
         jobs,
+        floor=_floor(snap.units.values()) if baseline is None else None,
         current=seen,
         flags=snap.flags,
         strategy=snap.strategy,
@@ -250,6 +251,19 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         tuple(sorted(stopping.items())),
         tuple(sorted(marks)),
     )
+
+
+def _floor(units: Iterable[UnitSpec]) -> tuple[int, int]:
+    """The smallest (cpu, mem) any unit to be placed reserves, held ones too (spread leaves
+    machines without that much room out of its lists; the kept slots use the same)."""
+    cpu = mem = None
+    for spec in units:
+        if spec.desired is DesiredState.INACTIVE or spec.error or "@." in spec.name:
+            continue
+        req = spec.requirements
+        cpu = req.cpu_millis if cpu is None else min(cpu, req.cpu_millis)
+        mem = req.memory_bytes if mem is None else min(mem, req.memory_bytes)
+    return (cpu or 0, mem or 0)
 
 
 def _away(snap: ClusterSnapshot, jobs: Sequence[Job]) -> dict[str, frozenset[str]]:

@@ -29,7 +29,7 @@ from fleetd.engine.decision import Decision, Job
 from fleetd.engine.index import Strategy
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.overlay import Overlay
-from fleetd.engine.placer import Placer, floor
+from fleetd.engine.placer import Placer, smallest
 from fleetd.engine.slots import Slots
 from fleetd.model import Machine, MachineFlags
 
@@ -38,6 +38,7 @@ def schedule(
     machines: Iterable[Machine],
     jobs: Iterable[Job],
     *,
+    floor: tuple[int, int] | None = None,
     current: Mapping[str, Iterable[str]] | None = None,
     flags: Mapping[str, MachineFlags] | None = None,
     strategy: Strategy = Strategy.BINPACK,
@@ -58,15 +59,18 @@ def schedule(
     cluster, see engine/baseline.py) replaces ``machines``, ``flags`` and
     ``strategy``; it is left unchanged.
 
+    ``floor``: the smallest (cpu, mem) of the jobs (default) or less (see CapacityIndex).
+
     ``lingering``, ``moves``, ``budget``, ``away``: see Placer.  ``lingering`` (unit -> machine)
     names the old copies of start-first moves in flight (full passes only): the pass
     does not place them there, but new placements do not get their room and
     ``Conflicts=`` see them.
     """
     jobs = list(jobs)
+    least = floor if floor is not None else smallest(jobs)
     slots: Slots | Overlay
     if baseline is None:
-        slots = Slots(machines, flags or {}, {}, strategy, floor(jobs))
+        slots = Slots(machines, flags or {}, {}, strategy, least)
         occupancy = Occupancy(job.requirements for job in jobs)
     else:
         slots = baseline.overlay()
@@ -80,6 +84,7 @@ def schedule(
         moves=moves,
         budget=budget,
         away=away,
+        confined=baseline.confined if baseline is not None else None,
     )
     run.keep(current or {})
     run.linger()

@@ -95,15 +95,32 @@ def scope(
                 unschedule.append(Task(Action.UNSCHEDULE, unit, why, machine))
             else:
                 moving.append(unit)
-    freed = [m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines]
+    # Machines that joined or changed: their units are checked again where they run.
+    changed = sorted(m for m in change.machines if m in machines)
+    confined: dict[str, set[str]] = {}
+    for machine in changed:
+        for unit in ledger.units_on.get(machine, ()):
+            if unit in ledger.globals:
+                confined.setdefault(unit, set()).add(machine)
+            else:
+                moving.append(unit)
+    freed = {m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines}
+    freed.update(changed)
     if freed:
         # Room may free up there: units waiting for room that may run there, and Global
         # units missing on such a machine, get another chance (as in a full pass).
-        where = [slots.by_id[m] for m in set(freed) if m in slots.by_id]
+        where = [slots.by_id[m] for m in sorted(freed) if m in slots.by_id]
         moving.extend(w for w in placements if _may_use(units.get(w), where, ledger, slots))
         for unit in ledger.globals:
-            if any(unit not in ledger.units_on.get(m, ()) for m in freed):
-                moving.append(unit)
+            missing = [m for m in freed if unit not in ledger.units_on.get(m, ())]
+            if missing:
+                confined.setdefault(unit, set()).update(missing)
+    for unit, on in list(confined.items()):
+        # A Global unit placed elsewhere too is planned on these machines only, if no
+        # check of another unit needs to see it (else it is planned everywhere).
+        if not _confinable(unit, on, units, machines, change, ledger):
+            del confined[unit]
+            moving.append(unit)
 
     included: set[str] = set()
     moves: set[str] = set()
@@ -147,10 +164,14 @@ def scope(
             at = tuple(m for m in ledger.machines_of.get(unit, ()) if m in machines)
             staying[unit] = (spec.requirements, at)
     planned = [u for u in included if u not in staying]
+    only = {u: frozenset(m) for u, m in confined.items() if u not in included}
+    planned.extend(only)
     entries: list[ScheduleEntry] = []
     give_back: dict[str, Load] = {}
     for unit in planned:
         for machine in ledger.machines_of.get(unit, ()):
+            if unit in only and machine not in only[unit]:
+                continue
             entries.append(schedule[(machine, unit)])
             room = ledger.counted(machine, unit)
             if room is not None:
@@ -169,8 +190,33 @@ def scope(
         strategy=slots.strategy,
         drain_batch=None,
     )
-    baseline = Baseline(slots, give_back, staying, ledger.conflicts)
+    baseline = Baseline(slots, give_back, staying, ledger.conflicts, only)
     return Scope(snap, baseline, tuple(unschedule), frozenset(planned))
+
+
+def _confinable(
+    unit: str,
+    only: set[str],
+    units: Mapping[str, UnitSpec],
+    machines: Mapping[str, Machine],
+    change: Change,
+    ledger: Ledger,
+) -> bool:
+    """Whether a scoped pass may plan the Global ``unit`` on the machines ``only``: it
+    runs on another live machine too, and it relates to no unit by glob or MachineOf
+    (their checks would need to see all of it)."""
+    spec = units.get(unit)
+    if spec is None or unit in change.units or not is_job(spec):
+        return False
+    req = spec.requirements
+    return (
+        not (req.machine_of or req.conflicts or ledger.followers.get(unit))
+        and req.max_unavailable is None
+        and unit not in ledger.replacing
+        and not ledger.replaced(unit)
+        and not ledger.related(unit, spec)
+        and any(m in machines and m not in only for m in ledger.machines_of.get(unit, ()))
+    )
 
 
 def _may_use(spec: UnitSpec | None, where: list[Slot], ledger: Ledger, slots: Slots) -> bool:

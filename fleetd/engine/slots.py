@@ -9,9 +9,9 @@ it plans on an ``Overlay`` (engine/overlay.py), which copies what it
 changes and leaves the kept slots as they were.
 
 Slots are numbered in machine-id order (the capacity lists break ties by
-that number).  A machine that leaves keeps its number, unused; one that
-joins needs new numbers, so the model builds new slots then (a join
-triggers a full pass anyway).
+that number), with gaps: a machine that joins takes a number between its
+neighbours' (in id order), so the kept slots grow in place; only when two
+neighbours have no number left between them are they built anew.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from fleetd.model import Machine, MachineFlags
 
 Load = tuple[int, int, int]
 """CPU millis, memory bytes and unit count that units take on one machine."""
+
+_GAP = 1 << 12
+"""Slot numbers are this far apart when slots are built (room for joins between them)."""
+_NUMBERS = 1 << 32
+"""Slot numbers are below this (the capacity index packs them into 32 bits)."""
 
 
 @lru_cache(maxsize=1 << 14)
@@ -75,9 +80,10 @@ class Slots:
         self.strategy = strategy
         self.by_id = {m.id: make_slot(m, flags.get(m.id), load.get(m.id)) for m in machines}
         self.ordered = sorted(self.by_id.values(), key=_by_id)
+        gap = max(1, min(_GAP, (_NUMBERS - 1) // (len(self.ordered) + 1)))
         for i, slot in enumerate(self.ordered):
-            slot.number = i
-        self.by_number = list(self.ordered)  # with the machines that left since
+            slot.number = (i + 1) * gap
+        self.by_number = {slot.number: slot for slot in self.ordered}
         self.by_prefix: dict[str, list[Slot]] = {}
         for slot in self.ordered:
             self.by_prefix.setdefault(slot.id[:8], []).append(slot)
@@ -98,16 +104,16 @@ class Slots:
         load: Sequence[int] | None,
     ) -> bool:
         """Bring one machine's slot up to date (``machine`` None: it left; ``load`` as in
-        ``__init__``).  False if it cannot be done in place (a machine that joins needs
-        new slots)."""
+        ``__init__``).  False if it cannot be done in place (a machine that joins where
+        no number is left between its neighbours: build new slots)."""
         slot = self.by_id.get(machine_id)
         if machine is None:
             if slot is not None:
                 self._drop(slot)
             return True
-        if slot is None:
-            return False
         new = make_slot(machine, flags, load)
+        if slot is None:
+            return self._join(new)
         same_class = new.signature == slot.signature and new.schedulable == slot.schedulable
         if same_class and _values(new) == _values(slot):
             return True
@@ -125,12 +131,29 @@ class Slots:
         self.index.attach(slot)
         return True
 
+    def _join(self, slot: Slot) -> bool:
+        at = bisect.bisect_left(self.ordered, slot.id, key=_by_id)
+        low = self.ordered[at - 1].number if at > 0 else 0
+        high = self.ordered[at].number if at < len(self.ordered) else _NUMBERS
+        slot.number = (low + high) // 2
+        if slot.number == low:
+            return False
+        self.by_id[slot.id] = slot
+        self.ordered.insert(at, slot)
+        self.by_number[slot.number] = slot
+        bisect.insort(self.by_prefix.setdefault(slot.id[:8], []), slot, key=_by_id)
+        self.groups.add(slot)
+        self.index.readmit(slot)
+        self.index.attach(slot)
+        return True
+
     def _drop(self, slot: Slot) -> None:
         self.index.detach(slot)
         slot.unschedulable = True  # admitted by no class from now on
         self.index.readmit(slot)
         self.groups.remove(slot)
         del self.by_id[slot.id]
+        del self.by_number[slot.number]
         del self.ordered[bisect.bisect_left(self.ordered, slot.id, key=_by_id)]
         pinned = self.by_prefix[slot.id[:8]]
         pinned.remove(slot)

@@ -117,14 +117,16 @@ async def test_the_engines_own_writes_coming_back_cost_no_extra_pass() -> None:
         old = (await h.where())["a.service"][0]
         new = two if old == one else one
         changes, full = engine.cadence.changes, engine.metrics.full_reconciles_total
-        # A constraint change of a placed unit: one full pass moves it (a delete, then a put).
+        passes = engine.metrics.reconciles_total
+        # A constraint change of a placed unit: one scoped pass moves it (a delete, a put).
         await h.submit("a.service", unit_text(MachineID=new))
 
         async def moved() -> bool:
             return await h.where() == {"a.service": [new]} and await caught_up()
 
         await h.wait_for(moved, f"a moved to {new}")
-        assert engine.metrics.full_reconciles_total - full == 1
+        assert engine.metrics.full_reconciles_total == full
+        assert engine.metrics.reconciles_total - passes == 1
         assert engine.cadence.changes - changes == 2  # the unit, the pass's writes; not echoes
 
 
@@ -151,10 +153,9 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
         # Changes a scoped pass does not handle force a full pass, which names them.
         entry = ScheduleEntry("m2", "b.service", "h", DesiredState.LAUNCHED)  # not the engine's
         for change, reason in (
-            (h.machine("m2"), FullReason(Cause.MACHINE, "machine m2 joined")),
             (
-                h.flag("m2", MachineFlags(unschedulable=True)),
-                FullReason(Cause.FLAGS, "flags of machine m2 changed"),
+                h.flag("m1", MachineFlags(draining=True)),
+                FullReason(Cause.FLAGS, "flags of machine m1 changed"),
             ),
             (
                 h.registry.batch([h.store.schedule_op(entry)]),
@@ -167,7 +168,10 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
             assert engine.last_full_reason == reason
             assert f"(full, {reason}): " in caplog.text
 
-        # A unit submitted needs no full pass: it is planned alone.
+        # A unit submitted needs no full pass: it is planned alone; nor does a machine
+        # that joins, or one cordoned.
+        await h.flag("m1", MachineFlags())
+        await full_pass(engine.metrics.full_reconciles_total)  # the drain is over
         full, passes = engine.metrics.full_reconciles_total, engine.metrics.reconciles_total
         await h.submit("c.service")
 
@@ -177,3 +181,12 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
         await h.wait_for(c_placed, "c placed")
         assert engine.metrics.full_reconciles_total == full
         assert "(scoped, units: 1): 1 tasks" in caplog.text
+        for change in (h.machine("m3"), h.flag("m3", MachineFlags(unschedulable=True))):
+            passes = engine.metrics.reconciles_total
+            await change
+
+            async def passed(after: int = passes) -> bool:
+                return engine.metrics.reconciles_total > after
+
+            await h.wait_for(passed, "a pass")
+            assert engine.metrics.full_reconciles_total == full

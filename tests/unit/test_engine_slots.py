@@ -37,7 +37,10 @@ WRITES = (Action.SCHEDULE, Action.UNSCHEDULE, Action.UPDATE)
 def fresh(model: ClusterModel, kept: Slots) -> Slots:
     """Slots built from scratch with the same capacity classes as ``kept``."""
     assert model.ledger is not None
-    built = Slots(model.machines.values(), model.flags, model.ledger.load, kept.strategy)
+    built = Slots(
+        model.machines.values(), model.flags, model.ledger.load, kept.strategy, kept.index.floor
+    )
+    assert kept.index.floor == (model.ledger.floor if kept.strategy is Strategy.SPREAD else (0, 0))
     for conditions in kept.index.classes:
         built.index.prepare(conditions)
     return built
@@ -194,7 +197,7 @@ def test_the_kept_slots_stay_equal_to_fresh_ones(strategy: Strategy, seed: int) 
     assert scoped > 0 and agreed > 0
 
 
-def test_a_machine_that_joins_gets_new_slots_one_that_leaves_keeps_them() -> None:
+def test_machines_join_and_leave_the_kept_slots_in_place() -> None:
     model = ClusterModel()
     for i in range(3):
         model.put_machine(Machine(id=f"m{i}", capacity=Capacity(1000, 4 * G)))
@@ -204,9 +207,26 @@ def test_a_machine_that_joins_gets_new_slots_one_that_leaves_keeps_them() -> Non
     assert model.kept_slots(Strategy.BINPACK) is kept
     assert sorted(kept.by_id) == ["m0", "m2"]
     model.put_machine(Machine(id="m3", capacity=Capacity(1000, 4 * G)))
+    model.put_machine(Machine(id="m1", capacity=Capacity(1000, 4 * G)))  # back again
     joined = model.kept_slots(Strategy.BINPACK)
-    assert joined is not kept and sorted(joined.by_id) == ["m0", "m2", "m3"]
+    assert joined is kept and sorted(joined.by_id) == ["m0", "m1", "m2", "m3"]
+    assert describe(joined) == describe(fresh(model, joined))
     assert model.kept_slots(Strategy.SPREAD) is not joined  # another strategy: built anew
+
+
+def test_machines_that_join_between_two_neighbours_renumber_only_when_no_number_is_left() -> None:
+    model = ClusterModel()
+    for mid in ("a", "b"):
+        model.put_machine(Machine(id=mid, capacity=Capacity(1000, 4 * G)))
+    model.rebuild_ledger()
+    kept = model.kept_slots(Strategy.SPREAD)
+    joins = 0
+    while model.kept_slots(Strategy.SPREAD) is kept:
+        model.put_machine(Machine(id="a" + "0" * (joins + 1), capacity=Capacity(1000, 4 * G)))
+        joins += 1
+    assert joins > 8  # the gap between two numbers halves at each join between them
+    rebuilt = model.kept_slots(Strategy.SPREAD)
+    assert describe(rebuilt) == describe(fresh(model, rebuilt))
 
 
 def test_units_of_the_pass_are_left_out_of_the_kept_conflicts() -> None:

@@ -1,0 +1,195 @@
+"""Every kind of change gets a scoped pass that writes what a full plan writes.
+
+From a steady random cluster (a full pass has nothing left to write), one
+change of each kind -- or a chain of several, of any kinds -- is made to the
+model; the next pass must be scoped, must write exactly what a full plan of
+the same model writes, and must leave a model a full plan finds nothing to
+change in (tests/unit/test_engine_scope.py's checks).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from fleetd.engine.changes import Change
+from fleetd.engine.index import Strategy
+from fleetd.engine.model import ClusterModel
+from fleetd.engine.scope import Scope, plan_scope
+from fleetd.model import Capacity, DesiredState, MachineFlags
+from fleetd.requirements import parse_metadata_condition as cond
+from tests.unit.test_engine_scope import _check, _machine, _unit, random_cluster
+from tests.unit.test_engine_slots import _apply, _full, _writes
+
+G = 1 << 30
+
+OnUnit = Callable[[random.Random, ClusterModel, str], None]
+"""Changes a placed unit (by name) or a machine (by id)."""
+
+
+def submit(rnd: random.Random, model: ClusterModel, serial: int) -> None:
+    spec = _unit(rnd, serial, sorted(model.units), sorted(model.machines))
+    model.set_unit(spec.name, spec)
+
+
+def join(rnd: random.Random, model: ClusterModel, serial: int) -> None:
+    model.put_machine(replace(_machine(rnd, serial), id=f"m{rnd.randint(0, 999):03}j{serial}"))
+
+
+def stop(rnd: random.Random, model: ClusterModel, name: str) -> None:
+    model.set_unit(name, replace(model.units[name], desired=DesiredState.INACTIVE))
+
+
+def destroy(rnd: random.Random, model: ClusterModel, name: str) -> None:
+    model.set_unit(name, None)
+
+
+def new_version(rnd: random.Random, model: ClusterModel, name: str) -> None:
+    spec = model.units[name]
+    model.set_unit(name, replace(spec, hash=spec.hash + "'", pinned=()))
+
+
+def reservation(rnd: random.Random, model: ClusterModel, name: str) -> None:
+    spec = model.units[name]
+    more = replace(
+        spec.requirements,
+        memory_bytes=rnd.choice((0, 1, 3)) * G,
+        cpu_millis=rnd.choice((0, 500, 1500)),
+    )
+    model.set_unit(name, replace(spec, hash=spec.hash + "'", requirements=more, pinned=()))
+
+
+def constraint(rnd: random.Random, model: ClusterModel, name: str) -> None:
+    """A placed unit's metadata condition, MachineID or Conflicts= change (it may move)."""
+    spec = model.units[name]
+    req = spec.requirements
+    how = rnd.random()
+    if how < 0.5:
+        meta = (cond(rnd.choice(("rack=a", "rack=b", "cores>=4", "cores<4"))),)
+        req = replace(req, metadata=meta)
+    elif how < 0.75 and not req.global_:
+        req = replace(req, machine_id=rnd.choice(sorted(model.machines)), machine_of=())
+    else:
+        req = replace(req, conflicts=(rnd.choice(("web@*", "u*", "db1.service")),))
+    model.set_unit(name, replace(spec, hash=spec.hash + "'", requirements=req, pinned=()))
+
+
+def lose(rnd: random.Random, model: ClusterModel, machine: str) -> None:
+    model.drop_machine(machine, 0.0)
+
+
+def relabel(rnd: random.Random, model: ClusterModel, machine: str) -> None:
+    """A machine's metadata or capacity changes (its agent registers it again)."""
+    old = model.machines[machine]
+    new = replace(_machine(rnd, 0), id=machine)
+    if rnd.random() < 0.5:
+        new = replace(new, metadata=old.metadata)
+    else:
+        new = replace(new, capacity=Capacity(old.capacity.cpu_millis, old.capacity.memory_bytes))
+    model.put_machine(new)
+
+
+def cordon(rnd: random.Random, model: ClusterModel, machine: str) -> None:
+    flags = rnd.choice(
+        (
+            MachineFlags(unschedulable=True),
+            MachineFlags(metadata_overrides=(("rack", "b"),)),
+            MachineFlags(metadata_overrides=(("cores", "2"),), unschedulable=True),
+            None,
+        )
+    )
+    model.set_flags(machine, flags)
+
+
+def systemd(rnd: random.Random, model: ClusterModel, machine: str) -> None:
+    old = model.machines[machine]
+    model.put_machine(replace(old, systemd_connected=not old.systemd_connected))
+
+
+ON_UNITS: dict[str, OnUnit] = {
+    "stop": stop,
+    "destroy": destroy,
+    "new version": new_version,
+    "reservation": reservation,
+    "constraint": constraint,
+}
+ON_MACHINES: dict[str, OnUnit] = {
+    "machine lost": lose,
+    "machine changed": relabel,
+    "cordon and overrides": cordon,
+    "systemd link": systemd,
+}
+KINDS = sorted(["submit", "machine joined", *ON_UNITS, *ON_MACHINES])
+
+
+def make(kind: str, rnd: random.Random, model: ClusterModel, serial: int) -> bool:
+    """Make one change of ``kind``; False if the model has nothing it applies to."""
+    assert model.ledger is not None
+    if kind == "submit":
+        submit(rnd, model, serial)
+    elif kind == "machine joined":
+        join(rnd, model, serial)
+    elif kind in ON_UNITS:
+        placed = sorted(n for n in model.ledger.machines_of if n in model.units)
+        if not placed:
+            return False
+        ON_UNITS[kind](rnd, model, rnd.choice(placed))
+    elif not model.machines:
+        return False
+    else:
+        ON_MACHINES[kind](rnd, model, rnd.choice(sorted(model.machines)))
+    return True
+
+
+def _steady(rnd: random.Random, strategy: Strategy) -> ClusterModel | None:
+    """A random cluster a full pass has nothing left to write to (None: none found)."""
+    model = random_cluster(rnd)
+    model.rebuild_ledger()
+    for _ in range(4):
+        result = _full(model, strategy)
+        _apply(model, result)
+        if not _writes(result):
+            model.change()
+            return model
+    return None
+
+
+def _excluded(model: ClusterModel) -> bool:
+    """Replaces= and AtMostOnce units being stopped still take a full pass."""
+    assert model.ledger is not None
+    return bool(model.ledger.replacing or model.stopping)
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("kind", [*KINDS, "chain"])
+def test_every_kind_of_change_is_scoped_and_writes_what_a_full_plan_writes(
+    kind: str, strategy: Strategy
+) -> None:
+    agreed = 0
+    for seed in range(40):
+        rnd = random.Random(f"{kind}/{seed}")
+        model = _steady(rnd, strategy)
+        if model is None or _excluded(model):
+            continue
+        made = []
+        for step in range(rnd.randint(2, 5) if kind == "chain" else 1):
+            name = rnd.choice(KINDS) if kind == "chain" else kind
+            if make(name, rnd, model, 2000 + step):
+                made.append(name)
+        if not made or _excluded(model):
+            continue
+        change = model.change()
+        assert isinstance(change, Change), (made, change)
+        found = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
+        assert isinstance(found, Scope), (made, found)
+        expected = _full(model, strategy)
+        result = plan_scope(found)
+        assert _writes(result) == _writes(expected), made
+        _apply(model, result)
+        model.stopping.clear()
+        _check(model, strategy)
+        agreed += 1
+    assert agreed >= 10
