@@ -48,6 +48,9 @@ class CliError(FleetError):
 
 
 _RETRIES = 4
+BUSY_PAUSES = (0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+"""Pauses between the tries of a GET or PUT that fleetd answered 503 (its etcd has no
+leader or is out of reach: an etcd member lost, a leader election): about 10 s in all."""
 BATCH_UNITS = 500
 BATCH_BYTES = 768 * 1024  # under the API's 1 MiB body limit, with room for framing
 
@@ -220,15 +223,25 @@ class ApiBackend:
         # GET and PUT are idempotent in this API (a PUT sets a unit to a given file and
         # state), so a connection reset or refused mid-way is retried a few times: a
         # fleetd restarting or a pooled connection closed by the server is no failure.
-        attempts = _RETRIES if method in ("GET", "PUT") else 1
-        for attempt in range(1, attempts + 1):
+        # A 503 (fleetd up, its etcd unavailable: electing a leader after a member was
+        # lost) is tried again for about 10 s (BUSY_PAUSES).
+        idempotent = method in ("GET", "PUT")
+        attempts = _RETRIES if idempotent else 1
+        busy = iter(BUSY_PAUSES if idempotent else ())
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                return await self._send(method, path, **kwargs)
+                response = await self._send(method, path, **kwargs)
             except Unavailable:
-                if attempt == attempts:
+                if attempt >= attempts:
                     raise
                 await asyncio.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")
+                continue
+            pause = next(busy, None) if response.status_code == 503 else None
+            if pause is None:
+                return response
+            await asyncio.sleep(pause)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

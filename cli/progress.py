@@ -3,8 +3,11 @@
 Each attempt reads the units once; between attempts the wait grows from
 0.1 s to 0.5 s (fleet slept 500 ms).  ``attempts == 0`` waits for ever, as
 in fleet.  Every unit ends with one line: where it started, that it failed,
-or why it could not be placed.  While waiting, a live summary is drawn on
-stderr when it is a terminal.
+or why it could not be placed.  A reason that may go away by itself (a machine
+the unit needs is not registered: ``fleetd.model.awaits_machines``; its fleetd
+may be restarting, or re-registering after an etcd blink) is no answer: it is
+waited out, and reported only if it is still there after the last attempt.  While
+waiting, a live summary is drawn on stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.status import Status
 from fleetd.api import wire
 from fleetd.api.service import views
 from fleetd.errors import InvalidInput, Unavailable
-from fleetd.model import DesiredState
+from fleetd.model import DesiredState, awaits_machines
 from fleetd.unitfile import UnitFile
 
 from .backend import Backend
@@ -120,6 +123,8 @@ class Waiter:
         if unit is None:
             return Outcome(name, False, f"Unit {name} does not exist")
         if unit.reason and not unit.machineID and unit.currentState == "inactive":
+            if awaits_machines(unit.reason):
+                return None  # the machine may register yet: see the module's docstring
             return Outcome(
                 name,
                 False,
@@ -187,19 +192,34 @@ class Waiter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
         for name in pending:
-            unit = last.get(name)
-            state = unit.currentState if unit else "unknown"
-            outcome = Outcome(
-                name,
-                False,
-                f"Unit {name} still {state} after {attempt} attempt(s) "
-                f"(waiting for {self.target.value})",
-                state,
-                unit.machineID if unit else None,
-            )
+            outcome = await self._timed_out(name, last.get(name), attempt)
             outcomes[name] = outcome
             on_done(outcome)
         return [outcomes[n] for n in dict.fromkeys(names)]
+
+    async def _timed_out(self, name: str, unit: wire.Unit | None, attempts: int) -> Outcome:
+        """The outcome of a unit still on its way after the last attempt."""
+        state = unit.currentState if unit else "unknown"
+        if unit is not None and unit.reason and not unit.machineID and state == "inactive":
+            try:
+                why = readable_reason(unit.reason, await self._machine_map())
+            except Unavailable:
+                why = unit.reason
+            return Outcome(
+                name,
+                False,
+                f"Unit {name} could not be placed after {attempts} attempt(s): {why}",
+                state,
+                reason=unit.reason,
+            )
+        return Outcome(
+            name,
+            False,
+            f"Unit {name} still {state} after {attempts} attempt(s) "
+            f"(waiting for {self.target.value})",
+            state,
+            unit.machineID if unit else None,
+        )
 
     async def _attempt(
         self,

@@ -156,6 +156,20 @@ class MachineFlags:
     metadata_overrides: tuple[tuple[str, str], ...] = ()
 
 
+UNREGISTERED = "is not registered"
+"""How a placement reason says a machine it needs is not registered (``pinned to machine
+X, which is not registered``, ``machine X is not registered``)."""
+NO_MACHINES = "no machines registered"
+
+
+def awaits_machines(reason: str) -> bool:
+    """True for a placement reason that may go away by itself as machines (re-)register:
+    a machine the unit needs is not registered, or none is.  A machine re-registers after
+    a restart of its fleetd or a blink of its etcd connection, so such a reason is not an
+    answer to wait for (fleetctl's blocking commands keep waiting)."""
+    return UNREGISTERED in reason or NO_MACHINES in reason
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Why the engine could not place a unit (``placement/<name>``).

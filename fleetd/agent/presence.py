@@ -100,6 +100,12 @@ class Presence:
     def timing(self) -> KeepAliveTiming:
         return KeepAliveTiming.for_ttl(self.ttl)
 
+    def may_be_alive(self) -> bool:
+        """True while etcd cannot have expired the lease: less than ``ttl`` seconds since
+        the last successful refresh was sent (etcd counts from when it received it).  An
+        answer "no such lease" before then comes from a member that does not know it."""
+        return self.lease != 0 and self.clock() < self.last_renewed + self.ttl
+
     def valid_for(self, margin: float) -> bool:
         """True while the lease was renewed less than ``ttl - margin`` seconds ago."""
         return self.lease != 0 and self.clock() - self.last_renewed < self.ttl - margin
@@ -124,8 +130,17 @@ class Presence:
             lease = await self.registry.grant_lease(max(1, math.ceil(self.ttl)))
         try:
             await self.store.register_machine(self.machine, lease)
-        except Conflict:
+        except Conflict as exc:
             await self.registry.revoke_lease(lease)
+            held = await self.registry.get(self.store.keys.machine(self.machine.id))
+            saved = self._saved_lease()
+            if held is not None and saved and held.lease == saved:
+                # Our own lease holds it after all (etcd said it did not know it): try it
+                # again soon rather than leave it unrefreshed for TTL/2.
+                raise RegistryUnavailable(
+                    f"machines/{self.machine.id} is held by this machine's lease {saved:x}, "
+                    "which etcd did not know a moment ago"
+                ) from exc
             raise
         self._save_lease(lease)
         changed = lease != self.lease
@@ -204,11 +219,22 @@ class Presence:
                 log.error("%s; retrying in %.0fs", exc, timing.interval)
                 await self._sleep(timing.interval)
                 continue
-            except LeaseExpired:
-                log.warning("lease %x expired; registering again", self.lease)
-                self.lease = 0
-                self.registered.clear()
-                continue
+            except LeaseExpired as exc:
+                if self.lease == 0:  # registering: the lease just granted is not known yet
+                    log.warning("registration failed: %s", exc)
+                    ok = False
+                elif self.may_be_alive():
+                    # etcd cannot have expired it yet: the member that answered does not
+                    # know the lease (yet), e.g. a new etcd leader that has not applied
+                    # its grant.  Re-registering would leave the old lease holding
+                    # machines/<id> unrefreshed: keep refreshing this one.
+                    log.warning("keep-alive: %s, which cannot have expired yet; retrying", exc)
+                    ok = False
+                else:
+                    log.warning("lease %x expired; registering again", self.lease)
+                    self.lease = 0
+                    self.registered.clear()
+                    continue
             except RegistryError as exc:
                 log.warning("keep-alive failed: %s", exc)
                 ok = False

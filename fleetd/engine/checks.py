@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fleetd.engine.groups import MetadataGroups
 from fleetd.engine.occupancy import Occupancy
 from fleetd.engine.slot import Slot
+from fleetd.model import NO_MACHINES, UNREGISTERED
 from fleetd.requirements import Requirements, format_cpu, format_memory
 
 MAX_LISTED = 8
@@ -124,7 +125,7 @@ class Checker:
         """Why ``name`` fits on none of ``slots``: one bounded message, plus a bounded
         sample of (machine, reason) pairs (every machine when there are few)."""
         if not slots and req.machine_id is None:
-            return Explanation("no machines registered")
+            return Explanation(NO_MACHINES)
         prefix = ""
         if req.machine_of:
             # Only the peers' machines are candidates: explain those.
@@ -142,7 +143,7 @@ class Checker:
         elif req.machine_id is not None:
             slots = [s for s in slots if s.id.startswith(req.machine_id)]
             if not slots:
-                return Explanation(f"pinned to machine {req.machine_id}, which is not registered")
+                return Explanation(f"pinned to machine {req.machine_id}, which {UNREGISTERED}")
             prefix = f"pinned to machine {req.machine_id}: "
         checks = FOLLOWER_PLACEMENT if req.machine_of else NEW_PLACEMENT
         rejections = []

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from fleetd.errors import FleetError, LeaseExpired, RegistryError
+from fleetd.errors import FleetError, LeaseExpired, RegistryError, RegistryUnavailable
 from fleetd.registry.base import EventType
 from fleetd.registry.store import Changes, Store
 from fleetd.retry import Backoff
@@ -99,7 +99,11 @@ class Leadership:
         sent = self.clock()
         try:
             await self.store.registry.refresh_lease(self.lease)
-        except LeaseExpired:
+        except LeaseExpired as exc:
+            if self.clock() < self._refreshed_at + self.ttl:
+                # A member that does not know the lease yet (a new etcd leader that has
+                # not applied its grant): etcd cannot have expired it, keep it.
+                raise RegistryUnavailable(f"{exc}, which cannot have expired yet") from exc
             self.lease = 0
             self.step_down("the leader lease expired")
             return

@@ -26,6 +26,7 @@ from fleetd.engine.order import peer_order
 from fleetd.engine.overlay import Overlay
 from fleetd.engine.slot import Slot
 from fleetd.engine.slots import Slots
+from fleetd.model import UNREGISTERED
 from fleetd.requirements import Requirements
 
 _WHY = {Strategy.BINPACK: "best fit (binpack)", Strategy.SPREAD: "least loaded (spread)"}
@@ -320,7 +321,7 @@ class Placer:
         """The machine ``name`` is asked to move to, if it may go there now (else why not)."""
         slot = self.by_id.get(target)
         if slot is None:
-            return None, f"machine {target} is not registered"
+            return None, f"machine {target} {UNREGISTERED}"
         found = self.checker.first(NEW_PLACEMENT, name, req, slot, cpu, mem)
         if found is not None:
             return None, f"{target}: {found.text}"

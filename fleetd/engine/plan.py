@@ -233,6 +233,10 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     for removal in decision.removals:
         if decision.handovers.get(removal.unit) == removal.machine:
             continue  # a start-first move: the old entry stays until the new copy is up
+        stranded = _stranded(snap, decision, removal.unit, removal.machine)
+        if stranded is not None:
+            held[removal.unit] = stranded
+            continue
         unschedule.append(Task(Action.UNSCHEDULE, removal.unit, removal.reason, removal.machine))
         moved_from.setdefault(removal.unit, f"{removal.machine} ({removal.reason})")
         # Never two at once: an AtMostOnce unit leaving a live machine must stop there
@@ -325,6 +329,18 @@ def _moves(
         marks[name] = old
         moving[name] = waiting_reason(Handover(name, old, decision.assignments[name][0]), None)
     return marks, moving, finishing
+
+
+def _stranded(snap: ClusterSnapshot, decision: Decision, unit: str, machine: str) -> str | None:
+    """Why ``unit`` stays scheduled on ``machine``, lost, if it is pinned there (else
+    None): unscheduling it would gain nothing, and the machine's agent, back (a restarted
+    fleetd, a blink of its etcd connection), would stop it and start it again."""
+    pinned = snap.units[unit].requirements.machine_id
+    if machine in snap.machines or decision.assignments.get(unit):
+        return None
+    if pinned is None or not machine.startswith(pinned):
+        return None
+    return f"pinned to machine {machine}, which is lost: it stays scheduled there"
 
 
 def _hold_until(

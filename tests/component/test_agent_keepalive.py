@@ -17,7 +17,7 @@ import pytest
 from fleetd.agent.desired import ScheduleView
 from fleetd.agent.fencing import Fence, default_margin
 from fleetd.agent.presence import REFRESH_DIVISOR, KeepAliveTiming, Presence
-from fleetd.errors import InvalidInput
+from fleetd.errors import InvalidInput, LeaseExpired
 from fleetd.model import Capacity, Machine
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
@@ -152,6 +152,46 @@ async def test_an_outage_at_the_refresh_is_retried_quickly_and_loses_nothing(
     assert after and after[0] - (first + 22.0) <= 1.0
     assert all(valid and alive for _, valid, alive in sim.checks)
     kv = await sim.registry.get(KEYS.machine(MACHINE.id))
+    assert kv is not None and kv.lease == sim.presence.lease
+
+
+class Doubting(Recording):
+    """Answers "no such lease" (etcd's keep-alive TTL 0) to refreshes during ``lies``, as a
+    new etcd leader does for a lease whose grant it has not applied yet."""
+
+    def __init__(self, sim: Sim, clock: Clock) -> None:
+        super().__init__(sim, clock)
+        self.lies: list[tuple[float, float]] = []
+        self.grants = 0
+
+    async def refresh_lease(self, lease: int) -> int:
+        now = self.sim.clock.now
+        if any(a <= now < b for a, b in self.lies):
+            self.sim.sent.append(now)
+            raise LeaseExpired(f"lease {lease:x} does not exist (expired or revoked)")
+        return await super().refresh_lease(lease)
+
+    async def grant_lease(self, ttl: int) -> int:
+        self.grants += 1
+        return await super().grant_lease(ttl)
+
+
+async def test_a_lease_that_cannot_have_expired_yet_is_kept(tmp_path: Path) -> None:
+    """etcd says the lease is gone although it was refreshed less than a TTL ago: the
+    machine keeps refreshing it (a new lease would find machines/<id> held by the old one,
+    left unrefreshed, and the machine would vanish for a while)."""
+    sim = Sim(10.0, tmp_path, until=60.0)
+    registry = Doubting(sim, sim.clock)
+    sim.registry = registry
+    sim.presence.store = Store(registry, KEYS)
+    sim.presence.registry = registry
+    first = sim.clock.now
+    registry.lies = [(first + 4.0, first + 8.5)]  # the regular refresh at +5 and its retries
+    await sim.run()
+    assert registry.grants == 1  # only the first registration
+    assert [s for s in sim.sent if first + 4.0 <= s < first + 8.5]  # it was told
+    assert all(alive for _, _, alive in sim.checks)
+    kv = await registry.get(KEYS.machine(MACHINE.id))
     assert kv is not None and kv.lease == sim.presence.lease
 
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from apikit import SERVICE, add_machine, make_app, new_store, options_of, report, schedule
 
+from fleetd.cli import backend as backend_module
 from fleetd.cli.backend import _RETRIES, ApiBackend
 from fleetd.cli.progress import Outcome, Waiter
 from fleetd.errors import ApiError, Unavailable
@@ -50,12 +51,14 @@ async def _launched_unit() -> tuple[object, str]:
 
 @pytest.mark.parametrize("failure", ["refused", "503"])
 async def test_wait_retries_while_fleetd_is_unavailable(
-    failure: str, capsys: pytest.CaptureFixture[str]
+    failure: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, name = await _launched_unit()
-    # A refused connection is retried inside one request (_RETRIES times) before the
-    # wait sees it, so that outage has to outlast those retries.
-    down = set(range(1, 2 * _RETRIES + 1)) if failure == "refused" else {1, 2, 3}
+    monkeypatch.setattr(backend_module, "BUSY_PAUSES", (0.0, 0.0))
+    # Both are retried inside one request (a refused connection _RETRIES times, a 503
+    # once per BUSY_PAUSES) before the wait sees them, so the outage outlasts two requests.
+    tries = _RETRIES if failure == "refused" else len(backend_module.BUSY_PAUSES) + 1
+    down = set(range(1, 2 * tries + 1))
     transport = Flaky(app, down=down, failure=failure)
     backend = ApiBackend("http://fleet:1", transport=transport)
     done: list[Outcome] = []
@@ -92,6 +95,22 @@ async def test_other_errors_still_end_the_wait() -> None:
     finally:
         await backend.close()
     assert not isinstance(caught.value, Unavailable) and caught.value.status == 500
+
+
+async def test_a_503_is_retried_within_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleetd answers 503 while its etcd elects a leader: a GET tries again for a while."""
+    monkeypatch.setattr(backend_module, "BUSY_PAUSES", (0.0,) * 5)
+    app, name = await _launched_unit()
+    transport = Flaky(app, down={1, 2, 3, 4, 5}, failure="503")
+    backend = ApiBackend("http://fleet:1", transport=transport)
+    try:
+        unit = await backend.get_unit(name)
+        assert unit is not None and unit.name == name
+        transport.down, transport.count = set(range(1, 7)), 0  # one 503 too many
+        with pytest.raises(Unavailable, match="registry unavailable"):
+            await backend.get_unit(name)
+    finally:
+        await backend.close()
 
 
 async def test_a_refused_connection_is_retried_within_one_request() -> None:

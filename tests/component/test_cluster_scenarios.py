@@ -61,6 +61,37 @@ async def test_a_lost_machine_s_units_move_and_at_most_once_waits_for_the_grace(
         await c.wait_for(lambda: c.running("once.service") == ["m2"], "once moved after grace")
 
 
+async def test_fleetd_back_after_its_lease_expired_restarts_none_of_its_pinned_units(
+    tmp_path: Path,
+) -> None:
+    """fleetd down longer than its TTL (a slow restart on a loaded host): units pinned to the
+    machine stay scheduled on it while it is lost, so the agent back adopts them."""
+    async with cluster(tmp_path, machines=2) as c:
+        m2 = c.nodes["m2"]
+        names = [f"pinned{i}.service" for i in range(3)]
+        for name in names:
+            await c.submit(name, unit(MachineID=m2.machine.id))
+        await c.wait_for(lambda: all(c.running(n) == ["m2"] for n in names), "all on m2")
+        pids = {n: m2.systemd.unit(n).main_pid for n in names}
+        lease = m2.agent.presence.lease if m2.agent is not None else 0
+        await m2.stop()
+        await c.registry.revoke_lease(lease)  # its TTL ran out before it was back
+
+        async def kept() -> bool:
+            reasons = [await c.reason(n) for n in names]
+            return all("which is lost: it stays scheduled there" in r for r in reasons)
+
+        await c.wait_for(kept, "the engine saw m2 lost and kept its units there")
+        assert {n: (await c.where()).get(n) for n in names} == {n: ["m2"] for n in names}
+        m2.start()
+
+        async def back() -> bool:
+            return [await c.reason(n) for n in names] == [""] * len(names)
+
+        await c.wait_for(back, "m2 registered again, its units placed there as before")
+        assert {n: m2.systemd.unit(n).main_pid for n in names} == pids
+
+
 async def test_conflicting_units_never_share_a_machine(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=2) as c:
         for i in range(3):

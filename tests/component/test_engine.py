@@ -11,7 +11,7 @@ from fleetd.engine.engine import _Deposed, settings_from_config
 from fleetd.engine.index import Strategy
 from fleetd.engine.leader import Leadership
 from fleetd.engine.plan import Action, Plan, Task
-from fleetd.errors import NotLeader
+from fleetd.errors import LeaseExpired, NotLeader, RegistryUnavailable
 from fleetd.model import DesiredState, MachineFlags, ScheduleEntry, UnitState
 from tests.component.engine_harness import G, harness, unit_text
 
@@ -295,6 +295,27 @@ async def test_leader_stops_acting_before_its_lease_can_expire() -> None:
         h.clock.advance(0.2)  # 2.6 s after the last refresh was sent: within the margin
         assert leadership.leading() is None
         h.registry.set_available(True)
+
+
+async def test_a_leader_lease_that_cannot_have_expired_yet_is_kept() -> None:
+    """etcd answers "no such lease" to a refresh less than a TTL after the last one (a new
+    etcd leader that has not applied the grant yet): the leader keeps its lease and key."""
+    async with harness() as h:
+        leadership = Leadership(h.store, "e1", ttl=3, clock=h.clock, margin=0.5)
+        await leadership.tick()
+        lease = leadership.lease
+        refresh = h.registry.refresh_lease
+
+        async def unknown(lease: int) -> int:
+            raise LeaseExpired(f"lease {lease:x} does not exist (expired or revoked)")
+
+        h.registry.refresh_lease = unknown  # type: ignore[method-assign]
+        h.clock.advance(1.0)
+        with pytest.raises(RegistryUnavailable, match="cannot have expired yet"):
+            await leadership.tick()
+        h.registry.refresh_lease = refresh  # type: ignore[method-assign]
+        await leadership.tick()
+        assert leadership.lease == lease and leadership.leading() is not None
 
 
 def test_settings_follow_the_configuration() -> None:

@@ -4,12 +4,14 @@ agent), a machine powered off and booted, partitioned and healed, an etcd member
 etcd restarted, fleetd restarted under a blocking ``fleetctl start``.
 
 Each test asserts the end state inside the machines, with systemctl, not only in
-the registry.  The sandbox (``flt``, agent TTL 10 s) is shared by this module only.
+the registry.  The sandbox (agent TTL 10 s) is shared by this module only; its name
+derives from ``$FLEETD_SANDBOX`` (``_name``), so runs under different names share a host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,11 +36,19 @@ from fleetd.registry.store import Store
 from fleetd.sandbox import Sandbox, SandboxSpec, teardown
 from fleetd.sandbox import etcd as sandbox_etcd
 from fleetd.sandbox.seed import FLEETD_UNIT
+from fleetd.sandbox.state import instance
 from fleetd.unitfile import UnitFile
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
 
-NAME = "flt"
+
+def _name(session: str) -> str:
+    """This module's sandbox beside the session's ``session`` (``$FLEETD_SANDBOX``): ``f``
+    and three hex digits of a hash of it, ``flt`` beside the default one."""
+    return "f" + hashlib.sha256(session.encode()).hexdigest()[:3] if session else "flt"
+
+
+NAME = _name(instance().name)
 TTL = 10.0
 SPEC = SandboxSpec(machines=3, etcd_members=3, agent_ttl=TTL)
 SLEEPER = "[Unit]\nDescription=fault test %n\n\n[Service]\nExecStart=/bin/sleep 100000\n"
@@ -129,6 +139,13 @@ class Faults:
                 f"missing {len(missing)} {missing[:5]}, on several machines {twice}"
             ) from None
         return {name: where[0] for name, where in found.items()}
+
+    async def leases(self) -> dict[str, int]:
+        """Each registered machine's lease: a machine that vanished for a while (its lease
+        expired) comes back under another one."""
+        keys = Keys()
+        items, _ = await self.store.registry.get_prefix(keys.machines)
+        return {self.by_id.get(kv.key[len(keys.machines) :], kv.key): kv.lease for kv in items}
 
     def properties(self, machine: str, names: list[str]) -> dict[str, dict[str, str]]:
         return unit_properties(
@@ -267,6 +284,7 @@ async def test_lost_etcd_member_changes_nothing(faults: Faults, tmp_path: Path) 
         await faults.submit(name, faults.text())
     before = await faults.settled(before_names)
     pids = {n: faults.properties(m, [n])[n] for n, m in before.items()}
+    leases = await faults.leases()
     # m1's member: first in every fleetd's endpoint list, and m1 serves the API.
     faults.etcd_member("m1", "kill", "--signal=KILL")
     faults.etcd_member("m1", "stop")  # no automatic restart: the member stays lost
@@ -284,6 +302,7 @@ async def test_lost_etcd_member_changes_nothing(faults: Faults, tmp_path: Path) 
     after = await faults.settled([*before_names, *new])
     assert {n: after[n] for n in new} == new
     assert {n: faults.properties(m, [n])[n] for n, m in before.items()} == pids
+    assert await faults.leases() == leases  # no machine ever looked unregistered
 
 
 async def test_etcd_restart_loses_nothing(faults: Faults) -> None:
@@ -292,6 +311,7 @@ async def test_etcd_restart_loses_nothing(faults: Faults) -> None:
         await faults.submit(name, faults.text())
     before = await faults.settled(before_names)
     pids = {n: faults.properties(m, [n])[n] for n, m in before.items()}
+    leases = await faults.leases()
 
     def kill_all() -> None:
         for m in faults.sandbox.machines:
@@ -308,6 +328,7 @@ async def test_etcd_restart_loses_nothing(faults: Faults) -> None:
     assert {n: after[n] for n in new} == new
     assert {n: after[n] for n in before} == before
     assert {n: faults.properties(m, [n])[n] for n, m in before.items()} == pids
+    assert await faults.leases() == leases  # etcd extended them: no machine re-registered
 
 
 async def test_fleetd_restart_under_a_blocking_start(faults: Faults, tmp_path: Path) -> None:

@@ -133,6 +133,30 @@ def test_at_most_once_waits_for_the_grace_period() -> None:
     assert later.held == () and later.wake_at is None
 
 
+def test_a_unit_pinned_to_a_lost_machine_stays_scheduled_there() -> None:
+    """Unscheduling it would gain nothing, and would have the machine's agent, back after a
+    restart or a blink of etcd, stop it and start it again."""
+    s = snap(
+        [unit("pinned.service", machine_id="m1"), unit("free.service")],
+        machines("m2"),
+        entry("m1", "pinned.service"),
+        entry("m1", "free.service"),
+        lost={"m1": 100.0},
+        now=100.0,
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.UNSCHEDULE, "free.service", "m1"),
+        (Action.SCHEDULE, "free.service", "m2"),
+        (Action.RECORD, "pinned.service", ""),
+    ]
+    record = p.tasks[2].placement
+    assert record is not None
+    assert record.summary == "pinned to machine m1, which is lost: it stays scheduled there"
+    back = dataclasses.replace(apply(s, p), machines=machines("m1", "m2"), lost={})
+    assert actions(plan(back)) == [(Action.CLEAR, "pinned.service", "")]
+
+
 def test_at_most_once_on_a_machine_without_loss_time_counts_as_lost_now() -> None:
     s = snap(
         [unit("once.service", at_most_once=True)],
