@@ -57,11 +57,15 @@ fi
 
 # --- from here on: in our mount namespace ---------------------------------------------------
 
+# One run at a time on a host (the namespace's name, the box cache).
 exec 9>"$CACHE/lock"
-flock -n 9 || {
-    say "error: another run holds $CACHE/lock"
-    exit 1
-}
+if ! flock -n 9; then
+    say "waiting for another run to finish (it holds $CACHE/lock)"
+    flock -w 3600 9 || {
+        say "error: another run still holds $CACHE/lock after an hour"
+        exit 1
+    }
+fi
 
 PASSED=0
 FAILED=0
