@@ -80,6 +80,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     # maintenance of machines: cordons, drains, reboots or runs a command on them
     ("POST", f"{PREFIX}/maintenance"): OPERATE,
     ("GET", f"{PREFIX}/maintenance"): READ,
+    ("POST", f"{PREFIX}/maintenance/cancel"): OPERATE,
     ("GET", f"{PREFIX}/reboot-requests"): READ,
     ("POST", f"{PREFIX}/machines/{{machine_id}}/reboot-request"): OPERATE,
     ("GET", f"{PREFIX}/state"): READ,

@@ -517,7 +517,7 @@ class Maintenance(Wire):
     """Extension: a maintenance of machines and its progress."""
 
     id: str
-    phase: Literal["running", "stopping", "done", "failed"]
+    phase: Literal["running", "stopping", "done", "failed", "cancelled"]
     action: Literal["reboot", "command"]
     command: list[str] | None = None
     maxUnavailable: int
@@ -527,6 +527,7 @@ class Maintenance(Wire):
     message: str
     failure: str = Field(description="which machine failed and why (empty: none)")
     requested: bool = Field(description="it serves machines' reboot requests")
+    cancelledBy: str | None = Field(default=None, description="who cancelled it (null: nobody)")
     machines: list[MaintenanceMachine]
 
 

@@ -143,6 +143,11 @@ class Backend(Protocol):
         """The current or last maintenance (NotFound if none was ever started)."""
         ...
 
+    async def cancel_maintenance(self) -> wire.Maintenance:
+        """Cancel the active maintenance (NotFound if none ever started, Conflict if it is
+        over or already being cancelled)."""
+        ...
+
     async def request_reboot(self, machine_id: str) -> wire.RebootRequest: ...
 
     async def close(self) -> None: ...
@@ -424,6 +429,11 @@ class ApiBackend:
     async def maintenance(self) -> wire.Maintenance:
         return await self._get("/maintenance", wire.Maintenance)
 
+    async def cancel_maintenance(self) -> wire.Maintenance:
+        response = await self._request("POST", "/maintenance/cancel")
+        _raise_for(response)
+        return _parse(wire.Maintenance, response)
+
     async def request_reboot(self, machine_id: str) -> wire.RebootRequest:
         response = await self._request("POST", f"/machines/{quote(machine_id)}/reboot-request")
         _raise_for(response)
@@ -648,6 +658,11 @@ class StoreBackend:
 
     async def maintenance(self) -> wire.Maintenance:
         return maintenance.view(await maintenance.get_maintenance(self.store))
+
+    async def cancel_maintenance(self) -> wire.Maintenance:
+        return maintenance.view(
+            await maintenance.cancel_maintenance(self.store, caller=self.caller)
+        )
 
     async def request_reboot(self, machine_id: str) -> wire.RebootRequest:
         found = await maintenance.request_reboot(self.store, machine_id, caller=self.caller)

@@ -5,9 +5,10 @@ drives: for each machine, ``--max-unavailable`` at a time, cordon, drain
 (units move start-first), reboot it (or run ``--command`` there), wait until
 it is back, uncordon, let its units come back.  fleetctl follows it (exit 1
 if it fails) unless ``--no-block``; it goes on if fleetctl exits.
-``--status`` shows the current or last maintenance, ``--request MACHINE``
-asks for a reboot of one machine as its agent does when the machine needs one
-(served one slot of the cluster's reboot semaphore at a time).
+``--status`` shows the current or last maintenance, ``--cancel`` stops the
+running one safely, ``--request MACHINE`` asks for a reboot of one machine as
+its agent does when the machine needs one (served one slot of the cluster's
+reboot semaphore at a time).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
 from .table import echo_json, echo_table, printable
 
 MAX_FOLLOW_DELAY = 0.5
+OVER = ("done", "failed", "cancelled")
 
 
 def _argv(command: str) -> list[str]:
@@ -78,6 +80,14 @@ def reboot(
     status: Annotated[
         bool, typer.Option("--status", help="show the current or last maintenance")
     ] = False,
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel",
+            help="stop the running maintenance: no machine starts any more, the ones under "
+            "way come back and are uncordoned",
+        ),
+    ] = False,
     request: Annotated[
         str | None,
         typer.Option(
@@ -99,24 +109,31 @@ def reboot(
     one that fails stops the maintenance and leaves its machine cordoned.
     The engine leader drives it: it goes on if fleetctl or the leader's
     machine goes away.  Ends with "Maintenance ... done", or exit status 1.
+    --cancel stops it after each machine's current step, in a safe state: a
+    draining machine is uncordoned and its units come back, one being rebooted
+    comes back and is uncordoned, no other one starts.
 
     Examples:
       fleetctl reboot --all
       fleetctl reboot --max-unavailable 2 m1 m2 m3
       fleetctl reboot --command "/usr/bin/apt-get -y upgrade" --all
       fleetctl reboot --status
+      fleetctl reboot --cancel
       fleetctl reboot --request m2
     """
     as_json = options(ctx).output is Output.JSON
     names = list(machines or ())
-    modes = sum((status, request is not None, bool(names) or every))
+    modes = sum((status, cancel, request is not None, bool(names) or every))
     if modes != 1:
         raise fail(
-            "give the machines to reboot (MACHINE... or --all), or --status, or --request "
-            "MACHINE: exactly one of them"
+            "give the machines to reboot (MACHINE... or --all), or --status, or --cancel, "
+            "or --request MACHINE: exactly one of them"
         )
     if status:
         _status(ctx, as_json)
+        return
+    if cancel:
+        _cancel(ctx, as_json, no_block)
         return
     if request is not None:
         _request(ctx, request, as_json)
@@ -172,9 +189,14 @@ def _name(machine_id: str, machines: dict[str, wire.Machine]) -> str:
 
 
 def _final(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> str:
+    done = ", ".join(_name(m.id, machines) for m in record.machines if m.phase == "done")
     if record.phase == "done":
-        done = ", ".join(_name(m.id, machines) for m in record.machines if m.phase == "done")
         return f"Maintenance {record.id} done: {_what(record)} of {done}"
+    if record.phase == "cancelled":
+        return (
+            f"Maintenance {record.id} cancelled by {record.cancelledBy}: {_what(record)} "
+            f"of {done or 'no machine'} done, the others not started"
+        )
     failure = readable_reason(record.failure or record.message, machines)
     return f"Maintenance {record.id} {record.phase}: {failure}"
 
@@ -209,7 +231,7 @@ async def follow(
                 if job.phase != "pending":
                     text = readable_reason(line, machines)
                     _say(f"{_name(job.id, machines)}: {text}")
-        if record.phase in ("done", "failed"):
+        if record.phase in OVER:
             return record
         delay = FIRST_DELAY if changed else min(delay * 2, MAX_FOLLOW_DELAY)
         await asyncio.sleep(delay)
@@ -236,6 +258,8 @@ def _status(ctx: typer.Context, as_json: bool) -> None:
         + (f"; finished at {record.finished}" if record.finished else ""),
         f"  {readable_reason(record.message, machines)}",
     ]
+    if record.cancelledBy:
+        lines.append(f"  cancelled by {record.cancelledBy}")
     if record.failure:
         lines.append(f"  failure: {readable_reason(record.failure, machines)}")
     for line in lines:
@@ -251,6 +275,30 @@ def _status(ctx: typer.Context, as_json: bool) -> None:
         for m in record.machines
     ]
     echo_table(["MACHINE", "PHASE", "SINCE", "STATUS", "DETAIL"], rows, legend=True)
+
+
+def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
+    """Cancel the running maintenance and follow it until it stopped (exit 1 if it
+    failed meanwhile)."""
+
+    async def work(backend: Backend) -> tuple[wire.Maintenance, dict[str, wire.Machine]]:
+        record = await backend.cancel_maintenance()
+        by_id = {m.id: m for m in await backend.list_machines()}
+        _say(
+            f"Maintenance {record.id}: cancelled; the machines under way finish their step "
+            "(a draining one is uncordoned, a rebooting one comes back), no other starts"
+        )
+        if no_block:
+            return record, by_id
+        return await follow(backend, record.id, by_id), by_id
+
+    record, by_id = run(ctx, work)
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+    elif not no_block:
+        typer.echo(printable(_final(record, by_id)), err=record.phase != "cancelled")
+    if not no_block and record.phase != "cancelled":
+        raise typer.Exit(1)
 
 
 def _request(ctx: typer.Context, machine: str, as_json: bool) -> None:

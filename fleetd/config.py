@@ -40,6 +40,7 @@ class Config:
     public_ip: str = ""
     agent_ttl: float = 30.0
     engine_reconcile_interval: float = 2.0
+    start_first_timeout: float = 300.0
     units_directory: str = "/run/fleet/units"
     disable_engine: bool = False
     token_limit: int = 100
@@ -222,6 +223,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("agent_ttl", _positive_duration, "machine lease TTL (e.g. 30s)"),
     Option("engine_reconcile_interval", _positive_duration, "engine safety-pass interval"),
+    Option(
+        "start_first_timeout",
+        _positive_duration,
+        "deadline of a start-first move: past it a maintenance draining its machine stops",
+    ),
     Option("units_directory", _absolute, "where the agent writes unit files"),
     Option("disable_engine", _bool, "never become the engine leader"),
     Option("token_limit", _int, "page size of API listings"),

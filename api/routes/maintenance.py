@@ -62,6 +62,25 @@ async def current(ctx: Ctx) -> wire.Maintenance:
     return maintenance.view(await maintenance.get_maintenance(ctx.store))
 
 
+@router.post(
+    "/maintenance/cancel",
+    response_model=wire.Maintenance,
+    responses={
+        404: {"model": wire.ErrorResponse, "description": "none was ever started"},
+        409: {
+            "model": wire.ErrorResponse,
+            "description": "the last maintenance is over, or already being cancelled",
+        },
+    },
+)
+async def cancel(ctx: Ctx, caller: Who) -> wire.Maintenance:
+    """Extension: cancel the active maintenance: no machine starts any more, a draining
+    one stops draining (uncordoned, its units come back), one being rebooted comes back
+    and is uncordoned; then it is ``cancelled``.  Nothing is written when it is
+    refused."""
+    return maintenance.view(await maintenance.cancel_maintenance(ctx.store, caller=caller))
+
+
 @router.get("/reboot-requests", response_model=list[wire.RebootRequest])
 async def requests(ctx: Ctx) -> list[wire.RebootRequest]:
     """Extension: the machines that ask for a reboot (their agent saw the reboot-required

@@ -8,12 +8,18 @@ registered machine named once (NotFound, InvalidInput); ``max_unavailable`` at l
 (InvalidInput); no other maintenance is active (Conflict).  Then the record is
 written by compare-and-swap; the engine leader drives the rest
 (fleetd/maintenance/driver.py).
+
+``cancel_maintenance`` is ``POST /maintenance/cancel``: the active maintenance is
+marked cancelled (``stopping``) by compare-and-swap, nothing else; the leader stops
+it safely (fleetd/maintenance/plan.py).  None ever started (NotFound), one that is
+over or already being cancelled (Conflict): nothing is written.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from fleetd.caller import Caller
 from fleetd.errors import Conflict, InvalidInput, NotFound
@@ -23,7 +29,9 @@ from fleetd.maintenance.record import (
     Action,
     ActionKind,
     Job,
+    JobPhase,
     Maintenance,
+    Phase,
     RebootRequest,
 )
 from fleetd.maintenance.store import MaintenanceStore
@@ -114,6 +122,45 @@ async def get_maintenance(store: Store) -> Maintenance:
     return found[0]
 
 
+CANCEL_ATTEMPTS = 5
+"""Reads and compare-and-swaps a cancel tries while the leader's steps change the record."""
+
+
+async def cancel_maintenance(store: Store, *, caller: Caller) -> Maintenance:
+    """Mark the active maintenance cancelled; see the module's docstring.  A maintenance
+    serving reboot requests also withdraws the requests of the machines it did not
+    start (else the leader would serve them again at once)."""
+    records = MaintenanceStore(store)
+    for _ in range(CANCEL_ATTEMPTS):
+        found = await records.get()
+        if found is None:
+            raise NotFound("no maintenance was ever started: nothing to cancel")
+        current, revision = found
+        if not current.active:
+            raise Conflict(
+                f"maintenance {current.id} is {current.phase}: nothing runs to cancel "
+                "(fleetctl reboot --status)"
+            )
+        if current.cancelled:
+            raise Conflict(
+                f"maintenance {current.id} is already being cancelled (by {current.cancelled})"
+            )
+        record = replace(
+            current,
+            phase=Phase.STOPPING,
+            cancelled=caller.name,
+            message=f"stopping (cancelled by {caller.name}): waiting for the engine leader",
+        )
+        pending = [j.machine for j in current.jobs if j.phase is JobPhase.PENDING]
+        ops = [records.clear_request_op(m) for m in pending] if current.requested else []
+        try:
+            await records.replace(record, revision, ops)
+        except Conflict:
+            continue  # a step of the leader came first: look again
+        return record
+    raise Conflict("the maintenance kept changing while it was cancelled: try again")
+
+
 async def request_reboot(
     store: Store, machine: str, *, caller: Caller, clock: Callable[[], float] = time.time
 ) -> RebootRequest:
@@ -151,6 +198,7 @@ def view(record: Maintenance) -> wire.Maintenance:
         message=record.message,
         failure=record.failure,
         requested=record.requested,
+        cancelledBy=record.cancelled or None,
         machines=[
             wire.MaintenanceMachine(
                 id=j.machine,

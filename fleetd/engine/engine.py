@@ -101,7 +101,11 @@ class Engine:
         self.rollouts = RolloutDriver(store, wall=wall)
         self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
         self.maintenance = MaintenanceDriver(
-            store, self, wall=wall, timeouts=self.settings.maintenance_timeouts
+            store,
+            self,
+            wall=wall,
+            timeouts=self.settings.maintenance_timeouts,
+            move_timeout=self.settings.start_first_timeout,
         )
 
     @property
@@ -293,6 +297,7 @@ class Engine:
                 strategy=s.strategy,
                 drain_batch=self.cadence.drain_batch(now),
                 states=states,
+                move_timeout=s.start_first_timeout,
             )
         return FullPass(snap, due)
 

@@ -20,6 +20,12 @@ move finished.  If the new entry goes (its machine is lost, or a constraint
 now forbids it), the move is retargeted: the old copy keeps running until
 the unit's next machine reports it up.
 
+A move has a deadline, ``start_first_timeout`` (fleet.conf; counted from its
+placement reason's ``since``, so a new leader keeps it): past it the reason
+says so and a maintenance draining the old machine stops there
+(fleetd/maintenance/plan.py); the move itself goes on, the old copy keeps
+running until the new one is up.
+
 ``AtMostOnce`` units never move start-first (they would run twice): they stop
 first and start elsewhere after (engine/plan.py, ``STOPPING``).
 """
@@ -30,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fleetd.engine.budget import is_up
-from fleetd.model import DesiredState, ScheduleEntry, UnitState
+from fleetd.model import DesiredState, Placement, ScheduleEntry, UnitState
 
 MOVING = "moving from "
 """Placement reason of a unit in a start-first move, followed by
@@ -67,17 +73,42 @@ def finished(
     return desired is not DesiredState.LAUNCHED or is_up(state, unit_hash)
 
 
-def waiting_reason(handover: Handover, state: UnitState | None) -> str:
-    """The placement reason of a move in flight: stable while nothing is wrong (a write
-    per change), with what is wrong when the new copy failed or is unhealthy."""
-    text = (
-        f"{MOVING}{handover.old} to {handover.new}: it runs on {handover.old} until it is "
-        f"active and healthy on {handover.new}"
+def move_of(summary: str) -> str:
+    """``moving from <old> to <new>`` of a move's placement reason ("" for another
+    reason): a reason whose move changes starts its ``since`` (the deadline) again."""
+    return summary.partition(":")[0] if summary.startswith(MOVING) else ""
+
+
+def late(handover: Handover, placement: Placement | None, now: float, timeout: float) -> bool:
+    """Whether ``handover``, whose unit's placement reason is ``placement``, is past its
+    deadline (``timeout`` seconds; 0: none); ``now``: wall seconds."""
+    return (
+        timeout > 0
+        and placement is not None
+        and move_of(placement.summary) == _move(handover)
+        and now - placement.since >= timeout
     )
-    if state is None:
-        return text
-    if state.active_state == "failed":
-        return f"{text} (it failed there: {state.sub_state})"
-    if state.active_state == "active" and state.health_message:
-        return f"{text} (health check there: {state.health_message})"
+
+
+def _move(handover: Handover) -> str:
+    return f"{MOVING}{handover.old} to {handover.new}"
+
+
+def waiting_reason(handover: Handover, state: UnitState | None, timeout: float = 0.0) -> str:
+    """The placement reason of a move in flight: stable while nothing is wrong (a write
+    per change), with what is wrong when the new copy failed or is unhealthy, and
+    once it is past its deadline (``timeout``: the deadline it passed, else 0)."""
+    text = (
+        f"{_move(handover)}: it runs on {handover.old} until it is active and healthy on "
+        f"{handover.new}"
+    )
+    if state is not None and state.active_state == "failed":
+        text = f"{text} (it failed there: {state.sub_state})"
+    elif state is not None and state.active_state == "active" and state.health_message:
+        text = f"{text} (health check there: {state.health_message})"
+    if timeout > 0:
+        text += (
+            f"; not up there within {timeout:.0f}s (start_first_timeout): a maintenance "
+            f"draining {handover.old} stops"
+        )
     return text

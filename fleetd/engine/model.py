@@ -78,6 +78,7 @@ class ClusterModel:
         strategy: Strategy,
         drain_batch: int | None,
         states: Mapping[tuple[str, str], UnitState] | None = None,
+        move_timeout: float = 0.0,
     ) -> ClusterSnapshot:
         """An immutable copy to plan everything with (safe to hand to a worker thread).
 
@@ -98,6 +99,7 @@ class ClusterModel:
             stopping=dict(self.stopping),
             states=dict(states or {}),
             moves=dict(self.moves),
+            move_timeout=move_timeout,
         )
 
     def state_machines(self) -> set[str]:

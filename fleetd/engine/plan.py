@@ -39,7 +39,7 @@ from typing import NamedTuple
 from fleetd.engine.baseline import Baseline
 from fleetd.engine.budget import Budget, Member, budget
 from fleetd.engine.decision import Decision, Job
-from fleetd.engine.handover import Handover, finished, in_flight, waiting_reason
+from fleetd.engine.handover import Handover, finished, in_flight, late, move_of, waiting_reason
 from fleetd.engine.index import Strategy
 from fleetd.engine.scheduler import schedule
 from fleetd.model import DesiredState, Machine, MachineFlags, Placement, ScheduleEntry, UnitState
@@ -105,6 +105,8 @@ class ClusterSnapshot:
     moves and the units of groups with a disruption budget (others are not needed)."""
     moves: Mapping[str, str] = field(default_factory=dict)
     """unit -> the machine it is asked to move to (e.g. back after a maintenance)."""
+    move_timeout: float = 0.0
+    """Deadline of a start-first move, seconds of ``wall`` (0: none; engine/handover.py)."""
 
 
 class Action(StrEnum):
@@ -324,7 +326,8 @@ def _moves(
             finishing.append(Task(Action.UNSCHEDULE, name, why, handover.old))
         else:
             marks[name] = handover.old
-            moving[name] = waiting_reason(handover, state)
+            overdue = late(handover, snap.placements.get(name), snap.wall, snap.move_timeout)
+            moving[name] = waiting_reason(handover, state, snap.move_timeout if overdue else 0)
     for name, old in decision.handovers.items():
         marks[name] = old
         moving[name] = waiting_reason(Handover(name, old, decision.assignments[name][0]), None)
@@ -422,7 +425,8 @@ def _placement_writes(
         old = snap.placements.get(name)
         if old is not None and old.summary == text and old.rejections == pairs:
             continue
-        since = old.since if old is not None else snap.wall
+        kept = old is not None and move_of(old.summary) == move_of(text)  # a new move: anew
+        since = old.since if old is not None and kept else snap.wall
         record = Placement(name, text, pairs, since)
         tasks.append(Task(Action.RECORD, name, "cannot be placed", placement=record))
     for name in sorted(snap.placements):

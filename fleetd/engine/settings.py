@@ -47,6 +47,7 @@ class EngineSettings:
     drain_interval: float = 5.0
     stop_poll: float = 0.5  # how often to look whether a moved AtMostOnce unit stopped
     move_poll: float = 0.2  # how often to look whether units moving start-first are up
+    start_first_timeout: float = 300.0  # deadline of a start-first move (engine/handover.py)
     plan_in_thread: bool = True
     write_concurrency: int = 8  # fenced transactions in flight at once
     maintenance_timeouts: Timeouts = field(default_factory=Timeouts)
@@ -67,4 +68,5 @@ def settings_from_config(config: Config) -> EngineSettings:
         leader_ttl=max(2, int(config.agent_ttl // 3)),
         at_most_once_grace=max(1.0, config.agent_ttl / 6),
         interval=config.engine_reconcile_interval,
+        start_first_timeout=config.start_first_timeout,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from fleetd.engine.budget import Budget, Member, budget
+from fleetd.engine.handover import Handover, late
 from fleetd.engine.plan import UnitSpec
 from fleetd.maintenance.plan import Drain
 from fleetd.model import Placement, UnitState
@@ -43,15 +44,19 @@ def drain_status(
     states: Iterable[UnitState],
     budgets: Budget | None = None,
     running_count: bool = True,
+    now: float = 0.0,
+    move_timeout: float = 0.0,
 ) -> Drain:
     """``on``: units scheduled on ``machine``; ``marked``: (machine, unit) -> old machine
     of start-first moves; ``states``: what ``machine`` reports; ``budgets``: the
     disruption budgets as they stand (None: no unit there has one); ``running_count``:
     units no longer scheduled there that still run are left to move (False before a
-    reboot, whose shutdown stops them anyway)."""
+    reboot, whose shutdown stops them anyway); ``move_timeout``: the deadline of a
+    start-first move from it (engine/handover.py), at ``now`` (wall seconds)."""
     left: list[str] = []
     why: dict[str, str] = {}
     stuck: list[str] = []
+    overdue = ""
     here = set(on)
     going = {unit: new for (new, unit), old in marked.items() if old == machine}
     for unit in sorted(here):
@@ -66,6 +71,13 @@ def drain_status(
         left.append(unit)
         if unit in going:
             why[unit] = f"moving to {going[unit]}"
+            move = Handover(unit, machine, going[unit])
+            if not overdue and late(move, placement, now, move_timeout):
+                overdue = (
+                    f"{unit} was not active and healthy on {going[unit]} within "
+                    f"{move_timeout:.0f}s (start_first_timeout); its copy on {machine} "
+                    "keeps running"
+                )
         elif summary:
             why[unit] = summary
     for unit, old in sorted(stopping.items()):
@@ -90,7 +102,7 @@ def drain_status(
                     f"{budgets.why(unit)}"
                 )
                 break
-    return Drain(tuple(dict.fromkeys(left)), why, blocked)
+    return Drain(tuple(dict.fromkeys(left)), why, blocked, overdue)
 
 
 def budgets_of(

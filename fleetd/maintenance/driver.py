@@ -74,6 +74,7 @@ class MaintenanceDriver:
         tick: float = 0.2,
         idle: float = 5.0,
         timeouts: Timeouts | None = None,
+        move_timeout: float = 0.0,
     ) -> None:
         self.store = store
         self.records = MaintenanceStore(store)
@@ -82,6 +83,7 @@ class MaintenanceDriver:
         self.tick = tick
         self.idle = idle
         self.timeouts = timeouts or Timeouts()
+        self.move_timeout = move_timeout  # of a start-first move (engine/handover.py)
         self.steps_total = 0
         self._nudge = asyncio.Event()
 
@@ -194,6 +196,7 @@ class MaintenanceDriver:
                 everywhere = {}
         if everywhere is not None:  # a budget may be at stake: what every machine reports
             everywhere = {(s.name, s.machine): s for s in await self.store.list_states()}
+        now = self.wall()
         async with self.engine.model_lock:
             model = self.engine.model
             on = _units_on(model)
@@ -215,6 +218,8 @@ class MaintenanceDriver:
                         states=states[m],
                         budgets=budgets,
                         running_count=record.action.kind is not ActionKind.REBOOT,
+                        now=now,
+                        move_timeout=self.move_timeout,
                     )
                 seen[m] = Seen(
                     machine=model.machines.get(m),
@@ -229,7 +234,7 @@ class MaintenanceDriver:
         situation = Situation(
             record,
             seen,
-            self.wall(),
+            now,
             where=where,
             refused=refused,
             requests=requests,

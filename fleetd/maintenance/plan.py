@@ -16,10 +16,15 @@ Every job (one machine) moves on as far as the situation allows, in order:
   had, once rebooted);
 - ``returning`` -> ``done`` once the units that left it are back (asked through
   ``moves``: start-first) or cannot come back, or after ``returns`` seconds;
-- a failed action (an exit status other than 0, a reboot systemd refused), or a
-  machine not back within ``back`` seconds: ``failed``, the machine stays
-  cordoned and the maintenance stops: no job starts any more, the ones under way
-  finish, then it is ``failed``, naming the machine and why.
+- a failed action (an exit status other than 0, a reboot systemd refused), a
+  machine not back within ``back`` seconds, or a drain whose start-first move
+  is past its deadline (``Drain.late``): ``failed``, the machine stays cordoned
+  and the maintenance stops: no job starts any more, the ones under way
+  finish, then it is ``failed``, naming the machine and why;
+- a cancelled maintenance (``record.cancelled``) stops too: no job starts any
+  more, a draining machine stops draining (its flags put back, the units that
+  left it come back), an acting one finishes (back, uncordoned, its units
+  back), then it is ``cancelled``.
 
 Every wait has a ``detail`` the record shows (``fleetctl reboot --status``).
 Time (``now``, wall seconds) is an input.
@@ -58,11 +63,13 @@ class Timeouts:
 class Drain:
     """Where a machine's drain stands: units still to leave it (still scheduled there,
     or still running there), with why for a few; ``blocked``: why it may not be taken
-    down now although nothing is left to move (a disruption budget), else ""."""
+    down now although nothing is left to move (a disruption budget), else "";
+    ``late``: a start-first move from it past its deadline (the drain stops), else ""."""
 
     left: tuple[str, ...] = ()
     why: Mapping[str, str] = field(default_factory=dict)
     blocked: str = ""
+    late: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +174,17 @@ def _next(
     if job.phase is JobPhase.PENDING:
         return _start(s, record, job, seen, tasks)
     if job.phase is JobPhase.DRAINING:
+        if record.cancelled:
+            _uncordon(job, seen, tasks, "cancelled: stop draining, uncordon")
+            detail = "cancelled while draining: uncordoned, its units come back"
+            return replace(job, phase=JobPhase.RETURNING, since=now, detail=detail)
         if seen.machine is None:
             return _waited(job, now, s.timeouts.back, f"{m} is not registered")
         if seen.drain is None:
             return job  # cordoned in this step: its drain is looked at from the next one
+        if seen.drain.late:
+            detail = f"drain stopped: {seen.drain.late}"
+            return replace(job, phase=JobPhase.FAILED, since=now, detail=detail)
         if seen.drain.left:
             return replace(job, detail=_draining(seen.drain))
         if seen.drain.blocked:
@@ -206,7 +220,8 @@ def _next(
 def _start(s: Situation, record: Maintenance, job: Job, seen: Seen, tasks: list[Task]) -> Job:
     m = job.machine
     if record.phase is not Phase.RUNNING:
-        return replace(job, detail="not started: the maintenance stopped")
+        why = "was cancelled" if record.cancelled and not record.failure else "stopped"
+        return replace(job, detail=f"not started: the maintenance {why}")
     before = record.jobs[: [j.machine for j in record.jobs].index(m)]
     if not record.requested and any(j.phase is JobPhase.PENDING for j in before):
         return replace(job, detail="waiting for its turn")
@@ -254,9 +269,7 @@ def _acting(s: Situation, record: Maintenance, job: Job, seen: Seen, tasks: list
     back = rebooted if record.action.kind is ActionKind.REBOOT else up and done
     if back:
         status = action.exit_status if action is not None else None
-        prior = MachineFlags(unschedulable=job.prior[0], draining=job.prior[1])
-        flags = replace(seen.flags, unschedulable=prior.unschedulable, draining=prior.draining)
-        tasks.append(Task(Kind.FLAGS, m, "back: uncordon", flags=flags))
+        _uncordon(job, seen, tasks, "back: uncordon")
         tasks.append(Task(Kind.CLEAR_ACTION, m, "back"))
         request = s.requests.get(m)
         if request is not None and rebooted and request.since <= job.since:
@@ -272,6 +285,13 @@ def _acting(s: Situation, record: Maintenance, job: Job, seen: Seen, tasks: list
     if not machine.systemd_connected:
         return replace(job, detail=f"{record.action}: waiting for its agent to reach systemd")
     return replace(job, detail=f"{record.action}: {action.state}")
+
+
+def _uncordon(job: Job, seen: Seen, tasks: list[Task], reason: str) -> None:
+    """Put back the flags the job's machine had before it was cordoned."""
+    unschedulable, draining = job.prior
+    flags = replace(seen.flags, unschedulable=unschedulable, draining=draining)
+    tasks.append(Task(Kind.FLAGS, job.machine, reason, flags=flags))
 
 
 def _waited(job: Job, now: float, limit: float, why: str) -> Job:
@@ -310,11 +330,15 @@ def _finish(record: Maintenance, now: float) -> Maintenance:
     """The maintenance's own phase and message from its jobs'."""
     busy = [j for j in record.jobs if j.phase.holds_slot or j.phase is JobPhase.RETURNING]
     if record.phase is Phase.STOPPING and not busy:
+        if not record.failure:
+            message = f"cancelled by {record.cancelled}"
+            return replace(record, phase=Phase.CANCELLED, finished=now, message=message)
         return replace(record, phase=Phase.FAILED, finished=now, message=record.failure)
     if record.phase is Phase.RUNNING and all(j.phase.over for j in record.jobs):
         return replace(record, phase=Phase.DONE, finished=now, message="done")
     shown = [j for j in record.jobs if j.phase not in (JobPhase.PENDING, JobPhase.DONE)]
     message = "; ".join(f"{j.machine}: {j.detail}" for j in shown[:SHOWN])
     if record.phase is Phase.STOPPING:
-        message = f"stopping ({record.failure}); {message}"
+        why = record.failure or f"cancelled by {record.cancelled}"
+        message = f"stopping ({why}); {message}"
     return replace(record, message=message or "waiting")

@@ -28,13 +28,15 @@ MAX_ARG = 4096
 
 
 class Phase(StrEnum):
-    """``running``; ``stopping``: a job failed, no new one starts and those under way
-    finish; ``done``; ``failed``."""
+    """``running``; ``stopping``: a job failed or it was cancelled, no new one starts and
+    those under way finish (on a cancel a draining machine stops draining); ``done``;
+    ``failed``; ``cancelled``."""
 
     RUNNING = "running"
     STOPPING = "stopping"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def active(self) -> bool:
@@ -103,7 +105,8 @@ class Job:
 @dataclass(frozen=True, slots=True)
 class Maintenance:
     """``failure``: which machine failed and why (the maintenance stops after it);
-    ``requested``: it serves machines' reboot requests."""
+    ``requested``: it serves machines' reboot requests; ``cancelled``: who cancelled it
+    ("": nobody)."""
 
     id: str
     action: Action
@@ -116,6 +119,7 @@ class Maintenance:
     message: str = ""
     failure: str = ""
     requested: bool = False
+    cancelled: str = ""
 
     @property
     def active(self) -> bool:

@@ -48,6 +48,18 @@ class MaintenanceStore:
             raise Conflict("another maintenance was started meanwhile")
         return result.revision
 
+    async def replace(self, record: Maintenance, revision: int, ops: Sequence[Op] = ()) -> int:
+        """``ops`` and ``record`` over the record read at ``revision`` (a cancel); Conflict
+        if it changed meanwhile."""
+        key = self.keys.maintenance
+        result = await self.registry.txn(
+            [Compare(key, CompareTarget.MOD, revision)],
+            [*ops, Put(key, maintcodec.encode_maintenance(record))],
+        )
+        if not result.succeeded:
+            raise Conflict("the maintenance record changed meanwhile")
+        return result.revision
+
     async def advance(
         self, record: Maintenance, revision: int, fence: int, ops: Sequence[Op] = ()
     ) -> int:

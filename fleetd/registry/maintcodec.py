@@ -94,6 +94,7 @@ def encode_maintenance(record: Maintenance) -> bytes:
             "message": record.message,
             "failure": record.failure,
             "requested": record.requested,
+            "cancelled": record.cancelled,
         }
     )
 
@@ -115,6 +116,7 @@ def decode_maintenance(key: str, data: bytes) -> Maintenance:
         message=_get(obj, "message", str, key, ""),
         failure=_get(obj, "failure", str, key, ""),
         requested=_get(obj, "requested", bool, key, False),
+        cancelled=_get(obj, "cancelled", str, key, ""),
     )
 
 

@@ -132,6 +132,7 @@ CASES = [
     Case("POST", f"{V1}/machines/{{machine_id}}/drain", f"{V1}/machines/{M1}/drain", 200),
     Case("POST", f"{V1}/maintenance", f"{V1}/maintenance", 201, {"machines": [M1]}),
     Case("GET", f"{V1}/maintenance", f"{V1}/maintenance", 404),
+    Case("POST", f"{V1}/maintenance/cancel", f"{V1}/maintenance/cancel", 404),
     Case("GET", f"{V1}/reboot-requests", f"{V1}/reboot-requests", 200),
     Case(
         "POST",

@@ -3,6 +3,7 @@ reboots the fake machines (fleetd/testing/hostactions.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,8 @@ def test_bad_input_is_refused_and_changes_nothing(
         (["--command", "", "m1"], "--command is empty"),
         (["--command", "'unclosed", "m1"], "No closing quotation"),
         (["--request", "nope"], "machine 'nope' not found"),
+        (["--cancel", "m1"], "exactly one of them"),
+        (["--cancel"], "no maintenance was ever started: nothing to cancel"),
     ]
     for args, text in cases:
         r = fleetctl(capsys, monkeypatch, ["reboot", *args], env)
@@ -130,3 +133,38 @@ def test_request_asks_for_a_reboot_that_is_served(
     assert r.code == 0, r
     assert f"Machine {M2} (m2, 10.0.0.2) asked for a reboot (asked by unix socket)" in r.stdout
     server.call(server.cluster.wait_for(lambda: boots(server) == [1, 2], "m2 rebooted", within=20))
+
+
+def test_cancel_stops_the_maintenance_after_the_machine_under_way(
+    server: ServerThread,
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hold = server.cluster.nodes[M1].actions.hold = asyncio.Event()
+    r = fleetctl(capsys, monkeypatch, ["reboot", "--no-block", "m1", "m2"], env)
+    assert r.code == 0, r
+    nodes = server.cluster.nodes
+    server.call(server.cluster.wait_for(lambda: nodes[M1].actions.reboots == 1, "m1 rebooting"))
+
+    async def cancelled() -> bool:
+        found = await records.get()
+        return found is not None and bool(found[0].cancelled)
+
+    async def release() -> None:  # m1 comes back once the cancel is in, while fleetctl follows
+        await server.cluster.wait_for(cancelled, "the cancel is in", within=30)
+        hold.set()
+
+    records = MaintenanceStore(server.store)
+    released = asyncio.run_coroutine_threadsafe(release(), server.loop)
+    r = fleetctl(capsys, monkeypatch, ["reboot", "--cancel"], env)
+    assert r.code == 0, r
+    assert "cancelled; the machines under way finish their step" in r.stderr
+    assert "cancelled by unix socket: reboot of m1 done, the others not started" in r.stdout
+    released.result(timeout=5)
+    assert boots(server) == [2, 1]
+    assert server.call(server.store.list_machine_flags()) == {}
+    r = fleetctl(capsys, monkeypatch, ["reboot", "--status"], env)
+    assert ": cancelled" in r.stdout.splitlines()[0] and "cancelled by unix socket" in r.stdout
+    r = fleetctl(capsys, monkeypatch, ["reboot", "--cancel"], env)
+    assert r.code == 1 and "is cancelled: nothing runs to cancel" in r.stderr

@@ -34,7 +34,7 @@ async def wait_over(c: Cluster, within: float = 30.0) -> dict[str, Any]:
 
     async def over() -> bool:
         found.update(await status(c))
-        return found["phase"] in ("done", "failed")
+        return found["phase"] in ("done", "failed", "cancelled")
 
     await c.wait_for(over, "the maintenance is over", within=within)
     return found

@@ -82,6 +82,37 @@ def test_a_drain_starts_the_new_copy_first_and_stops_the_old_once_it_is_up() -> 
     assert plan(s).tasks == ()
 
 
+def test_a_move_past_its_deadline_says_so_and_goes_on() -> None:
+    s = snap(
+        [unit("web.service")],
+        machines("m1", "m2"),
+        entry("m1", "web.service"),
+        flags={"m1": DRAINING},
+        wall=100.0,
+        move_timeout=30.0,
+    )
+    s = apply(s, plan(s))
+    assert s.placements["web.service"].since == 100.0  # the move's start: its deadline
+    assert plan(dataclasses.replace(s, wall=129.0)).tasks == ()
+    overdue = plan(dataclasses.replace(s, wall=130.0))
+    assert actions(overdue) == [(Action.RECORD, "web.service", "")]  # the old copy stays
+    placement = overdue.tasks[0].placement
+    assert placement is not None and placement.since == 100.0
+    assert placement.summary.endswith(
+        "; not up there within 30s (start_first_timeout): a maintenance draining m1 stops"
+    )
+    assert overdue.moving == ("web.service",)
+    # The same reason, or another of the same move, keeps its since; another move's not.
+    s = apply(dataclasses.replace(s, wall=130.0), overdue)
+    assert plan(dataclasses.replace(s, wall=200.0)).tasks == ()
+    other = dataclasses.replace(
+        s.placements["web.service"], summary=f"{MOVING}m3 to m2: it runs on m3 until ..."
+    )
+    again = plan(dataclasses.replace(s, placements={"web.service": other}, wall=200.0))
+    [record] = [t.placement for t in again.tasks if t.placement is not None]
+    assert record.since == 200.0 and "within" not in record.summary
+
+
 def test_a_moving_unit_with_an_old_file_on_its_new_machine_is_not_up() -> None:
     s = snap(
         [unit("web.service")],

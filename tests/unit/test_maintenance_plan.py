@@ -165,6 +165,44 @@ def test_a_failure_lets_the_jobs_under_way_finish_first() -> None:
     assert phases(s.record) == ["failed", "acting"] and s.record.phase is Phase.STOPPING
 
 
+def test_a_late_start_first_move_stops_the_drain_and_leaves_its_machine_cordoned() -> None:
+    r = record("m1", "m2").with_job(Job("m1", JobPhase.DRAINING, since=NOW, prior=(False, False)))
+    late = Drain(("a",), {"a": "moving to m2"}, late="a was not active and healthy on m2")
+    s = go(r, {"m1": seen("m1", drain=late), "m2": seen("m2")})
+    job = s.record.jobs[0]
+    assert job.phase is JobPhase.FAILED
+    assert job.detail == "drain stopped: a was not active and healthy on m2"
+    assert s.record.phase is Phase.FAILED and s.record.failure == f"m1: {job.detail}"
+    assert s.tasks == ()  # m1 stays cordoned; no action is asked of it
+
+
+def test_a_cancel_stops_a_drain_lets_an_action_finish_and_starts_nothing() -> None:
+    r = record("m1", "m2", "m3", n=2, phase=Phase.STOPPING, cancelled="ops")
+    r = r.with_job(Job("m1", JobPhase.ACTING, since=NOW, boot_id="b1", moved=("a",)))
+    r = r.with_job(Job("m2", JobPhase.DRAINING, since=NOW, prior=(True, False), moved=("b",)))
+    rebooting = MachineAction("mt/m1", Action(), ActionState.REBOOTING, boot_id="b1")
+    machines = {
+        "m1": seen("m1", machine=None, action=rebooting),
+        "m2": seen("m2", drain=Drain(("b",))),
+        "m3": seen("m3"),
+    }
+    s = go(r, machines, where={"b": ("m3",)})
+    assert phases(s.record) == ["acting", "returning", "pending"]
+    assert s.record.jobs[1].detail.startswith("back; 1 unit to come back")  # asked home
+    assert s.record.jobs[2].detail == "not started: the maintenance was cancelled"
+    [uncordon] = s.tasks
+    assert uncordon.machine == "m2" and uncordon.flags == MachineFlags(unschedulable=True)
+    assert s.moves == {"b": "m2"}
+    assert s.record.phase is Phase.STOPPING
+    assert s.record.message.startswith("stopping (cancelled by ops); m1: reboot: ")
+    # m1 comes back and is uncordoned, the units are home: cancelled.
+    machines["m1"] = seen("m1", machine=up("m1", "b2"), action=rebooting)
+    s = go(s.record, machines, where={"a": ("m1",), "b": ("m2",)})
+    assert phases(s.record) == ["done", "done", "pending"]
+    assert s.record.phase is Phase.CANCELLED and s.record.message == "cancelled by ops"
+    assert [(t.kind, t.machine) for t in s.tasks] == [(Kind.FLAGS, "m1"), (Kind.CLEAR_ACTION, "m1")]
+
+
 def test_an_action_of_another_maintenance_is_not_ours() -> None:
     r = record("m1", action=CMD).with_job(Job("m1", JobPhase.ACTING, since=NOW, boot_id="b1"))
     other = MachineAction("old/m1", CMD, ActionState.DONE, "b1", exit_status=0)
@@ -312,6 +350,22 @@ def test_drain_status_names_what_is_left_and_what_stays() -> None:
         running_count=False,
     )
     assert rebooting.left == ("a",)
+    # A start-first move past its deadline (from its placement reason's since).
+    moving = {"a": Placement("a", "moving from m1 to m2: it runs on m1 until ...", since=10.0)}
+    for now, late in ((39.0, ""), (40.0, "a was not active and healthy on m2 within 30s")):
+        drain = drain_status(
+            "m1",
+            units=units,
+            on=["a"],
+            placements=moving,
+            stopping={},
+            marked={("m2", "a"): "m1"},
+            states=[],
+            now=now,
+            move_timeout=30.0,
+        )
+        assert drain.left == ("a",) and drain.late.startswith(late)
+        assert not late or drain.late.endswith("its copy on m1 keeps running")
 
 
 def test_a_unit_that_cannot_leave_blocks_the_action_while_its_budget_is_spent() -> None:
@@ -342,7 +396,7 @@ def test_a_unit_that_cannot_leave_blocks_the_action_while_its_budget_is_spent() 
 
 
 def test_records_round_trip_through_the_codec() -> None:
-    r = record("m1", "m2", action=CMD, n=2, by="ops", message="x", failure="m1: y")
+    r = record("m1", "m2", action=CMD, n=2, by="ops", message="x", failure="m1: y", cancelled="c")
     r = r.with_job(
         Job("m1", JobPhase.FAILED, 5.0, "d", "b1", (True, False), ("a", "b"), exit_status=3)
     )
