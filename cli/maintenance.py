@@ -13,26 +13,20 @@ reboot semaphore at a time).
 
 from __future__ import annotations
 
-import asyncio
 import shlex
-import sys
 from typing import Annotated
 
 import typer
 
 from fleetd.api import wire
-from fleetd.errors import Unavailable
 
 from . import completion
 from .backend import Backend, CliError
 from .helptext import Command
 from .machines import describe, resolve
+from .maintview import final, follow, name_of, say, show_status, what
 from .options import Output, fail, options, run
-from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
-from .table import echo_json, echo_table, printable
-
-MAX_FOLLOW_DELAY = 0.5
-OVER = ("done", "failed", "cancelled")
+from .table import echo_json, printable
 
 
 def _argv(command: str) -> list[str]:
@@ -159,8 +153,8 @@ def reboot(
         record = await backend.start_maintenance(body)
         by_id = {m.id: m for m in registered}
         typer.echo(
-            f"Maintenance {record.id} started: {_what(record)} of "
-            f"{', '.join(_name(m.id, by_id) for m in record.machines)}, "
+            f"Maintenance {record.id} started: {what(record)} of "
+            f"{', '.join(name_of(m.id, by_id) for m in record.machines)}, "
             f"{record.maxUnavailable} at a time",
             err=True,
         )
@@ -172,73 +166,9 @@ def reboot(
     if as_json:
         echo_json(record.model_dump(mode="json"))
     elif not no_block:
-        typer.echo(printable(_final(record, by_id)), err=record.phase != "done")
+        typer.echo(printable(final(record, by_id)), err=record.phase != "done")
     if not no_block and record.phase != "done":
         raise typer.Exit(1)
-
-
-def _what(record: wire.Maintenance) -> str:
-    if record.action == "command" and record.command:
-        return "command " + shlex.join(record.command)
-    return "reboot"
-
-
-def _name(machine_id: str, machines: dict[str, wire.Machine]) -> str:
-    found = machines.get(machine_id)
-    return found.hostname if found is not None and found.hostname else machine_id[:8]
-
-
-def _final(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> str:
-    done = ", ".join(_name(m.id, machines) for m in record.machines if m.phase == "done")
-    if record.phase == "done":
-        return f"Maintenance {record.id} done: {_what(record)} of {done}"
-    if record.phase == "cancelled":
-        return (
-            f"Maintenance {record.id} cancelled by {record.cancelledBy}: {_what(record)} "
-            f"of {done or 'no machine'} done, the others not started"
-        )
-    failure = readable_reason(record.failure or record.message, machines)
-    return f"Maintenance {record.id} {record.phase}: {failure}"
-
-
-async def follow(
-    backend: Backend, ident: str, machines: dict[str, wire.Machine]
-) -> wire.Maintenance:
-    """Read the maintenance until it is over; each machine's changes are shown, one line
-    each (a maintenance takes minutes: its story stays on the terminal)."""
-    last: dict[str, str] = {}
-    delay = FIRST_DELAY
-    outage = False
-    while True:
-        try:
-            record = await backend.maintenance()
-        except Unavailable as exc:
-            if not outage:  # the API's machine may be the one rebooted
-                _say(f"WARNING: {exc}; still following")
-            outage = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY)
-            continue
-        outage = False
-        if record.id != ident:
-            raise CliError(f"maintenance {ident} is no longer the current one ({record.id} is)")
-        changed = False
-        for job in record.machines:
-            line = f"{job.phase}: {job.detail}"
-            if last.get(job.id) != line:
-                last[job.id] = line
-                changed = True
-                if job.phase != "pending":
-                    text = readable_reason(line, machines)
-                    _say(f"{_name(job.id, machines)}: {text}")
-        if record.phase in OVER:
-            return record
-        delay = FIRST_DELAY if changed else min(delay * 2, MAX_FOLLOW_DELAY)
-        await asyncio.sleep(delay)
-
-
-def _say(line: str) -> None:
-    print(printable(line), file=sys.stderr, flush=True)
 
 
 def _status(ctx: typer.Context, as_json: bool) -> None:
@@ -250,31 +180,7 @@ def _status(ctx: typer.Context, as_json: bool) -> None:
     if as_json:
         echo_json(record.model_dump(mode="json"))
         return
-    lines = [
-        f"Maintenance {record.id}: {record.phase}",
-        f"  {_what(record)}, {record.maxUnavailable} machine(s) at a time"
-        + ("; serving reboot requests" if record.requested else ""),
-        f"  started by {record.startedBy} at {record.started or '-'}"
-        + (f"; finished at {record.finished}" if record.finished else ""),
-        f"  {readable_reason(record.message, machines)}",
-    ]
-    if record.cancelledBy:
-        lines.append(f"  cancelled by {record.cancelledBy}")
-    if record.failure:
-        lines.append(f"  failure: {readable_reason(record.failure, machines)}")
-    for line in lines:
-        typer.echo(printable(line))
-    rows = [
-        [
-            _name(m.id, machines),
-            m.phase,
-            m.since or "-",
-            "-" if m.exitStatus is None else str(m.exitStatus),
-            printable(readable_reason(m.detail, machines)) or "-",
-        ]
-        for m in record.machines
-    ]
-    echo_table(["MACHINE", "PHASE", "SINCE", "STATUS", "DETAIL"], rows, legend=True)
+    show_status(record, machines)
 
 
 def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
@@ -284,7 +190,7 @@ def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
     async def work(backend: Backend) -> tuple[wire.Maintenance, dict[str, wire.Machine]]:
         record = await backend.cancel_maintenance()
         by_id = {m.id: m for m in await backend.list_machines()}
-        _say(
+        say(
             f"Maintenance {record.id}: cancelled; the machines under way finish their step "
             "(a draining one is uncordoned, a rebooting one comes back), no other starts"
         )
@@ -296,7 +202,7 @@ def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
     if as_json:
         echo_json(record.model_dump(mode="json"))
     elif not no_block:
-        typer.echo(printable(_final(record, by_id)), err=record.phase != "cancelled")
+        typer.echo(printable(final(record, by_id)), err=record.phase != "cancelled")
     if not no_block and record.phase != "cancelled":
         raise typer.Exit(1)
 

@@ -196,3 +196,28 @@ async def test_a_new_leader_goes_on_where_the_last_one_stopped(tmp_path: Path) -
         assert done["phase"] == "done", done
         assert [c.nodes[m].boots for m in ("m1", "m2", "m3")] == [2, 2, 2]
         assert await c.store.list_machine_flags() == {}
+
+
+async def test_the_semaphore_follows_the_cluster_setting_live(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=3) as c:
+        await launch(c, [f"u{i}.service" for i in range(3)], unit())
+        records = MaintenanceStore(c.store)
+        await records.put_settings(ClusterSettings(max_unavailable=1))
+        hold = c.nodes["m2"].actions.hold = asyncio.Event()
+        for machine in ("m2", "m3"):
+            await records.request(RebootRequest(machine, since=1.0, reason="test"))
+        await c.wait_for(lambda: c.nodes["m2"].actions.reboots == 1, "m2 rebooting", within=10)
+        record = await status(c)
+        assert record["maxUnavailable"] == 1 and record["machines"][1]["phase"] == "pending"
+        assert record["machines"][1]["detail"] == "waiting for a slot (1 at a time)"
+        await records.put_settings(ClusterSettings(max_unavailable=2))  # as fleetctl config does
+
+        async def two_slots() -> bool:
+            found = await status(c)
+            return found["maxUnavailable"] == 2 and found["machines"][1]["phase"] != "pending"
+
+        await c.wait_for(two_slots, "m3 taken while m2 is still down", within=10)
+        assert c.nodes["m2"].boots == 1  # still mid-reboot
+        hold.set()
+        done = await wait_over(c)
+        assert done["phase"] == "done" and [c.nodes[m].boots for m in ("m2", "m3")] == [2, 2]

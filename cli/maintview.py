@@ -1,0 +1,113 @@
+"""How fleetctl shows a maintenance (cli/maintenance.py): following it to its end, one
+line per change of a machine; its final line; ``reboot --status``."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+
+import typer
+
+from fleetd.api import wire
+from fleetd.errors import Unavailable
+
+from .backend import Backend, CliError
+from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
+from .table import echo_table, printable
+
+MAX_FOLLOW_DELAY = 0.2  # a GET per 0.2 s: its end is seen soon after it comes
+OVER = ("done", "failed", "cancelled")
+
+
+def what(record: wire.Maintenance) -> str:
+    if record.action == "command" and record.command:
+        return "command " + shlex.join(record.command)
+    return "reboot"
+
+
+def name_of(machine_id: str, machines: dict[str, wire.Machine]) -> str:
+    found = machines.get(machine_id)
+    return found.hostname if found is not None and found.hostname else machine_id[:8]
+
+
+def final(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> str:
+    done = ", ".join(name_of(m.id, machines) for m in record.machines if m.phase == "done")
+    if record.phase == "done":
+        return f"Maintenance {record.id} done: {what(record)} of {done}"
+    if record.phase == "cancelled":
+        return (
+            f"Maintenance {record.id} cancelled by {record.cancelledBy}: {what(record)} "
+            f"of {done or 'no machine'} done, the others not started"
+        )
+    failure = readable_reason(record.failure or record.message, machines)
+    return f"Maintenance {record.id} {record.phase}: {failure}"
+
+
+async def follow(
+    backend: Backend, ident: str, machines: dict[str, wire.Machine]
+) -> wire.Maintenance:
+    """Read the maintenance until it is over; each machine's changes are shown, one line
+    each (a maintenance takes minutes: its story stays on the terminal)."""
+    last: dict[str, str] = {}
+    delay = FIRST_DELAY
+    outage = False
+    while True:
+        try:
+            record = await backend.maintenance()
+        except Unavailable as exc:
+            if not outage:  # the API's machine may be the one rebooted
+                say(f"WARNING: {exc}; still following")
+            outage = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+            continue
+        outage = False
+        if record.id != ident:
+            raise CliError(f"maintenance {ident} is no longer the current one ({record.id} is)")
+        changed = False
+        for job in record.machines:
+            line = f"{job.phase}: {job.detail}"
+            if last.get(job.id) != line:
+                last[job.id] = line
+                changed = True
+                if job.phase != "pending":
+                    text = readable_reason(line, machines)
+                    say(f"{name_of(job.id, machines)}: {text}")
+        if record.phase in OVER:
+            return record
+        delay = FIRST_DELAY if changed else min(delay * 2, MAX_FOLLOW_DELAY)
+        await asyncio.sleep(delay)
+
+
+def say(line: str) -> None:
+    print(printable(line), file=sys.stderr, flush=True)
+
+
+def show_status(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> None:
+    """``reboot --status``: the maintenance, then a row per machine."""
+    lines = [
+        f"Maintenance {record.id}: {record.phase}",
+        f"  {what(record)}, {record.maxUnavailable} machine(s) at a time"
+        + ("; serving reboot requests" if record.requested else ""),
+        f"  started by {record.startedBy} at {record.started or '-'}"
+        + (f"; finished at {record.finished}" if record.finished else ""),
+        f"  {readable_reason(record.message, machines)}",
+    ]
+    if record.cancelledBy:
+        lines.append(f"  cancelled by {record.cancelledBy}")
+    if record.failure:
+        lines.append(f"  failure: {readable_reason(record.failure, machines)}")
+    for line in lines:
+        typer.echo(printable(line))
+    rows = [
+        [
+            name_of(m.id, machines),
+            m.phase,
+            m.since or "-",
+            "-" if m.exitStatus is None else str(m.exitStatus),
+            printable(readable_reason(m.detail, machines)) or "-",
+        ]
+        for m in record.machines
+    ]
+    echo_table(["MACHINE", "PHASE", "SINCE", "STATUS", "DETAIL"], rows, legend=True)
