@@ -103,9 +103,9 @@ def reboot(
     one that fails stops the maintenance and leaves its machine cordoned.
     The engine leader drives it: it goes on if fleetctl or the leader's
     machine goes away.  Ends with "Maintenance ... done", or exit status 1.
-    --cancel stops it after each machine's current step, in a safe state: a
-    draining machine is uncordoned and its units come back, one being rebooted
-    comes back and is uncordoned, no other one starts.
+    Cancelled (--cancel), it stops after each machine's current step, in a safe
+    state: a draining machine is uncordoned and its units come back, one being
+    rebooted comes back and is uncordoned, no other one starts.
 
     Examples:
       fleetctl reboot --all
