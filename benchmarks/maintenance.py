@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -61,7 +62,8 @@ def fleetctl(sb: Sandbox, *args: str, cwd: str, timeout: float = 900) -> str:
     return proc.stdout
 
 
-async def _look(sb: Sandbox, prefix: str) -> tuple[set[str], Maintenance | None]:
+async def _look(sb: Sandbox, prefix: str) -> tuple[set[str], dict[str, int], Maintenance | None]:
+    """The units of ``prefix`` active somewhere, how many each machine runs, the record."""
     registry = EtcdRegistry(sb.etcd_endpoints, timeout=10.0)
     try:
         store = Store(registry)
@@ -69,8 +71,11 @@ async def _look(sb: Sandbox, prefix: str) -> tuple[set[str], Maintenance | None]
         found = await MaintenanceStore(store).get()
     finally:
         await registry.close()
-    up = {s.name for s in states if s.name.startswith(prefix) and s.active_state == "active"}
-    return up, found[0] if found is not None else None
+    mine = [s for s in states if s.name.startswith(prefix) and s.active_state == "active"]
+    on: dict[str, int] = {}
+    for state in mine:
+        on[state.machine] = on.get(state.machine, 0) + 1
+    return {s.name for s in mine}, on, found[0] if found is not None else None
 
 
 def active(sb: Sandbox, prefix: str) -> set[str]:
@@ -113,26 +118,51 @@ class Sampler(threading.Thread):
         self.sb, self.prefix = sb, prefix
         self.samples: list[tuple[float, int]] = []
         self.phases: dict[str, dict[str, float]] = {}
+        self.left: dict[str, int] = {}  # units still running on a machine when it acts
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             t = time.monotonic()
             try:
-                up, record = asyncio.run(_look(self.sb, self.prefix))
+                up, on, record = asyncio.run(_look(self.sb, self.prefix))
             except FleetError as exc:  # etcd busy: a gap in the samples
                 print(f"  (sample failed: {exc})")
             else:
                 self.samples.append((t, len(up)))
                 for job in record.jobs if record is not None else ():
                     self.phases.setdefault(job.machine, {}).setdefault(job.phase.value, t)
+                    if job.phase.value == "acting":
+                        self.left.setdefault(job.machine, on.get(job.machine, 0))
             self.stop_event.wait(max(0.0, 0.1 - (time.monotonic() - t)))
 
-    def report(self, origin: float, names: dict[str, str]) -> None:
+    def report(self, origin: float, end: float, names: dict[str, str]) -> None:
+        """When each machine entered each phase, and where the time went: launch to the
+        first drain, each phase's length (acting: with how many units still running
+        there, left to the shutdown), the last machine done to fleetctl's exit."""
         order = ("draining", "acting", "returning", "done")
-        for machine, seen in sorted(self.phases.items(), key=lambda kv: kv[1].get("draining", 0)):
+        jobs = sorted(self.phases.items(), key=lambda kv: kv[1].get("draining", 0))
+        for machine, seen in jobs:
             marks = [f"{p} at {seen[p] - origin:5.2f} s" for p in order if p in seen]
             print(f"  {names.get(machine, machine)}: " + ", ".join(marks))
+        for machine, seen in jobs:
+            spans = [
+                f"{a} {seen[b] - seen[a]:.2f} s"
+                for a, b in itertools.pairwise(order)
+                if a in seen and b in seen
+            ]
+            left = self.left.get(machine)
+            print(
+                f"    {names.get(machine, machine)}: {', '.join(spans)}"
+                + (f" ({left} units still running there when asked to act)" if left else "")
+            )
+        firsts = [seen["draining"] for _, seen in jobs if "draining" in seen]
+        lasts = [seen["done"] for _, seen in jobs if "done" in seen]
+        if firsts and lasts:
+            print(
+                f"    fleetctl launched -> first drain {min(firsts) - origin:.2f} s; last machine "
+                f"done -> fleetctl exited {end - max(lasts):.2f} s (samples every 100 ms)"
+            )
 
 
 def main() -> None:
@@ -191,7 +221,7 @@ def main() -> None:
             f"  units active somewhere, sampled every 100 ms ({len(sampler.samples)} "
             f"samples): at least {lowest} of {n}"
         )
-        sampler.report(started, {m.machine_id: m.name for m in sb.machines})
+        sampler.report(started, started + took, {m.machine_id: m.name for m in sb.machines})
         print(f"  every machine booted once more: {rebooted}; {out.strip().splitlines()[-1]}")
         print(f"  maintenance {status['id']}: {status['phase']}; load after: {load()}")
         print(

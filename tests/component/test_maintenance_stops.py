@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from api.routes.events import classify
+from fleetd.maintenance.record import RebootRequest
+from fleetd.maintenance.store import MaintenanceStore
 from fleetd.model import MachineFlags
 from fleetd.registry.base import WatchEvent
 from fleetd.testing.cluster import Cluster, ManualClock, ManualWall, cluster
@@ -124,3 +126,23 @@ async def test_a_cancel_lets_the_machine_under_way_come_back_and_starts_no_other
         await c.wait_for(home, "every unit back where it was", within=10)
         over = await c.api.post("/maintenance/cancel")
         assert over.status_code == 409 and "is cancelled: nothing runs to cancel" in over.text
+
+
+async def test_cancelling_the_served_requests_withdraws_those_not_started(tmp_path: Path) -> None:
+    async with cluster(tmp_path, machines=3) as c:
+        await launch(c, [f"u{i}.service" for i in range(3)], unit())
+        records = MaintenanceStore(c.store)
+        hold = c.nodes["m2"].actions.hold = asyncio.Event()
+        for machine in ("m2", "m3"):
+            await records.request(RebootRequest(machine, since=1.0, reason="test"))
+        await c.wait_for(lambda: c.nodes["m2"].actions.reboots == 1, "m2 rebooting", within=10)
+        response = await c.api.post("/maintenance/cancel")
+        assert response.status_code == 200, response.text
+        assert set(await records.list_requests()) == {"m2"}  # m3's withdrawn at once
+        hold.set()
+        done = await wait_over(c)
+        assert done["phase"] == "cancelled" and done["requested"]
+        assert [c.nodes[m].boots for m in ("m2", "m3")] == [2, 1]
+        assert await records.list_requests() == {}  # m2's went with its reboot
+        response = await c.api.get("/maintenance")
+        assert response.json()["id"] == done["id"]  # and nothing was started again
