@@ -196,7 +196,9 @@ def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
         )
         if no_block:
             return record, by_id
-        return await follow(backend, record.id, by_id), by_id
+        record = await follow(backend, record.id, by_id)
+        # A machine that was rebooting when it was cancelled is registered again by now.
+        return record, {m.id: m for m in await backend.list_machines()}
 
     record, by_id = run(ctx, work)
     if as_json:

@@ -287,8 +287,11 @@ def test_bad_input_is_refused_and_changes_nothing(sandbox: Sandbox, wait_for: Wa
         r = fleetctl(sandbox, "reboot", *args)
         assert r.returncode == 1 and text in r.stderr, (args, r.stderr)
     assert snapshot() == before
-    # A second maintenance while one runs.
-    r = fleetctl(sandbox, "reboot", "--no-block", "--command", "/bin/sleep 3", "m1")
+    # A second maintenance while one runs (its command waits for /run/go: however slow
+    # fleetctl starts on a busy host, the first one still runs).
+    sandbox.exec("m1", "rm", "-f", "/run/go")
+    wait = "/bin/sh -c 'while [ ! -e /run/go ]; do sleep 0.1; done'"
+    r = fleetctl(sandbox, "reboot", "--no-block", "--command", wait, "m1", "m2")
     assert r.returncode == 0, r.stderr
     running = snapshot()
     second = fleetctl(sandbox, "reboot", "--no-block", "m2")
@@ -296,9 +299,17 @@ def test_bad_input_is_refused_and_changes_nothing(sandbox: Sandbox, wait_for: Wa
     found = registry(sandbox, lambda s: MaintenanceStore(s).get())
     assert found is not None and running[0] is not None
     assert found[0].id == running[0][0].id  # type: ignore[index]
+    # Cancelled while m1 runs its command: m1 finishes, m2 never starts.
+    r = fleetctl(sandbox, "reboot", "--cancel", "--no-block")
+    assert r.returncode == 0 and "cancelled" in r.stderr, r.stderr
+    assert sandbox.exec("m1", "touch", "/run/go").returncode == 0
 
     def over() -> bool:
         status = json.loads(fleetctl(sandbox, "-o", "json", "reboot", "--status").stdout)
-        return bool(status["phase"] == "done")
+        return bool(status["phase"] == "cancelled")
 
-    wait_for(over, 120, "the first one done")
+    wait_for(over, 120, "the first one cancelled")
+    status = json.loads(fleetctl(sandbox, "-o", "json", "reboot", "--status").stdout)
+    assert [m["phase"] for m in status["machines"]] == ["done", "pending"], status
+    machines = json.loads(fleetctl(sandbox, "-o", "json", "list-machines").stdout)
+    assert not any(m["unschedulable"] or m["draining"] for m in machines), machines
