@@ -1,8 +1,9 @@
 """When the engine plans everything: timers, the budgeted safety pass, a settled model.
 
-Events get a scoped pass.  A full pass runs when a timer is due (a held
-AtMostOnce unit's grace, the next drain batch, a moved AtMostOnce unit to
-look at) and as a safety pass that catches whatever the scoped passes
+Events get a scoped pass, and so does the look at AtMostOnce units being
+stopped (``poll_at``: those seen stopped are placed).  A full pass runs when
+a timer is due (a held AtMostOnce unit's grace, the next drain batch, a
+start-first move to look at) and as a safety pass that catches whatever the scoped passes
 missed: at least ``interval`` seconds apart, stretched so that it costs at
 most ``safety_budget`` of a core.  Once a full pass found nothing to do and
 the model has not changed since, another one would plan the same input (the
@@ -28,7 +29,8 @@ class Cadence:
         self.settings = settings
         self.full_at = float("-inf")  # when the last full pass started
         self.full_seconds = 0.0  # how long it took
-        self.wake_at: float | None = None  # a held or stopping AtMostOnce unit is due
+        self.wake_at: float | None = None  # a held AtMostOnce unit or a move is due
+        self.poll_at: float | None = None  # to look whether stopping units stopped
         self.drain_due: float | None = None  # the next drain batch is due
         self.changes = 0  # model changes (mirrors, own writes, failed passes)
         self.settled = -1  # ``changes`` when a full pass last found nothing to do
@@ -44,8 +46,20 @@ class Cadence:
 
     def wait(self, now: float) -> float:
         """Seconds until the next full pass is due (0: it is)."""
-        due = min(d for d in (self._safety_at(), self.wake_at, self.drain_due) if d is not None)
+        due = min(
+            d
+            for d in (self._safety_at(), self.wake_at, self.drain_due, self.poll_at)
+            if d is not None
+        )
         return max(0.0, due - now)
+
+    def polls_first(self) -> bool:
+        """Whether the next wake-up (``wait``) is only to look at stopping units (a scoped
+        pass: the units seen stopped are what changed), before anything is due."""
+        if self.poll_at is None:
+            return False
+        due = (self._safety_at(), self.wake_at, self.drain_due)
+        return all(self.poll_at < d for d in due if d is not None)
 
     def due(self, now: float) -> FullReason | None:
         """Why a full pass is due at ``now``, or None."""
@@ -76,9 +90,9 @@ class Cadence:
         """Record a pass that started at ``now`` (``changes`` then) and took ``seconds``.
 
         ``stopping``: AtMostOnce units are being stopped (their states are not
-        watched: the engine looks again after ``stop_poll``).  ``moving``: units move
-        start-first, are asked to move, or wait for a disruption budget (the engine
-        looks again after ``move_poll``)."""
+        watched: the engine looks again after ``stop_poll``, with a scoped pass).
+        ``moving``: units move start-first, are asked to move, or wait for a disruption
+        budget (a full pass looks again after ``move_poll``)."""
         s = self.settings
         if full:
             self.full_at, self.full_seconds = now, seconds
@@ -89,10 +103,10 @@ class Cadence:
                 self.settled = changes
         elif result.wake_at is not None:
             self.wake_at = min(result.wake_at, self.wake_at or result.wake_at)
-        for busy, poll in ((stopping, s.stop_poll), (moving, s.move_poll)):
-            if busy:
-                soon = now + poll
-                self.wake_at = soon if self.wake_at is None else min(self.wake_at, soon)
+        self.poll_at = now + s.stop_poll if stopping else None
+        if moving:
+            soon = now + s.move_poll
+            self.wake_at = soon if self.wake_at is None else min(self.wake_at, soon)
 
     def _safety_at(self) -> float:
         s = self.settings

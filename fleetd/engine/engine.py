@@ -210,7 +210,7 @@ class Engine:
         self._dirty.set()
         backoff = Backoff("engine: reconcile", log)
         while True:
-            woken = True
+            woken, polls = True, self.cadence.polls_first()
             try:
                 async with asyncio.timeout(self.cadence.wait(self.clock())):
                     await self._dirty.wait()
@@ -219,7 +219,7 @@ class Engine:
             await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
             self._dirty.clear()
             due = self.cadence.due(self.clock())
-            if due is None and not woken:
+            if due is None and not woken and not polls:
                 due = FullReason(Cause.SAFETY, "safety pass")
             try:
                 await self.reconcile(revision, due=due)

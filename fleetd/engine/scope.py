@@ -15,8 +15,8 @@ carrying the room of every placed unit) less the room of these units, the
 MachineOf peers the checks must see, and the kept ``Conflicts=`` relation.
 No part of it costs work per machine; ``plan()`` of the snapshot over the
 baseline then decides exactly as a full pass would for those units.  When a
-change is better left to a full pass (a drain, AtMostOnce units being
-stopped, ``Replaces=``, a scope larger than ``limit``) it returns why instead.
+change is better left to a full pass (a drain, ``Replaces=``, a scope larger
+than ``limit``) it returns why instead.
 
 Reasons of unplaceable units outside the scope are not refreshed (their
 text may name free capacity that changed); the periodic full pass does that.
@@ -72,10 +72,6 @@ def scope(
 
     ``slots``: the slots kept across passes, up to date with ``machines``, ``flags``
     and ``ledger.load`` (see ClusterModel.scope); the pass uses their strategy."""
-    if stopping:
-        unit = min(stopping)
-        why = f"AtMostOnce unit {unit} is stopping on {stopping[unit]}"
-        return FullReason(Cause.NOT_SCOPED, why)
     draining = [m for m, f in flags.items() if f.draining]
     if draining:
         return FullReason(Cause.NOT_SCOPED, f"machine {min(draining)} is draining")
@@ -189,6 +185,8 @@ def scope(
         at_most_once_grace=grace,
         strategy=slots.strategy,
         drain_batch=None,
+        # AtMostOnce units not yet seen stopped where they were are held, as in a full pass.
+        stopping={u: stopping[u] for u in planned if u in stopping},
     )
     baseline = Baseline(slots, give_back, staying, ledger.conflicts, only)
     return Scope(snap, baseline, tuple(unschedule), frozenset(planned))

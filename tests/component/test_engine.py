@@ -397,6 +397,45 @@ async def test_at_most_once_unit_moves_only_after_its_old_machine_stopped_it() -
         await h.wait_for(moved, "once placed on m2 once stopped on m1")
 
 
+async def test_an_at_most_once_unit_moved_by_its_constraint_needs_no_full_pass() -> None:
+    async with harness() as h:
+        m1 = await h.machine("m1")
+        await h.machine("m2")
+        await h.submit("once.service", unit_text(AtMostOnce="true", MachineID="m1"))
+        engine = h.engine(stop_poll=0.01, interval=1000.0)  # no safety pass in this test
+        h.start(engine)
+
+        async def on_m1() -> bool:
+            return await m1.units() == ["once.service"] and engine.metrics.reconciles_total > 0
+
+        await h.wait_for(on_m1, "once on m1")
+        running = UnitState("m1", "once.service", "h", "loaded", "active", "running")
+        await h.store.put_states("m1", [running], m1.lease)
+        full = engine.metrics.full_reconciles_total
+        await h.submit("once.service", unit_text(AtMostOnce="true", MachineID="m2"))
+
+        async def waiting() -> bool:
+            reason = (await h.reasons()).get("once.service", "")
+            return reason == "AtMostOnce: waiting for it to stop on m1"
+
+        await h.wait_for(waiting, "unscheduled from m1, waiting for it to stop")
+        passes = engine.metrics.reconciles_total
+
+        async def polled_twice() -> bool:
+            return engine.metrics.reconciles_total >= passes + 2
+
+        await h.wait_for(polled_twice, "two more looks while it still runs on m1")
+        assert await h.where() == {}
+        stopped = UnitState("m1", "once.service", "h", "loaded", "inactive", "dead")
+        await h.store.put_states("m1", [stopped], m1.lease)
+
+        async def moved() -> bool:
+            return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
+
+        await h.wait_for(moved, "once placed on m2 once stopped on m1")
+        assert engine.metrics.full_reconciles_total == full, engine.last_full_reason  # scoped looks
+
+
 async def test_a_mount_unit_is_checked_under_its_own_name() -> None:
     """Two mount units stored with one file (around the API, e.g. before an upgrade): only
     the one named after its Where= is placed; the engine parses each under its own name."""

@@ -31,6 +31,9 @@ def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> N
     cadence.settled = 1  # that pass found nothing to do and nothing changed since
     assert cadence.wait(now) == pytest.approx(600.0)
     assert cadence.due(now + 600.0) == FullReason(Cause.SAFETY, "insurance pass of a settled model")
+    cadence.poll_at = now + 0.5  # a stopping AtMostOnce unit to look at: a scoped pass
+    assert cadence.wait(now) == pytest.approx(0.5) and cadence.polls_first()
+    cadence.poll_at = None
     cadence.wake_at = now + 3.0  # a held AtMostOnce unit may move then
     assert cadence.wait(now) == pytest.approx(3.0)
     cadence.drain_due = now + 1.0
@@ -138,8 +141,8 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
         engine = h.engine(interval=1000.0)  # no safety pass in this test
         h.start(engine)
 
-        async def placed() -> bool:
-            return len(await h.where()) == 1
+        async def placed() -> bool:  # and the pass that placed it recorded
+            return len(await h.where()) == 1 and engine.metrics.reconciles_total > 0
 
         await h.wait_for(placed, "a placed")
         assert engine.last_full_reason == FullReason(Cause.LOADED, "first pass")

@@ -7,8 +7,8 @@ from dataclasses import replace
 from fleetd.engine.changes import Cause, Change, FullReason
 from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
-from fleetd.engine.plan import UnitSpec, plan
-from fleetd.engine.scope import Scope
+from fleetd.engine.plan import Action, UnitSpec, plan
+from fleetd.engine.scope import Scope, plan_scope
 from fleetd.model import Capacity, DesiredState, Machine, MachineFlags, ScheduleEntry
 from fleetd.requirements import Requirements
 
@@ -110,13 +110,35 @@ def test_a_scope_says_why_it_leaves_a_change_to_a_full_pass() -> None:
     )
 
     model = _placed(_spec("a.service"))
-    model.stopping["a.service"] = "m0"
-    model.set_unit("b.service", _spec("b.service"))
-    assert _scope(model) == FullReason(
-        Cause.NOT_SCOPED, "AtMostOnce unit a.service is stopping on m0"
-    )
-
-    model = _placed(_spec("a.service"))
     model.flags["m1"] = MachineFlags(draining=True)  # as a full pass left it
     model.set_unit("b.service", _spec("b.service"))
     assert _scope(model) == FullReason(Cause.NOT_SCOPED, "machine m1 is draining")
+
+
+def test_an_at_most_once_unit_being_stopped_is_held_by_scoped_passes_until_seen_stopped() -> None:
+    model = _placed(_spec("a.service", at_most_once=True))
+    assert model.ledger is not None
+    [old] = model.ledger.machines_of["a.service"]
+    other = "m1" if old == "m0" else "m0"
+    model.set_unit("a.service", _spec("a.service", at_most_once=True, machine_id=other))
+    found = _scope(model)
+    assert isinstance(found, Scope)
+    result = plan_scope(found)  # it leaves: stop-first
+    assert [(t.action, t.machine) for t in result.tasks if t.entry or t.machine] == [
+        (Action.UNSCHEDULE, old)
+    ]
+    assert result.stopping == (("a.service", old),)
+    model.apply_tasks(result.tasks)
+    model.stopping.update(result.stopping)
+    model.set_unit("b.service", _spec("b.service"))
+    model.changes.unit("a.service")
+    found = _scope(model)
+    assert isinstance(found, Scope) and "a.service" in found.units
+    held = plan_scope(found)
+    assert "a.service" in held.held and all(t.unit != "a.service" for t in held.tasks)
+    model.apply_tasks(held.tasks)
+    model.stopped("a.service")  # seen stopped: placed on the other machine
+    found = _scope(model)
+    assert isinstance(found, Scope)
+    placed = [(t.action, t.machine) for t in plan_scope(found).tasks if t.unit == "a.service"]
+    assert placed[0] == (Action.SCHEDULE, other)
