@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 
 from fleetd.config import Config
-from fleetd.engine.engine import _Deposed, settings_from_config
+from fleetd.engine.engine import Engine, _Deposed, settings_from_config
 from fleetd.engine.index import Strategy
 from fleetd.engine.leader import Leadership
 from fleetd.engine.plan import Action, Plan, Task
 from fleetd.errors import LeaseExpired, NotLeader, RegistryUnavailable
 from fleetd.model import DesiredState, MachineFlags, ScheduleEntry, UnitState
-from tests.component.engine_harness import G, harness, unit_text
+from tests.component.engine_harness import FakeAgent, G, Harness, harness, unit_text
 
 
 async def test_leader_places_units_and_explains_the_rest() -> None:
@@ -374,27 +374,32 @@ async def test_at_most_once_unit_moves_only_after_its_old_machine_stopped_it() -
         await h.store.put_states("m1", [running], m1.lease)
         await h.flag("m2", MachineFlags())
         await h.flag("m1", MachineFlags(draining=True))
+        await _moves_to_m2_once_stopped_on_m1(h, engine, m1)
 
-        async def waiting() -> bool:
-            reason = (await h.reasons()).get("once.service", "")
-            return reason == "AtMostOnce: waiting for it to stop on m1"
 
-        await h.wait_for(waiting, "unscheduled from m1, waiting for it to stop")
-        passes = engine.metrics.reconciles_total
+async def _moves_to_m2_once_stopped_on_m1(h: Harness, engine: Engine, m1: FakeAgent) -> None:
+    """once.service leaves m1, where it runs: it is placed on m2 only once seen stopped."""
 
-        async def polled_twice() -> bool:
-            return engine.metrics.reconciles_total >= passes + 2
+    async def waiting() -> bool:
+        reason = (await h.reasons()).get("once.service", "")
+        return reason == "AtMostOnce: waiting for it to stop on m1"
 
-        await h.wait_for(polled_twice, "two more passes while it still runs on m1")
-        assert await h.where() == {}  # not started anywhere else meanwhile
+    await h.wait_for(waiting, "unscheduled from m1, waiting for it to stop")
+    passes = engine.metrics.reconciles_total
 
-        stopped = UnitState("m1", "once.service", "h", "loaded", "inactive", "dead")
-        await h.store.put_states("m1", [stopped], m1.lease)
+    async def polled_twice() -> bool:
+        return engine.metrics.reconciles_total >= passes + 2
 
-        async def moved() -> bool:
-            return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
+    await h.wait_for(polled_twice, "two more passes while it still runs on m1")
+    assert await h.where() == {}  # not started anywhere else meanwhile
 
-        await h.wait_for(moved, "once placed on m2 once stopped on m1")
+    stopped = UnitState("m1", "once.service", "h", "loaded", "inactive", "dead")
+    await h.store.put_states("m1", [stopped], m1.lease)
+
+    async def moved() -> bool:
+        return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
+
+    await h.wait_for(moved, "once placed on m2 once stopped on m1")
 
 
 async def test_an_at_most_once_unit_moved_by_its_constraint_needs_no_full_pass() -> None:
@@ -413,26 +418,7 @@ async def test_an_at_most_once_unit_moved_by_its_constraint_needs_no_full_pass()
         await h.store.put_states("m1", [running], m1.lease)
         full = engine.metrics.full_reconciles_total
         await h.submit("once.service", unit_text(AtMostOnce="true", MachineID="m2"))
-
-        async def waiting() -> bool:
-            reason = (await h.reasons()).get("once.service", "")
-            return reason == "AtMostOnce: waiting for it to stop on m1"
-
-        await h.wait_for(waiting, "unscheduled from m1, waiting for it to stop")
-        passes = engine.metrics.reconciles_total
-
-        async def polled_twice() -> bool:
-            return engine.metrics.reconciles_total >= passes + 2
-
-        await h.wait_for(polled_twice, "two more looks while it still runs on m1")
-        assert await h.where() == {}
-        stopped = UnitState("m1", "once.service", "h", "loaded", "inactive", "dead")
-        await h.store.put_states("m1", [stopped], m1.lease)
-
-        async def moved() -> bool:
-            return await h.where() == {"once.service": ["m2"]} and not await h.reasons()
-
-        await h.wait_for(moved, "once placed on m2 once stopped on m1")
+        await _moves_to_m2_once_stopped_on_m1(h, engine, m1)
         assert engine.metrics.full_reconciles_total == full, engine.last_full_reason  # scoped looks
 
 
