@@ -1,21 +1,30 @@
-"""Reaction to one change: full plan (before) against the incremental, scoped pass (after).
+"""The engine's reaction to every kind of change: CPU per change, and whether the pass was scoped.
 
-    .venv/bin/python benchmarks/engine_incremental.py [--small] [--strategy spread]
+    .venv/bin/python benchmarks/engine_incremental.py [--small | --tiny] [--strategy spread]
 
 For each size (10,000 units onto 1,000 machines, 100,000 onto 5,000; the
-mixed workload of benchmarks/workload.py) it loads the engine's model,
-places everything with a full pass, then times, in CPU milliseconds, how
-long the engine takes to decide what to write after
+mixed workload of benchmarks/workload.py, 1,000 of its units instances of
+one template) it loads the engine's model, places everything with a full
+pass, then makes one change at a time through the model's own methods (as
+the registry mirrors do) and reacts to it as the engine's reconcile does
+(engine/engine.py): the change log says what changed or why the pass must be
+full; a scoped pass (engine/scope.py over the kept machine slots) or a full
+``plan()`` of a snapshot; the writes applied to the model; after a full
+pass the kept slots rebuilt (the engine does that in a worker thread: it is
+CPU all the same).  Timed, in CPU milliseconds (this process, every
+thread): the change applied to the model plus that pass, median of a few
+changes of the kind, the largest in brackets.  No I/O: the etcd writes are
+those of ``writes`` (see engine_etcd.py for their cost).
 
-- one new unit is submitted (median of 20),
-- one running unit is stopped (median of 20; the room it frees is offered to
-  units waiting for room),
-- one machine is lost (median of 5; its units move elsewhere),
-
-once with a full ``plan()`` of a fresh snapshot (what every event cost
-before) and once with the scoped pass (engine/scope.py, over the machine
-slots the model keeps, engine/slots.py).  No I/O: the etcd writes are the
-same either way (see engine_etcd.py).
+Kinds: a new unit; a running unit stopped; a machine lost (its units move);
+a machine joined; a placed unit's constraint changed (pinned elsewhere with
+``MachineID=``, so it moves); a new version of the template (all 1,000
+instances get a new hash in one change); a machine cordoned; a machine with
+20 units drained (every pass until it is empty: the start-first copies, and
+once the agents report them up, the old copies' removal); a new unit with
+``Replaces=`` of a placed unit, pinned to its machine (so that unit moves);
+a machine's metadata changed (``disk=ssd`` to ``hdd``: its units that need
+``ssd`` move).
 """
 
 from __future__ import annotations
@@ -24,112 +33,346 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import machines, units
 
-from fleetd.engine.changes import Change
+from fleetd.engine.cadence import Cadence
+from fleetd.engine.changes import Cause, FullReason
 from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
-from fleetd.engine.plan import Plan, UnitSpec, plan
+from fleetd.engine.plan import UnitSpec, plan
 from fleetd.engine.scope import Scope, plan_scope
-from fleetd.model import DesiredState
+from fleetd.engine.settings import EngineSettings
+from fleetd.model import DesiredState, Health, Machine, MachineFlags, UnitState
 from fleetd.requirements import Requirements
 
-SIZES = ((10_000, 1_000), (100_000, 5_000))
+SIZES = {"tiny": (2_000, 100), "small": (10_000, 1_000), "large": (100_000, 5_000)}
+TEMPLATE = "web@"
+DRAINED = 20  # units on the drained machine
+BUDGET_MS = 20_000.0  # CPU per kind, after which no more samples are taken (at least 3)
 
 
-def _full(model: ClusterModel, strategy: Strategy) -> Plan:
-    snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=strategy, drain_batch=None)
-    return plan(snap)
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One reaction: what kind of pass ran (``scoped`` or the full pass's reason), its
+    writes."""
+
+    kind: str
+    writes: int
 
 
-def _scoped(model: ClusterModel, strategy: Strategy) -> Plan:
-    change = model.change()
-    assert isinstance(change, Change), change
-    found = model.scope(change, 0.0, wall=0.0, grace=0.0, strategy=strategy)
-    assert isinstance(found, Scope), found
-    return plan_scope(found)
+class Reconciler:
+    """A ClusterModel driven as the engine's reconcile loop drives it (engine/engine.py),
+    on a clock of its own, without I/O."""
+
+    def __init__(self, model: ClusterModel, strategy: Strategy) -> None:
+        self.model = model
+        self.settings = EngineSettings(strategy=strategy)
+        self.cadence = Cadence(self.settings)
+        self.now = 0.0
+
+    def react(self, due: FullReason | None = None) -> Pass:
+        """One pass over what changed since the last one (Engine._choose, _plan, _record),
+        its writes applied; the new copies of start-first moves are reported up at once
+        (as their agents would before the engine looks)."""
+        model, s = self.model, self.settings
+        self.cadence.changed()
+        changes = self.cadence.changes
+        change = model.change()
+        found: Scope | FullReason
+        if isinstance(change, FullReason):
+            found = change
+        elif due is not None:
+            found = due
+        else:
+            found = model.scope(
+                change, self.now, wall=0.0, grace=s.at_most_once_grace, strategy=s.strategy
+            )
+        if isinstance(found, Scope):
+            result, kind = plan_scope(found), "scoped"
+        else:
+            if model.ledger is None:
+                model.rebuild_ledger()
+            snap = model.snapshot(
+                self.now,
+                wall=0.0,
+                grace=s.at_most_once_grace,
+                strategy=s.strategy,
+                drain_batch=self.cadence.drain_batch(self.now),
+                states=self.states(),
+            )
+            result, kind = plan(snap), f"full ({found.cause}: {found.detail})"
+        model.apply_tasks(result.tasks)
+        if result.tasks:
+            self.cadence.changed()
+        model.stopping.update(result.stopping)
+        model.forget_machines()
+        if kind != "scoped":
+            model.kept_slots(s.strategy)
+        self.cadence.passed(
+            self.now,
+            result,
+            full=kind != "scoped",
+            seconds=0.0,
+            changes=changes,
+            stopping=bool(model.stopping),
+            moving=bool(model.marked or model.moves or result.decision.waiting),
+        )
+        return Pass(kind, len(result.tasks))
+
+    def timer(self) -> Pass | None:
+        """The pass a due timer (a drain batch, units moving start-first) runs next, the
+        clock moved to it; None if none is set (the safety pass is no timer)."""
+        due = [t for t in (self.cadence.wake_at, self.cadence.drain_due) if t is not None]
+        if not due:
+            return None
+        self.now = max(self.now, min(due))
+        return self.react(self.cadence.due(self.now))
+
+    def states(self) -> dict[tuple[str, str], UnitState]:
+        """Every copy a start-first move waits for, reported active and healthy."""
+        found = {}
+        for machine, unit in self.model.marked:
+            entry = self.model.schedule[(machine, unit)]
+            found[(unit, machine)] = UnitState(
+                machine, unit, entry.hash, "loaded", "active", "running", 0.0, Health.HEALTHY
+            )
+        return found
+
+    def full_pass(self) -> Pass:
+        return self.react(FullReason(Cause.REQUESTED, "benchmark"))
 
 
-def _time(fn: Callable[[], Plan]) -> tuple[float, Plan]:
+def spec(name: str, req: Requirements, version: str = "h") -> UnitSpec:
+    return UnitSpec(name, version, DesiredState.LAUNCHED, req)
+
+
+def cpu_ms(fn: Callable[[], object]) -> tuple[float, object]:
     started = time.process_time()
     result = fn()
     return (time.process_time() - started) * 1000, result
 
 
-def run(n_units: int, n_machines: int, strategy: Strategy) -> None:
+class Changes:
+    """Each kind of change as a function that makes one more of it and reacts (every pass
+    until the change is done: one, but for a drain)."""
+
+    def __init__(self, engine: Reconciler, fleet: list[Machine], instances: int) -> None:
+        self.engine = engine
+        self.instances = instances
+        self.model = engine.model
+        self.fleet = fleet
+        self.counter: Iterator[int] = iter(range(1_000_000))
+        self.drained = self.left = 0  # units on the last machine drained, before and after
+        ledger = self.model.ledger
+        assert ledger is not None
+        # Plain running units (no constraint but reservations), in a fixed order.
+        self.plain = sorted(
+            (n for n in ledger.machines_of if n.startswith("u") and self._plain(n)),
+            key=lambda n: int(n[1:].split(".")[0]),
+        )
+
+    def _plain(self, name: str) -> bool:
+        req = self.model.units[name].requirements
+        return not (req.metadata or req.machine_id or req.conflicts or req.machine_of)
+
+    def _where(self, unit: str) -> str:
+        assert self.model.ledger is not None
+        return min(self.model.ledger.machines_of[unit])
+
+    def _free(self, machine: str) -> tuple[int, int]:
+        """CPU and memory not reserved on ``machine``."""
+        model = self.model
+        assert model.ledger is not None
+        capacity = model.machines[machine].capacity
+        cpu, mem, _ = model.ledger.load.get(machine) or (0, 0, 0)
+        return capacity.cpu_millis - cpu, capacity.memory_bytes - mem
+
+    def _with_room(self, avoid: str) -> str:
+        """A live schedulable machine other than ``avoid`` with the most free CPU."""
+        live = [m for m in self.model.machines if m != avoid and m not in self.model.flags]
+        return max(live, key=lambda m: self._free(m)[0])
+
+    def new_unit(self) -> list[Pass]:
+        name = f"new{next(self.counter)}.service"
+        req = Requirements(cpu_millis=250, memory_bytes=256 << 20)
+        self.model.set_unit(name, spec(name, req))
+        return [self.engine.react()]
+
+    def stop(self) -> list[Pass]:
+        name = self.plain.pop()
+        self.model.set_unit(name, replace(self.model.units[name], desired=DesiredState.INACTIVE))
+        return [self.engine.react()]
+
+    def lose(self) -> list[Pass]:
+        self.model.drop_machine(self._busiest(DRAINED), self.engine.now)
+        return [self.engine.react()]
+
+    def join(self) -> list[Pass]:
+        i = next(self.counter)
+        like = self.fleet[i % len(self.fleet)]
+        self.model.put_machine(replace(like, id=f"{i:08x}" + "j" * 24, hostname=f"joined{i}"))
+        return [self.engine.react()]
+
+    def constraint(self) -> list[Pass]:
+        name = self.plain.pop()
+        old = self.model.units[name]
+        target = self._with_room(self._where(name))
+        req = replace(old.requirements, machine_id=target)
+        self.model.set_unit(name, replace(old, requirements=req))
+        return [self.engine.react()]
+
+    def new_version(self) -> list[Pass]:
+        version = f"v{next(self.counter)}"
+        for i in range(self.instances):
+            name = f"{TEMPLATE}{i}.service"
+            self.model.set_unit(name, replace(self.model.units[name], hash=version))
+        return [self.engine.react()]
+
+    def cordon(self) -> list[Pass]:
+        busy = self._busiest(0)
+        self.model.set_flags(busy, MachineFlags(unschedulable=True))
+        return [self.engine.react()]
+
+    def drain(self) -> list[Pass]:
+        model = self.model
+        assert model.ledger is not None
+        machine = self._busiest(DRAINED)
+        self.drained = len(model.ledger.units_on.get(machine, ()))
+        model.set_flags(machine, MachineFlags(unschedulable=True, draining=True))
+        passes = [self.engine.react()]
+        while model.ledger.units_on.get(machine) or model.marked:
+            after = self.engine.timer()
+            if after is None:
+                break  # what is left cannot leave (pinned there)
+            if len(passes) > 4 * DRAINED:
+                raise SystemExit(f"the drain of {machine} does not finish")
+            passes.append(after)
+        self.left = len(model.ledger.units_on.get(machine, ()))
+        return passes
+
+    def tidy(self) -> None:
+        """After each change, untimed: drained machines are released (as after a
+        maintenance), so what follows is not planned beside a drain."""
+        drained = [m for m, flags in self.model.flags.items() if flags.draining]
+        for machine in drained:
+            self.model.set_flags(machine, None)
+        if drained:
+            self.engine.react()
+
+    def replaces(self) -> list[Pass]:
+        cpu, mem = 100, 64 << 20
+        # A unit on a machine with room for the new one, which then takes its place.
+        victim = next(
+            u
+            for u in reversed(self.plain)
+            if self._where(u) not in self.model.flags
+            and all(f >= n for f, n in zip(self._free(self._where(u)), (cpu, mem), strict=True))
+        )
+        self.plain.remove(victim)
+        machine = self._where(victim)
+        name = f"rep{next(self.counter)}.service"
+        req = Requirements(machine_id=machine, replaces=(victim,), cpu_millis=cpu, memory_bytes=mem)
+        self.model.set_unit(name, spec(name, req))
+        return [self.engine.react()]
+
+    def metadata(self) -> list[Pass]:
+        machine = self.model.machines[self._busiest(0, "ssd")]
+        labels = tuple((k, "hdd" if k == "disk" else v) for k, v in machine.metadata)
+        self.model.put_machine(replace(machine, metadata=labels))
+        return [self.engine.react()]
+
+    def _busiest(self, units: int, disk: str = "") -> str:
+        """A live, unflagged machine with ``units`` units (the nearest count; 0: the most),
+        with ``disk=<disk>`` if given; a different one each time."""
+        model = self.model
+        assert model.ledger is not None
+        on = model.ledger.units_on
+        found = [
+            m.id
+            for m in model.machines.values()
+            if m.id not in model.flags and (not disk or ("disk", disk) in m.metadata)
+        ]
+        found.sort(
+            key=lambda m: (abs(len(on.get(m, ())) - units) if units else -len(on.get(m, ())), m)
+        )
+        return found[next(self.counter) % 3]
+
+
+def build(
+    n_units: int, n_machines: int, instances: int, strategy: Strategy
+) -> tuple[Reconciler, list[Machine]]:
     fleet = machines(n_machines)
     model = ClusterModel()
     for machine in fleet:
         model.put_machine(machine)
-    for name, req in units(n_units, fleet):
-        model.set_unit(name, UnitSpec(name, "h", DesiredState.LAUNCHED, req))
-    started = time.process_time()
-    model.rebuild_ledger()
-    index_ms = (time.process_time() - started) * 1000
-    first = _full(model, strategy)
-    model.apply_tasks(first.tasks)
-    model.change()  # every pass takes what changed from the model's change log
-    started = time.process_time()
-    model.kept_slots(strategy)  # as the engine does after a full pass (in a thread)
-    fleet_ms = (time.process_time() - started) * 1000
+    for name, req in units(n_units - instances, fleet):
+        model.set_unit(name, spec(name, req))
+    template = Requirements(cpu_millis=100, memory_bytes=128 << 20)
+    for i in range(instances):
+        name = f"{TEMPLATE}{i}.service"
+        model.set_unit(name, spec(name, template))
+    return Reconciler(model, strategy), fleet
+
+
+def run(n_units: int, n_machines: int, strategy: Strategy, samples: int) -> None:
+    instances = min(1_000, n_units // 10)
+    engine, fleet = build(n_units, n_machines, instances, strategy)
+    first_ms, _ = cpu_ms(engine.react)
+    placed = sum(1 for _ in engine.model.schedule)
+    full = sorted(cpu_ms(engine.full_pass)[0] for _ in range(3))
     print(
-        f"{n_units:>7} units / {n_machines:>5} machines [{strategy}]: "
-        f"{first.placed} placed, {first.unplaceable} unplaceable; "
-        f"ledger built in {index_ms:.0f} CPU ms, kept machine slots in {fleet_ms:.0f} CPU ms"
+        f"{n_units:>7} units / {n_machines:>5} machines [{strategy}]: first pass "
+        f"{first_ms:,.0f} CPU ms ({placed} entries); a full pass with nothing to do "
+        f"{full[1]:,.0f} CPU ms (plan + kept slots rebuilt)"
     )
-    counter = iter(range(1_000_000))
-    assert model.ledger is not None
-    running = sorted(n for n in model.ledger.machines_of if n.startswith("u"))
-
-    def submit() -> None:
-        name = f"new{next(counter)}.service"
-        req = Requirements(cpu_millis=250, memory_bytes=256 << 20)
-        model.set_unit(name, UnitSpec(name, "h", DesiredState.LAUNCHED, req))
-
-    def stop() -> None:
-        name = running.pop()
-        model.set_unit(name, replace(model.units[name], desired=DesiredState.INACTIVE))
-
-    def lose() -> None:
-        model.drop_machine(sorted(model.machines)[next(counter) % len(model.machines)], 0.0)
-
-    for label, event, times in (
-        ("one new unit", submit, 20),
-        ("one unit stopped", stop, 20),
-        ("one machine lost", lose, 5),
-    ):
-        samples: dict[str, list[float]] = {"full": [], "scoped": []}
-        tasks = 0
-        for i in range(times):
-            # Both react to the same event on the same state; the scoped writes are applied.
-            event()
-            ms, _ = _time(lambda: _full(model, strategy))
-            samples["full"].append(ms)
-            ms, result = _time(lambda: _scoped(model, strategy))
-            samples["scoped"].append(ms)
-            model.apply_tasks(result.tasks)
-            model.forget_machines()
-            tasks = len(result.tasks) if i == 0 else tasks
-        full, scoped = statistics.median(samples["full"]), statistics.median(samples["scoped"])
+    changes = Changes(engine, fleet, instances)
+    kinds: tuple[tuple[str, Callable[[], list[Pass]], int], ...] = (
+        ("new unit", changes.new_unit, samples),
+        ("unit stopped", changes.stop, samples),
+        ("machine lost", changes.lose, samples),
+        ("machine joined", changes.join, samples),
+        ("constraint of a placed unit", changes.constraint, samples),
+        (f"new version, {instances} instances", changes.new_version, samples),
+        ("cordon", changes.cordon, samples),
+        ("drain of a machine", changes.drain, samples),
+        ("metadata changed", changes.metadata, samples),
+        ("Replaces= a placed unit", changes.replaces, samples),
+    )
+    for label, make, times in kinds:
+        took: list[float] = []
+        passes: list[Pass] = []
+        while len(took) < times and (len(took) < 3 or sum(took) < BUDGET_MS):
+            ms, made = cpu_ms(make)
+            took.append(ms)
+            passes = made  # type: ignore[assignment]
+            changes.tidy()
+        how = "; ".join(sorted({p.kind for p in passes}))
+        count = f"{len(passes)} passes, " if len(passes) > 1 else ""
+        if make == changes.drain:
+            count += f"{changes.drained} units, {changes.left} pinned there, "
         print(
-            f"{'':>8}{label:<17} full plan {full:8.1f} CPU ms, scoped {scoped:6.2f} CPU ms "
-            f"(max {max(samples['scoped']):.1f}; {full / scoped:,.0f}x; {tasks} writes)"
+            f"{'':>8}{label:<31} {statistics.median(took):9.2f} CPU ms "
+            f"[{max(took):,.1f}] ({count}{sum(p.writes for p in passes)} writes) {how}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", choices=[s.value for s in Strategy], default="binpack")
-    parser.add_argument("--small", action="store_true", help="only 10,000 units / 1,000 machines")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--small", action="store_true", help="only 10,000 units / 1,000 machines")
+    size.add_argument("--tiny", action="store_true", help="only 1,000 units / 100 machines")
+    parser.add_argument("--samples", type=int, default=10, help="changes of each kind at most")
     args = parser.parse_args()
-    for n_units, n_machines in SIZES[:1] if args.small else SIZES:
-        run(n_units, n_machines, Strategy(args.strategy))
+    chosen = ("tiny",) if args.tiny else ("small",) if args.small else ("small", "large")
+    for size_name in chosen:
+        run(*SIZES[size_name], Strategy(args.strategy), args.samples)
 
 
 if __name__ == "__main__":
