@@ -42,6 +42,7 @@ from fleetd.registry.store import Snapshot, Store
 from fleetd.unitfile import UnitFile
 
 KEYS = Keys("/fleet/")
+AGENTS_PER_CONNECTION = 25
 TEXT = "[Unit]\nDescription=scale {n}\n\n[Service]\nExecStart=/bin/sleep infinity\n"
 
 
@@ -98,6 +99,7 @@ class SimAgent:
                 self.stats["losses"] += 1  # type: ignore[operator]
                 self.lease = await self.store.registry.grant_lease(self.ttl)
                 await self.store.register_machine(self.machine, self.lease)
+                await self._publish(self.units)  # its states went with the old lease
             except RegistryError:
                 self.stats["errors"] += 1  # type: ignore[operator]
                 ok = False
@@ -144,7 +146,10 @@ class SimAgent:
 
     async def _start(self, units: dict[str, str]) -> None:
         await asyncio.sleep(self.start_time)
-        await self._publish({n: h for n, h in units.items() if self.units.get(n) == h})
+        try:
+            await self._publish({n: h for n, h in units.items() if self.units.get(n) == h})
+        except RegistryError:  # the lease lapsed: published again once renewed
+            self.stats["errors"] += 1  # type: ignore[operator]
 
     async def _publish(self, units: dict[str, str]) -> None:
         if not units:
@@ -158,8 +163,14 @@ class SimAgent:
 
 
 async def worker(args: argparse.Namespace) -> None:
-    registry = EtcdRegistry([args.endpoint], timeout=30.0)
-    store = Store(registry, KEYS)
+    # A connection per few agents: one EtcdRegistry sends one keep-alive at a time, and
+    # a real agent has its own.
+    mine = range(args.worker, args.agents, args.of)
+    registries = [
+        EtcdRegistry([args.endpoint], timeout=30.0)
+        for _ in range(0, len(mine), args.per_connection)
+    ]
+    stores = [Store(r, KEYS) for r in registries]
     stats: dict[str, object] = {
         "events": 0,
         "losses": 0,
@@ -169,8 +180,8 @@ async def worker(args: argparse.Namespace) -> None:
     }
     gate = asyncio.Semaphore(32)
     agents = [
-        SimAgent(store, i, args.ttl, args.start_time, stats)
-        for i in range(args.worker, args.agents, args.of)
+        SimAgent(stores[n // args.per_connection], i, args.ttl, args.start_time, stats)
+        for n, i in enumerate(mine)
     ]
     started = [asyncio.Event() for _ in agents]
     tasks = [asyncio.create_task(a.run(e, gate)) for a, e in zip(agents, started, strict=True)]
@@ -186,7 +197,8 @@ async def worker(args: argparse.Namespace) -> None:
         print(json.dumps({**report, "arrivals": arrivals, "dead": dead}), flush=True)
     for t in tasks:
         t.cancel()
-    await registry.close()
+    for registry in registries:
+        await registry.close()
 
 
 # --- engine process ----------------------------------------------------------------------
@@ -295,6 +307,10 @@ class Cluster:
         return [w.popen.pid for w in self.workers]
 
     def stop(self) -> None:
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                assert w.popen.stdin is not None
+                w.popen.stdin.close()  # each ends at once, in parallel
         for w in self.workers:
             w.stop()
         if self.engine is not None:
@@ -405,6 +421,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=0)
     parser.add_argument("--ttl", type=int, required=True)
     parser.add_argument("--start-time", type=float, default=0.0)
+    parser.add_argument("--per-connection", type=int, default=AGENTS_PER_CONNECTION)
     parser.add_argument("endpoint")
     args = parser.parse_args()
     asyncio.run(engine(args) if args.engine else worker(args))

@@ -289,8 +289,15 @@ class ClusterModel:
 
     def forget_machines(self) -> None:
         """Machines no longer referenced anywhere need no loss time."""
-        used = {machine for machine, _ in self.schedule}
-        for machine in [m for m in self.lost if m not in used or m in self.machines]:
+        if not self.lost:
+            return  # after most passes: no look at the schedule (100,000 entries and more)
+        if self.ledger is not None:  # it knows the entries of every machine
+            units_on = self.ledger.units_on
+            forget = [m for m in self.lost if m in self.machines or not units_on.get(m)]
+        else:
+            used = {machine for machine, _ in self.schedule}
+            forget = [m for m in self.lost if m not in used or m in self.machines]
+        for machine in forget:
             del self.lost[machine]
 
     # --- a mirror read a whole prefix again ---

@@ -1,0 +1,34 @@
+"""benchmarks/engine_incremental.py runs, small: a row for every kind of change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_incremental.py"
+KINDS = (
+    "new unit",
+    "unit stopped",
+    "machine lost",
+    "machine joined",
+    "constraint of a placed unit",
+    "new version, 200 instances",
+    "cordon",
+    "drain of a machine",
+    "metadata changed",
+    "Replaces= a placed unit",
+)
+
+
+def test_every_kind_of_change_gets_a_row() -> None:
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--samples", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    rows = [line.strip() for line in out.splitlines()[1:]]
+    assert [next(k for k in KINDS if row.startswith(k)) for row in rows] == list(KINDS), out
+    assert all("CPU ms" in row and ("scoped" in row or "full (" in row) for row in rows), out
