@@ -29,40 +29,32 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import host_line, load, summary
-from simagents import KEYS, Cluster, engine_passes, machine_id, populate, steady_state, unit_of
+from _common import summary
+from simagents import (
+    KEYS,
+    arguments,
+    engine_passes,
+    machine_id,
+    settled,
+    unit_of,
+    with_etcd,
+)
 
-from fleetd.agent.presence import KeepAliveTiming
 from fleetd.etcd_server import EtcdServer
 from fleetd.registry import codec
-from fleetd.registry.etcd import EtcdRegistry
-from fleetd.registry.store import Store
 
 
 async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
-    registry = EtcdRegistry([etcd.endpoint], timeout=30.0)
-    await Store(registry, KEYS).ensure_schema()
-    print(
-        f"{args.agents} agents (lease TTL {args.ttl} s, refreshed every "
-        f"{KeepAliveTiming.for_ttl(args.ttl).interval:g} s) in "
-        f"{args.workers} processes, {args.units} units; load {load()}"
-    )
-    began = time.monotonic()
-    cluster = Cluster(etcd.endpoint, agents=args.agents, workers=args.workers, ttl=args.ttl)
+    units = [unit_of(f"s{i}.service") for i in range(args.units)]
+    registry, cluster, stats = await settled(args, etcd, units)
+    assert cluster.engine is not None
+    eng = cluster.engine
     try:
-        cluster.ready()
-        print(f"  {args.agents} agents registered in {time.monotonic() - began:.1f} s")
-        units = [unit_of(f"s{i}.service") for i in range(args.units)]
-        eng = await populate(registry, cluster, units)
-        await asyncio.sleep(10)  # the engine's pass that confirms the placements
-        stats = await steady_state(registry, cluster, etcd.pid or 0, args.duration)
-
         # one scheduling change at a time
         events_before = sum(int(s["events"]) for s in stats)  # type: ignore[call-overload]
         cluster.stats("track")
@@ -111,23 +103,10 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--units", type=int, default=20000)
-    parser.add_argument("--duration", type=float, default=300.0, help="steady-state seconds")
-    parser.add_argument("--workers", type=int, default=4, help="processes simulating agents")
+    parser = arguments(__doc__.splitlines()[0], 1000, 20_000, 300.0, 4)
     parser.add_argument("--changes", type=int, default=20, help="single-unit moves to time")
-    parser.add_argument("--ttl", type=int, default=30, help="agent lease TTL (s)")
-    parser.add_argument("--fsync", action="store_true", help="let etcd fsync")
     args = parser.parse_args()
-    print(host_line())
-    with tempfile.TemporaryDirectory(prefix="fleetd-scale-") as tmp:
-        etcd = EtcdServer(Path(tmp) / "etcd", unsafe_no_fsync=not args.fsync)
-        etcd.start()
-        try:
-            asyncio.run(coordinate(args, etcd))
-        finally:
-            etcd.stop()
+    with_etcd(args, lambda etcd, _: coordinate(args, etcd))
 
 
 if __name__ == "__main__":

@@ -30,21 +30,26 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import FLEETCTL, cpu_seconds, host_line, load
-from simagents import KEYS, Cluster, engine_passes, populate, steady_state, unit_of
+from _common import FLEETCTL, cpu_seconds, load
+from simagents import (
+    KEYS,
+    Cluster,
+    arguments,
+    engine_passes,
+    settled,
+    unit_of,
+    with_etcd,
+)
 
-from fleetd.agent.presence import KeepAliveTiming
 from fleetd.etcd_server import EtcdServer
 from fleetd.model import DesiredState, Unit
 from fleetd.registry.etcd import EtcdRegistry
-from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile
 
 TEMPLATE = "roll@.service"
@@ -63,7 +68,7 @@ def units(n: int, instances: int) -> list[Unit]:
 
 
 async def rollout(
-    args: argparse.Namespace, registry: EtcdRegistry, cluster: Cluster, etcd_pid: int, tmp: str
+    args: argparse.Namespace, registry: EtcdRegistry, cluster: Cluster, etcd: EtcdServer, tmp: str
 ) -> None:
     assert cluster.engine is not None
     batches = -(-args.instances // args.max_parallel)
@@ -83,13 +88,13 @@ async def rollout(
                     succeeded.set_exception(SystemExit(f"the rollout failed: {e.value[:500]!r}"))
 
     watcher = asyncio.create_task(watch_record())
-    pids = {"etcd": etcd_pid, "engine": cluster.engine.popen.pid}
+    pids = {"etcd": etcd.pid or 0, "engine": cluster.engine.popen.pid}
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     w0 = sum(map(cpu_seconds, cluster.pids()))
     engine0 = cluster.engine.ask()
     load0 = load()
     command = [
-        FLEETCTL, "--driver", "etcd", "--etcd-endpoints", args.endpoint, "update",
+        FLEETCTL, "--driver", "etcd", "--etcd-endpoints", etcd.endpoint, "update",
         "--max-parallel", str(args.max_parallel),
         "--min-healthy-time", f"{args.min_healthy_time * 1000:g}ms",
         "--healthy-deadline", "10m", TEMPLATE,
@@ -137,28 +142,10 @@ async def rollout(
 
 
 async def coordinate(args: argparse.Namespace, etcd: EtcdServer, tmp: str) -> None:
-    registry = EtcdRegistry([etcd.endpoint], timeout=30.0)
-    await Store(registry, KEYS).ensure_schema()
-    print(
-        f"{args.agents} agents (lease TTL {args.ttl} s, refreshed every "
-        f"{KeepAliveTiming.for_ttl(args.ttl).interval:g} s) in {args.workers} processes, "
-        f"{args.units} units ({args.instances} instances of {TEMPLATE}); load {load()}"
-    )
-    began = time.monotonic()
-    cluster = Cluster(
-        etcd.endpoint,
-        agents=args.agents,
-        workers=args.workers,
-        ttl=args.ttl,
-        start_time=args.start_time,
-    )
+    found = units(args.units, args.instances)
+    registry, cluster, _ = await settled(args, etcd, found, args.start_time)
     try:
-        cluster.ready()
-        print(f"  {args.agents} agents registered in {time.monotonic() - began:.1f} s")
-        await populate(registry, cluster, units(args.units, args.instances))
-        await asyncio.sleep(10)  # the engine's pass that confirms the placements
-        await steady_state(registry, cluster, etcd.pid or 0, args.duration)
-        await rollout(args, registry, cluster, etcd.pid or 0, tmp)
+        await rollout(args, registry, cluster, etcd, tmp)
         stats = cluster.stats()
         lost = sum(int(s["losses"]) for s in stats)  # type: ignore[call-overload]
         print(f"  leases lost in the whole run: {lost}; etcd RSS {rss(etcd.pid or 0)} MiB")
@@ -175,27 +162,13 @@ def rss(pid: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=5000)
-    parser.add_argument("--units", type=int, default=100_000)
+    parser = arguments(__doc__.splitlines()[0], 5000, 100_000, 120.0, 8)
     parser.add_argument("--instances", type=int, default=10_000, help="of the rolled template")
     parser.add_argument("--max-parallel", type=int, default=100)
     parser.add_argument("--min-healthy-time", type=float, default=1.0, help="seconds")
     parser.add_argument("--start-time", type=float, default=0.25, help="simulated start (s)")
-    parser.add_argument("--duration", type=float, default=120.0, help="steady-state seconds")
-    parser.add_argument("--workers", type=int, default=8, help="processes simulating agents")
-    parser.add_argument("--ttl", type=int, default=30, help="agent lease TTL (s)")
-    parser.add_argument("--fsync", action="store_true", help="let etcd fsync")
     args = parser.parse_args()
-    print(host_line())
-    with tempfile.TemporaryDirectory(prefix="fleetd-scale-") as tmp:
-        etcd = EtcdServer(Path(tmp) / "etcd", unsafe_no_fsync=not args.fsync)
-        etcd.start()
-        args.endpoint = etcd.endpoint
-        try:
-            asyncio.run(coordinate(args, etcd, tmp))
-        finally:
-            etcd.stop()
+    with_etcd(args, lambda etcd, tmp: coordinate(args, etcd, tmp))
 
 
 if __name__ == "__main__":

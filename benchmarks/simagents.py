@@ -24,15 +24,17 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 
-from _common import cpu_seconds, load
+from _common import cpu_seconds, host_line, load
 
 from fleetd.agent.presence import KeepAliveTiming
 from fleetd.engine.engine import Engine, EngineSettings
 from fleetd.errors import LeaseExpired, RegistryError
+from fleetd.etcd_server import EtcdServer
 from fleetd.model import Capacity, DesiredState, Health, Machine, Unit, UnitState
 from fleetd.registry import codec
 from fleetd.registry.base import EventType, Put
@@ -411,6 +413,65 @@ async def steady_state(
         f"lost, {dead} agents stopped (target 0)"
     )
     return stats
+
+
+async def settled(
+    args: argparse.Namespace, etcd: EtcdServer, units: list[Unit], start_time: float = 0.0
+) -> tuple[EtcdRegistry, Cluster, list[dict[str, object]]]:
+    """The agents registered, ``units`` written and placed, the steady state measured
+    (printed as it goes); the registry and the cluster (to stop), the workers' stats."""
+    registry = EtcdRegistry([etcd.endpoint], timeout=30.0)
+    await Store(registry, KEYS).ensure_schema()
+    instances = sum(1 for u in units if "@" in u.name and "@." not in u.name)
+    print(
+        f"{args.agents} agents (lease TTL {args.ttl} s, refreshed every "
+        f"{KeepAliveTiming.for_ttl(args.ttl).interval:g} s) in {args.workers} processes, "
+        f"{args.units} units ({instances} template instances); load {load()}"
+    )
+    began = time.monotonic()
+    cluster = Cluster(
+        etcd.endpoint, agents=args.agents, workers=args.workers, ttl=args.ttl, start_time=start_time
+    )
+    try:
+        cluster.ready()
+        print(f"  {args.agents} agents registered in {time.monotonic() - began:.1f} s")
+        await populate(registry, cluster, units)
+        await asyncio.sleep(10)  # the engine's pass that confirms the placements
+        stats = await steady_state(registry, cluster, etcd.pid or 0, args.duration)
+    except BaseException:
+        cluster.stop()
+        await registry.close()
+        raise
+    return registry, cluster, stats
+
+
+def arguments(
+    description: str, agents: int, units: int, duration: float, workers: int
+) -> argparse.ArgumentParser:
+    """A scale benchmark's parser with the options every one has (the defaults given)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--agents", type=int, default=agents)
+    parser.add_argument("--units", type=int, default=units)
+    parser.add_argument("--duration", type=float, default=duration, help="steady-state seconds")
+    parser.add_argument("--workers", type=int, default=workers, help="processes simulating agents")
+    parser.add_argument("--ttl", type=int, default=30, help="agent lease TTL (s)")
+    parser.add_argument("--fsync", action="store_true", help="let etcd fsync")
+    return parser
+
+
+def with_etcd(
+    args: argparse.Namespace, body: Callable[[EtcdServer, str], Coroutine[None, None, None]]
+) -> None:
+    """Print the host, then run ``body(etcd, tmp)`` against a private etcd (fsync off unless
+    ``--fsync``) whose data is in the temporary directory ``tmp``."""
+    print(host_line())
+    with tempfile.TemporaryDirectory(prefix="fleetd-scale-") as tmp:
+        etcd = EtcdServer(Path(tmp) / "etcd", unsafe_no_fsync=not args.fsync)
+        etcd.start()
+        try:
+            asyncio.run(body(etcd, tmp))
+        finally:
+            etcd.stop()
 
 
 def main() -> None:
