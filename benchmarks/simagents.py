@@ -40,7 +40,7 @@ from fleetd.registry import codec
 from fleetd.registry.base import EventType, Put
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.keys import Keys
-from fleetd.registry.store import Snapshot, Store
+from fleetd.registry.store import Changes, Snapshot, Store
 from fleetd.unitfile import UnitFile
 
 KEYS = Keys("/fleet/")
@@ -78,7 +78,9 @@ class SimAgent:
         self.stats = stats
         self.lease = 0
         self.units: dict[str, str] = {}  # scheduled here: name -> hash
-        self.starting: set[asyncio.Task[None]] = set()
+        self.since: dict[str, float] = {}  # when each was (re)started
+        self.published: dict[str, str] = {}  # states up under the lease: name -> hash
+        self.changed = asyncio.Event()
 
     async def run(self, started: asyncio.Event, gate: asyncio.Semaphore) -> None:
         async with gate:
@@ -88,6 +90,7 @@ class SimAgent:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._keepalive())
             group.create_task(self._watch())
+            group.create_task(self._publish())
 
     async def _keepalive(self) -> None:
         timing = KeepAliveTiming.for_ttl(self.ttl)
@@ -96,12 +99,16 @@ class SimAgent:
         while True:
             started, ok = time.monotonic(), True
             try:
-                await self.store.registry.refresh_lease(self.lease)
+                if self.lease:
+                    await self.store.registry.refresh_lease(self.lease)
+                else:  # lost: registered again under a new lease, its states put again
+                    self.lease = await self.store.registry.grant_lease(self.ttl)
+                    await self.store.register_machine(self.machine, self.lease)
+                    self.published.clear()
+                    self.changed.set()
             except LeaseExpired:
                 self.stats["losses"] += 1  # type: ignore[operator]
-                self.lease = await self.store.registry.grant_lease(self.ttl)
-                await self.store.register_machine(self.machine, self.lease)
-                await self._publish(self.units)  # its states went with the old lease
+                self.lease, ok = 0, False
             except RegistryError:
                 self.stats["errors"] += 1  # type: ignore[operator]
                 ok = False
@@ -115,53 +122,72 @@ class SimAgent:
     async def _watch(self) -> None:
         prefix = KEYS.machine_schedule(self.id)
         store = self.store
-        async for item in store.mirror(prefix):
+        while True:
+            try:
+                async for item in store.mirror(prefix):
+                    self._apply(prefix, item)
+            except RegistryError:  # as the agent's schedule view, read again
+                self.stats["errors"] += 1  # type: ignore[operator]
+                await asyncio.sleep(1.0)
+
+    def _apply(self, prefix: str, item: Snapshot | Changes) -> None:
+        now = time.monotonic()
+        store = self.store
+        if isinstance(item, Snapshot):
+            want = {
+                k[len(prefix) :]: store.schedule_from(k, kv.value).hash
+                for k, kv in item.items.items()
+            }
+        else:
+            self.stats["events"] += len(item.events)  # type: ignore[operator]
+            want = dict(self.units)
+            tracking = self.stats["tracking"]
+            for e in item.events:
+                name = e.key[len(prefix) :]
+                if tracking:
+                    self.stats["arrivals"].append((now, e.type.value, e.key))  # type: ignore[attr-defined]
+                if e.type is EventType.DELETE:
+                    want.pop(name, None)
+                else:
+                    want[name] = store.schedule_from(e.key, e.value).hash
+        for name, unit_hash in want.items():
+            if self.units.get(name) != unit_hash:
+                self.since[name] = now  # (re)started now: up start_time later
+        self.units = want
+        self.changed.set()
+
+    async def _publish(self) -> None:
+        """States of the units started ``start_time`` ago put, those of units gone deleted,
+        under the lease; after a failure, again a second later (as the agent's publisher)."""
+        while True:
             now = time.monotonic()
-            if isinstance(item, Snapshot):
-                want = {
-                    k[len(prefix) :]: store.schedule_from(k, kv.value).hash
-                    for k, kv in item.items.items()
-                }
-            else:
-                self.stats["events"] += len(item.events)  # type: ignore[operator]
-                want = dict(self.units)
-                tracking = self.stats["tracking"]
-                for e in item.events:
-                    name = e.key[len(prefix) :]
-                    if tracking:
-                        self.stats["arrivals"].append((now, e.type.value, e.key))  # type: ignore[attr-defined]
-                    if e.type is EventType.DELETE:
-                        want.pop(name, None)
-                    else:
-                        want[name] = store.schedule_from(e.key, e.value).hash
-            started = {n: h for n, h in want.items() if self.units.get(n) != h}
-            gone = sorted(n for n in self.units if n not in want)
-            self.units = want
-            if gone:
-                await store.put_states(self.id, [], self.lease, gone)
-            if started and self.start_time:
-                task = asyncio.create_task(self._start(started))
-                self.starting.add(task)
-                task.add_done_callback(self.starting.discard)
-            elif started:
-                await self._publish(started)
-
-    async def _start(self, units: dict[str, str]) -> None:
-        await asyncio.sleep(self.start_time)
-        try:
-            await self._publish({n: h for n, h in units.items() if self.units.get(n) == h})
-        except RegistryError:  # the lease lapsed: published again once renewed
-            self.stats["errors"] += 1  # type: ignore[operator]
-
-    async def _publish(self, units: dict[str, str]) -> None:
-        if not units:
-            return
-        now = time.time()
-        states = [
-            UnitState(self.id, n, h, "loaded", "active", "running", now, Health.HEALTHY)
-            for n, h in sorted(units.items())
-        ]
-        await self.store.put_states(self.id, states, self.lease, [])
+            gone = sorted(n for n in self.published if n not in self.units)
+            pending = {n: h for n, h in self.units.items() if self.published.get(n) != h}
+            due = {n: h for n, h in pending.items() if self.since[n] + self.start_time <= now}
+            if not self.lease:  # being registered again
+                await asyncio.sleep(1.0)
+                continue
+            if not (gone or due):
+                self.changed.clear()
+                later = [self.since[n] + self.start_time for n in pending]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(later) - now if later else None):
+                        await self.changed.wait()
+                continue
+            states = [
+                UnitState(self.id, n, h, "loaded", "active", "running", time.time(), Health.HEALTHY)
+                for n, h in sorted(due.items())
+            ]
+            try:
+                await self.store.put_states(self.id, states, self.lease, gone)
+            except RegistryError:
+                self.stats["errors"] += 1  # type: ignore[operator]
+                await asyncio.sleep(1.0)
+                continue
+            for name in gone:
+                del self.published[name]
+                self.since.pop(name, None)
+            self.published.update(due)
 
 
 async def worker(args: argparse.Namespace) -> None:
