@@ -186,7 +186,8 @@ class SimAgent:
                 continue
             for name in gone:
                 del self.published[name]
-                self.since.pop(name, None)
+                if name not in self.units:  # (it may have come back meanwhile)
+                    self.since.pop(name, None)
             self.published.update(due)
 
 
@@ -213,6 +214,8 @@ async def worker(args: argparse.Namespace) -> None:
     ]
     started = [asyncio.Event() for _ in agents]
     tasks = [asyncio.create_task(a.run(e, gate)) for a, e in zip(agents, started, strict=True)]
+    for task in tasks:
+        task.add_done_callback(_stopped)
     await asyncio.gather(*(e.wait() for e in started))
     print(json.dumps({"ready": len(agents)}), flush=True)
     async for command in _commands():
@@ -227,6 +230,12 @@ async def worker(args: argparse.Namespace) -> None:
         t.cancel()
     for registry in registries:
         await registry.close()
+
+
+def _stopped(task: asyncio.Task[None]) -> None:
+    """A simulated agent ended (it should not): why, on stderr."""
+    if not task.cancelled():
+        print(f"simulated agent stopped: {task.exception()!r}", file=sys.stderr, flush=True)
 
 
 # --- engine process ----------------------------------------------------------------------
