@@ -178,12 +178,15 @@ class SimAgent:
                 UnitState(self.id, n, h, "loaded", "active", "running", time.time(), Health.HEALTHY)
                 for n, h in sorted(due.items())
             ]
+            lease = self.lease
             try:
-                await self.store.put_states(self.id, states, self.lease, gone)
+                await self.store.put_states(self.id, states, lease, gone)
             except RegistryError:
                 self.stats["errors"] += 1  # type: ignore[operator]
                 await asyncio.sleep(1.0)
                 continue
+            if lease != self.lease:
+                continue  # registered again meanwhile: everything is put again
             for name in gone:
                 del self.published[name]
                 if name not in self.units:  # (it may have come back meanwhile)
