@@ -169,6 +169,7 @@ class Changes:
         self.fleet = fleet
         self.counter: Iterator[int] = iter(range(1_000_000))
         self.drained = self.left = 0  # units on the last machine drained, before and after
+        self.took = 0.0  # CPU ms of the last change and the passes it took
         ledger = self.model.ledger
         assert ledger is not None
         # Plain running units (no constraint but reservations), in a fixed order.
@@ -198,53 +199,73 @@ class Changes:
         live = [m for m in self.model.machines if m != avoid and m not in self.model.flags]
         return max(live, key=lambda m: self._free(m)[0])
 
+    def _timed(
+        self, change: Callable[[], object], react: Callable[[], list[Pass]] | None = None
+    ) -> list[Pass]:
+        """``change`` made and reacted to (one pass, or ``react``), in ``took`` CPU ms: what
+        was chosen before is not counted."""
+        started = time.process_time()
+        change()
+        made = react() if react is not None else [self.engine.react()]
+        self.took = (time.process_time() - started) * 1000
+        return made
+
     def new_unit(self) -> list[Pass]:
         name = f"new{next(self.counter)}.service"
-        req = Requirements(cpu_millis=250, memory_bytes=256 << 20)
-        self.model.set_unit(name, spec(name, req))
-        return [self.engine.react()]
+        new = spec(name, Requirements(cpu_millis=250, memory_bytes=256 << 20))
+        return self._timed(lambda: self.model.set_unit(name, new))
 
     def stop(self) -> list[Pass]:
         name = self.plain.pop()
-        self.model.set_unit(name, replace(self.model.units[name], desired=DesiredState.INACTIVE))
-        return [self.engine.react()]
+        stopped = replace(self.model.units[name], desired=DesiredState.INACTIVE)
+        return self._timed(lambda: self.model.set_unit(name, stopped))
 
     def lose(self) -> list[Pass]:
-        self.model.drop_machine(self._busiest(DRAINED), self.engine.now)
-        return [self.engine.react()]
+        machine = self._busiest(DRAINED)
+        return self._timed(lambda: self.model.drop_machine(machine, self.engine.now))
 
     def join(self) -> list[Pass]:
         i = next(self.counter)
         like = self.fleet[i % len(self.fleet)]
-        self.model.put_machine(replace(like, id=f"{i:08x}" + "j" * 24, hostname=f"joined{i}"))
-        return [self.engine.react()]
+        new = replace(like, id=f"{i:08x}" + "j" * 24, hostname=f"joined{i}")
+        return self._timed(lambda: self.model.put_machine(new))
 
     def constraint(self) -> list[Pass]:
         name = self.plain.pop()
         old = self.model.units[name]
         target = self._with_room(self._where(name))
-        req = replace(old.requirements, machine_id=target)
-        self.model.set_unit(name, replace(old, requirements=req))
-        return [self.engine.react()]
+        pinned = replace(old, requirements=replace(old.requirements, machine_id=target))
+        return self._timed(lambda: self.model.set_unit(name, pinned))
 
     def new_version(self) -> list[Pass]:
         version = f"v{next(self.counter)}"
-        for i in range(self.instances):
-            name = f"{TEMPLATE}{i}.service"
-            self.model.set_unit(name, replace(self.model.units[name], hash=version))
-        return [self.engine.react()]
+        names = [f"{TEMPLATE}{i}.service" for i in range(self.instances)]
+        new = [replace(self.model.units[name], hash=version) for name in names]
+
+        def write() -> None:
+            for unit in new:
+                self.model.set_unit(unit.name, unit)
+
+        return self._timed(write)
 
     def cordon(self) -> list[Pass]:
         busy = self._busiest(0)
-        self.model.set_flags(busy, MachineFlags(unschedulable=True))
-        return [self.engine.react()]
+        return self._timed(lambda: self.model.set_flags(busy, MachineFlags(unschedulable=True)))
 
     def drain(self) -> list[Pass]:
         model = self.model
         assert model.ledger is not None
         machine = self._busiest(DRAINED)
         self.drained = len(model.ledger.units_on.get(machine, ()))
-        model.set_flags(machine, MachineFlags(unschedulable=True, draining=True))
+        flags = MachineFlags(unschedulable=True, draining=True)
+        passes = self._timed(lambda: model.set_flags(machine, flags), lambda: self._drain(machine))
+        self.left = len(model.ledger.units_on.get(machine, ()))
+        return passes
+
+    def _drain(self, machine: str) -> list[Pass]:
+        """Every pass until ``machine`` is empty (or only pinned units are left)."""
+        model = self.model
+        assert model.ledger is not None
         passes = [self.engine.react()]
         while model.ledger.units_on.get(machine) or model.marked:
             after = self.engine.timer()
@@ -253,7 +274,6 @@ class Changes:
             if len(passes) > 4 * DRAINED:
                 raise SystemExit(f"the drain of {machine} does not finish")
             passes.append(after)
-        self.left = len(model.ledger.units_on.get(machine, ()))
         return passes
 
     def tidy(self) -> None:
@@ -278,14 +298,14 @@ class Changes:
         machine = self._where(victim)
         name = f"rep{next(self.counter)}.service"
         req = Requirements(machine_id=machine, replaces=(victim,), cpu_millis=cpu, memory_bytes=mem)
-        self.model.set_unit(name, spec(name, req))
-        return [self.engine.react()]
+        new = spec(name, req)
+        return self._timed(lambda: self.model.set_unit(name, new))
 
     def metadata(self) -> list[Pass]:
         machine = self.model.machines[self._busiest(0, "ssd")]
         labels = tuple((k, "hdd" if k == "disk" else v) for k, v in machine.metadata)
-        self.model.put_machine(replace(machine, metadata=labels))
-        return [self.engine.react()]
+        relabelled = replace(machine, metadata=labels)
+        return self._timed(lambda: self.model.put_machine(relabelled))
 
     def _busiest(self, units: int, disk: str = "") -> str:
         """A live, unflagged machine with ``units`` units (the nearest count; 0: the most),
@@ -320,7 +340,7 @@ def build(
     return Reconciler(model, strategy), fleet
 
 
-def run(n_units: int, n_machines: int, strategy: Strategy, samples: int) -> None:
+def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: str) -> None:
     instances = min(1_000, n_units // 10)
     engine, fleet = build(n_units, n_machines, instances, strategy)
     first_ms, _ = cpu_ms(engine.react)
@@ -344,13 +364,15 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int) -> None
         ("metadata changed", changes.metadata, samples),
         ("Replaces= a placed unit", changes.replaces, samples),
     )
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
     for label, make, times in kinds:
+        if wanted and not any(label.startswith(w) for w in wanted):
+            continue
         took: list[float] = []
         passes: list[Pass] = []
         while len(took) < times and (len(took) < 3 or sum(took) < BUDGET_MS):
-            ms, made = cpu_ms(make)
-            took.append(ms)
-            passes = made  # type: ignore[assignment]
+            passes = make()
+            took.append(changes.took)
             changes.tidy()
         how = "; ".join(sorted({p.kind for p in passes}))
         count = f"{len(passes)} passes, " if len(passes) > 1 else ""
@@ -367,12 +389,14 @@ def main() -> None:
     parser.add_argument("--strategy", choices=[s.value for s in Strategy], default="binpack")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--small", action="store_true", help="only 10,000 units / 1,000 machines")
-    size.add_argument("--tiny", action="store_true", help="only 1,000 units / 100 machines")
+    size.add_argument("--tiny", action="store_true", help="only 2,000 units / 100 machines")
+    size.add_argument("--large", action="store_true", help="only 100,000 units / 5,000 machines")
+    parser.add_argument("--only", default="", help="kinds to time, comma separated (prefixes)")
     parser.add_argument("--samples", type=int, default=10, help="changes of each kind at most")
     args = parser.parse_args()
-    chosen = ("tiny",) if args.tiny else ("small",) if args.small else ("small", "large")
+    chosen = [n for n in SIZES if getattr(args, n)] or ["small", "large"]
     for size_name in chosen:
-        run(*SIZES[size_name], Strategy(args.strategy), args.samples)
+        run(*SIZES[size_name], Strategy(args.strategy), args.samples, args.only)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 
@@ -102,9 +103,10 @@ class SimAgent:
                 if self.lease:
                     await self.store.registry.refresh_lease(self.lease)
                 else:  # lost: registered again under a new lease, its states put again
-                    self.lease = await self.store.registry.grant_lease(self.ttl)
-                    await self.store.register_machine(self.machine, self.lease)
+                    lease = await self.store.registry.grant_lease(self.ttl)
+                    await self.store.register_machine(self.machine, lease)
                     self.published.clear()
+                    self.lease = lease  # the publisher waits for it
                     self.changed.set()
             except LeaseExpired:
                 self.stats["losses"] += 1  # type: ignore[operator]
@@ -188,7 +190,7 @@ class SimAgent:
             if lease != self.lease:
                 continue  # registered again meanwhile: everything is put again
             for name in gone:
-                del self.published[name]
+                self.published.pop(name, None)
                 if name not in self.units:  # (it may have come back meanwhile)
                     self.since.pop(name, None)
             self.published.update(due)
@@ -237,8 +239,10 @@ async def worker(args: argparse.Namespace) -> None:
 
 def _stopped(task: asyncio.Task[None]) -> None:
     """A simulated agent ended (it should not): why, on stderr."""
-    if not task.cancelled():
-        print(f"simulated agent stopped: {task.exception()!r}", file=sys.stderr, flush=True)
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        lines = traceback.format_exception(error)
+        print(f"simulated agent stopped: {''.join(lines)}", file=sys.stderr, flush=True)
 
 
 # --- engine process ----------------------------------------------------------------------
