@@ -57,6 +57,7 @@ class EngineReading:
     tasks_applied: int
     write_transactions: int
     fenced_writes: int  # refused because leadership was lost
+    guarded: int = 0  # units the mass-loss guard keeps on absent machines
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,11 @@ class EngineCollector:
             "fleetd_engine_units_unplaceable",
             "Units the last pass could not place.",
             r.unplaceable,
+        )
+        yield _gauge(
+            "fleetd_engine_units_guarded",
+            "Units the mass-loss guard keeps on absent machines (0: it holds none).",
+            r.guarded,
         )
         yield _counter(
             "fleetd_engine_tasks_applied", "Tasks (registry writes) applied.", r.tasks_applied

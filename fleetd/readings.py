@@ -43,6 +43,7 @@ class EngineReadings:
             tasks_applied=m.write_ops_total,
             write_transactions=m.write_transactions_total,
             fenced_writes=m.fenced_writes_total,
+            guarded=m.guarded,
         )
 
     def cluster(self) -> ClusterCounts | None:

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fleetd.engine.cadence import Cadence
 from fleetd.engine.changes import Cause, FullReason
+from fleetd.engine.guard import Guard, decide
 from fleetd.engine.leader import Leadership
 from fleetd.engine.mirrors import Collection, Parsed, collections_for, read_states
 from fleetd.engine.model import ClusterModel
@@ -98,6 +100,10 @@ class Engine:
         self.cadence = Cadence(self.settings)
         self.last_full_reason: FullReason | None = None  # why the last full pass ran
         self._unplaceable: set[str] = set()  # as of the last pass, full or scoped
+        self._leading_since = -math.inf  # when this process last became leader
+        self._seen: set[str] = set()  # machines seen registered since then
+        self._departed: dict[str, float] = {}  # machines seen vanish lately -> when
+        self.guard: Guard | None = None  # the mass-loss guard, as of the last pass
         self.rollouts = RolloutDriver(store, wall=wall)
         self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
         self.maintenance = MaintenanceDriver(
@@ -141,6 +147,9 @@ class Engine:
                 self._reset()
 
     async def _lead(self, revision: int) -> None:
+        self._leading_since = self.clock()
+        self._seen = set()
+        self._departed = {}
         collections = collections_for(
             self.model,
             self.store,
@@ -279,8 +288,11 @@ class Engine:
         async with self._model_lock:
             model = self.model
             change = model.change()
+            guard = self._guard(now)
             if isinstance(change, FullReason):
                 due = change
+            elif due is None and guard is not None and model.absent(now):
+                due = FullReason(Cause.NOT_SCOPED, guard.reason)
             elif due is None:
                 found = model.scope(
                     change, now, wall=self.wall(), grace=s.at_most_once_grace, strategy=s.strategy
@@ -298,8 +310,39 @@ class Engine:
                 drain_batch=self.cadence.drain_batch(now),
                 states=states,
                 move_timeout=s.start_first_timeout,
+                guard=guard,
             )
         return FullPass(snap, due)
+
+    def _guard(self, now: float) -> Guard | None:
+        """The mass-loss guard now (engine/guard.py); logged when it starts and ends to
+        matter (absent machines with units)."""
+        model = self.model
+        self._seen.update(model.machines)
+        absent = model.absent(now)
+        s = self.settings.guard
+        departed = self._departed
+        for machine, since in absent.items():
+            departed[machine] = max(departed.get(machine, since), since)
+        for machine in [m for m, t in departed.items() if now - t > s.window + s.hold]:
+            del departed[machine]
+        guard = decide(
+            now,
+            leading_since=self._leading_since,
+            departed=departed,
+            unseen=sum(1 for m in absent if m not in self._seen),
+            machines=len(model.machines) + len(absent),
+            settings=self.settings.guard,
+        )
+        held = guard if absent else None
+        if (held is None) != (self.guard is None):
+            if held is not None:
+                log.warning("engine: %s (absent: %s)", held.reason, ", ".join(sorted(absent)))
+            else:
+                gone = ", ".join(sorted(absent)) or "none"
+                log.warning("engine: mass-loss guard ended (absent: %s)", gone)
+        self.guard = held
+        return guard
 
     async def _plan(self, work: Scope | FullPass) -> Plan:
         if isinstance(work, Scope):
@@ -344,6 +387,7 @@ class Engine:
         m.reconcile_seconds_total += elapsed
         if isinstance(work, FullPass):
             m.full_reconciles_total += 1
+            m.guarded = len(result.guarded)
             self.last_full_reason = work.reason
             self._unplaceable = set(result.decision.unplaceable)
             kind = f"full, {work.reason}"

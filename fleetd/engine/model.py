@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.engine.changes import Cause, Change, ChangeLog, FullReason
+from fleetd.engine.guard import Guard
 from fleetd.engine.index import Strategy
 from fleetd.engine.ledger import Ledger
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
@@ -79,6 +80,7 @@ class ClusterModel:
         drain_batch: int | None,
         states: Mapping[tuple[str, str], UnitState] | None = None,
         move_timeout: float = 0.0,
+        guard: Guard | None = None,
     ) -> ClusterSnapshot:
         """An immutable copy to plan everything with (safe to hand to a worker thread).
 
@@ -100,7 +102,12 @@ class ClusterModel:
             states=dict(states or {}),
             moves=dict(self.moves),
             move_timeout=move_timeout,
+            guard=guard,
         )
+
+    def absent(self, now: float) -> dict[str, float]:
+        """Machines with schedule entries that are not registered -> when seen gone."""
+        return self._lost(now)
 
     def state_machines(self) -> set[str]:
         """Machines whose unit states a full pass needs (engine/plan.py, ``states``): the new

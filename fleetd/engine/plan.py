@@ -21,7 +21,9 @@ budget is spent stays where it is for now and its placement reason says why.
 
 AtMostOnce units whose machine was lost stay where they are until
 ``lost_at + grace``: the machine may still run them while its agent has not
-noticed it is cut off.  Time is an input (``now``); nothing here reads a clock.
+noticed it is cut off.  While the mass-loss guard holds (engine/guard.py), no
+unit leaves a machine that is absent: it may register again.  Time is an input
+(``now``); nothing here reads a clock.
 
 A full pass plans a snapshot of the whole model.  A scoped pass
 (engine/scope.py) plans a snapshot of the few units a change touches, with
@@ -39,6 +41,7 @@ from typing import NamedTuple
 from fleetd.engine.baseline import Baseline
 from fleetd.engine.budget import Budget, Member, budget
 from fleetd.engine.decision import Decision, Job
+from fleetd.engine.guard import Guard
 from fleetd.engine.handover import Handover, finished, in_flight, late, move_of, waiting_reason
 from fleetd.engine.index import Strategy
 from fleetd.engine.scheduler import schedule
@@ -107,6 +110,9 @@ class ClusterSnapshot:
     """unit -> the machine it is asked to move to (e.g. back after a maintenance)."""
     move_timeout: float = 0.0
     """Deadline of a start-first move, seconds of ``wall`` (0: none; engine/handover.py)."""
+    guard: Guard | None = None
+    """The mass-loss guard (engine/guard.py): until ``guard.until``, units on machines
+    not in ``machines`` stay scheduled there."""
 
 
 class Action(StrEnum):
@@ -138,6 +144,7 @@ class Plan:
     they are placed elsewhere only once they are seen stopped there.
     ``moving``: units in a start-first move once this plan is applied (the engine
     looks again soon whether they are up on their new machine).
+    ``guarded``: units kept on absent machines by the mass-loss guard.
     """
 
     tasks: tuple[Task, ...]
@@ -146,6 +153,7 @@ class Plan:
     wake_at: float | None = None
     stopping: tuple[tuple[str, str], ...] = ()
     moving: tuple[str, ...] = ()
+    guarded: tuple[str, ...] = ()
 
     @property
     def placed(self) -> int:
@@ -179,7 +187,9 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
 
     jobs: list[Job] = []
     held: dict[str, str] = {}
+    guard = snap.guard if snap.guard is not None and snap.now < snap.guard.until else None
     wake_at: float | None = None
+    guarded: set[str] = set()
     unschedule: list[Task] = []
     for name, spec in snap.units.items():
         if spec.desired is DesiredState.INACTIVE or "@." in name:
@@ -190,6 +200,10 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         entries = current.get(name, {})
         if spec.requirements.at_most_once and not entries and name in snap.stopping:
             held[name] = STOPPING + snap.stopping[name]
+            continue
+        if guard is not None and entries and not any(m in snap.machines for m in entries):
+            held[name] = guard.reason  # its machine may register again: it stays there
+            guarded.add(name)
             continue
         hold = _hold_until(snap, spec, entries)
         if hold is not None:
@@ -235,6 +249,9 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     for removal in decision.removals:
         if decision.handovers.get(removal.unit) == removal.machine:
             continue  # a start-first move: the old entry stays until the new copy is up
+        if guard is not None and removal.machine not in snap.machines:
+            guarded.add(removal.unit)  # a Global unit's copy there: kept as well
+            continue
         stranded = _stranded(snap, decision, removal.unit, removal.machine)
         if stranded is not None:
             held[removal.unit] = stranded
@@ -247,6 +264,8 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
             stopping[removal.unit] = removal.machine
             held[removal.unit] = STOPPING + removal.machine
 
+    if guard is not None and guarded:
+        wake_at = guard.until if wake_at is None else min(wake_at, guard.until)
     writes = _schedule_writes(snap, decision, current, moved_from, stopping, marks)
     records = _placement_writes(snap, decision, {**decision.waiting, **moving, **held})
     return Plan(
@@ -256,6 +275,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         wake_at,
         tuple(sorted(stopping.items())),
         tuple(sorted(marks)),
+        tuple(sorted(guarded)),
     )
 
 

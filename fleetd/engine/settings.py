@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleetd.config import Config
+from fleetd.engine.guard import GuardSettings
 from fleetd.engine.index import Strategy
 from fleetd.maintenance.plan import Timeouts
 from fleetd.requirements import ReservationDefaults
@@ -31,6 +32,7 @@ class EngineMetrics:
     write_ops_total: int = 0
     write_transactions_total: int = 0
     fenced_writes_total: int = 0  # writes refused because leadership was lost
+    guarded: int = 0  # units the mass-loss guard keeps on absent machines (last full pass)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class EngineSettings:
     start_first_timeout: float = 300.0  # deadline of a start-first move (engine/handover.py)
     plan_in_thread: bool = True
     write_concurrency: int = 8  # fenced transactions in flight at once
+    guard: GuardSettings = field(default_factory=GuardSettings)  # the mass-loss guard
     maintenance_timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -58,8 +61,10 @@ def settings_from_config(config: Config) -> EngineSettings:
 
     The leader lease is a third of the agent TTL (10 s by default), so a new
     leader takes over well before lost machines' units are due to move; the
-    AtMostOnce grace is a sixth of the agent TTL (5 s by default).
+    AtMostOnce grace is a sixth of the agent TTL (5 s by default).  The mass-loss
+    guard's window is the agent TTL and it holds a TTL plus ``guard_grace``.
     """
+    ttl = config.agent_ttl
     return EngineSettings(
         strategy=Strategy(config.scheduler_strategy),
         defaults=ReservationDefaults(
@@ -69,4 +74,9 @@ def settings_from_config(config: Config) -> EngineSettings:
         at_most_once_grace=max(1.0, config.agent_ttl / 6),
         interval=config.engine_reconcile_interval,
         start_first_timeout=config.start_first_timeout,
+        guard=GuardSettings(window=ttl, hold=ttl + GUARD_GRACE),
     )
+
+
+GUARD_GRACE = 5.0
+"""How long after a TTL the mass-loss guard still waits for machines to register again."""

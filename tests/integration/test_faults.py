@@ -35,6 +35,7 @@ from fleetd.registry.keys import Keys
 from fleetd.registry.store import Store
 from fleetd.sandbox import Sandbox, SandboxSpec, teardown
 from fleetd.sandbox import etcd as sandbox_etcd
+from fleetd.sandbox.faults import signal_fleetd
 from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.state import instance
 from fleetd.unitfile import UnitFile
@@ -303,6 +304,48 @@ async def test_lost_etcd_member_changes_nothing(faults: Faults, tmp_path: Path) 
     assert {n: after[n] for n in new} == new
     assert {n: faults.properties(m, [n])[n] for n, m in before.items()} == pids
     assert await faults.leases() == leases  # no machine ever looked unregistered
+
+
+async def test_a_new_leader_keeps_the_units_of_a_machine_slow_to_register_again(
+    faults: Faults,
+) -> None:
+    """The leader pauses and meanwhile a machine's registration vanishes: the next leader
+    never saw it registered, so it waits for it (the mass-loss guard) instead of moving
+    its units; once the machine is back, nothing moved or restarted."""
+    names = [faults.unit(f"slow{i}") for i in range(6)]
+    for name in names:
+        await faults.submit(name, faults.text())
+    placed = await faults.settled(names)
+    leader = await faults.leader()
+    others = [m.name for m in faults.sandbox.machines if m.name != leader]
+    slow = max(others, key=list(placed.values()).count)
+    mine = [n for n, m in placed.items() if m == slow]
+    assert mine, placed
+    pids = faults.properties(slow, mine)
+    lease = (await faults.leases())[slow]
+    sandbox = faults.sandbox
+    try:
+        signal_fleetd(sandbox, leader, "STOP")
+        signal_fleetd(sandbox, slow, "STOP")
+        await faults.store.registry.revoke_lease(lease)  # its registration is gone
+
+        async def next_leader() -> str | None:
+            found = await faults.leader()
+            return found if found != leader else None
+
+        await until(next_leader, SETTLE, "no other engine took over", interval=0.2)
+        signal_fleetd(sandbox, leader, "CONT")
+        signal_fleetd(sandbox, slow, "CONT")
+
+        async def back() -> bool:
+            return slow in await faults.leases()
+
+        await until(back, SETTLE, f"{slow} never registered again", interval=0.2)
+    finally:
+        for name in (leader, slow):
+            signal_fleetd(sandbox, name, "CONT")
+    assert await faults.settled(names) == placed
+    assert faults.properties(slow, mine) == pids
 
 
 async def test_etcd_restart_loses_nothing(faults: Faults) -> None:

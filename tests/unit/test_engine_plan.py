@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from fleetd.engine.guard import Guard, GuardCause
 from fleetd.engine.index import Strategy
 from fleetd.engine.plan import Action, ClusterSnapshot, Task, UnitSpec, plan
 from fleetd.model import (
@@ -155,6 +156,47 @@ def test_a_unit_pinned_to_a_lost_machine_stays_scheduled_there() -> None:
     assert record.summary == "pinned to machine m1, which is lost: it stays scheduled there"
     back = dataclasses.replace(apply(s, p), machines=machines("m1", "m2"), lost={})
     assert actions(plan(back)) == [(Action.CLEAR, "pinned.service", "")]
+
+
+def test_the_mass_loss_guard_keeps_units_on_absent_machines_until_it_ends() -> None:
+    why = "mass-loss guard: 2 of 3 machines vanished within 0s; waiting 15s"
+    guard = Guard(GuardCause.MASS_LOSS, 115.0, why)
+    s = snap(
+        [
+            unit("web.service"),
+            unit("g.service", global_=True),
+            unit("once.service", at_most_once=True),
+        ],
+        machines("m3"),
+        entry("m1", "web.service"),
+        entry("m1", "g.service"),
+        entry("m3", "g.service"),
+        entry("m2", "once.service"),
+        lost={"m1": 100.0, "m2": 100.0},
+        now=101.0,
+        guard=guard,
+    )
+    p = plan(s)
+    assert actions(p) == [
+        (Action.RECORD, "once.service", ""),
+        (Action.RECORD, "web.service", ""),
+    ]  # nothing leaves m1 or m2, not even the Global unit's copy
+    assert p.guarded == ("g.service", "once.service", "web.service")
+    assert p.wake_at == 115.0
+    assert all(t.placement is not None and t.placement.summary == why for t in p.tasks)
+    later = plan(dataclasses.replace(apply(s, p), now=115.0))
+    assert sorted(actions(later)) == sorted(
+        [
+            (Action.UNSCHEDULE, "g.service", "m1"),
+            (Action.UNSCHEDULE, "once.service", "m2"),
+            (Action.UNSCHEDULE, "web.service", "m1"),
+            (Action.SCHEDULE, "once.service", "m3"),
+            (Action.SCHEDULE, "web.service", "m3"),
+            (Action.CLEAR, "once.service", ""),
+            (Action.CLEAR, "web.service", ""),
+        ]
+    )
+    assert later.guarded == () and later.wake_at is None
 
 
 def test_at_most_once_on_a_machine_without_loss_time_counts_as_lost_now() -> None:
