@@ -35,6 +35,7 @@ from fleetd.registry.keys import Keys
 from fleetd.registry.store import Store
 from fleetd.sandbox import Sandbox, SandboxSpec, teardown
 from fleetd.sandbox import etcd as sandbox_etcd
+from fleetd.sandbox.cuts import Cut
 from fleetd.sandbox.faults import signal_fleetd
 from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.state import instance
@@ -174,7 +175,7 @@ class Faults:
         """Undo every fault: machines healed and running, etcd members up, fleetd registered."""
         sandbox = self.sandbox
         for m in sandbox.machines:
-            if m.partitioned:
+            if m.partitioned or m.cuts:
                 sandbox.heal(m.name)
             if not sandbox.running(m.name):
                 sandbox.boot(m.name)
@@ -346,6 +347,34 @@ async def test_a_new_leader_keeps_the_units_of_a_machine_slow_to_register_again(
             signal_fleetd(sandbox, name, "CONT")
     assert await faults.settled(names) == placed
     assert faults.properties(slow, mine) == pids
+
+
+async def test_every_machine_cut_off_from_etcd_for_three_ttls_keeps_its_units(
+    faults: Faults,
+) -> None:
+    """Every machine's processes cut off from etcd's client port for 3 TTLs (etcd stays
+    up): every lease expires and no engine can act; healed, the agents register again
+    and adopt what runs: every unit active with its old MainPID, nothing moved."""
+    names = [faults.unit(f"cut{i}") for i in range(6)]
+    for name in names:
+        await faults.submit(name, faults.text())
+    placed = await faults.settled(names)
+    pids = {n: faults.properties(m, [n])[n]["MainPID"] for n, m in placed.items()}
+    sandbox = faults.sandbox
+    cut = time.monotonic()
+    for m in sandbox.machines:
+        sandbox.cut(m.name, Cut.ETCD_CLIENTS)
+
+    async def all_gone() -> bool:
+        return not await faults.leases()
+
+    await until(all_gone, SETTLE, "machines still registered while cut off", interval=0.5)
+    await asyncio.sleep(max(0.0, 3 * TTL - (time.monotonic() - cut)))  # the fault's length
+    for m in sandbox.machines:
+        sandbox.heal(m.name)
+    await asyncio.to_thread(sandbox.wait_registered, [m.name for m in sandbox.machines], SETTLE)
+    assert await faults.settled(names) == placed
+    assert {n: faults.properties(m, [n])[n]["MainPID"] for n, m in placed.items()} == pids
 
 
 async def test_etcd_restart_loses_nothing(faults: Faults) -> None:
