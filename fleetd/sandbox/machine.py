@@ -183,8 +183,15 @@ def poweroff(launcher: int | None, timeout: float = 15.0) -> None:
         kill(launcher, systemd_pid)
 
 
+# PID 1's command name once a shutdown has exec'd systemd-shutdown (cut to 15 characters).
+SHUTDOWN = "systemd-shutdow"
+
+
 def kill(launcher: int | None, systemd_pid: int | None) -> None:
-    """Pull the plug: SIGKILL to PID 1 ends every process of the machine's PID namespace."""
+    """Pull the plug: SIGKILL to PID 1 ends every process of the machine's PID namespace
+    (PID 1 may be systemd still, or the systemd-shutdown a power-off exec'd, which may
+    wait up to 90 s for processes to end on a loaded host)."""
     host.signal_pid(launcher, signal.SIGKILL, LAUNCHER)
-    host.signal_pid(systemd_pid, signal.SIGKILL, "systemd")
+    if not host.signal_pid(systemd_pid, signal.SIGKILL, "systemd"):
+        host.signal_pid(systemd_pid, signal.SIGKILL, SHUTDOWN)
     host.wait_gone([systemd_pid, launcher], 5.0)
