@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from fleetd.errors import SandboxError
 from fleetd.pki import Pki
@@ -181,7 +182,7 @@ class Sandbox:
             ms.netns,
             install.boot_args(state.binds),
         )
-        self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=launcher)))
+        self._update(name, launcher_pid=launcher)
 
     def _wait_booted(self, names: Sequence[str], deadline: float) -> None:
         for name in names:
@@ -189,7 +190,7 @@ class Sandbox:
             ms = state.machine(name)
             assert ms.launcher_pid is not None
             pid = machine.find_systemd(ms.launcher_pid, self._machine_dir(name) / "boot.log")
-            self._save(state.with_machine(dataclasses.replace(ms, systemd_pid=pid)))
+            self._update(name, systemd_pid=pid)
         pids = {name: self._state().machine(name).systemd_pid or 0 for name in names}
         left = max(1.0, deadline - time.monotonic())
         with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
@@ -254,6 +255,15 @@ class Sandbox:
     def _save(self, state: SandboxState) -> SandboxState:
         st.save(self.state_dir, state)
         return state
+
+    def _update(self, name: str, **changes: Any) -> None:
+        """Change machine ``name``'s record in the state file as it is now: read, changed
+        and written under the state's lock, so callers in other threads or processes (a
+        sampler finding a machine's new PID 1 while a fault boots another) lose nothing."""
+        with st.locked(self.state_dir):
+            state = self._state()
+            ms = state.machine(name)
+            st.save(self.state_dir, state.with_machine(dataclasses.replace(ms, **changes)))
 
     @property
     def machines(self) -> tuple[MachineState, ...]:
@@ -336,7 +346,7 @@ class Sandbox:
             return ms.systemd_pid
         pid = machine.current_systemd(ms.launcher_pid)
         if pid is not None:
-            self._save(state.with_machine(dataclasses.replace(ms, systemd_pid=pid)))
+            self._update(name, systemd_pid=pid)
         return pid
 
     def _pid(self, name: str) -> int:
@@ -391,7 +401,7 @@ class Sandbox:
         state = self._state()
         ms = state.machine(name)
         network.set_link(ms.veth, up=False)
-        self._save(state.with_machine(dataclasses.replace(ms, partitioned=True)))
+        self._update(name, partitioned=True)
 
     def hosts_member(self, name: str) -> bool:
         """Whether ``name`` runs an etcd member (m1..m3 with ``--etcd-members 3``)."""
@@ -403,8 +413,7 @@ class Sandbox:
         ms = state.machine(name)
         if cut is Cut.ETCD_PEERS and not self.hosts_member(name):
             raise SandboxError(f"machine {name} runs no etcd member (see --etcd-members)")
-        if cut.value not in ms.cuts:
-            self._save(state.with_machine(dataclasses.replace(ms, cuts=(*ms.cuts, cut.value))))
+        self._update(name, cuts=(*[c for c in ms.cuts if c != cut.value], cut.value))
         cuts.apply(ms.netns, cut)
 
     def heal(self, name: str) -> None:
@@ -416,7 +425,7 @@ class Sandbox:
             cuts.remove(ms.netns, cut)
         others = [m.netns for m in state.machines if m.name != name]
         network.forget_neighbours(state.bridge, ms.netns, others, ms.ip)
-        self._save(state.with_machine(dataclasses.replace(ms, partitioned=False, cuts=())))
+        self._update(name, partitioned=False, cuts=())
 
     def poweroff(self, name: str, timeout: float = 15.0) -> None:
         """systemd power-off of ``name`` (SIGRTMIN+4); its disk and network stay for `boot`."""
@@ -426,7 +435,7 @@ class Sandbox:
         ms = state.machine(name)
         machine.poweroff(ms.launcher_pid, timeout)
         host.cgroup_remove(Path(state.cgroup) / name)
-        self._save(state.with_machine(dataclasses.replace(ms, launcher_pid=None, systemd_pid=None)))
+        self._update(name, launcher_pid=None, systemd_pid=None)
 
     def boot(self, name: str, timeout: float = 60.0) -> None:
         """Boot a powered-off machine again: same machine id, disk, address and config.

@@ -11,10 +11,14 @@ state directory, name prefix, bridge and cgroup.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,10 +127,20 @@ def state_file(state_dir: Path) -> Path:
 def save(state_dir: Path, state: SandboxState) -> None:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state_file(state_dir)
-    tmp = path.with_suffix(".tmp")
+    # A temporary file of this writer's own: two writers at once must not share one.
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(dataclasses.asdict(state), indent=2) + "\n")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path) -> Iterator[None]:
+    """Hold the state's lock (``flock`` of ``state.lock``) for a read-change-write."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (state_dir / "state.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def load(state_dir: Path) -> SandboxState | None:

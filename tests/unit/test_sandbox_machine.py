@@ -1,15 +1,20 @@
-"""Powering a sandbox machine off: pulling the plug finds PID 1 whatever it runs."""
+"""A sandbox machine's record and power: concurrent changes to the state file lose
+nothing, and pulling the plug finds PID 1 whatever it runs."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from fleetd.sandbox import host, machine
+from fleetd.sandbox import state as st
+from fleetd.sandbox.cluster import Sandbox
+from fleetd.sandbox.state import MachineState, SandboxState
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 
@@ -27,3 +32,47 @@ def test_pulling_the_plug_kills_a_pid_1_already_in_systemd_shutdown(tmp_path: Pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_machine_records_changed_from_two_threads_at_once_lose_nothing(tmp_path: Path) -> None:
+    machines = tuple(
+        MachineState(name, f"10.87.0.1{i}", f"id{i}", f"ns{i}", f"veth{i}")
+        for i, name in enumerate(("m1", "m2"), start=1)
+    )
+    state = SandboxState(
+        subnet="10.87.0.0/24",
+        bridge="br",
+        bridge_ip="10.87.0.1",
+        etcd_endpoints=("http://10.87.0.1:2379",),
+        etcd_members=1,
+        cgroup="/sys/fs/cgroup/x",
+        disks="/run/x/disks",
+        token=None,
+        fleetd=True,
+        machines=machines,
+    )
+    st.save(tmp_path, state)
+    sb = Sandbox("zq9y")
+    sb.state_dir = tmp_path
+    errors: list[BaseException] = []
+
+    def change(name: str, field: str) -> None:
+        try:
+            for i in range(1, 101):
+                sb._update(name, **{field: i})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=change, args=("m1", "systemd_pid")),
+        threading.Thread(target=change, args=("m2", "launcher_pid")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    found = st.load(tmp_path)
+    assert found is not None
+    assert found.machine("m1").systemd_pid == 100
+    assert found.machine("m2").launcher_pid == 100
