@@ -10,8 +10,9 @@ benchmarks and tests measure).  Each line: ``<CLOCK_MONOTONIC seconds> <unit>
 <unit>...`` (the machines share the host's monotonic clock).  With
 ``PIDS_EVERY`` = N > 0, every Nth sample is followed by ``P <seconds>
 <unit>=<MainPID>...`` for the units it found active (their ``MainPID`` asked
-all at once).  Runs until stdin closes.  ``Sandbox.command(machine, *argv(...))``
-starts it.
+all at once).  Runs until stdin closes, or exits with status 3 when systemd does not
+answer within ``STALL`` seconds (the caller may start another).
+``Sandbox.command(machine, *argv(...))`` starts it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 SYSTEMD = "org.freedesktop.systemd1"
+STALL = 10.0  # a D-Bus call not answered by then ends the watcher (exit status 3)
 
 
 def argv(pattern: str, interval: float = 0.1, pids_every: int = 0) -> list[str]:
@@ -31,8 +33,17 @@ def argv(pattern: str, interval: float = 0.1, pids_every: int = 0) -> list[str]:
     return [sys.executable, "-m", __name__, pattern, str(interval), str(pids_every)]
 
 
+async def _call(bus: MessageBus, message: Message) -> Message | None:
+    try:
+        return await asyncio.wait_for(bus.call(message), STALL)
+    except TimeoutError:
+        sys.stderr.write(f"{message.member}: no answer from systemd within {STALL:g}s\n")
+        raise SystemExit(3) from None
+
+
 async def _main_pid(bus: MessageBus, path: str) -> int:
-    reply = await bus.call(
+    reply = await _call(
+        bus,
         Message(
             destination=SYSTEMD,
             path=path,
@@ -40,7 +51,7 @@ async def _main_pid(bus: MessageBus, path: str) -> int:
             member="Get",
             signature="ss",
             body=["org.freedesktop.systemd1.Service", "MainPID"],
-        )
+        ),
     )
     if reply is None or reply.message_type is MessageType.ERROR:
         return 0  # gone meanwhile, or not a service
@@ -63,7 +74,7 @@ async def main(pattern: str, interval: float, pids_every: int) -> None:
     count = 0
     while not closed.done():
         began = time.monotonic()
-        reply = await bus.call(call)
+        reply = await _call(bus, call)
         if reply is None or reply.message_type is MessageType.ERROR:
             raise SystemExit(f"ListUnitsByPatterns failed: {reply and reply.body}")
         rows = reply.body[0]
