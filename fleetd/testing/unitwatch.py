@@ -9,8 +9,8 @@ machines sampled every 100 ms, took a sizeable share of the 2-core host the
 benchmarks and tests measure).  Each line: ``<CLOCK_MONOTONIC seconds> <unit>
 <unit>...`` (the machines share the host's monotonic clock).  With
 ``PIDS_EVERY`` = N > 0, every Nth sample is followed by ``P <seconds>
-<unit>=<MainPID>...`` for the units it found active (their ``MainPID`` asked
-all at once).  Runs until stdin closes, or exits with status 3 when systemd does not
+<unit>=<MainPID>...`` for the units it found active (their ``MainPID``s asked
+``PIDS_AT_ONCE`` at a time).  Runs until stdin closes, or exits with status 3 when systemd does not
 answer within ``STALL`` seconds (the caller may start another).
 ``Sandbox.command(machine, *argv(...))`` starts it.
 """
@@ -18,13 +18,17 @@ answer within ``STALL`` seconds (the caller may start another).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from typing import NoReturn
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 SYSTEMD = "org.freedesktop.systemd1"
+# dbus-daemon limits the calls pending on one connection (128 on Debian's system bus).
+PIDS_AT_ONCE = 32
 STALL = 10.0  # a D-Bus call not answered by then ends the watcher (exit status 3)
 
 
@@ -37,8 +41,14 @@ async def _call(bus: MessageBus, message: Message) -> Message | None:
     try:
         return await asyncio.wait_for(bus.call(message), STALL)
     except TimeoutError:
-        sys.stderr.write(f"{message.member}: no answer from systemd within {STALL:g}s\n")
-        raise SystemExit(3) from None
+        _die(f"{message.member}: no answer from systemd within {STALL:g}s")
+
+
+def _die(message: str) -> NoReturn:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    # Not SystemExit: asyncio.run would wait for ever for the thread blocked reading stdin.
+    os._exit(3)
 
 
 async def _main_pid(bus: MessageBus, path: str) -> int:
@@ -76,12 +86,15 @@ async def main(pattern: str, interval: float, pids_every: int) -> None:
         began = time.monotonic()
         reply = await _call(bus, call)
         if reply is None or reply.message_type is MessageType.ERROR:
-            raise SystemExit(f"ListUnitsByPatterns failed: {reply and reply.body}")
+            _die(f"ListUnitsByPatterns failed: {reply and reply.body}")
         rows = reply.body[0]
         sys.stdout.write(f"{began:.6f} {' '.join(row[0] for row in rows)}\n")
         count += 1
         if pids_every > 0 and count % pids_every == 0:
-            pids = await asyncio.gather(*(_main_pid(bus, row[6]) for row in rows))
+            pids: list[int] = []
+            for first in range(0, len(rows), PIDS_AT_ONCE):
+                chunk = rows[first : first + PIDS_AT_ONCE]
+                pids += await asyncio.gather(*(_main_pid(bus, row[6]) for row in chunk))
             pairs = " ".join(f"{row[0]}={pid}" for row, pid in zip(rows, pids, strict=True))
             sys.stdout.write(f"P {began:.6f} {pairs}\n")
         sys.stdout.flush()

@@ -65,27 +65,37 @@ class Sampler:
 
     def _machine(self, name: str) -> None:
         while not self._stop.is_set():
-            if not self.sandbox.running(name):
-                self._stop.wait(0.2)
-                continue
             try:
-                proc = subprocess.Popen(
-                    self.sandbox.command(name, *self.argv),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                )
-            except Exception:  # the machine went away between the check and the start
-                self._stop.wait(0.2)
-                continue
-            with self._lock:
-                self._procs[name] = proc
+                self._watch(name)
+            except Exception as exc:  # recorded, and sampling goes on
+                self.record({"kind": "watcher", "t": time.monotonic(), "machine": name,
+                             "event": "error", "details": repr(exc)})  # fmt: skip
+            self._stop.wait(0.5)  # systemd's bus may not be up yet after a boot
+
+    def _watch(self, name: str) -> None:
+        """One watcher's life in ``name``, recorded as ``watcher`` records (started, and
+        ended with its exit status and the end of its stderr)."""
+        if not self.sandbox.running(name):
+            return
+        proc = subprocess.Popen(
+            self.sandbox.command(name, *self.argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.record({"kind": "watcher", "t": time.monotonic(), "machine": name, "event": "started"})
+        with self._lock:
+            self._procs[name] = proc
+        try:
             self._read(name, proc)
+        finally:
             proc.wait()
             with self._lock:
                 self._procs.pop(name, None)
-            self._stop.wait(0.5)  # systemd's bus may not be up yet after a boot
+            err = proc.stderr.read()[-500:] if proc.stderr is not None else ""
+            self.record({"kind": "watcher", "t": time.monotonic(), "machine": name,
+                         "event": "ended", "status": proc.returncode, "details": err})  # fmt: skip
 
     def _read(self, name: str, proc: subprocess.Popen[str]) -> None:
         """Record the changes a watcher reports.  A machine's last view outlives its
