@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sandboxkit import recorded
 from typer.testing import CliRunner
 
 from fleetd.errors import SandboxError
@@ -16,7 +17,7 @@ from fleetd.sandbox.cli import app
 from fleetd.sandbox.cluster import Sandbox
 from fleetd.sandbox.install import boot_args, expose
 from fleetd.sandbox.spec import SandboxSpec
-from fleetd.sandbox.state import Instance, SandboxState
+from fleetd.sandbox.state import Instance
 
 # pytest's tmp_path lives under /tmp, which every machine gets afresh.
 pytestmark = pytest.mark.skipif(
@@ -125,17 +126,6 @@ def test_fleetds_path_is_quoted_for_the_unit(path: str, word: str) -> None:
 
 
 def test_state_keeps_binds_and_links(tmp_path: Path) -> None:
-    state = SandboxState(
-        subnet="10.87.0.0/24",
-        bridge="br",
-        bridge_ip="10.87.0.1",
-        etcd_endpoints=("http://10.87.0.1:2379",),
-        etcd_members=1,
-        cgroup="/sys/fs/cgroup/x",
-        disks="/run/x/disks",
-        token=None,
-        fleetd=True,
-        binds=(("/tmp/clone", "/tmp/clone"), ("/tmp/clone", "/tmp/link")),
-    )
+    state = recorded(binds=(("/tmp/clone", "/tmp/clone"), ("/tmp/clone", "/tmp/link")))
     st.save(tmp_path, state)
     assert st.load(tmp_path) == state

@@ -10,11 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from sandboxkit import recorded
 
 from fleetd.sandbox import host, machine
 from fleetd.sandbox import state as st
 from fleetd.sandbox.cluster import Sandbox
-from fleetd.sandbox.state import MachineState, SandboxState
+from fleetd.sandbox.state import MachineState
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 
@@ -39,18 +40,7 @@ def test_machine_records_changed_from_two_threads_at_once_lose_nothing(tmp_path:
         MachineState(name, f"10.87.0.1{i}", f"id{i}", f"ns{i}", f"veth{i}")
         for i, name in enumerate(("m1", "m2"), start=1)
     )
-    state = SandboxState(
-        subnet="10.87.0.0/24",
-        bridge="br",
-        bridge_ip="10.87.0.1",
-        etcd_endpoints=("http://10.87.0.1:2379",),
-        etcd_members=1,
-        cgroup="/sys/fs/cgroup/x",
-        disks="/run/x/disks",
-        token=None,
-        fleetd=True,
-        machines=machines,
-    )
+    state = recorded(machines=machines)
     st.save(tmp_path, state)
     sb = Sandbox("zq9y")
     sb.state_dir = tmp_path
