@@ -377,6 +377,31 @@ async def test_every_machine_cut_off_from_etcd_for_three_ttls_keeps_its_units(
     assert {n: faults.properties(m, [n])[n]["MainPID"] for n, m in placed.items()} == pids
 
 
+async def test_etcd_down_for_two_minutes_stops_and_restarts_nothing(faults: Faults) -> None:
+    """Every etcd member stopped for 2 minutes, then started: no unit stopped or restarted
+    (same MainPIDs), no machine re-registered, and a unit started afterwards runs."""
+    names = [faults.unit(f"out{i}") for i in range(3)]
+    for name in names:
+        await faults.submit(name, faults.text())
+    placed = await faults.settled(names)
+    pids = {n: faults.properties(m, [n])[n]["MainPID"] for n, m in placed.items()}
+    machines = [m.name for m in faults.sandbox.machines]
+
+    def each_member(action: str) -> None:
+        for name in machines:
+            faults.etcd_member(name, action)
+
+    await asyncio.to_thread(each_member, "stop")
+    await asyncio.sleep(120.0)  # the outage's length
+    await asyncio.to_thread(each_member, "start")
+    await asyncio.to_thread(sandbox_etcd.wait_healthy, faults.sandbox.etcd_endpoints, SETTLE)
+    probe = faults.unit("after")
+    await faults.submit(probe, faults.text())
+    after = await faults.settled([*names, probe])
+    assert {n: after[n] for n in names} == placed
+    assert {n: faults.properties(m, [n])[n]["MainPID"] for n, m in placed.items()} == pids
+
+
 async def test_etcd_restart_loses_nothing(faults: Faults) -> None:
     before_names = [faults.unit(f"old{i}") for i in range(3)]
     for name in before_names:
