@@ -61,6 +61,7 @@ MASKED_PREFIXES = (
     "ssh", "mysql", "mariadb", "memcached", "rabbitmq", "mongod", "cron", "anacron",
     "networking", "ifup", "NetworkManager", "dhcpcd", "wpa_supplicant", "ModemManager",
     "avahi", "cloud-", "unattended-upgrades", "chrony", "ntp", "qemu-guest-agent",
+    "libvirt", "virt", "dnsmasq",
 )  # fmt: skip
 UNIT_DIRS = (
     Path("/lib/systemd/system"),
