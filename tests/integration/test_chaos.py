@@ -30,12 +30,6 @@ def _name(session: str) -> str:
     return "c" + hashlib.sha256(session.encode()).hexdigest()[:3] if session else "chs"
 
 
-@pytest.mark.xfail(
-    reason="issue 17, open: a fleetd killed and slower than its lease to restart never fences "
-    "its AtMostOnce units while the engine moves them (benchmarks/README.md, Chaos); the "
-    "runs that found it predate the mass-loss guard (ac79e67)",
-    strict=False,
-)
 def test_three_minutes_of_faults_break_no_invariant(session_sandbox: object) -> None:
     name = _name(instance().name)
     history = ROOT / "build" / f"chaos-ci-{SEED}.jsonl"
@@ -50,5 +44,23 @@ def test_three_minutes_of_faults_break_no_invariant(session_sandbox: object) -> 
     finally:
         teardown(name)  # also when the run was interrupted
     print(proc.stdout)
+    found = _violation_kinds(proc.stdout)
+    if proc.returncode != 0 and found and set(found) == {"at-most-once-twice"}:
+        # Issue 17, open: a fleetd that is dead (killed, slower than its lease to come
+        # back) cannot fence its AtMostOnce units while the engine moves them; only
+        # systemd itself could (benchmarks/README.md, Chaos).  Any other violation fails.
+        pytest.xfail(f"known: a dead fleetd cannot fence ({found})")
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     assert "violations (0): none" in proc.stdout
+
+
+def _violation_kinds(summary: str) -> dict[str, int]:
+    """``violations (3): at-most-once-twice 2, restarted 1`` -> the counts by kind."""
+    for line in summary.splitlines():
+        if line.startswith("violations (") and "): " in line:
+            listed = line.split("): ", 1)[1]
+            if listed == "none":
+                return {}
+            pairs = (item.rsplit(" ", 1) for item in listed.split(", "))
+            return {kind: int(count) for kind, count in pairs}
+    return {}
