@@ -57,7 +57,9 @@ async def test_a_settled_model_gets_no_safety_pass_until_something_changes() -> 
         await h.machine("m1")
         await h.machine("m2")
         await h.submit("a.service")
-        engine = h.engine(interval=0.01, idle_interval=600.0)
+        # The default budget (0.01) puts the next safety pass 100 times a full pass's real
+        # duration away: seconds on a loaded host, past wait_for's deadline.
+        engine = h.engine(interval=0.01, safety_budget=1.0, idle_interval=600.0)
         h.start(engine)
 
         async def placed() -> bool:
