@@ -1,12 +1,13 @@
 """The engine leader's maintenance driver: registry + engine model -> ``step`` -> one
 fenced transaction -> the moves the engine is asked for.
 
-It runs as a task of the engine while this process leads (engine/engine.py).  While
-no maintenance is active and no machine asks for a reboot it only watches
-``maintenance/`` and ``reboot-requests/``; otherwise it takes a step every ``tick``
-seconds (and at once on a change of those): it reads the record, the machine
-actions and the reboot requests, the states of the machines that drain, and the
-rest from the engine's model (machines, flags, schedule, placement reasons,
+It runs as a task of the engine while this process leads (engine/engine.py).  It
+takes a step at once on a change under ``maintenance/`` or ``reboot-requests/`` and
+when the engine triggers it after a pass, and otherwise every ``tick`` seconds while
+a maintenance is active or requests wait, every ``idle`` seconds when none is (a
+step then reads the record and the requests and finds nothing to do).  A step reads
+the record, the machine actions and the reboot requests, the states of the machines
+that drain, and the rest from the engine's model (machines, flags, schedule, placement reasons,
 ``AtMostOnce`` units being stopped, start-first moves), lets the pure ``step``
 (fleetd/maintenance/plan.py) decide, and writes the record with the flags and
 actions of the step in one transaction guarded by the leader's fence and the
