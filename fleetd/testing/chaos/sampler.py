@@ -5,11 +5,17 @@ started through ``Sandbox.command``, so a partition does not cut it off) reports
 the active units matching a pattern every ``interval`` and their ``MainPID``s every
 ``pids_every`` samples.  Only changes become records (``active``, ``pids``; see
 ``history.py``).  When a machine powers off its watcher ends: its units are
-recorded as gone at that moment, and a new watcher starts once it runs again.
+recorded as gone at that moment, and a new watcher starts once it runs again.  A
+watcher that reports nothing for ``stall`` seconds (its machine's bus gone with a
+power-off it did not notice, a D-Bus call that never returns) is killed and started
+again, so a machine is never left unsampled for the rest of a run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -28,10 +34,13 @@ class Sampler:
         record: Callable[[Record], None],
         interval: float = 0.1,
         pids_every: int = 10,
+        stall: float = 5.0,
     ) -> None:
         self.sandbox = sandbox
         self.argv = unitwatch.argv(pattern, interval, pids_every)
         self.record = record
+        self.stall = stall
+        self._heard: dict[str, float] = {}  # when each machine's watcher last reported
         self.samples = {m.name: 0 for m in sandbox.machines}
         self.latest: dict[str, set[str]] = {m.name: set() for m in sandbox.machines}
         self._last: dict[str, float] = {}  # each machine's last sample
@@ -83,19 +92,40 @@ class Sampler:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # a group of its own, for _guard
         )
         self.record({"kind": "watcher", "t": time.monotonic(), "machine": name, "event": "started"})
         with self._lock:
             self._procs[name] = proc
+        self._heard[name] = time.monotonic()
+        guard = threading.Thread(target=self._guard, args=(name, proc), name=f"guard-{name}")
+        guard.start()
         try:
             self._read(name, proc)
         finally:
+            guard.join()
             proc.wait()
             with self._lock:
                 self._procs.pop(name, None)
             err = proc.stderr.read()[-500:] if proc.stderr is not None else ""
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
             self.record({"kind": "watcher", "t": time.monotonic(), "machine": name,
                          "event": "ended", "status": proc.returncode, "details": err})  # fmt: skip
+
+    def _guard(self, name: str, proc: subprocess.Popen[str]) -> None:
+        """Kill ``proc`` once it has reported nothing for ``stall`` seconds."""
+        while proc.poll() is None and not self._stop.wait(0.5):
+            silent = time.monotonic() - self._heard[name]
+            if silent > self.stall:
+                details = f"silent for {silent:.1f}s"
+                self.record({"kind": "watcher", "t": time.monotonic(), "machine": name,
+                             "event": "stalled", "details": details})  # fmt: skip
+                # nsenter and the watcher it forked inside the machine: both hold stdout.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                return
 
     def _read(self, name: str, proc: subprocess.Popen[str]) -> None:
         """Record the changes a watcher reports.  A machine's last view outlives its
@@ -103,6 +133,7 @@ class Sampler:
         gone, as last seen before the power-off (``prev``)."""
         assert proc.stdout is not None
         for line in proc.stdout:
+            self._heard[name] = time.monotonic()
             if line.startswith("P "):
                 _, stamp, *pairs = line.split()
                 now = {u: int(p) for u, p in (pair.split("=", 1) for pair in pairs)}
