@@ -162,13 +162,7 @@ def reboot(
             return record, by_id
         return await follow(backend, record.id, by_id), by_id
 
-    record, by_id = run(ctx, work)
-    if as_json:
-        echo_json(record.model_dump(mode="json"))
-    elif not no_block:
-        typer.echo(printable(final(record, by_id)), err=record.phase != "done")
-    if not no_block and record.phase != "done":
-        raise typer.Exit(1)
+    _report(*run(ctx, work), as_json=as_json, no_block=no_block, ended="done")
 
 
 def _status(ctx: typer.Context, as_json: bool) -> None:
@@ -200,12 +194,23 @@ def _cancel(ctx: typer.Context, as_json: bool, no_block: bool) -> None:
         # A machine that was rebooting when it was cancelled is registered again by now.
         return record, {m.id: m for m in await backend.list_machines()}
 
-    record, by_id = run(ctx, work)
+    _report(*run(ctx, work), as_json=as_json, no_block=no_block, ended="cancelled")
+
+
+def _report(
+    record: wire.Maintenance,
+    by_id: dict[str, wire.Machine],
+    *,
+    as_json: bool,
+    no_block: bool,
+    ended: str,
+) -> None:
+    """Print the record as followed (exit 1 unless it reached ``ended``)."""
     if as_json:
         echo_json(record.model_dump(mode="json"))
     elif not no_block:
-        typer.echo(printable(final(record, by_id)), err=record.phase != "cancelled")
-    if not no_block and record.phase != "cancelled":
+        typer.echo(printable(final(record, by_id)), err=record.phase != ended)
+    if not no_block and record.phase != ended:
         raise typer.Exit(1)
 
 
