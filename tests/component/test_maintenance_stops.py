@@ -62,8 +62,15 @@ async def test_a_start_first_move_past_its_deadline_stops_the_maintenance(
 
             await c.wait_for(moving, "m1 drains: web.service moves to m2", within=10)
             await c.wait_for(lambda: c.running("web.service") == ["m1", "m2"], "both copies")
+
+            def steps() -> int:
+                assert c.engine is not None
+                return c.engine.maintenance.steps_total
+
+            taken = steps()
             c.advance(29)
-            await asyncio.sleep(0.5)  # a few steps of the driver: still within the deadline
+            # A few steps of the driver on the moved clock: still within the deadline.
+            await c.wait_for(lambda: steps() >= taken + 3, "three driver steps after +29s")
             assert (await status(c))["phase"] == "running"
             c.advance(1)
             done = await wait_over(c)
