@@ -114,7 +114,13 @@ async def test_a_cancel_lets_the_machine_under_way_come_back_and_starts_no_other
         assert cancelled["phase"] == "stopping" and cancelled["cancelledBy"]
         again = await c.api.post("/maintenance/cancel")
         assert again.status_code == 409 and "already being cancelled" in again.text
-        await asyncio.sleep(0.5)  # a few steps of the driver: m1 is still mid-reboot
+        assert c.engine is not None
+        taken = c.engine.maintenance.steps_total
+        # A few steps of the driver after the cancel: m1 is still mid-reboot.
+        await c.wait_for(
+            lambda: c.engine is not None and c.engine.maintenance.steps_total >= taken + 3,
+            "three driver steps after the cancel",
+        )
         assert (await job(c, "m1"))["phase"] == "acting"
         assert (await status(c))["message"].startswith("stopping (cancelled by ")
         hold.set()
