@@ -3,7 +3,10 @@
 Each global option is written as ``--opt value``, ``--opt=value`` (and ``-o
 json``, ``-ojson``, ``-o=json`` for ``--output``), before the command, right
 after it and after the command's own options; each case checks that the
-option took effect.  Runs ``main()``, as the ``fleetctl`` script does.
+option took effect.  Runs ``main()``, as the ``fleetctl`` script does.  Every
+option of the app (those with no cheap visible effect too) is also parsed in
+every form and position, and ``argv.GLOBAL_OPTIONS`` must list exactly the
+app's options.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 from clikit import ServerThread
 from clirun import TOKEN, Result, fleetctl, inspector
 
-from fleetd.cli.argv import redact, reorder
+from fleetd.cli.argv import GLOBAL_OPTIONS, redact, reorder
+from fleetd.cli.main import app
 
 
 @pytest.fixture
@@ -182,6 +189,8 @@ def test_the_reported_command_lines_work(
         ["--token", TOKEN],
         ["--token", f"{TOKEN} with space", "list-units"],
         ["list-units", "--fields", TOKEN, "--token", TOKEN],
+        ["--etcd-password", TOKEN, "no-such-command"],
+        ["list-units", f"--etcd-password={TOKEN}", "--etcd-username", "u", "extra"],
     ],
     ids=lambda a: " ".join(a).replace(TOKEN, "T"),
 )
@@ -264,3 +273,58 @@ def test_reorder_keeps_values_with_their_options() -> None:
 def test_redact() -> None:
     assert redact("bad token abc123 here", ["abc123"]) == "bad token *** here"
     assert redact("cannot reach http://u:p@host:1/x") == "cannot reach http://***@host:1/x"
+
+
+# Every global option of the app (typer's completion flags aside: they take no value
+# and only make sense alone), with a value its type accepts and the value parsed.
+ROOT = typer.main.get_command(app)
+TYPER_OWN = {"install_completion", "show_completion"}
+PARSED = {
+    "driver": ("etcd", "etcd"),
+    "request_timeout": ("2.5", 2.5),
+    "output": ("json", "json"),
+}
+
+
+def _global_params() -> list[Any]:
+    return [p for p in ROOT.params if p.name not in TYPER_OWN]
+
+
+def test_reorder_knows_every_global_option() -> None:
+    declared = {opt: not getattr(p, "is_flag", False) for p in _global_params() for opt in p.opts}
+    assert declared == GLOBAL_OPTIONS
+
+
+@pytest.mark.parametrize("position", list(POSITIONS))
+@pytest.mark.parametrize(
+    ("name", "form", "words"),
+    [
+        pytest.param(p.name, form, words, id=f"{p.name}-{form}")
+        for p in _global_params()
+        if p.name != "version"
+        for form, words in _forms(
+            Case(
+                p.opts[0],
+                PARSED.get(str(p.name), ("v-" + str(p.name), ""))[0],
+                lambda s: {},
+                lambda r: True,
+                short=next((o for o in p.opts if not o.startswith("--")), None),
+            )
+        )
+    ],
+)
+def test_every_global_option_is_parsed_in_every_form_and_position(
+    monkeypatch: pytest.MonkeyPatch, name: str, form: str, words: list[str], position: str
+) -> None:
+    """Each option of the app, not only those with a visible effect above: the value
+    reaches the option, the command and its own options stay the command's."""
+    for param in ROOT.params:
+        envvar = getattr(param, "envvar", None)
+        if isinstance(envvar, str):
+            monkeypatch.delenv(envvar, raising=False)
+    args = reorder(POSITIONS[position](words))
+    ctx = ROOT.make_context("fleetctl", args)
+    _, parsed = PARSED.get(name, ("v-" + name, "v-" + name))
+    got = ctx.params[name]
+    assert (got.value if isinstance(got, Enum) else got) == parsed, (args, ctx.params)
+    assert [*ctx._protected_args, *ctx.args] == ["list-machines", "--no-legend"], args
