@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,53 @@ def test_the_etcd_driver_starts_rollouts_with_the_api_s_checks(
     assert record["startedBy"].startswith("etcd driver (")
     r = run("update", "--no-block", str(unit))
     assert r.exit_code == 1 and "a rollout of web.service is already running" in r.stderr
+
+
+def test_canaries_then_promote_then_rollback_to_a_named_version(
+    running: ServerThread,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"FLEETCTL_ENDPOINT": running.endpoint}
+    r = fleetctl(capsys, monkeypatch, ["update", "--canary", "1", *FAST, write(tmp_path, V2)], env)
+    assert r.code == 0, r
+    assert r.stdout.splitlines()[-1].startswith("Rollout of app@.service awaits a promotion: ")
+    assert "(fleetctl rollout promote app@.service)" in r.stdout
+    record = json.loads(
+        fleetctl(
+            capsys, monkeypatch, ["-o", "json", "rollout", "status", "app@.service"], env
+        ).stdout
+    )
+    assert record["phase"] == "awaiting-promotion" and record["canary"] == 1
+    assert [t["state"] for t in record["targets"]].count("done") == 1
+    v2 = UnitFile.from_text(V2).hash
+    assert hashes(running) == {UnitFile.from_text(V1).hash, v2}  # one canary on v2
+
+    r = fleetctl(capsys, monkeypatch, ["rollout", "promote", "app@.service"], env)
+    assert r.code == 0, r
+    assert r.stdout.startswith("Rollout of app@.service: running: "), r
+    deadline = time.monotonic() + 15
+    while hashes(running) != {v2}:
+        assert time.monotonic() < deadline, hashes(running)
+        time.sleep(0.02)
+    args = ["-o", "json", "rollout", "status", "app@.service"]
+    record = json.loads(fleetctl(capsys, monkeypatch, args, env).stdout)
+    assert record["phase"] in ("running", "succeeded") and record["promoted"] is True
+
+    # A third version, then back to the first by its number (not the one before).
+    deadline = time.monotonic() + 15
+    while json.loads(fleetctl(capsys, monkeypatch, args, env).stdout)["phase"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    v3 = V2.replace("v2", "v3")
+    assert fleetctl(capsys, monkeypatch, ["update", *FAST, write(tmp_path, v3)], env).code == 0
+    assert hashes(running) == {UnitFile.from_text(v3).hash}
+    r = fleetctl(capsys, monkeypatch, ["rollback", "--to", "1", *FAST, "app@.service"], env)
+    assert r.code == 0, r
+    assert "Rolling app@.service back to version 1" in r.stderr
+    assert "Rollout of app@.service succeeded: 3 of 3 updated: all on version 4" in r.stdout
+    assert hashes(running) == {UnitFile.from_text(V1).hash}
+    r = fleetctl(capsys, monkeypatch, ["rollback", "--to", "9", *FAST, "app@.service"], env)
+    assert r.code == 1 and "version 9 of app@.service is not kept (versions 1 to 4 are)" in r.stderr
+    assert hashes(running) == {UnitFile.from_text(V1).hash}
