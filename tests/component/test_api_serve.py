@@ -106,6 +106,37 @@ async def test_tcp_needs_token(tmp_path: Path) -> None:
             await task
 
 
+async def test_plain_http_is_warned_at_every_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(new_store())
+    for start in (1, 2):
+        caplog.clear()
+        server = ApiServer(
+            app,
+            [f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:0"],
+            tokens=TOKEN,
+            insecure_http=True,
+        )
+        server.bind()
+        tcp = next(a for a in server.addresses if a.startswith("tcp://"))
+        task = asyncio.create_task(server.run())
+        try:
+            async with httpx.AsyncClient(base_url="http://" + tcp[len("tcp://") :]) as client:
+                auth = {"Authorization": f"Bearer {TOKEN}"}
+                assert (await client.get("/healthz", headers=auth)).status_code == 200
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert [r.getMessage() for r in warnings] == [
+            f"API on {tcp} serves plain HTTP (api_insecure_http = true): tokens and unit files "
+            "cross the network in clear"
+        ], start
+        assert TOKEN not in caplog.text
+
+
 def test_tcp_without_token_is_refused_unless_disabled(tmp_path: Path) -> None:
     app = make_app(new_store())
     with pytest.raises(ConfigError, match="api_token_file"):
