@@ -1,7 +1,9 @@
 """fleetctl plan on real systemd machines: a unit that would push a running unit out
 (``Replaces=``) is planned, nothing changes (systemd in the machine still runs the unit,
 the registry's units, schedule and placement reasons are as they were), both drivers
-give the same plan, and starting it then does what the plan said."""
+give the same plan, and starting it then does what the plan said.  Every example unit
+is planned, alone and all together, with the exit status its plan calls for, and
+nothing changes."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from fleetd.registry.store import Store
 from fleetd.sandbox.cluster import Sandbox
 
 pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "units"
+INSTANCES = {"web@.service": "web@8081.service", "cache@.service": "cache@1.service"}
+INSTANCES["worker@.service"] = "worker@1.service"
 WaitFor = Callable[[Callable[[], object], float, str], object]
 SERVICE = "[Unit]\nDescription=plan\n\n[Service]\nExecStart=/bin/sleep 100000\n"
 
@@ -104,3 +109,35 @@ def test_plan_a_unit_that_pushes_a_running_one_out(
         0,
         "No changes: the cluster already has these units as given.\n",
     ), r.stderr
+
+
+def test_plan_every_example_unit(sandbox: Sandbox, tmp_path: Path) -> None:
+    files = sorted(p.name for p in EXAMPLES.iterdir())
+    # A template is planned as one of its instances (fleetctl finds the template beside it).
+    names = [INSTANCES.get(name, name) for name in files]
+    assert set(INSTANCES) <= set(files)
+    paths = [str(EXAMPLES / name) for name in names]
+    before = registry(sandbox)
+    running = where_active(sandbox, "*")
+    for name, path in zip(names, paths, strict=True):
+        r = fleetctl(sandbox, "plan", path)
+        answer = fleetctl(sandbox, "-o", "json", "plan", path)
+        assert answer.returncode == r.returncode, answer.stderr
+        [unit] = [u for u in json.loads(answer.stdout)["units"] if u["name"] == name]
+        if unit["machineIDs"]:
+            assert r.returncode == 1, (name, r.stdout, r.stderr)
+            assert f"+ schedule {name} on " in r.stdout, (name, r.stdout)
+        else:
+            assert r.returncode == 2, (name, r.stdout, r.stderr)
+            assert unit["reason"] and unit["reason"] in r.stdout + r.stderr, (name, unit, r)
+    # All together, as .ci/demo starts them.
+    r = fleetctl(sandbox, "plan", *paths)
+    assert r.returncode in (1, 2), r.stdout + r.stderr
+    assert all(name in r.stdout + r.stderr for name in names), r.stdout + r.stderr
+    assert registry(sandbox) == before
+    after = where_active(sandbox, "*")
+    assert (
+        {u: after.get(u) for u in names}
+        == {u: running.get(u) for u in names}
+        == dict.fromkeys(names)
+    )
