@@ -5,7 +5,9 @@ too, and fleetd's own etcd user may not touch keys outside the registry prefix;
 fleetctl with a read token lists but cannot start (exit 1, a message naming the
 role, nothing changed); a token removed from the tokens file stops working within
 2 s without a restart, and an edit only SIGHUP can see takes effect on SIGHUP; the
-audit record of a start names the token; no token's secret appears in any log of the run, in an error message or in ``--help``.
+audit record of a start names the token; ``fleetd sandbox env --role`` prints each
+role's exports; no token's secret appears in any log of the run, in an error message
+or in ``--help``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import shlex
 import ssl
 import subprocess
 import sys
@@ -149,6 +152,31 @@ def test_a_read_token_lists_but_cannot_start(secure: Sandbox, outputs: list[str]
     assert "'read' has the read role" in refused.stderr
     assert fleetctl(secure, "read", "list-unit-files", seen=outputs).stdout == before
     assert "read-only.service" not in before
+
+
+def test_sandbox_env_prints_the_exports_of_a_role(secure: Sandbox, outputs: list[str]) -> None:
+    def exports(*args: str) -> dict[str, str]:
+        proc = subprocess.run(
+            [str(BIN / "fleetd"), "sandbox", "--name", secure.instance.name, "env", *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        outputs.append(proc.stderr)
+        assert proc.returncode == 0, proc.stderr
+        pairs = [shlex.split(line.removeprefix("export "))[0] for line in proc.stdout.splitlines()]
+        return dict(pair.split("=", 1) for pair in pairs)
+
+    for role in ("read", "operate", "admin"):
+        found = exports("--role", role)
+        assert found == secure.env(role), role
+        assert found["FLEETCTL_TOKEN"] == secure.role_token(role)
+        assert found["FLEETCTL_ENDPOINT"].startswith("https://")
+        assert ("FLEETCTL_CERT_FILE" in found) == (role == "admin")
+    assert exports() == secure.env("admin")
+    bad = subprocess.run(
+        [str(BIN / "fleetd"), "sandbox", "--name", secure.instance.name, "env", "--role", "root"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "unknown role 'root'" in bad.stderr and bad.stdout == ""
 
 
 def test_a_start_is_audited_with_the_token_name(secure: Sandbox, outputs: list[str]) -> None:
