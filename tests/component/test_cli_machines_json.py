@@ -1,8 +1,9 @@
-"""fleetctl cordon/uncordon/drain by hostname or id prefix, drain's wait, and the JSON
-shape of every listing (documented in api/README.md)."""
+"""fleetctl cordon/uncordon/drain by hostname or id prefix, drain's wait and its
+progress, and the JSON shape of every listing (documented in api/README.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from clikit import M1, M2, ServerThread
 from clirun import Result, runner, serving, unit_files
 
 from fleetd import model
+from fleetd.cli import machines
 
 M3 = "5e6f0000" + "1" * 24
 
@@ -99,6 +101,42 @@ def test_drain_waits_until_the_machine_holds_no_units(run, server: ServerThread)
         "draining": True,
         "drained": False,
     }
+
+
+class _Progress:
+    """Stands for the live status line fleetctl shows on a terminal."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = [text]
+
+    def update(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_drain_shows_its_progress_on_a_terminal(
+    run, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    shown: list[_Progress] = []
+
+    @contextlib.contextmanager
+    def live(text: str) -> Iterator[_Progress]:
+        shown.append(_Progress(text))
+        yield shown[-1]
+
+    monkeypatch.setattr(machines, "_live", live)
+    assert run("start", "--block-attempts", "50", "web.service").code == 0
+    placed = server.call(server.store.list_all_schedule())
+    where, other = ("m1", "m2") if [e.machine for e in placed] == [M1] else ("m2", "m1")
+    # web.service cannot leave: the other machine takes no new units
+    assert run("cordon", other).code == 0
+    r = run("drain", "--block-attempts", "2", where)
+    assert r.code == 1, r
+    assert [p.lines for p in shown] == [
+        [f"draining {where}...", *[f"draining {where}: web.service still there"] * 2]
+    ]
+    shown.clear()
+    assert run("drain", "--no-block", other).code == 0
+    assert shown == []
 
 
 UNIT_STATE_KEYS = {
