@@ -361,7 +361,12 @@ class Placer:
         requeue = [] if req.global_ else [name]
         for follower in self.followers.get(name, ()):
             if machine in self.occupancy.machines_of(follower):
-                requeue.extend(self._evict(follower, machine, f"follows {name}"))
+                # A follower moves as its peer does: start-first with it, unless it is
+                # AtMostOnce (which never runs twice, so stops first).
+                first = keep_room and not self.jobs[follower].at_most_once
+                requeue.extend(self._evict(follower, machine, f"follows {name}", first))
+                if first:
+                    self.handovers[follower] = machine
         return requeue
 
     # --- bookkeeping ---

@@ -315,3 +315,40 @@ def test_start_first_moves_take_nothing_from_a_budget() -> None:
     p = plan(s)
     assert sorted(t.unit for t in p.tasks if t.action is Action.SCHEDULE) == names
     assert not p.decision.waiting
+
+
+def test_machine_of_followers_move_start_first_with_their_peer() -> None:
+    s = snap(
+        [
+            unit("db.service"),
+            unit("log.service", machine_of=("db.service",)),
+            unit("once.service", machine_of=("db.service",), at_most_once=True),
+        ],
+        machines("m1", "m2"),
+        *(entry("m1", n) for n in ("db.service", "log.service", "once.service")),
+        flags={"m1": DRAINING},
+    )
+    p = plan(s)
+    new = {t.unit: t.entry for t in p.tasks if t.action is Action.SCHEDULE}
+    assert new["db.service"] == entry("m2", "db.service", moving_from="m1")
+    assert new["log.service"] == entry("m2", "log.service", moving_from="m1")
+    # The AtMostOnce follower stops on m1 first and is placed once seen stopped.
+    assert "once.service" not in new
+    assert [(t.unit, t.machine) for t in p.tasks if t.action is Action.UNSCHEDULE] == [
+        ("once.service", "m1")
+    ]
+    assert sorted(p.moving) == ["db.service", "log.service"]
+    s = apply(s, p)
+
+    # The follower's old copy stays until its own new copy is up, like its peer's.
+    done = plan(
+        dataclasses.replace(
+            s,
+            states={
+                ("db.service", "m2"): up("db.service", "m2"),
+                ("log.service", "m2"): up("log.service", "m2"),
+            },
+        )
+    )
+    gone = sorted((t.unit, t.machine) for t in done.tasks if t.action is Action.UNSCHEDULE)
+    assert gone == [("db.service", "m1"), ("log.service", "m1")]
