@@ -5,8 +5,10 @@ group of units over its disruption budget (fleetd/engine/budget.py).
 Left to move: units still scheduled there (but Global units, which stay, and units
 that cannot leave it: the engine found no other machine for them), the old copies
 of start-first moves from it (they stop once their new copy is up), ``AtMostOnce``
-units taken off it and not yet seen stopped, and, before a command (a reboot stops
-them itself), units no longer scheduled there that it still runs.
+units taken off it and not yet seen stopped, and units no longer scheduled there that
+it still runs.  A reboot waits for those too: its agent stops them while the drain goes
+on, and a machine reboots faster with nothing left for its shutdown to stop
+(benchmarks/maintenance.py).
 """
 
 from __future__ import annotations
@@ -43,16 +45,14 @@ def drain_status(
     marked: Mapping[tuple[str, str], str],
     states: Iterable[UnitState],
     budgets: Budget | None = None,
-    running_count: bool = True,
     now: float = 0.0,
     move_timeout: float = 0.0,
 ) -> Drain:
     """``on``: units scheduled on ``machine``; ``marked``: (machine, unit) -> old machine
     of start-first moves; ``states``: what ``machine`` reports; ``budgets``: the
-    disruption budgets as they stand (None: no unit there has one); ``running_count``:
-    units no longer scheduled there that still run are left to move (False before a
-    reboot, whose shutdown stops them anyway); ``move_timeout``: the deadline of a
-    start-first move from it (engine/handover.py), at ``now`` (wall seconds)."""
+    disruption budgets as they stand (None: no unit there has one); ``move_timeout``:
+    the deadline of a start-first move from it (engine/handover.py), at ``now`` (wall
+    seconds)."""
     left: list[str] = []
     why: dict[str, str] = {}
     stuck: list[str] = []
@@ -84,7 +84,7 @@ def drain_status(
         if old == machine and unit not in here:
             left.append(unit)
             why[unit] = "stopping"
-    for state in states if running_count else ():
+    for state in states:
         spec = units.get(state.name)
         if state.name in here or state.active_state not in RUNNING:
             continue

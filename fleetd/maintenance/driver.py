@@ -34,7 +34,6 @@ from fleetd.maintenance.drain import budgets_of, drain_status, movable
 from fleetd.maintenance.plan import Kind, Seen, Situation, Step, Timeouts, step
 from fleetd.maintenance.record import (
     Action,
-    ActionKind,
     Job,
     JobPhase,
     Maintenance,
@@ -218,7 +217,6 @@ class MaintenanceDriver:
                         marked=model.marked,
                         states=states[m],
                         budgets=budgets,
-                        running_count=record.action.kind is not ActionKind.REBOOT,
                         now=now,
                         move_timeout=self.move_timeout,
                     )

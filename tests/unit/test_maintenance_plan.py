@@ -338,18 +338,6 @@ def test_drain_status_names_what_is_left_and_what_stays() -> None:
         "e": "still running there",
     }
     assert drain.blocked == ""
-    # Before a reboot, what still runs there is left to the shutdown.
-    rebooting = drain_status(
-        "m1",
-        units=units,
-        on=["a"],
-        placements={},
-        stopping={},
-        marked={},
-        states=states,
-        running_count=False,
-    )
-    assert rebooting.left == ("a",)
     # A start-first move past its deadline (from its placement reason's since).
     moving = {"a": Placement("a", "moving from m1 to m2: it runs on m1 until ...", since=10.0)}
     for now, late in ((39.0, ""), (40.0, "a was not active and healthy on m2 within 30s")):
