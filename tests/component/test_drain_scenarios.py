@@ -154,3 +154,39 @@ async def test_a_unit_asked_to_move_goes_there_start_first(tmp_path: Path) -> No
 
         await c.wait_for(refused, "a move to a cordoned machine is refused")
         assert c.running("web.service") == ["m2"]
+
+
+async def test_a_machine_of_follower_moves_start_first_with_its_peer(tmp_path: Path) -> None:
+    # The follower gets healthy on m2 only once "ok" exists: until then its old copy
+    # must keep running on m1 (a stop-first follower would be down meanwhile).
+    ok = tmp_path / "ok"
+    check = f'exec:/bin/sh -c "test %H = m1 || test -e {ok}"'
+    async with cluster(tmp_path, machines=2) as c:
+        await c.nodes["m2"].stop()
+        await c.submit("db.service", unit())
+        follower = unit(MachineOf="db.service", HealthCheck=check, HealthCheckInterval="100ms")
+        await c.submit("log.service", follower)
+        await c.wait_for(
+            lambda: c.running("db.service") == c.running("log.service") == ["m1"], "both on m1"
+        )
+        c.nodes["m2"].start()
+
+        def probe() -> None:
+            assert c.running("db.service"), "db.service was down"
+            assert c.running("log.service"), "its follower was down"
+
+        async with sampling(probe):
+            await drain(c, "m1")
+
+            async def follower_waits() -> bool:
+                reason = await c.reason("log.service")
+                return reason.startswith("moving from m1 to m2") and "health check" in reason
+
+            await c.wait_for(follower_waits, "the follower's move waits for its check")
+            assert c.running("log.service") == ["m1", "m2"]
+            ok.touch()
+            c.advance(1.0)  # the next check, on the cluster's manual clock
+            await c.wait_for(
+                lambda: c.running("db.service") == c.running("log.service") == ["m2"],
+                "both moved to m2",
+            )
