@@ -269,14 +269,6 @@ class EtcdRegistry:
     def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         return self._watch_loop(prefix, start_revision)
 
-    @staticmethod
-    async def _watch_requests(key: bytes, end: bytes, start: int) -> AsyncIterator[Any]:
-        create = WatchCreateRequest(
-            key=key, range_end=end, start_revision=start, progress_notify=True
-        )
-        yield WatchRequest(create_request=create)
-        await asyncio.Event().wait()  # keep the request stream (and so the watch) open
-
     async def _watch_loop(
         self, prefix: str, start_revision: int
     ) -> AsyncIterator[list[WatchEvent]]:
@@ -287,9 +279,14 @@ class EtcdRegistry:
             stream = None
             try:
                 _, _, stub = await self._conn.connect()
-                requests = self._watch_requests(key, end, next_revision)
-                stream = stub.Watch(requests, metadata=self._conn.watch_metadata())
-                async for response in stream:
+                # Requests are written on the call (no request iterator): the request
+                # side stays open with nothing left running when the call is cancelled.
+                stream = stub.Watch(metadata=self._conn.watch_metadata())
+                create = WatchCreateRequest(
+                    key=key, range_end=end, start_revision=next_revision, progress_notify=True
+                )
+                await stream.write(WatchRequest(create_request=create))
+                while (response := await stream.read()) is not grpc.aio.EOF:
                     if response.compact_revision:
                         raise WatchCompacted(
                             f"watch {prefix} from revision {next_revision}: compacted up to "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -397,7 +399,10 @@ async def test_watch_after_compaction_raises_watch_compacted(backend: Backend) -
 
 @pytest.mark.etcd
 async def test_watch_continues_across_an_etcd_restart(
-    etcd_server: EtcdServer, etcd_registry: EtcdRegistry, key_prefix: str
+    etcd_server: EtcdServer,
+    etcd_registry: EtcdRegistry,
+    key_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     r = etcd_registry
     _, start = await r.get_prefix(key_prefix)
@@ -437,6 +442,10 @@ async def test_watch_continues_across_an_etcd_restart(
         ("delete", f"{key_prefix}before", b""),
     ]
     await watch.aclose()
+    gc.collect()  # a task or generator the resume left behind is reported when collected
+    await asyncio.sleep(0)
+    left = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert left == [], "the resumed watch left something running"
 
 
 @pytest.mark.etcd
