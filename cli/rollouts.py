@@ -200,8 +200,11 @@ def rollback(
         return wire.RolloutRequest(unit=name, version=version, **settings.model_dump())
 
     request = run(ctx, body)
-    typer.echo(f"Rolling {name} back to version {request.version}", err=True)
-    _start_and_follow(ctx, [request], no_block)
+    # Said only once the server accepted the rollout: a version that is not kept
+    # is refused there, and the refusal must not follow a line saying it is happening.
+    _start_and_follow(
+        ctx, [request], no_block, intro=f"Rolling {name} back to version {request.version}"
+    )
 
 
 async def _previous(backend: Backend, name: str) -> int:
@@ -217,14 +220,21 @@ async def _previous(backend: Backend, name: str) -> int:
 
 
 def _start_and_follow(
-    ctx: typer.Context, bodies: Sequence[wire.RolloutRequest], no_block: bool
+    ctx: typer.Context,
+    bodies: Sequence[wire.RolloutRequest],
+    no_block: bool,
+    intro: str | None = None,
 ) -> None:
+    """Start a rollout for each body, then follow them; ``intro`` is printed
+    once the first one started."""
     as_json = options(ctx).output is Output.JSON
 
     async def work(backend: Backend) -> list[wire.Rollout]:
         started = []
         for body in bodies:
             record = await backend.start_rollout(body)
+            if intro is not None and not started:
+                typer.echo(intro, err=True)
             typer.echo(
                 f"Rollout of {record.unit} started: version {record.fromVersion} -> "
                 f"{record.toVersion} (id {record.id})",

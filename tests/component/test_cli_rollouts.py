@@ -247,4 +247,5 @@ def test_canaries_then_promote_then_rollback_to_a_named_version(
     assert hashes(running) == {UnitFile.from_text(V1).hash}
     r = fleetctl(capsys, monkeypatch, ["rollback", "--to", "9", *FAST, "app@.service"], env)
     assert r.code == 1 and "version 9 of app@.service is not kept (versions 1 to 4 are)" in r.stderr
+    assert "Rolling" not in r.stderr, r.stderr  # nothing said to happen before the refusal
     assert hashes(running) == {UnitFile.from_text(V1).hash}
