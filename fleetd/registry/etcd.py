@@ -50,6 +50,7 @@ from fleetd.registry.base import (
 )
 from fleetd.registry.batching import chunk_ops
 from fleetd.registry.etcd_connection import EtcdConnection, translate
+from fleetd.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +275,10 @@ class EtcdRegistry:
     ) -> AsyncIterator[list[WatchEvent]]:
         key, end = prefix.encode(), prefix_range_end(prefix)
         next_revision = start_revision
-        backoff = 0.1
+        backoff = Backoff(f"watch {prefix}", log, first=0.1, cap=2.0)
         while True:
             stream = None
+            broken: BaseException
             try:
                 _, _, stub = await self._conn.connect()
                 # Requests are written on the call (no request iterator): the request
@@ -294,7 +296,7 @@ class EtcdRegistry:
                         )
                     if response.canceled:
                         raise RegistryError(f"watch {prefix} canceled: {response.cancel_reason}")
-                    backoff = 0.1
+                    backoff.succeeded()
                     if response.events:
                         batch = [self._event(e) for e in response.events]
                         next_revision = batch[-1].mod_revision + 1
@@ -305,22 +307,21 @@ class EtcdRegistry:
                     elif response.header.revision >= next_revision:
                         # Progress notification: everything up to here was delivered.
                         next_revision = response.header.revision + 1
-                log.info("watch %s: stream ended, resuming at revision %d", prefix, next_revision)
+                broken = RegistryUnavailable("stream ended")
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code is grpc.StatusCode.UNAUTHENTICATED and self._conn.username is not None:
                     await self._conn.authenticate()
                 elif code in _PERMANENT_WATCH_CODES or code is grpc.StatusCode.UNAUTHENTICATED:
                     raise translate(exc, f"watch {prefix}") from exc
-                else:
-                    log.warning("watch %s: %s, resuming at %d", prefix, code.name, next_revision)
+                broken = RegistryUnavailable(f"{code.name} {exc.details() or ''}".rstrip())
             except RegistryUnavailable as exc:
-                log.warning("watch %s: %s, resuming at %d", prefix, exc, next_revision)
+                broken = exc
             finally:
                 if stream is not None:
                     stream.cancel()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            backoff.what = f"watch {prefix} (resuming at revision {next_revision})"
+            await backoff.failed(broken)
 
     @staticmethod
     def _event(event: Any) -> WatchEvent:

@@ -404,6 +404,7 @@ async def test_watch_continues_across_an_etcd_restart(
     key_prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="fleetd.registry.etcd")
     r = etcd_registry
     _, start = await r.get_prefix(key_prefix)
     watch = r.watch_prefix(key_prefix, start + 1)
@@ -446,6 +447,12 @@ async def test_watch_continues_across_an_etcd_restart(
     await asyncio.sleep(0)
     left = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert left == [], "the resumed watch left something running"
+    # The watch's retries go through fleetd.retry's Backoff: logged with the revision
+    # it resumes at and the delay before the next attempt.
+    resumed = [
+        m for m in caplog.messages if m.startswith(f"watch {key_prefix} (resuming at revision ")
+    ]
+    assert resumed and all("; retrying in " in m for m in resumed), caplog.messages
 
 
 @pytest.mark.etcd
