@@ -230,7 +230,7 @@ def _start_and_follow(
     as_json = options(ctx).output is Output.JSON
 
     async def work(backend: Backend) -> list[wire.Rollout]:
-        started = []
+        started: list[wire.Rollout] = []
         for body in bodies:
             record = await backend.start_rollout(body)
             if intro is not None and not started:
