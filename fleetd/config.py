@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetd.clustersettings import STRATEGIES
 from fleetd.constraints import parse_bool
 from fleetd.errors import ConfigError, InvalidInput
 from fleetd.maintenance.window import parse_window
 from fleetd.requirements import parse_cpu, parse_memory
 
 DEFAULT_CONFIG_FILE = "/etc/fleet/fleet.conf"
-STRATEGIES = ("binpack", "spread")
 
 
 @dataclass(frozen=True, slots=True)

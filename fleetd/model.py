@@ -182,3 +182,18 @@ class Placement:
     summary: str
     rejections: tuple[tuple[str, str], ...] = ()
     since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """``engine/guard``: the engine leader's mass-loss guard holds (fleetd/engine/guard.py):
+    the units of the ``absent`` machines (``units`` of them, as of its last full pass) stay
+    where they are until ``until``; ``since`` is when it started (wall-clock seconds).
+    ``cause`` is ``mass loss`` or ``new leader``."""
+
+    cause: str
+    reason: str
+    since: float
+    until: float
+    absent: tuple[str, ...] = ()
+    units: int = 0

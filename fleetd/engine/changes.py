@@ -39,6 +39,7 @@ class Cause(StrEnum):
     TIMER = "timer"  # a held AtMostOnce unit, a drain batch or a stopping unit is due
     SAFETY = "safety"  # the periodic safety pass
     REQUESTED = "requested"  # a caller asked for one
+    SETTINGS = "settings"  # the cluster settings changed (strategy, the guard's thresholds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,12 +30,14 @@ to coalesce a burst, then runs one pass (``reconcile``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from fleetd.clustersettings import ClusterSettings
 from fleetd.engine.cadence import Cadence
 from fleetd.engine.changes import Cause, FullReason
 from fleetd.engine.guard import Guard, decide
@@ -44,11 +46,17 @@ from fleetd.engine.mirrors import Collection, Parsed, collections_for, read_stat
 from fleetd.engine.model import ClusterModel
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, plan
 from fleetd.engine.scope import Scope, plan_scope
-from fleetd.engine.settings import EngineMetrics, EngineSettings, settings_from_config
+from fleetd.engine.settings import (
+    EngineMetrics,
+    EngineSettings,
+    settings_from_config,
+    with_cluster,
+)
 from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.maintenance.driver import MaintenanceDriver
-from fleetd.model import UnitState
-from fleetd.registry.base import MAX_TXN_OPS, Delete, Op
+from fleetd.model import GuardRecord, UnitState
+from fleetd.registry import codec
+from fleetd.registry.base import MAX_TXN_OPS, Delete, EventType, Op
 from fleetd.registry.store import Snapshot, Store
 from fleetd.retry import Backoff
 from fleetd.rollouts.driver import RolloutDriver
@@ -61,6 +69,8 @@ _INLINE_EVENTS = 64
 """Mirror batches larger than this are applied in a worker thread."""
 
 REQUESTED = FullReason(Cause.REQUESTED, "a full pass was asked for")
+_UNKNOWN: GuardRecord = GuardRecord("unknown", "", 0.0, 0.0)
+"""What a new leader assumes ``engine/guard`` holds: its first pass writes it either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,10 @@ class Engine:
         self.store = store
         self.clock = clock
         self.wall = wall
-        self.settings = settings or EngineSettings()
+        self.base = settings or EngineSettings()  # from the configuration
+        self.cluster = ClusterSettings()  # cluster/settings, as last read
+        self.settings = self.base  # the base with the cluster settings set
+        self._cluster_read = asyncio.Event()
         self.metrics = EngineMetrics()
         self.leadership = Leadership(store, machine_id, ttl=self.settings.leader_ttl, clock=clock)
         self.model = ClusterModel()
@@ -104,6 +117,9 @@ class Engine:
         self._seen: set[str] = set()  # machines seen registered since then
         self._departed: dict[str, float] = {}  # machines seen vanish lately -> when
         self.guard: Guard | None = None  # the mass-loss guard, as of the last pass
+        self._guard_record: GuardRecord | None = None  # of self.guard, in wall time
+        self._guard_offset = 0.0  # wall time - engine clock, since the guard holds
+        self._published: GuardRecord | None = _UNKNOWN  # what engine/guard holds
         self.rollouts = RolloutDriver(store, wall=wall)
         self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
         self.maintenance = MaintenanceDriver(
@@ -127,8 +143,50 @@ class Engine:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_cluster(), name="engine-cluster-settings")
             group.create_task(self.leadership.run(), name="engine-leadership")
             group.create_task(self._lead_when_elected(), name="engine-lead")
+
+    async def _watch_cluster(self) -> None:
+        """Follow ``cluster/settings`` (leader and followers alike), so that a new leader
+        plans with them from its first pass and a change applies without a restart."""
+        key = self.store.keys.cluster_settings
+        backoff = Backoff("engine: cluster settings", log)
+        while True:
+            try:
+                async for item in self.store.mirror(key):
+                    backoff.succeeded()
+                    if isinstance(item, Snapshot):
+                        kv = item.items.get(key)
+                        self._apply_cluster(key, kv.value if kv else None)
+                    else:
+                        for event in item.events:
+                            if event.key == key:
+                                value = None if event.type is EventType.DELETE else event.value
+                                self._apply_cluster(key, value)
+                    self._cluster_read.set()
+            except RegistryError as exc:
+                await backoff.failed(exc)
+
+    def _apply_cluster(self, key: str, value: bytes | None) -> None:
+        """Take the cluster settings read (None: none set); a change asks for a full pass."""
+        try:
+            cluster = ClusterSettings() if value is None else codec.decode_cluster_settings(key, value)
+        except RegistryError as exc:  # only a write past the API can do this
+            log.error("engine: %s; the settings in force stay", exc)
+            return
+        if cluster == self.cluster:
+            return
+        old, new = self.cluster.values(), cluster.values()
+        changed = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+        self.cluster = cluster
+        self.settings = with_cluster(self.base, cluster)
+        shown = ", ".join(f"{n}={new.get(n, 'default')}" for n in changed)
+        log.info("engine: cluster settings: %s", shown)
+        if self._cluster_read.is_set():
+            self.model.changes.full(Cause.SETTINGS, f"cluster settings changed: {shown}")
+            self.cadence.changed()
+            self.trigger()
 
     async def _lead_when_elected(self) -> None:
         while True:
@@ -147,9 +205,11 @@ class Engine:
                 self._reset()
 
     async def _lead(self, revision: int) -> None:
+        await self._cluster_read.wait()  # the guard's thresholds and the strategy
         self._leading_since = self.clock()
         self._seen = set()
         self._departed = {}
+        self.guard, self._guard_record, self._published = None, None, _UNKNOWN
         collections = collections_for(
             self.model,
             self.store,
@@ -261,7 +321,28 @@ class Engine:
             self.cadence.changed()
             raise
         await self._record(work, result, now, started, changes)
+        await self._publish_guard(revision)
         return result
+
+    async def _publish_guard(self, revision: int) -> None:
+        """Write ``engine/guard`` when the guard started, changed or ended (fenced, under
+        the leader's lease: it goes with this leader)."""
+        record = self._guard_record
+        if record is not None:
+            record = replace(record, units=self.metrics.guarded)
+        if self._published is _UNKNOWN:  # a new leader: a last one's may still be there
+            with contextlib.suppress(FleetError):
+                self._published = await self.store.get_guard()
+        if record == self._published:
+            return
+        op = self.store.guard_op(record, self.leadership.lease)
+        try:
+            await self.store.write_fenced([op], revision)
+        except NotLeader as exc:
+            self.metrics.fenced_writes_total += 1
+            self.leadership.step_down(str(exc))
+            raise _Deposed from exc
+        self._published = record
 
     async def _read_states(self) -> dict[tuple[str, str], UnitState]:
         """What the machines a full pass must hear from report (``read_states``)."""
@@ -341,6 +422,20 @@ class Engine:
             else:
                 gone = ", ".join(sorted(absent)) or "none"
                 log.warning("engine: mass-loss guard ended (absent: %s)", gone)
+        if held is None:
+            self._guard_record = None
+        else:
+            last = self._guard_record
+            if last is None:  # the engine clock to wall time, fixed while it holds
+                self._guard_offset = self.wall() - now
+            offset = self._guard_offset
+            self._guard_record = GuardRecord(
+                cause=held.cause.value,
+                reason=held.reason,
+                since=last.since if last is not None else round(now + offset, 3),
+                until=round(held.until + offset, 3),
+                absent=tuple(sorted(absent)),
+            )
         self.guard = held
         return guard
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from fleetd import clustersettings
+from fleetd.clustersettings import ClusterSettings, Value
 from fleetd.config import Config
 from fleetd.engine.guard import GuardSettings
 from fleetd.engine.index import Strategy
@@ -80,3 +82,28 @@ def settings_from_config(config: Config) -> EngineSettings:
 
 GUARD_GRACE = 5.0
 """How long after a TTL the mass-loss guard still waits for machines to register again."""
+
+
+def cluster_defaults(base: EngineSettings) -> dict[str, Value]:
+    """What each cluster setting is when not set, for an engine configured as ``base``."""
+    return {
+        "strategy": base.strategy.value,
+        "max_unavailable": clustersettings.MAX_UNAVAILABLE,
+        "guard_machines": base.guard.machines,
+        "guard_share": base.guard.share,
+        "guard_window": base.guard.window,
+        "guard_hold": base.guard.hold,
+    }
+
+
+def with_cluster(base: EngineSettings, cluster: ClusterSettings) -> EngineSettings:
+    """``base`` (from the configuration) with the cluster settings that are set."""
+    g = base.guard
+    guard = GuardSettings(
+        share=g.share if cluster.guard_share is None else cluster.guard_share,
+        machines=g.machines if cluster.guard_machines is None else cluster.guard_machines,
+        window=g.window if cluster.guard_window is None else cluster.guard_window,
+        hold=g.hold if cluster.guard_hold is None else cluster.guard_hold,
+    )
+    strategy = base.strategy if cluster.strategy is None else Strategy(cluster.strategy)
+    return replace(base, strategy=strategy, guard=guard)

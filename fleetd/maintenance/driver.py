@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
+from fleetd import clustersettings
+from fleetd.clustersettings import ClusterSettings
 from fleetd.engine.model import ClusterModel
 from fleetd.errors import Conflict, NotLeader, RegistryError
 from fleetd.maintenance.drain import budgets_of, drain_status, movable
@@ -57,6 +59,7 @@ class EngineSide(Protocol):
 
     model: ClusterModel
     refused: dict[str, str]
+    cluster: ClusterSettings  # cluster/settings as the engine last read them
 
     @property
     def model_lock(self) -> asyncio.Lock: ...
@@ -155,25 +158,27 @@ class MaintenanceDriver:
         if not asking:
             return None
         now = self.wall()
-        settings = await self.records.settings()
         log.info("maintenance: serving the reboot requests of %s", _machines(asking))
         return Maintenance(
             id=f"requests-{int(now * 1000)}",
             action=Action(),
             jobs=tuple(Job(r.machine, detail=f"asked: {r.reason}") for r in asking),
-            max_unavailable=settings.max_unavailable,
+            max_unavailable=self._slots(),
             by="reboot requests",
             started=now,
             requested=True,
         )
+
+    def _slots(self) -> int:
+        """The reboot semaphore's size: the cluster setting ``max_unavailable``."""
+        return self.engine.cluster.max_unavailable or clustersettings.MAX_UNAVAILABLE
 
     async def _more(
         self, record: Maintenance, requests: Mapping[str, RebootRequest]
     ) -> Maintenance:
         """Requests that came in while one served others join it (a machine done already
         asking again is taken again); the slots follow the cluster setting."""
-        settings = await self.records.settings()
-        record = replace(record, max_unavailable=settings.max_unavailable)
+        record = replace(record, max_unavailable=self._slots())
         for request in sorted(requests.values(), key=lambda r: r.since):
             job = record.job(request.machine)
             if request.machine not in self.engine.model.machines:

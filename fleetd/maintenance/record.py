@@ -14,7 +14,7 @@ The action reaches the machine through ``machine-actions/<machine>``
 reports on.  A machine may ask for a reboot itself (``reboot-requests/
 <machine>``, ``RebootRequest``): the leader serves requests as a maintenance
 of its own (``requested``) whose slots are the cluster's semaphore, of size
-``ClusterSettings.max_unavailable``.
+the cluster setting ``max_unavailable`` (fleetd/clustersettings.py).
 """
 
 from __future__ import annotations
@@ -173,11 +173,3 @@ class RebootRequest:
     reason: str = ""
     window: str = ""
     utc_offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """``cluster/settings``: ``max_unavailable`` machines taken down at once for reboot
-    requests (the size of the cluster's reboot semaphore)."""
-
-    max_unavailable: int = 1

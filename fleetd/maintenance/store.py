@@ -1,5 +1,5 @@
-"""The registry operations of maintenance: the record, machine actions, reboot requests
-and the cluster settings, over a Store (fleetd/registry/store.py).
+"""The registry operations of maintenance: the record, machine actions and reboot
+requests, over a Store (fleetd/registry/store.py).
 
 Contracts: the record is created only if the key is absent or its last record is
 over (compare-and-swap on its mod revision, Conflict otherwise); the leader's
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleetd.errors import Conflict, NotLeader
-from fleetd.maintenance.record import ClusterSettings, MachineAction, Maintenance, RebootRequest
+from fleetd.maintenance.record import MachineAction, Maintenance, RebootRequest
 from fleetd.model import MachineFlags
 from fleetd.registry import codec, maintcodec
 from fleetd.registry.base import Compare, CompareTarget, Delete, Op, Put
@@ -139,14 +139,3 @@ class MaintenanceStore:
 
     def clear_request_op(self, machine: str) -> Delete:
         return Delete(self.keys.reboot_request(segment("machine id", machine)))
-
-    # -- cluster settings ---------------------------------------------------------------
-
-    async def settings(self) -> ClusterSettings:
-        kv = await self.registry.get(self.keys.cluster_settings)
-        return maintcodec.decode_settings(kv.key, kv.value) if kv else ClusterSettings()
-
-    async def put_settings(self, settings: ClusterSettings) -> int:
-        return await self.registry.put(
-            self.keys.cluster_settings, maintcodec.encode_settings(settings)
-        )

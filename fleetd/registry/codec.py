@@ -12,10 +12,13 @@ import json
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from fleetd.errors import RegistryError
+from fleetd import clustersettings
+from fleetd.clustersettings import ClusterSettings
+from fleetd.errors import InvalidInput, RegistryError
 from fleetd.model import (
     Capacity,
     DesiredState,
+    GuardRecord,
     Health,
     Machine,
     MachineFlags,
@@ -388,6 +391,51 @@ def decode_rollout(unit: str, key: str, data: bytes) -> Rollout:
         reverting=_get(obj, "reverting", bool, key, False),
         revert_version=None if revert_version is None else _get(obj, "revert_version", int, key),
         held=_pairs(obj, "held", key),
+    )
+
+
+# -- cluster/settings and engine/guard -------------------------------------------------
+
+
+def encode_cluster_settings(settings: ClusterSettings) -> bytes:
+    return _encode(dict(settings.values()))
+
+
+def decode_cluster_settings(key: str, data: bytes) -> ClusterSettings:
+    """The settings set; names this fleetd does not know (a newer one's) are ignored."""
+    obj = _decode(key, data)
+    known = {name: value for name, value in obj.items() if name in clustersettings.BY_NAME}
+    try:
+        return clustersettings.from_values(known)
+    except InvalidInput as exc:
+        raise RegistryError(f"value at {key}: {exc}") from None
+
+
+def encode_guard(guard: GuardRecord) -> bytes:
+    return _encode(
+        {
+            "cause": guard.cause,
+            "reason": guard.reason,
+            "since": guard.since,
+            "until": guard.until,
+            "absent": list(guard.absent),
+            "units": guard.units,
+        }
+    )
+
+
+def decode_guard(key: str, data: bytes) -> GuardRecord:
+    obj = _decode(key, data)
+    absent = obj.get("absent", [])
+    if not isinstance(absent, list) or not all(isinstance(m, str) for m in absent):
+        raise RegistryError(f"value at {key}: field 'absent' must be a list of strings")
+    return GuardRecord(
+        cause=_get(obj, "cause", str, key),
+        reason=_get(obj, "reason", str, key, ""),
+        since=_get(obj, "since", float, key, 0.0),
+        until=_get(obj, "until", float, key),
+        absent=tuple(absent),
+        units=_get(obj, "units", int, key, 0),
     )
 
 

@@ -143,10 +143,16 @@ class Keys:
     def reboot_request(self, machine: str) -> str:
         return f"{self.reboot_requests}{machine}"
 
-    # cluster/settings: settings of the whole cluster (the reboot semaphore's size)
+    # cluster/settings: settings of the whole cluster that operators tune at run time
+    # (fleetd/clustersettings.py; the API writes them, every engine watches them)
     @property
     def cluster_settings(self) -> str:
         return f"{self.prefix}cluster/settings"
+
+    # engine/guard: the leader's mass-loss guard while it holds, under the leader lease
+    @property
+    def guard(self) -> str:
+        return f"{self.prefix}engine/guard"
 
     # engine/leader: leader machine id, under the leader lease (engine)
     @property

@@ -11,7 +11,6 @@ from fleetd.maintenance.record import (
     Action,
     ActionKind,
     ActionState,
-    ClusterSettings,
     Job,
     JobPhase,
     MachineAction,
@@ -150,7 +149,7 @@ def decode_machine_action(key: str, data: bytes) -> MachineAction:
     )
 
 
-# -- reboot-requests/<machine> and cluster/settings ------------------------------------
+# -- reboot-requests/<machine> ------------------------------------
 
 
 def encode_request(request: RebootRequest) -> bytes:
@@ -173,15 +172,3 @@ def decode_request(machine: str, key: str, data: bytes) -> RebootRequest:
         window=_get(obj, "window", str, key, ""),
         utc_offset=_get(obj, "utc_offset", int, key, 0),
     )
-
-
-def encode_settings(settings: ClusterSettings) -> bytes:
-    return _encode({"max_unavailable": settings.max_unavailable})
-
-
-def decode_settings(key: str, data: bytes) -> ClusterSettings:
-    obj = _decode(key, data)
-    value = _get(obj, "max_unavailable", int, key, 1)
-    if value < 1:
-        raise RegistryError(f"value at {key}: 'max_unavailable' must be at least 1")
-    return ClusterSettings(max_unavailable=value)

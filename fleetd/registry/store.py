@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
+from fleetd.clustersettings import ClusterSettings
 from fleetd.errors import (
     Conflict,
     InvalidInput,
@@ -33,6 +34,7 @@ from fleetd.errors import (
 )
 from fleetd.model import (
     DesiredState,
+    GuardRecord,
     Machine,
     MachineFlags,
     Placement,
@@ -458,6 +460,44 @@ class Store:
     async def list_machine_flags(self) -> dict[str, MachineFlags]:
         items, _ = await self.registry.get_prefix(self.keys.machine_flags)
         return dict(self.flags_from(kv.key, kv.value) for kv in items)
+
+    # -- cluster settings (API; every engine watches them) -------------------------------
+
+    async def get_cluster_settings(self) -> tuple[ClusterSettings, int]:
+        """The cluster settings set and the key's mod revision (0: none ever set)."""
+        kv = await self.registry.get(self.keys.cluster_settings)
+        if kv is None:
+            return ClusterSettings(), 0
+        return codec.decode_cluster_settings(kv.key, kv.value), kv.mod_revision
+
+    async def put_cluster_settings(self, settings: ClusterSettings, expected_revision: int) -> int:
+        """Write the settings over those read at ``expected_revision`` (0: none);
+        Conflict if they changed meanwhile (nothing is written)."""
+        key = self.keys.cluster_settings
+        compare = (
+            Compare.absent(key)
+            if expected_revision == 0
+            else Compare(key, CompareTarget.MOD, expected_revision)
+        )
+        result = await self.registry.txn(
+            [compare], [Put(key, codec.encode_cluster_settings(settings))]
+        )
+        if not result.succeeded:
+            raise Conflict("the cluster settings changed meanwhile; read them again")
+        return result.revision
+
+    # -- the mass-loss guard (engine leader, fenced, under its lease) ----------------------
+
+    def guard_op(self, guard: GuardRecord | None, lease: int) -> Op:
+        """Publish the guard that holds (None: it ended) under the leader's ``lease``."""
+        if guard is None:
+            return Delete(self.keys.guard)
+        return Put(self.keys.guard, codec.encode_guard(guard), lease)
+
+    async def get_guard(self) -> GuardRecord | None:
+        """The engine leader's mass-loss guard, if it holds."""
+        kv = await self.registry.get(self.keys.guard)
+        return codec.decode_guard(kv.key, kv.value) if kv else None
 
     # -- engine leadership ---------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from fleetd.maintenance.record import ClusterSettings, RebootRequest
+from fleetd.maintenance.record import RebootRequest
 from fleetd.maintenance.store import MaintenanceStore
 from fleetd.model import DesiredState, MachineFlags
 from fleetd.testing.cluster import Cluster, cluster
@@ -45,6 +45,12 @@ async def launch(c: Cluster, names: list[str], text: str) -> None:
         await c.submit(name, text)
     await c.wait_for(lambda: all(c.running(n) for n in names), "all running")
 
+
+
+async def slots(c: Cluster, n: int) -> None:
+    """Set the cluster setting max_unavailable (the reboot semaphore's size)."""
+    settings, revision = await c.store.get_cluster_settings()
+    await c.store.put_cluster_settings(settings.changed({"max_unavailable": n}), revision)
 
 async def test_a_rolling_reboot_of_every_machine_keeps_the_services_up(tmp_path: Path) -> None:
     names = [f"web@{i}.service" for i in range(1, 7)]
@@ -139,7 +145,7 @@ async def test_reboot_requests_are_served_one_machine_at_a_time(tmp_path: Path) 
     async with cluster(tmp_path, machines=3) as c:
         await launch(c, [f"u{i}.service" for i in range(6)], unit())
         records = MaintenanceStore(c.store)
-        await records.put_settings(ClusterSettings(max_unavailable=1))
+        await slots(c, 1)
         holding: list[int] = []
         watching = True
 
@@ -202,7 +208,7 @@ async def test_the_semaphore_follows_the_cluster_setting_live(tmp_path: Path) ->
     async with cluster(tmp_path, machines=3) as c:
         await launch(c, [f"u{i}.service" for i in range(3)], unit())
         records = MaintenanceStore(c.store)
-        await records.put_settings(ClusterSettings(max_unavailable=1))
+        await slots(c, 1)
         hold = c.nodes["m2"].actions.hold = asyncio.Event()
         for machine in ("m2", "m3"):
             await records.request(RebootRequest(machine, since=1.0, reason="test"))
@@ -210,7 +216,7 @@ async def test_the_semaphore_follows_the_cluster_setting_live(tmp_path: Path) ->
         record = await status(c)
         assert record["maxUnavailable"] == 1 and record["machines"][1]["phase"] == "pending"
         assert record["machines"][1]["detail"] == "waiting for a slot (1 at a time)"
-        await records.put_settings(ClusterSettings(max_unavailable=2))  # as fleetctl config does
+        await slots(c, 2)  # as fleetctl config set max_unavailable 2 does
 
         async def two_slots() -> bool:
             found = await status(c)

@@ -16,7 +16,6 @@ from fleetd.maintenance.record import (
     Action,
     ActionKind,
     ActionState,
-    ClusterSettings,
     Job,
     JobPhase,
     MachineAction,
@@ -393,11 +392,6 @@ def test_records_round_trip_through_the_codec() -> None:
     assert maintcodec.decode_machine_action("k", maintcodec.encode_machine_action(action)) == action
     request = RebootRequest("m1", 3.0, "why", "Sun 03:00 2h", 3600)
     assert maintcodec.decode_request("m1", "k", maintcodec.encode_request(request)) == request
-    settings = ClusterSettings(3)
-    assert maintcodec.decode_settings("k", maintcodec.encode_settings(settings)) == settings
-    for bad in (b'{"v":1,"max_unavailable":0}', b'{"v":1,"max_unavailable":"x"}'):
-        with pytest.raises(RegistryError, match="value at k"):
-            maintcodec.decode_settings("k", bad)
     with pytest.raises(RegistryError, match="unknown action"):
         maintcodec.decode_machine_action(
             "k", b'{"v":1,"id":"a","action":{"kind":"x"},"state":"done"}'
