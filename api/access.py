@@ -7,7 +7,7 @@ desired-state changes (start, stop, load, unload; ``PUT /units...`` without a
 unit file), cordon/uncordon/drain, the control of rollouts (pause, resume,
 promote, abort) and maintenance of machines (reboots, commands, reboot
 requests); ``admin`` for unit files (a ``PUT`` whose body carries ``options``,
-``DELETE``, starting a rollout) and machine metadata.  ``None``
+``DELETE``, starting a rollout), machine metadata and the cluster settings.  ``None``
 (``PUBLIC``) is the API's description and its docs page, served without a
 token so that ``/docs`` opens in a browser (they describe the API, no data),
 and the dashboard's files (``/ui/``: its data comes through ``/ui/api``).
@@ -87,6 +87,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", f"{PREFIX}/events"): READ,
     ("GET", f"{PREFIX}/discovery"): READ,
     ("GET", f"{PREFIX}/cluster"): READ,
+    # cluster settings (strategy, max_unavailable, the mass-loss guard): every engine's
+    ("GET", f"{PREFIX}/config"): READ,
+    ("PATCH", f"{PREFIX}/config"): ADMIN,
     # machines
     ("GET", f"{PREFIX}/machines"): READ,
     ("PATCH", f"{PREFIX}/machines"): ADMIN,

@@ -30,6 +30,7 @@ from .metrics import RequestCounter
 from .routes import (
     bulk,
     cluster,
+    config,
     events,
     journal,
     machines,
@@ -154,6 +155,7 @@ def create_app(
         machines.router,
         events.router,
         cluster.router,
+        config.router,
     ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(system.fleet, prefix=PREFIX)

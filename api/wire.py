@@ -8,9 +8,11 @@ optional fields are left out of responses, as Go's ``omitempty`` did.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fleetd import clustersettings
 
 DesiredStateName = Literal["inactive", "loaded", "launched"]
 
@@ -126,9 +128,26 @@ class Machine(Wire):
     bootID: str | None = Field(default=None, description="extension: id of its current boot")
 
 
+class Guard(Wire):
+    """Extension: the engine leader's mass-loss guard, while it holds: the units of the
+    ``absent`` machines stay where they are until ``until``."""
+
+    cause: Literal["mass loss", "new leader"]
+    reason: str
+    since: str | None = Field(description="when it started (RFC 3339)")
+    until: str | None = Field(description="when it ends unless more machines vanish")
+    absent: list[str] = Field(description="ids of the machines whose units it holds")
+    units: int = Field(description="units it holds (as of the leader's last full pass)")
+
+
 class MachinePage(Wire):
     machines: list[Machine]
     nextPageToken: str | None = None
+    guard: Guard | None = Field(
+        default=None,
+        description="extension: the mass-loss guard, while it holds (absent machines are "
+        "not listed: their registration is gone)",
+    )
 
 
 class MetadataOp(Wire):
@@ -491,8 +510,12 @@ class MaintenanceRequest(Wire):
 
     machines: list[str] | None = Field(default=None, max_length=10_000, description="ids")
     all: bool = Field(default=False, strict=True, description="every registered machine")
-    maxUnavailable: int = Field(
-        default=1, ge=1, le=10_000, description="machines taken down at once (at least 1)"
+    maxUnavailable: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="machines taken down at once (at least 1; default: the cluster "
+        "setting max_unavailable, itself 1 by default)",
     )
     command: list[str] | None = Field(
         default=None,
@@ -538,3 +561,91 @@ class RebootRequest(Wire):
     since: str | None
     reason: str
     window: str | None = None
+
+
+# -- cluster settings (GET/PATCH /config) -------------------------------------------------
+
+SettingValue = int | float | str
+
+
+class ClusterSetting(Wire):
+    """Extension: one cluster setting (fleetd/clustersettings.py)."""
+
+    name: str
+    value: SettingValue = Field(description="in force: the one set, else the default")
+    default: SettingValue = Field(
+        description="when not set (strategy and the guard's follow this fleetd's "
+        "configuration; an engine configured otherwise uses its own)"
+    )
+    set: bool = Field(description="whether it is set in the registry")
+    description: str
+
+
+class ClusterSettings(Wire):
+    """Extension: every cluster setting, as ``GET /config`` answers."""
+
+    settings: list[ClusterSetting]
+    revision: int = Field(description="mod revision of cluster/settings (0: never set)")
+
+
+_S = clustersettings.BY_NAME
+
+
+class ClusterSettingsPatch(Wire):
+    """Extension: body of ``PATCH /config``: the settings to change (null: back to the
+    default); the others stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    strategy: Literal["binpack", "spread"] | None = Field(
+        default=None, description=_S["strategy"].help
+    )
+    max_unavailable: int | None = Field(
+        default=None,
+        ge=_S["max_unavailable"].low,
+        le=_S["max_unavailable"].high,
+        description=_S["max_unavailable"].help,
+    )
+    guard_machines: int | None = Field(
+        default=None,
+        ge=_S["guard_machines"].low,
+        le=_S["guard_machines"].high,
+        description=_S["guard_machines"].help,
+    )
+    guard_share: float | None = Field(
+        default=None,
+        ge=_S["guard_share"].low,
+        le=_S["guard_share"].high,
+        allow_inf_nan=False,
+        description=_S["guard_share"].help,
+    )
+    guard_window: float | None = Field(
+        default=None,
+        ge=_S["guard_window"].low,
+        le=_S["guard_window"].high,
+        allow_inf_nan=False,
+        description=_S["guard_window"].help,
+    )
+    guard_hold: float | None = Field(
+        default=None,
+        ge=_S["guard_hold"].low,
+        le=_S["guard_hold"].high,
+        allow_inf_nan=False,
+        description=_S["guard_hold"].help,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(k for k in data if k not in clustersettings.BY_NAME)
+            if unknown:
+                raise ValueError(
+                    f"unknown cluster setting {unknown[0]!r} (known: "
+                    f"{', '.join(clustersettings.NAMES)})"
+                )
+        return data
+
+    def changes(self) -> dict[str, SettingValue | None]:
+        """The settings given, by name (None: back to the default)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}

@@ -26,6 +26,7 @@ from fleetd.api import wire
 from fleetd.api.service import (
     answers,
     commands,
+    config,
     history,
     maintenance,
     queries,
@@ -102,6 +103,20 @@ class Backend(Protocol):
     async def list_states(self, names: Sequence[str] | None = None) -> list[wire.UnitState]: ...
 
     async def list_machines(self) -> list[wire.Machine]: ...
+
+    async def machine_listing(self) -> tuple[list[wire.Machine], wire.Guard | None]:
+        """The machines and the mass-loss guard, if it holds."""
+        ...
+
+    async def settings(self) -> wire.ClusterSettings:
+        """Every cluster setting (``GET /config``)."""
+        ...
+
+    async def change_settings(
+        self, changes: dict[str, wire.SettingValue | None]
+    ) -> wire.ClusterSettings:
+        """Change cluster settings, all or nothing (``PATCH /config``)."""
+        ...
 
     async def placement(self, name: str) -> wire.Placement: ...
 
@@ -384,7 +399,21 @@ class ApiBackend:
         return [s for p in pages for s in p.states]
 
     async def list_machines(self) -> list[wire.Machine]:
-        return [m for p in await self._pages("/machines", wire.MachinePage) for m in p.machines]
+        return (await self.machine_listing())[0]
+
+    async def machine_listing(self) -> tuple[list[wire.Machine], wire.Guard | None]:
+        pages = await self._pages("/machines", wire.MachinePage)
+        return [m for p in pages for m in p.machines], pages[0].guard
+
+    async def settings(self) -> wire.ClusterSettings:
+        return await self._get("/config", wire.ClusterSettings)
+
+    async def change_settings(
+        self, changes: dict[str, wire.SettingValue | None]
+    ) -> wire.ClusterSettings:
+        response = await self._request("PATCH", "/config", json=changes)
+        _raise_for(response)
+        return _parse(wire.ClusterSettings, response)
 
     async def placement(self, name: str) -> wire.Placement:
         return await self._get(f"/units/{quote(name)}/placement", wire.Placement)
@@ -520,10 +549,19 @@ def etcd_driver() -> Caller:
 
 
 SCHEDULING_NOTE = (
-    "planned with the engine's default settings (strategy binpack, default reservations): "
-    "--driver etcd cannot read the cluster's configuration; a cluster configured "
+    "planned with the cluster settings and otherwise the engine's default settings "
+    "(strategy binpack unless set with fleetctl config, default reservations): "
+    "--driver etcd cannot read fleetd's configuration; a cluster configured "
     "otherwise may place differently (--driver api plans with fleetd's own)"
 )
+
+
+def _cluster_defaults() -> dict[str, wire.SettingValue]:
+    """The defaults of a fleetd configured with fleet.conf's defaults."""
+    from fleetd.config import Config
+    from fleetd.engine.settings import cluster_defaults, settings_from_config
+
+    return cluster_defaults(settings_from_config(Config()))
 
 
 class StoreBackend:
@@ -581,8 +619,8 @@ class StoreBackend:
     async def plan(
         self, changes: Sequence[commands.UnitChange], replace: bool
     ) -> wire.PlanResponse:
-        """Planned with the engine's default settings: the cluster's configuration is
-        not in the registry (``SCHEDULING_NOTE``)."""
+        """Planned with the cluster settings over the engine's default settings: fleetd's
+        configuration is not in the registry (``SCHEDULING_NOTE``)."""
         # The engine's modules load only for a plan: other commands start faster without.
         from fleetd.api.service import dryrun
         from fleetd.engine.settings import EngineSettings
@@ -607,6 +645,18 @@ class StoreBackend:
 
     async def list_machines(self) -> list[wire.Machine]:
         return await queries.list_machines(self.store)
+
+    async def machine_listing(self) -> tuple[list[wire.Machine], wire.Guard | None]:
+        return await queries.list_machines(self.store), await config.read_guard(self.store)
+
+    async def settings(self) -> wire.ClusterSettings:
+        """Defaults are the engine's own (``SCHEDULING_NOTE``: fleet.conf is not here)."""
+        return await config.read_settings(self.store, _cluster_defaults())
+
+    async def change_settings(
+        self, changes: dict[str, wire.SettingValue | None]
+    ) -> wire.ClusterSettings:
+        return await config.change_settings(self.store, changes, _cluster_defaults())
 
     async def placement(self, name: str) -> wire.Placement:
         return await queries.get_placement(self.store, name)

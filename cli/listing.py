@@ -22,7 +22,7 @@ from .backend import Backend
 from .helptext import Command
 from .options import Output, options, run
 from .progress import readable_reason
-from .table import echo_json, echo_table, select
+from .table import echo_json, echo_table, printable, select
 
 Fields = Annotated[
     str | None,
@@ -216,12 +216,13 @@ def list_machines(
       fleetctl list-machines --fields hostname,ip,status --full
     """
 
-    async def work(backend: Backend) -> list[wire.Machine]:
-        return await backend.list_machines()
+    async def work(backend: Backend) -> tuple[list[wire.Machine], wire.Guard | None]:
+        return await backend.machine_listing()
 
-    machine_list = run(ctx, work)
+    machine_list, guard = run(ctx, work)
     if options(ctx).output is Output.JSON:
         echo_json([shapes.machine(m) for m in sorted(machine_list, key=lambda m: m.id)])
+        _guard_note(guard)
         return
 
     def status(m: wire.Machine) -> str:
@@ -250,6 +251,22 @@ def list_machines(
     chosen = select(dict.fromkeys(columns, ""), fields, default)
     rows = [[columns[c](m) for c in chosen] for m in sorted(machine_list, key=lambda m: m.id)]
     echo_table([c.upper() for c in chosen], rows, not no_legend)
+    _guard_note(guard)
+
+
+def guard_note(guard: wire.Guard) -> str:
+    """One line saying that the mass-loss guard holds, until when and what."""
+    absent = ", ".join(guard.absent) or "none"
+    return (
+        f"{guard.reason}; until {guard.until or '?'}: {guard.units} unit(s) of absent "
+        f"machine(s) {absent} stay where they are"
+    )
+
+
+def _guard_note(guard: wire.Guard | None) -> None:
+    """Under the table, on stderr (the table stays fleet's): the guard, if it holds."""
+    if guard is not None:
+        typer.echo(printable(guard_note(guard)), err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from fleetd import __version__
 from fleetd.cli import (
+    config,
     history,
     inspection,
     listing,
@@ -207,6 +208,7 @@ for _module in (
     listing,
     machines,
     maintenance,
+    config,
 ):
     _module.register(app)
 app.command("version", cls=Command)(version)

@@ -55,9 +55,15 @@ def reboot(
         bool, typer.Option("--all", help="every registered machine, by hostname")
     ] = False,
     max_unavailable: Annotated[
-        int,
-        typer.Option("--max-unavailable", metavar="N", help="machines taken down at once"),
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--max-unavailable",
+            metavar="N",
+            help="machines taken down at once (default: the cluster setting max_unavailable, "
+            "1 unless set with fleetctl config)",
+            show_default=False,
+        ),
+    ] = None,
     command: Annotated[
         str | None,
         typer.Option(
@@ -134,7 +140,7 @@ def reboot(
         return
     if every and names:
         raise fail("give machines or --all, not both")
-    if max_unavailable < 1:
+    if max_unavailable is not None and max_unavailable < 1:
         raise fail(f"--max-unavailable must be at least 1, got {max_unavailable}")
     try:
         argv = _argv(command) if command is not None else None

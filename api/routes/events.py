@@ -3,7 +3,9 @@
 ``GET /fleet/v1/events`` watches the registry from now (or from ``since`` /
 ``Last-Event-ID``, a registry revision) and sends one event per changed key:
 ``event:`` is the kind (unit, schedule, state, machine, machine-flags,
-placement, rollout, maintenance, reboot-request, leader), ``id:`` the revision,
+placement, rollout, maintenance, reboot-request, leader, guard: the mass-loss guard
+started or changed (``put``) or ended (``delete``), settings: the cluster settings
+changed), ``id:`` the revision,
 ``data:`` a JSON object.  A comment line is sent every ``KEEPALIVE`` seconds so
 dead clients are noticed.  If the history was compacted past the resume point, a
 ``resync`` event is sent and the stream ends: the client re-reads the collections and reconnects.
@@ -21,13 +23,14 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from fleetd.errors import FleetError, InvalidInput, WatchCompacted
-from fleetd.registry import maintcodec
+from fleetd.registry import codec, maintcodec
 from fleetd.registry.base import EventType, WatchEvent
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 from fleetd.rollouts.record import State
 
 from ..context import ApiContext, get_ctx
+from ..service import config
 from ..service.clusterview import current_revision
 from ..service.views import state_view, unit_summary
 
@@ -45,6 +48,8 @@ KINDS = (
     "maintenance",
     "reboot-request",
     "leader",
+    "guard",
+    "settings",
 )
 
 
@@ -147,6 +152,15 @@ def classify(
             if not deleted:
                 data["machineID"] = json.loads(event.value).get("machine", "")
             return "leader", data
+        if key == keys.guard:
+            if not deleted:  # it ended: deleted by the leader, or with its lease
+                guard = config.guard_view(codec.decode_guard(key, event.value))
+                data.update(guard.model_dump())
+            return "guard", data
+        if key == keys.cluster_settings:
+            if not deleted:
+                data["settings"] = codec.decode_cluster_settings(key, event.value).values()
+            return "settings", data
     except (FleetError, ValueError, IndexError):
         return None
     return None

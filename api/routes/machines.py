@@ -10,7 +10,7 @@ from fleetd import model
 
 from .. import wire
 from ..context import ApiContext, get_ctx
-from ..service import commands, queries
+from ..service import commands, config, queries
 from ..service.pagination import paginate, parse_token
 from .units import ERRORS, PageTokenParam
 
@@ -23,11 +23,13 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 
 @router.get("/machines", response_model=wire.MachinePage, response_model_exclude_none=True)
 async def list_machines(ctx: Ctx, next_page_token: PageTokenParam = None) -> wire.MachinePage:
-    """A page of machines, sorted by id, with capacity and allocation (extensions)."""
+    """A page of machines, sorted by id, with capacity and allocation (extensions), and
+    the mass-loss guard while it holds (``guard``, extension)."""
     token = parse_token(next_page_token or [])
     machines = await queries.list_machines(ctx.store, ctx.defaults)
     page = paginate(machines, lambda m: m.id, token, ctx.page_size)
-    return wire.MachinePage(machines=page.items, nextPageToken=page.next_token)
+    guard = await config.read_guard(ctx.store)
+    return wire.MachinePage(machines=page.items, nextPageToken=page.next_token, guard=guard)
 
 
 @router.patch(

@@ -10,8 +10,9 @@ units are laid over its units, and the engine's own full plan is run on both
 
 The plan is made with ``settings``: the scheduling settings of the engine
 (strategy, reservation defaults, AtMostOnce grace), as this fleetd's
-configuration sets them; a cluster whose leader is configured otherwise may
-place differently.  Moves asked of the leader in its memory
+configuration sets them, with the cluster settings of the registry over them
+(the strategy, as every engine applies it); a cluster whose leader is configured
+otherwise may place differently.  Moves asked of the leader in its memory
 (``Engine.request_moves``) are not in the registry and not planned; a drain
 in progress is (as ``pending`` where these units do not change it).
 """
@@ -27,7 +28,7 @@ from fleetd.caller import Caller
 from fleetd.engine.mirrors import Parsed, read_model, read_states, unit_spec
 from fleetd.engine.plan import Action, UnitSpec
 from fleetd.engine.preview import Change, Preview, preview
-from fleetd.engine.settings import EngineSettings
+from fleetd.engine.settings import EngineSettings, with_cluster
 from fleetd.model import Machine
 from fleetd.registry.store import Store
 
@@ -59,6 +60,8 @@ async def plan_units(
         store, changes, caller=caller, replace_options=replace_options, clock=clock
     )
     cache: Parsed = {} if parsed is None else parsed
+    cluster, _ = await store.get_cluster_settings()
+    settings = with_cluster(settings, cluster)
     model = await read_model(store, settings.defaults, clock, cache)
     states = await read_states(store, model)
     now = clock()

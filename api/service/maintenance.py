@@ -4,8 +4,8 @@
 ``start_maintenance`` is ``POST /maintenance``.  Every check runs before anything is
 written, so a refused maintenance changes nothing: at least one machine, each a
 registered machine named once (NotFound, InvalidInput); ``max_unavailable`` at least 1
-(InvalidInput); a command is a non-empty list of arguments without NUL
-(InvalidInput); no other maintenance is active (Conflict).  Then the record is
+(InvalidInput; not given: the cluster setting); a command is a non-empty list of
+arguments without NUL (InvalidInput); no other maintenance is active (Conflict).  Then the record is
 written by compare-and-swap; the engine leader drives the rest
 (fleetd/maintenance/driver.py).
 
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from fleetd import clustersettings
 from fleetd.caller import Caller
 from fleetd.errors import Conflict, InvalidInput, NotFound
 from fleetd.maintenance.record import (
@@ -62,13 +63,17 @@ async def start_maintenance(
     machines: Sequence[str] | None,
     *,
     all_machines: bool = False,
-    max_unavailable: int = 1,
+    max_unavailable: int | None = None,
     command: Sequence[str] | None = None,
     caller: Caller,
     clock: Callable[[], float] = time.time,
 ) -> Maintenance:
     """Write a new maintenance of ``machines`` (ids, in that order) or of every registered
-    machine (by hostname); see the module's docstring for what is refused."""
+    machine (by hostname); see the module's docstring for what is refused.
+    ``max_unavailable`` None: the cluster setting's."""
+    if max_unavailable is None:
+        settings, _ = await store.get_cluster_settings()
+        max_unavailable = settings.max_unavailable or clustersettings.MAX_UNAVAILABLE
     if max_unavailable < 1:
         raise InvalidInput(
             f"max-unavailable must be at least 1 (machines taken down at once), got "

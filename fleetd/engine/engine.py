@@ -171,7 +171,9 @@ class Engine:
     def _apply_cluster(self, key: str, value: bytes | None) -> None:
         """Take the cluster settings read (None: none set); a change asks for a full pass."""
         try:
-            cluster = ClusterSettings() if value is None else codec.decode_cluster_settings(key, value)
+            cluster = (
+                ClusterSettings() if value is None else codec.decode_cluster_settings(key, value)
+            )
         except RegistryError as exc:  # only a write past the API can do this
             log.error("engine: %s; the settings in force stay", exc)
             return

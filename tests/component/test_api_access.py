@@ -118,6 +118,8 @@ CASES = [
     Case("GET", f"{V1}/events", f"{V1}/events", 200),
     Case("GET", f"{V1}/discovery", f"{V1}/discovery", 200),
     Case("GET", f"{V1}/cluster", f"{V1}/cluster", 200),
+    Case("GET", f"{V1}/config", f"{V1}/config", 200),
+    Case("PATCH", f"{V1}/config", f"{V1}/config", 200, {"strategy": "spread"}),
     Case("GET", f"{V1}/machines", f"{V1}/machines", 200),
     Case(
         "PATCH",

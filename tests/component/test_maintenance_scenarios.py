@@ -46,11 +46,11 @@ async def launch(c: Cluster, names: list[str], text: str) -> None:
     await c.wait_for(lambda: all(c.running(n) for n in names), "all running")
 
 
-
 async def slots(c: Cluster, n: int) -> None:
     """Set the cluster setting max_unavailable (the reboot semaphore's size)."""
     settings, revision = await c.store.get_cluster_settings()
     await c.store.put_cluster_settings(settings.changed({"max_unavailable": n}), revision)
+
 
 async def test_a_rolling_reboot_of_every_machine_keeps_the_services_up(tmp_path: Path) -> None:
     names = [f"web@{i}.service" for i in range(1, 7)]
