@@ -94,6 +94,8 @@ async def test_writes_are_audited_reads_are_not(
         assert r.status_code == 403
         r = await client.post(f"{V1}/rollouts/web.service/pause", headers=as_ops)
         assert r.status_code == 404
+        r = await client.patch(f"{V1}/config", json={"strategy": "spread"}, headers=as_ops)
+        assert r.status_code == 403  # the cluster settings need the admin role
         metrics = (await client.get("/metrics", headers=as_ops)).text
     transport = httpx.AsyncHTTPTransport(uds=sock)
     async with httpx.AsyncClient(transport=transport, base_url="http://fleet") as client:
@@ -101,6 +103,8 @@ async def test_writes_are_audited_reads_are_not(
         assert r.status_code == 201
         r = await client.post(f"{V1}/rollouts", json={"unit": "new.service", "maxParallel": 0})
         assert r.status_code == 400
+        r = await client.patch(f"{V1}/config", json={"guard_hold": 40})
+        assert r.status_code == 200
 
     messages = [r.getMessage() for r in records(caplog)]
     assert messages == [
@@ -117,10 +121,12 @@ async def test_writes_are_audited_reads_are_not(
         f"audit caller=ops remote=127.0.0.1 method=POST path={V1}/rollouts units=- status=403",
         f"audit caller=ops remote=127.0.0.1 method=POST path={V1}/rollouts/web.service/pause "
         "units=web.service status=404",
+        f"audit caller=ops remote=127.0.0.1 method=PATCH path={V1}/config units=- status=403",
         f'audit caller="unix socket" remote=- method=PUT path={V1}/units/new.service '
         "units=new.service status=201",
         f'audit caller="unix socket" remote=- method=POST path={V1}/rollouts '
         "units=new.service status=400",
+        f'audit caller="unix socket" remote=- method=PATCH path={V1}/config units=- status=200',
     ]
     fields = records(caplog)[0].journal_fields  # type: ignore[attr-defined]
     assert fields == {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,49 @@ def test_etcd_driver_plans_writing_nothing(
         "+ schedule web.service on host-m1: load and start (best fit (binpack))",
         "Plan: 1 to schedule, 0 to update, 0 to unschedule.",
     ]
-    assert "note: planned with the engine's default settings" in r.stderr
+    assert "note: planned with the cluster settings and otherwise the engine's" in r.stderr
     r = runner.invoke(app, ["plan", str(tmp_path / "big.service")], env=env)
     assert r.exit_code == 2, r.output
     assert "! unplaceable big.service: m1: needs 2G memory, 1G free" in r.stdout
     assert asyncio.run(registry_state(register=False)) == before
+
+
+def test_etcd_driver_config(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -> None:
+    """config get|set on the registry itself; fleetctl plan plans with the strategy set."""
+    env = {
+        "FLEETCTL_DRIVER": "etcd",
+        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
+        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
+    }
+    runner = CliRunner()
+
+    def fleetctl(*args: str):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        assert "Traceback" not in result.output
+        return result
+
+    async def register() -> None:
+        registry = EtcdRegistry([etcd_server.endpoint], timeout=5.0)
+        try:
+            store = Store(registry, Keys(key_prefix))
+            machine = Machine("m1", "host-m1", "10.0.0.1", (), Capacity(2000, 1 << 30))
+            await store.register_machine(machine, await registry.grant_lease(60))
+        finally:
+            await registry.close()
+
+    asyncio.run(register())
+    r = fleetctl("config", "get", "guard_hold")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].split()[:3] == ["guard_hold", "35", "default"]
+    r = fleetctl("config", "set", "strategy", "spread")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "strategy = spread\n"
+    r = fleetctl("config", "set", "guard_share", "1.5")
+    assert r.exit_code == 1 and "guard_share must be a number from 0 to 1" in r.stderr
+    r = fleetctl("-o", "json", "config", "get")
+    shown = {s["name"]: s for s in json.loads(r.stdout)}
+    assert shown["strategy"]["value"] == "spread" and shown["strategy"]["set"]
+    assert not shown["guard_share"]["set"]
+    (tmp_path / "web.service").write_text(SERVICE)
+    r = fleetctl("plan", str(tmp_path / "web.service"))
+    assert "on host-m1: load and start (least loaded (spread))" in r.stdout
