@@ -233,6 +233,11 @@ async def test_a_maintenance_without_max_unavailable_takes_the_cluster_setting(
 ) -> None:
     async with cluster(tmp_path, machines=3) as c:
         await _patch(c, {"max_unavailable": 2})
+
+        async def registered() -> bool:
+            return len(await c.store.list_machines()) == 3
+
+        await c.wait_for(registered, "the machines registered")
         response = await c.api.post("/maintenance", json={"machines": ["m1"], "command": ["x"]})
         assert response.status_code == 201, response.text
         assert response.json()["maxUnavailable"] == 2
