@@ -29,6 +29,14 @@ function what(event, cluster) {
         : `${d.unit} rollout ${d.phase}: ${d.done} of ${d.total} done${d.message ? ` (${d.message})` : ""}`;
     case "leader":
       return gone ? "no engine leader" : `${machine} leads the engine`;
+    case "guard":
+      return gone
+        ? "mass-loss guard ended"
+        : `${d.reason}; until ${d.until}: ${d.units} unit(s) of ${(d.absent || []).length} absent machine(s) held`;
+    case "settings": {
+      const set = Object.entries(d.settings || {}).map(([k, v]) => `${k}=${v}`);
+      return `cluster settings: ${set.join(", ") || "all defaults"}`;
+    }
     default:
       return JSON.stringify(d);
   }
