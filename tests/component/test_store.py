@@ -318,3 +318,37 @@ async def test_rollout_steps_are_fenced_and_stop_at_a_changed_record(any_store: 
         await store.advance_rollout([], record, after[1], fence)
     with pytest.raises(Conflict):
         await store.put_rollout(record, found[1])
+
+
+async def test_cluster_settings_compare_and_swap_and_the_guard_under_the_leader_lease(
+    any_store: Store,
+) -> None:
+    """Over both registries: the settings are written only over what was read; the
+    guard's record is fenced and goes with the leader's lease."""
+    from fleetd.clustersettings import ClusterSettings
+    from fleetd.model import GuardRecord
+
+    store = any_store
+    assert await store.get_cluster_settings() == (ClusterSettings(), 0)
+    first = await store.put_cluster_settings(ClusterSettings(strategy="spread"), 0)
+    with pytest.raises(Conflict):
+        await store.put_cluster_settings(ClusterSettings(max_unavailable=2), 0)
+    with pytest.raises(Conflict):
+        await store.put_cluster_settings(ClusterSettings(max_unavailable=2), first - 1)
+    assert await store.get_cluster_settings() == (ClusterSettings(strategy="spread"), first)
+    second = await store.put_cluster_settings(ClusterSettings(max_unavailable=2), first)
+    assert await store.get_cluster_settings() == (ClusterSettings(max_unavailable=2), second)
+
+    lease = await store.registry.grant_lease(10)
+    won = await store.campaign("m1", lease)
+    assert won is not None
+    guard = GuardRecord("mass loss", "why", 1.0, 2.0, ("m2",), 3)
+    await store.write_fenced([store.guard_op(guard, lease)], won)
+    assert await store.get_guard() == guard
+    await store.write_fenced([store.guard_op(None, lease)], won)
+    assert await store.get_guard() is None
+    await store.write_fenced([store.guard_op(guard, lease)], won)
+    await store.registry.revoke_lease(lease)  # the leader is gone: so is its guard
+    assert await store.get_guard() is None
+    with pytest.raises(NotLeader):
+        await store.write_fenced([store.guard_op(guard, lease)], won)
