@@ -335,6 +335,13 @@ async def test_a_new_leader_keeps_the_units_of_a_machine_slow_to_register_again(
             return found if found != leader else None
 
         await until(next_leader, SETTLE, "no other engine took over", interval=0.2)
+
+        async def says_so() -> bool:  # engine/guard: GET /machines, list-machines, events
+            guard = await faults.store.get_guard()
+            absent = [faults.by_id.get(m) for m in guard.absent] if guard else []
+            return guard is not None and guard.cause == "new leader" and slow in absent
+
+        await until(says_so, SETTLE, "the new leader never said its guard holds", interval=0.2)
         signal_fleetd(sandbox, leader, "CONT")
         signal_fleetd(sandbox, slow, "CONT")
 
