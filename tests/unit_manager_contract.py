@@ -18,7 +18,7 @@ from typing import Protocol
 import pytest
 
 from fleetd.agent.units import BAD_UNIT_SETTING, NO_SUCH_UNIT, UnitManager, UnitStatus, not_found
-from fleetd.errors import SystemdError, SystemdUnavailable
+from fleetd.errors import InvalidInput, SystemdError, SystemdUnavailable
 
 SLEEPER = "[Unit]\nDescription=sleeper\n\n[Service]\nExecStart=/bin/sleep 100000\n"
 FAILS = "[Service]\nExecStart=/bin/false\n"
@@ -316,3 +316,70 @@ async def test_calls_need_a_connection(backend: Backend) -> None:
     assert await manager.system_state() in ("running", "degraded")
     assert await manager.start(name) == "done"
     await reaches(backend, name, "active", "running")
+
+
+async def running(backend: Backend, stem: str) -> str:
+    name = await linked(backend, stem, SLEEPER)
+    assert await backend.manager.start(name) == "done"
+    await reaches(backend, name, "active", "running")
+    return name
+
+
+async def test_an_armed_fence_stops_its_units_by_itself(backend: Backend) -> None:
+    fenced, other = await running(backend, "fenced"), await running(backend, "spared")
+    armed = time.monotonic()
+    await backend.manager.arm_fence([fenced, backend.name("unknown")], 0.5)
+    await backend.manager.close()  # the fence outlives the connection (and the process)
+    manager = await backend.new_manager(job_timeout=30.0)
+    await manager.track([fenced, other])
+    await eventually(lambda: manager.status[fenced].active_state == "inactive", "fenced stopped")
+    assert time.monotonic() - armed >= 0.45
+    await manager.resync()
+    assert manager.status[other].active_state == "active"
+
+
+async def test_arming_again_replaces_the_fence_and_its_deadline(backend: Backend) -> None:
+    first, second = await running(backend, "first"), await running(backend, "second")
+    await backend.manager.arm_fence([first], 0.5)
+    armed = time.monotonic()
+    await backend.manager.arm_fence([second], 1.5)
+    await reaches(backend, second, "inactive", "dead")
+    assert time.monotonic() - armed >= 1.4  # the new deadline, not the first one
+    await backend.manager.resync()
+    assert state(backend, first) == ("loaded", "active", "running")
+
+
+async def test_a_fence_armed_by_an_earlier_process_is_replaced(backend: Backend) -> None:
+    old, new = await running(backend, "old"), await running(backend, "new")
+    await backend.manager.arm_fence([old], 0.5)
+    await backend.manager.close()  # the agent died; a new one re-arms
+    manager = await backend.new_manager(job_timeout=30.0)
+    await manager.track([old, new])
+    await manager.arm_fence([new], 1.0)
+    await eventually(lambda: manager.status[new].active_state == "inactive", "new stopped")
+    await manager.resync()
+    assert manager.status[old].active_state == "active"
+
+
+async def test_a_disarmed_fence_stops_nothing(backend: Backend) -> None:
+    kept, marker = await running(backend, "kept"), await running(backend, "marker")
+    await backend.manager.arm_fence([kept], 0.5)
+    await backend.manager.disarm_fence()
+    await backend.manager.disarm_fence()  # nothing armed: nothing to do
+    await backend.manager.arm_fence([marker], 1.0)  # fires after the first deadline
+    await reaches(backend, marker, "inactive", "dead")
+    await backend.manager.disarm_fence()
+    await backend.manager.resync()
+    assert state(backend, kept) == ("loaded", "active", "running")
+
+
+async def test_a_fence_needs_units_and_a_time_to_come(backend: Backend) -> None:
+    name = await running(backend, "bad")
+    for names, within in (([], 1.0), ([name], -1.0), ([name], float("nan"))):
+        with pytest.raises(InvalidInput):
+            await backend.manager.arm_fence(names, within)
+    await backend.manager.close()
+    with pytest.raises(SystemdUnavailable):
+        await backend.manager.arm_fence([name], 1.0)
+    with pytest.raises(SystemdUnavailable):
+        await backend.manager.disarm_fence()

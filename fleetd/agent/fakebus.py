@@ -14,14 +14,18 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 from fleetd.agent.fakesystemd import FakeSystemd
+from fleetd.agent.fenceunit import transient_fence
 from fleetd.agent.units import NO_SUCH_UNIT, UnitStatus, UnitTracker
 from fleetd.errors import SystemdError, SystemdUnavailable
 
 
 class FakeConnection(UnitTracker):
-    def __init__(self, systemd: FakeSystemd, *, job_timeout: float = 90.0) -> None:
+    def __init__(
+        self, systemd: FakeSystemd, *, job_timeout: float = 90.0, fence_name: str = "fleetd-fence"
+    ) -> None:
         super().__init__()
         self.systemd = systemd
+        self.fence_name = fence_name
         self.job_timeout = job_timeout
         self._connected = False
         self._lost = asyncio.Event()
@@ -156,3 +160,12 @@ class FakeConnection(UnitTracker):
     async def system_state(self) -> str:
         self._call("Get", "SystemState")
         return self.systemd.system_state()
+
+    async def arm_fence(self, names: Sequence[str], within: float) -> None:
+        transient_fence(f"{self.fence_name}.timer", names, within)  # the same checks
+        self._call("StartTransientUnit", self.fence_name)
+        self.systemd.arm_fence(self.fence_name, names, within)
+
+    async def disarm_fence(self) -> None:
+        self._call("ListUnitsByPatterns", self.fence_name)
+        self.systemd.disarm_fence(self.fence_name)

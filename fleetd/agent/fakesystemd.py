@@ -15,6 +15,12 @@ exit, so a oneshot that runs on keeps its job running until it is stopped or
 ``kill``-ed.  Timers, sockets and paths wait; other kinds are just active.
 Every state change is sent to the connected managers like a D-Bus signal.
 
+Fences (``arm_fence``) are kept by name, each a deadline on ``clock`` (the
+machine's monotonic clock; a test's ``ManualClock`` makes them fire when it
+advances) and looked at every ``FENCE_POLL`` seconds while one is armed; when
+one fires its units are stopped as ``systemctl stop`` would, and it is
+recorded in ``fired``.  They outlive every connection, not a power-off.
+
 What else can happen on a machine comes from the test: a failing next start,
 a main process that dies, a ``systemctl`` by someone else, an injected D-Bus
 error, the bus going away, a shutdown.  ``calls`` records the D-Bus method
@@ -28,7 +34,8 @@ import contextlib
 import itertools
 import os
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +51,7 @@ _LOAD_ERRORS = {
     "masked": (UNIT_MASKED, "Unit {} is masked."),
 }
 _RUNNING = ("active", "activating", "reloading")
+FENCE_POLL = 0.02
 
 
 class Listener(Protocol):
@@ -87,8 +95,12 @@ class FakeUnit:
 class FakeSystemd:
     """One machine's systemd, in memory; its files under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
+        self.clock = clock
+        self.fences: dict[str, tuple[tuple[str, ...], float]] = {}  # name -> (units, deadline)
+        self.fired: list[tuple[str, tuple[str, ...]]] = []
+        self._fence_task: asyncio.Task[None] | None = None
         self.runtime_dir = root / "run/systemd/system"
         self.search_path = (self.runtime_dir, root / "etc/systemd/system")
         self.units: dict[str, FakeUnit] = {}
@@ -270,6 +282,28 @@ class FakeSystemd:
         failed = any(u.active_state == "failed" for u in self.units.values())
         return "degraded" if failed else "running"
 
+    # --- fences -------------------------------------------------------------
+
+    def arm_fence(self, fence: str, names: Sequence[str], within: float) -> None:
+        self.fences[fence] = (tuple(names), self.clock() + within)
+        if self._fence_task is None or self._fence_task.done():
+            self._fence_task = asyncio.get_running_loop().create_task(self._fence_timer())
+
+    def disarm_fence(self, fence: str) -> None:
+        self.fences.pop(fence, None)
+
+    async def _fence_timer(self) -> None:
+        while self.fences:
+            now = self.clock()
+            for fence, (names, deadline) in list(self.fences.items()):
+                if now >= deadline:
+                    del self.fences[fence]
+                    self.fired.append((fence, names))
+                    for name in names:
+                        self.stop(name)
+            soonest = min((d for _, d in self.fences.values()), default=now)
+            await asyncio.sleep(min(FENCE_POLL, max(0.0, soonest - now)))
+
     # --- the machine's side -------------------------------------------------
 
     def unit(self, name: str) -> FakeUnit | None:
@@ -315,6 +349,9 @@ class FakeSystemd:
         """The machine stops: every process ends, connections drop, ``<root>/run`` is
         emptied (a tmpfs).  ``boot()`` brings the bus back."""
         self.set_bus(False)
+        self.fences.clear()
+        if self._fence_task is not None:
+            self._fence_task.cancel()
         for unit in self.units.values():
             if unit.job is not None:
                 unit.job.cancel()

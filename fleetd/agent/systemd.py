@@ -12,6 +12,8 @@ Jobs: ``StartUnit``/``StopUnit`` return a job path and the result arrives as a
 resumes the caller.  Every ``JobRemoved`` is therefore recorded (bounded) and
 a caller first looks up the result of its job there before waiting.
 
+Fencing (``arm_fence``): a transient timer and service pair, fenceunit.py.
+
 Every D-Bus error becomes a ``SystemdError`` carrying the D-Bus error name; a
 lost connection becomes ``SystemdUnavailable``.
 """
@@ -31,6 +33,7 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from fleetd.agent import fenceunit
 from fleetd.agent.units import NO_SUCH_UNIT, UnitStatus, UnitTracker
 from fleetd.errors import SystemdError, SystemdUnavailable
 
@@ -77,7 +80,7 @@ class SystemdManager(UnitTracker):
     """One D-Bus connection to systemd; ``connect()`` before use, again after a disconnect.
 
     ``runtime_dir`` is where ``LinkUnitFiles(runtime)`` puts its links, as this
-    process sees it."""
+    process sees it; ``fence_name`` names this agent's fence units (fenceunit.py)."""
 
     def __init__(
         self,
@@ -87,11 +90,13 @@ class SystemdManager(UnitTracker):
         bus_address: str | None = None,
         job_timeout: float = 90.0,
         runtime_dir: Path = RUNTIME_UNIT_DIR,
+        fence_name: str = "fleetd-fence",
     ) -> None:
         super().__init__(on_change, on_shutdown)
         self._bus_address = bus_address
         self._job_timeout = job_timeout
         self.runtime_dir = runtime_dir
+        self.fence_name = fence_name
         self._bus: MessageBus | None = None
         self._jobs_done: OrderedDict[str, str] = OrderedDict()
         self._job_waiters: dict[str, asyncio.Future[str]] = {}
@@ -228,7 +233,10 @@ class SystemdManager(UnitTracker):
             raise
 
     async def _job(self, member: str, name: str) -> str:
-        (job,) = await self._manager(member, "ss", name, "replace")
+        return await self._wait_job(member, "ss", name, "replace")
+
+    async def _wait_job(self, member: str, sig: str, *body: Any) -> str:
+        (job,) = await self._manager(member, sig, *body)
         result = self._jobs_done.pop(job, None)
         if result is not None:
             return result
@@ -240,6 +248,34 @@ class SystemdManager(UnitTracker):
             return "timeout"
         finally:
             self._job_waiters.pop(job, None)
+
+    async def arm_fence(self, names: Sequence[str], within: float) -> None:
+        """Start a new fence timer, then stop the older ones (fenceunit.py)."""
+        for attempt in range(3):
+            timer = fenceunit.new_timer_name(self.fence_name)
+            args = fenceunit.transient_fence(timer, names, within)
+            try:
+                result = await self._wait_job("StartTransientUnit", "ssa(sv)a(sa(sv))", *args)
+            except SystemdError as exc:
+                if exc.name == fenceunit.UNIT_EXISTS and attempt < 2:
+                    continue  # the token was taken: draw another
+                raise
+            if result != "done":
+                raise SystemdError(f"starting fence {timer} ended with job result {result!r}")
+            break
+        await self._stop_fences(keep=timer)
+
+    async def disarm_fence(self) -> None:
+        await self._stop_fences(keep="")
+
+    async def _stop_fences(self, keep: str) -> None:
+        pattern = fenceunit.fence_pattern(self.fence_name)
+        (rows,) = await self._manager("ListUnitsByPatterns", "asas", [], [pattern])
+        for row in rows:
+            if row[0] != keep and row[3] != "inactive":
+                result = await self.stop(row[0])
+                if result != "done":
+                    raise SystemdError(f"stopping fence {row[0]} ended with job result {result!r}")
 
     async def list_units(self, names: Iterable[str]) -> dict[str, UnitStatus]:
         """``ListUnitsByNames``: the current status of ``names`` (unknown units: not-found)."""

@@ -27,6 +27,12 @@ The contract, as the agent relies on it:
   ``untrack`` forgets them; ``resync`` re-reads them all at once.
 - ``on_shutdown`` is called when the machine starts shutting down (a job for a
   shutdown target appeared); ``system_state()`` is ``stopping`` then.
+- ``arm_fence(names, within)`` makes systemd itself stop ``names`` ``within``
+  seconds from now (measured by systemd's clock), whatever becomes of this
+  process: the fence outlives the connection and the process.  Each call
+  replaces the fence armed before (by this manager or by an earlier process
+  with the same ``fence_name``), so re-arming pushes the deadline back;
+  ``disarm_fence()`` removes it.  Both return once systemd holds the new state.
 """
 
 from __future__ import annotations
@@ -104,6 +110,12 @@ class UnitManager(Protocol):
     def untrack(self, names: Iterable[str]) -> None: ...
 
     async def resync(self, names: Iterable[str] | None = None) -> None: ...
+
+    async def arm_fence(self, names: Sequence[str], within: float) -> None:
+        """systemd stops ``names`` ``within`` seconds from now unless re-armed or disarmed."""
+        ...
+
+    async def disarm_fence(self) -> None: ...
 
 
 class UnitTracker:

@@ -50,7 +50,10 @@ class SystemdBackend:
 
     def _manager(self, job_timeout: float) -> SystemdManager:
         return SystemdManager(
-            bus_address=self.bus, job_timeout=job_timeout, runtime_dir=self.runtime_dir
+            bus_address=self.bus,
+            job_timeout=job_timeout,
+            runtime_dir=self.runtime_dir,
+            fence_name=f"fence-contract-{self.tag}",  # apart from the machine's fleetd
         )
 
     def name(self, stem: str, suffix: str = ".service") -> str:
@@ -90,6 +93,7 @@ class SystemdBackend:
         manager = self._manager(job_timeout=30.0)
         await manager.connect()
         try:
+            await manager.disarm_fence()
             names = [n for n in self.names if "." in n]
             for name in names:
                 await manager.stop(name)
