@@ -1,6 +1,6 @@
 """The agent: composes presence, schedule watch, systemd manager, reconciler, publisher,
-health checks, fence and its part of maintenance (actions, reboot requests), and
-supervises them all in one TaskGroup.
+health checks, fence (its own, and systemd's: fencetimer.py) and its part of
+maintenance (actions, reboot requests), and supervises them all in one TaskGroup.
 
 Whether the agent can reach systemd (``systemd``, a SystemdLink) is part of
 the machine's registration (``Machine.systemd_connected``): while it cannot,
@@ -28,6 +28,8 @@ from fleetd import __version__
 from fleetd.agent import host
 from fleetd.agent.actions import ActionRunner, RebootFlag
 from fleetd.agent.desired import Bodies, ScheduleView
+from fleetd.agent.fencetimer import FenceTimer
+from fleetd.agent.fenceunit import fence_name_for
 from fleetd.agent.fencing import Fence, default_margin
 from fleetd.agent.health import HealthMonitor
 from fleetd.agent.hostactions import HostActions, SystemdActions
@@ -114,7 +116,9 @@ class Agent:
             clock=clock,
             wall=wall,
         )
-        self.manager: UnitManager = units or SystemdManager(bus_address=bus_address)
+        self.manager: UnitManager = units or SystemdManager(
+            bus_address=bus_address, fence_name=fence_name_for(config.units_directory)
+        )
         self.manager.subscribe(self._on_status, self._on_shutdown)
         self.presence = Presence(
             store=store,
@@ -123,13 +127,12 @@ class Agent:
             lease_file=lease_file,
             clock=clock,
             on_lease=self._on_lease,
+            on_renewed=self._on_renewed,
         )
         self.schedule = ScheduleView(store, machine.id, on_change=self._changed)
+        margin = fence_margin if fence_margin is not None else default_margin(self.ttl)
         self.fence = Fence(
-            presence=self.presence,
-            schedule=self.schedule,
-            margin=fence_margin if fence_margin is not None else default_margin(self.ttl),
-            on_change=self._changed,
+            presence=self.presence, schedule=self.schedule, margin=margin, on_change=self._changed
         )
         self.reconciler = Reconciler(
             manager=self.manager,
@@ -138,7 +141,15 @@ class Agent:
             schedule=self.schedule,
             publisher=self.publisher,
             fenced=self.fence.is_fenced,
+            cover=self._cover,
             interval=reconcile_interval,
+        )
+        self.fence_timer = FenceTimer(
+            manager=self.manager,
+            presence=self.presence,
+            margin=margin,
+            units=self.reconciler.at_most_once_units,
+            on_lapsed=self.reconciler.forget_started,
         )
         self.actions = ActionRunner(
             store, machine.id, machine.boot_id, host_actions or SystemdActions(), wall=wall
@@ -171,6 +182,12 @@ class Agent:
 
     def _on_lease(self, lease: int) -> None:
         self.publisher.set_lease(lease)
+
+    def _on_renewed(self) -> None:
+        self.fence_timer.trigger()
+
+    async def _cover(self, starting: list[str]) -> None:
+        await self.fence_timer.cover(starting)
 
     def _on_shutdown(self) -> None:
         if not self.shutting_down.is_set():
@@ -224,6 +241,7 @@ class Agent:
                 group.create_task(self.publisher.run(), name="publisher")
                 group.create_task(self.health.run(), name="health-checks")
                 group.create_task(self.fence.run(), name="fence")
+                group.create_task(self.fence_timer.run(), name="fence-timer")
                 group.create_task(self._resyncer(), name="resync")
                 group.create_task(self._watch_shutdown(), name="shutdown")
                 group.create_task(self._maintenance(), name="maintenance")

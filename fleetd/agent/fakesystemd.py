@@ -100,6 +100,7 @@ class FakeSystemd:
         self.clock = clock
         self.fences: dict[str, tuple[tuple[str, ...], float]] = {}  # name -> (units, deadline)
         self.fired: list[tuple[str, tuple[str, ...]]] = []
+        self.fence_looks = 0  # times the fence timer looked at the clock
         self._fence_task: asyncio.Task[None] | None = None
         self.runtime_dir = root / "run/systemd/system"
         self.search_path = (self.runtime_dir, root / "etc/systemd/system")
@@ -294,6 +295,7 @@ class FakeSystemd:
 
     async def _fence_timer(self) -> None:
         while self.fences:
+            self.fence_looks += 1
             now = self.clock()
             for fence, (names, deadline) in list(self.fences.items()):
                 if now >= deadline:

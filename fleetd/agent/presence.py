@@ -8,7 +8,8 @@ machine id would fight over the same schedule).
 
 ``last_renewed`` is the clock time at which the last successful grant or
 refresh was *sent*, so ``last_renewed + ttl`` is never later than the
-lease's real deadline; fencing relies on that.
+lease's real deadline; fencing relies on that (``on_renewed`` is called after
+each, to push systemd's fence back: fencetimer.py).
 
 Keep-alive timing (``KeepAliveTiming``, all derived from the TTL): a refresh
 every TTL/2, as CoreOS fleet did (its ``refreshInterval`` of 2).  Each
@@ -80,6 +81,7 @@ class Presence:
         lease_file: str | Path,
         clock: Callable[[], float],
         on_lease: Callable[[int], None] = lambda lease: None,
+        on_renewed: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
@@ -89,6 +91,7 @@ class Presence:
         self.lease_file = Path(lease_file)
         self.clock = clock
         self.on_lease = on_lease
+        self.on_renewed = on_renewed
         self._sleep = sleep
         self.lease = 0
         self.last_renewed = -math.inf
@@ -146,6 +149,7 @@ class Presence:
         changed = lease != self.lease
         self.lease, self.last_renewed = lease, sent
         self.registered.set()
+        self.on_renewed()
         if changed:
             how = "re-attached" if reattached else "new lease"
             log.info("register machine=%s lease=%x reason=%r", self.machine.id, lease, how)
@@ -260,6 +264,7 @@ class Presence:
                 f"keep-alive of lease {self.lease:x}: no answer within {limit:.1f}s"
             ) from exc
         self.last_renewed = sent
+        self.on_renewed()
 
     async def revoke(self) -> None:
         """Release the lease now: ``machines/<id>`` and every state vanish at once."""

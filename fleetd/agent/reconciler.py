@@ -47,6 +47,7 @@ class Reconciler:
         schedule: ScheduleView,
         publisher: Publisher,
         fenced: Callable[[], bool],
+        cover: Callable[[list[str]], Awaitable[None]] | None = None,
         interval: float = 30.0,
         debounce: float = 0.005,
         max_delay: float = 0.25,
@@ -57,6 +58,7 @@ class Reconciler:
         self.schedule = schedule
         self.publisher = publisher
         self.fenced = fenced
+        self.cover = cover
         self.interval = interval
         self.debounce = debounce
         self.max_delay = max_delay
@@ -100,6 +102,17 @@ class Reconciler:
                 CurrentUnit(name, hash_, loaded, running or self.started.get(name) == hash_)
             )
         return current
+
+    def at_most_once_units(self) -> frozenset[str]:
+        """The ``AtMostOnce`` units whose files are here (systemd's fence stops these)."""
+        return frozenset(n for n, h in self.files.items() if self._at_most_once(h))
+
+    def forget_started(self, names: frozenset[str]) -> None:
+        """Something else may have stopped ``names`` (systemd's fence): start them again
+        if they are to run here."""
+        for name in names:
+            self.started.pop(name, None)
+        self.trigger()
 
     def _at_most_once(self, *hashes: str) -> bool:
         return any((b := self.bodies.get(h)) is not None and b.at_most_once for h in hashes)
@@ -202,6 +215,8 @@ class Reconciler:
             await self.manager.reload()
             await self.manager.resync()
         else:
+            if self.cover is not None:  # no AtMostOnce unit starts outside systemd's fence
+                await self.cover([t.unit for t in tasks])
             await self._each(tasks, self._start)
 
     async def _each(self, tasks: list[Task], action: Callable[[Task], Awaitable[None]]) -> None:

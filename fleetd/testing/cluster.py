@@ -80,7 +80,7 @@ class Node:
         self.id = machine.id
         self.task = f"agent-{machine.hostname or machine.id}"
         self.root = cluster.root / machine.id
-        self.systemd = FakeSystemd(self.root)
+        self.systemd = FakeSystemd(self.root, clock=cluster.clock)
         self.agent: Agent | None = None
         self.actions = FakeHostActions(self)
         self.boots = 1

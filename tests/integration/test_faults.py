@@ -39,6 +39,8 @@ from fleetd.sandbox.cuts import Cut
 from fleetd.sandbox.faults import signal_fleetd
 from fleetd.sandbox.seed import FLEETD_UNIT
 from fleetd.sandbox.state import instance
+from fleetd.testing.chaos.history import History, Interval, Record
+from fleetd.testing.chaos.sampler import Sampler
 from fleetd.unitfile import UnitFile
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
@@ -162,6 +164,10 @@ class Faults:
             machine, "systemctl", "show", "-p", "MainPID", "--value", FLEETD_UNIT
         )
         return proc.stdout.strip()
+
+    def active_on(self, machine: str, unit: str) -> bool:
+        proc = self.sandbox.exec(machine, "systemctl", "is-active", unit)
+        return proc.stdout.strip() == "active"
 
     def fleetd_active(self, machine: str) -> bool:
         proc = self.sandbox.exec(machine, "systemctl", "is-active", FLEETD_UNIT)
@@ -505,3 +511,134 @@ async def test_leader_killed_during_a_500_unit_burst(faults: Faults, tmp_path: P
     entries = await faults.store.list_all_schedule()
     mine = [e.name for e in entries if e.name.startswith(faults.prefix)]
     assert sorted(mine) == sorted(names)  # scheduled once each in the registry too
+
+
+class Sampled:
+    """systemd in every machine sampled every 100 ms (the chaos run's sampler) for this
+    test's units: each unit's intervals of activity per machine."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.records: list[Record] = []
+        self.sampler = Sampler(faults.sandbox, faults.pattern, self.records.append)
+
+    def __enter__(self) -> Sampled:
+        self.sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sampler.stop()
+
+    def intervals(self, unit: str) -> list[Interval]:
+        return History(list(self.records)).intervals().get(unit, [])
+
+
+async def _at_most_once_on_a_victim(faults: Faults) -> tuple[str, str, list[str]]:
+    """An AtMostOnce unit and a plain one, running; (the unit, its machine, the others)."""
+    once, plain = faults.unit("once"), faults.unit("plain")
+    await faults.submit(once, faults.text(extra="AtMostOnce=true\n"))
+    await faults.submit(plain, faults.text())
+    placed = await faults.settled([once, plain])
+    victim = placed[once]
+    return once, victim, [m.name for m in faults.sandbox.machines if m.name != victim]
+
+
+async def _stopped_before_it_moved(
+    faults: Faults, sampled: Sampled, once: str, victim: str, others: list[str], fault: str
+) -> None:
+    """Wait until ``once`` runs on another machine; it must have stopped on ``victim``
+    (at the last sample seeing it there) before any sample saw it elsewhere."""
+    cut = time.monotonic()
+
+    async def moved() -> bool:
+        return bool((await faults.placed(others)).get(once))
+
+    await until(moved, TTL + SETTLE, f"{once} never started elsewhere", interval=0.3)
+
+    async def gone() -> bool:
+        return not await asyncio.to_thread(faults.active_on, victim, once)
+
+    await until(gone, SETTLE, f"{once} still active on {victim}")
+    spans = sampled.intervals(once)
+    there = [s for s in spans if s.machine == victim]
+    elsewhere = [s for s in spans if s.machine != victim and s.start > there[0].start]
+    assert there and elsewhere, spans
+    assert there[-1].end < elsewhere[0].start, f"{once} ran on two machines: {spans}"
+    print(
+        f"\n{fault}: {once} last seen on {victim} {there[-1].end - cut:.2f}s after the fault, "
+        f"first on {elsewhere[0].machine} {elsewhere[0].start - cut:.2f}s after it "
+        f"(TTL {TTL:g}s)"
+    )
+
+
+async def test_a_paused_fleetd_s_at_most_once_unit_stops_before_it_runs_elsewhere(
+    faults: Faults,
+) -> None:
+    """fleetd SIGSTOPped past its lease cannot fence: systemd's fence stops the unit."""
+    once, victim, others = await _at_most_once_on_a_victim(faults)
+    try:
+        with Sampled(faults) as sampled:
+            signal_fleetd(faults.sandbox, victim, "STOP")
+            await _stopped_before_it_moved(faults, sampled, once, victim, others, "SIGSTOP")
+    finally:
+        signal_fleetd(faults.sandbox, victim, "CONT")
+
+
+async def test_a_killed_fleetd_s_at_most_once_unit_stops_before_it_runs_elsewhere(
+    faults: Faults,
+) -> None:
+    """fleetd SIGKILLed and not restarted: systemd's fence stops the unit."""
+    once, victim, others = await _at_most_once_on_a_victim(faults)
+    sandbox = faults.sandbox
+    try:
+        with Sampled(faults) as sampled:
+            # SIGKILL, then cancel the restart systemd schedules for a second later
+            signal_fleetd(sandbox, victim, "KILL")
+            assert sandbox.exec(victim, "systemctl", "stop", FLEETD_UNIT).returncode == 0
+            await _stopped_before_it_moved(faults, sampled, once, victim, others, "SIGKILL")
+    finally:
+        sandbox.exec(victim, "systemctl", "start", FLEETD_UNIT)
+
+
+async def test_fleetd_killed_and_back_within_its_lease_keeps_its_at_most_once_unit(
+    faults: Faults,
+) -> None:
+    """fleetd SIGKILLed just after a keep-alive and restarted by systemd (a second later):
+    the new fleetd re-attaches and pushes systemd's fence back before it fires."""
+    once, victim, _ = await _at_most_once_on_a_victim(faults)
+    pid = faults.properties(victim, [once])[once]["MainPID"]
+    lease = (await faults.leases())[victim]
+    registry = faults.store.registry
+
+    async def just_renewed() -> bool:  # etcd's TTL left (whole seconds) jumped back up
+        before = await registry.lease_ttl(lease)
+        await until(
+            lambda: _ttl_above(registry, lease, before), TTL, "no keep-alive", interval=0.05
+        )
+        return True
+
+    await just_renewed()
+    old_fleetd = faults.fleetd_pid(victim)
+    faults.sandbox.kill_fleetd(victim)
+    killed = time.monotonic()
+    with Sampled(faults) as sampled:
+
+        def back() -> bool:
+            return faults.fleetd_pid(victim) not in ("", "0", old_fleetd)
+
+        await until(lambda: asyncio.to_thread(back), SETTLE, "fleetd did not come back")
+        await until(just_renewed, SETTLE, "the new fleetd did not renew the lease")
+
+        # past the deadline the dead fleetd left armed (TTL minus the margin after its
+        # last keep-alive), and past the lease it would have had
+        async def lease_would_be_over() -> bool:
+            return time.monotonic() > killed + TTL + 1
+
+        await until(lease_would_be_over, TTL + 5, "the lease's end", interval=0.2)
+        spans = sampled.intervals(once)
+    assert [s.machine for s in spans] == [victim], spans
+    assert faults.properties(victim, [once])[once]["MainPID"] == pid
+    assert (await faults.leases())[victim] == lease
+
+
+async def _ttl_above(registry: EtcdRegistry, lease: int, before: int) -> bool:
+    return await registry.lease_ttl(lease) > before
