@@ -4,26 +4,55 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fleetd import __version__, config, flags
 from fleetd.errors import FleetError
 
+if TYPE_CHECKING:
+    import typer
+
+# fleetd's subcommands: name -> (module whose ``app`` runs it, what it is for).
+SUBCOMMANDS = {
+    "sandbox": ("fleetd.sandbox.cli", "a local cluster of real systemd machines"),
+    "token": ("fleetd.tokencmd", "the API's scoped tokens"),
+    "pki": ("fleetd.pkicmd", "the cluster's CA and certificates"),
+}
+
+_EPILOG = """\
+Subcommands (each with its own --help):
+{subcommands}
+
+Every option can also be set in the config file (key = value) or as
+FLEETD_<OPTION> in the environment; flags win over the environment, which
+wins over the file.
+
+Examples:
+  fleetd --etcd-servers http://10.0.0.1:2379 --metadata rack=a,disk=ssd
+  fleetd --config /etc/fleet/fleet.conf --verbose
+  fleetd sandbox up --machines 3
+"""
+
+
+def subcommand_app(name: str) -> typer.Typer:
+    """The typer app of ``fleetd NAME`` (imported only when it is run)."""
+    app: typer.Typer = importlib.import_module(SUBCOMMANDS[name][0]).app
+    return app
+
 
 def _daemon_parser() -> argparse.ArgumentParser:
+    subcommands = "\n".join(f"  fleetd {name:8} {what}" for name, (_, what) in SUBCOMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="fleetd",
-        usage="fleetd [--config FILE] [--OPTION VALUE ...] | fleetd sandbox|token|pki ...",
-        description="fleetd: agent, engine candidate and REST API of one machine. "
-        "Subcommands: `fleetd sandbox --help` (a local cluster of systemd machines), "
-        "`fleetd token --help` (the API's scoped tokens), `fleetd pki --help` (the "
-        "cluster's CA and certificates).",
-        epilog="Every option can also be set in the config file (key = value) or as "
-        "FLEETD_<OPTION> in the environment; flags win over the environment, which wins "
-        "over the file.",
+        usage=f"fleetd [--config FILE] [--OPTION VALUE ...] | fleetd {'|'.join(SUBCOMMANDS)} ...",
+        description="fleetd: agent, engine candidate and REST API of one machine.",
+        epilog=_EPILOG.format(subcommands=subcommands),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--config", metavar="FILE", help=f"config file (default: {config.DEFAULT_CONFIG_FILE})"
@@ -68,19 +97,7 @@ def run_daemon(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "sandbox":
-        from fleetd.sandbox.cli import app as sandbox_app
-
-        sandbox_app(args[1:], prog_name="fleetd sandbox")
-        return
-    if args and args[0] == "token":
-        from fleetd.tokencmd import app as token_app
-
-        token_app(args[1:], prog_name="fleetd token")
-        return
-    if args and args[0] == "pki":
-        from fleetd.pkicmd import app as pki_app
-
-        pki_app(args[1:], prog_name="fleetd pki")
+    if args and args[0] in SUBCOMMANDS:
+        subcommand_app(args[0])(args[1:], prog_name=f"fleetd {args[0]}")
         return
     sys.exit(run_daemon(args))

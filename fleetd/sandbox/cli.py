@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from fleetd.errors import FleetError
+from fleetd.helptext import HelpCommand, HelpGroup
 from fleetd.sandbox.cluster import Sandbox, teardown
 from fleetd.sandbox.cuts import Cut
 from fleetd.sandbox.spec import DEFAULT_AGENT_TTL, SandboxSpec, parse_capacity, parse_metadata
@@ -20,10 +21,13 @@ from fleetd.sandbox.state import ENV_NAME, Instance, instance
 
 app = typer.Typer(
     name="sandbox",
-    help="A local cluster of real systemd machines (Linux namespaces; needs root).",
+    cls=HelpGroup,
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+Machine = Annotated[str, typer.Argument(metavar="MACHINE", help="m1, m2, ...")]
 
 
 def _fail(exc: FleetError) -> NoReturn:
@@ -39,11 +43,19 @@ def main(
         typer.Option(
             "--name",
             envvar=ENV_NAME,
+            metavar="NAME",
             help="which sandbox (up to 4 letters/digits) when several run side by side",
         ),
     ] = None,
 ) -> None:
-    """A local cluster of real systemd machines (Linux namespaces; needs root)."""
+    """A local cluster of real systemd machines (Linux namespaces; needs root).
+
+    Examples:
+      sudo fleetd sandbox up --machines 3
+      eval "$(sudo fleetd sandbox env)"; fleetctl list-machines
+      sudo fleetd sandbox --name ci2 up
+      sudo fleetd sandbox down
+    """
     try:
         ctx.obj = instance(name or "")
     except FleetError as exc:
@@ -56,21 +68,26 @@ def _sandbox(ctx: typer.Context) -> Sandbox:
     return Sandbox(inst)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def up(
     ctx: typer.Context,
-    machines: Annotated[int, typer.Option(help="number of machines m1..mN")] = 3,
+    machines: Annotated[int, typer.Option(metavar="N", help="number of machines m1..mN")] = 3,
     etcd_members: Annotated[
-        int, typer.Option(help="1: etcd on the host bridge; 3: an etcd cluster on m1..m3")
+        int,
+        typer.Option(metavar="N", help="1: etcd on the host bridge; 3: an etcd cluster on m1..m3"),
     ] = 1,
-    agent_ttl: Annotated[float, typer.Option(help="fleetd agent TTL in seconds")] = (
-        DEFAULT_AGENT_TTL
-    ),
+    agent_ttl: Annotated[
+        float, typer.Option(metavar="SECONDS", help="fleetd agent TTL in seconds")
+    ] = DEFAULT_AGENT_TTL,
     metadata: Annotated[
-        list[str] | None, typer.Option(help="extra metadata, e.g. m2:rack=a,disk=ssd (repeatable)")
+        list[str] | None,
+        typer.Option(
+            metavar="MACHINE:K=V,...", help="extra metadata, e.g. m2:rack=a,disk=ssd (repeatable)"
+        ),
     ] = None,
     capacity: Annotated[
-        list[str] | None, typer.Option(help="capacity override, e.g. m3:cpu=2,memory=4G")
+        list[str] | None,
+        typer.Option(metavar="MACHINE:K=V,...", help="capacity override, e.g. m3:cpu=2,memory=4G"),
     ] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="serve the API without a token")] = (
         False
@@ -87,11 +104,23 @@ def up(
         bool, typer.Option("--no-fleetd", help="machines and etcd only; fleetd not started")
     ] = False,
     subnet: Annotated[
-        str, typer.Option(help="private /24 (or larger); default: first free 10.87.N.0/24")
+        str,
+        typer.Option(
+            metavar="CIDR", help="private /24 (or larger); default: first free 10.87.N.0/24"
+        ),
     ] = "",
-    timeout: Annotated[float, typer.Option(help="seconds to wait for everything")] = 60.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="seconds to wait for everything")
+    ] = 60.0,
 ) -> None:
-    """Create the bridge, etcd and N machines, each running fleetd; wait until all registered."""
+    """Create the bridge, etcd and N machines, each running fleetd;
+    wait until all registered.
+
+    Examples:
+      sudo fleetd sandbox up
+      sudo fleetd sandbox up --machines 5 --etcd-members 3 --metadata m2:rack=a
+      sudo fleetd sandbox up --secure
+    """
     started = time.monotonic()
     try:
         spec = SandboxSpec(
@@ -117,9 +146,13 @@ def up(
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def down(ctx: typer.Context) -> None:
-    """Power off the machines and remove every namespace, link, mount and process created."""
+    """Power off the machines and remove every namespace, link, mount and process created.
+
+    Example:
+      sudo fleetd sandbox down
+    """
     try:
         removed = teardown(ctx.obj)
     except FleetError as exc:
@@ -127,15 +160,22 @@ def down(ctx: typer.Context) -> None:
     typer.echo("removed: " + ", ".join(removed) if removed else "no sandbox was running")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def env(
     ctx: typer.Context,
     role: Annotated[
         str,
-        typer.Option(help="--secure: the token of this role (read, operate, admin)"),
+        typer.Option(
+            metavar="ROLE", help="--secure: the token of this role (read, operate, admin)"
+        ),
     ] = "admin",
 ) -> None:
-    """Print `export` lines so fleetctl on the host talks to the sandbox."""
+    """Print 'export' lines so fleetctl on the host talks to the sandbox.
+
+    Examples:
+      eval "$(sudo fleetd sandbox env)"
+      eval "$(sudo fleetd sandbox env --role read)"
+    """
     try:
         values = _sandbox(ctx).env(role)
     except FleetError as exc:
@@ -144,12 +184,17 @@ def env(
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
-    """Machines, addresses, systemd and fleetd state, etcd health."""
+    """Machines, addresses, systemd and fleetd state, etcd health.
+
+    Examples:
+      sudo fleetd sandbox status
+      sudo fleetd sandbox status --json
+    """
     try:
         result = _sandbox(ctx).status()
     except FleetError as exc:
@@ -178,13 +223,26 @@ def status(
     typer.echo(f"api {result.api_endpoint} ({'token' if result.auth else 'no auth'})")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    cls=HelpCommand,
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": ["--help"],  # -h belongs to the command run
+    },
+)
 def exec(
     ctx: typer.Context,
-    machine: Annotated[str, typer.Argument(help="m1, m2, ...")],
-    command: Annotated[list[str], typer.Argument(help="command to run, after --")],
+    machine: Machine,
+    command: Annotated[
+        list[str], typer.Argument(metavar="COMMAND...", help="command to run, after --")
+    ],
 ) -> None:
-    """Run a command inside a machine, e.g. `fleetd sandbox exec m1 -- systemctl status`."""
+    """Run a command inside a machine; exits with its status.
+
+    Example:
+      sudo fleetd sandbox exec m1 -- systemctl status fleetd
+    """
     try:
         argv = _sandbox(ctx).command(machine, *command)
     except FleetError as exc:
@@ -199,10 +257,10 @@ def _fault(ctx: typer.Context, action: str, machine: str) -> None:
         _fail(exc)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def partition(
     ctx: typer.Context,
-    machine: str,
+    machine: Machine,
     from_etcd: Annotated[
         bool, typer.Option("--from-etcd", help="only its processes from etcd's client port")
     ] = False,
@@ -210,7 +268,12 @@ def partition(
         bool, typer.Option("--etcd-member", help="only its etcd member from the member's peers")
     ] = False,
 ) -> None:
-    """Cut a machine off the network (it keeps running), or only part of its traffic."""
+    """Cut a machine off the network (it keeps running), or only part of its traffic.
+
+    Examples:
+      sudo fleetd sandbox partition m2
+      sudo fleetd sandbox partition m2 --from-etcd
+    """
     if from_etcd and etcd_member:
         typer.echo("fleetd sandbox: --from-etcd and --etcd-member exclude each other", err=True)
         raise typer.Exit(2)
@@ -223,27 +286,43 @@ def partition(
         _fail(exc)
 
 
-@app.command()
-def heal(ctx: typer.Context, machine: str) -> None:
-    """Reconnect a machine: undo its partition and every cut."""
+@app.command(cls=HelpCommand)
+def heal(ctx: typer.Context, machine: Machine) -> None:
+    """Reconnect a machine: undo its partition and every cut.
+
+    Example:
+      sudo fleetd sandbox heal m2
+    """
     _fault(ctx, "heal", machine)
 
 
-@app.command()
-def poweroff(ctx: typer.Context, machine: str) -> None:
-    """Power a machine off (systemd shutdown); `boot` brings it back."""
+@app.command(cls=HelpCommand)
+def poweroff(ctx: typer.Context, machine: Machine) -> None:
+    """Power a machine off (systemd shutdown); 'boot' brings it back.
+
+    Example:
+      sudo fleetd sandbox poweroff m3
+    """
     _fault(ctx, "poweroff", machine)
 
 
-@app.command()
-def boot(ctx: typer.Context, machine: str) -> None:
-    """Boot a powered-off machine again (same machine id, disk and address)."""
+@app.command(cls=HelpCommand)
+def boot(ctx: typer.Context, machine: Machine) -> None:
+    """Boot a powered-off machine again (same machine id, disk and address).
+
+    Example:
+      sudo fleetd sandbox boot m3
+    """
     _fault(ctx, "boot", machine)
 
 
-@app.command("kill-fleetd")
-def kill_fleetd(ctx: typer.Context, machine: str) -> None:
-    """SIGKILL fleetd inside a machine (systemd restarts it)."""
+@app.command("kill-fleetd", cls=HelpCommand)
+def kill_fleetd(ctx: typer.Context, machine: Machine) -> None:
+    """SIGKILL fleetd inside a machine (systemd restarts it).
+
+    Example:
+      sudo fleetd sandbox kill-fleetd m1
+    """
     _fault(ctx, "kill_fleetd", machine)
 
 

@@ -10,34 +10,119 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 from clikit import M1, M2, ServerThread
 from clirun import fleetctl, serving, unit_files
+from typer import _click as click
+from typer.core import TyperGroup, TyperOption
 
 from fleetd import __version__, config
 from fleetd.cli.main import app
-from fleetd.cmd import _daemon_parser
+from fleetd.cmd import SUBCOMMANDS, _daemon_parser, subcommand_app
+from fleetd.cmd import main as fleetd_main
 from fleetd.flags import given
+from fleetd.helptext import HelpCommand, HelpGroup
 
 COMMANDS = [str(c.name) for c in app.registered_commands]
 PLACEHOLDER = re.compile(r"<[a-z][a-z\[\]|, ]*>|\{[a-z_]+\}|``|\[default: (no-)?\w+\]")
+
+
+def _walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    if isinstance(command, TyperGroup):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None and not sub.hidden:
+                yield from _walk(sub, (*path, name))
+
+
+def _find(command: click.Command, path: tuple[str, ...]) -> click.Command:
+    for name in path:
+        assert isinstance(command, TyperGroup)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
+    return command
+
+
+FLEETCTL_ROOT = typer.main.get_command(app)
+FLEETD_ROOTS = {name: typer.main.get_command(subcommand_app(name)) for name in SUBCOMMANDS}
+# every command of both apps: (program, root click command, path below it)
+EVERY_COMMAND = [("fleetctl", FLEETCTL_ROOT, path) for path in _walk(FLEETCTL_ROOT)] + [
+    (f"fleetd {name}", root, path) for name, root in FLEETD_ROOTS.items() for path in _walk(root)
+]
+
+
+def _rendered_help(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    prog: str,
+    path: tuple[str, ...],
+) -> str:
+    if prog == "fleetctl":
+        r = fleetctl(capsys, monkeypatch, [*path, "--help"])
+        assert r.code == 0, r
+        return r.stdout
+    with pytest.raises(SystemExit) as exited:
+        fleetd_main([*prog.split()[1:], *path, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("prog", "root", "path"),
+    EVERY_COMMAND,
+    ids=[" ".join((prog, *path)) for prog, _, path in EVERY_COMMAND],
+)
+def test_every_command_has_plain_help_with_an_example_and_flags_for_booleans(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    prog: str,
+    root: click.Command,
+    path: tuple[str, ...],
+) -> None:
+    command = _find(root, path)
+    assert isinstance(command, HelpCommand | HelpGroup), "uses typer's help, not fleetd.helptext"
+    text = _rendered_help(capsys, monkeypatch, prog, path)
+    where = " ".join((prog, *path))
+    assert text.startswith(f"Usage: {where} "), text
+    assert PLACEHOLDER.search(text) is None, text
+    examples = text.split("Example", 1)
+    assert len(examples) == 2, f"{where}: no example\n{text}"
+    assert where in examples[1].split("\n\n", 1)[0], f"{where}: the example does not run it"
+    rows = [line.split()[0].rstrip(",") for line in text.splitlines() if line.startswith("  -")]
+    assert len(rows) == len(set(rows)), text
+    for param in command.params:
+        if isinstance(param, TyperOption) and param.type_descriptor.annotation is bool:
+            assert param.is_flag, (where, param.opts)
+            names = ", ".join(sorted(param.opts, key=lambda o: (o.startswith("--"), o)))
+            row = next(line for line in text.splitlines() if line.startswith(f"  {names}"))
+            assert row[len(names) + 2 :].startswith("  "), f"{where}: {names} takes a value"
+
+
+def test_fleetd_help_has_an_example_and_names_every_subcommand() -> None:
+    text = _daemon_parser().format_help()
+    assert PLACEHOLDER.search(text) is None, text
+    assert "Examples:\n  fleetd " in text, text
+    for name in SUBCOMMANDS:
+        assert f"  fleetd {name} " in text, text
+
+
+def test_fleetd_subcommand_without_a_command_prints_its_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exited:
+            fleetd_main([name])
+        assert exited.value.code == 2
+        assert f"Usage: fleetd {name} [OPTIONS] COMMAND" in capsys.readouterr().err
 
 
 def _help(capsys, monkeypatch, *words: str) -> str:  # type: ignore[no-untyped-def]
     r = fleetctl(capsys, monkeypatch, [*words, "--help"])
     assert r.code == 0, r
     return r.stdout
-
-
-@pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_help_has_no_placeholders_and_an_example(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str | None
-) -> None:
-    text = _help(capsys, monkeypatch, *([command] if command else []))
-    assert PLACEHOLDER.search(text) is None, text
-    assert "Example" in text, text
-    assert text.startswith(f"Usage: fleetctl {command or ''}".rstrip())
-    lines = [line.strip().split()[0] for line in text.splitlines() if line.startswith("  --")]
-    assert len(lines) == len(set(lines)), text
 
 
 def test_help_shows_argument_names_defaults_and_environment(
