@@ -25,8 +25,8 @@ class FaultKind(enum.StrEnum):
 
 
 # Longest hold of each kind, in agent TTLs (the shortest is a second or two).  A pause
-# is short unless ``long_pauses``: a paused fleetd cannot fence its AtMostOnce units,
-# so a pause past its lease lets them run on two machines (see benchmarks/README.md).
+# is short unless ``long_pauses``: a pause past the lease leaves the AtMostOnce units of
+# the paused fleetd to systemd's fence (fencetimer.py; see benchmarks/README.md).
 SHORT_PAUSE = 0.25
 LONG_PAUSE = 1.5
 _HOLD_TTLS = {
