@@ -110,7 +110,7 @@ class Reconciler:
         model.apply_tasks(result.tasks)
         if result.tasks:
             self.cadence.changed()
-        model.stopping.update(result.stopping)
+        model.stopping_begins(result.stopping)
         model.forget_machines()
         if kind != "scoped":
             model.kept_slots(s.strategy)

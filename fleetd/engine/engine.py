@@ -454,7 +454,7 @@ class Engine:
         """What a successful pass leaves behind: AtMostOnce units being stopped, the kept
         machine slots (rebuilt after a full pass, off the loop), timers, then its report."""
         model = self.model
-        model.stopping.update(result.stopping)
+        model.stopping_begins(result.stopping)
         full = isinstance(work, FullPass)
         async with self._model_lock:
             model.forget_machines()

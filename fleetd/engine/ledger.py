@@ -9,8 +9,9 @@ where the placements of jobs are by the globs they match or declare.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
+from fleetd.constraints import is_glob
 from fleetd.engine.globs import GlobRelation, GlobSet
 from fleetd.engine.plan import UnitSpec
 from fleetd.engine.slot import Conditions
@@ -42,6 +43,9 @@ class Ledger:
         self.globals: set[str] = set()
         self.replacing: set[str] = set()
         self._replace_globs = GlobSet()
+        # Replaces= glob -> the units that declare it, and the names it matches.
+        self._replacers: dict[str, set[str]] = {}
+        self._replaced: dict[str, set[str]] = {}
         self._globs = GlobSet()
         self._declares: dict[str, set[str]] = {}
         self._matches: dict[str, set[str]] = {}
@@ -85,10 +89,14 @@ class Ledger:
                 self._declares.get(glob, set()).discard(name)
             self.globals.discard(name)
             self.replacing.discard(name)
+            for glob in req.replaces:
+                self._replacers.get(glob, set()).discard(name)
         if new is None:
             self._names.discard(name)
             for glob in self._globs.matching(name):
                 self._matches[glob].discard(name)
+            for glob in self._replace_globs.matching(name):
+                self._replaced[glob].discard(name)
         else:
             req = new.requirements
             self.conditions[req.metadata] = self.conditions.get(req.metadata, 0) + 1
@@ -96,6 +104,8 @@ class Ledger:
                 self._names.add(name)
                 for glob in self._globs.matching(name):
                     self._matches[glob].add(name)
+                for glob in self._replace_globs.matching(name):
+                    self._replaced[glob].add(name)
             for peer in req.machine_of:
                 self.followers.setdefault(peer, set()).add(name)
             for glob in req.conflicts:
@@ -106,7 +116,8 @@ class Ledger:
             if req.replaces:
                 self.replacing.add(name)
                 for glob in req.replaces:
-                    self._replace_globs.add(glob)
+                    self._add_replace_glob(glob)
+                    self._replacers[glob].add(name)
         for machine in self.machines_of.get(name, ()):
             self._recount(machine, name, new)
 
@@ -145,9 +156,7 @@ class Ledger:
             return
         self._declares[glob] = set()
         self._globs.add(glob)
-        # A new glob is rare (a new conflict group): one scan of the names.
-        probe = GlobSet((glob,))
-        self._matches[glob] = {n for n in self._names if probe.matching(n)}
+        self._matches[glob] = self._named(glob)
         placements = [
             (n, m)
             for n in self._matches[glob]
@@ -155,6 +164,21 @@ class Ledger:
             if (m, n) in self._counted
         ]
         self.conflicts.add_glob(glob, placements)
+
+    def _add_replace_glob(self, glob: str) -> None:
+        if glob in self._replacers:
+            return
+        self._replacers[glob] = set()
+        self._replace_globs.add(glob)
+        self._replaced[glob] = self._named(glob)
+
+    def _named(self, glob: str) -> set[str]:
+        """The names ``glob`` matches: a plain name itself, else one scan of the names
+        (a new glob is rare: a new conflict group)."""
+        if not is_glob(glob):
+            return {glob} if glob in self._names else set()
+        probe = GlobSet((glob,))
+        return {n for n in self._names if probe.matching(n)}
 
     # --- queries ---
 
@@ -178,9 +202,35 @@ class Ledger:
         found.discard(name)
         return found
 
+    def related_among(
+        self, name: str, spec: UnitSpec | None, candidates: Collection[str]
+    ) -> list[str]:
+        """``related(name, spec) & candidates``, walking whichever is smaller (a conflict
+        group may have thousands of members, the candidates a few)."""
+        declared = spec.requirements.conflicts if spec is not None else ()
+        groups = [self._matches[g] for g in declared if g in self._matches]
+        groups.extend(self._declares[g] for g in self._globs.matching(name))
+        if sum(len(g) for g in groups) <= len(candidates):
+            found = {other for group in groups for other in group if other in candidates}
+        else:
+            found = {c for c in candidates if any(c in group for group in groups)}
+        found.discard(name)
+        return sorted(found)
+
     def replaced(self, name: str) -> bool:
         """Whether some unit's ``Replaces=`` glob matches ``name``."""
-        return bool(self._replace_globs.matching(name))
+        return any(self._replacers[g] for g in self._replace_globs.matching(name))
+
+    def replacement(self, name: str, spec: UnitSpec | None) -> set[str]:
+        """Units ``name`` replaces by its ``Replaces=`` globs, and those that replace it."""
+        found: set[str] = set()
+        if spec is not None:
+            for glob in spec.requirements.replaces:
+                found |= self._replaced.get(glob, set())
+        for glob in self._replace_globs.matching(name):
+            found |= self._replacers[glob]
+        found.discard(name)
+        return found
 
 
 def _discard(sets: dict[str, set[str]], key: str, item: str) -> None:

@@ -26,6 +26,7 @@ from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scope import Scope, scope
 from fleetd.engine.slots import Slots
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry, UnitState
+from fleetd.requirements import Requirements
 
 _FEW = 64
 """Up to this many changed machines (or a quarter of them) are updated in place."""
@@ -244,12 +245,33 @@ class ClusterModel:
         if self.ledger is None:
             return  # a full pass is due (the read that dropped the ledger asked for it)
         where = self.ledger.machines_of.get(name, ())
+        self.ledger.set_unit(name, old, spec)
         if where and old is not None and spec is not None and old.requirements != spec.requirements:
             # Where it runs, new requirements may push out others (room, conflicts).
-            self.changes.units_changed_on(where)
-        self.ledger.set_unit(name, old, spec)
+            self.changes.units_changed_on(self._pushed(old.requirements, spec.requirements, where))
         if where:
             self.changes.slots(where)
+
+    def _pushed(self, old: Requirements, new: Requirements, where: Iterable[str]) -> list[str]:
+        """The machines of ``where`` on which a unit whose requirements went from ``old``
+        to ``new`` may push others out: every one if its globs or kind changed, else
+        those it overfills now (a full pass keeps the units of a machine in one order, so
+        while their room fits, every one of them stays)."""
+        if (old.conflicts, old.replaces, old.global_) != (new.conflicts, new.replaces, new.global_):
+            return list(where)
+        if new.cpu_millis <= old.cpu_millis and new.memory_bytes <= old.memory_bytes:
+            return []
+        assert self.ledger is not None
+        load, machines = self.ledger.load, self.machines
+        found = []
+        for machine in where:
+            live, used = machines.get(machine), load.get(machine)
+            if live is None or used is None:
+                continue
+            capacity = live.capacity
+            if used[0] > capacity.cpu_millis or used[1] > capacity.memory_bytes:
+                found.append(machine)
+        return found
 
     def put_machine(self, machine: Machine) -> None:
         old = self.machines.get(machine.id)
@@ -288,6 +310,16 @@ class ClusterModel:
             if placement.summary.startswith(STOPPING):  # a previous leader was moving it
                 self.stopping.setdefault(name, placement.summary[len(STOPPING) :])
         self.changes.full(Cause.FOREIGN_WRITE, f"placement reason of {name}")
+
+    def stopping_begins(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """AtMostOnce units a pass took off a live machine (unit, machine): not placed
+        until seen stopped there.  Their MachineOf followers are planned again (a pass that
+        sees the unit held finds them without a peer)."""
+        for unit, machine in pairs:
+            self.stopping[unit] = machine
+            if self.ledger is not None:
+                for follower in self.ledger.followers.get(unit, ()):
+                    self.changes.unit(follower)
 
     def stopped(self, unit: str) -> None:
         """An AtMostOnce unit was seen stopped on the machine it left: place it again."""

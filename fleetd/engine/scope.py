@@ -15,8 +15,10 @@ carrying the room of every placed unit) less the room of these units, the
 MachineOf peers the checks must see, and the kept ``Conflicts=`` relation.
 No part of it costs work per machine; ``plan()`` of the snapshot over the
 baseline then decides exactly as a full pass would for those units.  When a
-change is better left to a full pass (a drain, ``Replaces=``, a scope larger
-than ``limit``) it returns why instead.
+change is better left to a full pass (a drain, a scope larger than ``limit``)
+it returns why instead.  A unit with ``Replaces=`` and the units it replaces
+are planned together (where one is placed anew it evicts the other), and the
+machines such evictions may free are offered to the units waiting for room.
 
 Reasons of unplaceable units outside the scope are not refreshed (their
 text may name free capacity that changed); the periodic full pass does that.
@@ -100,40 +102,68 @@ def scope(
                 confined.setdefault(unit, set()).add(machine)
             else:
                 moving.append(unit)
-    freed = {m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines}
-    freed.update(changed)
-    if freed:
-        # Room may free up there: units waiting for room that may run there, and Global
-        # units missing on such a machine, get another chance (as in a full pass).
+    offered: set[str] = set()
+
+    def offer(freed: set[str]) -> None:
+        """Room may free up on ``freed``: units waiting for room that may run there, and
+        Global units missing on such a machine, get another chance (as in a full pass)."""
+        freed -= offered
+        if not freed:
+            return
+        offered.update(freed)
         where = [slots.by_id[m] for m in sorted(freed) if m in slots.by_id]
         moving.extend(w for w in placements if _may_use(units.get(w), where, ledger, slots))
         for unit in ledger.globals:
             missing = [m for m in freed if unit not in ledger.units_on.get(m, ())]
             if missing:
                 confined.setdefault(unit, set()).update(missing)
-    for unit, on in list(confined.items()):
-        # A Global unit placed elsewhere too is planned on these machines only, if no
-        # check of another unit needs to see it (else it is planned everywhere).
-        if not _confinable(unit, on, units, machines, change, ledger):
-            del confined[unit]
-            moving.append(unit)
 
+    freed = {m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines}
+    freed.update(changed)
+    offer(freed)
+
+    # Units that may be jobs on no live machine: the waiting (each has a placement
+    # reason), those on machines that are gone, and those the change names.
+    unplaced = set(placements)
+    unplaced.update(change.units)
+    for machine in lost:
+        unplaced.update(ledger.units_on.get(machine, ()))
     included: set[str] = set()
     moves: set[str] = set()
-    while moving:
+    evicting: set[str] = set()  # machines where a Replaces= unit of the pass may evict
+    while True:
+        if not moving:
+            # A unit the pass moves may evict another (Replaces=): room may free up where
+            # those run.  Global units that cannot be planned on a few machines only are
+            # planned everywhere.
+            offer(evicting)
+            unconfined = [
+                u
+                for u, on in confined.items()
+                if not _confinable(u, on, units, machines, change, ledger)
+            ]
+            for unit in unconfined:
+                del confined[unit]
+            moving.extend(unconfined)
+            if not moving:
+                break
         unit = moving.pop()
         if unit in moves:
             continue
         moves.add(unit)
         included.add(unit)
         spec = units.get(unit)
-        if unit in ledger.replacing or ledger.replaced(unit):
-            return FullReason(Cause.NOT_SCOPED, f"{unit} replaces or is replaced (Replaces=)")
+        # Units it replaces (Replaces=) or that replace it move with it: where one is
+        # placed anew it evicts the other.
+        for other in ledger.replacement(unit, spec):
+            if is_job(units.get(other)):
+                moving.append(other)
+                evicting.update(m for m in ledger.machines_of.get(other, ()) if m in machines)
         # Followers move with it; peers stay but their placement is checked.  Conflicts
         # partners that wait may find room where it was; placed ones are seen through
         # ``ledger.conflicts``.
         moving.extend(ledger.followers.get(unit, ()))
-        for other in ledger.related(unit, spec):
+        for other in ledger.related_among(unit, spec, unplaced):
             if other not in moves and is_job(units.get(other)) and not on_live_machine(other):
                 moving.append(other)
         peers = list(spec.requirements.machine_of) if spec is not None else []

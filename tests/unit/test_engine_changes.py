@@ -103,16 +103,17 @@ def test_a_new_unit_that_is_not_placed_yet_changes_requirements_without_a_full_p
 
 
 def test_a_scope_says_why_it_leaves_a_change_to_a_full_pass() -> None:
-    model = _placed(_spec("a.service"), _spec("n.service", replaces=("a.service",)))
-    model.set_unit("a.service", replace(model.units["a.service"], hash="h2"))
-    assert _scope(model) == FullReason(
-        Cause.NOT_SCOPED, "a.service replaces or is replaced (Replaces=)"
-    )
-
     model = _placed(_spec("a.service"))
     model.flags["m1"] = MachineFlags(draining=True)  # as a full pass left it
     model.set_unit("b.service", _spec("b.service"))
     assert _scope(model) == FullReason(Cause.NOT_SCOPED, "machine m1 is draining")
+
+
+def test_a_unit_and_what_it_replaces_are_scoped_together() -> None:
+    model = _placed(_spec("a.service"), _spec("n.service", replaces=("a.service",)))
+    model.set_unit("a.service", replace(model.units["a.service"], hash="h2"))
+    found = _scope(model)
+    assert isinstance(found, Scope) and found.units == {"a.service", "n.service"}
 
 
 def test_an_at_most_once_unit_being_stopped_is_held_by_scoped_passes_until_seen_stopped() -> None:
@@ -129,7 +130,7 @@ def test_an_at_most_once_unit_being_stopped_is_held_by_scoped_passes_until_seen_
     ]
     assert result.stopping == (("a.service", old),)
     model.apply_tasks(result.tasks)
-    model.stopping.update(result.stopping)
+    model.stopping_begins(result.stopping)
     model.set_unit("b.service", _spec("b.service"))
     model.changes.unit("a.service")
     found = _scope(model)
@@ -142,3 +143,24 @@ def test_an_at_most_once_unit_being_stopped_is_held_by_scoped_passes_until_seen_
     assert isinstance(found, Scope)
     placed = [(t.action, t.machine) for t in plan_scope(found).tasks if t.unit == "a.service"]
     assert placed[0] == (Action.SCHEDULE, other)
+
+
+def test_the_followers_of_an_at_most_once_unit_being_stopped_are_planned_again() -> None:
+    """The pass that moves it places its followers with it; once it is held (until seen
+    stopped), a full pass finds them without a peer: the next scoped pass plans them too."""
+    model = _placed(
+        _spec("a.service", at_most_once=True), _spec("f.service", machine_of=("a.service",))
+    )
+    assert model.ledger is not None
+    [old] = model.ledger.machines_of["a.service"]
+    other = "m1" if old == "m0" else "m0"
+    model.set_unit("a.service", _spec("a.service", at_most_once=True, machine_id=other))
+    found = _scope(model)
+    assert isinstance(found, Scope)
+    result = plan_scope(found)
+    model.apply_tasks(result.tasks)
+    model.stopping_begins(result.stopping)
+    found = _scope(model)
+    assert isinstance(found, Scope) and found.units >= {"f.service"}
+    snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
+    assert plan_scope(found).tasks == plan(snap).tasks

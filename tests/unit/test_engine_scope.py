@@ -80,7 +80,7 @@ def _pass(model: ClusterModel, strategy: Strategy, full: bool) -> tuple[Plan, bo
     for task in result.tasks:  # no new unit goes where systemd cannot be reached
         assert task.action is not Action.SCHEDULE or model.machines[task.machine].systemd_connected
     model.apply_tasks(result.tasks)
-    model.stopping.update(result.stopping)
+    model.stopping_begins(result.stopping)
     model.forget_machines()
     return result, isinstance(scoped, Scope)
 
@@ -214,7 +214,7 @@ def test_incremental_passes_agree_with_the_full_plan(strategy: Strategy, seed: i
         if model.stopping:
             continue  # placed once seen stopped (next step)
         _check(model, strategy)
-    # Drains, Replaces= and moved AtMostOnce units take full passes; the rest do not.
+    # Drains and start-first moves take full passes; the rest do not.
     assert scoped > 0 or not model.machines or model.flags, "no incremental pass"
 
 
@@ -381,5 +381,31 @@ def test_a_machine_cut_off_from_systemd_gets_nothing_new_in_scoped_passes_either
     assert [(t.action, t.unit, t.machine) for t in result.tasks] == [
         (Action.SCHEDULE, "p.service", "m0"),
         (Action.CLEAR, "p.service", ""),
+    ]
+    _check(model, Strategy.BINPACK)
+
+
+def test_a_unit_evicted_by_replaces_leaves_room_to_a_waiting_one() -> None:
+    model = _cluster(
+        _spec("big.service", memory_bytes=3 * G), _spec("fill.service", memory_bytes=3 * G)
+    )
+    assert model.ledger is not None
+    [where] = model.ledger.machines_of["big.service"]
+    model.set_unit("wait.service", _spec("wait.service", memory_bytes=2 * G))
+    _pass(model, Strategy.BINPACK, full=False)
+    assert "wait.service" in model.placements  # 1G free on each machine
+    new = _spec("a-new.service", machine_id=where, replaces=("big.service",))
+    model.set_unit("a-new.service", new)
+    snap = model.snapshot(0.0, wall=0.0, grace=0.0, strategy=Strategy.BINPACK, drain_batch=None)
+    expected = plan(snap).tasks
+    result, scoped = _pass(model, Strategy.BINPACK, full=False)
+    assert scoped and result.tasks == expected
+    # big.service leaves its machine to a-new.service; wait.service takes the room.
+    assert [(t.action, t.unit, t.machine) for t in result.tasks] == [
+        (Action.UNSCHEDULE, "big.service", where),
+        (Action.SCHEDULE, "a-new.service", where),
+        (Action.SCHEDULE, "wait.service", where),
+        (Action.RECORD, "big.service", ""),
+        (Action.CLEAR, "wait.service", ""),
     ]
     _check(model, Strategy.BINPACK)
