@@ -50,6 +50,7 @@ from fleetd.engine.scope import Scope, plan_scope
 from fleetd.engine.settings import EngineSettings
 from fleetd.model import DesiredState, Health, Machine, MachineFlags, UnitState
 from fleetd.requirements import Requirements
+from fleetd.requirements import parse_metadata_condition as cond
 
 SIZES = {"tiny": (2_000, 100), "small": (10_000, 1_000), "large": (100_000, 5_000)}
 TEMPLATE = "web@"
@@ -248,6 +249,14 @@ class Changes:
 
         return self._timed(write)
 
+    def global_constraint(self) -> list[Pass]:
+        """A Global unit leaves the machines of one rack (``rack!=kN``), or comes back."""
+        name = "global1.service"
+        old = self.model.units[name]
+        meta = () if old.requirements.metadata else (cond(f"rack!=k{next(self.counter) % 4}"),)
+        new = replace(old, requirements=replace(old.requirements, metadata=meta))
+        return self._timed(lambda: self.model.set_unit(name, new))
+
     def cordon(self) -> list[Pass]:
         busy = self._busiest(0)
         return self._timed(lambda: self.model.set_flags(busy, MachineFlags(unschedulable=True)))
@@ -359,6 +368,7 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         ("machine joined", changes.join, samples),
         ("constraint of a placed unit", changes.constraint, samples),
         (f"new version, {instances} instances", changes.new_version, samples),
+        ("Global unit's constraint", changes.global_constraint, samples),
         ("cordon", changes.cordon, samples),
         ("drain of a machine", changes.drain, samples),
         ("metadata changed", changes.metadata, samples),

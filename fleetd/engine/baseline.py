@@ -44,13 +44,16 @@ class Baseline:
     (requirements, machines).  ``conflicts``: the kept ``Conflicts=`` relation of
     every placement (the units of the pass and ``peers`` are left out of it).
     ``confined``: Global units of the pass planned only on these machines (unit ->
-    machines), placed on others too."""
+    machines), placed on others too.  ``counted``: machines where a Global unit of the
+    pass runs and fits, whose room the kept slots count and the pass does not give back
+    (unit -> machines)."""
 
     slots: Slots
     give_back: Mapping[str, Load]
     peers: Mapping[str, tuple[Requirements, tuple[str, ...]]]
     conflicts: GlobRelation
     confined: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    counted: Mapping[str, set[str]] = field(default_factory=dict)
 
     def overlay(self) -> Overlay:
         """The pass's own copy-on-write view of the kept slots, its units' room given back."""

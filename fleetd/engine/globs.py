@@ -120,10 +120,16 @@ class GlobRelation:
     def machines(self, globs: tuple[str, ...], name: str, skip: Container[str] = ()) -> set[str]:
         """Machines where a unit (not in ``skip``) matches one of ``globs`` or declares a
         glob matching ``name``."""
+        return self.machines_by(globs, self._globs.matching(name), skip)
+
+    def machines_by(
+        self, globs: tuple[str, ...], matching: tuple[str, ...], skip: Container[str] = ()
+    ) -> set[str]:
+        """``machines`` for a name that the globs ``matching`` (``globs_matching``) match."""
         found: set[str] = set()
         for glob in globs:
             found.update(_machines(self._matched.get(glob, {}), skip))
-        for glob in self._globs.matching(name):
+        for glob in matching:
             found.update(_machines(self._declared.get(glob, {}), skip))
         return found
 
@@ -149,6 +155,8 @@ class GlobRelation:
 def _machines(per_machine: dict[str, set[str]], skip: Container[str]) -> Iterable[str]:
     if not skip:
         return per_machine
+    if isinstance(skip, (set, frozenset)):  # a subset test runs in C
+        return [m for m, names in per_machine.items() if not skip.issuperset(names)]
     return [m for m, names in per_machine.items() if any(n not in skip for n in names)]
 
 

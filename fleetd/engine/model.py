@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fleetd.engine.changes import Cause, Change, ChangeLog, FullReason
 from fleetd.engine.guard import Guard
 from fleetd.engine.index import Strategy
-from fleetd.engine.ledger import Ledger
+from fleetd.engine.ledger import Ledger, is_job
 from fleetd.engine.plan import STOPPING, Action, ClusterSnapshot, Task, UnitSpec
 from fleetd.engine.scope import Scope, scope
 from fleetd.engine.slots import Slots
@@ -249,7 +249,7 @@ class ClusterModel:
         if where and old is not None and spec is not None and old.requirements != spec.requirements:
             # Where it runs, new requirements may push out others (room, conflicts).
             self.changes.units_changed_on(self._pushed(old.requirements, spec.requirements, where))
-        if where:
+        if where and _room(old) != _room(spec):
             self.changes.slots(where)
 
     def _pushed(self, old: Requirements, new: Requirements, where: Iterable[str]) -> list[str]:
@@ -367,6 +367,14 @@ class ClusterModel:
     def _drop_kept(self, what: str) -> None:
         self.ledger = self._slots = None  # rebuilt once the read is complete
         self.changes.full(Cause.LOADED, f"{what} read")
+
+
+def _room(spec: UnitSpec | None) -> tuple[int, int] | None:
+    """What of a unit its machines' slots count (None: nothing, it is no job)."""
+    if not is_job(spec):
+        return None
+    assert spec is not None
+    return (spec.requirements.cpu_millis, spec.requirements.memory_bytes)
 
 
 def _placing(machine: Machine) -> tuple[object, ...]:

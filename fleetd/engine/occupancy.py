@@ -35,6 +35,10 @@ class Occupancy:
         self._replaces = GlobRelation(sorted(replaces))
         self._kept = kept_conflicts if kept_conflicts else None
         self._skip = skip
+        # The kept relation does not change during a pass: machines it forbids, by the
+        # globs a unit declares and those matching its name (a conflict group's members
+        # share them, and each would walk every machine of the group).
+        self._kept_forbidden: dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]] = {}
 
     def add(self, name: str, req: Requirements, machine: str) -> None:
         self.where.setdefault(name, set()).add(machine)
@@ -106,8 +110,13 @@ class Occupancy:
     def forbidden(self, name: str, req: Requirements) -> set[str]:
         """Every machine where ``conflict`` would reject ``name`` (the unit is not placed yet)."""
         found = self._conflicts.machines(req.conflicts, name) if self._conflicts else set()
-        if self._kept is not None:
-            found |= self._kept.machines(req.conflicts, name, self._skip)
+        kept = self._kept
+        if kept is not None:
+            key = (req.conflicts, kept.globs_matching(name))
+            forbidden = self._kept_forbidden.get(key)
+            if forbidden is None:
+                forbidden = self._kept_forbidden[key] = kept.machines_by(*key, skip=self._skip)
+            found |= forbidden
         if self._replaces:
             found |= self._replaces.machines((), name)
         return found

@@ -53,6 +53,7 @@ class Placer:
         budget: Budget | None = None,
         away: Mapping[str, frozenset[str]] | None = None,
         confined: Mapping[str, frozenset[str]] | None = None,
+        counted: Mapping[str, set[str]] | None = None,
     ) -> None:
         """Places ``jobs`` on ``slots``, which it changes (an Overlay copies what it
         changes), recording where in ``occupancy`` (which may hold units that are not
@@ -67,7 +68,10 @@ class Placer:
         that stop-first moves take from; ``away``: unit -> machines it leaves
         start-first for any other (a rolling update's new version, started first);
         ``confined``: Global units placed on other machines, which a scoped pass plans
-        only on these machines (unit -> machines; it stays where else it runs)."""
+        only on these machines (unit -> machines; it stays where else it runs);
+        ``counted``: machines where a unit runs whose room the slots count already (a
+        scoped pass's Global units, where they fit): kept there, it takes no more room;
+        taken off, it gives its room back."""
         self.slots = slots
         self.by_id = slots.by_id
         self.jobs = {j.name: j.requirements for j in jobs}
@@ -95,6 +99,7 @@ class Placer:
         self.budget = budget
         self.away: Mapping[str, frozenset[str]] = away or {}
         self.confined: Mapping[str, frozenset[str]] = confined or {}
+        self.counted: Mapping[str, set[str]] = counted or {}
         self.handovers: dict[str, str] = {}  # unit -> machine it leaves start-first
         self.waiting: dict[str, str] = {}  # unit -> why it does not leave yet
         self.refused: dict[str, str] = {}  # unit -> why its move request cannot be met
@@ -107,13 +112,20 @@ class Placer:
         for name in self.order:
             req = self.jobs[name]
             stays = False  # on one of its machines already
+            counted = self.counted.get(name, ())
             for machine in sorted(current.get(name, ())):
-                reason = self._keep_reason(name, req, machine, stays)
+                room = machine not in counted
+                reason = self._keep_reason(name, req, machine, stays, room)
                 if reason is None:
-                    self._put(name, req, self.by_id[machine])
+                    if room:
+                        self._put(name, req, self.by_id[machine])
+                    else:
+                        self.occupancy.add(name, req, machine)
                     stays = True
                 elif reason:
                     self.removals[(name, machine)] = reason
+                    if not room:
+                        self._give_back(req, self.by_id[machine])
             if not stays and name in self.lingering:
                 # Its new placement is gone: the move is off, it is on its old machine.
                 machine = self.lingering.pop(name)
@@ -130,7 +142,9 @@ class Placer:
             elif not stays:
                 self.pending.append(name)
 
-    def _keep_reason(self, name: str, req: Requirements, machine: str, stays: bool) -> str | None:
+    def _keep_reason(
+        self, name: str, req: Requirements, machine: str, stays: bool, room: bool = True
+    ) -> str | None:
         slot = self.by_id.get(machine)
         if slot is None:
             return f"machine {machine} is gone"
@@ -141,9 +155,8 @@ class Placer:
         for peer in req.machine_of:
             if peer in self.jobs and not self.occupancy.machines_of(peer):
                 return f"follows {peer}, which moves"
-        found = self.checker.first(
-            KEEP_PLACEMENT, name, req, slot, req.cpu_millis, req.memory_bytes
-        )
+        cpu, mem = (req.cpu_millis, req.memory_bytes) if room else (0, 0)
+        found = self.checker.first(KEEP_PLACEMENT, name, req, slot, cpu, mem)
         if found is not None:
             return f"no longer allowed on {machine}: {found.text}"
         if slot.draining and req.global_:
@@ -387,6 +400,14 @@ class Placer:
         self.index.attach(slot)
         self.occupancy.add(name, req, slot.id)
         return slot
+
+    def _give_back(self, req: Requirements, slot: Slot) -> None:
+        """The room of a unit taken off ``slot`` that the slot counted (``counted``)."""
+        slot = self.index.detach(slot)
+        slot.free_cpu += req.cpu_millis
+        slot.free_mem += req.memory_bytes
+        slot.count -= 1
+        self.index.attach(slot)
 
     def _take(self, name: str, req: Requirements, slot: Slot) -> None:
         slot = self.index.detach(slot)

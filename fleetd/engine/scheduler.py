@@ -85,6 +85,7 @@ def schedule(
         budget=budget,
         away=away,
         confined=baseline.confined if baseline is not None else None,
+        counted=baseline.counted if baseline is not None else None,
     )
     run.keep(current or {})
     run.linger()

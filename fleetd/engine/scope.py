@@ -26,6 +26,7 @@ text may name free capacity that changed); the periodic full pass does that.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ from fleetd.engine.baseline import Baseline
 from fleetd.engine.changes import Cause, Change, FullReason
 from fleetd.engine.ledger import Ledger, is_job
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
-from fleetd.engine.slot import Slot
+from fleetd.engine.slot import Conditions, Slot
 from fleetd.engine.slots import Load, Slots
 from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
 from fleetd.requirements import Requirements
@@ -111,8 +112,8 @@ def scope(
         if not freed:
             return
         offered.update(freed)
-        where = [slots.by_id[m] for m in sorted(freed) if m in slots.by_id]
-        moving.extend(w for w in placements if _may_use(units.get(w), where, ledger, slots))
+        room = _Offered([slots.by_id[m] for m in sorted(freed) if m in slots.by_id], ledger, slots)
+        moving.extend(w for w in placements if room.may_use(units.get(w)))
         for unit in ledger.globals:
             missing = [m for m in freed if unit not in ledger.units_on.get(m, ())]
             if missing:
@@ -194,13 +195,20 @@ def scope(
     planned.extend(only)
     entries: list[ScheduleEntry] = []
     give_back: dict[str, Load] = {}
+    counted: dict[str, set[str]] = {}
     for unit in planned:
+        global_ = unit in ledger.globals
         for machine in ledger.machines_of.get(unit, ()):
             if unit in only and machine not in only[unit]:
                 continue
             entries.append(schedule[(machine, unit)])
             room = ledger.counted(machine, unit)
-            if room is not None:
+            slot = slots.by_id.get(machine) if global_ and room is not None else None
+            if slot is not None and slot.free_cpu >= 0 and slot.free_mem >= 0:
+                # A Global unit runs on thousands of machines: where it fits, its room
+                # stays counted (the pass checks it there without taking it again).
+                counted.setdefault(unit, set()).add(machine)
+            elif room is not None:
                 cpu, mem, count = give_back.get(machine, (0, 0, 0))
                 give_back[machine] = (cpu + room[0], mem + room[1], count + 1)
     snap = ClusterSnapshot(
@@ -218,7 +226,7 @@ def scope(
         # AtMostOnce units not yet seen stopped where they were are held, as in a full pass.
         stopping={u: stopping[u] for u in planned if u in stopping},
     )
-    baseline = Baseline(slots, give_back, staying, ledger.conflicts, only)
+    baseline = Baseline(slots, give_back, staying, ledger.conflicts, only, counted)
     return Scope(snap, baseline, tuple(unschedule), frozenset(planned))
 
 
@@ -247,27 +255,39 @@ def _confinable(
     )
 
 
-def _may_use(spec: UnitSpec | None, where: list[Slot], ledger: Ledger, slots: Slots) -> bool:
-    """Whether a waiting unit may be placed on one of the slots ``where`` by what does
-    not change with room: metadata, MachineID, flags, where its MachineOf peers are.
-    The other waiting units have no more room anywhere than before (steady), so no
-    pass would place them now."""
-    if spec is None or not is_job(spec):
-        return True  # its reason is cleared or kept: cheap either way
-    req = spec.requirements
-    if req.machine_of:
-        ids = {slot.id for slot in where}
-        return any(
-            not (ledger.machines_of.get(peer, set()) & slots.by_id.keys())
-            or ledger.machines_of.get(peer, set()) & ids
-            for peer in req.machine_of
-        )
-    return any(
-        slot.schedulable
-        and (req.machine_id is None or slot.id.startswith(req.machine_id))
-        and slots.groups.reason(req.metadata, slot) is None
-        for slot in where
-    )
+class _Offered:
+    """Slots where room may free up, and whether a waiting unit may be placed on one of
+    them by what does not change with room: metadata, MachineID, flags, where its
+    MachineOf peers are.  The other waiting units have no more room anywhere than before
+    (steady), so no pass would place them now."""
+
+    def __init__(self, where: list[Slot], ledger: Ledger, slots: Slots) -> None:
+        self.where = where
+        self.ledger = ledger
+        self.slots = slots
+        self.ids = {slot.id for slot in where}
+        self._usable: dict[Conditions, list[str]] = {}  # by metadata conditions
+
+    def may_use(self, spec: UnitSpec | None) -> bool:
+        if spec is None or not is_job(spec):
+            return True  # its reason is cleared or kept: cheap either way
+        req = spec.requirements
+        if req.machine_of:
+            machines_of, live = self.ledger.machines_of, self.slots.by_id.keys()
+            return any(
+                not (machines_of.get(peer, set()) & live) or machines_of.get(peer, set()) & self.ids
+                for peer in req.machine_of
+            )
+        usable = self._usable.get(req.metadata)
+        if usable is None:  # waiting units share a few condition sets: once per set
+            reason = self.slots.groups.reason
+            usable = [s.id for s in self.where if s.schedulable and reason(req.metadata, s) is None]
+            self._usable[req.metadata] = usable = sorted(usable)
+        pin = req.machine_id
+        if pin is None:
+            return bool(usable)
+        at = bisect_left(usable, pin)  # ids that start with the pin sort from there
+        return at < len(usable) and usable[at].startswith(pin)
 
 
 def plan_scope(found: Scope) -> Plan:
