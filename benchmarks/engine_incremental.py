@@ -112,6 +112,8 @@ class Reconciler:
         if result.tasks:
             self.cadence.changed()
         model.stopping_begins(result.stopping)
+        model.grace(found.units if isinstance(found, Scope) else None, result.graced)
+        self.cadence.grace_at = model.grace_ends
         model.forget_machines()
         if kind != "scoped":
             model.kept_slots(s.strategy)
@@ -127,13 +129,17 @@ class Reconciler:
         return Pass(kind, len(result.tasks))
 
     def timer(self) -> Pass | None:
-        """The pass a due timer (a drain batch, units moving start-first) runs next, the
-        clock moved to it; None if none is set (the safety pass is no timer)."""
-        due = [t for t in (self.cadence.wake_at, self.cadence.drain_due) if t is not None]
+        """The pass a due timer (a drain batch, units moving start-first, a held AtMostOnce
+        unit's grace period) runs next, the clock moved to it; None if none is set (the
+        safety pass is no timer)."""
+        cadence = self.cadence
+        due = [t for t in (cadence.wake_at, cadence.drain_due, cadence.grace_at) if t is not None]
         if not due:
             return None
         self.now = max(self.now, min(due))
-        return self.react(self.cadence.due(self.now))
+        self.model.graced_out(self.now)  # as the engine's loop: those units changed
+        timer = cadence.due(self.now)
+        return self.react(timer if timer is not None and timer.cause is Cause.TIMER else None)
 
     def states(self) -> dict[tuple[str, str], UnitState]:
         """Every copy a start-first move waits for, reported active and healthy."""
@@ -257,6 +263,23 @@ class Changes:
         new = replace(old, requirements=replace(old.requirements, metadata=meta))
         return self._timed(lambda: self.model.set_unit(name, new))
 
+    def grace(self) -> list[Pass]:
+        """Three AtMostOnce units of a machine that is lost are placed once their grace
+        period ends (the loss and the pass that holds them are not timed)."""
+        model = self.model
+        assert model.ledger is not None
+        machine = self._busiest(DRAINED)
+        for name in [u for u in sorted(model.ledger.units_on[machine]) if u in self.plain][:3]:
+            old = model.units[name]
+            model.set_unit(
+                name, replace(old, requirements=replace(old.requirements, at_most_once=True))
+            )
+            self.plain.remove(name)
+        self.engine.react()
+        model.drop_machine(machine, self.engine.now)
+        self.engine.react()
+        return self._timed(lambda: None, lambda: [p for p in [self.engine.timer()] if p])
+
     def cordon(self) -> list[Pass]:
         busy = self._busiest(0)
         return self._timed(lambda: self.model.set_flags(busy, MachineFlags(unschedulable=True)))
@@ -370,6 +393,7 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         (f"new version, {instances} instances", changes.new_version, samples),
         ("Global unit's constraint", changes.global_constraint, samples),
         ("cordon", changes.cordon, samples),
+        ("AtMostOnce grace ends", changes.grace, samples),
         ("drain of a machine", changes.drain, samples),
         ("metadata changed", changes.metadata, samples),
         ("Replaces= a placed unit", changes.replaces, samples),

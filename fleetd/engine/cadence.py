@@ -1,9 +1,10 @@
 """When the engine plans everything: timers, the budgeted safety pass, a settled model.
 
 Events get a scoped pass, and so does the look at AtMostOnce units being
-stopped (``poll_at``: those seen stopped are placed).  A full pass runs when
-a timer is due (a held AtMostOnce unit's grace, the next drain batch, a
-start-first move to look at) and as a safety pass that catches whatever the scoped passes
+stopped (``poll_at``: those seen stopped are placed), and the end of a held
+AtMostOnce unit's grace period (``grace_at``: it is placed).  A full pass runs
+when a timer is due (the next drain batch, a start-first move to look at, the
+end of the mass-loss guard) and as a safety pass that catches whatever the scoped passes
 missed: at least ``interval`` seconds apart, stretched so that it costs at
 most ``safety_budget`` of a core.  Once a full pass found nothing to do and
 the model has not changed since, another one would plan the same input (the
@@ -31,6 +32,7 @@ class Cadence:
         self.full_seconds = 0.0  # how long it took
         self.wake_at: float | None = None  # a held AtMostOnce unit or a move is due
         self.poll_at: float | None = None  # to look whether stopping units stopped
+        self.grace_at: float | None = None  # a held AtMostOnce unit's grace period ends
         self.drain_due: float | None = None  # the next drain batch is due
         self.changes = 0  # model changes (mirrors, own writes, failed passes)
         self.settled = -1  # ``changes`` when a full pass last found nothing to do
@@ -48,18 +50,20 @@ class Cadence:
         """Seconds until the next full pass is due (0: it is)."""
         due = min(
             d
-            for d in (self._safety_at(), self.wake_at, self.drain_due, self.poll_at)
+            for d in (self._safety_at(), self.wake_at, self.drain_due, self.poll_at, self.grace_at)
             if d is not None
         )
         return max(0.0, due - now)
 
     def polls_first(self) -> bool:
-        """Whether the next wake-up (``wait``) is only to look at stopping units (a scoped
-        pass: the units seen stopped are what changed), before anything is due."""
-        if self.poll_at is None:
+        """Whether the next wake-up (``wait``) is only to look at stopping units or to place
+        units whose grace period ended (a scoped pass: those units are what changed),
+        before anything is due."""
+        first = min((t for t in (self.poll_at, self.grace_at) if t is not None), default=None)
+        if first is None:
             return False
         due = (self._safety_at(), self.wake_at, self.drain_due)
-        return all(self.poll_at < d for d in due if d is not None)
+        return all(first < d for d in due if d is not None)
 
     def due(self, now: float) -> FullReason | None:
         """Why a full pass is due at ``now``, or None."""
@@ -98,11 +102,11 @@ class Cadence:
             self.full_at, self.full_seconds = now, seconds
             # More may be left to drain: the next batch is due after drain_interval.
             self.drain_due = now + s.drain_interval if result.drained else None
-            self.wake_at = result.wake_at
+            self.wake_at = result.guard_until
             if not result.tasks and changes == self.changes and not (stopping or moving):
                 self.settled = changes
-        elif result.wake_at is not None:
-            self.wake_at = min(result.wake_at, self.wake_at or result.wake_at)
+        elif result.guard_until is not None:
+            self.wake_at = min(result.guard_until, self.wake_at or result.guard_until)
         self.poll_at = now + s.stop_poll if stopping else None
         if moving:
             soon = now + s.move_poll

@@ -290,7 +290,11 @@ class Engine:
             await asyncio.sleep(self.settings.debounce)  # let a burst of events coalesce
             self._dirty.clear()
             due = self.cadence.due(self.clock())
-            if due is None and not woken and not polls:
+            async with self._model_lock:
+                ripe = self.model.graced_out(self.clock())  # a scoped pass places them
+            if ripe:
+                self.cadence.changed()
+            if due is None and not woken and not polls and not ripe:
                 due = FullReason(Cause.SAFETY, "safety pass")
             try:
                 await self.reconcile(revision, due=due)
@@ -456,6 +460,8 @@ class Engine:
         model = self.model
         model.stopping_begins(result.stopping)
         full = isinstance(work, FullPass)
+        model.grace(work.units if isinstance(work, Scope) else None, result.graced)
+        self.cadence.grace_at = model.grace_ends
         async with self._model_lock:
             model.forget_machines()
             if full:

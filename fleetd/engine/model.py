@@ -52,6 +52,8 @@ class ClusterModel:
     marked: dict[tuple[str, str], str] = field(default_factory=dict)
     # Units asked to move (unit -> machine), by whoever drives the engine (maintenance)
     moves: dict[str, str] = field(default_factory=dict)
+    # AtMostOnce units held out their grace period after their machine was lost -> until
+    graced: dict[str, float] = field(default_factory=dict)
     changes: ChangeLog = field(default_factory=ChangeLog)
     # Kept for scoped passes; None: to be built (the ledger by a full pass, after a read).
     ledger: Ledger | None = None
@@ -320,6 +322,30 @@ class ClusterModel:
             if self.ledger is not None:
                 for follower in self.ledger.followers.get(unit, ()):
                     self.changes.unit(follower)
+
+    def grace(self, planned: Iterable[str] | None, graced: Iterable[tuple[str, float]]) -> None:
+        """What a pass found of AtMostOnce units held out their grace period: ``graced``
+        (unit, until) among the units it ``planned`` (None: all of them, a full pass)."""
+        if planned is None:
+            self.graced.clear()
+        else:
+            for unit in planned:
+                self.graced.pop(unit, None)
+        self.graced.update(graced)
+
+    @property
+    def grace_ends(self) -> float | None:
+        """When the first grace period of a held AtMostOnce unit ends (None: none held)."""
+        return min(self.graced.values(), default=None)
+
+    def graced_out(self, now: float) -> bool:
+        """Held AtMostOnce units whose grace period ended by ``now`` are placed: a change of
+        each (a scoped pass plans them).  Whether there were any."""
+        ended = [u for u, until in self.graced.items() if until <= now]
+        for unit in ended:
+            del self.graced[unit]
+            self.changes.unit(unit)
+        return bool(ended)
 
     def stopped(self, unit: str) -> None:
         """An AtMostOnce unit was seen stopped on the machine it left: place it again."""

@@ -145,6 +145,9 @@ class Plan:
     ``moving``: units in a start-first move once this plan is applied (the engine
     looks again soon whether they are up on their new machine).
     ``guarded``: units kept on absent machines by the mass-loss guard.
+    ``graced``: AtMostOnce units held out their grace period, with when it ends (unit,
+    time): a pass that plans them then places them (a scoped one will do).
+    ``guard_until``: when the mass-loss guard that kept units here ends (None: none kept).
     """
 
     tasks: tuple[Task, ...]
@@ -154,6 +157,8 @@ class Plan:
     stopping: tuple[tuple[str, str], ...] = ()
     moving: tuple[str, ...] = ()
     guarded: tuple[str, ...] = ()
+    graced: tuple[tuple[str, float], ...] = ()
+    guard_until: float | None = None
 
     @property
     def placed(self) -> int:
@@ -190,6 +195,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     guard = snap.guard if snap.guard is not None and snap.now < snap.guard.until else None
     wake_at: float | None = None
     guarded: set[str] = set()
+    graced: dict[str, float] = {}
     unschedule: list[Task] = []
     for name, spec in snap.units.items():
         if spec.desired is DesiredState.INACTIVE or "@." in name:
@@ -210,6 +216,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
             until, machine = hold
             held[name] = f"AtMostOnce: waiting out the grace period after {machine} was lost"
             wake_at = until if wake_at is None else min(wake_at, until)
+            graced[name] = until
             continue
         jobs.append(Job(name, spec.requirements))
 
@@ -264,8 +271,9 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
             stopping[removal.unit] = removal.machine
             held[removal.unit] = STOPPING + removal.machine
 
-    if guard is not None and guarded:
-        wake_at = guard.until if wake_at is None else min(wake_at, guard.until)
+    guard_until = guard.until if guard is not None and guarded else None
+    if guard_until is not None:
+        wake_at = guard_until if wake_at is None else min(wake_at, guard_until)
     writes = _schedule_writes(snap, decision, current, moved_from, stopping, marks)
     records = _placement_writes(snap, decision, {**decision.waiting, **moving, **held})
     return Plan(
@@ -276,6 +284,8 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         tuple(sorted(stopping.items())),
         tuple(sorted(marks)),
         tuple(sorted(guarded)),
+        tuple(sorted(graced.items())),
+        guard_until,
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetd.engine.baseline import Baseline
 from fleetd.engine.changes import Cause, Change, FullReason
@@ -296,10 +296,4 @@ def plan_scope(found: Scope) -> Plan:
     result = plan(found.snapshot, found.baseline)
     if not found.unschedule:
         return result
-    return Plan(
-        (*found.unschedule, *result.tasks),
-        result.decision,
-        result.held,
-        result.wake_at,
-        result.stopping,
-    )
+    return replace(result, tasks=(*found.unschedule, *result.tasks))

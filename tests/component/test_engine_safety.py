@@ -34,7 +34,10 @@ def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> N
     cadence.poll_at = now + 0.5  # a stopping AtMostOnce unit to look at: a scoped pass
     assert cadence.wait(now) == pytest.approx(0.5) and cadence.polls_first()
     cadence.poll_at = None
-    cadence.wake_at = now + 3.0  # a held AtMostOnce unit may move then
+    cadence.grace_at = now + 0.7  # a held AtMostOnce unit's grace ends: a scoped pass
+    assert cadence.wait(now) == pytest.approx(0.7) and cadence.polls_first()
+    cadence.grace_at = None
+    cadence.wake_at = now + 3.0  # a start-first move to look at then
     assert cadence.wait(now) == pytest.approx(3.0)
     cadence.drain_due = now + 1.0
     assert cadence.wait(now) == pytest.approx(1.0)

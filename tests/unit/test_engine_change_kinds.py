@@ -18,7 +18,7 @@ import pytest
 from fleetd.engine.changes import Change
 from fleetd.engine.index import Strategy
 from fleetd.engine.model import ClusterModel
-from fleetd.engine.plan import Plan, UnitSpec
+from fleetd.engine.plan import Plan, UnitSpec, plan
 from fleetd.engine.scope import Scope, plan_scope
 from fleetd.model import Capacity, DesiredState, MachineFlags
 from fleetd.requirements import Requirements
@@ -259,3 +259,56 @@ def test_changes_while_at_most_once_units_are_being_stopped_are_scoped(strategy:
                     made.append(kind)
         stopped += 1
     assert stopped >= 10
+
+
+def _graced_pass(model: ClusterModel, strategy: Strategy, now: float, made: list[str]) -> Plan:
+    """A scoped pass at ``now`` with a grace of 10 s, checked against the full plan, applied."""
+    change = model.change()
+    assert isinstance(change, Change), (made, change)
+    found = model.scope(change, now, wall=0.0, grace=10.0, strategy=strategy)
+    assert isinstance(found, Scope), (made, found)
+    snap = model.snapshot(now, wall=0.0, grace=10.0, strategy=strategy, drain_batch=None)
+    expected = plan(snap)
+    result = plan_scope(found)
+    assert _writes(result) == _writes(expected), made
+    assert {u for u, _ in result.graced} <= {u for u, _ in expected.graced}, made
+    _apply(model, result)
+    model.grace(found.units, result.graced)
+    return result
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_the_end_of_an_at_most_once_unit_s_grace_period_is_scoped(strategy: Strategy) -> None:
+    """AtMostOnce units of a lost machine are held out their grace period; when it ends,
+    they are what changed, and a scoped pass places them as a full plan would (other
+    changes of any kind may come between)."""
+    ended = 0
+    for seed in range(60):
+        rnd = random.Random(f"grace/{seed}")
+        model = _steady(rnd, strategy)
+        if model is None or len(model.machines) < 2:
+            continue
+        assert model.ledger is not None
+        units_on = model.ledger.units_on
+        with_once = [
+            m
+            for m in sorted(model.machines)
+            if any(model.units[u].requirements.at_most_once for u in units_on.get(m, ()))
+        ]
+        if not with_once:
+            continue
+        made = ["machine lost"]
+        model.drop_machine(rnd.choice(with_once), 0.0)
+        held = _graced_pass(model, strategy, 0.0, made)
+        assert held.graced and model.grace_ends == 10.0, made
+        kind = rnd.choice(KINDS)
+        if make(kind, rnd, model, 4000):
+            made.append(kind)
+            _graced_pass(model, strategy, 5.0, made)
+        assert not model.graced_out(9.0)
+        assert model.graced_out(10.0) and not model.graced, made
+        made.append("grace ended")
+        _graced_pass(model, strategy, 10.0, made)
+        _check(model, strategy)
+        ended += 1
+    assert ended >= 10
