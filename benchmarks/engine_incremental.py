@@ -268,8 +268,11 @@ class Changes:
         period ends (the loss and the pass that holds them are not timed)."""
         model = self.model
         assert model.ledger is not None
-        machine = self._busiest(DRAINED)
-        for name in [u for u in sorted(model.ledger.units_on[machine]) if u in self.plain][:3]:
+        plain = set(self.plain)
+        machine = next(
+            m for m in model.machines if m not in model.flags and len(self._plain_on(m, plain)) >= 3
+        )
+        for name in self._plain_on(machine, plain)[:3]:
             old = model.units[name]
             model.set_unit(
                 name, replace(old, requirements=replace(old.requirements, at_most_once=True))
@@ -279,6 +282,10 @@ class Changes:
         model.drop_machine(machine, self.engine.now)
         self.engine.react()
         return self._timed(lambda: None, lambda: [p for p in [self.engine.timer()] if p])
+
+    def _plain_on(self, machine: str, plain: set[str]) -> list[str]:
+        assert self.model.ledger is not None
+        return sorted(u for u in self.model.ledger.units_on.get(machine, ()) if u in plain)
 
     def cordon(self) -> list[Pass]:
         busy = self._busiest(0)

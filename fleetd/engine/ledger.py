@@ -132,6 +132,15 @@ class Ledger:
         self._recount(machine, unit, spec if present else None)
 
     def _recount(self, machine: str, unit: str, spec: UnitSpec | None) -> None:
+        if is_job(spec):
+            assert spec is not None
+            req = spec.requirements
+            if self._counted.get((machine, unit)) == (
+                req.cpu_millis,
+                req.memory_bytes,
+                req.conflicts,
+            ):
+                return  # counted as it is (a new version, new metadata conditions)
         old = self._counted.pop((machine, unit), None)
         load = self.load.setdefault(machine, [0, 0, 0])
         if old is not None:
