@@ -19,7 +19,10 @@ those of ``writes`` (see engine_etcd.py for their cost).
 Kinds: a new unit; a running unit stopped; a machine lost (its units move);
 a machine joined; a placed unit's constraint changed (pinned elsewhere with
 ``MachineID=``, so it moves); a new version of the template (all 1,000
-instances get a new hash in one change); a machine cordoned; a machine with
+instances get a new hash in one change); a Global unit's metadata condition
+changed (it leaves one rack's machines, or comes back); a machine cordoned;
+the end of the grace period of three AtMostOnce units of a lost machine; a
+machine with
 20 units drained (every pass until it is empty: the start-first copies, and
 once the agents report them up, the old copies' removal); a new unit with
 ``Replaces=`` of a placed unit, pinned to its machine (so that unit moves);
