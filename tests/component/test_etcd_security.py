@@ -1,6 +1,8 @@
 """EtcdRegistry against a real etcd that wants TLS client certificates, and one that wants
 a username and password: with the right credentials a Store round trip and a watch work;
 with wrong ones every call fails with a fleetd error that says why (never a gRPC one).
+Each runs on both etcds fleetd supports (``etcd_binary``): the bundled 3.5 and
+Debian's maintained 3.4.23, the one for production.
 
 Certificates are made with the ``openssl`` command line (EC P-256, valid one day): a CA,
 a server certificate for 127.0.0.1, a client certificate, and a second, unrelated CA
@@ -91,11 +93,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(d)
 
 
-def _server(data: Path, extra: list[str], scheme: str) -> tuple[EtcdServer, str]:
+def _server(
+    data: Path, extra: list[str], scheme: str, binary: Path | None
+) -> tuple[EtcdServer, str]:
     port, metrics = free_port(HOST), free_port(HOST)
     url = f"{scheme}://{HOST}:{port}"
     server = EtcdServer(
         data,
+        binary=binary,
         client_port=port,
         unsafe_no_fsync=True,
         extra_args=[
@@ -110,8 +115,11 @@ def _server(data: Path, extra: list[str], scheme: str) -> tuple[EtcdServer, str]
 
 
 @pytest.fixture(scope="module")
-def tls_etcd(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str]:
-    """An etcd serving only https and only to clients with a certificate from ``ca``."""
+def tls_etcd(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, etcd_binary: Path | None
+) -> Iterator[str]:
+    """An etcd serving only https and only to clients with a certificate from ``ca``
+    (each supported etcd in turn: the bundled 3.5 and Debian's 3.4)."""
     server, url = _server(
         tmp_path_factory.mktemp("etcd-tls") / "data",
         [
@@ -121,6 +129,7 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str
             f"--trusted-ca-file={pki['ca.crt']}",
         ],
         "https",
+        etcd_binary,
     )
     server.start()
     try:
@@ -130,10 +139,10 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def auth_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def auth_etcd(tmp_path_factory: pytest.TempPathFactory, etcd_binary: Path | None) -> Iterator[str]:
     """An etcd with authentication on: user ``root`` (password ROOT_PASSWORD) and user
-    ``reader``, who may only read keys under ``/fleet/``."""
-    server, url = _server(tmp_path_factory.mktemp("etcd-auth") / "data", [], "http")
+    ``reader``, who may only read keys under ``/fleet/`` (each supported etcd in turn)."""
+    server, url = _server(tmp_path_factory.mktemp("etcd-auth") / "data", [], "http", etcd_binary)
     server.start()
     etcdctl = str(find_etcdctl())
 

@@ -140,10 +140,16 @@ async def test_three_member_cluster(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def etcd_with_auth(tmp_path: Path) -> Iterator[EtcdServer]:
-    """A separate etcd with auth enabled, a user root:s3cret and tokens that expire in 1s."""
+def etcd_with_auth(tmp_path: Path, etcd_binary: Path | None) -> Iterator[EtcdServer]:
+    """A separate etcd with auth enabled, a user root:s3cret and tokens that expire in 1s
+    (each supported etcd in turn: the bundled 3.5 and Debian's 3.4)."""
     etcdctl = find_etcdctl()
-    server = EtcdServer(tmp_path / "etcd", unsafe_no_fsync=True, extra_args=["--auth-token-ttl=1"])
+    server = EtcdServer(
+        tmp_path / "etcd",
+        binary=etcd_binary,
+        unsafe_no_fsync=True,
+        extra_args=["--auth-token-ttl=1"],
+    )
     server.start()
     try:
         for args in (["user", "add", "root:s3cret"], ["auth", "enable"]):
