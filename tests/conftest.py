@@ -17,6 +17,9 @@ from fleetd.etcd_server import EtcdServer
 from fleetd.registry.etcd import EtcdRegistry
 from fleetd.registry.memory import MemoryRegistry
 
+# The whole run's secret check (tests/leakcheck.py): no registered secret in any log.
+pytest_plugins = ["leakcheck"]
+
 
 class FakeClock:
     """Monotonic seconds that only move when a test says so."""

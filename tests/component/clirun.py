@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import leakcheck
 import pytest
 from clikit import ServerThread
 
@@ -23,7 +24,7 @@ from fleetd.cli.main import main
 from fleetd.registry.base import EventType
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"
-TOKEN = "secret-token-0123456789abcdef"
+TOKEN = leakcheck.secret("secret-token-0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ def fleetctl(
         main(list(args))
     out = capsys.readouterr()
     code = exited.value.code
+    # Error messages and help go to the whole run's secret check (tests/leakcheck.py).
+    leakcheck.observe("fleetctl's stderr", out.err)
+    if "--help" in args or "-h" in args:
+        leakcheck.observe("fleetctl --help", out.out)
     assert "Traceback" not in out.err, out.err
     return Result(code if isinstance(code, int) else 1, out.out, out.err)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import leakcheck
 import pytest
 from apikit import make_app, new_store, options_of
 from hostile import M1, SERVICE, dump, seed
@@ -30,14 +31,14 @@ from fleetd.tokens import TokenSource, digest
 
 V1 = "/fleet/v1"
 SECRETS = {
-    "viewer": "read-secret-0123456789abcdef",
-    "ops": "operate-secret-0123456789abcdef",
-    "boss": "admin-secret-0123456789abcdef",
-    "gone": "removed-secret-0123456789abcdef",
-    "old": "expired-secret-0123456789abcdef",
+    "viewer": leakcheck.secret("read-secret-0123456789abcdef"),
+    "ops": leakcheck.secret("operate-secret-0123456789abcdef"),
+    "boss": leakcheck.secret("admin-secret-0123456789abcdef"),
+    "gone": leakcheck.secret("removed-secret-0123456789abcdef"),
+    "old": leakcheck.secret("expired-secret-0123456789abcdef"),
 }
 ROLES = {"viewer": Role.READ, "ops": Role.OPERATE, "boss": Role.ADMIN}
-WRONG = "wrong-secret-0123456789abcdef"
+WRONG = leakcheck.secret("wrong-secret-0123456789abcdef")
 
 
 class Inspector:
@@ -332,7 +333,7 @@ async def test_a_token_added_works_and_a_broken_file_refuses_every_token(
 ) -> None:
     await served.fresh_store()
     case = Case("GET", "", f"{V1}/units", 200)
-    new = "added-secret-0123456789abcdef"
+    new = leakcheck.secret("added-secret-0123456789abcdef")
     text = served.tokens_file.read_text() + f"late read sha256:{digest(new)}\n"
     served.tokens_file.write_text(text)
     assert (await send(served.base, case, new))[0] == 200

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import leakcheck
 import pytest
 from apikit import make_app, new_store, options_of, samples
 from hostile import M1, SERVICE, seed
@@ -19,8 +20,8 @@ from fleetd.api.serve import ApiServer
 from fleetd.tokens import TokenSource, digest
 
 V1 = "/fleet/v1"
-OPS = "operate-secret-0123456789abcdef"
-VIEWER = "read-secret-0123456789abcdef"
+OPS = leakcheck.secret("operate-secret-0123456789abcdef")
+VIEWER = leakcheck.secret("read-secret-0123456789abcdef")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import leakcheck
 import pytest
 import schemathesis
 from clikit import ServerThread
@@ -22,7 +23,7 @@ from fleetd.api.service.inspector import SystemdInspector
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
 
-TOKEN = "fuzz-token-0123456789abcdef"
+TOKEN = leakcheck.secret("fuzz-token-0123456789abcdef")
 schema = schemathesis.openapi.from_dict(create_app(Store(MemoryRegistry())).openapi()).exclude(
     path="/fleet/v1/events"
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import leakcheck
 import pytest
 from apikit import (
     JSON,
@@ -188,7 +189,7 @@ async def test_cordon_drain_uncordon(client, store) -> None:
 
 
 async def test_bearer_auth(store) -> None:
-    token = "s3cret-token-0123456789"
+    token = leakcheck.secret("s3cret-token-0123456789")
     app = BearerAuth(make_app(store), token)
     async with client_for(app) as client:
         r = await client.get("/fleet/v1/units")

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import leakcheck
 import pytest
 from apikit import add_machine, client_for, error_of, make_app, new_store, schedule, submit
 
@@ -21,7 +22,7 @@ from fleetd.errors import ConfigError
 
 M1 = "a" * 32
 M2 = "b" * 32
-TOKEN = "token-0123456789abcdef"
+TOKEN = leakcheck.secret("token-0123456789abcdef")
 
 
 def _script(path: Path, body: str) -> tuple[str, str]:

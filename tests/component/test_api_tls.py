@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import leakcheck
 import pytest
 from apikit import make_app, new_store
 from clirun import fleetctl
@@ -20,7 +21,7 @@ from fleetd.errors import ConfigError
 from fleetd.pki import Pki
 from fleetd.tls import TlsFiles, client_context
 
-TOKEN = "tls-token-0123456789abcdef"
+TOKEN = leakcheck.secret("tls-token-0123456789abcdef")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import leakcheck
 import pytest
 from apikit import SERVICE, error_of, make_app, options_of
 
@@ -24,7 +25,7 @@ from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile
 
 V1 = "/fleet/v1"
-TOKEN = "versions-token-0123456789"
+TOKEN = leakcheck.secret("versions-token-0123456789")
 NOON = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 
 

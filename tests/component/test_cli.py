@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import leakcheck
 import pytest
 from clikit import M1, M2, ServerThread
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from fleetd.cli.main import app, main, reorder
 from fleetd.unitfile import UnitFile
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"
-TOKEN = "cli-token-0123456789abcdef"
+TOKEN = leakcheck.secret("cli-token-0123456789abcdef")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import leakcheck
 import pytest
 import typer.main
 from clikit import ServerThread
@@ -206,7 +207,7 @@ def test_no_token_in_any_error(
 def test_wrong_token_and_token_from_the_environment_are_not_shown(
     server: ServerThread, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wrong = "wrong-token-abcdef0123456789"
+    wrong = leakcheck.secret("wrong-token-abcdef0123456789")
     r = fleetctl(
         capsys, monkeypatch, ["--endpoint", server.tcp_endpoint, "--token", wrong, "cat", "x"]
     )

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import leakcheck
 import pytest
 from clikit import ServerThread
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from fleetd.cli.main import app, main
 from fleetd.etcd_server import EtcdServer
 from fleetd.unitfile import UnitFile
 
-TOKEN = "history-token-0123456789"
+TOKEN = leakcheck.secret("history-token-0123456789")
 V1 = "[Unit]\nDescription=Web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 V2 = "[Unit]\nDescription=Web\n\n[Service]\nExecStart=/bin/sleep 2000\nRestart=always\n"
 TEMPLATE = "[Unit]\nDescription=App %i\n\n[Service]\nExecStart=/bin/sleep %i\n"

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import leakcheck
 import pytest
 
 from fleetd import model
@@ -35,7 +36,7 @@ pytestmark = [
 ]
 
 HOST = "127.0.0.1"
-ROOT_PASSWORD = "root-pass-0123456789"
+ROOT_PASSWORD = leakcheck.secret("root-pass-0123456789")
 SERVICE = "[Service]\nExecStart=/bin/sleep 1000\n"
 TIMEOUT = 2.0
 
@@ -357,7 +358,10 @@ async def test_auth_role_limits_are_reported(
 ) -> None:
     """A user whose role may only read /fleet/: reads work, a write is refused clearly."""
     registry = EtcdRegistry(
-        [auth_etcd], username="reader", password="reader-pass-0123", timeout=TIMEOUT
+        [auth_etcd],
+        username="reader",
+        password=leakcheck.secret("reader-pass-0123"),
+        timeout=TIMEOUT,
     )
     registries.append(registry)
     assert await Store(registry, Keys("/fleet/")).list_units() == []

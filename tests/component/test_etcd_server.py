@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import leakcheck
 import pytest
 
 from fleetd.errors import ConfigError, EtcdBinaryNotFound, RegistryError, RegistryUnavailable
@@ -152,7 +153,7 @@ def etcd_with_auth(tmp_path: Path, etcd_binary: Path | None) -> Iterator[EtcdSer
     )
     server.start()
     try:
-        for args in (["user", "add", "root:s3cret"], ["auth", "enable"]):
+        for args in (["user", "add", f"root:{leakcheck.secret('s3cret')}"], ["auth", "enable"]):
             subprocess.run(
                 [str(etcdctl), f"--endpoints={server.endpoint}", *args],
                 check=True,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import leakcheck
 import pytest
 from apikit import make_app, new_store, schedule
 from hostile import GOOD_BODY, M1, V1, Answer, Hostile, call, check_refused, corpus, dump, seed
@@ -226,7 +227,7 @@ def _token(after: str) -> str:
 
 # --- authentication on TCP, the unix socket's mode -----------------------------------------
 
-TOKEN = "hostile-token-0123456789abcdef"
+TOKEN = leakcheck.secret("hostile-token-0123456789abcdef")
 
 
 async def test_tcp_refuses_every_path_without_the_right_token(tmp_path: Path) -> None:

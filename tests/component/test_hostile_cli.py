@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import leakcheck
 import pytest
 from clikit import M1, ServerThread
 from hostile import dump
@@ -22,7 +23,7 @@ from fleetd.registry.keys import Keys
 from fleetd.registry.store import Store
 
 SERVICE = "[Unit]\nDescription=Web server\n\n[Service]\nExecStart=/bin/sleep 1000\n"
-TOKEN = "cli-token-0123456789abcdef"
+TOKEN = leakcheck.secret("cli-token-0123456789abcdef")
 MiB = 1024 * 1024
 
 
@@ -220,7 +221,7 @@ def test_server_supplied_strings_are_not_printed_raw(server: ServerThread) -> No
 
 def test_tcp_endpoint_needs_the_right_token(server: ServerThread) -> None:
     runner = CliRunner()
-    for token in (None, "wrong-token-0123456789", TOKEN[:-1], TOKEN + "x"):
+    for token in (None, leakcheck.secret("wrong-token-0123456789"), TOKEN[:-1], TOKEN + "x"):
         env = {"FLEETCTL_TOKEN": token} if token else None
         result = runner.invoke(app, ["--endpoint", server.tcp_endpoint, "list-units"], env=env)
         assert result.exit_code == 1, result.output

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import leakcheck
 import pytest
 from apikit import make_app, new_store
 from hostile import M1, dump, seed
@@ -30,9 +31,9 @@ from fleetd.registry.store import Store
 from fleetd.tokens import StaticTokens, Token, digest
 
 SECRETS = {
-    "viewer": ("read-secret-0123456789abcdef", Role.READ),
-    "ops": ("operate-secret-0123456789abcdef", Role.OPERATE),
-    "boss": ("admin-secret-0123456789abcdef", Role.ADMIN),
+    "viewer": (leakcheck.secret("read-secret-0123456789abcdef"), Role.READ),
+    "ops": (leakcheck.secret("operate-secret-0123456789abcdef"), Role.OPERATE),
+    "boss": (leakcheck.secret("admin-secret-0123456789abcdef"), Role.ADMIN),
 }
 ORIGIN = "http://fleet"
 UNIT = "/fleet/v1/units/web.service"
@@ -163,7 +164,7 @@ async def test_over_https_the_cookie_is_secure() -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "status", "words"),
     [
-        ({"token": "wrong-secret-0123456789abcdef"}, {}, 401, "invalid"),
+        ({"token": leakcheck.secret("wrong-secret-0123456789abcdef")}, {}, 401, "invalid"),
         ({"token": SECRETS["boss"][0]}, {"Origin": "http://evil.example"}, 403, "origin"),
         ({"token": SECRETS["boss"][0]}, {"Origin": "http://fleet:8080"}, 403, "origin"),
         ({"token": SECRETS["boss"][0]}, {"Sec-Fetch-Site": "cross-site"}, 403, "cross-site"),

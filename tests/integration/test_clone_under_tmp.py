@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import leakcheck
 import pytest
 
 from fleetd.sandbox import host
@@ -101,6 +102,8 @@ def test_sandbox_boots_and_runs_units_from_a_clone_under_tmp(clone: Path) -> Non
         unit = clone.parent / UNIT_NAME
         unit.write_text(UNIT)
         ctl_env = {**env, **Sandbox(Instance(name)).env()}
+        if ctl_env.get("FLEETCTL_TOKEN"):  # made by the clone's fleetd: for the secret check
+            leakcheck.secret(ctl_env["FLEETCTL_TOKEN"], "the clone's sandbox token")
         _ok(_run([fleetctl, "start", str(unit)], timeout=120, env=ctl_env), "fleetctl start")
         assert in_m1("systemctl", "is-active", UNIT_NAME) == "active"
         assert in_m1("systemctl", "show", "-P", "SubState", UNIT_NAME) == "running"
