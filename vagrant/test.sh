@@ -44,6 +44,7 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "needs root (libvirtd, a network namespace, apt-get)"
 command -v apt-get >/dev/null 2>&1 || skip "needs a Debian host (apt-get) for its packages"
 [ -x "$ROOT/.venv/bin/fleetctl" ] || skip "no $ROOT/.venv/bin/fleetctl: run .ci/setup first"
+[ -x /usr/bin/etcd ] || skip "no /usr/bin/etcd (Debian's etcd-server, for the VMs): run .ci/setup first"
 
 if [ -z "${FLEET_VAGRANT_INNER:-}" ]; then
     mkdir -p -- "$CACHE"
@@ -229,6 +230,9 @@ rsync -a --exclude=/.git --exclude=/.venv --exclude=__pycache__ --exclude=.mypy_
     cat "$WORK/wheel.log" >&2
     fail "pip wheel of fleetd and its dependencies"
 }
+# The VMs are offline: their etcd members run the host's Debian etcd (3.4, maintained;
+# .ci/setup installs it, masked), copied in for provision.sh --etcd-binary (the Vagrantfile).
+install -D -m 755 /usr/bin/etcd "$SRC/vagrant/.etcd/etcd"
 
 for dir in etc lib run log cache; do mkdir -p "$WORK/libvirt/$dir"; done
 cp -a /etc/libvirt/. "$WORK/libvirt/etc/"
