@@ -21,9 +21,11 @@ here the fence is disarmed.
 ``cover`` is awaited before the agent starts units: it re-arms first if an
 ``AtMostOnce`` unit here is not in the armed fence, so none runs unfenced.
 
-A deadline that passed before a re-arm (fleetd paused, or systemd out of reach)
+A deadline that passed before the fence was replaced (fleetd paused, systemd
+out of reach or slow: the old timer is stopped only after the new one started)
 may have stopped the units although the lease survived: ``on_lapsed`` gets
-them, so the agent starts them again if they are still scheduled here.
+every ``AtMostOnce`` unit here, so the agent starts them again if they are
+still scheduled here.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class FenceTimer:
         self.on_lapsed = on_lapsed
         self.max_sleep = max_sleep
         self.armed: frozenset[str] | None = None  # None: nothing done since this process began
-        self.deadline = -math.inf  # of the armed fence, on the agent's clock
+        self.deadline = math.inf  # when the fence this process armed fires (agent's clock)
         self.arms = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -83,27 +85,33 @@ class FenceTimer:
             p = self.presence
             if not p.registered.is_set() or p.lease == 0 or not self.manager.connected:
                 return
-            now = p.clock()
-            if self.armed and now >= self.deadline:
-                log.warning(
-                    "fence units=%d reason='deadline passed before it was pushed back: "
-                    "systemd may have stopped them'",
-                    len(self.armed),
-                )
-                self.on_lapsed(self.armed)
-                self.armed = frozenset()
-                self.deadline = -math.inf
-            names, target = self.units(), self.target()
-            if not names:
-                if self.armed != frozenset():
-                    await self.manager.disarm_fence()
-                    self.armed, self.deadline = frozenset(), -math.inf
-                return
-            if target <= now or (names == self.armed and target == self.deadline):
-                return
-            await self.manager.arm_fence(sorted(names), target - now)
-            self.armed, self.deadline = names, target
-            self.arms += 1
+            before = self.deadline
+            try:
+                names, target = self.units(), self.target()
+                if not names:
+                    if self.armed != frozenset():
+                        await self.manager.disarm_fence()
+                        self.armed, self.deadline = frozenset(), math.inf
+                elif target > p.clock() and (names != self.armed or target != self.deadline):
+                    await self.manager.arm_fence(sorted(names), target - p.clock())
+                    self.armed, self.deadline = names, target
+                    self.arms += 1
+            finally:
+                # The fence in force until ``before`` was replaced only now, or not at all:
+                # if that is past its deadline, it may have fired.
+                if p.clock() >= before:
+                    self._lapsed()
+                    if self.deadline == before:  # not replaced: it is gone now
+                        self.armed, self.deadline = frozenset(), math.inf
+
+    def _lapsed(self) -> None:
+        names = self.units() | (self.armed or frozenset())
+        log.warning(
+            "fence units=%d reason='deadline passed before it was pushed back: "
+            "systemd may have stopped them'",
+            len(names),
+        )
+        self.on_lapsed(names)
 
     async def cover(self, starting: Iterable[str]) -> None:
         """Before ``starting`` start: make sure the ``AtMostOnce`` units among them are in

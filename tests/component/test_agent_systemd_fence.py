@@ -6,10 +6,20 @@ The cluster runs on a ``ManualClock`` that the fake systemd's timers share."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+import pytest
+
+from fleetd.agent.fencetimer import FenceTimer
 from fleetd.agent.fencing import default_margin
-from fleetd.testing.cluster import Cluster, Node, cluster
+from fleetd.agent.presence import Presence
+from fleetd.agent.units import UnitManager
+from fleetd.model import Machine
+from fleetd.registry.memory import MemoryRegistry
+from fleetd.registry.store import Store
+from fleetd.testing.cluster import Cluster, ManualClock, Node, cluster
 
 SERVICE = "[Unit]\nDescription=%n\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 ONCE = SERVICE + "\n[X-Fleet]\nAtMostOnce=true\n"
@@ -120,3 +130,54 @@ async def test_units_the_fence_stopped_start_again_once_the_lease_is_renewed(
         assert m1.systemd.units["once.service"].main_pid != pid
         assert m1.active("web.service")
         await c.wait_for(lambda: m1.systemd.fences != {}, "the fence armed again")
+
+
+class SlowSystemd:
+    """A ``UnitManager`` whose ``arm_fence`` takes ``delay`` seconds of ``clock``."""
+
+    connected = True
+
+    def __init__(self, clock: ManualClock, delay: float) -> None:
+        self.clock, self.delay = clock, delay
+        self.armed: list[tuple[tuple[str, ...], float]] = []
+
+    async def arm_fence(self, names: Sequence[str], within: float) -> None:
+        self.armed.append((tuple(names), within))
+        self.clock.advance(self.delay)
+
+    async def disarm_fence(self) -> None:
+        self.armed.append(((), 0.0))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5])
+async def test_a_fence_replaced_after_its_deadline_may_have_fired(
+    tmp_path: Path, delay: float
+) -> None:
+    """The old timer is stopped only once the new one runs: if its deadline passed before
+    that, its units may have been stopped, so they are handed back to be started."""
+    clock = ManualClock()
+    presence = Presence(
+        store=Store(MemoryRegistry(clock)),
+        machine=Machine("m1"),
+        ttl=TTL,
+        lease_file=tmp_path / "lease",
+        clock=clock,
+    )
+    await presence.register()
+    systemd = SlowSystemd(clock, delay)
+    lapsed: list[frozenset[str]] = []
+    timer = FenceTimer(
+        manager=cast(UnitManager, systemd),
+        presence=presence,
+        margin=MARGIN,
+        units=lambda: frozenset({"once.service"}),
+        on_lapsed=lapsed.append,
+    )
+    await timer.sync()
+    assert systemd.armed == [(("once.service",), TTL - MARGIN)]
+    first = timer.deadline
+    clock.now = first - 0.1  # renewed just before the deadline
+    presence.last_renewed = clock.now
+    await timer.sync()
+    assert timer.deadline == clock.now - delay + TTL - MARGIN
+    assert lapsed == ([frozenset({"once.service"})] if delay else [])

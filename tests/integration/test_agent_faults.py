@@ -82,3 +82,42 @@ async def test_poweroff_states_vanish_with_the_lease(sandbox: Sandbox, agent: Ag
     # The agent sees systemd stopping and releases the lease: well before the TTL.
     await until(gone, TTL / 2, "states of the powered-off machine did not vanish at once")
     print(f"states gone {time.monotonic() - off:.2f}s after power-off returned")
+
+
+async def test_an_agent_killed_and_back_before_its_deadline_keeps_its_at_most_once_unit(
+    sandbox: Sandbox,
+) -> None:
+    """fleetd's agent SIGKILLed just after a keep-alive and started again: it re-attaches
+    to its lease and pushes systemd's fence back before it fires (TTL 30 s: the fence
+    would fire 24 s after that keep-alive); the unit keeps its MainPID throughout."""
+    agent = AgentHarness(sandbox, "m2", ttl=30.0)
+    agent.start()
+    try:
+        await until(agent.registered, 20, "agent did not register")
+        once = agent.unit("once")
+        await agent.schedule(once, AT_MOST_ONCE.format(what="at most once"))
+        await until(lambda: both_active(agent, once), 20, "unit did not start")
+        pid, since = agent.main_pid(once), agent.show(once, "ActiveEnterTimestampMonotonic")
+        kv = await agent.registry.get(agent.keys.machine(agent.machine_id))
+        assert kv is not None
+        last = [await agent.registry.lease_ttl(kv.lease)]
+
+        async def renewed() -> bool:  # etcd's TTL left (whole seconds) went back up
+            left = await agent.registry.lease_ttl(kv.lease)
+            up, last[0] = left > last[0], left
+            return up
+
+        await until(renewed, 30, "no keep-alive", interval=0.05)
+        agent.kill()
+        killed = time.monotonic()
+        agent.start()
+        await until(agent.reattached, 30, "the agent did not re-attach to its lease")
+
+        async def past_the_old_deadline() -> bool:
+            return time.monotonic() > killed + 25
+
+        await until(past_the_old_deadline, 30, "time", interval=0.5)
+        assert (agent.main_pid(once), agent.active(once)) == (pid, "active")
+        assert agent.show(once, "ActiveEnterTimestampMonotonic") == since
+    finally:
+        await agent.close()
