@@ -488,22 +488,6 @@ class ScheduledUnit(Wire):
     hash: str
 
 
-class ClusterView(Wire):
-    """Extension: ``GET /cluster``: everything a live view shows, read from registry
-    revision ``revision`` on; follow ``/events?since=<revision>`` to keep it current."""
-
-    revision: int = Field(
-        description="the registry revision the read started at: every change after it "
-        "comes through /events?since=<revision> (some may already be in this answer)"
-    )
-    leader: str | None = Field(default=None, description="the engine leader's machine")
-    machines: list[Machine]
-    units: list[UnitSummary]
-    schedule: list[ScheduledUnit]
-    states: list[UnitState]
-    placements: list[Placement]
-
-
 class MaintenanceRequest(Wire):
     """Extension: body of ``POST /maintenance``: take ``machines`` (ids), or every machine
     (``all``), down ``maxUnavailable`` at a time for a reboot, or to run ``command``."""
@@ -649,3 +633,25 @@ class ClusterSettingsPatch(Wire):
     def changes(self) -> dict[str, SettingValue | None]:
         """The settings given, by name (None: back to the default)."""
         return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class ClusterView(Wire):
+    """Extension: ``GET /cluster``: everything a live view shows, read from registry
+    revision ``revision`` on; follow ``/events?since=<revision>`` to keep it current."""
+
+    revision: int = Field(
+        description="the registry revision the read started at: every change after it "
+        "comes through /events?since=<revision> (some may already be in this answer)"
+    )
+    leader: str | None = Field(default=None, description="the engine leader's machine")
+    machines: list[Machine]
+    units: list[UnitSummary]
+    schedule: list[ScheduledUnit]
+    states: list[UnitState]
+    placements: list[Placement]
+    maintenance: Maintenance | None = Field(
+        default=None, description="the current or last maintenance (null: none ever)"
+    )
+    rebootRequests: list[RebootRequest] = Field(
+        default_factory=list, description="the machines that ask for a reboot"
+    )

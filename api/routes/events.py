@@ -30,7 +30,7 @@ from fleetd.requirements import ReservationDefaults
 from fleetd.rollouts.record import State
 
 from ..context import ApiContext, get_ctx
-from ..service import config
+from ..service import config, maintenance
 from ..service.clusterview import current_revision
 from ..service.views import state_view, unit_summary
 
@@ -133,14 +133,18 @@ def classify(
                         {"id": j.machine, "phase": j.phase.value, "detail": j.detail}
                         for j in maint.jobs
                     ],
+                    # the whole record as GET /cluster has it (its "action" would
+                    # collide with the event's put/delete)
+                    maintenance=maintenance.view(maint).model_dump(mode="json", exclude_none=True),
                 )
             return "maintenance", data
         if key.startswith(keys.reboot_requests):
             data["machineID"] = keys.split(key, keys.reboot_requests)[0]
             if not deleted:
-                data["reason"] = maintcodec.decode_request(
-                    data["machineID"], key, event.value
-                ).reason
+                request = maintcodec.decode_request(data["machineID"], key, event.value)
+                data.update(
+                    maintenance.request_view(request).model_dump(mode="json", exclude_none=True)
+                )
             return "reboot-request", data
         if key.startswith(keys.placements):
             data["name"] = keys.split(key, keys.placements)[0]

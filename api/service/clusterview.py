@@ -10,11 +10,12 @@ new value of its key, or its deletion), so the view converges on the registry.
 
 from __future__ import annotations
 
+from fleetd.maintenance.store import MaintenanceStore
 from fleetd.registry.store import Store
 from fleetd.requirements import ReservationDefaults
 
 from .. import wire
-from . import views
+from . import maintenance, views
 from .queries import snapshot
 
 
@@ -27,7 +28,8 @@ async def current_revision(store: Store) -> int:
 async def read_cluster(
     store: Store, defaults: ReservationDefaults | None = None
 ) -> wire.ClusterView:
-    """Machines, units (without their files), schedule, states, placements and the leader."""
+    """Machines, units (without their files), schedule, states, placements, the leader,
+    the current (or last) maintenance and the reboot requests."""
     revision = await current_revision(store)
     snap = await snapshot(
         store,
@@ -39,6 +41,9 @@ async def read_cluster(
         placements=True,
     )
     leader = await store.current_leader()
+    records = MaintenanceStore(store)
+    found = await records.get()
+    requests = await records.list_requests()
     return wire.ClusterView(
         revision=revision,
         leader=leader.machine if leader else None,
@@ -47,4 +52,6 @@ async def read_cluster(
         schedule=[views.scheduled_view(e) for e in snap.schedule],
         states=[views.state_view(s) for s in snap.states],
         placements=[views.placement_view(p) for p in snap.placements.values()],
+        maintenance=maintenance.view(found[0]) if found else None,
+        rebootRequests=[maintenance.request_view(requests[m]) for m in sorted(requests)],
     )

@@ -16,7 +16,9 @@ from apikit import add_machine, client_for, make_app, new_store, report, schedul
 
 from fleetd import model
 from fleetd.api.routes.events import classify
+from fleetd.api.service import maintenance
 from fleetd.api.service.clusterview import read_cluster
+from fleetd.caller import Caller, Role
 from fleetd.registry.base import WatchEvent
 from fleetd.registry.store import Store
 from fleetd.unitfile import UnitFile
@@ -60,7 +62,10 @@ async def test_the_cluster_in_one_answer() -> None:
         response = await client.get("/fleet/v1/cluster", headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
     view = response.json()
-    assert set(view) == {"revision", "machines", "units", "schedule", "states", "placements"}
+    assert set(view) == {
+        "revision", "machines", "units", "schedule", "states", "placements", "rebootRequests"
+    }  # fmt: skip
+    assert view["rebootRequests"] == []  # and no maintenance was ever started
     _, now = await store.registry.get_prefix(store.keys.version)
     assert 0 < view["revision"] <= now
     units = {u["name"]: u for u in view["units"]}
@@ -111,7 +116,12 @@ async def test_the_cluster_is_gzipped_when_the_client_takes_it() -> None:
     assert len(raw) < len(plain.content) / 3
 
 
+OPS = Caller("ops", role=Role.OPERATE)
+
+
 def _entry(kind: str, data: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    if kind == "maintenance":
+        return kind, ()
     if kind in ("unit", "placement"):
         return kind, (data["name"],)
     if kind in ("schedule", "state"):
@@ -125,6 +135,10 @@ def _view_entries(view: dict[str, Any]) -> dict[tuple[str, tuple[str, ...]], dic
                       ("placement", "placements")):  # fmt: skip
         for item in view[key]:
             out[_entry(kind, item)] = item
+    for item in view["rebootRequests"]:
+        out[_entry("reboot-request", item)] = item
+    if "maintenance" in view:
+        out[("maintenance", ())] = view["maintenance"]
     return out
 
 
@@ -147,6 +161,10 @@ async def test_events_after_the_revision_carry_what_the_cluster_view_shows() -> 
         await put_unit(store, "web.service", RESERVED, desired="loaded")
         await unplaceable(store, "big.service", "still too big", **{M2: "needs 900G"})
         await store.registry.delete(store.keys.scheduled(M1, "all.service"))
+        # a maintenance and a reboot request, as the dashboard's cluster page shows them
+        await maintenance.request_reboot(store, M2, caller=OPS)
+        await maintenance.start_maintenance(store, [M1, M2], command=["/bin/true"], caller=OPS)
+        await maintenance.cancel_maintenance(store, caller=OPS)
         after = (await read_cluster(store)).model_dump(by_alias=True, exclude_none=True)
         _, now = await store.registry.get_prefix(store.keys.version)
         async with asyncio.timeout(5):  # the watch delivers every change up to now
@@ -163,8 +181,13 @@ async def test_events_after_the_revision_carry_what_the_cluster_view_shows() -> 
         kind, data = found
         key = _entry(kind, data)
         value = {k: v for k, v in data.items() if k not in ("action", "revision")}
+        if kind == "maintenance" and "maintenance" in data:
+            value = data["maintenance"]
         if data["action"] == "delete":
             applied.pop(key, None)
         else:
             applied[key] = value
     assert applied == _view_entries(after)
+    assert after["maintenance"]["cancelledBy"] == "ops"
+    assert after["maintenance"]["action"] == "command"
+    assert [r["machineID"] for r in after["rebootRequests"]] == [M2]
