@@ -106,6 +106,24 @@ export const ACTIONS = {
     done: (t) => `${t.label} is draining`,
     perform: machineFlag("drain"),
   },
+  reboot: {
+    role: "operate",
+    label: "Request reboot",
+    danger: true,
+    question: (t) =>
+      `Ask for a reboot of ${t.label}? When a slot of the cluster's reboot semaphore is free, it is drained, rebooted and its units come back.`,
+    done: (t) => `Reboot of ${t.label} requested`,
+    perform: (t) => call("POST", `${machinePath(t.id)}/reboot-request`),
+  },
+  cancelMaintenance: {
+    role: "operate",
+    label: "Cancel maintenance",
+    danger: true,
+    question: (t) =>
+      `Cancel ${t.label}? No machine starts any more; a draining one is uncordoned and its units come back; one being acted on finishes first.`,
+    done: (t) => `${t.label} is being cancelled`,
+    perform: () => call("POST", "/fleet/v1/maintenance/cancel"),
+  },
   pause: {
     role: "operate",
     label: "Pause",

@@ -4,6 +4,7 @@
 // RENDER_EVERY milliseconds however many events arrive.
 
 const RENDER_EVERY = 150;
+export const ACTIVE_MAINTENANCE = new Set(["running", "stopping"]);
 const HEALTH_ORDER = { unhealthy: 3, unknown: 2, healthy: 1 };
 export const STATUSES = [
   "running",
@@ -52,6 +53,8 @@ export class Cluster {
     this.states = new Map(); // name -> Map(machine -> UnitState)
     this.placements = new Map(); // name -> Placement
     this.rollouts = new Map(); // unit -> its rollout's last event (read in full by the unit page)
+    this.maintenance = null; // the current or last maintenance (as GET /maintenance has it)
+    this.rebootRequests = new Map(); // machine -> RebootRequest
     this.version = 0;
     this.derived = null;
   }
@@ -65,6 +68,8 @@ export class Cluster {
     for (const e of view.schedule) nested(this.schedule, e.name).set(e.machineID, e);
     for (const s of view.states) nested(this.states, s.name).set(s.machineID, s);
     for (const p of view.placements) this.placements.set(p.name, p);
+    this.maintenance = view.maintenance || null;
+    for (const r of view.rebootRequests || []) this.rebootRequests.set(r.machineID, r);
     this.changed();
   }
 
@@ -125,6 +130,13 @@ export class Cluster {
         break;
       case "leader":
         this.leader = put ? data.machineID : null;
+        break;
+      case "maintenance":
+        this.maintenance = put ? data.maintenance || null : null;
+        break;
+      case "reboot-request":
+        if (put) this.rebootRequests.set(data.machineID, strip(data));
+        else this.rebootRequests.delete(data.machineID);
         break;
       default:
         return null;
@@ -209,6 +221,16 @@ export class Cluster {
     const row = { name, unit, desired, copies, health, unplaceable };
     row.status = status(row);
     return row;
+  }
+
+  /** The maintenance's job of one machine, while it is worth showing on its card: the
+   * maintenance is not over, or the machine failed (it stays cordoned). */
+  maintenanceJob(id) {
+    const m = this.maintenance;
+    if (!m) return null;
+    const job = m.machines.find((j) => j.id === id);
+    if (!job) return null;
+    return ACTIVE_MAINTENANCE.has(m.phase) || job.phase === "failed" ? job : null;
   }
 
   machineName(id) {

@@ -27,6 +27,13 @@ function what(event, cluster) {
       return gone
         ? `${d.unit}: rollout record removed`
         : `${d.unit} rollout ${d.phase}: ${d.done} of ${d.total} done${d.message ? ` (${d.message})` : ""}`;
+    case "maintenance": {
+      if (gone) return "maintenance record removed";
+      const jobs = (d.machines || []).map((j) => `${cluster.machineName(j.id)} ${j.phase}`).join(", ");
+      return `maintenance ${d.phase}${d.message ? `: ${d.message}` : ""}${jobs ? ` (${jobs})` : ""}${d.failure ? `; failed: ${d.failure}` : ""}`;
+    }
+    case "reboot-request":
+      return gone ? `${machine}: reboot request cleared` : `${machine} asks for a reboot: ${d.reason}`;
     case "leader":
       return gone ? "no engine leader" : `${machine} leads the engine`;
     case "guard":

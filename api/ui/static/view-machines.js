@@ -1,10 +1,12 @@
 // The cluster page: totals, unplaceable units with their reasons, and one card per machine
-// (address, metadata, CPU and memory allocated, flags, systemd link, leader, its units).
+// (address, metadata, CPU and memory allocated, flags, systemd link, leader, its part in a
+// maintenance or its reboot request, its units), with the maintenance's panel above them.
 // Cards are rebuilt only when what they show changed, and focus survives a rebuild.
 
 import { actionButton } from "./actions.js";
 import { badge, fill, fmtBytes, fmtCount, fmtCpu, h, meter } from "./dom.js";
 import { stateText } from "./model.js";
+import { machineMaintenance, maintenancePanel } from "./view-maintenance.js";
 
 const UNITS_ON_CARD = 12;
 const UNPLACEABLE_SHOWN = 20;
@@ -60,6 +62,7 @@ function card(machine, cluster, slot) {
   const metadata = Object.entries(machine.metadata || {}).sort();
   const units = slot.units.slice().sort();
   const titleId = `machine-${machine.id}`;
+  const request = cluster.rebootRequests.get(machine.id);
   return h(
     "article",
     { class: "machine card", "aria-labelledby": titleId, dataset: { machine: machine.id } },
@@ -78,6 +81,7 @@ function card(machine, cluster, slot) {
           metadata.map(([k, v]) => h("li", {}, `${k}=${v}`)),
         )
       : null,
+    machineMaintenance(cluster.maintenanceJob(machine.id), request),
     meter("CPU", slot.cpuMillis, capacity.cpuMillis, fmtCpu, " cores"),
     meter("Memory", slot.memoryBytes, capacity.memoryBytes, fmtBytes),
     h("h4", {}, `Units (${fmtCount(units.length)})`),
@@ -107,6 +111,7 @@ function card(machine, cluster, slot) {
       { class: "actions" },
       machine.unschedulable ? actionButton("uncordon", target) : actionButton("cordon", target),
       machine.draining ? null : actionButton("drain", target),
+      request ? null : actionButton("reboot", target),
     ),
   );
 }
@@ -116,7 +121,8 @@ function signature(machine, cluster, slot) {
     const s = (cluster.states.get(u) || new Map()).get(machine.id);
     return s ? `${u}:${s.systemdActiveState}/${s.systemdSubState}` : u;
   });
-  return JSON.stringify([machine, cluster.leader === machine.id, slot.cpuMillis, slot.memoryBytes, states]);
+  const maintenance = [cluster.maintenanceJob(machine.id), cluster.rebootRequests.get(machine.id)];
+  return JSON.stringify([machine, cluster.leader === machine.id, slot.cpuMillis, slot.memoryBytes, states, maintenance]);
 }
 
 function totals(cluster) {
@@ -181,7 +187,7 @@ export function machinesView(main) {
     title: "Cluster",
     update(cluster) {
       keepingFocus(main, () => {
-        fill(head, totals(cluster), unplaceable(cluster));
+        fill(head, totals(cluster), maintenancePanel(cluster), unplaceable(cluster));
         const { perMachine } = cluster.index;
         const machines = cluster.sortedMachines();
         title.textContent = `Machines (${fmtCount(machines.length)})`;
