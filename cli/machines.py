@@ -9,7 +9,6 @@ on a terminal says what is left.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import Annotated
@@ -20,6 +19,7 @@ from rich.status import Status
 
 from fleetd.api import wire
 from fleetd.errors import Unavailable
+from fleetd.retry import Poll
 
 from . import completion, shapes
 from .backend import Backend, CliError
@@ -89,12 +89,10 @@ async def _left(backend: Backend, machine_id: str) -> list[str] | None:
 async def wait_drained(backend: Backend, machine: wire.Machine, attempts: int) -> tuple[bool, str]:
     """Wait until ``machine`` holds no units: (done, the line that says so or what is left)."""
     label = machine.hostname or machine.id[:8]
-    delay = FIRST_DELAY
-    attempt = 0
+    poll = Poll(first=FIRST_DELAY, cap=MAX_DELAY, attempts=attempts)
     left: list[str] | None = None
     with _live(f"draining {label}...") as status:
-        while attempts <= 0 or attempt < attempts:
-            attempt += 1
+        async for _ in poll:
             now = await _left(backend, machine.id)
             if now is not None:
                 left = now
@@ -103,12 +101,10 @@ async def wait_drained(backend: Backend, machine: wire.Machine, attempts: int) -
                 if status is not None:
                     more = f" and {len(left) - 5} more" if len(left) > 5 else ""
                     status.update(f"draining {label}: {', '.join(left[:5])}{more} still there")
-            if attempts > 0 and attempt >= attempts:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY)
     still = ", ".join(left) if left else "unknown (fleetd did not answer)"
-    return False, (f"Machine {describe(machine)} still holds {still} after {attempt} attempt(s)")
+    return False, (
+        f"Machine {describe(machine)} still holds {still} after {poll.attempt} attempt(s)"
+    )
 
 
 def _command(action: str, done: str, doc: str) -> Callable[..., None]:

@@ -3,7 +3,6 @@ line per change of a machine; its final line; ``reboot --status``."""
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import sys
 
@@ -11,12 +10,13 @@ import typer
 
 from fleetd.api import wire
 from fleetd.errors import Unavailable
+from fleetd.retry import Poll
 
 from .backend import Backend, CliError
-from .progress import FIRST_DELAY, MAX_DELAY, readable_reason
+from .progress import FIRST_DELAY, readable_reason
 from .table import echo_table, printable
 
-MAX_FOLLOW_DELAY = 0.2  # a GET per 0.2 s: its end is seen soon after it comes
+MAX_FOLLOW_DELAY = 0.2  # a GET per 0.2 s at least: its end is seen soon after it comes
 OVER = ("done", "failed", "cancelled")
 
 
@@ -50,17 +50,15 @@ async def follow(
     """Read the maintenance until it is over; each machine's changes are shown, one line
     each (a maintenance takes minutes: its story stays on the terminal)."""
     last: dict[str, str] = {}
-    delay = FIRST_DELAY
     outage = False
-    while True:
+    poll = Poll(first=FIRST_DELAY, cap=MAX_FOLLOW_DELAY)  # outages too: the machine is back soon
+    async for _ in poll:
         try:
             record = await backend.maintenance()
         except Unavailable as exc:
             if not outage:  # the API's machine may be the one rebooted
                 say(f"WARNING: {exc}; still following")
             outage = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY)
             continue
         outage = False
         if record.id != ident:
@@ -76,8 +74,9 @@ async def follow(
                     say(f"{name_of(job.id, machines)}: {text}")
         if record.phase in OVER:
             return record
-        delay = FIRST_DELAY if changed else min(delay * 2, MAX_FOLLOW_DELAY)
-        await asyncio.sleep(delay)
+        if changed:
+            poll.reset()
+    raise AssertionError("unreachable: a poll without attempts or deadline never ends")
 
 
 def say(line: str) -> None:

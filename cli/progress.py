@@ -26,6 +26,7 @@ from fleetd.api import wire
 from fleetd.api.service import views
 from fleetd.errors import InvalidInput, Unavailable
 from fleetd.model import DesiredState, awaits_machines
+from fleetd.retry import Poll
 from fleetd.unitfile import UnitFile
 
 from .backend import Backend
@@ -165,14 +166,14 @@ class Waiter:
 
     async def wait(self, names: Sequence[str], on_done: Callable[[Outcome], None]) -> list[Outcome]:
         pending = list(dict.fromkeys(names))
+        if not pending:
+            return []
         outcomes: dict[str, Outcome] = {}
-        delay = FIRST_DELAY
-        attempt = 0
+        poll = Poll(first=FIRST_DELAY, cap=MAX_DELAY, attempts=self.attempts)
         last: dict[str, wire.Unit] = {}
         outage = False
         with self._status() as status:
-            while pending and (self.attempts <= 0 or attempt < self.attempts):
-                attempt += 1
+            async for _ in poll:
                 try:
                     last = await self._attempt(pending, outcomes, on_done)
                 except Unavailable as exc:
@@ -187,12 +188,8 @@ class Waiter:
                     break
                 if status is not None:
                     status.update(self._summary(pending, last))
-                if self.attempts > 0 and attempt >= self.attempts:
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY)
         for name in pending:
-            outcome = await self._timed_out(name, last.get(name), attempt)
+            outcome = await self._timed_out(name, last.get(name), poll.attempt)
             outcomes[name] = outcome
             on_done(outcome)
         return [outcomes[n] for n in dict.fromkeys(names)]

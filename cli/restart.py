@@ -14,12 +14,11 @@ start.
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from fleetd.errors import Unavailable
 from fleetd.model import DesiredState
+from fleetd.retry import Poll
 
 from .backend import Backend, CliError
 from .helptext import Command
@@ -33,11 +32,9 @@ STOPPED = frozenset({"inactive", "failed"})
 
 async def _stopped(backend: Backend, name: str, attempts: int) -> Outcome:
     """Wait until no machine reports ``name`` running (``attempts`` reads; 0 = for ever)."""
-    delay = FIRST_DELAY
-    attempt = 0
+    poll = Poll(first=FIRST_DELAY, cap=MAX_DELAY, attempts=attempts)
     last = "unknown"
-    while attempts <= 0 or attempt < attempts:
-        attempt += 1
+    async for _ in poll:
         try:
             states = [s for s in await backend.list_states([name]) if s.name == name]
         except Unavailable:
@@ -47,12 +44,10 @@ async def _stopped(backend: Backend, name: str, attempts: int) -> Outcome:
             if not running:
                 return Outcome(name, True, f"Unit {name} stopped", "loaded")
             last = running[0].systemdActiveState
-        if attempts > 0 and attempt >= attempts:
-            break
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, MAX_DELAY)
     return Outcome(
-        name, False, f"Unit {name} still {last} after {attempt} attempt(s) (waiting for it to stop)"
+        name,
+        False,
+        f"Unit {name} still {last} after {poll.attempt} attempt(s) (waiting for it to stop)",
     )
 
 

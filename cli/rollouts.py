@@ -27,6 +27,7 @@ from rich.status import Status
 from fleetd.api import wire
 from fleetd.config import parse_duration
 from fleetd.errors import Unavailable
+from fleetd.retry import Poll
 from fleetd.rollouts.record import DEFAULT_DEADLINE, DEFAULT_MIN_HEALTHY, Options
 
 from . import unitargs
@@ -267,13 +268,15 @@ def _final(record: wire.Rollout) -> str:
 async def follow(backend: Backend, units: Sequence[str], live: bool) -> list[wire.Rollout]:
     """Read the rollouts of ``units`` until each ended or awaits a promotion; the
     changes of each one's message are shown (on a terminal, as a live line)."""
+    pending = list(dict.fromkeys(units))
+    if not pending:
+        return []
     names = {m.id: m for m in await backend.list_machines()}
     last: dict[str, wire.Rollout] = {}
-    pending = list(dict.fromkeys(units))
-    delay = FIRST_DELAY
+    poll = Poll(first=FIRST_DELAY, cap=MAX_DELAY)
     outage = False
     with _status(live) as status:
-        while pending:
+        async for _ in poll:
             try:
                 found = await asyncio.gather(*(backend.rollout(u) for u in pending))
             except Unavailable as exc:
@@ -285,17 +288,16 @@ async def follow(backend: Backend, units: Sequence[str], live: bool) -> list[wir
                 for record in found:
                     before = last.get(record.unit)
                     if before is None or before.updated != record.updated:
-                        delay = FIRST_DELAY
+                        poll.reset()
                         if status is None and (before is None or before.message != record.message):
                             _say(None, f"{record.unit}: {readable(record, names).message}")
                     last[record.unit] = readable(record, names)
                     if not record.active or record.phase == "awaiting-promotion":
                         pending.remove(record.unit)
-                if status is not None and pending:
+                if not pending:
+                    break
+                if status is not None:
                     status.update(" | ".join(printable(f"{u}: {last[u].message}") for u in pending))
-            if pending:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY)
     return [last[u] for u in dict.fromkeys(units)]
 
 

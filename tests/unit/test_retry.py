@@ -1,4 +1,5 @@
-"""The one backoff: delays, reset, what is retried and what is fatal, on injected time."""
+"""The one backoff (delays, reset, what is retried and what is fatal) and the one poll
+(reads, growing pauses, attempts, deadline), on injected time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import pytest
 
 from fleetd.errors import Conflict, RegistryError, RegistryUnavailable
-from fleetd.retry import Backoff, describe, retrying
+from fleetd.retry import Backoff, Poll, describe, retrying
 
 log = logging.getLogger("test.retry")
 
@@ -119,3 +120,93 @@ async def test_any_other_error_is_fatal_at_once() -> None:
 def test_describe_without_a_cause_is_the_message_or_the_type() -> None:
     assert describe(RegistryError("down")) == "down"
     assert describe(RegistryError()) == "RegistryError"
+
+
+class Clock:
+    """Injected time for a poll: ``sleep`` records the pause and moves ``now`` on by it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 6))
+        self.now += seconds
+
+
+def poll(clock: Clock, **kwargs: object) -> Poll:
+    return Poll(sleep=clock.sleep, clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_poll_reads_at_once_then_after_pauses_doubling_to_the_cap() -> None:
+    clock = Clock()
+    reads: list[tuple[int, float]] = []
+    async for attempt in poll(clock, first=0.1, cap=0.5):
+        reads.append((attempt, clock.now))
+        if attempt == 6:
+            break  # the condition holds
+    assert clock.waits == [0.1, 0.2, 0.4, 0.5, 0.5]
+    assert [a for a, _ in reads] == [1, 2, 3, 4, 5, 6] and reads[0][1] == 1000.0
+
+
+async def test_poll_ends_after_its_attempts_without_a_pause_after_the_last() -> None:
+    clock = Clock()
+    p = poll(clock, first=0.1, cap=0.5, attempts=3)
+    assert [a async for a in p] == [1, 2, 3]
+    assert clock.waits == [0.1, 0.2] and p.attempt == 3
+    one = poll(clock, first=0.1, cap=0.5, attempts=1)
+    assert [a async for a in one] == [1]
+
+
+async def test_poll_ends_at_its_deadline_with_a_last_read_on_it() -> None:
+    clock = Clock()
+    reads: list[float] = []
+    p = poll(clock, first=1.0, cap=4.0, deadline=6.0)
+    async for _ in p:
+        reads.append(clock.now - 1000.0)
+    assert reads == [0.0, 1.0, 3.0, 6.0]  # the 4 s pause is cut to the 3 s left
+    assert clock.waits == [1.0, 2.0, 3.0] and p.attempt == 4
+    assert [a async for a in poll(clock, first=1.0, cap=1.0, deadline=0)] == [1]
+
+
+async def test_poll_deadline_counts_from_the_first_read_and_slow_reads_use_it_up() -> None:
+    clock = Clock()
+    p = poll(clock, first=0.5, cap=0.5, deadline=2.0)
+    clock.now += 100.0  # made long before it is used
+    async for _ in p:
+        clock.now += 0.7  # each read takes a while
+    assert clock.waits == [0.5, 0.1] and p.attempt == 3
+
+
+async def test_poll_attempts_and_deadline_whichever_comes_first() -> None:
+    clock = Clock()
+    assert [a async for a in poll(clock, first=1.0, cap=1.0, attempts=2, deadline=60)] == [1, 2]
+    assert [a async for a in poll(clock, first=1.0, cap=1.0, attempts=99, deadline=2)] == [1, 2, 3]
+
+
+async def test_poll_reset_pauses_first_again() -> None:
+    clock = Clock()
+    p = poll(clock, first=0.1, cap=0.8)
+    async for attempt in p:
+        if attempt == 4:
+            p.reset()  # something changed
+        if attempt == 6:
+            break
+    assert clock.waits == [0.1, 0.2, 0.4, 0.1, 0.2]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"first": 0, "cap": 1},
+        {"first": 2, "cap": 1},
+        {"first": 0.1, "cap": 1, "attempts": -1},
+        {"first": 0.1, "cap": 1, "deadline": -1},
+    ],
+)
+def test_poll_refuses_bad_settings(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="poll"):
+        poll(Clock(), **kwargs)
