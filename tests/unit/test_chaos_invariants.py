@@ -235,6 +235,22 @@ def test_at_most_once_units_may_restart_after_an_etcd_fault_plain_ones_may_not()
     assert [v.unit for v in found] == [PLAIN]
 
 
+def test_an_etcd_member_s_fault_excuses_at_most_once_restarts_on_every_machine() -> None:
+    # m3's member cut off: an etcd election, during which m1's agent renews nothing
+    # either, so m1's AtMostOnce unit may be fenced; m2's plain unit must not restart.
+    history = (
+        healthy()
+        .pids("m1", 1.0, 2.0, {ONCE: 100})
+        .pids("m2", 1.0, 2.0, {PLAIN: 200})
+        .fault("partition-etcd-member", ["m3"], 5.0, 12.0)
+        .pids("m1", 10.0, 11.0, {ONCE: 101})
+        .pids("m2", 10.0, 11.0, {PLAIN: 201})
+        .end(healed=12.0, t=60.0)
+    )
+    found = [v for v in invariants.check(history) if v.invariant == "restarted"]
+    assert [v.unit for v in found] == [PLAIN]
+
+
 def test_a_created_unit_lost_or_changed_in_the_registry() -> None:
     lost = healthy().end(healed=0.0, t=60.0, registry={ONCE: (H1, "launched")})
     assert ("unit-file-lost", PLAIN) in [(v.invariant, v.unit) for v in invariants.check(lost)]

@@ -9,7 +9,9 @@
 - ``restarted``: a unit stopped and started again, or given a new ``MainPID``, on one
   machine, though its schedule entry did not change while it ran and no fault hit that
   machine then (a partition or a power-off; for ``AtMostOnce`` units, which are fenced
-  when their machine loses etcd, any fault of etcd or of that machine's fleetd too);
+  when their machine loses etcd, any fault of etcd or of that machine's fleetd too: a
+  fault of one etcd member may leave the whole cluster without an etcd leader, so it
+  counts for every machine);
 - ``unit-file-lost`` / ``unit-file-changed``: a unit created with a success answer and
   not destroyed is missing from the registry at the end, or its file (hash, desired
   state, or the ``Description`` systemd runs it with) differs from what was written;
@@ -35,6 +37,9 @@ DISTURBS_AT_MOST_ONCE = DISTURBS_ALL | {
     "partition-etcd-member",
     "kill-etcd-member",
 }
+# Faults of one etcd member: an etcd election follows, during which no agent anywhere
+# can renew its lease, so every machine's AtMostOnce units may be fenced.
+CLUSTER_WIDE_FOR_AT_MOST_ONCE = frozenset({"partition-etcd-member", "kill-etcd-member"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,10 @@ def active_once_after_faults(
 def _disturbed(history: History, machine: str, kinds: frozenset[str], t1: float, t2: float) -> bool:
     margin = 2 * float(history.meta.get("ttl", 10.0))
     return any(
-        kind in kinds and machine in machines and start <= t2 and t1 <= end + margin
+        kind in kinds
+        and (machine in machines or kind in CLUSTER_WIDE_FOR_AT_MOST_ONCE)
+        and start <= t2
+        and t1 <= end + margin
         for kind, machines, start, end in history.fault_windows()
     )
 
