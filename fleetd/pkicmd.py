@@ -114,6 +114,9 @@ def etcd_auth(
             metavar="NAME", help="the name every member's certificate carries (etcd_server_name)"
         ),
     ] = "",
+    request_timeout: Annotated[
+        float, typer.Option(help="seconds for each etcd request (more on slow machines)", min=0.1)
+    ] = 10.0,
 ) -> None:
     """Turn etcd's authentication on as its root (DIRECTORY's clients/root
     certificate): the user fleetd (its certificate) may only read and write
@@ -133,6 +136,7 @@ def etcd_auth(
                 key_file=str(key),
                 prefix=prefix,
                 server_name=server_name or None,
+                request_timeout=request_timeout,
             )
         )
     except FleetError as exc:

@@ -62,7 +62,17 @@
 #   --api-port PORT      TCP port of the API [FLEET_API_PORT] (default 49153)
 #   --no-wait            do not wait for fleetd [FLEET_WAIT=no]; for the first
 #                        machines of a new cluster, whose etcd has no quorum yet
-#   --wait-timeout SECS  how long to wait for fleetd [FLEET_WAIT_TIMEOUT] (default 180)
+#   --wait-timeout SECS  how long to wait for fleetd [FLEET_WAIT_TIMEOUT]
+#                        (default 180, with --slow 1200)
+#   --slow               this machine is many times slower than usual, e.g. a VM
+#                        under QEMU's emulation [FLEET_SLOW=yes]: fleetd.service
+#                        may take 10 minutes to start (a drop-in; the unit's own
+#                        limit is 60 s), fleetd waits 30 s for an etcd request
+#                        (etcd_request_timeout; default 3 s) and reconciles every
+#                        10 s (engine_reconcile_interval; default 2 s), the etcd
+#                        member sends heartbeats every second and holds elections
+#                        after 10 s (etcd's defaults: 100 ms and 1 s), and turning
+#                        etcd's authentication on waits 60 s per request (10 s)
 set -eu
 
 PROG=provision.sh
@@ -76,6 +86,7 @@ ETCD_UNIT=etcd-fleet.service
 ETCD_DATA=/var/lib/etcd-fleet
 DROPIN_DIR=$UNIT_DIR/fleetd.service.d
 DROPIN=$DROPIN_DIR/10-etcd-fleet.conf
+SLOW_DROPIN=$DROPIN_DIR/20-slow.conf
 DEFAULT_VENV=/opt/fleetd
 
 say() { printf '%s: %s\n' "$PROG" "$*"; }
@@ -103,12 +114,18 @@ WHEELS=${FLEET_WHEELS:-}
 ETCD_BINARY=${FLEET_ETCD_BINARY:-}
 API_PORT=${FLEET_API_PORT:-49153}
 WAIT=${FLEET_WAIT:-yes}
-WAIT_TIMEOUT=${FLEET_WAIT_TIMEOUT:-180}
+WAIT_TIMEOUT=${FLEET_WAIT_TIMEOUT:-}
+SLOW=${FLEET_SLOW:-no}
 
 while [ $# -gt 0 ]; do
     case $1 in
     --no-wait)
         WAIT=no
+        shift
+        continue
+        ;;
+    --slow)
+        SLOW=yes
         shift
         continue
         ;;
@@ -216,6 +233,10 @@ if command -v ip >/dev/null 2>&1; then
 fi
 if ! { is_number "$API_PORT" && [ "$API_PORT" -ge 1 ] && [ "$API_PORT" -le 65535 ]; }; then
     usage_error "--api-port ${API_PORT}: not a TCP port"
+fi
+case $SLOW in yes | no) ;; *) usage_error "FLEET_SLOW=${SLOW}: use yes or no" ;; esac
+if [ -z "$WAIT_TIMEOUT" ]; then
+    if [ "$SLOW" = yes ]; then WAIT_TIMEOUT=1200; else WAIT_TIMEOUT=180; fi
 fi
 is_number "$WAIT_TIMEOUT" || usage_error "--wait-timeout ${WAIT_TIMEOUT}: not a number of seconds"
 case $WAIT in yes | no) ;; *) usage_error "FLEET_WAIT=${WAIT}: use yes or no" ;; esac
@@ -437,15 +458,16 @@ if [ "$INSTALL" = wheels ]; then
         python3 -m venv --without-pip "$VENV"
     fi
     say "installing fleetd from the wheels in $WHEELS into $VENV (offline)"
-    # Every wheel there, as `pip wheel -w DIR . pip` made them: no resolver run
-    # and no bytecode compiled ahead (Python compiles what it imports), which
-    # counts on slow machines.
+    # Every wheel there, as `pip wheel -w DIR . pip` made them: no resolver run.
+    # pip compiles the bytecode now (also with PYTHONDONTWRITEBYTECODE set):
+    # otherwise fleetd's first start compiles what it imports, within its
+    # unit's start timeout, which takes minutes on an emulated CPU.
     "$VENV/bin/python" "$PIP_WHEEL/pip" install --disable-pip-version-check --quiet --no-index \
-        --no-deps --no-compile "$WHEELS"/*.whl
+        --no-deps "$WHEELS"/*.whl
     if [ -n "$before" ]; then
         # An earlier install: the project's version does not change with its code.
         "$VENV/bin/python" "$PIP_WHEEL/pip" install --disable-pip-version-check --quiet \
-            --no-index --no-deps --no-compile --force-reinstall "$FLEETD_WHEEL"
+            --no-index --no-deps --force-reinstall "$FLEETD_WHEEL"
     fi
     [ "$(install_digest)" = "$before" ] || FLEETD_RESTART=yes
 elif [ "$INSTALL" = pip ]; then
@@ -517,6 +539,14 @@ case $pki_out in *created* | *reissued*) PKI_CHANGED=yes ;; esac
 
 UNITS_CHANGED=no
 ETCD_RESTART=no
+ETCD_SLOW=
+if [ "$SLOW" = yes ]; then
+    # --slow: heartbeats and elections at a pace the machine keeps up with (with
+    # etcd's 100 ms an overloaded leader misses heartbeats and elections repeat).
+    ETCD_SLOW=' \
+    --heartbeat-interval=1000 \
+    --election-timeout=10000'
+fi
 if [ "$MEMBER" = yes ]; then
     put_file "$UNIT_DIR/$ETCD_UNIT" 644 <<EOF
 # Written by vagrant/provision.sh: member $NODE_NAME of fleet's etcd cluster.
@@ -552,7 +582,7 @@ ExecStart=$ETCD_BIN \\
     --initial-cluster-token=fleetd \\
     --initial-cluster-state=new \\
     --logger=zap \\
-    --log-level=warn
+    --log-level=warn$ETCD_SLOW
 Restart=always
 RestartSec=2
 LimitNOFILE=65536
@@ -597,6 +627,13 @@ if [ ! -e "$TOKENS_PATH" ]; then
 # Add one with: fleetd token add $TOKENS_PATH NAME ROLE   (fleetd re-reads this file)
 EOF
 fi
+CONF_SLOW=
+if [ "$SLOW" = yes ]; then
+    CONF_SLOW="
+# --slow: this machine is many times slower than usual.
+etcd_request_timeout = 30s
+engine_reconcile_interval = 10s"
+fi
 put_file "$CONF_FILE" 644 <<EOF
 # Written by vagrant/provision.sh for $NODE_NAME; re-run it to change this file.
 # Every option: $VENV/bin/fleetd --help, or fleetd/share/fleet.conf.sample.
@@ -612,7 +649,7 @@ api_cert_file = $PKI/machines/$NODE_NAME.crt
 api_key_file = $PKI/machines/$NODE_NAME.key
 api_ca_file = $PKI/ca.crt
 api_token_file = $TOKEN_PATH
-api_tokens_file = $TOKENS_PATH
+api_tokens_file = $TOKENS_PATH$CONF_SLOW
 EOF
 [ "$CHANGED" = no ] || FLEETD_RESTART=yes
 
@@ -628,6 +665,20 @@ put_file "$UNIT_DIR/fleetd.service" 644 <<EOF
 $FLEETD_UNIT_TEXT
 EOF
 [ "$CHANGED" = no ] || { UNITS_CHANGED=yes && FLEETD_RESTART=yes; }
+# A longer start timeout on slow machines; it applies from the next start on,
+# so a running fleetd is left alone.
+if [ "$SLOW" = yes ]; then
+    put_file "$SLOW_DROPIN" 644 <<EOF
+# Written by vagrant/provision.sh --slow: fleetd's start (its imports, TLS to
+# etcd, registering) takes longer than the unit's own timeout on this machine.
+[Service]
+TimeoutStartSec=600
+EOF
+    [ "$CHANGED" = no ] || UNITS_CHANGED=yes
+elif [ -e "$SLOW_DROPIN" ]; then
+    rm -f -- "$SLOW_DROPIN"
+    UNITS_CHANGED=yes
+fi
 
 [ "$UNITS_CHANGED" = no ] || systemctl daemon-reload
 if [ "$MEMBER" = yes ]; then
@@ -667,8 +718,16 @@ until systemctl is-active --quiet fleetd.service; do
     fi
     sleep 1
 done
-# etcd's authentication, now that it has a quorum (fleetd registered); idempotent.
+# etcd's authentication, now that it has a quorum (fleetd registered).  It is
+# idempotent, so it is tried again until the deadline: on a slow machine a TLS
+# handshake with etcd can time out.
+AUTH_TIMEOUT=10
+[ "$SLOW" = no ] || AUTH_TIMEOUT=60
 # shellcheck disable=SC2086
-auth_out=$("$VENV/bin/fleetd" pki etcd-auth --server-name fleetd-etcd "$PKI" $ETCD_ENDPOINTS 2>&1) ||
-    die "cannot turn etcd's authentication on: $auth_out"
+until auth_out=$("$VENV/bin/fleetd" pki etcd-auth --server-name fleetd-etcd \
+    --request-timeout "$AUTH_TIMEOUT" "$PKI" $ETCD_ENDPOINTS 2>&1); do
+    [ "$(date +%s)" -lt "$deadline" ] || die "cannot turn etcd's authentication on: $auth_out"
+    say "etcd's authentication is not on yet, trying again: $auth_out"
+    sleep 5
+done
 say "fleetd is active on $NODE_NAME ($NODE_IP); try: fleetctl list-machines"

@@ -19,7 +19,8 @@
 #
 # It prints the time of each phase, and the checks' count at the end.  When the
 # host cannot run it (not root, no apt, the packages not installable,
-# FLEET_VAGRANT_SKIP=1) it prints one line saying why and exits 0.
+# no right to make namespaces, FLEET_VAGRANT_SKIP=1) it prints one line saying
+# why and exits 0.
 set -eu
 
 PROG=vagrant
@@ -47,6 +48,9 @@ command -v apt-get >/dev/null 2>&1 || skip "needs a Debian host (apt-get) for it
 [ -x /usr/bin/etcd ] || skip "no /usr/bin/etcd (Debian's etcd-server, for the VMs): run .ci/setup first"
 
 if [ -z "${FLEET_VAGRANT_INNER:-}" ]; then
+    # Root in a container may still lack the right to make namespaces.
+    unshare --mount --net true 2>/dev/null ||
+        skip "cannot make a mount and network namespace here (unshare --mount --net)"
     mkdir -p -- "$CACHE"
     # shellcheck disable=SC2086
     "$ROOT/.ci/apt-install" $PACKAGES >"$CACHE/apt.log" 2>&1 ||
@@ -265,7 +269,7 @@ wait_for 60 "libvirtd is up" libvirt_up ||
 
 cd "$SRC/vagrant"
 export FLEET_BOX="$BOX" FLEET_LIBVIRT_DRIVER=qemu FLEET_CPUS=1 FLEET_MEMORY=768 FLEET_NODES=3
-vagrant_ 2400 up --provider=libvirt || fail "vagrant up"
+vagrant_ 3600 up --provider=libvirt || fail "vagrant up"
 pass "vagrant up: node1..node3 provisioned"
 
 # --- 3. units ----------------------------------------------------------------------------

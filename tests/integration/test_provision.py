@@ -370,6 +370,41 @@ def test_running_it_again_changes_nothing(cluster: Cluster) -> None:
     assert {u: cluster.main_pid("m2", u) for u in pids} == pids
 
 
+def test_slow_machines_get_longer_timeouts_and_slower_heartbeats(cluster: Cluster) -> None:
+    """--slow (what the Vagrantfile gives emulated VMs), then without it: as before."""
+    dropin = "/etc/systemd/system/fleetd.service.d/20-slow.conf"
+    usual = ("m3", "--token-file", "/root/token", "--pki-dir", "/root/pki")
+    before = cluster.fingerprint("m3")
+
+    def timeout() -> str:
+        out = cluster.sandbox.exec(
+            "m3", "systemctl", "show", "-p", "TimeoutStartUSec", "--value", "fleetd.service"
+        )
+        return out.stdout.strip()
+
+    try:
+        slow = cluster.provision(*usual, "--slow")
+        _check(slow, "provision --slow")
+        assert "waiting up to 1200s" in slow.stdout
+        assert timeout() == "10min"
+        conf = config.parse_file_text(cluster.read("m3", "/etc/fleet/fleet.conf"), "fleet.conf")
+        settings = {k: v for _, k, v in conf}
+        assert settings["etcd_request_timeout"] == "30s"
+        assert settings["engine_reconcile_interval"] == "10s"
+        etcd_unit = cluster.read("m3", "/etc/systemd/system/etcd-fleet.service")
+        assert "--heartbeat-interval=1000" in etcd_unit and "--election-timeout=10000" in etcd_unit
+        assert cluster.active("m3", "fleetd.service") and cluster.active("m3", "etcd-fleet.service")
+    finally:
+        again = cluster.provision(*usual)
+    _check(again, "provision without --slow")
+    assert timeout() == "1min"
+    assert cluster.sandbox.exec("m3", "test", "-e", dropin).returncode == 1
+    after = cluster.fingerprint("m3")
+    assert {p: v.split(" ", 2)[2] for p, v in after.items()} == {
+        p: v.split(" ", 2)[2] for p, v in before.items()
+    }
+
+
 BAD_INPUT = [
     (["--ip", "10.87.0.300"], "not an IPv4 address"),
     (["--ip", "192.0.2.1"], "is not an address of this machine"),

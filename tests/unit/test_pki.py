@@ -87,3 +87,30 @@ def test_refusals(tmp_path: Path) -> None:
     pki.ca_key.write_bytes(other.ca_key.read_bytes())
     with pytest.raises(PkiError, match="is not the key of"):
         pki.issue_client("root")
+
+
+def test_etcd_auth_takes_its_request_timeout_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """provision.sh --slow gives `fleetd pki etcd-auth` more time per etcd request."""
+    from typer.testing import CliRunner
+
+    from fleetd import pkicmd
+
+    seen: dict[str, object] = {}
+
+    async def fake_ensure_auth(endpoints: list[str], **kw: object) -> None:
+        seen.update(kw, endpoints=endpoints)
+
+    monkeypatch.setattr(pkicmd, "ensure_auth", fake_ensure_auth)
+    pki = Pki(tmp_path)
+    pki.init_ca()
+    pki.issue_client("root")
+    runner = CliRunner()
+    args = ["etcd-auth", str(tmp_path), "https://10.0.0.1:2379"]
+    assert runner.invoke(pkicmd.app, args).exit_code == 0
+    assert seen["request_timeout"] == 10.0
+    assert runner.invoke(pkicmd.app, [*args, "--request-timeout", "60"]).exit_code == 0
+    assert seen["request_timeout"] == 60.0 and seen["endpoints"] == ["https://10.0.0.1:2379"]
+    refused = runner.invoke(pkicmd.app, [*args, "--request-timeout", "0"])
+    assert refused.exit_code == 2

@@ -139,7 +139,7 @@ def options(args: list[str]) -> dict[str, str]:
     result, rest = {}, list(args)
     while rest:
         flag = rest.pop(0)
-        result[flag] = "" if flag == "--no-wait" else rest.pop(0)
+        result[flag] = "" if flag in ("--no-wait", "--slow") else rest.pop(0)
     return result
 
 
@@ -234,7 +234,7 @@ def test_the_offline_setup_emulates_and_installs_from_the_wheelhouse(tmp_path: P
         c["block"] for c in calls(default["children"]["vm"], "provider") if c["args"] == ["libvirt"]
     )
     assert only(libvirt, "driver=")["args"] == ["kvm"] and not calls(libvirt, "cpu_model=")
-    assert "--wheels" not in options(provision_args(default))
+    assert not {"--wheels", "--slow"} & set(options(provision_args(default)))
     (tmp_path / ".wheelhouse").mkdir()
     config = configure(tmp_path, FLEET_BOX="fleetd/bookworm", FLEET_LIBVIRT_DRIVER="qemu")
     assert only(config["children"]["vm"], "box=")["args"] == ["fleetd/bookworm"]
@@ -245,7 +245,9 @@ def test_the_offline_setup_emulates_and_installs_from_the_wheelhouse(tmp_path: P
         assert only(libvirt, "driver=")["args"] == ["qemu"]
         assert only(libvirt, "cpu_model=")["args"] == ["qemu64"]
         assert only(libvirt, "graphics_type=")["args"] == ["none"]
-        assert options(provision_args(node))["--wheels"] == "/vagrant/vagrant/.wheelhouse"
+        opts = options(provision_args(node))
+        assert opts["--wheels"] == "/vagrant/vagrant/.wheelhouse"
+        assert "--slow" in opts  # an emulated CPU: longer timeouts, slower etcd heartbeats
 
 
 @needs_ruby
