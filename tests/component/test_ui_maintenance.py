@@ -21,6 +21,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from uikit import MACHINES, SHOTS, seed
 
 from fleetd.maintenance.record import JobPhase, Maintenance, Phase
@@ -119,6 +120,10 @@ def panel(driver: WebDriver) -> str:
     return found[0].text if found else ""
 
 
+def cancel_button(driver: WebDriver) -> WebElement:
+    return driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancelMaintenance"]')
+
+
 def test_a_maintenance_shows_live_and_an_operator_cancels_it(server: Served) -> None:
     with browser.chromium() as driver:
         sign_in(driver, server, "operate")
@@ -127,8 +132,14 @@ def test_a_maintenance_shows_live_and_an_operator_cancels_it(server: Served) -> 
         with api(server) as client:
             assert client.post("/fleet/v1/maintenance", json=request).status_code == 201
         browser.wait_until(lambda: "command /bin/true" in panel(driver), 10, "the panel")
-        assert "started by admin" in panel(driver)
-        assert "0 of 3 machines done (3 pending)" in panel(driver)
+        browser.wait_until(
+            lambda: (
+                "started by admin" in panel(driver)
+                and "0 of 3 machines done (3 pending)" in panel(driver)
+            ),
+            10,
+            "who started it and the progress",
+        )
         for machine in ("m1", "m2", "m3"):
             shows(driver, machine, "pending")
         step(server, **{M1: (JobPhase.DRAINING, "2 units still on it")})
@@ -158,9 +169,9 @@ def test_a_maintenance_shows_live_and_an_operator_cancels_it(server: Served) -> 
             "the request on the panel",
         )
         # Cancel, from the page, after confirming.
-        cancel = driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancelMaintenance"]')
-        assert cancel.is_enabled()
-        cancel.click()
+        # The panel is drawn again on every event: find the button anew at each try.
+        browser.wait_until(lambda: cancel_button(driver).is_enabled(), 10, "an enabled Cancel")
+        browser.wait_until(lambda: cancel_button(driver).click() or True, 10, "Cancel clicked")
         dialog = driver.find_element(By.ID, "confirm")
         browser.wait_until(dialog.is_displayed, 10, "the confirmation")
         assert "No machine starts any more" in dialog.text
@@ -183,17 +194,22 @@ def test_a_failed_maintenance_says_why_and_a_reader_cannot_cancel(server: Served
     with browser.chromium(browser.PHONE) as driver:
         sign_in(driver, server, "read")
         browser.wait_until(lambda: "Maintenance: reboot" in panel(driver), 10, "the panel")
-        cancel = driver.find_element(By.CSS_SELECTOR, 'button[data-action="cancelMaintenance"]')
-        assert not cancel.is_enabled()
-        assert "needs the operate role" in (cancel.get_attribute("title") or "")
+        browser.wait_until(
+            lambda: (
+                not cancel_button(driver).is_enabled()
+                and "needs the operate role" in (cancel_button(driver).get_attribute("title") or "")
+            ),
+            10,
+            "a disabled Cancel that says why",
+        )
         why = "m1 was not back within 10 minutes"
         step(server, **{M1: (JobPhase.FAILED, why)})
         finish(server, Phase.FAILED, f"m1: {why}")
         browser.wait_until(lambda: f"Failed: m1: {why}" in panel(driver), 10, "the failure")
-        assert "Last maintenance: reboot" in panel(driver)
+        browser.wait_until(lambda: "Last maintenance: reboot" in panel(driver), 10, "the last one")
         # The failed machine stays cordoned: its card keeps saying why; the other no more.
         shows(driver, "m1", "failed", why)
-        assert phase_on_card(driver, "m2") == ""
+        browser.wait_until(lambda: phase_on_card(driver, "m2") == "", 10, "m2's card without it")
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= browser.PHONE[0], "the cluster page scrolls sideways on a phone"
         browser.screenshot(driver, SHOTS, "maintenance-failed-phone")
