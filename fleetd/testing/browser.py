@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -76,6 +77,8 @@ def chromium(
     if why is not None:
         raise RuntimeError(why)
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver
+    # At DEBUG it logs each command's body: the token a test types into the sign-in form.
+    logging.getLogger("selenium.webdriver.remote.remote_connection").setLevel(logging.INFO)
     profile = tempfile.mkdtemp(prefix="fleetd-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)

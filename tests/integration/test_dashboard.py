@@ -5,8 +5,9 @@ Chromium driven by Selenium, served by m1's fleetd at ``https://<m1>:49153/ui/``
 (Chromium trusts exactly m1's certificate key).  The page must list the machines and
 their units, start a unit that systemd inside its machine then runs, show why a unit
 cannot be placed, show a rollout on its instances' pages and promote it, be usable by
-keyboard alone, drop a partitioned machine within TTL + 2 s without a reload, and give
-a read-only token no enabled write button while forged writes get 403.
+keyboard alone, show each machine's phases in a maintenance live, drop a partitioned
+machine within TTL + 2 s without a reload, and give a read-only token no enabled write
+button while forged writes get 403.
 
 Screenshots of every page are saved under ``build/screenshots/`` (printed at the end).
 """
@@ -409,6 +410,60 @@ def test_phone_sized_pages(cluster: Cluster) -> None:
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= browser.PHONE[0], "the units page scrolls sideways on a phone"
         browser.screenshot(driver, SHOTS, "units-phone")
+
+
+# Records, in the page, every phase each machine's card showed (a phase may last less
+# than the test's polling interval; the page renders each change of the record).
+WATCH_PHASES = """
+window.__phases = {};
+const note = () => {
+  for (const card of document.querySelectorAll("article.machine")) {
+    const name = card.querySelector("h3").textContent;
+    const p = card.querySelector("p.maint[data-maintenance-phase]");
+    const seen = (window.__phases[name] = window.__phases[name] || []);
+    const phase = p && p.dataset.maintenancePhase;
+    if (phase && seen[seen.length - 1] !== phase) seen.push(phase);
+  }
+};
+const view = document.getElementById("view");
+new MutationObserver(note).observe(view, {subtree: true, childList: true});
+note();
+"""
+ORDER = ["pending", "draining", "acting", "returning", "done"]
+
+
+def test_a_maintenance_shows_each_machine_phase_live(cluster: Cluster, page: WebDriver) -> None:
+    name = "dash-maint.service"
+    cluster.submit(name, SERVICE.format(what="moved by a maintenance"), "start")
+    page.execute_script(WATCH_PHASES)
+    page.execute_script("window.__sameDocument = true")
+    started = time.monotonic()
+    cluster.fleetctl("reboot", "--no-block", "--command", "/bin/true", "m2", "m3")
+    # (the panel is rebuilt at each change: found again at each look)
+    panel = lambda: page.find_element(By.ID, "maintenance").text  # noqa: E731
+    browser.wait_until(
+        lambda: "Maintenance: command /bin/true" in panel(), 30, "the maintenance panel"
+    )
+    browser.wait_until(lambda: "acting" in str(page.execute_script("return window.__phases")),
+                       120, "a machine acting")  # fmt: skip
+    browser.screenshot(page, SHOTS, "maintenance")
+    browser.wait_until(
+        lambda: "Last maintenance: command /bin/true done" in panel(), 240, "the end"
+    )
+    took = time.monotonic() - started
+    phases: dict[str, list[str]] = page.execute_script("return window.__phases")
+    print(f"\nmaintenance of m2, m3 (/bin/true) over in {took:.1f}s; the page showed {phases}")
+    assert "2 of 2 machines done" in panel()
+    assert page.execute_script("return window.__sameDocument === true"), "the page reloaded"
+    for machine in ("m2", "m3"):
+        seen = phases.get(machine, [])
+        # Each phase shown in order, at least one with the machine down or coming back.
+        assert seen == sorted(seen, key=ORDER.index), (machine, seen)
+        assert {"draining", "acting", "returning"} & set(seen), (machine, seen)
+    assert phases.get("m1", []) == []
+    # Over: the cards no longer speak of it; the panel keeps the last one.
+    assert page.find_elements(By.CSS_SELECTOR, "p.maint[data-maintenance-phase]") == []
+    browser.screenshot(page, SHOTS, "maintenance-done")
 
 
 def test_a_partitioned_machine_leaves_the_page_within_the_ttl_and_2s(
