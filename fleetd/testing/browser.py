@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+
+from fleetd.testing import polling
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -106,19 +107,9 @@ def wait_until(
 ) -> T:
     """Poll ``check`` until it answers something true; AssertionError naming ``what``
     at the deadline (a browser exception while polling counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except WebDriverException as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last})" if last else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
-        time.sleep(interval)
+    return polling.wait_until(
+        check, timeout, what, transient=(WebDriverException,), interval=interval
+    )
 
 
 def console_errors(driver: webdriver.Chrome) -> list[str]:

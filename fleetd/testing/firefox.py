@@ -21,12 +21,13 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import websocket
+
+from fleetd.testing import polling
 
 FIREFOX = Path("/usr/bin/firefox-esr")
 DESKTOP = (1280, 800)
@@ -248,16 +249,4 @@ def firefox(size: tuple[int, int] = DESKTOP) -> Iterator[Firefox]:
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``check`` until it answers something true; AssertionError naming ``what``
     at the deadline (a BiDi error while polling counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except BidiError as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last})" if last else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
-        time.sleep(interval)
+    return polling.wait_until(check, timeout, what, transient=(BidiError,), interval=interval)
