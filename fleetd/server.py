@@ -57,6 +57,10 @@ class Server:
         self._stop = asyncio.Event()
         self._reloads: list[Callable[[], None]] = []
 
+    def stop(self) -> None:
+        """End ``run`` (what SIGTERM and SIGINT do), also while etcd is out of reach."""
+        self._stop.set()
+
     def _endpoints(self) -> tuple[str, ...]:
         if not self.config.embedded_etcd:
             return self.config.etcd_servers
@@ -86,19 +90,36 @@ class Server:
         backoff = Backoff("registry not reachable", log, first=0.2)
         await retrying(store.ensure_schema, backoff, RegistryError)
 
+    async def _connect_unless_stopped(self, store: Store) -> bool:
+        """``_connect``, or False once stopped first: a stop must not wait for etcd."""
+        connecting = asyncio.create_task(self._connect(store), name="connect")
+        stopped = asyncio.create_task(self._stop.wait(), name="stop")
+        try:
+            await asyncio.wait({connecting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (connecting, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not connecting.cancelled():
+            connecting.result()  # its error, if it failed (not a reachability one)
+            return True
+        return False
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         endpoints = await asyncio.to_thread(self._endpoints)
         registry = self._registry(endpoints)
         store = self.store = Store(registry, Keys(self.config.etcd_key_prefix))
         try:
-            await self._connect(store)
-            parts = self._parts(store)
+            if not await self._connect_unless_stopped(store):
+                log.info("fleetd stopped before it reached etcd")
+                return 0
             async with asyncio.TaskGroup() as group:
-                for name, coro in parts.items():
+                for name, coro in self._parts(store).items():
                     group.create_task(coro, name=name)
                 group.create_task(self._until_stopped(), name="signals")
         except* _Stop:
