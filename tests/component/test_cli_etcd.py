@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from fleetd.cli.main import app
 from fleetd.etcd_server import EtcdServer
@@ -21,20 +22,31 @@ pytestmark = pytest.mark.etcd
 SERVICE = "[Unit]\nDescription=Web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
 
-def test_etcd_driver(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -> None:
-    unit = tmp_path / "web.service"
-    unit.write_text(SERVICE)
-    env = {
+def etcd_env(etcd_server: EtcdServer, key_prefix: str) -> dict[str, str]:
+    return {
         "FLEETCTL_DRIVER": "etcd",
         "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
         "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
     }
-    runner = CliRunner()
 
-    def fleetctl(*args: str):  # type: ignore[no-untyped-def]
+
+def driver(runner: CliRunner, env: dict[str, str]) -> Callable[..., Result]:
+    """fleetctl with ``env``, failing on any traceback in its output."""
+
+    def fleetctl(*args: str) -> Result:
         result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
         assert "Traceback" not in result.output
         return result
+
+    return fleetctl
+
+
+def test_etcd_driver(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -> None:
+    unit = tmp_path / "web.service"
+    unit.write_text(SERVICE)
+    env = etcd_env(etcd_server, key_prefix)
+    runner = CliRunner()
+    fleetctl = driver(runner, env)
 
     r = fleetctl("submit", str(unit))
     assert r.exit_code == 0, r.output
@@ -63,11 +75,7 @@ def test_etcd_driver_warns_and_accepts(
     """What fleet accepted (Conflicts without a suffix) is written, with the warning."""
     for name in ("apache.service", "web.service"):
         (tmp_path / name).write_text(SERVICE + "\n[X-Fleet]\nConflicts=apache\n")
-    env = {
-        "FLEETCTL_DRIVER": "etcd",
-        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
-    }
+    env = etcd_env(etcd_server, key_prefix)
     runner = CliRunner()
     r = runner.invoke(app, ["submit", str(tmp_path / "apache.service")], env=env)
     assert r.exit_code == 0, r.output
@@ -105,11 +113,7 @@ def test_etcd_driver_plans_writing_nothing(
     before = asyncio.run(registry_state(register=True))
     (tmp_path / "web.service").write_text(SERVICE)
     (tmp_path / "big.service").write_text(SERVICE + "\n[X-Fleet]\nMemoryReservation=2G\n")
-    env = {
-        "FLEETCTL_DRIVER": "etcd",
-        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
-    }
+    env = etcd_env(etcd_server, key_prefix)
     runner = CliRunner()
     r = runner.invoke(app, ["plan", str(tmp_path / "web.service")], env=env)
     assert r.exit_code == 1, r.output
@@ -127,17 +131,9 @@ def test_etcd_driver_plans_writing_nothing(
 
 def test_etcd_driver_config(etcd_server: EtcdServer, key_prefix: str, tmp_path: Path) -> None:
     """config get|set on the registry itself; fleetctl plan plans with the strategy set."""
-    env = {
-        "FLEETCTL_DRIVER": "etcd",
-        "FLEETCTL_ETCD_ENDPOINTS": etcd_server.endpoint,
-        "FLEETCTL_ETCD_KEY_PREFIX": key_prefix,
-    }
+    env = etcd_env(etcd_server, key_prefix)
     runner = CliRunner()
-
-    def fleetctl(*args: str):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
-        assert "Traceback" not in result.output
-        return result
+    fleetctl = driver(runner, env)
 
     async def register() -> None:
         registry = EtcdRegistry([etcd_server.endpoint], timeout=5.0)
