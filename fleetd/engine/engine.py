@@ -375,10 +375,12 @@ class Engine:
         async with self._model_lock:
             model = self.model
             change = model.change()
-            guard = self._guard(now)
+            gone = None if isinstance(change, FullReason) else change.gone
+            absent = model.absent(now, gone)
+            guard = self._guard(now, absent)
             if isinstance(change, FullReason):
                 due = change
-            elif due is None and guard is not None and model.absent(now):
+            elif due is None and guard is not None and absent:
                 due = FullReason(Cause.NOT_SCOPED, guard.reason)
             elif due is None:
                 found = model.scope(
@@ -401,12 +403,11 @@ class Engine:
             )
         return FullPass(snap, due)
 
-    def _guard(self, now: float) -> Guard | None:
-        """The mass-loss guard now (engine/guard.py); logged when it starts and ends to
-        matter (absent machines with units)."""
+    def _guard(self, now: float, absent: Mapping[str, float]) -> Guard | None:
+        """The mass-loss guard now (engine/guard.py), given the ``absent`` machines; logged
+        when it starts and ends to matter (absent machines with units)."""
         model = self.model
         self._seen.update(model.machines)
-        absent = model.absent(now)
         s = self.settings.guard
         departed = self._departed
         for machine, since in absent.items():

@@ -108,9 +108,11 @@ class ClusterModel:
             guard=guard,
         )
 
-    def absent(self, now: float) -> dict[str, float]:
-        """Machines with schedule entries that are not registered -> when seen gone."""
-        return self._lost(now)
+    def absent(self, now: float, gone: Iterable[str] | None = None) -> dict[str, float]:
+        """Machines with schedule entries that are not registered -> when seen gone
+        (``gone``: the machines that left since the last pass, the others being in
+        ``lost`` already; default: read from the whole schedule)."""
+        return self._lost(now, gone)
 
     def state_machines(self) -> set[str]:
         """Machines whose unit states a full pass needs (engine/plan.py, ``states``): the new
