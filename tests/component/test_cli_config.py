@@ -12,7 +12,7 @@ import pytest
 from clikit import M2, ServerThread
 from clirun import Result, fleetctl
 
-from fleetd.clustersettings import ClusterSettings
+from fleetd.clustersettings import BY_NAME, ClusterSettings
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_get_lists_every_setting_and_set_changes_one(
             "value": 0.3,
             "default": 0.3,
             "set": False,
-            "description": json.loads(r.stdout)[0]["description"],
+            "description": BY_NAME["guard_share"].help,
         }
     ]
     r = run(server, capsys, monkeypatch, "config", "set", "strategy", "default")
