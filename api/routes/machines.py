@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Response
@@ -26,9 +27,10 @@ async def list_machines(ctx: Ctx, next_page_token: PageTokenParam = None) -> wir
     """A page of machines, sorted by id, with capacity and allocation (extensions), and
     the mass-loss guard while it holds (``guard``, extension)."""
     token = parse_token(next_page_token or [])
-    machines = await queries.list_machines(ctx.store, ctx.defaults)
+    machines, guard = await asyncio.gather(
+        queries.list_machines(ctx.store, ctx.defaults), config.read_guard(ctx.store)
+    )
     page = paginate(machines, lambda m: m.id, token, ctx.page_size)
-    guard = await config.read_guard(ctx.store)
     return wire.MachinePage(machines=page.items, nextPageToken=page.next_token, guard=guard)
 
 
