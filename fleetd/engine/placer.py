@@ -410,11 +410,7 @@ class Placer:
         self.index.attach(slot)
 
     def _take(self, name: str, req: Requirements, slot: Slot) -> None:
-        slot = self.index.detach(slot)
-        slot.free_cpu += req.cpu_millis
-        slot.free_mem += req.memory_bytes
-        slot.count -= 1
-        self.index.attach(slot)
+        self._give_back(req, slot)
         self.occupancy.remove(name, req, slot.id)
 
     def decision(self) -> Decision:
