@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typer._click import Context
 
-from fleetd.helptext import HelpCommand, HelpGroup, summary
+from fleetd.helptext import HelpCommand, HelpGroup
 
-__all__ = ["GLOBAL_HINT", "Command", "Group", "summary"]
+__all__ = ["GLOBAL_HINT", "Command", "Group"]
 
 GLOBAL_HINT = "Global options (see fleetctl --help) may come before or after the command."
 
