@@ -260,10 +260,13 @@ class Sandbox:
         """Change machine ``name``'s record in the state file as it is now: read, changed
         and written under the state's lock, so callers in other threads or processes (a
         sampler finding a machine's new PID 1 while a fault boots another) lose nothing."""
+        self._edit(name, lambda ms: dataclasses.replace(ms, **changes))
+
+    def _edit(self, name: str, change: Callable[[MachineState], MachineState]) -> None:
+        """``_update`` with a change computed from the record as it is under the lock."""
         with st.locked(self.state_dir):
             state = self._state()
-            ms = state.machine(name)
-            st.save(self.state_dir, state.with_machine(dataclasses.replace(ms, **changes)))
+            st.save(self.state_dir, state.with_machine(change(state.machine(name))))
 
     @property
     def machines(self) -> tuple[MachineState, ...]:
@@ -409,12 +412,16 @@ class Sandbox:
 
     def cut(self, name: str, cut: Cut) -> None:
         """Cut only etcd's client or peer traffic of ``name`` (``cuts.py``); `heal` undoes it."""
-        state = self._state()
-        ms = state.machine(name)
         if cut is Cut.ETCD_PEERS and not self.hosts_member(name):
             raise SandboxError(f"machine {name} runs no etcd member (see --etcd-members)")
-        self._update(name, cuts=(*[c for c in ms.cuts if c != cut.value], cut.value))
-        cuts.apply(ms.netns, cut)
+        # The cuts as recorded under the lock: one made meanwhile elsewhere is kept.
+        self._edit(
+            name,
+            lambda ms: dataclasses.replace(
+                ms, cuts=(*[c for c in ms.cuts if c != cut.value], cut.value)
+            ),
+        )
+        cuts.apply(self.machine(name).netns, cut)
 
     def heal(self, name: str) -> None:
         """Undo every partition and cut of ``name``."""
