@@ -139,7 +139,6 @@ class Task(NamedTuple):
 class Plan:
     """Tasks in the order they must be applied, plus what the engine reports and waits for.
 
-    ``wake_at``: the earliest time a held AtMostOnce unit may move (None: none held).
     ``stopping``: AtMostOnce units this plan takes off a live machine (unit, machine):
     they are placed elsewhere only once they are seen stopped there.
     ``moving``: units in a start-first move once this plan is applied (the engine
@@ -153,12 +152,20 @@ class Plan:
     tasks: tuple[Task, ...]
     decision: Decision
     held: tuple[str, ...] = ()
-    wake_at: float | None = None
     stopping: tuple[tuple[str, str], ...] = ()
     moving: tuple[str, ...] = ()
     guarded: tuple[str, ...] = ()
     graced: tuple[tuple[str, float], ...] = ()
     guard_until: float | None = None
+
+    @property
+    def wake_at(self) -> float | None:
+        """The earliest time a held unit may move: a grace period's or the mass-loss
+        guard's end (None: none held)."""
+        times = [until for _, until in self.graced]
+        if self.guard_until is not None:
+            times.append(self.guard_until)
+        return min(times, default=None)
 
     @property
     def placed(self) -> int:
@@ -193,7 +200,6 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
     jobs: list[Job] = []
     held: dict[str, str] = {}
     guard = snap.guard if snap.guard is not None and snap.now < snap.guard.until else None
-    wake_at: float | None = None
     guarded: set[str] = set()
     graced: dict[str, float] = {}
     unschedule: list[Task] = []
@@ -215,7 +221,6 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         if hold is not None:
             until, machine = hold
             held[name] = f"AtMostOnce: waiting out the grace period after {machine} was lost"
-            wake_at = until if wake_at is None else min(wake_at, until)
             graced[name] = until
             continue
         jobs.append(Job(name, spec.requirements))
@@ -272,15 +277,12 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
             held[removal.unit] = STOPPING + removal.machine
 
     guard_until = guard.until if guard is not None and guarded else None
-    if guard_until is not None:
-        wake_at = guard_until if wake_at is None else min(wake_at, guard_until)
     writes = _schedule_writes(snap, decision, current, moved_from, stopping, marks)
     records = _placement_writes(snap, decision, {**decision.waiting, **moving, **held})
     return Plan(
         (*unschedule, *finishing, *writes, *records),
         decision,
         tuple(sorted(held)),
-        wake_at,
         tuple(sorted(stopping.items())),
         tuple(sorted(marks)),
         tuple(sorted(guarded)),
