@@ -10,30 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from guardkit import SERVICE, one_unit_per_machine, vanish
+
 from fleetd.api.routes.events import event_stream
 from fleetd.engine.changes import Cause
-from fleetd.testing.cluster import Cluster, Node, cluster
+from fleetd.testing.cluster import Cluster, cluster
 
-SERVICE = "[Unit]\nDescription=web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 RESERVING = SERVICE + "\n[X-Fleet]\nCPUReservation=100m\n"
-
-
-async def _vanish(*nodes: Node) -> None:
-    """fleetd stops and the lease runs out on each of ``nodes`` at the same moment."""
-    leases = [node.agent.presence.lease if node.agent is not None else 0 for node in nodes]
-    for node in nodes:
-        await node.stop()
-    for node, lease in zip(nodes, leases, strict=True):
-        await node.cluster.registry.revoke_lease(lease)
-
-
-async def _one_unit_per_machine(c: Cluster) -> dict[str, str]:
-    text = SERVICE + "\n[X-Fleet]\nConflicts=web@*\n"
-    names = [f"web@{i}.service" for i in range(len(c.nodes))]
-    for name in names:
-        await c.submit(name, text)
-    await c.wait_for(lambda: all(len(c.running(n)) == 1 for n in names), "one unit per machine")
-    return {n: c.running(n)[0] for n in names}
 
 
 async def _patch(c: Cluster, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +90,8 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(tmp_path: Path) 
 
 async def test_a_raised_guard_threshold_releases_the_units_it_held(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=3) as c:
-        placed = await _one_unit_per_machine(c)
-        await _vanish(c.nodes["m2"], c.nodes["m3"])
+        placed = await one_unit_per_machine(c)
+        await vanish(c.nodes["m2"], c.nodes["m3"])
         await c.wait_for(
             lambda: c.engine is not None and c.engine.metrics.guarded == 2, "the guard holds"
         )
@@ -131,8 +114,8 @@ async def test_a_raised_guard_threshold_releases_the_units_it_held(tmp_path: Pat
 async def test_a_lowered_guard_threshold_holds_a_machine_lost_alone(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=3) as c:
         await _patch(c, {"guard_machines": 1, "guard_share": 0.0})
-        placed = await _one_unit_per_machine(c)
-        await _vanish(c.nodes["m3"])
+        placed = await one_unit_per_machine(c)
+        await vanish(c.nodes["m3"])
         on_m3 = next(n for n, m in placed.items() if m == "m3")
 
         async def held() -> bool:
@@ -181,7 +164,7 @@ async def test_plan_uses_the_cluster_strategy(tmp_path: Path) -> None:
 
 async def test_the_guard_is_in_machines_and_on_the_event_stream(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=3) as c:
-        placed = await _one_unit_per_machine(c)
+        placed = await one_unit_per_machine(c)
         _, revision = await c.registry.get_prefix("/fleet/version")
         seen: list[tuple[str, dict[str, Any]]] = []
 
@@ -196,7 +179,7 @@ async def test_the_guard_is_in_machines_and_on_the_event_stream(tmp_path: Path) 
                 await stream.aclose()
 
         follower = asyncio.create_task(follow())
-        await _vanish(c.nodes["m2"], c.nodes["m3"])
+        await vanish(c.nodes["m2"], c.nodes["m3"])
         await c.wait_for(
             lambda: c.engine is not None and c.engine.metrics.guarded == 2, "the guard holds"
         )

@@ -6,42 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetd.testing.cluster import Cluster, Node, cluster
+from guardkit import SERVICE, one_unit_per_machine, vanish
 
-SERVICE = "[Unit]\nDescription=web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
+from fleetd.testing.cluster import cluster
 
 
 def pinned_nowhere(i: int) -> str:
     return SERVICE.replace("web", f"web{i}")
 
 
-async def _one_unit_per_machine(c: Cluster) -> dict[str, str]:
-    """unit -> machine, one unit on each machine (spread over the machines by Conflicts)."""
-    text = SERVICE + "\n[X-Fleet]\nConflicts=web@*\n"
-    names = [f"web@{i}.service" for i in range(len(c.nodes))]
-    for name in names:
-        await c.submit(name, text)
-    await c.wait_for(lambda: all(len(c.running(n)) == 1 for n in names), "one unit per machine")
-    return {n: c.running(n)[0] for n in names}
-
-
-async def _vanish(*nodes: Node) -> None:
-    """fleetd stops and the lease runs out on each of ``nodes`` at the same moment: the
-    machines are absent, their units still run."""
-    leases = [node.agent.presence.lease if node.agent is not None else 0 for node in nodes]
-    for node in nodes:
-        await node.stop()
-    for node, lease in zip(nodes, leases, strict=True):
-        await node.cluster.registry.revoke_lease(lease)
-
-
 async def test_machines_vanishing_together_keep_their_units_until_they_are_back(
     tmp_path: Path,
 ) -> None:
     async with cluster(tmp_path, machines=3) as c:
-        placed = await _one_unit_per_machine(c)
+        placed = await one_unit_per_machine(c)
         pids = {n: c.nodes[m].systemd.unit(n).main_pid for n, m in placed.items()}
-        await _vanish(c.nodes["m2"], c.nodes["m3"])
+        await vanish(c.nodes["m2"], c.nodes["m3"])
 
         async def held() -> bool:
             reasons = [await c.reason(n) for n, m in placed.items() if m != "m1"]
@@ -63,8 +43,8 @@ async def test_machines_vanishing_together_keep_their_units_until_they_are_back(
 
 async def test_once_the_guard_ends_a_machine_still_absent_is_lost(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=3) as c:
-        placed = await _one_unit_per_machine(c)
-        await _vanish(c.nodes["m2"], c.nodes["m3"])
+        placed = await one_unit_per_machine(c)
+        await vanish(c.nodes["m2"], c.nodes["m3"])
         on_m3 = next(n for n, m in placed.items() if m == "m3")
         on_m2 = next(n for n, m in placed.items() if m == "m2")
         await c.wait_for(
@@ -90,7 +70,7 @@ async def test_a_machine_lost_alone_moves_at_once(tmp_path: Path) -> None:
             await c.submit(name, pinned_nowhere(i))
         await c.wait_for(lambda: all(c.running(n) for n in names), "all running")
         victim = c.running(names[0])[0]
-        await _vanish(c.nodes[victim])
+        await vanish(c.nodes[victim])
 
         async def moved() -> bool:
             where = await c.where()
@@ -102,9 +82,9 @@ async def test_a_machine_lost_alone_moves_at_once(tmp_path: Path) -> None:
 
 async def test_a_new_leader_waits_for_machines_slow_to_register_again(tmp_path: Path) -> None:
     async with cluster(tmp_path, machines=3) as c:
-        placed = await _one_unit_per_machine(c)
+        placed = await one_unit_per_machine(c)
         await c.cancel("engine")  # the leader goes...
-        await _vanish(c.nodes["m3"])  # ...and m3's registration with it
+        await vanish(c.nodes["m3"])  # ...and m3's registration with it
         engine = c.start_engine()
         on_m3 = next(n for n, m in placed.items() if m == "m3")
 
