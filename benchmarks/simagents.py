@@ -252,7 +252,13 @@ async def engine(args: argparse.Namespace) -> None:
     registry = EtcdRegistry([args.endpoint], timeout=30.0)
     ttl = args.ttl
     settings = EngineSettings(leader_ttl=max(2, ttl // 3), at_most_once_grace=max(1.0, ttl / 6))
-    eng = Engine(Store(registry, KEYS), "bench-engine", clock=time.monotonic, settings=settings)
+    eng = Engine(
+        Store(registry, KEYS),
+        "bench-engine",
+        clock=time.monotonic,
+        settings=settings,
+        lease_registry=lambda: EtcdRegistry([args.endpoint], timeout=30.0),
+    )
     running = asyncio.create_task(eng.run())
     async for _ in _commands():
         m = eng.metrics

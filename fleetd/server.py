@@ -119,7 +119,7 @@ class Server:
                 log.info("fleetd stopped before it reached etcd")
                 return 0
             async with asyncio.TaskGroup() as group:
-                for name, coro in self._parts(store).items():
+                for name, coro in self._parts(store, endpoints).items():
                     group.create_task(coro, name=name)
                 group.create_task(self._until_stopped(), name="signals")
         except* _Stop:
@@ -131,7 +131,9 @@ class Server:
                 await asyncio.to_thread(self.etcd.stop)
         return 0
 
-    def _parts(self, store: Store) -> dict[str, Coroutine[Any, Any, None]]:
+    def _parts(
+        self, store: Store, endpoints: tuple[str, ...]
+    ) -> dict[str, Coroutine[Any, Any, None]]:
         from fleetd.agent.agent import Agent
 
         agent = Agent(config=self.config, store=store, clock=self.clock)
@@ -145,7 +147,13 @@ class Server:
             from fleetd.readings import EngineReadings
 
             settings = settings_from_config(self.config)
-            running = Engine(store, agent.machine.id, clock=self.clock, settings=settings)
+            running = Engine(
+                store,
+                agent.machine.id,
+                clock=self.clock,
+                settings=settings,
+                lease_registry=lambda: self._registry(endpoints),
+            )
             parts["engine"] = running.run()
             engine = EngineReadings(running)
         parts["api"] = self._api(store, agent, engine)

@@ -19,8 +19,8 @@ to coalesce a burst, then runs one pass (``reconcile``):
    a due timer or the safety pass (engine/cadence.py) asks for a full one;
    every full pass has a reason (``last_full_reason``, and the log line);
 2. plan: the pure ``plan()`` of the scope, or of a snapshot of the whole
-   model in a worker thread (it can take a second with 100,000 units, and
-   the leader lease must keep being renewed meanwhile);
+   model in a worker thread (it can take seconds with 100,000 units; the
+   leader lease is refreshed from a thread of its own anyway, engine/keeper.py);
 3. apply: the tasks in transactions of at most 128 operations, each guarded
    by the create revision of ``engine/leader``; a failure asks for a full
    pass, and the loop retries;
@@ -56,7 +56,7 @@ from fleetd.errors import FleetError, NotLeader, RegistryError
 from fleetd.maintenance.driver import MaintenanceDriver
 from fleetd.model import GuardRecord, UnitState
 from fleetd.registry import codec
-from fleetd.registry.base import MAX_TXN_OPS, Delete, EventType, Op
+from fleetd.registry.base import MAX_TXN_OPS, Delete, EventType, Op, Registry
 from fleetd.registry.store import Snapshot, Store
 from fleetd.retry import Backoff
 from fleetd.rollouts.driver import RolloutDriver
@@ -94,7 +94,10 @@ class Engine:
         clock: Callable[[], float],
         wall: Callable[[], float] = time.time,
         settings: EngineSettings | None = None,
+        lease_registry: Callable[[], Registry] | None = None,
     ) -> None:
+        """``lease_registry``: makes a connection of its own to the registry, for the leader
+        lease's keep-alive thread (engine/keeper.py; None: refreshed from this loop)."""
         self.store = store
         self.clock = clock
         self.wall = wall
@@ -103,7 +106,13 @@ class Engine:
         self.settings = self.base  # the base with the cluster settings set
         self._cluster_read = asyncio.Event()
         self.metrics = EngineMetrics()
-        self.leadership = Leadership(store, machine_id, ttl=self.settings.leader_ttl, clock=clock)
+        self.leadership = Leadership(
+            store,
+            machine_id,
+            ttl=self.settings.leader_ttl,
+            clock=clock,
+            lease_registry=lease_registry,
+        )
         self.model = ClusterModel()
         self._parsed: Parsed = {}  # kept across leadership changes
         self._model_lock = asyncio.Lock()

@@ -7,6 +7,9 @@ its lease every TTL/3 and knows the latest time the lease can still be
 alive: it was refreshed no earlier than the moment the last successful
 refresh was *sent*, so it lives at least until ``sent + ttl``.  It stops
 acting ``margin`` seconds before that unless a refresh succeeds meanwhile.
+Given ``lease_registry`` (a connection of its own to the registry), the
+leader refreshes from a thread (engine/keeper.py), so that a leader busy
+computing on its event loop keeps its lease.
 Writes are fenced by the election revision anyway (Store.write_fenced), so a
 paused leader that wakes up late cannot write even before it notices.
 """
@@ -18,8 +21,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from fleetd.engine.keeper import LeaseKeeper
 from fleetd.errors import FleetError, LeaseExpired, RegistryError, RegistryUnavailable
-from fleetd.registry.base import EventType
+from fleetd.registry.base import EventType, Registry
 from fleetd.registry.store import Changes, Store
 from fleetd.retry import Backoff
 
@@ -37,7 +41,10 @@ class Leadership:
         ttl: int,
         clock: Callable[[], float],
         margin: float | None = None,
+        lease_registry: Callable[[], Registry] | None = None,
     ) -> None:
+        """``lease_registry``: makes a new connection to the registry, for refreshing the
+        lease from a thread of its own (None: from this event loop)."""
         if ttl < 2:
             raise ValueError(f"leader lease TTL must be at least 2 seconds, got {ttl}")
         self.store = store
@@ -53,6 +60,9 @@ class Leadership:
         self.deposed.set()
         self._refreshed_at = 0.0  # when the last successful refresh was sent
         self._vacant = asyncio.Event()
+        self._lease_registry = lease_registry
+        self._keeper: LeaseKeeper | None = None
+        self._news = asyncio.Event()  # the keeper found the lease gone
 
     def leading(self) -> int | None:
         """The fence revision while we lead and our lease cannot have expired, else None."""
@@ -65,6 +75,7 @@ class Leadership:
         if self.revision is None:
             return
         log.warning("engine: no longer leader (revision %d): %s", self.revision, why)
+        self._keep(None)
         self.revision = None
         self.elected.clear()
         self.deposed.set()
@@ -96,6 +107,14 @@ class Leadership:
             await self._renew()
 
     async def _renew(self) -> None:
+        keeper = self._keeper
+        if keeper is not None:
+            if keeper.expired:
+                self.lease = 0
+                self.step_down("the leader lease expired")
+            elif not keeper.is_alive():  # it cannot end otherwise, but never go unrenewed
+                self._keep(self.lease)
+            return
         sent = self.clock()
         try:
             await self.store.registry.refresh_lease(self.lease)
@@ -131,6 +150,7 @@ class Leadership:
             await self._drop_lease()
             return
         self.revision = revision
+        self._keep(self.lease)
         self.elections += 1
         log.info("engine: leader now (revision %d, lease %x)", revision, self.lease)
         self.deposed.clear()
@@ -142,18 +162,50 @@ class Leadership:
             await self.store.registry.revoke_lease(lease)
 
     async def _pause(self) -> None:
-        """A leader sleeps TTL/3 (or to its acting deadline); a follower until the key
-        vanishes (the watch says so at once), looking anyway every 3 TTLs."""
+        """A leader sleeps TTL/3 (or to its acting deadline, or until its keeper found the
+        lease gone); a follower until the key vanishes (the watch says so at once),
+        looking anyway every 3 TTLs."""
         if self.revision is not None:
             delay = max(0.0, min(self.ttl / 3, self._deadline() - self.clock()))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._news.wait()
+            self._news.clear()
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3 * self.ttl):
                 await self._vacant.wait()
 
     def _deadline(self) -> float:
-        return self._refreshed_at + self.ttl - self.margin
+        refreshed = self._refreshed_at
+        if self._keeper is not None:
+            refreshed = max(refreshed, self._keeper.refreshed_at)
+        return refreshed + self.ttl - self.margin
+
+    def _keep(self, lease: int | None) -> None:
+        """Stop the keeper of the last lease, if any; start one of ``lease`` if given (and
+        a connection of its own can be made)."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            self._refreshed_at = max(self._refreshed_at, keeper.refreshed_at)
+            keeper.stop()
+        if lease is None or self._lease_registry is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def expired() -> None:  # from the keeper's thread
+            loop.call_soon_threadsafe(self._news.set)
+
+        self._news.clear()
+        self._keeper = LeaseKeeper(
+            self._lease_registry,
+            lease,
+            ttl=self.ttl,
+            clock=self.clock,
+            refreshed_at=self._refreshed_at,
+            on_expired=expired,
+        )
+        self._keeper.start()
 
     async def _watch_leader_key(self) -> None:
         backoff = Backoff("engine: leader watch", log)
@@ -171,8 +223,10 @@ class Leadership:
                 await backoff.failed(exc)
 
     async def _resign(self) -> None:
-        revision, lease = self.revision, self.lease
+        revision, lease, keeper = self.revision, self.lease, self._keeper
         self.step_down("stopping")
+        if keeper is not None:  # its connection closed before the loop ends
+            await asyncio.to_thread(keeper.join, 2.0)
         if lease == 0:
             return
         try:
