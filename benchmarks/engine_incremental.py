@@ -24,7 +24,9 @@ changed (it leaves one rack's machines, or comes back); a machine cordoned;
 the end of the grace period of three AtMostOnce units of a lost machine; a
 machine with
 20 units drained (every pass until it is empty: the start-first copies, and
-once the agents report them up, the old copies' removal); a new unit with
+once the agents report them up, the old copies' removal); a rolling update's
+batch of 100 instances (their new version started first away from the old
+copies, which go once the new ones are reported up); a new unit with
 ``Replaces=`` of a placed unit, pinned to its machine (so that unit moves);
 a machine's metadata changed (``disk=ssd`` to ``hdd``: its units that need
 ``ssd`` move).
@@ -58,6 +60,7 @@ from fleetd.requirements import parse_metadata_condition as cond
 SIZES = {"tiny": (2_000, 100), "small": (10_000, 1_000), "large": (100_000, 5_000)}
 TEMPLATE = "web@"
 DRAINED = 20  # units on the drained machine
+ROLLING = 100  # instances in a rolling update's batch (--max-parallel)
 BUDGET_MS = 20_000.0  # CPU per kind, after which no more samples are taken (at least 3)
 
 
@@ -95,7 +98,13 @@ class Reconciler:
             found = due
         else:
             found = model.scope(
-                change, self.now, wall=0.0, grace=s.at_most_once_grace, strategy=s.strategy
+                change,
+                self.now,
+                wall=0.0,
+                grace=s.at_most_once_grace,
+                strategy=s.strategy,
+                drain_batch=self.cadence.drain_batch(self.now),
+                states=self.states(),
             )
         if isinstance(found, Scope):
             result, kind = plan_scope(found), "scoped"
@@ -133,10 +142,11 @@ class Reconciler:
 
     def timer(self) -> Pass | None:
         """The pass a due timer (a drain batch, units moving start-first, a held AtMostOnce
-        unit's grace period) runs next, the clock moved to it; None if none is set (the
-        safety pass is no timer)."""
+        unit's grace period, the guard's end) runs next, the clock moved to it; None if none
+        is set (the safety pass is no timer)."""
         cadence = self.cadence
-        due = [t for t in (cadence.wake_at, cadence.drain_due, cadence.grace_at) if t is not None]
+        timers = (cadence.wake_at, cadence.drain_due, cadence.grace_at, cadence.look_at)
+        due = [t for t in timers if t is not None]
         if not due:
             return None
         self.now = max(self.now, min(due))
@@ -318,6 +328,40 @@ class Changes:
             passes.append(after)
         return passes
 
+    def rolling(self) -> list[Pass]:
+        """A rolling update's batch (``--max-parallel 100``): 100 instances of the
+        template get a new version, each started first away from its old copy, which goes
+        once the new one is reported up (every pass until the batch is done)."""
+        model = self.model
+        assert model.ledger is not None
+        version = f"v{next(self.counter)}"
+        start = next(self.counter) * ROLLING % self.instances
+        names = [f"{TEMPLATE}{(start + i) % self.instances}.service" for i in range(ROLLING)]
+        new = []
+        for name in names:
+            old = model.units[name]
+            pins = tuple(sorted((m, old.hash) for m in model.ledger.machines_of[name]))
+            new.append(replace(old, hash=version, pinned=pins))
+
+        def write() -> None:
+            for unit in new:
+                model.set_unit(unit.name, unit)
+
+        def react() -> list[Pass]:
+            passes = [self.engine.react()]
+            while model.marked:
+                after = self.engine.timer()
+                if after is None or len(passes) > 20:
+                    raise SystemExit("the rolling update's batch does not finish")
+                passes.append(after)
+            return passes
+
+        made = self._timed(write, react)
+        for unit in new:  # the rollout's next step: the batch is done, its pins go
+            model.set_unit(unit.name, replace(model.units[unit.name], pinned=()))
+        self.engine.react()
+        return made
+
     def tidy(self) -> None:
         """After each change, untimed: drained machines are released (as after a
         maintenance), so what follows is not planned beside a drain."""
@@ -405,6 +449,7 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         ("cordon", changes.cordon, samples),
         ("AtMostOnce grace ends", changes.grace, samples),
         ("drain of a machine", changes.drain, samples),
+        (f"rolling update, {ROLLING} instances", changes.rolling, samples),
         ("metadata changed", changes.metadata, samples),
         ("Replaces= a placed unit", changes.replaces, samples),
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fleetd.engine.budget import Member
 from fleetd.engine.decision import Job
 from fleetd.engine.globs import GlobRelation
 from fleetd.engine.occupancy import Occupancy
@@ -46,7 +47,9 @@ class Baseline:
     ``confined``: Global units of the pass planned only on these machines (unit ->
     machines), placed on others too.  ``counted``: machines where a Global unit of the
     pass runs and fits, whose room the kept slots count and the pass does not give back
-    (unit -> machines)."""
+    (unit -> machines).  ``members``: every unit of the disruption budget groups
+    (``MaxUnavailable=``, engine/budget.py) the pass's units belong to, as a budget
+    counts them (a full pass finds them among its own units)."""
 
     slots: Slots
     give_back: Mapping[str, Load]
@@ -54,6 +57,7 @@ class Baseline:
     conflicts: GlobRelation
     confined: Mapping[str, frozenset[str]] = field(default_factory=dict)
     counted: Mapping[str, set[str]] = field(default_factory=dict)
+    members: tuple[Member, ...] = ()
 
     def overlay(self) -> Overlay:
         """The pass's own copy-on-write view of the kept slots, its units' room given back."""

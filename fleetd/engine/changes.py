@@ -7,14 +7,14 @@ the model method that makes it, as one of five things:
   AtMostOnce unit seen stopped): a scoped pass plans it;
 - a machine that left: a scoped pass moves its units;
 - a machine that joined or changed (metadata, capacity, systemd link,
-  cordon, metadata overrides), or where a placed unit's requirements
+  cordon, drain, metadata overrides), or where a placed unit's requirements
   changed: a scoped pass checks its units again and offers it to units
   waiting for a machine;
 - a machine whose slot may be out of date (its load, capacity, metadata or
   flags changed, or it left): the kept slots bring it up to date;
-- something a scoped pass does not handle, with why (``FullReason``): a
-  drain begins or ends, another process wrote to the schedule, a prefix was
-  re-read, a pass failed.  The next pass is then a full one, and says why.
+- something a scoped pass does not handle, with why (``FullReason``):
+  another process wrote to the schedule, a prefix was re-read, a pass
+  failed, the cluster settings changed.  The next pass is then a full one, and says why.
 
 Two readers take from it at different moments: each pass (``take``: what
 to plan, or why to plan everything) and the upkeep of the kept slots
@@ -32,7 +32,6 @@ class Cause(StrEnum):
     """Why a pass plans everything: a small fixed set (fit for a metric label)."""
 
     LOADED = "loaded"  # the model was read: a new leader's first pass, a mirror re-read
-    FLAGS = "flags"  # a machine began or stopped draining
     FOREIGN_WRITE = "foreign write"  # another process wrote a schedule entry or reason
     FAILED = "failed pass"  # the last pass did not write everything it decided
     NOT_SCOPED = "not scoped"  # a change a scoped pass leaves to a full one

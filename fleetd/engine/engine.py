@@ -126,11 +126,13 @@ class Engine:
         self._seen: set[str] = set()  # machines seen registered since then
         self._departed: dict[str, float] = {}  # machines seen vanish lately -> when
         self.guard: Guard | None = None  # the mass-loss guard, as of the last pass
+        self._guard_planned: str | None = None  # its reason when a full pass last planned it
+        self._guarded: set[str] = set()  # units it keeps, as of the last passes
         self._guard_record: GuardRecord | None = None  # of self.guard, in wall time
         self._guard_offset = 0.0  # wall time - engine clock, since the guard holds
         self._published: GuardRecord | None = _UNKNOWN  # what engine/guard holds
         self.rollouts = RolloutDriver(store, wall=wall)
-        self.refused: dict[str, str] = {}  # move requests the last full pass could not meet
+        self.refused: dict[str, str] = {}  # move requests the last passes could not meet
         self.maintenance = MaintenanceDriver(
             store,
             self,
@@ -221,6 +223,7 @@ class Engine:
         self._seen = set()
         self._departed = {}
         self.guard, self._guard_record, self._published = None, None, _UNKNOWN
+        self._guard_planned, self._guarded = None, set()
         collections = collections_for(
             self.model,
             self.store,
@@ -360,18 +363,15 @@ class Engine:
         self._published = record
 
     async def _read_states(self) -> dict[tuple[str, str], UnitState]:
-        """What the machines a full pass must hear from report (``read_states``)."""
+        """What the machines a pass must hear from report (``read_states``)."""
         return await read_states(self.store, self.model)
 
     def request_moves(self, moves: Mapping[str, str]) -> None:
         """Ask for units to be moved (unit -> machine), start-first unless AtMostOnce; a
-        move that cannot be made now is in ``refused`` after the next full pass.  The
+        move that cannot be made now is in ``refused`` after the next pass.  The
         requests replace the previous ones and last while this process leads."""
-        model = self.model
-        if dict(moves) == model.moves:
+        if not self.model.request_moves(moves):
             return
-        model.moves = dict(moves)
-        model.changes.full(Cause.REQUESTED, f"{len(moves)} unit(s) asked to move")
         self.cadence.changed()
         self._dirty.set()
 
@@ -387,13 +387,26 @@ class Engine:
             gone = None if isinstance(change, FullReason) else change.gone
             absent = model.absent(now, gone)
             guard = self._guard(now, absent)
+            if self.guard is None:
+                self._guard_planned = None
             if isinstance(change, FullReason):
                 due = change
-            elif due is None and guard is not None and absent:
-                due = FullReason(Cause.NOT_SCOPED, guard.reason)
+            elif (
+                due is None and self.guard is not None and self.guard.reason != self._guard_planned
+            ):
+                # It starts or changed: every unit it holds says why (then scoped passes).
+                due = FullReason(Cause.NOT_SCOPED, self.guard.reason)
             elif due is None:
                 found = model.scope(
-                    change, now, wall=self.wall(), grace=s.at_most_once_grace, strategy=s.strategy
+                    change,
+                    now,
+                    wall=self.wall(),
+                    grace=s.at_most_once_grace,
+                    strategy=s.strategy,
+                    drain_batch=self.cadence.drain_batch(now),
+                    states=states,
+                    move_timeout=s.start_first_timeout,
+                    guard=guard,
                 )
                 if isinstance(found, Scope):
                     return found
@@ -477,8 +490,11 @@ class Engine:
             if full:
                 await asyncio.to_thread(model.kept_slots, self.settings.strategy)
         elapsed = time.perf_counter() - started
-        if full:
+        if isinstance(work, FullPass):
             self.refused = dict(result.decision.refused)
+        else:  # every unit asked to move is in a scoped pass (ClusterModel.unsettled)
+            kept = {u: why for u, why in self.refused.items() if u not in work.units}
+            self.refused = {**kept, **result.decision.refused}
         self.cadence.passed(
             now,
             result,
@@ -500,16 +516,19 @@ class Engine:
         m.reconcile_seconds_total += elapsed
         if isinstance(work, FullPass):
             m.full_reconciles_total += 1
-            m.guarded = len(result.guarded)
+            self._guarded = set(result.guarded)
+            self._guard_planned = self.guard.reason if self.guard is not None else None
             self.last_full_reason = work.reason
             self._unplaceable = set(result.decision.unplaceable)
             kind = f"full, {work.reason}"
             routine = work.reason.cause in (Cause.TIMER, Cause.SAFETY)
         else:  # a scoped pass decided only about its own units
+            self._guarded = (self._guarded - work.units) | set(result.guarded)
             self._unplaceable -= work.units
             self._unplaceable.update(result.decision.unplaceable)
             kind, routine = f"scoped, units: {len(work.units)}", True
         m.unplaceable = len(self._unplaceable)
+        m.guarded = len(self._guarded)
         # Passes that found nothing to do stay quiet, unless a change forced a full one.
         quiet = routine and not result.tasks
         log.log(

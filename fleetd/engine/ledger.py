@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from fleetd.constraints import is_glob
+from fleetd.engine.budget import group_of
 from fleetd.engine.globs import GlobRelation, GlobSet
 from fleetd.engine.plan import UnitSpec
 from fleetd.engine.slot import Conditions
@@ -42,6 +43,8 @@ class Ledger:
         self.followers: dict[str, set[str]] = {}
         self.globals: set[str] = set()
         self.replacing: set[str] = set()
+        # Disruption budget group (MaxUnavailable=, engine/budget.py) -> its units.
+        self.budgeted: dict[str, set[str]] = {}
         self._replace_globs = GlobSet()
         # Replaces= glob -> the units that declare it, and the names it matches.
         self._replacers: dict[str, set[str]] = {}
@@ -89,6 +92,8 @@ class Ledger:
                 self._declares.get(glob, set()).discard(name)
             self.globals.discard(name)
             self.replacing.discard(name)
+            if req.max_unavailable is not None:
+                _discard(self.budgeted, group_of(name), name)
             for glob in req.replaces:
                 self._replacers.get(glob, set()).discard(name)
         if new is None:
@@ -113,6 +118,8 @@ class Ledger:
                 self._declares[glob].add(name)
             if req.global_:
                 self.globals.add(name)
+            if req.max_unavailable is not None:
+                self.budgeted.setdefault(group_of(name), set()).add(name)
             if req.replaces:
                 self.replacing.add(name)
                 for glob in req.replaces:

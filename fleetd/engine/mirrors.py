@@ -133,7 +133,7 @@ async def read_model(
 
 
 async def read_states(store: Store, model: ClusterModel) -> dict[tuple[str, str], UnitState]:
-    """What the machines a full pass must hear from report (ClusterModel.state_machines):
+    """What the machines a pass must hear from report (ClusterModel.state_machines):
     one read per machine, only while units move or a machine drains."""
     found: dict[tuple[str, str], UnitState] = {}
     for machine in sorted(model.state_machines()):

@@ -52,6 +52,8 @@ class ClusterModel:
     marked: dict[tuple[str, str], str] = field(default_factory=dict)
     # Units asked to move (unit -> machine), by whoever drives the engine (maintenance)
     moves: dict[str, str] = field(default_factory=dict)
+    # Units that are not Global with pinned machines (a rolling update moves them)
+    pinned: set[str] = field(default_factory=set)
     # AtMostOnce units held out their grace period after their machine was lost -> until
     graced: dict[str, float] = field(default_factory=dict)
     changes: ChangeLog = field(default_factory=ChangeLog)
@@ -115,32 +117,49 @@ class ClusterModel:
         return self._lost(now, gone)
 
     def state_machines(self) -> set[str]:
-        """Machines whose unit states a full pass needs (engine/plan.py, ``states``): the new
+        """Machines whose unit states a pass needs (engine/plan.py, ``states``): the new
         machines of start-first moves; while a machine drains or units are asked to move,
         the machines of every unit with a disruption budget (engine/budget.py)."""
         needed = {machine for machine, _ in self.marked}
         if self.moves or any(f.draining for f in self.flags.values()):
-            budgeted = {
-                n for n, spec in self.units.items() if spec.requirements.max_unavailable is not None
-            }
-            if budgeted:
+            if self.ledger is not None:
+                machines_of = self.ledger.machines_of
+                for group in self.ledger.budgeted.values():
+                    for unit in group:
+                        needed.update(machines_of.get(unit, ()))
+            else:
+                budgeted = {
+                    n
+                    for n, spec in self.units.items()
+                    if spec.requirements.max_unavailable is not None
+                }
                 needed.update(m for m, unit in self.schedule if unit in budgeted)
         return {m for m in needed if m in self.machines}
 
     def scope(
-        self, change: Change, now: float, *, wall: float, grace: float, strategy: Strategy
+        self,
+        change: Change,
+        now: float,
+        *,
+        wall: float,
+        grace: float,
+        strategy: Strategy,
+        drain_batch: int | None = None,
+        states: Mapping[tuple[str, str], UnitState] | None = None,
+        move_timeout: float = 0.0,
+        guard: Guard | None = None,
     ) -> Scope | FullReason:
         """The scoped pass that reacts to ``change``, or why a full pass should instead.
 
-        Its baseline is made of what the model keeps: plan it before the model changes."""
+        Units that are not settled are planned in every pass, whatever changed, as a
+        full pass would plan them (``unsettled``); ``drain_batch``, ``states``,
+        ``move_timeout`` and ``guard`` are as in ``snapshot``.  Its baseline is made of what
+        the model keeps: plan it before the model changes."""
         if self.ledger is None:
             return FullReason(Cause.LOADED, "the ledger is rebuilt")
-        if self.marked:
-            machine, unit = min(self.marked)
-            return FullReason(Cause.NOT_SCOPED, f"{unit} is moving start-first to {machine}")
-        if self.moves:
-            unit = min(self.moves)
-            return FullReason(Cause.NOT_SCOPED, f"{unit} is asked to move to {self.moves[unit]}")
+        units, draining = self.unsettled()
+        if units or draining:
+            change = Change(change.units | units, change.gone, change.machines | draining)
         slots = self.kept_slots(strategy)
         found = scope(
             self.ledger,
@@ -158,12 +177,34 @@ class ClusterModel:
             wall=wall,
             grace=grace,
             slots=slots,
+            states=states,
+            asked=self.moves,
+            drain_batch=drain_batch,
+            move_timeout=move_timeout,
+            guard=guard,
         )
         if isinstance(found, Scope):
             # Capacity classes the pass will search are built (and then kept) here.
             for conditions in {s.requirements.metadata for s in found.snapshot.units.values()}:
                 slots.index.prepare(conditions)
         return found
+
+    def unsettled(self) -> tuple[frozenset[str], frozenset[str]]:
+        """What a full pass may move although nothing changed (units, draining machines):
+        units in a start-first move (their new copy may be up), asked to move, or whose new
+        version starts first away from where they run (a rolling update), and the units of
+        draining machines (a drain batch may be due, room may have freed elsewhere).  A
+        scoped pass plans them all; they are few (a drain, a rollout's batch)."""
+        units = {unit for _, unit in self.marked}
+        units.update(self.moves)
+        assert self.ledger is not None
+        machines_of = self.ledger.machines_of
+        for unit in self.pinned:
+            away = {m for m, _ in self.units[unit].pinned}
+            if not away.isdisjoint(machines_of.get(unit, ())):
+                units.add(unit)
+        draining = frozenset(m for m, f in self.flags.items() if f.draining)
+        return frozenset(units), draining
 
     def kept_slots(self, strategy: Strategy) -> Slots:
         """The machine slots kept across scoped passes, brought up to date: per machine
@@ -242,10 +283,10 @@ class ClusterModel:
         else:
             self.units[name] = spec
         self.changes.unit(name)
-        pinned = spec.pinned if spec is not None and not spec.requirements.global_ else ()
-        if pinned and (old is None or old.pinned != pinned):
-            # A rolling update's start-first move, as a drain's: a full pass plans it.
-            self.changes.full(Cause.NOT_SCOPED, f"{name} starts its new version first")
+        if spec is not None and spec.pinned and not spec.requirements.global_:
+            self.pinned.add(name)  # a rolling update's start-first move (see ``unsettled``)
+        else:
+            self.pinned.discard(name)
         if self.ledger is None:
             return  # a full pass is due (the read that dropped the ledger asked for it)
         where = self.ledger.machines_of.get(name, ())
@@ -290,14 +331,12 @@ class ClusterModel:
             self.changes.left(machine)
 
     def set_flags(self, machine: str, flags: MachineFlags | None) -> None:
-        """Put (or with None, drop) a machine's flags (a drain's are planned by a full pass)."""
+        """Put (or with None, drop) a machine's flags."""
         old = self.flags.pop(machine, None)
         if flags is not None:
             self.flags[machine] = flags
         if old == flags:
             return
-        if (old is not None and old.draining) or (flags is not None and flags.draining):
-            self.changes.full(Cause.FLAGS, f"flags of machine {machine} changed")
         self.changes.machine(machine)
 
     def foreign_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
@@ -314,6 +353,17 @@ class ClusterModel:
             if placement.summary.startswith(STOPPING):  # a previous leader was moving it
                 self.stopping.setdefault(name, placement.summary[len(STOPPING) :])
         self.changes.full(Cause.FOREIGN_WRITE, f"placement reason of {name}")
+
+    def request_moves(self, moves: Mapping[str, str]) -> bool:
+        """Units asked to move (unit -> machine), replacing the previous requests: each
+        unit whose request came, went or changed is planned again.  Whether any did."""
+        if dict(moves) == self.moves:
+            return False
+        for unit in {*moves, *self.moves}:
+            if moves.get(unit) != self.moves.get(unit):
+                self.changes.unit(unit)
+        self.moves = dict(moves)
+        return True
 
     def stopping_begins(self, pairs: Iterable[tuple[str, str]]) -> None:
         """AtMostOnce units a pass took off a live machine (unit, machine): not placed
@@ -371,6 +421,7 @@ class ClusterModel:
 
     def clear_units(self) -> None:
         self.units.clear()
+        self.pinned.clear()
         self._drop_kept("units")
 
     def clear_schedule(self) -> None:

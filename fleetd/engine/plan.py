@@ -253,7 +253,7 @@ def plan(snap: ClusterSnapshot, baseline: Baseline | None = None) -> Plan:
         lingering={n: h.old for n, h in handovers.items() if n in seen},
         moves=snap.moves,
         away=_away(snap, jobs),
-        budget=_budget(snap, jobs, current),
+        budget=_budget(snap, jobs, current, baseline),
     )
     marks, moving, finishing = _moves(snap, decision, handovers)
     moved_from: dict[str, str] = {}
@@ -316,12 +316,18 @@ def _away(snap: ClusterSnapshot, jobs: Sequence[Job]) -> dict[str, frozenset[str
 
 
 def _budget(
-    snap: ClusterSnapshot, jobs: Sequence[Job], current: Mapping[str, Mapping[str, ScheduleEntry]]
+    snap: ClusterSnapshot,
+    jobs: Sequence[Job],
+    current: Mapping[str, Mapping[str, ScheduleEntry]],
+    baseline: Baseline | None,
 ) -> Budget | None:
     """The disruption budgets of the groups among ``jobs`` (None: no group has one); every
-    unit of such a group counts, the held ones (down) too."""
+    unit of such a group counts, the held ones (down) too (a scoped pass: those its
+    baseline lists)."""
     if not any(job.requirements.max_unavailable is not None for job in jobs):
         return None
+    if baseline is not None:
+        return budget(baseline.members, snap.states, snap.stopping)
     members = [
         Member(name, spec.hash, spec.desired, spec.requirements, tuple(current.get(name, ())))
         for name, spec in snap.units.items()

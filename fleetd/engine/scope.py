@@ -15,8 +15,8 @@ carrying the room of every placed unit) less the room of these units, the
 MachineOf peers the checks must see, and the kept ``Conflicts=`` relation.
 No part of it costs work per machine; ``plan()`` of the snapshot over the
 baseline then decides exactly as a full pass would for those units.  When a
-change is better left to a full pass (a drain, a scope larger than ``limit``)
-it returns why instead.  A unit with ``Replaces=`` and the units it replaces
+change is better left to a full pass (a scope larger than ``limit``) it
+returns why instead.  A unit with ``Replaces=`` and the units it replaces
 are planned together (where one is placed anew it evicts the other), and the
 machines such evictions may free are offered to the units waiting for room.
 
@@ -31,12 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fleetd.engine.baseline import Baseline
+from fleetd.engine.budget import Member, group_of
 from fleetd.engine.changes import Cause, Change, FullReason
+from fleetd.engine.guard import Guard
 from fleetd.engine.ledger import Ledger, is_job
 from fleetd.engine.plan import Action, ClusterSnapshot, Plan, Task, UnitSpec, plan
 from fleetd.engine.slot import Conditions, Slot
 from fleetd.engine.slots import Load, Slots
-from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry
+from fleetd.model import Machine, MachineFlags, Placement, ScheduleEntry, UnitState
 from fleetd.requirements import Requirements
 
 SCOPE_LIMIT = 2000
@@ -52,6 +54,7 @@ class Scope:
     baseline: Baseline
     unschedule: tuple[Task, ...] = ()
     units: frozenset[str] = field(default_factory=frozenset)
+    guarded: tuple[str, ...] = ()  # Global units the mass-loss guard keeps on gone machines
 
 
 def scope(
@@ -70,26 +73,39 @@ def scope(
     grace: float,
     slots: Slots,
     limit: int = SCOPE_LIMIT,
+    states: Mapping[tuple[str, str], UnitState] | None = None,
+    asked: Mapping[str, str] | None = None,
+    drain_batch: int | None = None,
+    move_timeout: float = 0.0,
+    guard: Guard | None = None,
 ) -> Scope | FullReason:
     """The pass that reacts to ``change``, or why a full pass should instead.
 
     ``slots``: the slots kept across passes, up to date with ``machines``, ``flags``
-    and ``ledger.load`` (see ClusterModel.scope); the pass uses their strategy."""
-    draining = [m for m, f in flags.items() if f.draining]
-    if draining:
-        return FullReason(Cause.NOT_SCOPED, f"machine {min(draining)} is draining")
+    and ``ledger.load`` (see ClusterModel.scope); the pass uses their strategy.
+    ``states``, ``asked`` (``moves``), ``drain_batch``, ``move_timeout``: as in
+    ClusterSnapshot (the change names every unit they concern that may move: see
+    ClusterModel.scope).  ``guard``: the mass-loss guard (as in ClusterSnapshot; the
+    engine plans everything when it starts or its reason changes, so that every unit it
+    holds says why)."""
+    holding = guard if guard is not None and now < guard.until else None
 
     def on_live_machine(unit: str) -> bool:
         return any(m in machines for m in ledger.machines_of.get(unit, ()))
 
     moving: list[str] = list(change.units)
     unschedule: list[Task] = []
+    guarded: set[str] = set()
     for machine in sorted(change.gone):
         for unit in sorted(ledger.units_on.get(machine, ())):
             spec = units.get(unit)
             global_ = spec is not None and spec.requirements.global_
             if unit not in change.units and global_ and on_live_machine(unit):
-                # A Global unit just loses that machine: nothing else of it changes.
+                # A Global unit just loses that machine: nothing else of it changes (or,
+                # while the guard holds, its copy there stays, as in a full pass).
+                if holding is not None and is_job(spec):
+                    guarded.add(unit)
+                    continue
                 why = f"machine {machine} is gone"
                 unschedule.append(Task(Action.UNSCHEDULE, unit, why, machine))
             else:
@@ -222,12 +238,40 @@ def scope(
         wall=wall,
         at_most_once_grace=grace,
         strategy=slots.strategy,
-        drain_batch=None,
+        drain_batch=drain_batch,
         # AtMostOnce units not yet seen stopped where they were are held, as in a full pass.
         stopping={u: stopping[u] for u in planned if u in stopping},
+        states=states or {},
+        moves=asked or {},
+        move_timeout=move_timeout,
+        guard=holding,
     )
-    baseline = Baseline(slots, give_back, staying, ledger.conflicts, only, counted)
-    return Scope(snap, baseline, tuple(unschedule), frozenset(planned))
+    members = _members(planned, units, ledger)
+    baseline = Baseline(slots, give_back, staying, ledger.conflicts, only, counted, members)
+    if holding is not None:  # Global units planned on a few machines keep the rest
+        guarded.update(u for u in only if any(m not in machines for m in ledger.machines_of[u]))
+    kept = tuple(sorted(guarded - set(planned) | guarded & set(only)))
+    return Scope(snap, baseline, tuple(unschedule), frozenset(planned), kept)
+
+
+def _members(
+    planned: list[str], units: Mapping[str, UnitSpec], ledger: Ledger
+) -> tuple[Member, ...]:
+    """Every unit of the disruption budget groups of the ``planned`` units, as a budget
+    counts them (engine/budget.py)."""
+    groups = {
+        group_of(u)
+        for u in planned
+        if (spec := units.get(u)) is not None and spec.requirements.max_unavailable is not None
+    }
+    found = []
+    for group in sorted(groups):
+        for name in sorted(ledger.budgeted.get(group, ())):
+            spec = units[name]
+            if not spec.error:
+                where = tuple(sorted(ledger.machines_of.get(name, ())))
+                found.append(Member(name, spec.hash, spec.desired, spec.requirements, where))
+    return tuple(found)
 
 
 def _confinable(
@@ -292,8 +336,12 @@ class _Offered:
 
 def plan_scope(found: Scope) -> Plan:
     """``plan()`` of the scoped snapshot over its baseline, the scope's own unschedules
-    first."""
+    first, and the units the mass-loss guard keeps among its ``guarded``."""
     result = plan(found.snapshot, found.baseline)
-    if not found.unschedule:
-        return result
-    return replace(result, tasks=(*found.unschedule, *result.tasks))
+    if found.unschedule:
+        result = replace(result, tasks=(*found.unschedule, *result.tasks))
+    guard = found.snapshot.guard
+    if found.guarded and guard is not None:
+        guarded = tuple(sorted({*result.guarded, *found.guarded}))
+        result = replace(result, guarded=guarded, guard_until=guard.until)
+    return result

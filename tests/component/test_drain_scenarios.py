@@ -5,7 +5,10 @@ budgets (engine/budget.py), move requests."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from fleetd.model import DesiredState, MachineFlags
 from fleetd.testing.cluster import Cluster, cluster
@@ -17,8 +20,19 @@ async def drain(c: Cluster, machine: str) -> None:
     response.raise_for_status()
 
 
+def _full_passes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The engine's full passes logged, but for the periodic safety pass (a drain's and
+    a move's passes are scoped, ClusterModel.unsettled)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "fleetd.engine.engine" and "(full, " in r.getMessage()
+        if "(full, safety: " not in r.getMessage()
+    ]
+
+
 async def test_a_drain_keeps_every_instance_running_and_at_most_once_runs_once(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     names = [f"web@{i}.service" for i in range(1, 7)]
     async with cluster(tmp_path, machines=3) as c:
@@ -37,6 +51,8 @@ async def test_a_drain_keeps_every_instance_running_and_at_most_once_runs_once(
             assert low == 6, "an instance was down"
             assert len(c.running("once.service")) <= 1, "once.service ran twice"
 
+        caplog.set_level(logging.DEBUG, logger="fleetd.engine.engine")
+        caplog.clear()
         async with sampling(probe):
             await drain(c, victim)
 
@@ -56,6 +72,7 @@ async def test_a_drain_keeps_every_instance_running_and_at_most_once_runs_once(
         entries = await c.store.list_all_schedule()
         assert not [e for e in entries if e.moving_from]
         assert [await c.reason(n) for n in names] == [""] * 6
+        assert _full_passes(caplog) == []
 
 
 async def test_a_new_copy_that_never_gets_healthy_keeps_the_old_one_running(
@@ -126,7 +143,9 @@ async def test_at_most_once_instances_leave_one_at_a_time_within_their_budget(
         assert low == 2
 
 
-async def test_a_unit_asked_to_move_goes_there_start_first(tmp_path: Path) -> None:
+async def test_a_unit_asked_to_move_goes_there_start_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with cluster(tmp_path, machines=2) as c:
         await c.nodes["m2"].stop()
         await c.submit("web.service", unit())
@@ -140,10 +159,13 @@ async def test_a_unit_asked_to_move_goes_there_start_first(tmp_path: Path) -> No
             seen.add(copies)
             assert copies, "web.service was down"
 
+        caplog.set_level(logging.DEBUG, logger="fleetd.engine.engine")
+        caplog.clear()
         async with sampling(probe):
             c.engine.request_moves({"web.service": "m2"})
             await c.wait_for(lambda: c.running("web.service") == ["m2"], "moved to m2")
         assert ("m1", "m2") in seen  # both ran for a moment
+        assert _full_passes(caplog) == []
         c.engine.request_moves({})
         await c.store.set_machine_flags("m1", MachineFlags(unschedulable=True))
         c.engine.request_moves({"web.service": "m1"})

@@ -37,15 +37,19 @@ def test_the_safety_pass_is_stretched_to_its_budget_and_timers_come_first() -> N
     cadence.grace_at = now + 0.7  # a held AtMostOnce unit's grace ends: a scoped pass
     assert cadence.wait(now) == pytest.approx(0.7) and cadence.polls_first()
     cadence.grace_at = None
-    cadence.wake_at = now + 3.0  # a start-first move to look at then
-    assert cadence.wait(now) == pytest.approx(3.0)
-    cadence.drain_due = now + 1.0
-    assert cadence.wait(now) == pytest.approx(1.0)
+    cadence.wake_at = now + 3.0  # the mass-loss guard ends then: a full pass
+    assert cadence.wait(now) == pytest.approx(3.0) and not cadence.polls_first()
+    cadence.look_at = now + 0.2  # a start-first move to look at: a scoped pass
+    assert cadence.wait(now) == pytest.approx(0.2) and cadence.polls_first()
+    cadence.look_at = None
+    cadence.drain_due = now + 1.0  # the next drain batch: a scoped pass
+    assert cadence.wait(now) == pytest.approx(1.0) and cadence.polls_first()
     assert cadence.drain_batch(now) == 0  # not yet
     cadence.drain_due = now - 1.0  # overdue
     assert cadence.wait(now) == 0.0
-    assert cadence.due(now) == FullReason(Cause.TIMER, "the next drain batch is due")
+    assert cadence.due(now) is None
     assert cadence.drain_batch(now) == engine.settings.drain_batch
+    assert cadence.due(now + 3.0) == FullReason(Cause.TIMER, "the mass-loss guard ends")
 
 
 async def _settled(h: Harness, engine: Engine) -> None:
@@ -160,26 +164,15 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
 
         # Changes a scoped pass does not handle force a full pass, which names them.
         entry = ScheduleEntry("m2", "b.service", "h", DesiredState.LAUNCHED)  # not the engine's
-        for change, reason in (
-            (
-                h.flag("m1", MachineFlags(draining=True)),
-                FullReason(Cause.FLAGS, "flags of machine m1 changed"),
-            ),
-            (
-                h.registry.batch([h.store.schedule_op(entry)]),
-                FullReason(Cause.FOREIGN_WRITE, "schedule entry of b.service on m2"),
-            ),
-        ):
-            full = engine.metrics.full_reconciles_total
-            await change
-            await full_pass(full)
-            assert engine.last_full_reason == reason
-            assert f"(full, {reason}): " in caplog.text
+        full = engine.metrics.full_reconciles_total
+        await h.registry.batch([h.store.schedule_op(entry)])
+        await full_pass(full)
+        reason = FullReason(Cause.FOREIGN_WRITE, "schedule entry of b.service on m2")
+        assert engine.last_full_reason == reason
+        assert f"(full, {reason}): " in caplog.text
 
         # A unit submitted needs no full pass: it is planned alone; nor does a machine
-        # that joins, or one cordoned.
-        await h.flag("m1", MachineFlags())
-        await full_pass(engine.metrics.full_reconciles_total)  # the drain is over
+        # that joins, one cordoned or one drained.
         full, passes = engine.metrics.full_reconciles_total, engine.metrics.reconciles_total
         await h.submit("c.service")
 
@@ -189,7 +182,12 @@ async def test_every_full_pass_says_why_it_ran(caplog: pytest.LogCaptureFixture)
         await h.wait_for(c_placed, "c placed")
         assert engine.metrics.full_reconciles_total == full
         assert "(scoped, units: 1): 1 tasks" in caplog.text
-        for change in (h.machine("m3"), h.flag("m3", MachineFlags(unschedulable=True))):
+        for change in (
+            h.machine("m3"),
+            h.flag("m3", MachineFlags(unschedulable=True)),
+            h.flag("m1", MachineFlags(unschedulable=True, draining=True)),
+            h.flag("m1", MachineFlags()),
+        ):
             passes = engine.metrics.reconciles_total
             await change
 

@@ -18,6 +18,7 @@ KINDS = (
     "cordon",
     "AtMostOnce grace ends",
     "drain of a machine",
+    "rolling update, 100 instances",
     "metadata changed",
     "Replaces= a placed unit",
 )
@@ -33,4 +34,5 @@ def test_every_kind_of_change_gets_a_row() -> None:
     ).stdout
     rows = [line.strip() for line in out.splitlines()[1:]]
     assert [next(k for k in KINDS if row.startswith(k)) for row in rows] == list(KINDS), out
-    assert all("CPU ms" in row and ("scoped" in row or "full (" in row) for row in rows), out
+    # Every kind, a drain's and a rolling update's every pass included, is scoped.
+    assert all("CPU ms" in row and row.endswith(" scoped") for row in rows), out

@@ -66,19 +66,24 @@ def test_machines_that_join_or_change_and_units_that_change_where_they_run_are_s
     )
 
 
-def test_a_full_pass_is_asked_for_with_the_first_reason() -> None:
+def test_a_drain_is_a_change_of_its_machine() -> None:
     model = _placed(_spec("a.service", memory_bytes=G))
     model.set_flags("m0", MachineFlags(draining=True))
-    model.set_flags("m1", MachineFlags(draining=True))
-    assert model.changes.pending == FullReason(Cause.FLAGS, "flags of machine m0 changed")
-    assert model.change() == FullReason(Cause.FLAGS, "flags of machine m0 changed")
+    assert model.changes.pending is None
+    assert model.change() == Change(machines=frozenset({"m0"}))
+    model.set_flags("m0", None)
+    assert model.change() == Change(machines=frozenset({"m0"}))
+
+
+def test_a_full_pass_is_asked_for_with_the_first_reason() -> None:
+    model = _placed(_spec("a.service", memory_bytes=G))
+    model.clear_placements()
+    model.clear_flags()
+    assert model.changes.pending == FullReason(Cause.LOADED, "placement reasons read")
+    assert model.change() == FullReason(Cause.LOADED, "placement reasons read")
     assert model.change() == Change()
 
     for change, reason in (
-        (
-            lambda: model.set_flags("m0", None),
-            FullReason(Cause.FLAGS, "flags of machine m0 changed"),
-        ),
         (
             lambda: model.foreign_entry(
                 "m1", "x.service", ScheduleEntry("m1", "x.service", "h", DesiredState.LAUNCHED)
@@ -102,11 +107,15 @@ def test_a_new_unit_that_is_not_placed_yet_changes_requirements_without_a_full_p
     assert isinstance(_scope(model), Scope)
 
 
-def test_a_scope_says_why_it_leaves_a_change_to_a_full_pass() -> None:
-    model = _placed(_spec("a.service"))
-    model.flags["m1"] = MachineFlags(draining=True)  # as a full pass left it
+def test_while_a_machine_drains_every_scoped_pass_plans_its_units() -> None:
+    model = _placed(_spec("a.service"), _spec("c.service"))
+    assert model.ledger is not None
+    [where] = model.ledger.machines_of["a.service"]
+    model.flags[where] = MachineFlags(draining=True)  # as a pass left it
     model.set_unit("b.service", _spec("b.service"))
-    assert _scope(model) == FullReason(Cause.NOT_SCOPED, "machine m1 is draining")
+    found = _scope(model)
+    assert isinstance(found, Scope)
+    assert found.units == {"b.service", *model.ledger.units_on[where]}
 
 
 def test_a_unit_and_what_it_replaces_are_scoped_together() -> None:

@@ -334,7 +334,7 @@ def test_start_first_schedules_the_new_version_elsewhere_and_keeps_the_old(full:
     spec = model.units["db.service"]
     model.set_unit("db.service", replace(spec, hash="new", pinned=((old, "h"),)))
     result, scoped = _pass(model, Strategy.BINPACK, full=full)
-    assert not scoped  # a start-first move takes a full pass, as a drain's
+    assert scoped is not full  # a start-first move is scoped, as a drain's
     [task] = [t for t in result.tasks if t.action is not Action.RECORD]
     assert task.action is Action.SCHEDULE and task.machine != old
     assert task.entry == ScheduleEntry(task.machine, "db.service", "new", spec.desired, old)
