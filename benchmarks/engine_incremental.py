@@ -24,9 +24,9 @@ changed (it leaves one rack's machines, or comes back); a machine cordoned;
 the end of the grace period of three AtMostOnce units of a lost machine; a
 machine with
 20 units drained (every pass until it is empty: the start-first copies, and
-once the agents report them up, the old copies' removal); a rolling update's
-batch of 100 instances (their new version started first away from the old
-copies, which go once the new ones are reported up); a new unit with
+once the agents report them up, the old copies' removal); a start-first
+rollout's batch of 100 units (their new version started first away from the
+old copies, which go once the new ones are reported up); a new unit with
 ``Replaces=`` of a placed unit, pinned to its machine (so that unit moves);
 a machine's metadata changed (``disk=ssd`` to ``hdd``: its units that need
 ``ssd`` move).
@@ -329,9 +329,10 @@ class Changes:
         return passes
 
     def rolling(self) -> list[Pass]:
-        """A rolling update's batch (``--max-parallel 100``): 100 instances of the
-        template get a new version, each started first away from its old copy, which goes
-        once the new one is reported up (every pass until the batch is done)."""
+        """A start-first rollout's batch (``--max-parallel 100``): 100 units (instances
+        of the template here) get a new version pinned where their old copies run
+        (docs/rollouts.md), so each starts first elsewhere and the old copy goes once the
+        new one is reported up (every pass until the batch is done)."""
         model = self.model
         assert model.ledger is not None
         version = f"v{next(self.counter)}"
@@ -449,7 +450,7 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         ("cordon", changes.cordon, samples),
         ("AtMostOnce grace ends", changes.grace, samples),
         ("drain of a machine", changes.drain, samples),
-        (f"rolling update, {ROLLING} instances", changes.rolling, samples),
+        (f"start-first rollout, {ROLLING} units", changes.rolling, samples),
         ("metadata changed", changes.metadata, samples),
         ("Replaces= a placed unit", changes.replaces, samples),
     )

@@ -214,9 +214,10 @@ def scope(
     counted: dict[str, set[str]] = {}
     for unit in planned:
         global_ = unit in ledger.globals
-        for machine in ledger.machines_of.get(unit, ()):
-            if unit in only and machine not in only[unit]:
-                continue
+        where = ledger.machines_of.get(unit, set())
+        if unit in only:  # a Global unit runs on thousands of machines: those planned
+            where = where & only[unit]
+        for machine in where:
             entries.append(schedule[(machine, unit)])
             room = ledger.counted(machine, unit)
             slot = slots.by_id.get(machine) if global_ and room is not None else None

@@ -18,7 +18,7 @@ KINDS = (
     "cordon",
     "AtMostOnce grace ends",
     "drain of a machine",
-    "rolling update, 100 instances",
+    "start-first rollout, 100 units",
     "metadata changed",
     "Replaces= a placed unit",
 )
