@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 _BACK_SOON = frozenset({JobPhase.ACTING, JobPhase.RETURNING})
-"""Jobs whose units may be asked back in this step."""
+"""Jobs whose refill may be decided or asked for in this step."""
 
 
 class EngineSide(Protocol):
@@ -232,7 +232,12 @@ class MaintenanceDriver:
                     drain=drain,
                     units=movable(m, model.units, on.get(m, ())),
                 )
-            wanted = {u for j in record.jobs if j.phase in _BACK_SOON for u in j.moved}
+            wanted = {
+                u
+                for j in record.jobs
+                if j.phase in _BACK_SOON
+                for u in (*j.moved, *(j.refill or ()))
+            }
             where = {u: tuple(sorted(ms)) for u, ms in _where(model, wanted).items()}
             refused = dict(self.engine.refused)
         situation = Situation(
@@ -273,11 +278,14 @@ def _units_on(model: ClusterModel) -> dict[str, list[str]]:
 
 
 def _where(model: ClusterModel, units: set[str]) -> dict[str, set[str]]:
-    """Where each of ``units`` that exists and is to run is scheduled."""
+    """Where each of ``units`` that exists, is to run and may be asked to move (it follows
+    no other: a MachineOf follower moves with its peer) is scheduled."""
     found: dict[str, set[str]] = {
         u: set()
         for u in units
-        if (spec := model.units.get(u)) is not None and spec.desired is not DesiredState.INACTIVE
+        if (spec := model.units.get(u)) is not None
+        and spec.desired is not DesiredState.INACTIVE
+        and not spec.requirements.machine_of
     }
     if not found:
         return {}

@@ -13,9 +13,12 @@ Every job (one machine) moves on as far as the situation allows, in order:
   registered with another boot id and its agent reaches systemd; a command once
   the agent reports exit status 0 (and it is registered, its agent connected):
   the flags it had are put back, the action cleared (and a reboot request it
-  had, once rebooted);
-- ``returning`` -> ``done`` once the units that left it are back (asked through
-  ``moves``: start-first) or cannot come back, or after ``returns`` seconds;
+  had, once rebooted); it no longer takes a slot, so the next machine drains
+  (onto it, among others);
+- ``returning``: once no job holds a slot, the rebalance (balance.py) gives every
+  returning job its ``refill``, the units that make its count what it was, at
+  once; -> ``done`` once they are there (asked through ``moves``: start-first) or
+  cannot come, or after ``returns`` seconds.  A job nothing left is done at once;
 - a failed action (an exit status other than 0, a reboot systemd refused), a
   machine not back within ``back`` seconds, or a drain whose start-first move
   is past its deadline (``Drain.late``): ``failed``, the machine stays cordoned
@@ -36,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from fleetd.maintenance.balance import refills
 from fleetd.maintenance.record import (
     ActionKind,
     ActionState,
@@ -51,6 +55,7 @@ from fleetd.model import Machine, MachineFlags
 
 SHOWN = 3
 """Units named in a detail before '... and N more'."""
+WAITING = "back; units come to it once no machine is draining or down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,8 @@ class Situation:
     now: float
     where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """unit -> machines it is scheduled on (none for now: ()), for the units of jobs
-    that may take units back; a unit not here is gone or is not to run."""
+    that may take units back (and of their refills); a unit not here is gone, is not
+    to run, or moves only with another one (a MachineOf follower)."""
     refused: Mapping[str, str] = field(default_factory=dict)
     """Moves the engine could not make, with why."""
     requests: Mapping[str, RebootRequest] = field(default_factory=dict)
@@ -140,6 +146,8 @@ def step(s: Situation) -> Step:
         record = record.with_job(new)
         if new.phase is JobPhase.FAILED and job.phase is not JobPhase.FAILED and not record.failure:
             record = replace(record, phase=Phase.STOPPING, failure=f"{job.machine}: {new.detail}")
+    for job in _rebalanced(s, record):
+        record = record.with_job(_advance(s, record, job, Seen(), tasks, moves))
     record = _finish(record, s.now)
     return Step(record, tuple(tasks), moves, record != s.record)
 
@@ -203,17 +211,19 @@ def _next(
     if job.phase is JobPhase.ACTING:
         return _acting(s, record, job, seen, tasks)
     if job.phase is JobPhase.RETURNING:
+        if job.refill is None and job.moved:
+            return replace(job, detail=WAITING)
         left = _returns(s, job)
         for unit in left:
             moves.setdefault(unit, m)  # an earlier job's machine was its home first
         if not left:
             return replace(job, phase=JobPhase.DONE, since=now, detail="done")
         if now - job.since >= s.timeouts.returns:
-            detail = f"done; {_count(left)} did not come back: {_names(left)}"
+            detail = f"done; {_count(left)} did not come: {_names(left)}"
             return replace(job, phase=JobPhase.DONE, since=now, detail=detail)
         refused = [f"{u}: {s.refused[u]}" for u in left[:SHOWN] if u in s.refused]
         why = f" (refused for now: {'; '.join(refused)})" if refused else ""
-        return replace(job, detail=f"back; {_count(left)} to come back: {_names(left)}{why}")
+        return replace(job, detail=f"rebalancing: {_count(left)} to come: {_names(left)}{why}")
     return job
 
 
@@ -300,11 +310,24 @@ def _waited(job: Job, now: float, limit: float, why: str) -> Job:
     return replace(job, detail=f"waiting: {why}")
 
 
+def _rebalanced(s: Situation, record: Maintenance) -> list[Job]:
+    """The returning jobs given their refill now: once no job holds a slot, those not
+    rebalanced yet, all at once (their refills are counted together)."""
+    if any(j.phase.holds_slot for j in record.jobs):
+        return []
+    waiting = [j for j in record.jobs if j.phase is JobPhase.RETURNING and j.refill is None]
+    if not waiting:
+        return []
+    on = {j.machine: s.machines.get(j.machine, Seen()).units for j in waiting}
+    found = refills([(j.machine, j.moved) for j in waiting], on, s.where)
+    return [replace(j, since=s.now, refill=found.get(j.machine, ())) for j in waiting]
+
+
 def _returns(s: Situation, job: Job) -> list[str]:
-    """Units that left the job's machine and are placed elsewhere (a move the engine
-    refused is asked again: the machine may just not be uncordoned in its model yet)."""
+    """Units of the job's refill not (only) on its machine yet (a move the engine refused
+    is asked again: the machine may just not be uncordoned in its model yet)."""
     left = []
-    for unit in job.moved:
+    for unit in job.refill or ():
         if unit not in s.where or s.where[unit] == (job.machine,):
             continue  # gone (or not to run any more), or back
         left.append(unit)  # elsewhere, or nowhere for now (AtMostOnce: it stops first)

@@ -5,7 +5,9 @@ time without interrupting the services: for each machine, at most
 ``max_unavailable`` at once, a *job* goes cordon -> drain -> the action on
 that machine, run by its agent (a reboot, or a command) -> wait until it is
 back (registered again, its agent connected to systemd; a new boot for a
-reboot) -> uncordon -> its units come back.  The engine leader drives it
+reboot) -> uncordon -> the next machine.  Once no machine is draining or down, one
+rebalance spreads the units over the machines again (fleetd/maintenance/balance.py):
+the maintenance is done only then.  The engine leader drives it
 from the record alone (fleetd/maintenance/driver.py), so a new leader goes
 on where the last one stopped.  Times are wall-clock seconds.
 
@@ -47,8 +49,9 @@ class JobPhase(StrEnum):
     """One machine's way through a maintenance.
 
     ``pending``: not started; ``draining``: cordoned, its units leave; ``acting``: its
-    agent runs the action; ``returning``: back and uncordoned, the units that left come
-    back (it no longer takes a slot); ``done``; ``failed`` (it stays cordoned)."""
+    agent runs the action; ``returning``: back and uncordoned (it no longer takes a
+    slot), it waits until no machine is draining or down, then the rebalance brings it
+    units until it has as many as it had; ``done``; ``failed`` (it stays cordoned)."""
 
     PENDING = "pending"
     DRAINING = "draining"
@@ -90,7 +93,9 @@ class Job:
     ``detail``: what it does or waits for, or why it failed; ``boot_id``: the machine's
     boot when the action was asked for; ``prior``: its (unschedulable, draining) flags
     before it was cordoned, restored after; ``moved``: the units on it when it was
-    cordoned (asked back once it is back); ``exit_status``: of the command."""
+    cordoned (how many it is to have again, and which units are at home there);
+    ``refill``: the units the rebalance asked to it (None: not rebalanced yet);
+    ``exit_status``: of the command."""
 
     machine: str
     phase: JobPhase = JobPhase.PENDING
@@ -100,6 +105,7 @@ class Job:
     prior: tuple[bool, bool] = (False, False)
     moved: tuple[str, ...] = ()
     exit_status: int | None = None
+    refill: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

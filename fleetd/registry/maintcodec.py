@@ -54,6 +54,7 @@ def _job(job: Job) -> dict[str, Any]:
         "prior": list(job.prior),
         "moved": list(job.moved),
         "exit_status": job.exit_status,
+        "refill": None if job.refill is None else list(job.refill),
     }
 
 
@@ -65,8 +66,10 @@ def _read_job(raw: object, key: str) -> Job:
     pair = isinstance(prior, list) and len(prior) == 2
     if not (pair and all(isinstance(p, bool) for p in prior)):
         raise RegistryError(f"value at {key}: a job's 'prior' must be [bool, bool]")
-    if not isinstance(moved, list) or not all(isinstance(m, str) for m in moved):
-        raise RegistryError(f"value at {key}: a job's 'moved' must be a list of strings")
+    refill = raw.get("refill")
+    for field, names in (("moved", moved), ("refill", [] if refill is None else refill)):
+        if not isinstance(names, list) or not all(isinstance(m, str) for m in names):
+            raise RegistryError(f"value at {key}: a job's {field!r} must be a list of strings")
     return Job(
         machine=_get(raw, "machine", str, key),
         phase=_enum(JobPhase, _get(raw, "phase", str, key), "job phase", key),
@@ -76,6 +79,7 @@ def _read_job(raw: object, key: str) -> Job:
         prior=(prior[0], prior[1]),
         moved=tuple(moved),
         exit_status=_status(raw, key),
+        refill=None if refill is None else tuple(refill),
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from fleetd.engine.plan import UnitSpec
 from fleetd.errors import InvalidInput, RegistryError
+from fleetd.maintenance.balance import refills
 from fleetd.maintenance.drain import budgets_of, drain_status
 from fleetd.maintenance.plan import Drain, Kind, Seen, Situation, Step, Timeouts, step
 from fleetd.maintenance.record import (
@@ -123,16 +124,75 @@ def test_a_reboot_is_done_when_the_machine_is_back_with_a_new_boot() -> None:
     request = RebootRequest("m1", since=NOW - 5)
     s = go(
         r,
-        {"m1": seen("m1", machine=up("m1", "b2"), action=action)},
+        {"m1": seen("m1", machine=up("m1", "b2"), action=action, units=())},
         where={"a": ("m2",)},
         requests={"m1": request},
     )
     job = s.record.jobs[0]
-    assert job.phase is JobPhase.RETURNING and job.detail.startswith("back; 1 unit to come back")
+    # No machine is down any more: the rebalance brings it back to its one unit.
+    assert job.phase is JobPhase.RETURNING and job.refill == ("a",)
+    assert job.detail == "rebalancing: 1 unit to come: a"
     kinds = [(t.kind, t.machine) for t in s.tasks]
     assert kinds == [(Kind.FLAGS, "m1"), (Kind.CLEAR_ACTION, "m1"), (Kind.CLEAR_REQUEST, "m1")]
     assert s.tasks[0].flags == MachineFlags(unschedulable=True)  # as it was before
     assert s.moves == {"a": "m1"}
+
+
+def test_a_machine_back_is_refilled_by_the_next_drain_and_rebalanced_at_the_end() -> None:
+    r = record("m1", "m2").with_job(
+        Job("m1", JobPhase.ACTING, since=NOW, boot_id="b1", moved=("a",))
+    )
+    rebooting = MachineAction("mt/m1", Action(), ActionState.REBOOTING, boot_id="b1")
+    machines = {
+        "m1": seen("m1", machine=up("m1", "b2"), action=rebooting, units=()),
+        "m2": seen("m2", units=("a", "b")),
+    }
+    s = go(r, machines, where={"a": ("m2",)})
+    # m2 drains at once; m1 asks nothing back meanwhile (m2's drain refills it).
+    assert phases(s.record) == ["returning", "draining"]
+    assert s.record.jobs[0].refill is None and s.moves == {}
+    assert s.record.jobs[0].detail == "back; units come to it once no machine is draining or down"
+    assert s.record.jobs[1].moved == ("b",)  # a is m1's
+    r = s.record.with_job(dataclasses.replace(s.record.jobs[1], phase=JobPhase.ACTING))
+    machines["m2"] = seen("m2", machine=None)
+    s = go(r, machines, where={"a": ("m1",), "b": ("m1",)})
+    assert phases(s.record) == ["returning", "acting"] and s.moves == {}
+    # m2 back, empty; m1 holds a and b: b goes back, a stays; then done.
+    machines["m1"] = seen("m1", units=("a", "b"))
+    machines["m2"] = seen("m2", machine=up("m2", "b2"), units=())
+    back = MachineAction("mt/m2", Action(), ActionState.REBOOTING, boot_id="b1")
+    machines["m2"] = dataclasses.replace(machines["m2"], action=back)
+    r = s.record.with_job(dataclasses.replace(s.record.jobs[1], boot_id="b1"))
+    s = go(r, machines, NOW + 5, where={"a": ("m1",), "b": ("m1",)})
+    assert [j.refill for j in s.record.jobs] == [(), ("b",)]
+    assert phases(s.record) == ["done", "returning"] and s.moves == {"b": "m2"}
+    assert s.record.jobs[1].since == NOW + 5  # its returns' deadline counts from now
+    s = go(s.record, machines, where={"a": ("m1",), "b": ("m2",)})
+    assert phases(s.record) == ["done", "done"] and s.record.phase is Phase.DONE
+
+
+def test_the_rebalance_spreads_the_units_again_with_the_fewest_moves() -> None:
+    a, b, c = (tuple(f"{x}{i}" for i in range(1, 5)) for x in "abc")
+    # Each machine had 4 units.  m1's drain left a1, a2 on m2 and a3, a4 on m3; m2's put
+    # its own and a1, a2 on m1 (just back); m3's put its own and a3, a4 on m2.
+    on = {"m1": (*a[:2], *b), "m2": (*c, *a[2:]), "m3": ()}
+    where = {u: (m,) for m, units in on.items() for u in units}
+    found = refills([("m1", a), ("m2", b), ("m3", c)], on, where)
+    # m3 gets 4: two of its own from m2, then two guests from m1; 4 each again.
+    assert found == {"m3": ("c1", "c2", "b1", "b2")}
+
+
+def test_the_rebalance_takes_only_units_the_maintenance_moved_and_that_may_move() -> None:
+    # m1 had a, b, c, d; m9 (not in the maintenance) holds a and its own x; b is still
+    # moving (on two machines); c is gone or follows another unit (not in where).
+    where = {"a": ("m9",), "b": ("m9", "m1"), "d": ("m1",), "x": ("m9",)}
+    found = refills([("m1", ("a", "b", "c", "d"))], {"m1": ("d",)}, where)
+    assert found == {"m1": ("a",)}
+    # A machine back that has as many as it had gets nothing, and gives only its surplus.
+    where = {"a": ("m2",), "b": ("m2",), "c": ("m1",)}
+    targets = [("m1", ("a", "b")), ("m2", ("c", "y"))]
+    found = refills(targets, {"m1": ("c",), "m2": ("a", "b", "y")}, where)
+    assert found == {"m1": ("a",)}
 
 
 def test_a_command_is_done_on_exit_status_0_and_fails_the_maintenance_otherwise() -> None:
@@ -187,19 +247,27 @@ def test_a_cancel_stops_a_drain_lets_an_action_finish_and_starts_nothing() -> No
     }
     s = go(r, machines, where={"b": ("m3",)})
     assert phases(s.record) == ["acting", "returning", "pending"]
-    assert s.record.jobs[1].detail.startswith("back; 1 unit to come back")  # asked home
+    # m1 is still down: m2's units come back once it is back.
+    assert s.record.jobs[1].detail == "back; units come to it once no machine is draining or down"
     assert s.record.jobs[2].detail == "not started: the maintenance was cancelled"
     [uncordon] = s.tasks
     assert uncordon.machine == "m2" and uncordon.flags == MachineFlags(unschedulable=True)
-    assert s.moves == {"b": "m2"}
+    assert s.moves == {}
     assert s.record.phase is Phase.STOPPING
     assert s.record.message.startswith("stopping (cancelled by ops); m1: reboot: ")
-    # m1 comes back and is uncordoned, the units are home: cancelled.
-    machines["m1"] = seen("m1", machine=up("m1", "b2"), action=rebooting)
+    # m1 comes back and is uncordoned: both rebalanced at once, b asked home.
+    machines["m1"] = seen("m1", machine=up("m1", "b2"), action=rebooting, units=())
+    machines["m2"] = seen("m2", units=())
+    s = go(s.record, machines, where={"a": ("m3",), "b": ("m3",)})
+    assert phases(s.record) == ["returning", "returning", "pending"]
+    assert [j.refill for j in s.record.jobs[:2]] == [("a",), ("b",)]
+    assert s.moves == {"a": "m1", "b": "m2"}
+    machines["m1"] = seen("m1", units=("a",))
+    machines["m2"] = seen("m2", units=("b",))
     s = go(s.record, machines, where={"a": ("m1",), "b": ("m2",)})
     assert phases(s.record) == ["done", "done", "pending"]
     assert s.record.phase is Phase.CANCELLED and s.record.message == "cancelled by ops"
-    assert [(t.kind, t.machine) for t in s.tasks] == [(Kind.FLAGS, "m1"), (Kind.CLEAR_ACTION, "m1")]
+    assert s.tasks == ()
 
 
 def test_an_action_of_another_maintenance_is_not_ours() -> None:
@@ -218,22 +286,25 @@ def test_timeouts_fail_the_job() -> None:
     r = record("m1").with_job(Job("m1", JobPhase.DRAINING, since=NOW))
     s = go(r, {"m1": Seen()}, NOW + 60, timeouts=t)
     assert s.record.jobs[0].detail == "m1 is not registered for 60s"
-    r = record("m1").with_job(Job("m1", JobPhase.RETURNING, since=NOW, moved=("a", "b")))
-    s = go(r, {"m1": seen("m1")}, NOW + 30, where={"a": ("m2",), "b": ("m1",)}, timeouts=t)
+    job = Job("m1", JobPhase.RETURNING, since=NOW, moved=("a", "b"), refill=("a",))
+    s = go(
+        record("m1").with_job(job), {"m1": seen("m1")}, NOW + 30, where={"a": ("m2",)}, timeouts=t
+    )
     assert s.record.jobs[0].phase is JobPhase.DONE
-    assert s.record.jobs[0].detail == "done; 1 unit did not come back: a"
+    assert s.record.jobs[0].detail == "done; 1 unit did not come: a"
     assert s.record.phase is Phase.DONE and s.record.finished == NOW + 30
 
 
 def test_returns_wait_for_the_units_and_say_what_was_refused() -> None:
     moved = ("a", "b", "c", "d")
-    r = record("m1").with_job(Job("m1", JobPhase.RETURNING, since=NOW, moved=moved))
+    job = Job("m1", JobPhase.RETURNING, since=NOW, moved=moved, refill=moved)
+    r = record("m1").with_job(job)
     # a still moving back; b back; c gone; d placed nowhere for now (AtMostOnce: it stops
     # on its machine first)
     where = {"a": ("m1", "m2"), "b": ("m1",), "d": ()}
     s = go(r, {"m1": seen("m1")}, where=where, refused={"a": "m1: no room"})
     assert s.record.jobs[0].detail == (
-        "back; 2 units to come back: a, d (refused for now: a: m1: no room)"
+        "rebalancing: 2 units to come: a, d (refused for now: a: m1: no room)"
     )
     assert s.moves == {"a": "m1", "d": "m1"}
     s = go(r, {"m1": seen("m1")}, where={"b": ("m1",)})
@@ -387,7 +458,9 @@ def test_records_round_trip_through_the_codec() -> None:
     r = r.with_job(
         Job("m1", JobPhase.FAILED, 5.0, "d", "b1", (True, False), ("a", "b"), exit_status=3)
     )
+    r = r.with_job(Job("m2", JobPhase.RETURNING, moved=("c",), refill=("a",)))
     assert maintcodec.decode_maintenance("k", maintcodec.encode_maintenance(r)) == r
+    assert r.jobs[0].refill is None
     action = MachineAction("mt/m1", CMD, ActionState.FAILED, "b1", 3, "E", 7.0)
     assert maintcodec.decode_machine_action("k", maintcodec.encode_machine_action(action)) == action
     request = RebootRequest("m1", 3.0, "why", "Sun 03:00 2h", 3600)
