@@ -14,9 +14,11 @@ each the median of three tries.
 
 The floor is 3 x (reboot + start).  Then N units are started (not timed) and
 ``fleetctl reboot --all`` is timed from launch to its exit (it ends once every
-machine is back, uncordoned, and the units that left it came back).  Meanwhile the
-registry's unit states are sampled every 100 ms: the fewest units active somewhere,
-and every machine's boot count is checked at the end.  Target: at most 1.3 x the floor.
+machine is back and uncordoned and the final rebalance spread the units over the
+machines again).  Meanwhile the registry's unit states are sampled every 100 ms: the
+fewest units active somewhere; each job's phases are read from the record's own
+times; every machine's boot count is checked at the end.  Target: at most 1.3 x the
+floor.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,6 +81,20 @@ async def _look(sb: Sandbox, prefix: str) -> tuple[set[str], dict[str, int], Mai
     return {s.name for s in mine}, on, found[0] if found is not None else None
 
 
+async def _placed(sb: Sandbox, prefix: str) -> dict[str, int]:
+    registry = EtcdRegistry(sb.etcd_endpoints, timeout=10.0)
+    try:
+        entries = await Store(registry).list_all_schedule()
+    finally:
+        await registry.close()
+    return dict(Counter(e.machine for e in entries if e.name.startswith(prefix)))
+
+
+def placed(sb: Sandbox, prefix: str) -> dict[str, int]:
+    """How many of the units of ``prefix`` are scheduled on each machine."""
+    return asyncio.run(_placed(sb, prefix))
+
+
 def active(sb: Sandbox, prefix: str) -> set[str]:
     return asyncio.run(_look(sb, prefix))[0]
 
@@ -110,14 +127,17 @@ def start_time(sb: Sandbox, n: int, tmp: str) -> float:
 
 
 class Sampler(threading.Thread):
-    """Every 100 ms: how many of the units are active on some machine, and when each
-    machine's job entered each phase (as seen then)."""
+    """Every 100 ms: how many of the units are active on some machine; and from the
+    maintenance record, when each machine's job entered each phase (the job's ``since``,
+    wall clock, as the leader wrote it: exact, whatever the sampling interval) and when
+    the maintenance finished."""
 
     def __init__(self, sb: Sandbox, prefix: str) -> None:
         super().__init__(daemon=True)
         self.sb, self.prefix = sb, prefix
         self.samples: list[tuple[float, int]] = []
-        self.phases: dict[str, dict[str, float]] = {}
+        self.phases: dict[str, dict[str, float]] = {}  # machine -> phase -> wall seconds
+        self.finished = 0.0  # wall seconds
         self.left: dict[str, int] = {}  # units still running on a machine when it acts
         self.stop_event = threading.Event()
 
@@ -130,38 +150,52 @@ class Sampler(threading.Thread):
                 print(f"  (sample failed: {exc})")
             else:
                 self.samples.append((t, len(up)))
-                for job in record.jobs if record is not None else ():
-                    self.phases.setdefault(job.machine, {}).setdefault(job.phase.value, t)
-                    if job.phase.value == "acting":
-                        self.left.setdefault(job.machine, on.get(job.machine, 0))
+                self._note(record, on)
             self.stop_event.wait(max(0.0, 0.1 - (time.monotonic() - t)))
 
-    def report(self, origin: float, end: float, names: dict[str, str]) -> None:
+    def last(self) -> None:
+        """One more look at the record (fleetctl exited: it is over)."""
+        self._note(asyncio.run(_look(self.sb, self.prefix))[2], {})
+
+    def _note(self, record: Maintenance | None, on: dict[str, int]) -> None:
+        for job in record.jobs if record is not None else ():
+            phase = job.phase.value
+            if phase == "returning" and job.refill is not None:
+                phase = "rebalancing"  # its refill asked (since: then)
+            self.phases.setdefault(job.machine, {}).setdefault(phase, job.since)
+            if phase == "acting":
+                self.left.setdefault(job.machine, on.get(job.machine, 0))
+        if record is not None and record.finished:
+            self.finished = record.finished
+
+    def report(self, launched: float, exited: float, names: dict[str, str]) -> None:
         """When each machine entered each phase, and where the time went: launch to the
         first drain, each phase's length (acting: with how many units still running
-        there, left to the shutdown), the last machine done to fleetctl's exit."""
-        order = ("draining", "acting", "returning", "done")
+        there, left to the shutdown), the rebalance, the end to fleetctl's exit (wall
+        seconds from fleetctl's launch)."""
+        order = ("draining", "acting", "returning", "rebalancing", "done")
         jobs = sorted(self.phases.items(), key=lambda kv: kv[1].get("draining", 0))
         for machine, seen in jobs:
-            marks = [f"{p} at {seen[p] - origin:5.2f} s" for p in order if p in seen]
+            marks = [f"{p} at {seen[p] - launched:5.2f} s" for p in order if p in seen]
             print(f"  {names.get(machine, machine)}: " + ", ".join(marks))
         for machine, seen in jobs:
-            spans = [
-                f"{a} {seen[b] - seen[a]:.2f} s"
-                for a, b in itertools.pairwise(order)
-                if a in seen and b in seen
-            ]
+            steps = [p for p in order[:3] if p in seen]
+            spans = [f"{a} {seen[b] - seen[a]:.2f} s" for a, b in itertools.pairwise(steps)]
             left = self.left.get(machine)
             print(
                 f"    {names.get(machine, machine)}: {', '.join(spans)}"
                 + (f" ({left} units still running there when asked to act)" if left else "")
             )
         firsts = [seen["draining"] for _, seen in jobs if "draining" in seen]
-        lasts = [seen["done"] for _, seen in jobs if "done" in seen]
-        if firsts and lasts:
+        backs = [seen["returning"] for _, seen in jobs if "returning" in seen]
+        rebalanced = [seen["rebalancing"] for _, seen in jobs if "rebalancing" in seen]
+        if firsts and self.finished:
+            last = max(backs, default=self.finished)
+            rebalance = f"rebalance {self.finished - last:.2f} s" if rebalanced else "no rebalance"
             print(
-                f"    fleetctl launched -> first drain {min(firsts) - origin:.2f} s; last machine "
-                f"done -> fleetctl exited {end - max(lasts):.2f} s (samples every 100 ms)"
+                f"    fleetctl launched -> first drain {min(firsts) - launched:.2f} s; last "
+                f"machine back -> done ({rebalance}); done -> fleetctl exited "
+                f"{exited - self.finished:.2f} s"
             )
 
 
@@ -201,16 +235,19 @@ def main() -> None:
         fleetctl(sb, "submit", "bench@.service", cwd=tmp)
         fleetctl(sb, "start", "--block-attempts", "600", *names, cwd=tmp)
         boots = {m.name: sb.boots(m.name) for m in sb.machines}
+        before = placed(sb, "bench@")
         print(f"{n} units started; load before: {load()}")
         sampler = Sampler(sb, "bench@")
         sampler.start()
-        started = time.monotonic()
+        launched, started = time.time(), time.monotonic()
         out = fleetctl(sb, "reboot", "--all", cwd=tmp)
         took = time.monotonic() - started
         sampler.stop_event.set()
         sampler.join()
+        sampler.last()
         status = json.loads(fleetctl(sb, "-o", "json", "reboot", "--status", cwd=tmp))
         rebooted = all(sb.boots(m) == b + 1 for m, b in boots.items())
+        after = placed(sb, "bench@")
         lowest = min((c for _, c in sampler.samples), default=0)
         ratio = took / floor
         print(
@@ -221,8 +258,15 @@ def main() -> None:
             f"  units active somewhere, sampled every 100 ms ({len(sampler.samples)} "
             f"samples): at least {lowest} of {n}"
         )
-        sampler.report(started, started + took, {m.machine_id: m.name for m in sb.machines})
+        hostnames = {m.machine_id: m.name for m in sb.machines}
+        sampler.report(launched, launched + took, hostnames)
         print(f"  every machine booted once more: {rebooted}; {out.strip().splitlines()[-1]}")
+        print(
+            "  units per machine before -> when done: "
+            + ", ".join(
+                f"{h} {before.get(m, 0)} -> {after.get(m, 0)}" for m, h in hostnames.items()
+            )
+        )
         print(f"  maintenance {status['id']}: {status['phase']}; load after: {load()}")
         print(
             json.dumps(
@@ -236,8 +280,11 @@ def main() -> None:
                 }
             )
         )
-        if not rebooted or status["phase"] != "done" or lowest < n:
-            raise SystemExit("the maintenance did not keep every unit up or did not finish")
+        if not rebooted or status["phase"] != "done" or lowest < n or after != before:
+            raise SystemExit(
+                "the maintenance did not keep every unit up, did not finish or did not spread "
+                "the units again"
+            )
 
 
 if __name__ == "__main__":
