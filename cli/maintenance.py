@@ -3,8 +3,9 @@
 ``reboot MACHINE... | --all`` starts a maintenance that the engine leader
 drives: for each machine, ``--max-unavailable`` at a time, cordon, drain
 (units move start-first), reboot it (or run ``--command`` there), wait until
-it is back, uncordon, let its units come back.  fleetctl follows it (exit 1
-if it fails) unless ``--no-block``; it goes on if fleetctl exits.
+it is back, uncordon; at the end one rebalance spreads the units over the
+machines as before.  fleetctl follows it (exit 1 if it fails) unless
+``--no-block``; it goes on if fleetctl exits.
 ``--status`` shows the current or last maintenance, ``--cancel`` stops the
 running one safely, ``--request MACHINE`` asks for a reboot of one machine as
 its agent does when the machine needs one (served one slot of the cluster's
@@ -104,14 +105,15 @@ def reboot(
     For each machine, --max-unavailable at a time: cordon, drain (every unit
     that is not AtMostOnce is started elsewhere and healthy before it stops
     there; MaxUnavailable= budgets are kept), reboot it, wait until it is back
-    (a new boot, its agent connected to systemd), uncordon, and its units come
-    back.  With --command the command runs there instead, through its agent;
-    one that fails stops the maintenance and leaves its machine cordoned.
+    (a new boot, its agent connected to systemd), uncordon; at the end the
+    units are spread over the machines as before.  With --command the command
+    runs there instead, through its agent; one that fails stops the
+    maintenance and leaves its machine cordoned.
     The engine leader drives it: it goes on if fleetctl or the leader's
     machine goes away.  Ends with "Maintenance ... done", or exit status 1.
     Cancelled (--cancel), it stops after each machine's current step, in a safe
-    state: a draining machine is uncordoned and its units come back, one being
-    rebooted comes back and is uncordoned, no other one starts.
+    state: a draining machine is uncordoned, one being rebooted comes back and
+    is uncordoned, no other one starts, the units are spread again.
 
     Examples:
       fleetctl reboot --all

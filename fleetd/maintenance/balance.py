@@ -2,14 +2,14 @@
 were taken down, so the units are spread over the machines again (pure).
 
 A machine taken down is drained and comes back empty; the next machine's drain
-fills it again (its units go to the machines with room, the one just back first),
-so units are not asked back after each machine: that would double the starts while
-the next drain runs.  Once no machine is draining or down, each machine back gets
-as many units as it had when it was cordoned (its *target*), with as few moves as
-that takes: only units the maintenance moved (a *guest*: a unit away from the
-machine it was on when that machine was cordoned, its *home*) are taken, from the
-machines holding more than they had; a unit goes to its home first, else to any
-machine short of units.  Units it never moved stay where they are.
+fills it again (it is the emptiest machine then), so units are not asked back after
+each machine: that would double the starts while the next drain runs.  Once no
+machine is draining or down, each machine back gets as many units as it had when it
+was cordoned (its *target*), with as few moves as that takes: only units the
+maintenance moved (a *guest*: a unit away from the machine it was on when that
+machine was cordoned, its *home*) are taken, from the machines holding more than
+they had; a unit goes to its home first, else to any machine short of units.  Units
+it never moved stay where they are.
 """
 
 from __future__ import annotations

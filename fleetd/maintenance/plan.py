@@ -25,9 +25,9 @@ Every job (one machine) moves on as far as the situation allows, in order:
   and the maintenance stops: no job starts any more, the ones under way
   finish, then it is ``failed``, naming the machine and why;
 - a cancelled maintenance (``record.cancelled``) stops too: no job starts any
-  more, a draining machine stops draining (its flags put back, the units that
-  left it come back), an acting one finishes (back, uncordoned, its units
-  back), then it is ``cancelled``.
+  more, a draining machine stops draining (its flags put back: ``returning``),
+  an acting one finishes (back, uncordoned), the rebalance follows, then it is
+  ``cancelled``.
 
 Every wait has a ``detail`` the record shows (``fleetctl reboot --status``).
 Time (``now``, wall seconds) is an input.
@@ -184,7 +184,7 @@ def _next(
     if job.phase is JobPhase.DRAINING:
         if record.cancelled:
             _uncordon(job, seen, tasks, "cancelled: stop draining, uncordon")
-            detail = "cancelled while draining: uncordoned, its units come back"
+            detail = "cancelled while draining: uncordoned"
             return replace(job, phase=JobPhase.RETURNING, since=now, detail=detail)
         if seen.machine is None:
             return _waited(job, now, s.timeouts.back, f"{m} is not registered")

@@ -111,7 +111,7 @@ export const ACTIONS = {
     label: "Request reboot",
     danger: true,
     question: (t) =>
-      `Ask for a reboot of ${t.label}? When a slot of the cluster's reboot semaphore is free, it is drained, rebooted and its units come back.`,
+      `Ask for a reboot of ${t.label}? When a slot of the cluster's reboot semaphore is free, it is drained and rebooted, and the units are spread again.`,
     done: (t) => `Reboot of ${t.label} requested`,
     perform: (t) => call("POST", `${machinePath(t.id)}/reboot-request`),
   },
@@ -120,7 +120,7 @@ export const ACTIONS = {
     label: "Cancel maintenance",
     danger: true,
     question: (t) =>
-      `Cancel ${t.label}? No machine starts any more; a draining one is uncordoned and its units come back; one being acted on finishes first.`,
+      `Cancel ${t.label}? No machine starts any more; a draining one is uncordoned; one being acted on finishes first; the units are spread again.`,
     done: (t) => `${t.label} is being cancelled`,
     perform: () => call("POST", "/fleet/v1/maintenance/cancel"),
   },
