@@ -215,7 +215,7 @@ def _next(
             return replace(job, detail=WAITING)
         left = _returns(s, job)
         for unit in left:
-            moves.setdefault(unit, m)  # an earlier job's machine was its home first
+            moves.setdefault(unit, m)  # in two refills (a later rebalance): the first
         if not left:
             return replace(job, phase=JobPhase.DONE, since=now, detail="done")
         if now - job.since >= s.timeouts.returns:
