@@ -178,24 +178,24 @@ class Sampler(threading.Thread):
         for machine, seen in jobs:
             marks = [f"{p} at {seen[p] - launched:5.2f} s" for p in order if p in seen]
             print(f"  {names.get(machine, machine)}: " + ", ".join(marks))
+        backs = {m: seen.get("returning", seen.get("rebalancing")) for m, seen in jobs}
         for machine, seen in jobs:
-            steps = [p for p in order[:3] if p in seen]
-            spans = [f"{a} {seen[b] - seen[a]:.2f} s" for a, b in itertools.pairwise(steps)]
+            marks = {p: seen[p] for p in order[:2] if p in seen}
+            if backs[machine] is not None:
+                marks["back"] = backs[machine]
+            spans = [f"{a} {marks[b] - marks[a]:.2f} s" for a, b in itertools.pairwise(list(marks))]
             left = self.left.get(machine)
             print(
                 f"    {names.get(machine, machine)}: {', '.join(spans)}"
                 + (f" ({left} units still running there when asked to act)" if left else "")
             )
         firsts = [seen["draining"] for _, seen in jobs if "draining" in seen]
-        backs = [seen["returning"] for _, seen in jobs if "returning" in seen]
-        rebalanced = [seen["rebalancing"] for _, seen in jobs if "rebalancing" in seen]
-        if firsts and self.finished:
-            last = max(backs, default=self.finished)
-            rebalance = f"rebalance {self.finished - last:.2f} s" if rebalanced else "no rebalance"
+        back = [t for t in backs.values() if t is not None]
+        if firsts and back and self.finished:
             print(
                 f"    fleetctl launched -> first drain {min(firsts) - launched:.2f} s; last "
-                f"machine back -> done ({rebalance}); done -> fleetctl exited "
-                f"{exited - self.finished:.2f} s"
+                f"machine back -> done {self.finished - max(back):.2f} s; done -> fleetctl "
+                f"exited {exited - self.finished:.2f} s"
             )
 
 
