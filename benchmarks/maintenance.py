@@ -35,10 +35,12 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import FLEETCTL, host_line, load, sandbox
+from _common import fleetctl as spawn
 
 from fleetd.errors import FleetError
 from fleetd.maintenance.record import Maintenance
@@ -63,6 +65,34 @@ def fleetctl(sb: Sandbox, *args: str, cwd: str, timeout: float = 900) -> str:
     if proc.returncode != 0:
         raise SystemExit(f"fleetctl {' '.join(args[:2])} failed: {proc.stderr.strip()[-2000:]}")
     return proc.stdout
+
+
+def timed(sb: Sandbox, *args: str, cwd: str) -> tuple[str, list[tuple[float, str]]]:
+    """Run ``fleetctl ARGS`` to its end: its standard output, and every line it printed
+    (either stream) with when it did (wall seconds)."""
+    proc = spawn(sb, *args, cwd=cwd)
+    lines: list[tuple[float, str]] = []
+    out: list[str] = []
+
+    def read(stream: IO[str], keep: list[str] | None) -> None:
+        for line in stream:
+            lines.append((time.time(), line.rstrip("\n")))
+            if keep is not None:
+                keep.append(line)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=read, args=(proc.stdout, out)),
+        threading.Thread(target=read, args=(proc.stderr, None)),
+    ]
+    for reader in readers:
+        reader.start()
+    status = proc.wait(timeout=900)
+    for reader in readers:
+        reader.join()
+    if status != 0:
+        raise SystemExit(f"fleetctl {' '.join(args[:2])} failed: {lines[-5:]}")
+    return "".join(out), sorted(lines)
 
 
 async def _look(sb: Sandbox, prefix: str) -> tuple[set[str], dict[str, int], Maintenance | None]:
@@ -240,7 +270,7 @@ def main() -> None:
         sampler = Sampler(sb, "bench@")
         sampler.start()
         launched, started = time.time(), time.monotonic()
-        out = fleetctl(sb, "reboot", "--all", cwd=tmp)
+        out, printed = timed(sb, "reboot", "--all", cwd=tmp)
         took = time.monotonic() - started
         sampler.stop_event.set()
         sampler.join()
@@ -260,6 +290,14 @@ def main() -> None:
         )
         hostnames = {m.machine_id: m.name for m in sb.machines}
         sampler.report(launched, launched + took, hostnames)
+        said = [t for t, line in printed if " started: " in line]
+        ended = [t for t, line in printed if " done: " in line]
+        if said and ended and sampler.finished:
+            print(
+                f"    fleetctl: launched -> 'started' printed {said[0] - launched:.2f} s; done -> "
+                f"'done' printed {ended[-1] - sampler.finished:.2f} s -> exited "
+                f"{launched + took - ended[-1]:.2f} s"
+            )
         print(f"  every machine booted once more: {rebooted}; {out.strip().splitlines()[-1]}")
         print(
             "  units per machine before -> when done: "
