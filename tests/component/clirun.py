@@ -82,10 +82,14 @@ def fleetctl(
 
 
 @contextlib.contextmanager
-def serving(tmp: Path, *, inspected: bool = True) -> Iterator[ServerThread]:
+def serving(
+    tmp: Path, *, inspected: bool = True, token: str | None = None, page_size: int = 2
+) -> Iterator[ServerThread]:
     """A ``ServerThread`` (with the fake systemctl/journalctl of ``inspector`` unless
     ``inspected`` is False) for the length of the block."""
-    thread = ServerThread(tmp, inspector=inspector(tmp) if inspected else None).start()
+    thread = ServerThread(
+        tmp, inspector=inspector(tmp) if inspected else None, token=token, page_size=page_size
+    ).start()
     try:
         yield thread
     finally:

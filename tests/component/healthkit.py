@@ -5,26 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-
-async def until(
-    check: Callable[[], bool | Awaitable[bool]], what: str, within: float = 5.0
-) -> None:
-    """Poll ``check`` until it holds; AssertionError naming ``what`` after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {within}s: {what}")
-        await asyncio.sleep(0.005)
+from collections.abc import AsyncIterator
 
 
 class HttpService:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,9 @@ from fleetd.config import Config
 from fleetd.model import Capacity, Machine
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
+from fleetd.testing.polling import until
 
 MACHINE = Machine("c" * 32, "host-c", "10.0.0.3", (), Capacity(2000, 1 << 30), "1")
-
-
-async def until(probe: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not await probe():  # noqa: ASYNC110 - registry state, polled with a deadline
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -57,7 +52,7 @@ async def test_an_agent_without_systemd_registers_its_machine_as_cut_off(agent: 
     async def registered() -> bool:
         return await agent.store.get_machine(MACHINE.id) is not None
 
-    await until(registered)
+    await until(registered, "the agent registered", 10.0)
     found = await agent.store.get_machine(MACHINE.id)
     # The first registration already says it: no moment in which units could go there.
     assert found is not None and not found.systemd_connected
@@ -74,7 +69,7 @@ async def test_its_fleetd_reports_it_in_healthz_metrics_and_machines(agent: Agen
             machines = (await client.get("/fleet/v1/machines")).json()["machines"]
             return bool(machines)
 
-        await until(listed)
+        await until(listed, "the unit listed with its health", 10.0)
         r = await client.get("/healthz")
         assert r.status_code == 503
         body = r.json()

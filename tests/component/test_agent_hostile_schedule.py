@@ -5,7 +5,6 @@ no path is ever built from them; unit texts no valid unit has are never made ava
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +14,7 @@ from fleetd.registry import codec
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
+from fleetd.testing.polling import until
 
 M = "a" * 32
 HOSTILE = [
@@ -35,12 +35,6 @@ HOSTILE = [
 ]
 
 
-async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():  # noqa: ASYNC110 - polling a plain predicate with a deadline
-            await asyncio.sleep(0.005)
-
-
 async def _put_raw(store: Store, name: str) -> None:
     value = codec.encode_schedule(ScheduleEntry(M, "web.service", "1" * 40, DesiredState.LAUNCHED))
     await store.registry.put(store.keys.machine_schedule(M) + name, value)
@@ -59,7 +53,7 @@ async def test_hostile_names_never_enter_the_view() -> None:
         for name in HOSTILE[len(HOSTILE) // 2 :]:
             await _put_raw(store, name)
         await _put_raw(store, "db.service")
-        await until(lambda: "db.service" in view.entries)
+        await until(lambda: "db.service" in view.entries, "db.service in the view")
         assert set(view.entries) == {"web.service", "db.service"}
         await view.refresh()
         assert set(view.entries) == {"web.service", "db.service"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
 import pytest
 
@@ -15,17 +14,12 @@ from fleetd.model import DesiredState, ScheduleEntry, Unit
 from fleetd.registry.keys import Keys
 from fleetd.registry.memory import MemoryRegistry
 from fleetd.registry.store import Store
+from fleetd.testing.polling import until
 from fleetd.unitfile import UnitFile
 
 M = "a" * 32
 TEXT = "[Service]\nExecStart=/bin/sleep 1000\n"
 AMO = TEXT + "\n[X-Fleet]\nAtMostOnce=true\n"
-
-
-async def until(cond: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not cond():  # noqa: ASYNC110 - polling a plain predicate with a deadline
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -49,14 +43,14 @@ async def test_schedule_view_follows_only_its_machine(store: Store) -> None:
         await asyncio.wait_for(view.ready.wait(), 5)
         assert set(view.entries) == {"a.service"}
         await put_schedule(store, "b.service", "3" * 40, DesiredState.LOADED)
-        await until(lambda: "b.service" in view.entries)
+        await until(lambda: "b.service" in view.entries, "b.service in the view")
         assert view.entries["b.service"].desired is DesiredState.LOADED
         await store.registry.delete(store.keys.scheduled(M, "a.service"))
-        await until(lambda: "a.service" not in view.entries)
+        await until(lambda: "a.service" not in view.entries, "a.service out of the view")
         # a name that is not a valid unit name is ignored, not turned into a file
         await store.registry.put(store.keys.scheduled(M, "..x"), other.value)
         await put_schedule(store, "c.service", "4" * 40, DesiredState.LOADED)
-        await until(lambda: "c.service" in view.entries)
+        await until(lambda: "c.service" in view.entries, "c.service in the view")
         assert "..x" not in view.entries
         assert len(changes) >= 4
     finally:
@@ -178,7 +172,7 @@ async def test_publisher_writes_a_burst_in_few_batches(store: Store) -> None:
         assert pub.next_delay(loop.time()) == pub.coalesce
         batches = pub.batches
         pub.status(UnitStatus(names[0], "loaded", "inactive", "dead"))
-        await until(lambda: pub.batches > batches)
+        await until(lambda: pub.batches > batches, "another batch published")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from apikit import make_app, new_store
 from clikit import ServerThread
+from clirun import serving
 from starlette.types import Receive, Scope, Send
 from typer.testing import CliRunner
 
@@ -27,11 +28,8 @@ OPTIONS = [UnitOption(section="Service", name="ExecStart", value="/bin/sleep 100
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def _requests(server: ServerThread, method: str, route: str) -> int:

@@ -4,24 +4,21 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clikit import M2, ServerThread
-from clirun import Result, fleetctl
+from clirun import Result, fleetctl, serving
 
 from fleetd.clustersettings import BY_NAME, ClusterSettings
+from fleetd.testing.polling import wait_until
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def run(
@@ -120,10 +117,9 @@ def test_list_machines_says_the_guard_holds(
     cluster = server.cluster
     engine = cluster.engine
     assert engine is not None
-    deadline = time.monotonic() + 10
-    while engine.settings.guard.machines != 1:
-        assert time.monotonic() < deadline, "the engine never took guard_machines=1"
-        time.sleep(0.01)
+    wait_until(
+        lambda: engine.settings.guard.machines == 1, 10, "the engine taking guard_machines=1"
+    )
     r = run(server, capsys, monkeypatch, "list-machines", "--no-legend")
     assert r.code == 0 and r.stderr == "" and len(r.stdout.splitlines()) == 2
     # A unit on M2, so that the guard has something to hold.
@@ -138,13 +134,12 @@ def test_list_machines_says_the_guard_holds(
         await cluster.registry.revoke_lease(lease)
 
     server.call(vanish())
-    deadline = time.monotonic() + 10
-    while True:
+
+    def guarded() -> Result | None:
         r = run(server, capsys, monkeypatch, "list-machines", "--no-legend")
-        if "1 unit(s)" in r.stderr:
-            break
-        assert time.monotonic() < deadline, r
-        time.sleep(0.01)
+        return r if "1 unit(s)" in r.stderr else None
+
+    r = wait_until(guarded, 10, "list-machines saying the guard holds M2's unit")
     assert r.code == 0 and len(r.stdout.splitlines()) == 1  # fleet's table: M1 alone
     assert r.stderr.startswith("mass-loss guard: 1 of 2 machines vanished within 0s;")
     assert "until 20" in r.stderr and f"machine(s) {M2} stay where they are" in r.stderr

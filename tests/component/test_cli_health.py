@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from clikit import ServerThread
+from clirun import serving
 from healthkit import closed_port
 from typer.testing import CliRunner
 
@@ -21,11 +22,8 @@ SERVICE = "[Unit]\nDescription=web\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def fleetctl(server: ServerThread, *args: str):  # type: ignore[no-untyped-def]

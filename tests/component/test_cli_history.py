@@ -13,6 +13,7 @@ from pathlib import Path
 import leakcheck
 import pytest
 from clikit import ServerThread
+from clirun import serving
 from typer.testing import CliRunner
 
 from fleetd.cli.main import app, main
@@ -28,11 +29,8 @@ TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, token=TOKEN, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, token=TOKEN, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def fleetctl(endpoint: str, *args: str):  # type: ignore[no-untyped-def]

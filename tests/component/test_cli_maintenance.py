@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from clikit import M1, M2, ServerThread
-from clirun import fleetctl
+from clirun import fleetctl, serving
 
 from fleetd.maintenance.store import MaintenanceStore
 
@@ -19,11 +19,8 @@ SERVICE = "[Unit]\nDescription=App %i\n\n[Service]\nExecStart=/bin/sleep 1000\n"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clikit import ServerThread
-from clirun import fleetctl
+from clirun import fleetctl, serving
 from typer.testing import CliRunner
 
 from fleetd.cli.main import app
 from fleetd.etcd_server import EtcdServer
+from fleetd.testing.polling import wait_until
 from fleetd.unitfile import UnitFile
 
 V1 = "[Unit]\nDescription=App %i\n\n[Service]\nExecStart=/bin/sleep 1000\n"
@@ -26,11 +26,8 @@ FAST = ["--min-healthy-time", "0", "--healthy-deadline", "3s"]
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(tmp_path, page_size=100).start()
-    try:
+    with serving(tmp_path, inspected=False, page_size=100) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -224,19 +221,17 @@ def test_canaries_then_promote_then_rollback_to_a_named_version(
     r = fleetctl(capsys, monkeypatch, ["rollout", "promote", "app@.service"], env)
     assert r.code == 0, r
     assert r.stdout.startswith("Rollout of app@.service: running: "), r
-    deadline = time.monotonic() + 15
-    while hashes(running) != {v2}:
-        assert time.monotonic() < deadline, hashes(running)
-        time.sleep(0.02)
+    wait_until(lambda: hashes(running) == {v2}, 15, "every instance on v2")
     args = ["-o", "json", "rollout", "status", "app@.service"]
     record = json.loads(fleetctl(capsys, monkeypatch, args, env).stdout)
     assert record["phase"] in ("running", "succeeded") and record["promoted"] is True
 
     # A third version, then back to the first by its number (not the one before).
-    deadline = time.monotonic() + 15
-    while json.loads(fleetctl(capsys, monkeypatch, args, env).stdout)["phase"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(
+        lambda: json.loads(fleetctl(capsys, monkeypatch, args, env).stdout)["phase"] == "succeeded",
+        15,
+        "the rollout succeeded",
+    )
     v3 = V2.replace("v2", "v3")
     assert fleetctl(capsys, monkeypatch, ["update", *FAST, write(tmp_path, v3)], env).code == 0
     assert hashes(running) == {UnitFile.from_text(v3).hash}

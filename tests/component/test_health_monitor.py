@@ -9,12 +9,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from healthkit import HttpService, closed_port, until
+from healthkit import HttpService, closed_port
 
 from fleetd.agent.health import HealthMonitor
 from fleetd.healthcheck import HealthCheck, Probe
 from fleetd.model import Health, UnitHealth
 from fleetd.specifiers import HostFacts
+from fleetd.testing.polling import until
 from fleetd.unithealth import CheckResult
 
 HOST = HostFacts("node1", "a" * 32, "b" * 32, "6.1")

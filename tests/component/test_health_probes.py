@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from healthkit import HttpService, closed_port, until
+from healthkit import HttpService, closed_port
 
 from fleetd.agent.probes import EXEC_PATH, run_probe
 from fleetd.healthcheck import ExecProbe, HttpProbe, TcpProbe
+from fleetd.testing.polling import until
 from fleetd.unithealth import CheckResult
 
 
