@@ -26,7 +26,10 @@ machine with
 20 units drained (every pass until it is empty: the start-first copies, and
 once the agents report them up, the old copies' removal); a start-first
 rollout's batch of 100 units (their new version started first away from the
-old copies, which go once the new ones are reported up); a new unit with
+old copies, which go once the new ones are reported up); the plain units of
+a busy machine asked to move to the machine with the most room (as a
+maintenance brings units back: start-first, every pass until they moved); a
+new unit with
 ``Replaces=`` of a placed unit, pinned to its machine (so that unit moves);
 a machine's metadata changed (``disk=ssd`` to ``hdd``: its units that need
 ``ssd`` move).
@@ -189,6 +192,7 @@ class Changes:
         self.fleet = fleet
         self.counter: Iterator[int] = iter(range(1_000_000))
         self.drained = self.left = 0  # units on the last machine drained, before and after
+        self.moved = self.asked_for = 0  # units of the last move request: moved, asked
         self.took = 0.0  # CPU ms of the last change and the passes it took
         ledger = self.model.ledger
         assert ledger is not None
@@ -363,6 +367,34 @@ class Changes:
         self.engine.react()
         return made
 
+    def asked(self) -> list[Pass]:
+        """A maintenance asks the plain units of a busy machine (no constraint) to move to
+        the machine with the most room (as when it brings units back): each moves
+        start-first, the old copy goes once the new one is reported up (every pass until
+        they moved); those that do not fit there stay."""
+        model = self.model
+        assert model.ledger is not None
+        source = self._busiest(DRAINED)
+        target = self._with_room(source)
+        on = sorted(model.ledger.units_on.get(source, ()))
+        moves = {u: target for u in on if self._plain(u) and u not in model.ledger.globals}
+
+        def react() -> list[Pass]:
+            passes = [self.engine.react()]
+            while model.marked:
+                after = self.engine.timer()
+                if after is None or len(passes) > 20:
+                    raise SystemExit("the moves asked for do not finish")
+                passes.append(after)
+            return passes
+
+        made = self._timed(lambda: model.request_moves(moves), react)
+        self.moved = sum(1 for u in moves if target in model.ledger.machines_of.get(u, ()))
+        self.asked_for = len(moves)
+        model.request_moves({})  # the maintenance's next step
+        self.engine.react()
+        return made
+
     def tidy(self) -> None:
         """After each change, untimed: drained machines are released (as after a
         maintenance), so what follows is not planned beside a drain."""
@@ -451,6 +483,7 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         ("AtMostOnce grace ends", changes.grace, samples),
         ("drain of a machine", changes.drain, samples),
         (f"start-first rollout, {ROLLING} units", changes.rolling, samples),
+        ("units asked to move", changes.asked, samples),
         ("metadata changed", changes.metadata, samples),
         ("Replaces= a placed unit", changes.replaces, samples),
     )
@@ -468,6 +501,8 @@ def run(n_units: int, n_machines: int, strategy: Strategy, samples: int, only: s
         count = f"{len(passes)} passes, " if len(passes) > 1 else ""
         if make == changes.drain:
             count += f"{changes.drained} units, {changes.left} pinned there, "
+        if make == changes.asked:
+            count += f"{changes.moved} of {changes.asked_for} moved, "
         print(
             f"{'':>8}{label:<31} {statistics.median(took):9.2f} CPU ms "
             f"[{max(took):,.1f}] ({count}{sum(p.writes for p in passes)} writes) {how}"

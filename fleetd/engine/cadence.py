@@ -77,7 +77,7 @@ class Cadence:
         return None
 
     def drain_batch(self, now: float) -> int:
-        """How many units a full pass starting at ``now`` may take off draining machines."""
+        """How many units a pass starting at ``now`` may take off draining machines."""
         due = self.drain_due is None or now >= self.drain_due
         return self.settings.drain_batch if due else 0
 

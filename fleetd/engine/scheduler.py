@@ -62,7 +62,7 @@ def schedule(
     ``floor``: the smallest (cpu, mem) of the jobs (default) or less (see CapacityIndex).
 
     ``lingering``, ``moves``, ``budget``, ``away``: see Placer.  ``lingering`` (unit -> machine)
-    names the old copies of start-first moves in flight (full passes only): the pass
+    names the old copies of start-first moves in flight among the jobs: the pass
     does not place them there, but new placements do not get their room and
     ``Conflicts=`` see them.
     """

@@ -19,6 +19,7 @@ KINDS = (
     "AtMostOnce grace ends",
     "drain of a machine",
     "start-first rollout, 100 units",
+    "units asked to move",
     "metadata changed",
     "Replaces= a placed unit",
 )
