@@ -237,11 +237,13 @@ def _start(r: Rollout, now: float) -> tuple[Rollout, list[Task]]:
     tasks: list[Task] = []
     pending = sorted((t.name, i) for i, t in enumerate(targets) if t.state is State.PENDING)
     total = len(targets)
+    # Counted once: starting a pending target does not settle one (a count per target
+    # was quadratic: 10,000 targets cost 0.1 s of CPU per step).
+    done = sum(1 for x in targets if x.state.settled)
     for _, i in pending[:free]:
         t = targets[i]
         want = r.want(t)
         targets[i] = replace(t, state=State.UPDATING, current=want, started=now, since=0.0)
-        done = sum(1 for x in targets if x.state.settled)
         verb = "revert" if r.reverting else ("canary" if canaries else "update")
         reason = f"{verb} {t.name} ({done} of {total} settled, max {o.max_parallel} at once)"
         if r.kind is Kind.TEMPLATE:
