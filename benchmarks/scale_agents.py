@@ -94,8 +94,8 @@ async def coordinate(args: argparse.Namespace, etcd: EtcdServer) -> None:
         print(f"  unit write -> new machine's watch has its entry: {summary(latencies)}")
         passes, full, spent = engine_passes(engine0, eng.ask())
         print(
-            f"  engine passes for the moves: {passes} ({full} full: a constraint change of a "
-            f"placed unit needs one), {spent / max(1, passes) * 1000:.0f} ms each on average"
+            f"  engine passes for the moves: {passes} ({full} full), "
+            f"{spent / max(1, passes) * 1000:.1f} ms each on average"
         )
     finally:
         cluster.stop()
