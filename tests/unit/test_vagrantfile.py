@@ -251,6 +251,17 @@ def test_the_offline_setup_emulates_and_installs_from_the_wheelhouse(tmp_path: P
 
 
 @needs_ruby
+def test_a_venv_archive_beside_it_is_installed_rather_than_the_wheelhouse(tmp_path: Path) -> None:
+    """What vagrant/test.sh makes: a venv built on the host, nothing compiled in the VMs."""
+    (tmp_path / ".wheelhouse").mkdir()
+    (tmp_path / ".fleetd-venv.tar.gz").write_bytes(b"")
+    for node in machines(configure(tmp_path)).values():
+        opts = options(provision_args(node))
+        assert opts["--venv-archive"] == "/vagrant/vagrant/.fleetd-venv.tar.gz"
+        assert "--wheels" not in opts
+
+
+@needs_ruby
 def test_an_etcd_binary_beside_it_is_what_the_peers_run(tmp_path: Path) -> None:
     """Offline: vagrant/.etcd/etcd (a copy of Debian's /usr/bin/etcd) instead of apt."""
     assert "--etcd-binary" not in options(provision_args(machines(configure(tmp_path))["node1"]))
