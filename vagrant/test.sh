@@ -322,7 +322,7 @@ placement() {
             >"$WORK/placement"
 }
 machines_are() {
-    fleetctl --no-legend --fields machine list-machines >"$WORK/machines" 2>/dev/null &&
+    fleetctl --no-legend --fields machine list-machines >"$WORK/machines" 2>"$WORK/fleetctl.err" &&
         [ "$(wc -l <"$WORK/machines")" -eq "$1" ]
 }
 UNITS="hello.service monitor.service db.service backup.service app.service \
@@ -347,7 +347,9 @@ on_vms_as_placed() {
     done
 }
 
-machines_are 3 || fail "fleetctl list-machines: $(cat "$WORK/machines" 2>/dev/null) $(cat "$WORK/fleetctl.err" 2>/dev/null)"
+# node1 (fleetctl's endpoint) was provisioned with --no-wait: its fleetd may still be starting.
+wait_for 600 "fleetctl list-machines shows 3" machines_are 3 ||
+    fail "fleetctl list-machines: $(cat "$WORK/machines" 2>/dev/null) $(cat "$WORK/fleetctl.err" 2>/dev/null)"
 pass "fleetctl list-machines (from the host, over HTTPS with the token): 3 machines"
 U=$ROOT/examples/units
 fleetctl start "$U/hello.service" "$U/monitor.service" "$U/db.service" "$U/backup.service" \
