@@ -322,7 +322,7 @@ placement() {
             >"$WORK/placement"
 }
 machines_are() {
-    fleetctl --no-legend --fields machine list-machines >"$WORK/machines" 2>"$WORK/fleetctl.err" &&
+    fleetctl list-machines --no-legend --fields machine >"$WORK/machines" 2>"$WORK/fleetctl.err" &&
         [ "$(wc -l <"$WORK/machines")" -eq "$1" ]
 }
 UNITS="hello.service monitor.service db.service backup.service app.service \
