@@ -3,8 +3,10 @@ line per change of a machine; its final line; ``reboot --status``."""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import sys
+from collections.abc import Awaitable, Callable
 
 import typer
 
@@ -17,6 +19,7 @@ from .progress import FIRST_DELAY, readable_reason
 from .table import echo_table, printable
 
 MAX_FOLLOW_DELAY = 0.2  # a GET per 0.2 s at least: its end is seen soon after it comes
+END_FOLLOW_DELAY = 0.05  # every machine back: only the rebalance is left, its end is near
 OVER = ("done", "failed", "cancelled")
 
 
@@ -44,14 +47,25 @@ def final(record: wire.Maintenance, machines: dict[str, wire.Machine]) -> str:
     return f"Maintenance {record.id} {record.phase}: {failure}"
 
 
+def near_end(record: wire.Maintenance) -> bool:
+    """No machine waits, drains or is down any more: what is left is the rebalance."""
+    return all(m.phase in ("returning", "done", "failed") for m in record.machines)
+
+
 async def follow(
-    backend: Backend, ident: str, machines: dict[str, wire.Machine]
+    backend: Backend,
+    ident: str,
+    machines: dict[str, wire.Machine],
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> wire.Maintenance:
     """Read the maintenance until it is over; each machine's changes are shown, one line
-    each (a maintenance takes minutes: its story stays on the terminal)."""
+    each (a maintenance takes minutes: its story stays on the terminal).  The reads
+    come at most ``MAX_FOLLOW_DELAY`` apart, ``END_FOLLOW_DELAY`` once it is near its
+    end (``near_end``), so that fleetctl ends soon after the maintenance does."""
     last: dict[str, str] = {}
     outage = False
-    poll = Poll(first=FIRST_DELAY, cap=MAX_FOLLOW_DELAY)  # outages too: the machine is back soon
+    # outages too: the machine is back soon
+    poll = Poll(first=FIRST_DELAY, cap=MAX_FOLLOW_DELAY, sleep=sleep)
     async for _ in poll:
         try:
             record = await backend.maintenance()
@@ -76,6 +90,8 @@ async def follow(
             return record
         if changed:
             poll.reset()
+        if near_end(record):
+            poll.shorten(END_FOLLOW_DELAY)
     raise AssertionError("unreachable: a poll without attempts or deadline never ends")
 
 

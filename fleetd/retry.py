@@ -22,8 +22,9 @@ condition holds.  The iteration ends by itself after ``attempts`` reads
 (fleet's ``--block-attempts``; 0: no limit) or at ``deadline`` seconds after
 the first read (None: none; the last pause is cut short so that the last
 read falls on the deadline); ``reset`` brings the pause back to ``first``
-(something changed: more may follow soon).  Time is injected: ``sleep`` and
-``clock`` (``time.monotonic``).
+(something changed: more may follow soon); ``shorten`` lowers the cap for the
+rest of the wait (the condition is about to hold: it is seen sooner).  Time is
+injected: ``sleep`` and ``clock`` (``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,14 @@ class Poll:
     def reset(self) -> None:
         """Pause ``first`` next (and double from there): something changed."""
         self.delay = self.first
+
+    def shorten(self, cap: float) -> None:
+        """From now on pause at most ``cap`` (``first`` too, if longer): the condition
+        is close.  A longer ``cap`` than the current one changes nothing."""
+        _check("poll", cap, cap)
+        self.cap = min(self.cap, cap)
+        self.first = min(self.first, self.cap)
+        self.delay = min(self.delay, self.cap)
 
     def __aiter__(self) -> Poll:
         return self

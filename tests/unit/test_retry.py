@@ -198,6 +198,22 @@ async def test_poll_reset_pauses_first_again() -> None:
     assert clock.waits == [0.1, 0.2, 0.4, 0.1, 0.2]
 
 
+async def test_poll_shorten_caps_the_pauses_from_then_on_and_never_lengthens_them() -> None:
+    clock = Clock()
+    p = poll(clock, first=0.1, cap=0.8)
+    async for attempt in p:
+        if attempt == 4:
+            p.shorten(0.05)  # the end is near
+            p.shorten(0.5)  # a longer cap: no change
+        if attempt == 5:
+            p.reset()  # back to first, which is no longer than the cap
+        if attempt == 7:
+            break
+    assert clock.waits == [0.1, 0.2, 0.4, 0.05, 0.05, 0.05]
+    with pytest.raises(ValueError, match="poll"):
+        p.shorten(0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
