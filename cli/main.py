@@ -8,7 +8,6 @@ runs it (``main``): global options are put in front of the command first
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import sys
@@ -35,7 +34,7 @@ from fleetd.cli.argv import redact, reorder, secrets
 from fleetd.cli.helptext import Command, Group
 from fleetd.cli.options import DEFAULT_ENDPOINT, Driver, GlobalOptions, Output
 
-__all__ = ["app", "main", "reorder", "script"]
+__all__ = ["app", "main", "reorder"]
 
 app = typer.Typer(
     name="fleetctl",
@@ -241,16 +240,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write("Aborted.\n")
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
-
-
-def script() -> None:
-    """The ``fleetctl`` console script: ``main`` in a process of its own.
-
-    What the imports built (most of fleetctl's heap: typer, pydantic's wire
-    models, httpx) lives as long as the process: it is frozen out of the cyclic
-    garbage collector first (``gc.freeze``), so that neither the collections while
-    fleetctl runs nor the interpreter's own at its exit go through it again (at
-    its exit alone about 0.08 s of CPU otherwise).  Not in ``main``: the tests call
-    that in their own process."""
-    gc.freeze()
-    main()
