@@ -1,7 +1,7 @@
 """What changed in the engine's model since the engine last looked (mutable).
 
 Every change that matters to planning is written to one ``ChangeLog``, by
-the model method that makes it, as one of five things:
+the model method that makes it, as one of six things:
 
 - a unit whose spec changed or vanished, or that may be placed again (an
   AtMostOnce unit seen stopped): a scoped pass plans it;
@@ -10,6 +10,9 @@ the model method that makes it, as one of five things:
   cordon, drain, metadata overrides), or where a placed unit's requirements
   changed: a scoped pass checks its units again and offers it to units
   waiting for a machine;
+- a machine where the engine's own writes took a unit off (room freed there,
+  possibly after a waiting unit's turn in the pass that wrote it): a scoped
+  pass offers it to the units waiting for room (and Global units missing there);
 - a machine whose slot may be out of date (its load, capacity, metadata or
   flags changed, or it left): the kept slots bring it up to date;
 - something a scoped pass does not handle, with why (``FullReason``):
@@ -55,12 +58,14 @@ class FullReason:
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a scoped pass reacts to: units whose spec changed (or vanished, or that may
-    be placed again), machines that left, and machines whose units are checked again
-    (joined or changed, or a placed unit's requirements changed there)."""
+    be placed again), machines that left, machines whose units are checked again
+    (joined or changed, or a placed unit's requirements changed there), and machines
+    where room was freed (offered to the units waiting for room)."""
 
     units: frozenset[str] = frozenset()
     gone: frozenset[str] = frozenset()
     machines: frozenset[str] = frozenset()
+    freed: frozenset[str] = frozenset()
 
 
 class ChangeLog:
@@ -74,6 +79,7 @@ class ChangeLog:
         self._units: set[str] = set()
         self._gone: set[str] = set()
         self._machines: set[str] = set()
+        self._freed: set[str] = set()
         self._slots: set[str] = set()
         self._full: FullReason | None = FullReason(Cause.LOADED, "first pass")
 
@@ -97,6 +103,11 @@ class ChangeLog:
         self._machines.update(machines)
         self._slots.update(machines)
 
+    def freed(self, machines: Iterable[str]) -> None:
+        """Units were taken off ``machines`` (the engine's own writes): units waiting for
+        room may take it."""
+        self._freed.update(machines)
+
     def slot(self, machine: str) -> None:
         """The slot of ``machine`` may be out of date (load, capacity, metadata, flags)."""
         self._slots.add(machine)
@@ -118,11 +129,15 @@ class ChangeLog:
     def take(self) -> Change | FullReason:
         """What changed since the last call, or why the pass must be full; resets both."""
         found = self._full or Change(
-            frozenset(self._units), frozenset(self._gone), frozenset(self._machines)
+            frozenset(self._units),
+            frozenset(self._gone),
+            frozenset(self._machines),
+            frozenset(self._freed),
         )
         self._units.clear()
         self._gone.clear()
         self._machines.clear()
+        self._freed.clear()
         self._full = None
         return found
 

@@ -482,6 +482,8 @@ class Engine:
         machine slots (rebuilt after a full pass, off the loop), timers, then its report."""
         model = self.model
         model.stopping_begins(result.stopping)
+        if model.room_freed(result.freed):
+            self._dirty.set()  # a follow-up scoped pass offers it to the units waiting
         full = isinstance(work, FullPass)
         model.grace(work.units if isinstance(work, Scope) else None, result.graced)
         self.cadence.grace_at = model.grace_ends

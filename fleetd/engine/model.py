@@ -16,7 +16,7 @@ Baseline they are planned against.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleetd.engine.changes import Cause, Change, ChangeLog, FullReason
 from fleetd.engine.guard import Guard
@@ -159,7 +159,9 @@ class ClusterModel:
             return FullReason(Cause.LOADED, "the ledger is rebuilt")
         units, draining = self.unsettled()
         if units or draining:
-            change = Change(change.units | units, change.gone, change.machines | draining)
+            change = replace(
+                change, units=change.units | units, machines=change.machines | draining
+            )
         slots = self.kept_slots(strategy)
         found = scope(
             self.ledger,
@@ -256,6 +258,17 @@ class ClusterModel:
                 self.placements[task.unit] = task.placement
             elif task.action is Action.CLEAR:
                 self.placements.pop(task.unit, None)
+
+    def room_freed(self, machines: Iterable[str]) -> bool:
+        """A pass applied left room on ``machines`` (``Plan.freed``) that units waiting
+        for room may have been turned down for in it: whether the next (scoped) pass
+        should offer it to them, and the ChangeLog has it (only live machines, and only
+        while units wait for room or Global units may be missing)."""
+        live = {m for m in machines if m in self.machines}
+        if not live or not (self.placements or (self.ledger is not None and self.ledger.globals)):
+            return False
+        self.changes.freed(live)
+        return True
 
     def set_entry(self, machine: str, unit: str, entry: ScheduleEntry | None) -> None:
         """Put (or with None, drop) one schedule entry."""

@@ -168,6 +168,17 @@ class Plan:
         return min(times, default=None)
 
     @property
+    def freed(self) -> frozenset[str]:
+        """Machines where room is free once this plan is applied that its units may have
+        been turned down for: where it takes units off (the pass places units before some
+        of those leave), and where the AtMostOnce units it stops took room in the pass
+        (they are placed only once seen stopped)."""
+        found = {t.machine for t in self.tasks if t.action is Action.UNSCHEDULE}
+        for unit, _ in self.stopping:
+            found.update(self.decision.assignments.get(unit, ()))
+        return frozenset(found)
+
+    @property
     def placed(self) -> int:
         return len(self.decision.placed)
 

@@ -137,6 +137,8 @@ def scope(
 
     freed = {m for u in change.units for m in ledger.machines_of.get(u, ()) if m in machines}
     freed.update(changed)
+    # Room the last pass's own writes freed, maybe after a waiting unit's turn.
+    freed.update(m for m in change.freed if m in machines)
     offer(freed)
 
     # Units that may be jobs on no live machine: the waiting (each has a placement

@@ -135,6 +135,7 @@ def _full(model: ClusterModel, strategy: Strategy) -> Plan:
 def _apply(model: ClusterModel, result: Plan) -> None:
     model.apply_tasks(result.tasks)
     model.stopping_begins(result.stopping)
+    model.room_freed(result.freed)
     model.forget_machines()
     for unit in list(model.stopping):
         model.stopped(unit)  # it stopped at once
